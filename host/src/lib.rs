@@ -1,0 +1,9 @@
+//! The Sluice host runtime: decode, event time, windows, state, the WASM
+//! engine, sinks and the pipeline that wires them.
+
+pub mod decode;
+pub mod manifest;
+pub mod state;
+pub mod time;
+pub mod wasm;
+pub mod window;

@@ -1,0 +1,697 @@
+//! Pipeline manifests: the YAML a user writes, field by field.
+//!
+//! The structs here are the manifest reference: every field's doc comment
+//! is its documentation (`sluice reference` prints it as Markdown, and the
+//! README's reference section is that output). Loading reports every
+//! problem it can find with its line, column and a hint.
+
+mod duration;
+mod locate;
+pub mod reference;
+
+use std::path::{Path, PathBuf};
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+pub use duration::Duration;
+use locate::Locator;
+
+use crate::decode::{self, FieldType};
+use crate::time::TimestampFormat;
+use crate::window;
+
+/// A Sluice pipeline: where events come from, what they look like, how
+/// they are windowed, which transform computes features, and where the
+/// results go.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    /// Name of the pipeline, used in logs and metrics.
+    pub name: String,
+    /// Where events come from.
+    pub source: SourceConfig,
+    /// What an event looks like: key, timestamp, and the fields the
+    /// transform receives. Other fields of the payload are ignored.
+    pub events: EventsConfig,
+    /// Event time and watermarks.
+    #[serde(default)]
+    pub time: TimeConfig,
+    /// How events are grouped into windows per key, and when windows fire.
+    pub window: WindowConfig,
+    /// The WebAssembly transform that turns a window into features.
+    pub transform: TransformConfig,
+    /// Where feature rows, dead letters and late events go.
+    pub outputs: OutputsConfig,
+}
+
+/// A source of events.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
+pub enum SourceConfig {
+    /// A JSON-lines file, one event per line: a bounded input. At its end a
+    /// final watermark fires every remaining window.
+    File {
+        /// Path of the file, relative to the working directory.
+        path: PathBuf,
+        /// Lines read per step. The watermark advances between steps (as
+        /// Flink's periodic watermarks do), so 1 gives a watermark after
+        /// every event.
+        #[serde(default = "default_step")]
+        step: usize,
+    },
+}
+
+fn default_step() -> usize {
+    4096
+}
+
+/// The event schema.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EventsConfig {
+    /// Field holding the entity key (string or integer): windows and
+    /// features are per key.
+    pub key: String,
+    /// Where event time comes from.
+    pub timestamp: TimestampConfig,
+    /// Fields the transform receives, in this order.
+    #[serde(default)]
+    pub fields: Vec<FieldConfig>,
+    /// Events whose time is further than this ahead of the host's clock are
+    /// rejected as out of range (dead-letter output). `off` disables the
+    /// check.
+    #[serde(default = "default_future_skew")]
+    pub max_future_skew: Option<Duration>,
+    /// Events before this time (RFC 3339) are rejected as out of range.
+    #[serde(default)]
+    pub min_timestamp: Option<String>,
+}
+
+fn default_future_skew() -> Option<Duration> {
+    Some(Duration::from_millis(60_000))
+}
+
+/// The timestamp field.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TimestampConfig {
+    /// Name of the field.
+    pub field: String,
+    /// How it is encoded: `seconds` (integer or fractional), `millis`,
+    /// `micros` or `rfc3339`.
+    #[serde(default)]
+    pub format: TimestampFormat,
+}
+
+/// One field the transform receives.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FieldConfig {
+    /// Name of the field in the JSON payload.
+    pub name: String,
+    /// `string`, `int`, `float` or `bool`.
+    #[serde(rename = "type")]
+    pub ty: FieldType,
+    /// A required field that is missing or null sends the event to the
+    /// dead-letter output; an optional one reaches the transform as null.
+    #[serde(default = "yes")]
+    pub required: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// Event time and watermarks.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TimeConfig {
+    /// How far out of order events may arrive. The watermark of a partition
+    /// is the largest event time it delivered minus this; a window fires
+    /// when the watermark passes its end.
+    #[serde(default = "zero")]
+    pub out_of_orderness: Duration,
+    /// A partition that delivers nothing for this long no longer holds the
+    /// watermark back. `off` waits forever.
+    #[serde(default = "default_idle")]
+    pub idle_timeout: Option<Duration>,
+}
+
+impl Default for TimeConfig {
+    fn default() -> Self {
+        TimeConfig {
+            out_of_orderness: zero(),
+            idle_timeout: default_idle(),
+        }
+    }
+}
+
+fn zero() -> Duration {
+    Duration::from_millis(0)
+}
+
+fn default_idle() -> Option<Duration> {
+    Some(Duration::from_millis(60_000))
+}
+
+/// Kind of window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum WindowType {
+    /// Fixed, disjoint windows of `size`.
+    Tumbling,
+    /// Windows of `size` starting every `slide`.
+    Sliding,
+    /// Activity separated by more than `gap` of inactivity.
+    Session,
+}
+
+/// When results are emitted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum TriggerConfig {
+    /// Once, when the watermark passes the window's end.
+    #[default]
+    Close,
+    /// At every event: the key's window holding the event that closes next
+    /// (for a sliding window, the last `size` of activity up to the event,
+    /// at slide granularity). For features that must be fresh.
+    Event,
+}
+
+/// Windows, per key.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WindowConfig {
+    /// `tumbling`, `sliding` or `session`.
+    #[serde(rename = "type")]
+    pub kind: WindowType,
+    /// Window length (tumbling and sliding).
+    #[serde(default)]
+    pub size: Option<Duration>,
+    /// How often a sliding window starts; must not exceed `size`.
+    #[serde(default)]
+    pub slide: Option<Duration>,
+    /// Inactivity that closes a session.
+    #[serde(default)]
+    pub gap: Option<Duration>,
+    /// `close` (default) or `event`.
+    #[serde(default)]
+    pub trigger: TriggerConfig,
+    /// How long after its close a window still accepts events. Each such
+    /// event re-fires the window with the corrected result, marked `late`;
+    /// later events go to the late-events output.
+    #[serde(default = "zero")]
+    pub allowed_lateness: Duration,
+    /// Keys with no event for this long (in event time) are dropped. At
+    /// least the window length plus the allowed lateness; defaults to that
+    /// plus one hour.
+    #[serde(default)]
+    pub state_ttl: Option<Duration>,
+}
+
+/// Which contract the module implements.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum TransformKind {
+    /// Receives all events of each window.
+    #[default]
+    Window,
+    /// Folds events into accumulators (create / add / merge / finish).
+    Aggregate,
+}
+
+/// The transform module and the limits it runs under.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TransformConfig {
+    /// Path of the WebAssembly component (built from `transforms/`).
+    pub module: PathBuf,
+    /// `window` (default) or `aggregate`; must match the module.
+    #[serde(default)]
+    pub kind: TransformKind,
+    /// Longest a call into the module may run. A call past it is stopped;
+    /// its windows go to the dead-letter output.
+    #[serde(default = "default_timeout")]
+    pub timeout: Duration,
+    /// Most linear memory a module instance may use, in MiB.
+    #[serde(default = "default_memory")]
+    pub memory_mib: u32,
+    /// Most windows per call into the module.
+    #[serde(default = "default_batch")]
+    pub max_batch: usize,
+}
+
+fn default_timeout() -> Duration {
+    Duration::from_millis(5_000)
+}
+
+fn default_memory() -> u32 {
+    256
+}
+
+fn default_batch() -> usize {
+    2048
+}
+
+/// Where results go. Each output takes any number of sinks; all of them
+/// receive every record (dual write).
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OutputsConfig {
+    /// Feature rows.
+    pub features: Vec<SinkConfig>,
+    /// Events and windows that could not be processed, with the reason.
+    pub dead_letters: Vec<SinkConfig>,
+    /// Events that arrived after their windows' allowed lateness.
+    pub late_events: Vec<SinkConfig>,
+}
+
+/// A sink, chosen by `type`.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum SinkConfig {
+    /// JSON lines in a local file.
+    File(sluice_sink_file::FileSinkConfig),
+}
+
+/// A problem in a manifest, located.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// Dotted path of the field (`window.slide`), empty for the document.
+    pub path: String,
+    /// 1-based line and column, when known.
+    pub line: Option<usize>,
+    pub column: Option<usize>,
+    pub message: String,
+    pub hint: Option<String>,
+}
+
+/// Every problem found in a manifest.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{}", render(.file, .problems))]
+pub struct ManifestError {
+    pub file: String,
+    pub problems: Vec<Problem>,
+}
+
+fn render(file: &str, problems: &[Problem]) -> String {
+    problems
+        .iter()
+        .map(|p| {
+            let at = match (p.line, p.column) {
+                (Some(l), Some(c)) => format!("{file}:{l}:{c}"),
+                _ => file.to_string(),
+            };
+            let field = if p.path.is_empty() {
+                String::new()
+            } else {
+                format!(" (at `{}`)", p.path)
+            };
+            let hint = p
+                .hint
+                .as_ref()
+                .map(|h| format!("\n  hint: {h}"))
+                .unwrap_or_default();
+            format!("{at}: error: {}{field}{hint}", p.message)
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+impl Manifest {
+    /// Load a manifest file, apply `--set path=value` overrides, and
+    /// validate it. Relative paths stay relative to the working directory.
+    pub fn load(path: &Path, overrides: &[String]) -> Result<Manifest, ManifestError> {
+        let file = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| ManifestError {
+            file: file.clone(),
+            problems: vec![Problem {
+                path: String::new(),
+                line: None,
+                column: None,
+                message: format!("cannot read the manifest: {e}"),
+                hint: None,
+            }],
+        })?;
+        Self::parse(&file, &text, overrides)
+    }
+
+    /// Parse and validate manifest text; `file` names it in errors.
+    pub fn parse(file: &str, text: &str, overrides: &[String]) -> Result<Manifest, ManifestError> {
+        let fail = |problems| ManifestError {
+            file: file.to_string(),
+            problems,
+        };
+        let locator = Locator::new(text);
+        let mut doc: serde_yaml::Value = serde_yaml::from_str(text).map_err(|e| {
+            let loc = e.location();
+            fail(vec![Problem {
+                path: String::new(),
+                line: loc.as_ref().map(|l| l.line()),
+                column: loc.as_ref().map(|l| l.column()),
+                message: format!("not valid YAML: {e}"),
+                hint: Some("check indentation and quoting around this place".into()),
+            }])
+        })?;
+        let mut problems = Vec::new();
+        let mut overridden = Vec::new();
+        for o in overrides {
+            match apply_override(&mut doc, o) {
+                Ok(path) => overridden.push(path),
+                Err(message) => problems.push(Problem {
+                    path: String::new(),
+                    line: None,
+                    column: None,
+                    message: format!("--set {o}: {message}"),
+                    hint: Some("write --set a.b.c=VALUE, e.g. --set source.path=data.jsonl".into()),
+                }),
+            }
+        }
+        if !problems.is_empty() {
+            return Err(fail(problems));
+        }
+        let manifest: Manifest = serde_path_to_error::deserialize(doc).map_err(|e| {
+            let path = e.path().to_string();
+            let path = if path == "." { String::new() } else { path };
+            let message = e.inner().to_string();
+            fail(vec![locator.problem(
+                &path,
+                &overridden,
+                message.clone(),
+                hint_for(&message),
+            )])
+        })?;
+        let problems: Vec<Problem> = manifest
+            .check()
+            .into_iter()
+            .map(|(path, message, hint)| locator.problem(&path, &overridden, message, hint))
+            .collect();
+        if problems.is_empty() {
+            Ok(manifest)
+        } else {
+            Err(fail(problems))
+        }
+    }
+
+    /// Semantic checks: (path, message, hint) for each problem.
+    fn check(&self) -> Vec<(String, String, Option<String>)> {
+        let mut out = Vec::new();
+        let mut problem = |path: &str, message: String, hint: Option<&str>| {
+            out.push((path.to_string(), message, hint.map(str::to_string)));
+        };
+        let w = &self.window;
+        let positive = |d: Option<Duration>| d.filter(|d| d.millis() > 0);
+        match w.kind {
+            WindowType::Tumbling | WindowType::Sliding => {
+                if positive(w.size).is_none() {
+                    problem(
+                        "window.size",
+                        format!("a {:?} window needs a positive `size`", w.kind).to_lowercase(),
+                        Some("for example size: 5m"),
+                    );
+                }
+                if w.gap.is_some() {
+                    problem(
+                        "window.gap",
+                        "`gap` is for session windows".into(),
+                        Some("remove it, or use type: session"),
+                    );
+                }
+            }
+            WindowType::Session => {
+                if positive(w.gap).is_none() {
+                    problem(
+                        "window.gap",
+                        "a session window needs a positive `gap`".into(),
+                        Some("for example gap: 15m"),
+                    );
+                }
+                for (name, set) in [("size", w.size.is_some()), ("slide", w.slide.is_some())] {
+                    if set {
+                        problem(
+                            &format!("window.{name}"),
+                            format!("`{name}` is not used by session windows"),
+                            Some("remove it, or use type: sliding"),
+                        );
+                    }
+                }
+            }
+        }
+        match (w.kind, w.slide) {
+            (WindowType::Sliding, None) => problem(
+                "window.slide",
+                "a sliding window needs `slide`".into(),
+                Some("for example slide: 1m"),
+            ),
+            (WindowType::Sliding, Some(slide)) if slide.millis() <= 0 => {
+                problem("window.slide", "`slide` must be positive".into(), None)
+            }
+            (WindowType::Sliding, Some(slide)) if w.size.is_some_and(|size| slide > size) => {
+                problem(
+                    "window.slide",
+                    format!(
+                        "`slide` ({slide}) is longer than `size`: some events would fall in no window"
+                    ),
+                    Some("use a slide no longer than the size"),
+                )
+            }
+            (WindowType::Tumbling, Some(_)) => problem(
+                "window.slide",
+                "`slide` is for sliding windows".into(),
+                Some("remove it, or use type: sliding"),
+            ),
+            _ => {}
+        }
+        if let (Some(ttl), Some(span)) = (w.state_ttl, self.span()) {
+            let needed = span + w.allowed_lateness.millis();
+            if ttl.millis() < needed {
+                problem(
+                    "window.state_ttl",
+                    format!(
+                        "state_ttl ({ttl}) is shorter than the window plus the allowed lateness ({})",
+                        Duration::from_millis(needed.max(0) as u64)
+                    ),
+                    Some(
+                        "windows would lose their state before they fire; raise state_ttl or leave it out",
+                    ),
+                );
+            }
+        }
+        let mut seen = std::collections::HashSet::new();
+        for (i, f) in self.events.fields.iter().enumerate() {
+            if !seen.insert(&f.name) {
+                problem(
+                    &format!("events.fields[{i}].name"),
+                    format!("field `{}` is declared twice", f.name),
+                    None,
+                );
+            }
+        }
+        if let Some(min) = &self.events.min_timestamp {
+            if TimestampFormat::Rfc3339.from_str(min).is_err() {
+                problem(
+                    "events.min_timestamp",
+                    format!("`{min}` is not an RFC 3339 time"),
+                    Some("for example 2020-01-01T00:00:00Z"),
+                );
+            }
+        }
+        let t = &self.transform;
+        if t.memory_mib < 2 {
+            problem(
+                "transform.memory_mib",
+                "a module needs at least 2 MiB".into(),
+                None,
+            );
+        }
+        if t.timeout.millis() <= 0 {
+            problem(
+                "transform.timeout",
+                "the timeout must be positive".into(),
+                None,
+            );
+        }
+        if t.max_batch == 0 {
+            problem(
+                "transform.max_batch",
+                "max_batch must be at least 1".into(),
+                None,
+            );
+        }
+        let SourceConfig::File { step, .. } = &self.source;
+        if *step == 0 {
+            problem("source.step", "step must be at least 1".into(), None);
+        }
+        let outputs = [
+            (
+                "outputs.features",
+                &self.outputs.features,
+                "features would be computed and thrown away",
+            ),
+            (
+                "outputs.dead_letters",
+                &self.outputs.dead_letters,
+                "bad events would be lost",
+            ),
+            (
+                "outputs.late_events",
+                &self.outputs.late_events,
+                "late events would be lost",
+            ),
+        ];
+        for (path, sinks, why) in outputs {
+            if sinks.is_empty() {
+                problem(
+                    path,
+                    format!("no sink: {why}"),
+                    Some("add one, e.g. - {type: file, path: out/records.jsonl}"),
+                );
+            }
+        }
+        out
+    }
+
+    /// Window length (size, or gap for sessions), ms.
+    fn span(&self) -> Option<i64> {
+        match self.window.kind {
+            WindowType::Session => self.window.gap.map(Duration::millis),
+            _ => self.window.size.map(Duration::millis),
+        }
+    }
+
+    /// The decoder's schema.
+    pub fn schema(&self) -> decode::Schema {
+        let e = &self.events;
+        decode::Schema {
+            key: e.key.clone(),
+            timestamp: e.timestamp.field.clone(),
+            timestamp_format: e.timestamp.format,
+            fields: e
+                .fields
+                .iter()
+                .map(|f| decode::Field {
+                    name: f.name.clone(),
+                    ty: f.ty,
+                    required: f.required,
+                })
+                .collect(),
+            max_future_skew_ms: e.max_future_skew.map(Duration::millis),
+            min_timestamp_ms: e
+                .min_timestamp
+                .as_deref()
+                .and_then(|m| TimestampFormat::Rfc3339.from_str(m).ok()),
+        }
+    }
+
+    /// The declared fields, as the transform sees them.
+    pub fn fields(&self) -> Vec<(String, FieldType)> {
+        self.events
+            .fields
+            .iter()
+            .map(|f| (f.name.clone(), f.ty))
+            .collect()
+    }
+
+    /// The window operator's spec (after [`Manifest::parse`] checked it).
+    pub fn window_spec(&self) -> window::Spec {
+        let w = &self.window;
+        let ms = |d: Option<Duration>| d.map_or(1, Duration::millis).max(1);
+        let kind = match w.kind {
+            WindowType::Tumbling => window::Kind::Tumbling { size: ms(w.size) },
+            WindowType::Sliding => window::Kind::Sliding {
+                size: ms(w.size),
+                slide: ms(w.slide),
+            },
+            WindowType::Session => window::Kind::Session { gap: ms(w.gap) },
+        };
+        let lateness = w.allowed_lateness.millis();
+        let span = self.span().unwrap_or(0);
+        let state_ttl = w
+            .state_ttl
+            .map_or(span + lateness + 3_600_000, Duration::millis);
+        let trigger = match w.trigger {
+            TriggerConfig::Close => window::TriggerMode::Close,
+            TriggerConfig::Event => window::TriggerMode::Event,
+        };
+        window::Spec {
+            kind,
+            trigger,
+            allowed_lateness: lateness,
+            state_ttl,
+        }
+    }
+}
+
+fn hint_for(message: &str) -> Option<String> {
+    if message.contains("unknown field") {
+        Some("check the spelling; the manifest reference in the README lists every field".into())
+    } else if message.contains("missing field") {
+        Some("add the field; the manifest reference in the README says what it takes".into())
+    } else if message.contains("duration") {
+        Some("write a number with a unit: 250ms, 30s, 5m, 1h".into())
+    } else if message.contains("unknown variant") {
+        Some("use one of the values listed above".into())
+    } else {
+        None
+    }
+}
+
+/// Set `a.b.c=VALUE` (VALUE parsed as YAML) in `doc`; returns the path.
+fn apply_override(doc: &mut serde_yaml::Value, spec: &str) -> Result<String, String> {
+    let (path, value) = spec.split_once('=').ok_or("expected PATH=VALUE")?;
+    let value: serde_yaml::Value =
+        serde_yaml::from_str(value).map_err(|e| format!("value is not YAML: {e}"))?;
+    let mut node = doc;
+    let segments: Vec<&str> = path.split('.').collect();
+    if segments.iter().any(|s| s.is_empty()) {
+        return Err(format!("`{path}` is not a dotted path"));
+    }
+    for segment in &segments {
+        node = match node {
+            serde_yaml::Value::Sequence(items) => {
+                let i: usize = segment
+                    .parse()
+                    .map_err(|_| format!("`{segment}` should be a list index"))?;
+                let len = items.len();
+                items
+                    .get_mut(i)
+                    .ok_or(format!("index {i} is past the end of a list of {len}"))?
+            }
+            serde_yaml::Value::Mapping(map) => {
+                let key = serde_yaml::Value::String((*segment).to_string());
+                if !map.contains_key(&key) {
+                    map.insert(key.clone(), serde_yaml::Value::Mapping(Default::default()));
+                }
+                map.get_mut(&key).ok_or("unreachable")?
+            }
+            other => {
+                *other = serde_yaml::Value::Mapping(Default::default());
+                let serde_yaml::Value::Mapping(map) = other else {
+                    return Err("unreachable".into());
+                };
+                let key = serde_yaml::Value::String((*segment).to_string());
+                map.insert(key.clone(), serde_yaml::Value::Mapping(Default::default()));
+                map.get_mut(&key).ok_or("unreachable")?
+            }
+        };
+    }
+    *node = value;
+    // In the form serde_path_to_error prints: a.b[0].c
+    Ok(segments
+        .iter()
+        .map(|s| {
+            if s.parse::<usize>().is_ok() {
+                format!("[{s}]")
+            } else {
+                format!(".{s}")
+            }
+        })
+        .collect::<String>()
+        .trim_start_matches('.')
+        .replace(".[", "["))
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,205 @@
+use super::*;
+
+const GOOD: &str = r#"name: clicks
+source:
+  type: file
+  path: in.jsonl
+events:
+  key: user_id
+  timestamp: {field: timestamp, format: seconds}
+  fields:
+    - {name: item_id, type: string}
+    - {name: category, type: string, required: false}
+window:
+  type: sliding
+  size: 30m
+  slide: 1m
+  allowed_lateness: 2m
+transform:
+  module: session.wasm
+outputs:
+  features: [{type: file, path: out/f.jsonl}]
+  dead_letters: [{type: file, path: out/d.jsonl}]
+  late_events: [{type: file, path: out/l.jsonl}]
+"#;
+
+fn problems(text: &str, overrides: &[&str]) -> Vec<Problem> {
+    let overrides: Vec<String> = overrides.iter().map(|s| s.to_string()).collect();
+    Manifest::parse("m.yaml", text, &overrides)
+        .err()
+        .map(|e| e.problems)
+        .unwrap_or_default()
+}
+
+#[test]
+fn a_good_manifest_loads_with_defaults() -> Result<(), ManifestError> {
+    let m = Manifest::parse("m.yaml", GOOD, &[])?;
+    let spec = m.window_spec();
+    assert_eq!(
+        spec.kind,
+        window::Kind::Sliding {
+            size: 1_800_000,
+            slide: 60_000
+        }
+    );
+    assert_eq!(spec.allowed_lateness, 120_000);
+    assert_eq!(spec.trigger, window::TriggerMode::Close);
+    assert_eq!(spec.state_ttl, 1_800_000 + 120_000 + 3_600_000);
+    assert_eq!(m.time.out_of_orderness.millis(), 0);
+    assert_eq!(m.schema().max_future_skew_ms, Some(60_000));
+    assert!(m.events.fields[0].required && !m.events.fields[1].required);
+    Ok(())
+}
+
+#[test]
+fn unknown_fields_are_located_with_line_and_column() {
+    let text = GOOD.replace("  slide: 1m", "  slid: 1m");
+    let p = problems(&text, &[]);
+    assert_eq!(p.len(), 1, "{p:?}");
+    assert!(
+        p[0].message.contains("unknown field `slid`"),
+        "{}",
+        p[0].message
+    );
+    assert_eq!((p[0].line, p[0].column), (Some(14), Some(3)));
+    assert!(p[0].hint.is_some());
+}
+
+#[test]
+fn bad_values_point_at_the_value() {
+    let text = GOOD.replace("size: 30m", "size: thirty");
+    let p = problems(&text, &[]);
+    assert_eq!(p.len(), 1, "{p:?}");
+    assert_eq!(p[0].path, "window.size");
+    assert_eq!(p[0].line, Some(13));
+    assert!(
+        p[0].message.contains("`thirty` is not a duration"),
+        "{}",
+        p[0].message
+    );
+    assert!(p[0].hint.as_deref().is_some_and(|h| h.contains("30s")));
+}
+
+#[test]
+fn every_semantic_problem_is_reported() {
+    let text = GOOD
+        .replace("  slide: 1m\n", "  slide: 45m\n")
+        .replace(
+            "    - {name: category, type: string, required: false}",
+            "    - {name: item_id, type: int}",
+        )
+        .replace(
+            "  dead_letters: [{type: file, path: out/d.jsonl}]",
+            "  dead_letters: []",
+        );
+    let p = problems(&text, &[]);
+    let paths: Vec<&str> = p.iter().map(|p| p.path.as_str()).collect();
+    assert_eq!(
+        paths,
+        vec![
+            "window.slide",
+            "events.fields[1].name",
+            "outputs.dead_letters"
+        ],
+        "{p:?}"
+    );
+    assert_eq!(p[0].line, Some(14));
+    assert_eq!(p[1].line, Some(10));
+    assert_eq!(p[2].line, Some(20));
+}
+
+#[test]
+fn session_and_tumbling_shapes_are_checked() {
+    let session = GOOD.replace(
+        "  type: sliding\n  size: 30m\n  slide: 1m\n",
+        "  type: session\n  size: 30m\n",
+    );
+    let paths: Vec<String> = problems(&session, &[])
+        .into_iter()
+        .map(|p| p.path)
+        .collect();
+    assert_eq!(paths, vec!["window.gap", "window.size"]);
+    let tumbling = GOOD.replace("  type: sliding\n", "  type: tumbling\n");
+    let paths: Vec<String> = problems(&tumbling, &[])
+        .into_iter()
+        .map(|p| p.path)
+        .collect();
+    assert_eq!(paths, vec!["window.slide"]);
+}
+
+#[test]
+fn overrides_set_any_field_and_are_blamed_for_their_errors() -> Result<(), ManifestError> {
+    let over = [
+        "source.path=other.jsonl",
+        "window.trigger=event",
+        "outputs.features.0.path=x.jsonl",
+        "transform.max_batch=7",
+    ];
+    let over: Vec<String> = over.iter().map(|s| s.to_string()).collect();
+    let m = Manifest::parse("m.yaml", GOOD, &over)?;
+    let SourceConfig::File { path, .. } = &m.source;
+    assert_eq!(path, &PathBuf::from("other.jsonl"));
+    assert_eq!(m.window.trigger, TriggerConfig::Event);
+    assert_eq!(
+        m.outputs.features[0],
+        SinkConfig::File(sluice_sink_file::FileSinkConfig {
+            path: "x.jsonl".into(),
+            append: false
+        })
+    );
+    assert_eq!(m.transform.max_batch, 7);
+
+    let p = problems(GOOD, &["window.size=soon"]);
+    assert_eq!(p.len(), 1);
+    assert!(
+        p[0].message.contains("--set window.size"),
+        "{}",
+        p[0].message
+    );
+    assert_eq!(p[0].line, None);
+    let p = problems(GOOD, &["window"]);
+    assert!(p[0].message.contains("expected PATH=VALUE"));
+    Ok(())
+}
+
+#[test]
+fn yaml_syntax_errors_have_a_position() {
+    let p = problems("name: [unclosed\nsource: 1\n", &[]);
+    assert_eq!(p.len(), 1);
+    assert!(p[0].line.is_some(), "{p:?}");
+    assert!(p[0].message.starts_with("not valid YAML"));
+}
+
+#[test]
+fn errors_render_as_file_line_column() {
+    let text = GOOD.replace("  slide: 1m", "  slid: 1m");
+    let err = Manifest::parse("pipe.yaml", &text, &[])
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(err.starts_with("pipe.yaml:14:3: error: "), "{err}");
+    assert!(err.contains("\n  hint: "), "{err}");
+}
+
+#[test]
+fn reference_documents_every_field() {
+    let md = reference::markdown();
+    for field in [
+        "`name`",
+        "`source.path`",
+        "`source.step`",
+        "`events.fields[].required`",
+        "`events.timestamp.format`",
+        "`time.out_of_orderness`",
+        "`window.allowed_lateness`",
+        "`window.trigger`",
+        "`transform.memory_mib`",
+        "`outputs.dead_letters[].path`",
+    ] {
+        assert!(md.contains(field), "{field} missing from:\n{md}");
+    }
+    // Every row has a description.
+    for line in md.lines().skip(2) {
+        assert!(!line.trim_end().ends_with("|  |"), "undocumented: {line}");
+    }
+}

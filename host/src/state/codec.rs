@@ -1,0 +1,300 @@
+//! Bytes for keyed state: what a RocksDB backend and checkpoints store.
+//!
+//! Little-endian, length-prefixed, strings written out (symbols are only
+//! meaningful within one process).
+
+use std::collections::VecDeque;
+
+use super::{Interner, KeyState, Session, Slice, StoredEvent, Value};
+
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum CodecError {
+    #[error("state bytes end early")]
+    Truncated,
+    #[error("state bytes hold an unknown tag {0}")]
+    BadTag(u8),
+    #[error("state bytes hold invalid UTF-8")]
+    BadUtf8,
+    #[error("state format version {0} is not supported")]
+    Version(u8),
+}
+
+const VERSION: u8 = 1;
+
+struct Writer<'a>(&'a mut Vec<u8>);
+
+impl Writer<'_> {
+    fn u8(&mut self, v: u8) {
+        self.0.push(v);
+    }
+    fn u32(&mut self, v: u32) {
+        self.0.extend_from_slice(&v.to_le_bytes());
+    }
+    fn i64(&mut self, v: i64) {
+        self.0.extend_from_slice(&v.to_le_bytes());
+    }
+    fn bytes(&mut self, v: &[u8]) {
+        self.u32(v.len() as u32);
+        self.0.extend_from_slice(v);
+    }
+    fn slice(&mut self, s: &Slice, interner: &Interner) {
+        self.i64(s.start);
+        match &s.acc {
+            Some(acc) => {
+                self.u8(1);
+                self.bytes(acc);
+            }
+            None => self.u8(0),
+        }
+        self.u32(s.events.len() as u32);
+        for e in &s.events {
+            self.i64(e.time);
+            self.u32(e.values.len() as u32);
+            for v in e.values.iter() {
+                match v {
+                    Value::Null => self.u8(0),
+                    Value::Bool(b) => {
+                        self.u8(1);
+                        self.u8(u8::from(*b));
+                    }
+                    Value::Int(i) => {
+                        self.u8(2);
+                        self.i64(*i);
+                    }
+                    Value::Float(f) => {
+                        self.u8(3);
+                        self.0.extend_from_slice(&f.to_le_bytes());
+                    }
+                    Value::Str(sym) => {
+                        self.u8(4);
+                        self.bytes(interner.resolve(*sym).as_bytes());
+                    }
+                }
+            }
+        }
+    }
+}
+
+struct Reader<'a>(&'a [u8]);
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], CodecError> {
+        if self.0.len() < n {
+            return Err(CodecError::Truncated);
+        }
+        let (head, tail) = self.0.split_at(n);
+        self.0 = tail;
+        Ok(head)
+    }
+    fn u8(&mut self) -> Result<u8, CodecError> {
+        Ok(self.take(1)?[0])
+    }
+    fn u32(&mut self) -> Result<u32, CodecError> {
+        let mut a = [0; 4];
+        a.copy_from_slice(self.take(4)?);
+        Ok(u32::from_le_bytes(a))
+    }
+    fn i64(&mut self) -> Result<i64, CodecError> {
+        let mut a = [0; 8];
+        a.copy_from_slice(self.take(8)?);
+        Ok(i64::from_le_bytes(a))
+    }
+    fn bytes(&mut self) -> Result<&'a [u8], CodecError> {
+        let n = self.u32()? as usize;
+        self.take(n)
+    }
+    fn slice(&mut self, interner: &mut Interner) -> Result<Slice, CodecError> {
+        let start = self.i64()?;
+        let acc = match self.u8()? {
+            0 => None,
+            1 => Some(self.bytes()?.to_vec()),
+            t => return Err(CodecError::BadTag(t)),
+        };
+        let n = self.u32()? as usize;
+        let mut events = Vec::with_capacity(n.min(1 << 16));
+        for _ in 0..n {
+            let time = self.i64()?;
+            let m = self.u32()? as usize;
+            let mut values = Vec::with_capacity(m.min(1 << 10));
+            for _ in 0..m {
+                values.push(match self.u8()? {
+                    0 => Value::Null,
+                    1 => Value::Bool(self.u8()? != 0),
+                    2 => Value::Int(self.i64()?),
+                    3 => Value::Float(f64::from_bits(self.i64()? as u64)),
+                    4 => {
+                        let text =
+                            std::str::from_utf8(self.bytes()?).map_err(|_| CodecError::BadUtf8)?;
+                        Value::Str(interner.intern(text))
+                    }
+                    t => return Err(CodecError::BadTag(t)),
+                });
+            }
+            events.push(StoredEvent {
+                time,
+                values: values.into(),
+            });
+        }
+        Ok(Slice {
+            start,
+            events,
+            acc,
+            ..Slice::default()
+        })
+    }
+}
+
+impl KeyState {
+    /// Append this key's state to `out`.
+    pub fn encode(&self, interner: &Interner, out: &mut Vec<u8>) {
+        let mut w = Writer(out);
+        w.u8(VERSION);
+        w.bytes(self.key.as_bytes());
+        w.i64(self.last_event);
+        match self.next_close {
+            Some(t) => {
+                w.u8(1);
+                w.i64(t);
+            }
+            None => w.u8(0),
+        }
+        w.u32(self.slices.len() as u32);
+        for s in &self.slices {
+            w.slice(s, interner);
+        }
+        w.u32(self.sessions.len() as u32);
+        for session in &self.sessions {
+            w.i64(session.start);
+            w.i64(session.end);
+            w.u8(u8::from(session.fired));
+            w.u32(session.parts.len() as u32);
+            for p in &session.parts {
+                w.slice(p, interner);
+            }
+        }
+    }
+
+    /// Read what [`KeyState::encode`] wrote, interning strings into
+    /// `interner`.
+    pub fn decode(bytes: &[u8], interner: &mut Interner) -> Result<KeyState, CodecError> {
+        let mut r = Reader(bytes);
+        let version = r.u8()?;
+        if version != VERSION {
+            return Err(CodecError::Version(version));
+        }
+        let key = std::str::from_utf8(r.bytes()?)
+            .map_err(|_| CodecError::BadUtf8)?
+            .into();
+        let last_event = r.i64()?;
+        let next_close = match r.u8()? {
+            0 => None,
+            1 => Some(r.i64()?),
+            t => return Err(CodecError::BadTag(t)),
+        };
+        let n = r.u32()? as usize;
+        let mut slices = VecDeque::with_capacity(n.min(1 << 16));
+        for _ in 0..n {
+            slices.push_back(r.slice(interner)?);
+        }
+        let n = r.u32()? as usize;
+        let mut sessions = Vec::with_capacity(n.min(1 << 16));
+        for _ in 0..n {
+            let start = r.i64()?;
+            let end = r.i64()?;
+            let fired = r.u8()? != 0;
+            let m = r.u32()? as usize;
+            let mut parts = Vec::with_capacity(m.min(1 << 10));
+            for _ in 0..m {
+                parts.push(r.slice(interner)?);
+            }
+            sessions.push(Session {
+                start,
+                end,
+                fired,
+                parts,
+            });
+        }
+        let dirty = slices
+            .iter()
+            .chain(sessions.iter().flat_map(|s| &s.parts))
+            .any(|s| !s.events.is_empty() && s.acc.is_some());
+        Ok(KeyState {
+            key,
+            slices,
+            sessions,
+            next_close,
+            last_event,
+            dirty,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_state_round_trips_through_bytes() {
+        let mut interner = Interner::new();
+        let item = interner.intern("item-7");
+        let mut slice = Slice::new(60_000);
+        slice.events.push(StoredEvent {
+            time: 61_000,
+            values: vec![
+                Value::Str(item),
+                Value::Int(-3),
+                Value::Float(2.5),
+                Value::Bool(true),
+                Value::Null,
+            ]
+            .into(),
+        });
+        let state = KeyState {
+            key: "user-1".into(),
+            slices: VecDeque::from([slice]),
+            sessions: vec![Session {
+                start: 0,
+                end: 900_000,
+                fired: true,
+                parts: vec![Slice {
+                    start: 0,
+                    acc: Some(vec![1, 2, 3]),
+                    ..Slice::default()
+                }],
+            }],
+            next_close: Some(120_000),
+            last_event: 61_000,
+            dirty: false,
+        };
+        let mut bytes = Vec::new();
+        state.encode(&interner, &mut bytes);
+
+        // Decoding into a fresh interner resolves to the same strings.
+        let mut other = Interner::new();
+        let back = KeyState::decode(&bytes, &mut other);
+        let back = back.as_ref().map_err(ToString::to_string);
+        let Ok(back) = back else {
+            panic!("decode failed: {back:?}")
+        };
+        assert_eq!(back.key, state.key);
+        assert_eq!(back.sessions, state.sessions);
+        assert_eq!(back.next_close, Some(120_000));
+        let Value::Str(sym) = back.slices[0].events[0].values[0] else {
+            panic!("not a string")
+        };
+        assert_eq!(other.resolve(sym), "item-7");
+        assert_eq!(
+            &back.slices[0].events[0].values[1..],
+            &state.slices[0].events[0].values[1..]
+        );
+
+        assert_eq!(
+            KeyState::decode(&bytes[..bytes.len() - 1], &mut other).err(),
+            Some(CodecError::Truncated)
+        );
+        assert_eq!(
+            KeyState::decode(&[9], &mut other).err(),
+            Some(CodecError::Version(9))
+        );
+    }
+}

@@ -1,0 +1,144 @@
+use std::time::{Duration, Instant};
+
+/// Watermarks of a source's partitions, and the operator watermark they
+/// give: the minimum over partitions that are neither idle nor finished.
+///
+/// A partition's watermark is the largest event time it has delivered minus
+/// the allowed out-of-orderness: events older than that are late.
+#[derive(Debug)]
+pub struct Watermarks {
+    out_of_orderness: i64,
+    idle_timeout: Option<Duration>,
+    partitions: Vec<Partition>,
+}
+
+#[derive(Debug, Clone)]
+struct Partition {
+    max_event_time: Option<i64>,
+    last_active: Instant,
+    finished: bool,
+}
+
+impl Watermarks {
+    /// `idle_timeout`: a partition that delivers nothing for this long stops
+    /// holding the watermark back, until it delivers again.
+    pub fn new(
+        partitions: usize,
+        out_of_orderness_ms: i64,
+        idle_timeout: Option<Duration>,
+    ) -> Self {
+        let now = Instant::now();
+        Watermarks {
+            out_of_orderness: out_of_orderness_ms,
+            idle_timeout,
+            partitions: vec![
+                Partition {
+                    max_event_time: None,
+                    last_active: now,
+                    finished: false
+                };
+                partitions
+            ],
+        }
+    }
+
+    /// Record an event time delivered by `partition`.
+    pub fn observe(&mut self, partition: usize, event_time: i64, now: Instant) {
+        if let Some(p) = self.partitions.get_mut(partition) {
+            p.max_event_time = Some(p.max_event_time.map_or(event_time, |m| m.max(event_time)));
+            p.last_active = now;
+        }
+    }
+
+    /// The partition delivered records but none with a valid time (still a
+    /// sign of life).
+    pub fn touch(&mut self, partition: usize, now: Instant) {
+        if let Some(p) = self.partitions.get_mut(partition) {
+            p.last_active = now;
+        }
+    }
+
+    /// A bounded partition reached its end: it no longer holds anything back.
+    pub fn finish(&mut self, partition: usize) {
+        if let Some(p) = self.partitions.get_mut(partition) {
+            p.finished = true;
+        }
+    }
+
+    /// The watermark of one partition, `i64::MIN` before its first event.
+    pub fn partition(&self, partition: usize) -> i64 {
+        self.partitions
+            .get(partition)
+            .map_or(i64::MIN, |p| self.of(p))
+    }
+
+    fn of(&self, p: &Partition) -> i64 {
+        if p.finished {
+            return i64::MAX;
+        }
+        p.max_event_time
+            .map_or(i64::MIN, |m| m.saturating_sub(self.out_of_orderness))
+    }
+
+    /// The operator watermark: the minimum over active partitions; `i64::MAX`
+    /// when every partition has finished (the final watermark of a bounded
+    /// input, which fires every remaining window).
+    pub fn current(&self, now: Instant) -> i64 {
+        let active = self.partitions.iter().filter(|p| {
+            p.finished
+                || self
+                    .idle_timeout
+                    .is_none_or(|t| now.duration_since(p.last_active) < t)
+        });
+        let min = active.clone().map(|p| self.of(p)).min();
+        match min {
+            Some(w) => w,
+            // Every partition is idle: the largest watermark among them, so
+            // windows still close while the whole source is quiet.
+            None => self
+                .partitions
+                .iter()
+                .map(|p| self.of(p))
+                .max()
+                .unwrap_or(i64::MIN),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn minimum_over_partitions_minus_out_of_orderness() {
+        let t0 = Instant::now();
+        let mut w = Watermarks::new(2, 100, None);
+        w.observe(0, 1_000, t0);
+        // Partition 1 has delivered nothing: it holds the watermark back.
+        assert_eq!(w.current(t0), i64::MIN);
+        w.observe(1, 500, t0);
+        assert_eq!(w.current(t0), 400);
+        w.observe(1, 300, t0); // out of order: the maximum stays
+        assert_eq!(w.partition(1), 400);
+        w.finish(1);
+        assert_eq!(w.current(t0), 900);
+        w.finish(0);
+        assert_eq!(w.current(t0), i64::MAX);
+    }
+
+    #[test]
+    fn idle_partitions_stop_holding_the_watermark_back() {
+        let t0 = Instant::now();
+        let mut w = Watermarks::new(2, 0, Some(Duration::from_secs(5)));
+        w.observe(0, 1_000, t0);
+        w.observe(1, 10, t0);
+        assert_eq!(w.current(t0 + Duration::from_secs(1)), 10);
+        // Partition 0 keeps delivering, partition 1 falls silent.
+        let t1 = t0 + Duration::from_secs(6);
+        w.observe(0, 2_000, t1);
+        assert_eq!(w.current(t1), 2_000);
+        // It delivers again: back in the minimum.
+        w.observe(1, 20, t1);
+        assert_eq!(w.current(t1), 20);
+    }
+}

@@ -1,0 +1,176 @@
+//! Between the host's batches and the WIT types, moving vectors rather
+//! than copying them where the batch is not needed afterwards.
+
+use sluice_sink_api::{FeatureValue, Features as FeatureMap, Scalar, Trigger};
+
+use super::bindings::exports::sluice::transform::window_transform as wt;
+use super::bindings::sluice::transform::types as wit;
+use super::{CallError, Features};
+use crate::window::{Batch, ColumnData};
+
+/// A feature value the host cannot accept.
+#[derive(Debug, thiserror::Error)]
+#[error("feature `{feature}`: {reason}")]
+pub struct InvalidResult {
+    pub feature: String,
+    pub reason: &'static str,
+}
+
+pub(super) fn trigger(t: Trigger) -> wit::Trigger {
+    match t {
+        Trigger::Close => wit::Trigger::Close,
+        Trigger::Event => wit::Trigger::Event,
+        Trigger::Late => wit::Trigger::Late,
+    }
+}
+
+fn column_data(data: ColumnData) -> wit::ColumnData {
+    match data {
+        ColumnData::Bools(v) => wit::ColumnData::Bools(v),
+        ColumnData::Ints(v) => wit::ColumnData::Ints(v),
+        ColumnData::Floats(v) => wit::ColumnData::Floats(v),
+        ColumnData::Strs { dict, codes } => wit::ColumnData::Strs(wit::DictStrings { dict, codes }),
+    }
+}
+
+fn column_data_back(data: wit::ColumnData) -> ColumnData {
+    match data {
+        wit::ColumnData::Bools(v) => ColumnData::Bools(v),
+        wit::ColumnData::Ints(v) => ColumnData::Ints(v),
+        wit::ColumnData::Floats(v) => ColumnData::Floats(v),
+        wit::ColumnData::Strs(s) => ColumnData::Strs {
+            dict: s.dict,
+            codes: s.codes,
+        },
+    }
+}
+
+/// Take the batch's events (give them back with [`give_back`]).
+pub(super) fn events(batch: &mut Batch) -> wit::Events {
+    wit::Events {
+        timestamps: std::mem::take(&mut batch.times),
+        columns: batch
+            .columns
+            .iter_mut()
+            .map(|c| wit::Column {
+                name: std::mem::take(&mut c.name),
+                data: column_data(std::mem::replace(
+                    &mut c.data,
+                    ColumnData::Bools(Vec::new()),
+                )),
+                nulls: std::mem::take(&mut c.nulls),
+            })
+            .collect(),
+    }
+}
+
+/// A copy of the batch's events (when the batch stays borrowed).
+pub(super) fn events_ref(batch: &Batch) -> wit::Events {
+    wit::Events {
+        timestamps: batch.times.clone(),
+        columns: batch
+            .columns
+            .iter()
+            .map(|c| wit::Column {
+                name: c.name.clone(),
+                data: column_data(c.data.clone()),
+                nulls: c.nulls.clone(),
+            })
+            .collect(),
+    }
+}
+
+pub(super) fn windows(batch: &mut Batch) -> Vec<wt::Window> {
+    batch
+        .windows
+        .iter_mut()
+        .map(|w| wt::Window {
+            key: std::mem::take(&mut w.key),
+            start: w.start,
+            end: w.end,
+            trigger: trigger(w.trigger),
+            rows: std::mem::take(&mut w.rows),
+        })
+        .collect()
+}
+
+/// Restore what [`events`] and [`windows`] took, for dead letters.
+pub(super) fn give_back(batch: &mut Batch, events: wit::Events, windows: Vec<wt::Window>) {
+    batch.times = events.timestamps;
+    for (c, w) in batch.columns.iter_mut().zip(events.columns) {
+        c.name = w.name;
+        c.data = column_data_back(w.data);
+        c.nulls = w.nulls;
+    }
+    for (f, w) in batch.windows.iter_mut().zip(windows) {
+        f.key = w.key;
+        f.rows = w.rows;
+    }
+}
+
+pub(super) fn check_len<T>(out: Vec<T>, expected: usize) -> Result<Vec<T>, CallError> {
+    if out.len() == expected {
+        Ok(out)
+    } else {
+        Err(CallError::Contract(format!(
+            "returned {} results for {expected} inputs",
+            out.len()
+        )))
+    }
+}
+
+pub(super) fn results(
+    out: Vec<Result<Vec<wit::Feature>, String>>,
+    expected: usize,
+) -> Result<Vec<Result<Features, String>>, CallError> {
+    Ok(check_len(out, expected)?
+        .into_iter()
+        .map(|r| r.and_then(|features| features_of(features).map_err(|e| e.to_string())))
+        .collect())
+}
+
+fn scalar(s: wit::Scalar) -> Scalar {
+    match s {
+        wit::Scalar::Null => Scalar::Null,
+        wit::Scalar::Boolean(b) => Scalar::Bool(b),
+        wit::Scalar::Int(i) => Scalar::Int(i),
+        wit::Scalar::Float(f) => Scalar::Float(f),
+        wit::Scalar::Str(s) => Scalar::Str(s),
+    }
+}
+
+fn features_of(features: Vec<wit::Feature>) -> Result<Features, InvalidResult> {
+    features
+        .into_iter()
+        .map(|f| {
+            let value = match f.value {
+                wit::FeatureValue::Null => FeatureValue::Null,
+                wit::FeatureValue::Boolean(b) => FeatureValue::Bool(b),
+                wit::FeatureValue::Int(i) => FeatureValue::Int(i),
+                wit::FeatureValue::Float(x) => FeatureValue::Float(x),
+                wit::FeatureValue::Str(s) => FeatureValue::Str(s),
+                wit::FeatureValue::Bools(v) => FeatureValue::Bools(v),
+                wit::FeatureValue::Ints(v) => FeatureValue::Ints(v),
+                wit::FeatureValue::Floats(v) => FeatureValue::Floats(v),
+                wit::FeatureValue::Strs(p) => {
+                    let value = FeatureValue::Strs {
+                        data: p.data,
+                        ends: p.ends,
+                    };
+                    if value.str_items().is_none() {
+                        return Err(InvalidResult {
+                            feature: f.name,
+                            reason: "packed string ends do not fit the data",
+                        });
+                    }
+                    value
+                }
+                wit::FeatureValue::Mixed(v) => {
+                    FeatureValue::Mixed(v.into_iter().map(scalar).collect())
+                }
+            };
+            Ok((f.name, value))
+        })
+        .collect::<Result<_, _>>()
+        .map(FeatureMap)
+}

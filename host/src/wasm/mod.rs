@@ -1,0 +1,424 @@
+//! The WebAssembly engine: compile a transform component once, instantiate
+//! it per worker, and call it under a deadline and a memory limit.
+//!
+//! A call that traps, runs past its deadline or exhausts its memory fails
+//! as a whole ([`CallError`]); the instance is then rebuilt from the
+//! pre-instantiated component before the next call, so one bad batch
+//! costs that batch only.
+
+mod convert;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
+use wasmtime::{Config, Engine as WasmEngine, Store, StoreLimits, StoreLimitsBuilder, Trap};
+use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+use crate::window::Batch;
+pub use convert::InvalidResult;
+
+mod bindings {
+    wasmtime::component::bindgen!({
+        path: "../sdk/wit",
+        world: "transform",
+    });
+}
+
+use bindings::exports::sluice::transform::aggregate_transform as agg;
+use bindings::sluice::transform::types::Kind as WitKind;
+use bindings::{Transform, TransformPre};
+
+/// The transform's result for one window.
+pub type Features = sluice_sink_api::Features;
+
+/// Which contract a module implements.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Window,
+    Aggregate,
+}
+
+/// Limits for every call into a module.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Wall-clock time one call may take.
+    pub timeout: Duration,
+    /// Linear memory one instance may grow to, bytes.
+    pub memory_bytes: usize,
+}
+
+/// Why a module could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("cannot read module {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{path} is not a valid WebAssembly component: {message}")]
+    Compile { path: String, message: String },
+    #[error("{path} does not implement the Sluice transform contract (sdk/wit): {message}")]
+    Contract { path: String, message: String },
+    #[error("{path} is {found:?} transform but the manifest says {expected:?}")]
+    WrongKind {
+        path: String,
+        expected: Kind,
+        found: Kind,
+    },
+    #[error("wasmtime: {0}")]
+    Engine(String),
+}
+
+/// Why a whole call failed.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum CallError {
+    #[error("the transform ran past its {0:?} deadline")]
+    Timeout(Duration),
+    #[error("the transform exceeded its memory limit of {0} bytes")]
+    OutOfMemory(usize),
+    #[error("the transform trapped: {0}")]
+    Trap(String),
+    #[error("the transform broke the contract: {0}")]
+    Contract(String),
+}
+
+impl CallError {
+    /// A stable name for dashboards and dead-letter headers.
+    pub fn class(&self) -> &'static str {
+        match self {
+            CallError::Timeout(_) => "timeout",
+            CallError::OutOfMemory(_) => "out_of_memory",
+            CallError::Trap(_) => "trap",
+            CallError::Contract(_) => "contract",
+        }
+    }
+}
+
+/// How often the deadline clock ticks.
+const TICK: Duration = Duration::from_millis(5);
+
+/// A compiled module, ready to instantiate.
+#[derive(Clone)]
+pub struct Module {
+    engine: WasmEngine,
+    pre: TransformPre<HostState>,
+    limits: Limits,
+    kind: Kind,
+    name: Arc<str>,
+}
+
+impl std::fmt::Debug for Module {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Module")
+            .field("name", &self.name)
+            .field("kind", &self.kind)
+            .finish()
+    }
+}
+
+struct HostState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    limits: StoreLimits,
+    stderr: MemoryOutputPipe,
+    module: Arc<str>,
+}
+
+impl WasiView for HostState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl bindings::sluice::transform::types::Host for HostState {}
+
+impl bindings::sluice::transform::host::Host for HostState {
+    fn log(&mut self, level: bindings::sluice::transform::types::Level, message: String) {
+        use bindings::sluice::transform::types::Level;
+        let module = &*self.module;
+        match level {
+            Level::Trace => tracing::trace!(module, "{message}"),
+            Level::Debug => tracing::debug!(module, "{message}"),
+            Level::Info => tracing::info!(module, "{message}"),
+            Level::Warn => tracing::warn!(module, "{message}"),
+            Level::Error => tracing::error!(module, "{message}"),
+        }
+    }
+}
+
+/// A clock frozen at the epoch: guests get no time (determinism).
+struct NoClock;
+
+impl wasmtime_wasi::HostWallClock for NoClock {
+    fn resolution(&self) -> Duration {
+        Duration::from_secs(1)
+    }
+    fn now(&self) -> Duration {
+        Duration::ZERO
+    }
+}
+
+impl wasmtime_wasi::HostMonotonicClock for NoClock {
+    fn resolution(&self) -> u64 {
+        1_000_000_000
+    }
+    fn now(&self) -> u64 {
+        0
+    }
+}
+
+fn engine() -> Result<WasmEngine, LoadError> {
+    let mut config = Config::new();
+    config.wasm_component_model(true).epoch_interruption(true);
+    let engine = WasmEngine::new(&config).map_err(|e| LoadError::Engine(e.to_string()))?;
+    // The deadline clock: one thread per engine, gone with the engine.
+    let weak = engine.weak();
+    std::thread::Builder::new()
+        .name("sluice-epoch".into())
+        .spawn(move || {
+            while let Some(engine) = weak.upgrade() {
+                engine.increment_epoch();
+                drop(engine);
+                std::thread::sleep(TICK);
+            }
+        })
+        .map_err(|e| LoadError::Engine(e.to_string()))?;
+    Ok(engine)
+}
+
+impl Module {
+    /// Compile the component at `path`, check it implements the contract and
+    /// is of kind `expected`.
+    pub fn load(path: &Path, expected: Kind, limits: Limits) -> Result<Module, LoadError> {
+        let bytes = std::fs::read(path).map_err(|source| LoadError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Self::from_bytes(&path.display().to_string(), &bytes, expected, limits)
+    }
+
+    /// Compile a component from bytes; `name` names it in errors and logs.
+    pub fn from_bytes(
+        name: &str,
+        bytes: &[u8],
+        expected: Kind,
+        limits: Limits,
+    ) -> Result<Module, LoadError> {
+        let engine = engine()?;
+        let component = Component::new(&engine, bytes).map_err(|e| LoadError::Compile {
+            path: name.to_string(),
+            message: format!("{e:#}"),
+        })?;
+        let mut linker: Linker<HostState> = Linker::new(&engine);
+        let engine_err = |e: wasmtime::Error| LoadError::Engine(format!("{e:#}"));
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(engine_err)?;
+        Transform::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s).map_err(engine_err)?;
+        let contract = |e: wasmtime::Error| LoadError::Contract {
+            path: name.to_string(),
+            message: format!("{e:#}"),
+        };
+        let pre = TransformPre::new(linker.instantiate_pre(&component).map_err(contract)?)
+            .map_err(contract)?;
+        let module = Module {
+            engine,
+            pre,
+            limits,
+            kind: expected,
+            name: name.into(),
+        };
+        let mut instance = module.instantiate().map_err(contract)?;
+        let found = instance.kind().map_err(|e| LoadError::Contract {
+            path: name.to_string(),
+            message: e.to_string(),
+        })?;
+        if found != expected {
+            return Err(LoadError::WrongKind {
+                path: name.to_string(),
+                expected,
+                found,
+            });
+        }
+        Ok(module)
+    }
+
+    pub fn kind(&self) -> Kind {
+        self.kind
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// A new instance, for one worker.
+    pub fn instantiate(&self) -> wasmtime::Result<Instance> {
+        let (store, bindings) = self.fresh()?;
+        Ok(Instance {
+            module: self.clone(),
+            store,
+            bindings,
+            broken: false,
+        })
+    }
+
+    fn fresh(&self) -> wasmtime::Result<(Store<HostState>, Transform)> {
+        let stderr = MemoryOutputPipe::new(16 * 1024);
+        let wasi = WasiCtx::builder()
+            .stderr(stderr.clone())
+            .wall_clock(NoClock)
+            .monotonic_clock(NoClock)
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false)
+            .build();
+        let limits = StoreLimitsBuilder::new()
+            .memory_size(self.limits.memory_bytes)
+            .trap_on_grow_failure(true)
+            .build();
+        let state = HostState {
+            wasi,
+            table: ResourceTable::new(),
+            limits,
+            stderr,
+            module: self.name.clone(),
+        };
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|s| &mut s.limits);
+        store.epoch_deadline_trap();
+        store.set_epoch_deadline(u64::MAX / 2);
+        let bindings = self.pre.instantiate(&mut store)?;
+        Ok((store, bindings))
+    }
+}
+
+/// One instance of a module, owned by one worker.
+pub struct Instance {
+    module: Module,
+    store: Store<HostState>,
+    bindings: Transform,
+    /// The last call failed: rebuild before the next.
+    broken: bool,
+}
+
+impl Instance {
+    fn kind(&mut self) -> Result<Kind, CallError> {
+        let kind = self.call(|b, s| b.sluice_transform_guest().call_transform_kind(s))?;
+        Ok(match kind {
+            WitKind::Window => Kind::Window,
+            WitKind::Aggregate => Kind::Aggregate,
+        })
+    }
+
+    /// Run `f` under the deadline; classify and recover from failures.
+    fn call<R>(
+        &mut self,
+        f: impl FnOnce(&Transform, &mut Store<HostState>) -> wasmtime::Result<R>,
+    ) -> Result<R, CallError> {
+        if self.broken {
+            let (store, bindings) = self
+                .module
+                .fresh()
+                .map_err(|e| CallError::Trap(format!("cannot re-instantiate: {e:#}")))?;
+            self.store = store;
+            self.bindings = bindings;
+            self.broken = false;
+        }
+        let limits = self.module.limits;
+        let ticks = limits.timeout.as_nanos().div_ceil(TICK.as_nanos()).max(1) as u64;
+        self.store.set_epoch_deadline(ticks);
+        let result = f(&self.bindings, &mut self.store);
+        self.store.set_epoch_deadline(u64::MAX / 2);
+        result.map_err(|e| {
+            // After a trap the instance may be in any state: never reuse it.
+            self.broken = true;
+            let stderr = String::from_utf8_lossy(&self.store.data().stderr.contents())
+                .trim()
+                .to_string();
+            let error = match e.downcast_ref::<Trap>() {
+                Some(Trap::Interrupt) => CallError::Timeout(limits.timeout),
+                _ if format!("{e:#}").contains("forcing trap when growing memory") => {
+                    CallError::OutOfMemory(limits.memory_bytes)
+                }
+                _ if stderr.is_empty() => CallError::Trap(format!("{e:#}")),
+                _ => CallError::Trap(format!("{e:#}; guest stderr: {stderr}")),
+            };
+            tracing::warn!(module = %self.module.name, class = error.class(), "{error}");
+            error
+        })
+    }
+
+    /// Window transforms: one result per window of `batch`.
+    pub fn process(
+        &mut self,
+        batch: &mut Batch,
+    ) -> Result<Vec<Result<Features, String>>, CallError> {
+        let events = convert::events(batch);
+        let windows = convert::windows(batch);
+        let n = windows.len();
+        let out = self.call(|b, s| {
+            b.sluice_transform_window_transform()
+                .call_process(s, &events, &windows)
+        })?;
+        convert::give_back(batch, events, windows);
+        convert::results(out, n)
+    }
+
+    /// Aggregates: fold `groups` (accumulator or none, rows of the batch).
+    pub fn add(
+        &mut self,
+        batch: &Batch,
+        groups: Vec<(Option<Vec<u8>>, Vec<u32>)>,
+    ) -> Result<Vec<Result<Vec<u8>, String>>, CallError> {
+        let events = convert::events_ref(batch);
+        let n = groups.len();
+        let groups: Vec<agg::AddGroup> = groups
+            .into_iter()
+            .map(|(acc, rows)| agg::AddGroup { acc, rows })
+            .collect();
+        let out = self.call(|b, s| {
+            b.sluice_transform_aggregate_transform()
+                .call_add(s, &events, &groups)
+        })?;
+        convert::check_len(out, n)
+    }
+
+    /// Aggregates: merge each group of accumulators.
+    pub fn merge(
+        &mut self,
+        groups: &[Vec<Vec<u8>>],
+    ) -> Result<Vec<Result<Vec<u8>, String>>, CallError> {
+        let out = self.call(|b, s| {
+            b.sluice_transform_aggregate_transform()
+                .call_merge(s, groups)
+        })?;
+        convert::check_len(out, groups.len())
+    }
+
+    /// Aggregates: features of each window's accumulator.
+    pub fn finish(
+        &mut self,
+        windows: &[(&crate::window::Fired, Vec<u8>)],
+    ) -> Result<Vec<Result<Features, String>>, CallError> {
+        let windows: Vec<agg::FinishWindow> = windows
+            .iter()
+            .map(|(w, acc)| agg::FinishWindow {
+                key: w.key.clone(),
+                start: w.start,
+                end: w.end,
+                trigger: convert::trigger(w.trigger),
+                acc: acc.clone(),
+            })
+            .collect();
+        let n = windows.len();
+        let out = self.call(|b, s| {
+            b.sluice_transform_aggregate_transform()
+                .call_finish(s, &windows)
+        })?;
+        convert::results(out, n)
+    }
+}

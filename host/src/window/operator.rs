@@ -1,0 +1,616 @@
+//! The keyed window operator.
+//!
+//! Events are processed against the watermark in force when they arrive
+//! (the watermark moves between chunks of input, as Flink's periodic
+//! watermarks do). An event is assigned to its windows:
+//!
+//! - windows still open take it and fire on close (or at once, with the
+//!   per-event trigger);
+//! - windows closed less than `allowed_lateness` ago take it and fire again
+//!   as a late update;
+//! - when every window of the event is past its lateness, the event goes to
+//!   the late-events output.
+//!
+//! Fired windows accumulate in a [`Batch`] that the caller hands to the
+//! transform in one call. State is dropped once no trigger can need it
+//! (cleanup timers at window end plus lateness) and keys idle longer than
+//! the state TTL are dropped.
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+
+use sluice_sink_api::Trigger;
+
+use super::batch::{Batch, BatchBuilder, Fired, Fold, SliceRef};
+use super::{Grid, Kind, Spec, TriggerMode};
+use crate::decode::{self, FieldType};
+use crate::state::{
+    Interner, KeyId, KeyState, MemoryState, NO_ROW, Session, Slice, StateBackend, StoredEvent,
+    Value,
+};
+
+/// What the transform does with window contents.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Receives every event of a window.
+    Window,
+    /// Folds events into per-slice accumulators.
+    Aggregate,
+}
+
+/// Counters of what the operator did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Stats {
+    pub events_accepted: u64,
+    pub events_late: u64,
+    pub fired_close: u64,
+    pub fired_event: u64,
+    pub fired_late: u64,
+    pub keys_expired: u64,
+}
+
+/// An event arrived too late for every window it belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Late {
+    pub watermark: i64,
+}
+
+#[derive(Debug)]
+pub struct Operator<S: StateBackend = MemoryState> {
+    spec: Spec,
+    mode: Mode,
+    state: S,
+    interner: Interner,
+    builder: BatchBuilder,
+    close_timers: BinaryHeap<Reverse<(i64, KeyId)>>,
+    cleanup_timers: BinaryHeap<Reverse<(i64, KeyId)>>,
+    watermark: i64,
+    late_refires: Vec<(KeyId, i64, i64)>,
+    dirty: Vec<KeyId>,
+    last_sweep: i64,
+    pub stats: Stats,
+}
+
+/// Copy a slice's events into the call (once per call) and append their
+/// rows to `rows`.
+fn gather(slice: &mut Slice, builder: &mut BatchBuilder, interner: &Interner, rows: &mut Vec<u32>) {
+    let id = builder.id();
+    if slice.batch != id {
+        slice.batch = id;
+        slice.rows.clear();
+        slice.rows.resize(slice.events.len(), NO_ROW);
+    }
+    for (event, row) in slice.events.iter().zip(slice.rows.iter_mut()) {
+        if *row == NO_ROW {
+            *row = builder.push(event, interner);
+        }
+        rows.push(*row);
+    }
+}
+
+impl Operator<MemoryState> {
+    pub fn in_memory(spec: Spec, mode: Mode, fields: Vec<(String, FieldType)>) -> Self {
+        Operator::new(spec, mode, fields, MemoryState::new())
+    }
+}
+
+impl<S: StateBackend> Operator<S> {
+    pub fn new(spec: Spec, mode: Mode, fields: Vec<(String, FieldType)>, state: S) -> Self {
+        Operator {
+            spec,
+            mode,
+            state,
+            interner: Interner::new(),
+            builder: BatchBuilder::new(fields),
+            close_timers: BinaryHeap::new(),
+            cleanup_timers: BinaryHeap::new(),
+            watermark: i64::MIN,
+            late_refires: Vec::new(),
+            dirty: Vec::new(),
+            last_sweep: i64::MIN,
+            stats: Stats::default(),
+        }
+    }
+
+    pub fn watermark(&self) -> i64 {
+        self.watermark
+    }
+
+    pub fn state(&self) -> &S {
+        &self.state
+    }
+
+    pub fn interner(&self) -> &Interner {
+        &self.interner
+    }
+
+    /// Windows waiting in the call being built.
+    pub fn pending_windows(&self) -> usize {
+        self.builder.batch.windows.len()
+    }
+
+    /// Events copied into the call being built.
+    pub fn pending_rows(&self) -> usize {
+        self.builder.batch.times.len()
+    }
+
+    /// Hand over the call built so far.
+    pub fn take_batch(&mut self) -> Batch {
+        self.builder.take()
+    }
+
+    fn store(&mut self, event: &decode::Event<'_>) -> StoredEvent {
+        let interner = &mut self.interner;
+        let values = event
+            .values
+            .iter()
+            .map(|v| match v {
+                decode::Value::Null => Value::Null,
+                decode::Value::Bool(b) => Value::Bool(*b),
+                decode::Value::Int(i) => Value::Int(*i),
+                decode::Value::Float(f) => Value::Float(*f),
+                decode::Value::Str(s) => Value::Str(interner.intern(s)),
+            })
+            .collect();
+        StoredEvent {
+            time: event.time,
+            values,
+        }
+    }
+
+    fn mark_dirty(&mut self, id: KeyId) {
+        if self.mode == Mode::Aggregate {
+            if let Some(ks) = self.state.get_mut(id).filter(|ks| !ks.dirty) {
+                ks.dirty = true;
+                self.dirty.push(id);
+            }
+        }
+    }
+
+    /// Assign an event to its windows.
+    pub fn process(&mut self, event: &decode::Event<'_>) -> Result<(), Late> {
+        let accepted = match self.spec.kind {
+            Kind::Tumbling { size } => self.process_grid(Grid::new(size, size), event),
+            Kind::Sliding { size, slide } => self.process_grid(Grid::new(size, slide), event),
+            Kind::Session { gap } => self.process_session(gap, event),
+        };
+        match accepted {
+            Ok(()) => self.stats.events_accepted += 1,
+            Err(_) => self.stats.events_late += 1,
+        }
+        accepted
+    }
+
+    fn process_grid(&mut self, grid: Grid, event: &decode::Event<'_>) -> Result<(), Late> {
+        let (t, w, lateness) = (event.time, self.watermark, self.spec.allowed_lateness);
+        if grid.last_end(t).saturating_add(lateness) <= w {
+            return Err(Late { watermark: w });
+        }
+        let stored = self.store(event);
+        let id = self.state.lookup_or_insert(&event.key);
+        let batch = self.builder.id();
+        let Some(ks) = self.state.get_mut(id) else {
+            return Ok(());
+        };
+        ks.last_event = ks.last_event.max(t);
+        let a = grid.slice_start(t);
+        let at = ks.slices.partition_point(|s| s.start < a);
+        if ks.slices.get(at).is_none_or(|s| s.start != a) {
+            ks.slices.insert(at, Slice::new(a));
+            self.cleanup_timers
+                .push(Reverse((grid.last_end(a).saturating_add(lateness), id)));
+        }
+        ks.slices[at].insert(stored, batch);
+        if grid.first_end(t) <= w {
+            for e in grid
+                .ends(t)
+                .filter(|&e| e <= w && e.saturating_add(lateness) > w)
+            {
+                self.late_refires.push((id, e - grid.size, e));
+            }
+        }
+        let open = grid.first_open_end(t, w);
+        match (self.spec.trigger, open) {
+            (TriggerMode::Close, Some(e)) if ks.next_close.is_none_or(|n| e < n) => {
+                ks.next_close = Some(e);
+                self.close_timers.push(Reverse((e, id)));
+            }
+            (TriggerMode::Event, Some(e)) => self.fire_grid(grid, id, e, Trigger::Event),
+            _ => {}
+        }
+        self.mark_dirty(id);
+        Ok(())
+    }
+
+    fn process_session(&mut self, gap: i64, event: &decode::Event<'_>) -> Result<(), Late> {
+        let (t, w, lateness) = (event.time, self.watermark, self.spec.allowed_lateness);
+        let (mut start, mut end) = (t, t.saturating_add(gap));
+        // Sessions that touch [t, t + gap) merge with it (Flink's rule).
+        let existing = self
+            .state
+            .lookup(&event.key)
+            .and_then(|id| self.state.get(id));
+        let range = existing.map_or(0..0, |ks| {
+            let from = ks.sessions.partition_point(|s| s.end < t);
+            let to = ks.sessions.partition_point(|s| s.start <= end);
+            from..to.max(from)
+        });
+        if let Some(ks) = existing {
+            for s in &ks.sessions[range.clone()] {
+                start = start.min(s.start);
+                end = end.max(s.end);
+            }
+        }
+        if end.saturating_add(lateness) <= w {
+            return Err(Late { watermark: w });
+        }
+        let stored = self.store(event);
+        let id = self.state.lookup_or_insert(&event.key);
+        let batch = self.builder.id();
+        let mode = self.mode;
+        let Some(ks) = self.state.get_mut(id) else {
+            return Ok(());
+        };
+        ks.last_event = ks.last_event.max(t);
+        let merged: Vec<Session> = ks.sessions.drain(range.clone()).collect();
+        let mut parts: Vec<Slice> = Vec::new();
+        for session in merged {
+            for part in session.parts {
+                match (mode, parts.first_mut()) {
+                    // Window transforms keep one part; sessions are disjoint
+                    // in time, so appending keeps event-time order.
+                    (Mode::Window, Some(first)) => {
+                        first.events.extend(part.events);
+                        first.batch = 0;
+                    }
+                    _ => parts.push(part),
+                }
+            }
+        }
+        if parts.is_empty() {
+            parts.push(Slice::new(start));
+        }
+        parts[0].insert(stored, batch);
+        let closed = end <= w;
+        ks.sessions.insert(
+            range.start,
+            Session {
+                start,
+                end,
+                fired: closed,
+                parts,
+            },
+        );
+        self.cleanup_timers
+            .push(Reverse((end.saturating_add(lateness), id)));
+        if closed {
+            self.late_refires.push((id, start, end));
+        } else {
+            match self.spec.trigger {
+                TriggerMode::Close => {
+                    let next = ks.sessions.iter().filter(|s| !s.fired).map(|s| s.end).min();
+                    if next != ks.next_close {
+                        ks.next_close = next;
+                        if let Some(e) = next {
+                            self.close_timers.push(Reverse((e, id)));
+                        }
+                    }
+                }
+                TriggerMode::Event => self.fire_session(id, start, Trigger::Event),
+            }
+        }
+        self.mark_dirty(id);
+        Ok(())
+    }
+
+    fn fire_grid(&mut self, grid: Grid, id: KeyId, end: i64, trigger: Trigger) {
+        let start = end - grid.size;
+        let Some(ks) = self.state.get_mut(id) else {
+            return;
+        };
+        let from = ks.slices.partition_point(|s| s.start < start);
+        let mut rows = Vec::new();
+        let mut accs = Vec::new();
+        for slice in ks.slices.range_mut(from..) {
+            if slice.start >= end {
+                break;
+            }
+            gather(slice, &mut self.builder, &self.interner, &mut rows);
+            accs.extend(slice.acc.clone());
+        }
+        if rows.is_empty() && accs.is_empty() {
+            return;
+        }
+        let key = ks.key.to_string();
+        self.emit(Fired {
+            key,
+            start,
+            end,
+            trigger,
+            rows,
+            accs,
+        });
+    }
+
+    fn fire_session(&mut self, id: KeyId, start: i64, trigger: Trigger) {
+        let Some(ks) = self.state.get_mut(id) else {
+            return;
+        };
+        let Some(session) = ks.sessions.iter_mut().find(|s| s.start == start) else {
+            return;
+        };
+        let mut rows = Vec::new();
+        let mut accs = Vec::new();
+        for part in &mut session.parts {
+            gather(part, &mut self.builder, &self.interner, &mut rows);
+            accs.extend(part.acc.clone());
+        }
+        let (start, end) = (session.start, session.end);
+        let key = ks.key.to_string();
+        self.emit(Fired {
+            key,
+            start,
+            end,
+            trigger,
+            rows,
+            accs,
+        });
+    }
+
+    fn emit(&mut self, fired: Fired) {
+        match fired.trigger {
+            Trigger::Close => self.stats.fired_close += 1,
+            Trigger::Event => self.stats.fired_event += 1,
+            Trigger::Late => self.stats.fired_late += 1,
+        }
+        self.builder.batch.windows.push(fired);
+    }
+
+    /// Fire the late updates of the events processed since the last call,
+    /// once per window.
+    pub fn flush_late(&mut self) {
+        let mut refires = std::mem::take(&mut self.late_refires);
+        refires.sort_unstable();
+        refires.dedup();
+        match self.spec.kind {
+            Kind::Tumbling { size } => refires.iter().for_each(|&(id, _, e)| {
+                self.fire_grid(Grid::new(size, size), id, e, Trigger::Late)
+            }),
+            Kind::Sliding { size, slide } => refires.iter().for_each(|&(id, _, e)| {
+                self.fire_grid(Grid::new(size, slide), id, e, Trigger::Late)
+            }),
+            Kind::Session { .. } => {
+                // A later event of the same chunk may have merged the
+                // session into a larger one: fire what holds it now, if
+                // still closed.
+                let mut fired: Vec<(KeyId, i64)> = Vec::new();
+                for &(id, start, _) in &refires {
+                    let Some(ks) = self.state.get(id) else {
+                        continue;
+                    };
+                    let Some(s) = ks
+                        .sessions
+                        .iter()
+                        .find(|s| s.start <= start && start < s.end)
+                    else {
+                        continue;
+                    };
+                    if s.end <= self.watermark && !fired.contains(&(id, s.start)) {
+                        fired.push((id, s.start));
+                    }
+                }
+                for (id, start) in fired {
+                    self.fire_session(id, start, Trigger::Late);
+                }
+            }
+        }
+        self.late_refires = refires;
+        self.late_refires.clear();
+    }
+
+    /// Move the watermark: fire windows that closed, drop state no trigger
+    /// can need any more.
+    pub fn advance(&mut self, watermark: i64) {
+        if watermark <= self.watermark {
+            return;
+        }
+        self.watermark = watermark;
+        while let Some(&Reverse((e, id))) = self.close_timers.peek() {
+            if e > watermark {
+                break;
+            }
+            self.close_timers.pop();
+            if self.state.get(id).is_none_or(|ks| ks.next_close != Some(e)) {
+                continue;
+            }
+            match self.spec.kind {
+                Kind::Tumbling { size } => self.close_grid(Grid::new(size, size), id, e),
+                Kind::Sliding { size, slide } => self.close_grid(Grid::new(size, slide), id, e),
+                Kind::Session { .. } => self.close_sessions(id),
+            }
+        }
+        while let Some(&Reverse((t, id))) = self.cleanup_timers.peek() {
+            if t > watermark {
+                break;
+            }
+            self.cleanup_timers.pop();
+            self.cleanup(id);
+        }
+        self.sweep_idle_keys();
+    }
+
+    fn close_grid(&mut self, grid: Grid, id: KeyId, e: i64) {
+        self.fire_grid(grid, id, e, Trigger::Close);
+        let Some(ks) = self.state.get_mut(id) else {
+            return;
+        };
+        // The next window with data: the one after this, or the first that
+        // holds the next slice.
+        let next_start = e + grid.slide - grid.size;
+        let at = ks.slices.partition_point(|s| s.start < next_start);
+        ks.next_close = ks
+            .slices
+            .get(at)
+            .map(|s| (e + grid.slide).max(grid.first_end(s.start)));
+        if let Some(n) = ks.next_close {
+            self.close_timers.push(Reverse((n, id)));
+        }
+    }
+
+    fn close_sessions(&mut self, id: KeyId) {
+        let w = self.watermark;
+        let Some(ks) = self.state.get_mut(id) else {
+            return;
+        };
+        let due: Vec<i64> = ks
+            .sessions
+            .iter_mut()
+            .filter(|s| !s.fired && s.end <= w)
+            .map(|s| {
+                s.fired = true;
+                s.start
+            })
+            .collect();
+        ks.next_close = ks.sessions.iter().filter(|s| !s.fired).map(|s| s.end).min();
+        if let Some(n) = ks.next_close {
+            self.close_timers.push(Reverse((n, id)));
+        }
+        for start in due {
+            self.fire_session(id, start, Trigger::Close);
+        }
+    }
+
+    fn cleanup(&mut self, id: KeyId) {
+        let (w, lateness) = (self.watermark, self.spec.allowed_lateness);
+        let Some(ks) = self.state.get_mut(id) else {
+            return;
+        };
+        let interner = &mut self.interner;
+        match self.spec.kind {
+            Kind::Tumbling { size } | Kind::Sliding { size, slide: _ } => {
+                let slide = match self.spec.kind {
+                    Kind::Sliding { slide, .. } => slide,
+                    _ => size,
+                };
+                let grid = Grid::new(size, slide);
+                while let Some(front) = ks.slices.front_mut() {
+                    if grid.last_end(front.start).saturating_add(lateness) > w {
+                        break;
+                    }
+                    front.release(interner);
+                    ks.slices.pop_front();
+                }
+            }
+            Kind::Session { .. } => {
+                ks.sessions.retain_mut(|s| {
+                    let keep = s.end.saturating_add(lateness) > w;
+                    if !keep {
+                        s.parts.iter_mut().for_each(|p| p.release(interner));
+                    }
+                    keep
+                });
+            }
+        }
+        if ks.is_empty() {
+            self.state.remove(id);
+        }
+    }
+
+    fn sweep_idle_keys(&mut self) {
+        let (w, ttl) = (self.watermark, self.spec.state_ttl);
+        if w < self.last_sweep.saturating_add(ttl / 2) {
+            return;
+        }
+        self.last_sweep = w;
+        for id in self.state.ids() {
+            let idle = self
+                .state
+                .get(id)
+                .is_some_and(|ks| ks.last_event.saturating_add(ttl) <= w);
+            if idle {
+                if let Some(mut ks) = self.state.remove(id) {
+                    if !ks.is_empty() {
+                        self.stats.keys_expired += 1;
+                    }
+                    ks.release(&mut self.interner);
+                }
+            }
+        }
+    }
+
+    /// Aggregates: queue a fold of every slice's unfolded events into its
+    /// accumulator. Call [`Operator::apply_folds`] with the results.
+    pub fn collect_folds(&mut self) {
+        for id in std::mem::take(&mut self.dirty) {
+            let Some(ks) = self.state.get_mut(id) else {
+                continue;
+            };
+            ks.dirty = false;
+            let mut folds = Vec::new();
+            for slice in ks.slices.iter_mut().filter(|s| !s.events.is_empty()) {
+                let mut rows = Vec::new();
+                gather(slice, &mut self.builder, &self.interner, &mut rows);
+                folds.push(Fold {
+                    key: id,
+                    slice: SliceRef::Grid(slice.start),
+                    acc: slice.acc.take(),
+                    rows,
+                });
+            }
+            for session in &mut ks.sessions {
+                for (i, part) in session
+                    .parts
+                    .iter_mut()
+                    .enumerate()
+                    .filter(|(_, p)| !p.events.is_empty())
+                {
+                    let mut rows = Vec::new();
+                    gather(part, &mut self.builder, &self.interner, &mut rows);
+                    let slice = SliceRef::Session {
+                        start: session.start,
+                        part: i,
+                    };
+                    folds.push(Fold {
+                        key: id,
+                        slice,
+                        acc: part.acc.take(),
+                        rows,
+                    });
+                }
+            }
+            self.builder.batch.folds.extend(folds);
+        }
+    }
+
+    /// Store the folded accumulators. A failed fold keeps the accumulator it
+    /// had (its events went to the dead-letter output).
+    pub fn apply_folds(&mut self, folds: Vec<Fold>, results: Vec<Option<Vec<u8>>>) {
+        for (fold, result) in folds.into_iter().zip(results) {
+            let Some(ks) = self.state.get_mut(fold.key) else {
+                continue;
+            };
+            let slice = match fold.slice {
+                SliceRef::Grid(start) => ks.slices.iter_mut().find(|s| s.start == start),
+                SliceRef::Session { start, part } => ks
+                    .sessions
+                    .iter_mut()
+                    .find(|s| s.start == start)
+                    .and_then(|s| s.parts.get_mut(part)),
+            };
+            if let Some(slice) = slice {
+                slice.acc = result.or(fold.acc);
+                slice.release(&mut self.interner);
+            }
+        }
+    }
+
+    /// Keys with state.
+    pub fn keys(&self) -> usize {
+        self.state.len()
+    }
+
+    /// A key's state, for tests and inspection.
+    pub fn key_state(&self, key: &str) -> Option<&KeyState> {
+        self.state.lookup(key).and_then(|id| self.state.get(id))
+    }
+}

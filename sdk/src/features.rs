@@ -1,0 +1,89 @@
+use crate::bindings::sluice::transform::types::{Feature, FeatureValue, PackedStrings, Scalar};
+
+/// A feature map under construction: names and values in insertion order.
+#[derive(Default)]
+pub struct Features(pub(crate) Vec<Feature>);
+
+impl Features {
+    pub fn new() -> Self {
+        Features(Vec::with_capacity(8))
+    }
+
+    fn push(&mut self, name: &str, value: FeatureValue) -> &mut Self {
+        self.0.push(Feature {
+            name: name.to_string(),
+            value,
+        });
+        self
+    }
+
+    pub fn null(&mut self, name: &str) -> &mut Self {
+        self.push(name, FeatureValue::Null)
+    }
+
+    pub fn bool(&mut self, name: &str, value: bool) -> &mut Self {
+        self.push(name, FeatureValue::Boolean(value))
+    }
+
+    pub fn int(&mut self, name: &str, value: i64) -> &mut Self {
+        self.push(name, FeatureValue::Int(value))
+    }
+
+    pub fn float(&mut self, name: &str, value: f64) -> &mut Self {
+        self.push(name, FeatureValue::Float(value))
+    }
+
+    pub fn str(&mut self, name: &str, value: &str) -> &mut Self {
+        self.push(name, FeatureValue::Str(value.to_string()))
+    }
+
+    /// A string value, or null when `None`.
+    pub fn opt_str(&mut self, name: &str, value: Option<&str>) -> &mut Self {
+        match value {
+            Some(v) => self.str(name, v),
+            None => self.null(name),
+        }
+    }
+
+    pub fn int_list(&mut self, name: &str, values: impl IntoIterator<Item = i64>) -> &mut Self {
+        self.push(name, FeatureValue::Ints(values.into_iter().collect()))
+    }
+
+    pub fn float_list(&mut self, name: &str, values: impl IntoIterator<Item = f64>) -> &mut Self {
+        self.push(name, FeatureValue::Floats(values.into_iter().collect()))
+    }
+
+    pub fn bool_list(&mut self, name: &str, values: impl IntoIterator<Item = bool>) -> &mut Self {
+        self.push(name, FeatureValue::Bools(values.into_iter().collect()))
+    }
+
+    /// A list of strings, packed into one buffer on the way to the host.
+    pub fn str_list<'s>(
+        &mut self,
+        name: &str,
+        values: impl IntoIterator<Item = &'s str>,
+    ) -> &mut Self {
+        let mut packed = PackedStrings {
+            data: String::new(),
+            ends: Vec::new(),
+        };
+        for v in values {
+            packed.data.push_str(v);
+            packed.ends.push(packed.data.len() as u32);
+        }
+        self.push(name, FeatureValue::Strs(packed))
+    }
+
+    /// A list that mixes kinds or holds nulls.
+    pub fn mixed_list(&mut self, name: &str, values: Vec<Scalar>) -> &mut Self {
+        self.push(name, FeatureValue::Mixed(values))
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}

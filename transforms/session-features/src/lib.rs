@@ -1,0 +1,23 @@
+//! Session features of seed 000: what a user clicked in the last 30
+//! minutes, over a 30-minute window sliding every minute.
+
+use sluice_sdk::{Error, Features, Window};
+
+fn session_features(window: &Window<'_>) -> Result<Features, Error> {
+    let items = window.strs("item_id")?;
+    let categories = window.strs("category")?;
+    let rows = window.rows();
+    let mut features = Features::new();
+    features
+        .str_list(
+            "items_clicked_30m",
+            rows.iter().filter_map(|&r| items.get(r)),
+        )
+        .int("item_count_30m", rows.len() as i64)
+        .int("distinct_items_30m", items.distinct(rows) as i64)
+        .int("distinct_categories_30m", categories.distinct(rows) as i64)
+        .opt_str("top_category_30m", categories.mode(rows));
+    Ok(features)
+}
+
+sluice_sdk::window_transform!(session_features);
