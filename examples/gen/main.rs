@@ -1,1 +1,84 @@
-fn main() {}
+//! `sluice-gen`: write generated events as JSON lines.
+
+use std::io::BufWriter;
+use std::path::PathBuf;
+
+use clap::{Parser, ValueEnum};
+use sluice_examples::{Config, Shape, generate};
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ShapeArg {
+    Clicks,
+    Transactions,
+}
+
+/// Generate deterministic click or transaction events (seed 000's shape).
+#[derive(Parser)]
+#[command(name = "sluice-gen", version)]
+struct Args {
+    /// Event shape.
+    #[arg(value_enum, default_value = "clicks")]
+    shape: ShapeArg,
+    /// Number of lines.
+    #[arg(long, default_value_t = 100_000)]
+    events: u64,
+    #[arg(long, default_value_t = 1_000)]
+    users: u64,
+    #[arg(long, default_value_t = 5_000)]
+    items: u64,
+    #[arg(long, default_value_t = 20)]
+    categories: u64,
+    #[arg(long, default_value_t = 200)]
+    merchants: u64,
+    /// Events per second of event time.
+    #[arg(long, default_value_t = 1_000.0)]
+    rate: f64,
+    /// Largest out-of-orderness of ordinary events, seconds.
+    #[arg(long, default_value_t = 20.0)]
+    max_delay: f64,
+    /// Fraction of events delayed by --late-delay.
+    #[arg(long, default_value_t = 0.0)]
+    late: f64,
+    /// Delay of late events, seconds.
+    #[arg(long, default_value_t = 3_600.0)]
+    late_delay: f64,
+    /// Fraction of malformed lines.
+    #[arg(long, default_value_t = 0.0)]
+    malformed: f64,
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    /// Output file (default: standard output).
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+fn main() -> anyhow::Result<()> {
+    let a = Args::parse();
+    let config = Config {
+        shape: match a.shape {
+            ShapeArg::Clicks => Shape::Clicks,
+            ShapeArg::Transactions => Shape::Transactions,
+        },
+        events: a.events,
+        users: a.users,
+        items: a.items,
+        categories: a.categories,
+        merchants: a.merchants,
+        rate: a.rate,
+        max_delay: a.max_delay,
+        late: a.late,
+        late_delay: a.late_delay,
+        malformed: a.malformed,
+        seed: a.seed,
+    };
+    match a.out {
+        Some(path) => {
+            if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+                std::fs::create_dir_all(parent)?;
+            }
+            generate(&config, &mut BufWriter::with_capacity(1 << 20, std::fs::File::create(&path)?))?;
+        }
+        None => generate(&config, &mut BufWriter::new(std::io::stdout().lock()))?,
+    }
+    Ok(())
+}

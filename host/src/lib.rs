@@ -3,6 +3,10 @@
 
 pub mod decode;
 pub mod manifest;
+pub mod metrics;
+pub mod pipeline;
+pub mod sinks;
+pub mod source;
 pub mod state;
 pub mod time;
 pub mod wasm;

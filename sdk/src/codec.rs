@@ -75,8 +75,7 @@ impl<'a> Reader<'a> {
     }
 
     pub fn str(&mut self) -> Result<&'a str, Error> {
-        core::str::from_utf8(self.bytes()?)
-            .map_err(|_| Error::from("accumulator holds invalid UTF-8"))
+        core::str::from_utf8(self.bytes()?).map_err(|_| Error::from("accumulator holds invalid UTF-8"))
     }
 
     pub fn is_empty(&self) -> bool {

@@ -18,30 +18,18 @@ impl<'a> Events<'a> {
 
     /// Event time of `row`, milliseconds since the Unix epoch.
     pub fn timestamp(&self, row: u32) -> i64 {
-        self.raw
-            .timestamps
-            .get(row as usize)
-            .copied()
-            .unwrap_or(i64::MIN)
+        self.raw.timestamps.get(row as usize).copied().unwrap_or(i64::MIN)
     }
 
     /// The string column `name`, for fast per-row access and distinct
     /// counts over dictionary codes.
     pub fn strs(&self, name: &str) -> Result<StrColumn<'a>, Error> {
         match self.column(name) {
-            Some(types::Column {
-                data: ColumnData::Strs(s),
-                nulls,
-                ..
-            }) => Ok(StrColumn {
-                dict: &s.dict,
-                codes: &s.codes,
-                nulls,
-            }),
+            Some(types::Column { data: ColumnData::Strs(s), nulls, .. }) => {
+                Ok(StrColumn { dict: &s.dict, codes: &s.codes, nulls })
+            }
             Some(_) => Err(Error(format!("field `{name}` is not a string"))),
-            None => Err(Error(format!(
-                "field `{name}` is not declared in the manifest"
-            ))),
+            None => Err(Error(format!("field `{name}` is not declared in the manifest"))),
         }
     }
 
@@ -165,9 +153,7 @@ impl<'a> StrColumn<'a> {
 
     /// The string of `row`; `None` when null.
     pub fn get(&self, row: u32) -> Option<&'a str> {
-        self.code(row)
-            .and_then(|c| self.dict.get(c as usize))
-            .map(String::as_str)
+        self.code(row).and_then(|c| self.dict.get(c as usize)).map(String::as_str)
     }
 
     /// The string with dictionary code `code`.
@@ -184,10 +170,7 @@ impl<'a> StrColumn<'a> {
     pub fn distinct(&self, rows: &[u32]) -> usize {
         SCRATCH.with_borrow_mut(|scratch| {
             let counts = scratch.reset(self.dict.len());
-            rows.iter()
-                .filter_map(|&r| self.code(r))
-                .filter(|&c| counts.bump(c) == 1)
-                .count()
+            rows.iter().filter_map(|&r| self.code(r)).filter(|&c| counts.bump(c) == 1).count()
         })
     }
 
@@ -275,12 +258,7 @@ pub struct Window<'a> {
 impl<'a> Window<'a> {
     pub(crate) fn new(raw: &'a window_transform::Window, events: &'a Events<'a>) -> Self {
         Window {
-            info: WindowInfo {
-                key: &raw.key,
-                start: raw.start,
-                end: raw.end,
-                trigger: raw.trigger,
-            },
+            info: WindowInfo { key: &raw.key, start: raw.start, end: raw.end, trigger: raw.trigger },
             rows: &raw.rows,
             events,
         }

@@ -10,10 +10,7 @@ impl Features {
     }
 
     fn push(&mut self, name: &str, value: FeatureValue) -> &mut Self {
-        self.0.push(Feature {
-            name: name.to_string(),
-            value,
-        });
+        self.0.push(Feature { name: name.to_string(), value });
         self
     }
 
@@ -58,15 +55,8 @@ impl Features {
     }
 
     /// A list of strings, packed into one buffer on the way to the host.
-    pub fn str_list<'s>(
-        &mut self,
-        name: &str,
-        values: impl IntoIterator<Item = &'s str>,
-    ) -> &mut Self {
-        let mut packed = PackedStrings {
-            data: String::new(),
-            ends: Vec::new(),
-        };
+    pub fn str_list<'s>(&mut self, name: &str, values: impl IntoIterator<Item = &'s str>) -> &mut Self {
+        let mut packed = PackedStrings { data: String::new(), ends: Vec::new() };
         for v in values {
             packed.data.push_str(v);
             packed.ends.push(packed.data.len() as u32);

@@ -8,9 +8,7 @@ pub use crate::bindings::exports::sluice::transform::aggregate_transform::{
     AddGroup, FinishWindow, Guest as AggregateGuest,
 };
 pub use crate::bindings::exports::sluice::transform::guest::Guest as GuestKind;
-pub use crate::bindings::exports::sluice::transform::window_transform::{
-    Guest as WindowGuest, Window as RawWindow,
-};
+pub use crate::bindings::exports::sluice::transform::window_transform::{Guest as WindowGuest, Window as RawWindow};
 pub use crate::bindings::sluice::transform::types::{Events as RawEvents, Kind};
 
 pub type FeatureResult = Result<Vec<types::Feature>, String>;
@@ -22,14 +20,7 @@ pub fn process_windows(
     f: impl Fn(&Window<'_>) -> Result<Features, Error>,
 ) -> Vec<FeatureResult> {
     let events = Events::new(events);
-    windows
-        .iter()
-        .map(|w| {
-            f(&Window::new(w, &events))
-                .map(|features| features.0)
-                .map_err(|e| e.0)
-        })
-        .collect()
+    windows.iter().map(|w| f(&Window::new(w, &events)).map(|features| features.0).map_err(|e| e.0)).collect()
 }
 
 pub fn add<A: Aggregate>(events: &RawEvents, groups: Vec<AddGroup>) -> Vec<AccResult> {
@@ -73,12 +64,7 @@ pub fn finish<A: Aggregate>(windows: Vec<FinishWindow>) -> Vec<FeatureResult> {
         .iter()
         .map(|w| {
             let acc = A::decode(&w.acc)?;
-            let info = WindowInfo {
-                key: &w.key,
-                start: w.start,
-                end: w.end,
-                trigger: w.trigger,
-            };
+            let info = WindowInfo { key: &w.key, start: w.start, end: w.end, trigger: w.trigger };
             A::finish(&acc, &info).map(|f| f.0)
         })
         .map(|r: Result<Vec<types::Feature>, Error>| r.map_err(|e| e.0))
@@ -86,9 +72,7 @@ pub fn finish<A: Aggregate>(windows: Vec<FinishWindow>) -> Vec<FeatureResult> {
 }
 
 fn wrong_kind<T>(n: usize, kind: &str) -> Vec<Result<T, String>> {
-    (0..n)
-        .map(|_| Err(format!("this module is not an {kind} transform")))
-        .collect()
+    (0..n).map(|_| Err(format!("this module is not an {kind} transform"))).collect()
 }
 
 pub fn no_window_impl(windows: &[window_transform::Window]) -> Vec<FeatureResult> {
@@ -115,14 +99,12 @@ macro_rules! __no_aggregate {
             fn add(
                 _events: $crate::glue::RawEvents,
                 groups: ::std::vec::Vec<$crate::glue::AddGroup>,
-            ) -> ::std::vec::Vec<::std::result::Result<::std::vec::Vec<u8>, ::std::string::String>>
-            {
+            ) -> ::std::vec::Vec<::std::result::Result<::std::vec::Vec<u8>, ::std::string::String>> {
                 $crate::glue::no_aggregate_add(&groups)
             }
             fn merge(
                 groups: ::std::vec::Vec<::std::vec::Vec<::std::vec::Vec<u8>>>,
-            ) -> ::std::vec::Vec<::std::result::Result<::std::vec::Vec<u8>, ::std::string::String>>
-            {
+            ) -> ::std::vec::Vec<::std::result::Result<::std::vec::Vec<u8>, ::std::string::String>> {
                 $crate::glue::no_aggregate_merge(&groups)
             }
             fn finish(

@@ -197,14 +197,12 @@ macro_rules! aggregate_transform {
             fn add(
                 events: $crate::glue::RawEvents,
                 groups: ::std::vec::Vec<$crate::glue::AddGroup>,
-            ) -> ::std::vec::Vec<::std::result::Result<::std::vec::Vec<u8>, ::std::string::String>>
-            {
+            ) -> ::std::vec::Vec<::std::result::Result<::std::vec::Vec<u8>, ::std::string::String>> {
                 $crate::glue::add::<$aggregate>(&events, groups)
             }
             fn merge(
                 groups: ::std::vec::Vec<::std::vec::Vec<::std::vec::Vec<u8>>>,
-            ) -> ::std::vec::Vec<::std::result::Result<::std::vec::Vec<u8>, ::std::string::String>>
-            {
+            ) -> ::std::vec::Vec<::std::result::Result<::std::vec::Vec<u8>, ::std::string::String>> {
                 $crate::glue::merge::<$aggregate>(groups)
             }
             fn finish(

@@ -42,15 +42,10 @@ pub(super) struct Raw<'a> {
 
 pub(super) fn parse<'a>(schema: &Schema, input: &'a [u8]) -> Result<Raw<'a>, DecodeError> {
     let mut de = serde_json::Deserializer::from_slice(input);
-    let raw = de.deserialize_any(EventVisitor { schema }).map_err(|e| {
-        if e.is_data() {
-            DecodeError::NotAnObject
-        } else {
-            DecodeError::InvalidJson(e.to_string())
-        }
-    })?;
-    de.end()
-        .map_err(|e| DecodeError::InvalidJson(e.to_string()))?;
+    let raw = de
+        .deserialize_any(EventVisitor { schema })
+        .map_err(|e| if e.is_data() { DecodeError::NotAnObject } else { DecodeError::InvalidJson(e.to_string()) })?;
+    de.end().map_err(|e| DecodeError::InvalidJson(e.to_string()))?;
     Ok(raw)
 }
 
@@ -67,11 +62,7 @@ impl<'de> Visitor<'de> for EventVisitor<'_> {
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Raw<'de>, A::Error> {
         let schema = self.schema;
-        let mut raw = Raw {
-            key: None,
-            timestamp: None,
-            fields: (0..schema.fields.len()).map(|_| None).collect(),
-        };
+        let mut raw = Raw { key: None, timestamp: None, fields: (0..schema.fields.len()).map(|_| None).collect() };
         while let Some(name) = map.next_key_seed(Str)? {
             let slot = if *name == *schema.key {
                 &mut raw.key

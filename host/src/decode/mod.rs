@@ -78,21 +78,11 @@ pub enum DecodeError {
     #[error("field `{field}` is null")]
     NullField { field: String },
     #[error("field `{field}` should be {expected}, found {found}")]
-    WrongType {
-        field: String,
-        expected: &'static str,
-        found: &'static str,
-    },
+    WrongType { field: String, expected: &'static str, found: &'static str },
     #[error("timestamp `{field}`: {reason}")]
     BadTimestamp { field: String, reason: String },
-    #[error(
-        "timestamp {time_ms} ms is {ahead_ms} ms ahead of the clock (max_future_skew allows {limit_ms} ms)"
-    )]
-    FutureTimestamp {
-        time_ms: i64,
-        ahead_ms: i64,
-        limit_ms: i64,
-    },
+    #[error("timestamp {time_ms} ms is {ahead_ms} ms ahead of the clock (max_future_skew allows {limit_ms} ms)")]
+    FutureTimestamp { time_ms: i64, ahead_ms: i64, limit_ms: i64 },
     #[error("timestamp {time_ms} ms is before min_timestamp ({limit_ms} ms)")]
     AncientTimestamp { time_ms: i64, limit_ms: i64 },
 }
@@ -107,18 +97,14 @@ impl DecodeError {
             DecodeError::NullField { .. } => "null_field",
             DecodeError::WrongType { .. } => "wrong_type",
             DecodeError::BadTimestamp { .. } => "bad_timestamp",
-            DecodeError::FutureTimestamp { .. } | DecodeError::AncientTimestamp { .. } => {
-                "timestamp_out_of_range"
-            }
+            DecodeError::FutureTimestamp { .. } | DecodeError::AncientTimestamp { .. } => "timestamp_out_of_range",
         }
     }
 
     /// Decoding (not JSON) or validation (JSON, but not a valid event).
     pub fn stage(&self) -> sluice_sink_api::Stage {
         match self {
-            DecodeError::InvalidJson(_) | DecodeError::NotAnObject => {
-                sluice_sink_api::Stage::Decode
-            }
+            DecodeError::InvalidJson(_) | DecodeError::NotAnObject => sluice_sink_api::Stage::Decode,
             _ => sluice_sink_api::Stage::Validate,
         }
     }
@@ -133,9 +119,7 @@ impl Schema {
             Some(json::Scalar::Str(s)) => s,
             Some(json::Scalar::Int(i)) => Cow::Owned(i.to_string()),
             Some(json::Scalar::Null) => {
-                return Err(DecodeError::NullField {
-                    field: self.key.clone(),
-                });
+                return Err(DecodeError::NullField { field: self.key.clone() });
             }
             Some(other) => {
                 return Err(DecodeError::WrongType {
@@ -150,18 +134,11 @@ impl Schema {
         if let Some(limit_ms) = self.max_future_skew_ms {
             let ahead_ms = time.saturating_sub(now_ms);
             if ahead_ms > limit_ms {
-                return Err(DecodeError::FutureTimestamp {
-                    time_ms: time,
-                    ahead_ms,
-                    limit_ms,
-                });
+                return Err(DecodeError::FutureTimestamp { time_ms: time, ahead_ms, limit_ms });
             }
         }
         if let Some(limit_ms) = self.min_timestamp_ms.filter(|&m| time < m) {
-            return Err(DecodeError::AncientTimestamp {
-                time_ms: time,
-                limit_ms,
-            });
+            return Err(DecodeError::AncientTimestamp { time_ms: time, limit_ms });
         }
         let mut values = Vec::with_capacity(self.fields.len());
         for (field, slot) in self.fields.iter().zip(raw.fields) {
@@ -171,36 +148,25 @@ impl Schema {
     }
 
     fn event_time(&self, raw: Option<json::Scalar<'_>>) -> Result<i64, DecodeError> {
-        let bad = |reason: String| DecodeError::BadTimestamp {
-            field: self.timestamp.clone(),
-            reason,
-        };
+        let bad = |reason: String| DecodeError::BadTimestamp { field: self.timestamp.clone(), reason };
         let format = self.timestamp_format;
         match raw {
             None => Err(DecodeError::MissingField(self.timestamp.clone())),
             Some(json::Scalar::Int(i)) => format.from_int(i).map_err(bad),
             Some(json::Scalar::Float(f)) => format.from_number(f).map_err(bad),
             Some(json::Scalar::Str(s)) => format.from_str(&s).map_err(bad),
-            Some(other) => Err(bad(format!(
-                "expected a number or a string, found {}",
-                other.kind()
-            ))),
+            Some(other) => Err(bad(format!("expected a number or a string, found {}", other.kind()))),
         }
     }
 }
 
 fn check<'a>(field: &Field, slot: Option<json::Scalar<'a>>) -> Result<Value<'a>, DecodeError> {
     use json::Scalar as S;
-    let wrong = |expected, found: &S<'_>| DecodeError::WrongType {
-        field: field.name.clone(),
-        expected,
-        found: found.kind(),
-    };
+    let wrong =
+        |expected, found: &S<'_>| DecodeError::WrongType { field: field.name.clone(), expected, found: found.kind() };
     match (field.ty, slot) {
         (_, None) if field.required => Err(DecodeError::MissingField(field.name.clone())),
-        (_, Some(S::Null)) if field.required => Err(DecodeError::NullField {
-            field: field.name.clone(),
-        }),
+        (_, Some(S::Null)) if field.required => Err(DecodeError::NullField { field: field.name.clone() }),
         (_, None | Some(S::Null)) => Ok(Value::Null),
         (FieldType::String, Some(S::Str(s))) => Ok(Value::Str(s)),
         (FieldType::Int, Some(S::Int(i))) => Ok(Value::Int(i)),
@@ -224,21 +190,9 @@ mod tests {
             timestamp: "timestamp".into(),
             timestamp_format: TimestampFormat::Seconds,
             fields: vec![
-                Field {
-                    name: "item_id".into(),
-                    ty: FieldType::String,
-                    required: true,
-                },
-                Field {
-                    name: "amount".into(),
-                    ty: FieldType::Float,
-                    required: false,
-                },
-                Field {
-                    name: "n".into(),
-                    ty: FieldType::Int,
-                    required: false,
-                },
+                Field { name: "item_id".into(), ty: FieldType::String, required: true },
+                Field { name: "amount".into(), ty: FieldType::Float, required: false },
+                Field { name: "n".into(), ty: FieldType::Int, required: false },
             ],
             max_future_skew_ms: Some(60_000),
             min_timestamp_ms: Some(0),
@@ -269,60 +223,22 @@ mod tests {
         assert_eq!(class("{not json"), Some("invalid_json"));
         assert_eq!(class(r#"{"user_id":"u"} trailing"#), Some("invalid_json"));
         assert_eq!(class("[1,2]"), Some("not_an_object"));
-        assert_eq!(
-            class(r#"{"timestamp":1,"item_id":"i"}"#),
-            Some("missing_field")
-        );
-        assert_eq!(
-            class(r#"{"user_id":"u","item_id":"i"}"#),
-            Some("missing_field")
-        );
-        assert_eq!(
-            class(r#"{"user_id":"u","timestamp":1}"#),
-            Some("missing_field")
-        );
-        assert_eq!(
-            class(r#"{"user_id":"u","timestamp":1,"item_id":null}"#),
-            Some("null_field")
-        );
-        assert_eq!(
-            class(r#"{"user_id":"u","timestamp":1,"item_id":7}"#),
-            Some("wrong_type")
-        );
-        assert_eq!(
-            class(r#"{"user_id":"u","timestamp":1,"item_id":"i","n":1.5}"#),
-            Some("wrong_type")
-        );
-        assert_eq!(
-            class(r#"{"user_id":true,"timestamp":1,"item_id":"i"}"#),
-            Some("wrong_type")
-        );
-        assert_eq!(
-            class(r#"{"user_id":"u","timestamp":"soon","item_id":"i"}"#),
-            Some("bad_timestamp")
-        );
-        assert_eq!(
-            class(r#"{"user_id":"u","timestamp":1718000061,"item_id":"i"}"#),
-            Some("timestamp_out_of_range")
-        );
-        assert_eq!(
-            class(r#"{"user_id":"u","timestamp":-1,"item_id":"i"}"#),
-            Some("timestamp_out_of_range")
-        );
-        assert_eq!(
-            class(r#"{"user_id":"u","timestamp":1718000059,"item_id":"i"}"#),
-            None
-        );
+        assert_eq!(class(r#"{"timestamp":1,"item_id":"i"}"#), Some("missing_field"));
+        assert_eq!(class(r#"{"user_id":"u","item_id":"i"}"#), Some("missing_field"));
+        assert_eq!(class(r#"{"user_id":"u","timestamp":1}"#), Some("missing_field"));
+        assert_eq!(class(r#"{"user_id":"u","timestamp":1,"item_id":null}"#), Some("null_field"));
+        assert_eq!(class(r#"{"user_id":"u","timestamp":1,"item_id":7}"#), Some("wrong_type"));
+        assert_eq!(class(r#"{"user_id":"u","timestamp":1,"item_id":"i","n":1.5}"#), Some("wrong_type"));
+        assert_eq!(class(r#"{"user_id":true,"timestamp":1,"item_id":"i"}"#), Some("wrong_type"));
+        assert_eq!(class(r#"{"user_id":"u","timestamp":"soon","item_id":"i"}"#), Some("bad_timestamp"));
+        assert_eq!(class(r#"{"user_id":"u","timestamp":1718000061,"item_id":"i"}"#), Some("timestamp_out_of_range"));
+        assert_eq!(class(r#"{"user_id":"u","timestamp":-1,"item_id":"i"}"#), Some("timestamp_out_of_range"));
+        assert_eq!(class(r#"{"user_id":"u","timestamp":1718000059,"item_id":"i"}"#), None);
     }
 
     #[test]
     fn messages_name_the_field() {
-        let e = schema()
-            .decode(br#"{"user_id":"u","timestamp":1,"item_id":7}"#, NOW)
-            .err();
-        assert_eq!(
-            e.map(|e| e.to_string()).as_deref(),
-            Some("field `item_id` should be a string, found an integer")
-        );
+        let e = schema().decode(br#"{"user_id":"u","timestamp":1,"item_id":7}"#, NOW).err();
+        assert_eq!(e.map(|e| e.to_string()).as_deref(), Some("field `item_id` should be a string, found an integer"));
     }
 }

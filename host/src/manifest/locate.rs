@@ -22,11 +22,7 @@ struct Collector {
 }
 
 fn join(parent: &str, key: &str) -> String {
-    if parent.is_empty() {
-        key.to_string()
-    } else {
-        format!("{parent}.{key}")
-    }
+    if parent.is_empty() { key.to_string() } else { format!("{parent}.{key}") }
 }
 
 impl Collector {
@@ -84,15 +80,10 @@ impl MarkedEventReceiver for Collector {
 
 impl Locator {
     pub(super) fn new(text: &str) -> Self {
-        let mut collector = Collector {
-            stack: Vec::new(),
-            positions: HashMap::new(),
-        };
+        let mut collector = Collector { stack: Vec::new(), positions: HashMap::new() };
         // A document that does not parse is reported by serde_yaml instead.
         let _ = Parser::new_from_str(text).load(&mut collector, false);
-        Locator {
-            positions: collector.positions,
-        }
+        Locator { positions: collector.positions }
     }
 
     /// The position of `path`, or of its nearest located ancestor.
@@ -107,26 +98,12 @@ impl Locator {
         }
     }
 
-    pub(super) fn problem(
-        &self,
-        path: &str,
-        overridden: &[String],
-        message: String,
-        hint: Option<String>,
-    ) -> Problem {
-        let from_set = overridden
-            .iter()
-            .find(|o| path == o.as_str() || path.starts_with(&format!("{o}.")));
+    pub(super) fn problem(&self, path: &str, overridden: &[String], message: String, hint: Option<String>) -> Problem {
+        let from_set = overridden.iter().find(|o| path == o.as_str() || path.starts_with(&format!("{o}.")));
         let (message, at) = match from_set {
             Some(o) => (format!("{message} (value given by --set {o}=…)"), None),
             None => (message, self.find(path)),
         };
-        Problem {
-            path: path.to_string(),
-            line: at.map(|a| a.0),
-            column: at.map(|a| a.1),
-            message,
-            hint,
-        }
+        Problem { path: path.to_string(), line: at.map(|a| a.0), column: at.map(|a| a.1), message, hint }
     }
 }

@@ -140,10 +140,7 @@ pub struct TimeConfig {
 
 impl Default for TimeConfig {
     fn default() -> Self {
-        TimeConfig {
-            out_of_orderness: zero(),
-            idle_timeout: default_idle(),
-        }
+        TimeConfig { out_of_orderness: zero(), idle_timeout: default_idle() }
     }
 }
 
@@ -304,16 +301,8 @@ fn render(file: &str, problems: &[Problem]) -> String {
                 (Some(l), Some(c)) => format!("{file}:{l}:{c}"),
                 _ => file.to_string(),
             };
-            let field = if p.path.is_empty() {
-                String::new()
-            } else {
-                format!(" (at `{}`)", p.path)
-            };
-            let hint = p
-                .hint
-                .as_ref()
-                .map(|h| format!("\n  hint: {h}"))
-                .unwrap_or_default();
+            let field = if p.path.is_empty() { String::new() } else { format!(" (at `{}`)", p.path) };
+            let hint = p.hint.as_ref().map(|h| format!("\n  hint: {h}")).unwrap_or_default();
             format!("{at}: error: {}{field}{hint}", p.message)
         })
         .collect::<Vec<_>>()
@@ -340,10 +329,7 @@ impl Manifest {
 
     /// Parse and validate manifest text; `file` names it in errors.
     pub fn parse(file: &str, text: &str, overrides: &[String]) -> Result<Manifest, ManifestError> {
-        let fail = |problems| ManifestError {
-            file: file.to_string(),
-            problems,
-        };
+        let fail = |problems| ManifestError { file: file.to_string(), problems };
         let locator = Locator::new(text);
         let mut doc: serde_yaml::Value = serde_yaml::from_str(text).map_err(|e| {
             let loc = e.location();
@@ -376,23 +362,14 @@ impl Manifest {
             let path = e.path().to_string();
             let path = if path == "." { String::new() } else { path };
             let message = e.inner().to_string();
-            fail(vec![locator.problem(
-                &path,
-                &overridden,
-                message.clone(),
-                hint_for(&message),
-            )])
+            fail(vec![locator.problem(&path, &overridden, message.clone(), hint_for(&message))])
         })?;
         let problems: Vec<Problem> = manifest
             .check()
             .into_iter()
             .map(|(path, message, hint)| locator.problem(&path, &overridden, message, hint))
             .collect();
-        if problems.is_empty() {
-            Ok(manifest)
-        } else {
-            Err(fail(problems))
-        }
+        if problems.is_empty() { Ok(manifest) } else { Err(fail(problems)) }
     }
 
     /// Semantic checks: (path, message, hint) for each problem.
@@ -440,23 +417,17 @@ impl Manifest {
             }
         }
         match (w.kind, w.slide) {
-            (WindowType::Sliding, None) => problem(
-                "window.slide",
-                "a sliding window needs `slide`".into(),
-                Some("for example slide: 1m"),
-            ),
+            (WindowType::Sliding, None) => {
+                problem("window.slide", "a sliding window needs `slide`".into(), Some("for example slide: 1m"))
+            }
             (WindowType::Sliding, Some(slide)) if slide.millis() <= 0 => {
                 problem("window.slide", "`slide` must be positive".into(), None)
             }
-            (WindowType::Sliding, Some(slide)) if w.size.is_some_and(|size| slide > size) => {
-                problem(
-                    "window.slide",
-                    format!(
-                        "`slide` ({slide}) is longer than `size`: some events would fall in no window"
-                    ),
-                    Some("use a slide no longer than the size"),
-                )
-            }
+            (WindowType::Sliding, Some(slide)) if w.size.is_some_and(|size| slide > size) => problem(
+                "window.slide",
+                format!("`slide` ({slide}) is longer than `size`: some events would fall in no window"),
+                Some("use a slide no longer than the size"),
+            ),
             (WindowType::Tumbling, Some(_)) => problem(
                 "window.slide",
                 "`slide` is for sliding windows".into(),
@@ -473,20 +444,14 @@ impl Manifest {
                         "state_ttl ({ttl}) is shorter than the window plus the allowed lateness ({})",
                         Duration::from_millis(needed.max(0) as u64)
                     ),
-                    Some(
-                        "windows would lose their state before they fire; raise state_ttl or leave it out",
-                    ),
+                    Some("windows would lose their state before they fire; raise state_ttl or leave it out"),
                 );
             }
         }
         let mut seen = std::collections::HashSet::new();
         for (i, f) in self.events.fields.iter().enumerate() {
             if !seen.insert(&f.name) {
-                problem(
-                    &format!("events.fields[{i}].name"),
-                    format!("field `{}` is declared twice", f.name),
-                    None,
-                );
+                problem(&format!("events.fields[{i}].name"), format!("field `{}` is declared twice", f.name), None);
             }
         }
         if let Some(min) = &self.events.min_timestamp {
@@ -500,54 +465,26 @@ impl Manifest {
         }
         let t = &self.transform;
         if t.memory_mib < 2 {
-            problem(
-                "transform.memory_mib",
-                "a module needs at least 2 MiB".into(),
-                None,
-            );
+            problem("transform.memory_mib", "a module needs at least 2 MiB".into(), None);
         }
         if t.timeout.millis() <= 0 {
-            problem(
-                "transform.timeout",
-                "the timeout must be positive".into(),
-                None,
-            );
+            problem("transform.timeout", "the timeout must be positive".into(), None);
         }
         if t.max_batch == 0 {
-            problem(
-                "transform.max_batch",
-                "max_batch must be at least 1".into(),
-                None,
-            );
+            problem("transform.max_batch", "max_batch must be at least 1".into(), None);
         }
         let SourceConfig::File { step, .. } = &self.source;
         if *step == 0 {
             problem("source.step", "step must be at least 1".into(), None);
         }
         let outputs = [
-            (
-                "outputs.features",
-                &self.outputs.features,
-                "features would be computed and thrown away",
-            ),
-            (
-                "outputs.dead_letters",
-                &self.outputs.dead_letters,
-                "bad events would be lost",
-            ),
-            (
-                "outputs.late_events",
-                &self.outputs.late_events,
-                "late events would be lost",
-            ),
+            ("outputs.features", &self.outputs.features, "features would be computed and thrown away"),
+            ("outputs.dead_letters", &self.outputs.dead_letters, "bad events would be lost"),
+            ("outputs.late_events", &self.outputs.late_events, "late events would be lost"),
         ];
         for (path, sinks, why) in outputs {
             if sinks.is_empty() {
-                problem(
-                    path,
-                    format!("no sink: {why}"),
-                    Some("add one, e.g. - {type: file, path: out/records.jsonl}"),
-                );
+                problem(path, format!("no sink: {why}"), Some("add one, e.g. - {type: file, path: out/records.jsonl}"));
             }
         }
         out
@@ -571,27 +508,16 @@ impl Manifest {
             fields: e
                 .fields
                 .iter()
-                .map(|f| decode::Field {
-                    name: f.name.clone(),
-                    ty: f.ty,
-                    required: f.required,
-                })
+                .map(|f| decode::Field { name: f.name.clone(), ty: f.ty, required: f.required })
                 .collect(),
             max_future_skew_ms: e.max_future_skew.map(Duration::millis),
-            min_timestamp_ms: e
-                .min_timestamp
-                .as_deref()
-                .and_then(|m| TimestampFormat::Rfc3339.from_str(m).ok()),
+            min_timestamp_ms: e.min_timestamp.as_deref().and_then(|m| TimestampFormat::Rfc3339.from_str(m).ok()),
         }
     }
 
     /// The declared fields, as the transform sees them.
     pub fn fields(&self) -> Vec<(String, FieldType)> {
-        self.events
-            .fields
-            .iter()
-            .map(|f| (f.name.clone(), f.ty))
-            .collect()
+        self.events.fields.iter().map(|f| (f.name.clone(), f.ty)).collect()
     }
 
     /// The window operator's spec (after [`Manifest::parse`] checked it).
@@ -600,27 +526,17 @@ impl Manifest {
         let ms = |d: Option<Duration>| d.map_or(1, Duration::millis).max(1);
         let kind = match w.kind {
             WindowType::Tumbling => window::Kind::Tumbling { size: ms(w.size) },
-            WindowType::Sliding => window::Kind::Sliding {
-                size: ms(w.size),
-                slide: ms(w.slide),
-            },
+            WindowType::Sliding => window::Kind::Sliding { size: ms(w.size), slide: ms(w.slide) },
             WindowType::Session => window::Kind::Session { gap: ms(w.gap) },
         };
         let lateness = w.allowed_lateness.millis();
         let span = self.span().unwrap_or(0);
-        let state_ttl = w
-            .state_ttl
-            .map_or(span + lateness + 3_600_000, Duration::millis);
+        let state_ttl = w.state_ttl.map_or(span + lateness + 3_600_000, Duration::millis);
         let trigger = match w.trigger {
             TriggerConfig::Close => window::TriggerMode::Close,
             TriggerConfig::Event => window::TriggerMode::Event,
         };
-        window::Spec {
-            kind,
-            trigger,
-            allowed_lateness: lateness,
-            state_ttl,
-        }
+        window::Spec { kind, trigger, allowed_lateness: lateness, state_ttl }
     }
 }
 
@@ -641,8 +557,7 @@ fn hint_for(message: &str) -> Option<String> {
 /// Set `a.b.c=VALUE` (VALUE parsed as YAML) in `doc`; returns the path.
 fn apply_override(doc: &mut serde_yaml::Value, spec: &str) -> Result<String, String> {
     let (path, value) = spec.split_once('=').ok_or("expected PATH=VALUE")?;
-    let value: serde_yaml::Value =
-        serde_yaml::from_str(value).map_err(|e| format!("value is not YAML: {e}"))?;
+    let value: serde_yaml::Value = serde_yaml::from_str(value).map_err(|e| format!("value is not YAML: {e}"))?;
     let mut node = doc;
     let segments: Vec<&str> = path.split('.').collect();
     if segments.iter().any(|s| s.is_empty()) {
@@ -651,13 +566,9 @@ fn apply_override(doc: &mut serde_yaml::Value, spec: &str) -> Result<String, Str
     for segment in &segments {
         node = match node {
             serde_yaml::Value::Sequence(items) => {
-                let i: usize = segment
-                    .parse()
-                    .map_err(|_| format!("`{segment}` should be a list index"))?;
+                let i: usize = segment.parse().map_err(|_| format!("`{segment}` should be a list index"))?;
                 let len = items.len();
-                items
-                    .get_mut(i)
-                    .ok_or(format!("index {i} is past the end of a list of {len}"))?
+                items.get_mut(i).ok_or(format!("index {i} is past the end of a list of {len}"))?
             }
             serde_yaml::Value::Mapping(map) => {
                 let key = serde_yaml::Value::String((*segment).to_string());
@@ -681,13 +592,7 @@ fn apply_override(doc: &mut serde_yaml::Value, spec: &str) -> Result<String, Str
     // In the form serde_path_to_error prints: a.b[0].c
     Ok(segments
         .iter()
-        .map(|s| {
-            if s.parse::<usize>().is_ok() {
-                format!("[{s}]")
-            } else {
-                format!(".{s}")
-            }
-        })
+        .map(|s| if s.parse::<usize>().is_ok() { format!("[{s}]") } else { format!(".{s}") })
         .collect::<String>()
         .trim_start_matches('.')
         .replace(".[", "["))

@@ -17,15 +17,8 @@ pub fn markdown() -> String {
 }
 
 fn resolve<'a>(root: &'a Value, v: &'a Value) -> &'a Value {
-    match v
-        .get("$ref")
-        .and_then(Value::as_str)
-        .and_then(|r| r.strip_prefix("#/$defs/"))
-    {
-        Some(name) => root
-            .get("$defs")
-            .and_then(|d| d.get(name))
-            .map_or(v, |d| resolve(root, d)),
+    match v.get("$ref").and_then(Value::as_str).and_then(|r| r.strip_prefix("#/$defs/")) {
+        Some(name) => root.get("$defs").and_then(|d| d.get(name)).map_or(v, |d| resolve(root, d)),
         None => v,
     }
 }
@@ -33,10 +26,8 @@ fn resolve<'a>(root: &'a Value, v: &'a Value) -> &'a Value {
 /// The non-null alternative of an `Option<T>` schema.
 fn unwrap_option<'a>(root: &'a Value, v: &'a Value) -> (&'a Value, bool) {
     if let Some(any) = v.get("anyOf").and_then(Value::as_array) {
-        let non_null: Vec<&Value> = any
-            .iter()
-            .filter(|a| a.get("type").and_then(Value::as_str) != Some("null"))
-            .collect();
+        let non_null: Vec<&Value> =
+            any.iter().filter(|a| a.get("type").and_then(Value::as_str) != Some("null")).collect();
         if non_null.len() == 1 && any.len() == 2 {
             return (resolve(root, non_null[0]), true);
         }
@@ -52,72 +43,48 @@ fn unwrap_option<'a>(root: &'a Value, v: &'a Value) -> (&'a Value, bool) {
 fn type_name(root: &Value, v: &Value) -> String {
     let (v, optional) = unwrap_option(root, v);
     let base = if let Some(values) = enum_values(root, v) {
-        values
-            .iter()
-            .map(|s| format!("`{s}`"))
-            .collect::<Vec<_>>()
-            .join(" \\| ")
+        values.iter().map(|s| format!("`{s}`")).collect::<Vec<_>>().join(" \\| ")
     } else if v.get("properties").is_some() || v.get("oneOf").is_some() {
         "object".to_string()
     } else {
         match v.get("type") {
             Some(Value::String(t)) if t == "array" => {
-                let item = v
-                    .get("items")
-                    .map_or("value".to_string(), |i| type_name(root, i));
+                let item = v.get("items").map_or("value".to_string(), |i| type_name(root, i));
                 format!("list of {item}")
             }
             Some(Value::String(t)) => t.clone(),
-            Some(Value::Array(ts)) => ts
-                .iter()
-                .filter_map(Value::as_str)
-                .filter(|t| *t != "null")
-                .collect::<Vec<_>>()
-                .join(" or "),
+            Some(Value::Array(ts)) => {
+                ts.iter().filter_map(Value::as_str).filter(|t| *t != "null").collect::<Vec<_>>().join(" or ")
+            }
             _ => "value".to_string(),
         }
     };
-    if optional {
-        format!("{base} (optional)")
-    } else {
-        base
-    }
+    if optional { format!("{base} (optional)") } else { base }
 }
 
 /// Values of a string enum, however schemars spelled it.
 fn enum_values(root: &Value, v: &Value) -> Option<Vec<String>> {
     if let Some(e) = v.get("enum").and_then(Value::as_array) {
-        return Some(
-            e.iter()
-                .filter_map(Value::as_str)
-                .map(str::to_string)
-                .collect(),
-        );
+        return Some(e.iter().filter_map(Value::as_str).map(str::to_string).collect());
     }
     let variants = v.get("oneOf").and_then(Value::as_array)?;
     variants
         .iter()
         .map(|x| {
             let x = resolve(root, x);
-            x.get("const")
-                .and_then(Value::as_str)
-                .map(str::to_string)
-                .or_else(|| {
-                    x.get("enum")
-                        .and_then(Value::as_array)
-                        .and_then(|e| e.first())
-                        .and_then(Value::as_str)
-                        .map(str::to_string)
-                })
+            x.get("const").and_then(Value::as_str).map(str::to_string).or_else(|| {
+                x.get("enum")
+                    .and_then(Value::as_array)
+                    .and_then(|e| e.first())
+                    .and_then(Value::as_str)
+                    .map(str::to_string)
+            })
         })
         .collect()
 }
 
 fn one_line(text: &str) -> String {
-    text.split_whitespace()
-        .collect::<Vec<_>>()
-        .join(" ")
-        .replace('|', "\\|")
+    text.split_whitespace().collect::<Vec<_>>().join(" ").replace('|', "\\|")
 }
 
 fn walk(root: &Value, v: &Value, path: &str, out: &mut String) {
@@ -128,11 +95,7 @@ fn walk(root: &Value, v: &Value, path: &str, out: &mut String) {
             .and_then(Value::as_array)
             .map_or(Vec::new(), |r| r.iter().filter_map(Value::as_str).collect());
         for (name, prop) in props {
-            let full = if path.is_empty() {
-                name.clone()
-            } else {
-                format!("{path}.{name}")
-            };
+            let full = if path.is_empty() { name.clone() } else { format!("{path}.{name}") };
             let (inner, _) = unwrap_option(root, prop);
             let description = prop
                 .get("description")
@@ -143,11 +106,7 @@ fn walk(root: &Value, v: &Value, path: &str, out: &mut String) {
             let default = match prop.get("default") {
                 Some(d) => format!(
                     "`{}`",
-                    if d.is_null() {
-                        "off".to_string()
-                    } else {
-                        d.to_string().trim_matches('"').to_string()
-                    }
+                    if d.is_null() { "off".to_string() } else { d.to_string().trim_matches('"').to_string() }
                 ),
                 None if required.contains(&name.as_str()) => "required".to_string(),
                 None => String::new(),
@@ -155,14 +114,9 @@ fn walk(root: &Value, v: &Value, path: &str, out: &mut String) {
             if name == "type" && inner.get("const").is_some() {
                 continue;
             }
-            out.push_str(&format!(
-                "| `{full}` | {} | {default} | {description} |\n",
-                type_name(root, prop)
-            ));
+            out.push_str(&format!("| `{full}` | {} | {default} | {description} |\n", type_name(root, prop)));
             let item = if inner.get("type").and_then(Value::as_str) == Some("array") {
-                inner
-                    .get("items")
-                    .map(|i| (resolve(root, i), format!("{full}[]")))
+                inner.get("items").map(|i| (resolve(root, i), format!("{full}[]")))
             } else {
                 Some((inner, full.clone()))
             };
@@ -185,11 +139,7 @@ fn walk(root: &Value, v: &Value, path: &str, out: &mut String) {
                 .and_then(|t| t.get("const"))
                 .and_then(Value::as_str)
                 .unwrap_or("?");
-            let description = variant
-                .get("description")
-                .and_then(Value::as_str)
-                .map(one_line)
-                .unwrap_or_default();
+            let description = variant.get("description").and_then(Value::as_str).map(one_line).unwrap_or_default();
             out.push_str(&format!("| `{path}.type: {tag}` | | | {description} |\n"));
             walk(root, variant, path, out);
         }

@@ -25,23 +25,14 @@ outputs:
 
 fn problems(text: &str, overrides: &[&str]) -> Vec<Problem> {
     let overrides: Vec<String> = overrides.iter().map(|s| s.to_string()).collect();
-    Manifest::parse("m.yaml", text, &overrides)
-        .err()
-        .map(|e| e.problems)
-        .unwrap_or_default()
+    Manifest::parse("m.yaml", text, &overrides).err().map(|e| e.problems).unwrap_or_default()
 }
 
 #[test]
 fn a_good_manifest_loads_with_defaults() -> Result<(), ManifestError> {
     let m = Manifest::parse("m.yaml", GOOD, &[])?;
     let spec = m.window_spec();
-    assert_eq!(
-        spec.kind,
-        window::Kind::Sliding {
-            size: 1_800_000,
-            slide: 60_000
-        }
-    );
+    assert_eq!(spec.kind, window::Kind::Sliding { size: 1_800_000, slide: 60_000 });
     assert_eq!(spec.allowed_lateness, 120_000);
     assert_eq!(spec.trigger, window::TriggerMode::Close);
     assert_eq!(spec.state_ttl, 1_800_000 + 120_000 + 3_600_000);
@@ -56,11 +47,7 @@ fn unknown_fields_are_located_with_line_and_column() {
     let text = GOOD.replace("  slide: 1m", "  slid: 1m");
     let p = problems(&text, &[]);
     assert_eq!(p.len(), 1, "{p:?}");
-    assert!(
-        p[0].message.contains("unknown field `slid`"),
-        "{}",
-        p[0].message
-    );
+    assert!(p[0].message.contains("unknown field `slid`"), "{}", p[0].message);
     assert_eq!((p[0].line, p[0].column), (Some(14), Some(3)));
     assert!(p[0].hint.is_some());
 }
@@ -72,11 +59,7 @@ fn bad_values_point_at_the_value() {
     assert_eq!(p.len(), 1, "{p:?}");
     assert_eq!(p[0].path, "window.size");
     assert_eq!(p[0].line, Some(13));
-    assert!(
-        p[0].message.contains("`thirty` is not a duration"),
-        "{}",
-        p[0].message
-    );
+    assert!(p[0].message.contains("`thirty` is not a duration"), "{}", p[0].message);
     assert!(p[0].hint.as_deref().is_some_and(|h| h.contains("30s")));
 }
 
@@ -84,25 +67,11 @@ fn bad_values_point_at_the_value() {
 fn every_semantic_problem_is_reported() {
     let text = GOOD
         .replace("  slide: 1m\n", "  slide: 45m\n")
-        .replace(
-            "    - {name: category, type: string, required: false}",
-            "    - {name: item_id, type: int}",
-        )
-        .replace(
-            "  dead_letters: [{type: file, path: out/d.jsonl}]",
-            "  dead_letters: []",
-        );
+        .replace("    - {name: category, type: string, required: false}", "    - {name: item_id, type: int}")
+        .replace("  dead_letters: [{type: file, path: out/d.jsonl}]", "  dead_letters: []");
     let p = problems(&text, &[]);
     let paths: Vec<&str> = p.iter().map(|p| p.path.as_str()).collect();
-    assert_eq!(
-        paths,
-        vec![
-            "window.slide",
-            "events.fields[1].name",
-            "outputs.dead_letters"
-        ],
-        "{p:?}"
-    );
+    assert_eq!(paths, vec!["window.slide", "events.fields[1].name", "outputs.dead_letters"], "{p:?}");
     assert_eq!(p[0].line, Some(14));
     assert_eq!(p[1].line, Some(10));
     assert_eq!(p[2].line, Some(20));
@@ -110,31 +79,18 @@ fn every_semantic_problem_is_reported() {
 
 #[test]
 fn session_and_tumbling_shapes_are_checked() {
-    let session = GOOD.replace(
-        "  type: sliding\n  size: 30m\n  slide: 1m\n",
-        "  type: session\n  size: 30m\n",
-    );
-    let paths: Vec<String> = problems(&session, &[])
-        .into_iter()
-        .map(|p| p.path)
-        .collect();
+    let session = GOOD.replace("  type: sliding\n  size: 30m\n  slide: 1m\n", "  type: session\n  size: 30m\n");
+    let paths: Vec<String> = problems(&session, &[]).into_iter().map(|p| p.path).collect();
     assert_eq!(paths, vec!["window.gap", "window.size"]);
     let tumbling = GOOD.replace("  type: sliding\n", "  type: tumbling\n");
-    let paths: Vec<String> = problems(&tumbling, &[])
-        .into_iter()
-        .map(|p| p.path)
-        .collect();
+    let paths: Vec<String> = problems(&tumbling, &[]).into_iter().map(|p| p.path).collect();
     assert_eq!(paths, vec!["window.slide"]);
 }
 
 #[test]
 fn overrides_set_any_field_and_are_blamed_for_their_errors() -> Result<(), ManifestError> {
-    let over = [
-        "source.path=other.jsonl",
-        "window.trigger=event",
-        "outputs.features.0.path=x.jsonl",
-        "transform.max_batch=7",
-    ];
+    let over =
+        ["source.path=other.jsonl", "window.trigger=event", "outputs.features.0.path=x.jsonl", "transform.max_batch=7"];
     let over: Vec<String> = over.iter().map(|s| s.to_string()).collect();
     let m = Manifest::parse("m.yaml", GOOD, &over)?;
     let SourceConfig::File { path, .. } = &m.source;
@@ -142,20 +98,13 @@ fn overrides_set_any_field_and_are_blamed_for_their_errors() -> Result<(), Manif
     assert_eq!(m.window.trigger, TriggerConfig::Event);
     assert_eq!(
         m.outputs.features[0],
-        SinkConfig::File(sluice_sink_file::FileSinkConfig {
-            path: "x.jsonl".into(),
-            append: false
-        })
+        SinkConfig::File(sluice_sink_file::FileSinkConfig { path: "x.jsonl".into(), append: false })
     );
     assert_eq!(m.transform.max_batch, 7);
 
     let p = problems(GOOD, &["window.size=soon"]);
     assert_eq!(p.len(), 1);
-    assert!(
-        p[0].message.contains("--set window.size"),
-        "{}",
-        p[0].message
-    );
+    assert!(p[0].message.contains("--set window.size"), "{}", p[0].message);
     assert_eq!(p[0].line, None);
     let p = problems(GOOD, &["window"]);
     assert!(p[0].message.contains("expected PATH=VALUE"));
@@ -173,10 +122,7 @@ fn yaml_syntax_errors_have_a_position() {
 #[test]
 fn errors_render_as_file_line_column() {
     let text = GOOD.replace("  slide: 1m", "  slid: 1m");
-    let err = Manifest::parse("pipe.yaml", &text, &[])
-        .err()
-        .map(|e| e.to_string())
-        .unwrap_or_default();
+    let err = Manifest::parse("pipe.yaml", &text, &[]).err().map(|e| e.to_string()).unwrap_or_default();
     assert!(err.starts_with("pipe.yaml:14:3: error: "), "{err}");
     assert!(err.contains("\n  hint: "), "{err}");
 }

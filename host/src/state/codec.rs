@@ -5,7 +5,7 @@
 
 use std::collections::VecDeque;
 
-use super::{Interner, KeyState, Session, Slice, StoredEvent, Value};
+use super::{Interner, KeyState, Session, Slice, Value};
 
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum CodecError {
@@ -46,29 +46,29 @@ impl Writer<'_> {
             }
             None => self.u8(0),
         }
-        self.u32(s.events.len() as u32);
-        for e in &s.events {
-            self.i64(e.time);
-            self.u32(e.values.len() as u32);
-            for v in e.values.iter() {
-                match v {
-                    Value::Null => self.u8(0),
-                    Value::Bool(b) => {
-                        self.u8(1);
-                        self.u8(u8::from(*b));
-                    }
-                    Value::Int(i) => {
-                        self.u8(2);
-                        self.i64(*i);
-                    }
-                    Value::Float(f) => {
-                        self.u8(3);
-                        self.0.extend_from_slice(&f.to_le_bytes());
-                    }
-                    Value::Str(sym) => {
-                        self.u8(4);
-                        self.bytes(interner.resolve(*sym).as_bytes());
-                    }
+        self.u32(s.len() as u32);
+        self.u32(s.width() as u32);
+        for &t in &s.times {
+            self.i64(t);
+        }
+        for v in &s.values {
+            match *v {
+                Value::Null => self.u8(0),
+                Value::Bool(b) => {
+                    self.u8(1);
+                    self.u8(u8::from(b));
+                }
+                Value::Int(i) => {
+                    self.u8(2);
+                    self.i64(i);
+                }
+                Value::Float(f) => {
+                    self.u8(3);
+                    self.0.extend_from_slice(&f.to_le_bytes());
+                }
+                Value::Str(sym) => {
+                    self.u8(4);
+                    self.bytes(interner.resolve(sym).as_bytes());
                 }
             }
         }
@@ -111,36 +111,26 @@ impl<'a> Reader<'a> {
             t => return Err(CodecError::BadTag(t)),
         };
         let n = self.u32()? as usize;
-        let mut events = Vec::with_capacity(n.min(1 << 16));
+        let width = self.u32()? as usize;
+        let mut times = Vec::with_capacity(n.min(1 << 16));
         for _ in 0..n {
-            let time = self.i64()?;
-            let m = self.u32()? as usize;
-            let mut values = Vec::with_capacity(m.min(1 << 10));
-            for _ in 0..m {
-                values.push(match self.u8()? {
-                    0 => Value::Null,
-                    1 => Value::Bool(self.u8()? != 0),
-                    2 => Value::Int(self.i64()?),
-                    3 => Value::Float(f64::from_bits(self.i64()? as u64)),
-                    4 => {
-                        let text =
-                            std::str::from_utf8(self.bytes()?).map_err(|_| CodecError::BadUtf8)?;
-                        Value::Str(interner.intern(text))
-                    }
-                    t => return Err(CodecError::BadTag(t)),
-                });
-            }
-            events.push(StoredEvent {
-                time,
-                values: values.into(),
+            times.push(self.i64()?);
+        }
+        let mut values = Vec::with_capacity(n.saturating_mul(width).min(1 << 16));
+        for _ in 0..n.saturating_mul(width) {
+            values.push(match self.u8()? {
+                0 => Value::Null,
+                1 => Value::Bool(self.u8()? != 0),
+                2 => Value::Int(self.i64()?),
+                3 => Value::Float(f64::from_bits(self.i64()? as u64)),
+                4 => {
+                    let text = std::str::from_utf8(self.bytes()?).map_err(|_| CodecError::BadUtf8)?;
+                    Value::Str(interner.intern(text))
+                }
+                t => return Err(CodecError::BadTag(t)),
             });
         }
-        Ok(Slice {
-            start,
-            events,
-            acc,
-            ..Slice::default()
-        })
+        Ok(Slice { start, times, values, acc, ..Slice::default() })
     }
 }
 
@@ -182,9 +172,7 @@ impl KeyState {
         if version != VERSION {
             return Err(CodecError::Version(version));
         }
-        let key = std::str::from_utf8(r.bytes()?)
-            .map_err(|_| CodecError::BadUtf8)?
-            .into();
+        let key = std::str::from_utf8(r.bytes()?).map_err(|_| CodecError::BadUtf8)?.into();
         let last_event = r.i64()?;
         let next_close = match r.u8()? {
             0 => None,
@@ -207,25 +195,11 @@ impl KeyState {
             for _ in 0..m {
                 parts.push(r.slice(interner)?);
             }
-            sessions.push(Session {
-                start,
-                end,
-                fired,
-                parts,
-            });
+            sessions.push(Session { start, end, fired, parts });
         }
-        let dirty = slices
-            .iter()
-            .chain(sessions.iter().flat_map(|s| &s.parts))
-            .any(|s| !s.events.is_empty() && s.acc.is_some());
-        Ok(KeyState {
-            key,
-            slices,
-            sessions,
-            next_close,
-            last_event,
-            dirty,
-        })
+        let dirty =
+            slices.iter().chain(sessions.iter().flat_map(|s| &s.parts)).any(|s| !s.is_empty() && s.acc.is_some());
+        Ok(KeyState { key, slices, sessions, next_close, last_event, dirty })
     }
 }
 
@@ -238,17 +212,9 @@ mod tests {
         let mut interner = Interner::new();
         let item = interner.intern("item-7");
         let mut slice = Slice::new(60_000);
-        slice.events.push(StoredEvent {
-            time: 61_000,
-            values: vec![
-                Value::Str(item),
-                Value::Int(-3),
-                Value::Float(2.5),
-                Value::Bool(true),
-                Value::Null,
-            ]
-            .into(),
-        });
+        let row = [Value::Str(item), Value::Int(-3), Value::Float(2.5), Value::Bool(true), Value::Null];
+        slice.insert(61_000, &row, 1);
+        slice.insert(60_500, &[Value::Null, Value::Int(1), Value::Float(0.5), Value::Bool(false), Value::Null], 1);
         let state = KeyState {
             key: "user-1".into(),
             slices: VecDeque::from([slice]),
@@ -256,11 +222,7 @@ mod tests {
                 start: 0,
                 end: 900_000,
                 fired: true,
-                parts: vec![Slice {
-                    start: 0,
-                    acc: Some(vec![1, 2, 3]),
-                    ..Slice::default()
-                }],
+                parts: vec![Slice { start: 0, acc: Some(vec![1, 2, 3]), ..Slice::default() }],
             }],
             next_close: Some(120_000),
             last_event: 61_000,
@@ -273,28 +235,17 @@ mod tests {
         let mut other = Interner::new();
         let back = KeyState::decode(&bytes, &mut other);
         let back = back.as_ref().map_err(ToString::to_string);
-        let Ok(back) = back else {
-            panic!("decode failed: {back:?}")
-        };
+        let Ok(back) = back else { panic!("decode failed: {back:?}") };
         assert_eq!(back.key, state.key);
         assert_eq!(back.sessions, state.sessions);
         assert_eq!(back.next_close, Some(120_000));
-        let Value::Str(sym) = back.slices[0].events[0].values[0] else {
-            panic!("not a string")
-        };
+        let s = &back.slices[0];
+        assert_eq!(s.times, vec![60_500, 61_000]);
+        let Value::Str(sym) = s.row(1, 5)[0] else { panic!("not a string") };
         assert_eq!(other.resolve(sym), "item-7");
-        assert_eq!(
-            &back.slices[0].events[0].values[1..],
-            &state.slices[0].events[0].values[1..]
-        );
-
-        assert_eq!(
-            KeyState::decode(&bytes[..bytes.len() - 1], &mut other).err(),
-            Some(CodecError::Truncated)
-        );
-        assert_eq!(
-            KeyState::decode(&[9], &mut other).err(),
-            Some(CodecError::Version(9))
-        );
+        assert_eq!(s.row(1, 5)[1..], state.slices[0].row(1, 5)[1..]);
+        assert_eq!(s.row(0, 5), state.slices[0].row(0, 5));
+        assert_eq!(KeyState::decode(&bytes[..bytes.len() - 1], &mut other).err(), Some(CodecError::Truncated));
+        assert_eq!(KeyState::decode(&[9], &mut other).err(), Some(CodecError::Version(9)));
     }
 }

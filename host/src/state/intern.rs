@@ -36,21 +36,14 @@ impl Interner {
     pub fn intern(&mut self, text: &str) -> Sym {
         let hash = FxBuildHasher.hash_one(text);
         let entries = &self.entries;
-        let found = self.table.find(hash, |&i| {
-            entries[i as usize]
-                .as_ref()
-                .is_some_and(|e| &*e.text == text)
-        });
+        let found = self.table.find(hash, |&i| entries[i as usize].as_ref().is_some_and(|e| &*e.text == text));
         if let Some(&i) = found {
             if let Some(e) = self.entries[i as usize].as_mut() {
                 e.refs += 1;
             }
             return Sym(i);
         }
-        let entry = Some(Entry {
-            text: text.into(),
-            refs: 1,
-        });
+        let entry = Some(Entry { text: text.into(), refs: 1 });
         let i = match self.free.pop() {
             Some(i) => {
                 self.entries[i as usize] = entry;
@@ -62,9 +55,8 @@ impl Interner {
             }
         };
         let entries = &self.entries;
-        self.table.insert_unique(hash, i, |&j| {
-            FxBuildHasher.hash_one(entries[j as usize].as_ref().map_or("", |e| &*e.text))
-        });
+        self.table
+            .insert_unique(hash, i, |&j| FxBuildHasher.hash_one(entries[j as usize].as_ref().map_or("", |e| &*e.text)));
         Sym(i)
     }
 
@@ -93,10 +85,7 @@ impl Interner {
     }
 
     pub fn resolve(&self, sym: Sym) -> &str {
-        self.entries
-            .get(sym.0 as usize)
-            .and_then(Option::as_ref)
-            .map_or("", |e| &e.text)
+        self.entries.get(sym.0 as usize).and_then(Option::as_ref).map_or("", |e| &e.text)
     }
 
     /// Live strings.

@@ -21,10 +21,7 @@ impl StateBackend for MemoryState {
         if let Some(&id) = self.index.get(key) {
             return id;
         }
-        let state = Some(KeyState {
-            key: key.into(),
-            ..KeyState::default()
-        });
+        let state = Some(KeyState { key: key.into(), ..KeyState::default() });
         let id = match self.free.pop() {
             Some(id) => {
                 self.slots[id as usize] = state;

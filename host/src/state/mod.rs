@@ -25,26 +25,22 @@ pub enum Value {
     Str(Sym),
 }
 
-/// A stored event: event time (milliseconds) and the declared fields.
-#[derive(Debug, Clone, PartialEq)]
-pub struct StoredEvent {
-    pub time: i64,
-    pub values: Box<[Value]>,
-}
-
 /// Marks a row not yet copied into the current call.
 pub(crate) const NO_ROW: u32 = u32::MAX;
 
 /// A slice of a key's timeline: the unit of window state.
 ///
-/// For window transforms `events` holds every event of the slice; for
-/// aggregate transforms it holds the events not yet folded into `acc`.
-/// Events are kept in event-time order (ties in arrival order).
+/// For window transforms it holds every event of the slice; for aggregate
+/// transforms, the events not yet folded into `acc`. Events are kept in
+/// event-time order (ties in arrival order), stored flat: `times[i]` and
+/// `values[i * width..(i + 1) * width]`, so reading a slice for a call
+/// streams through memory.
 #[derive(Debug, Default, PartialEq)]
 pub struct Slice {
     /// Start of the slice (grid windows) or of the part (sessions).
     pub start: i64,
-    pub events: Vec<StoredEvent>,
+    pub times: Vec<i64>,
+    pub values: Vec<Value>,
     pub acc: Option<Vec<u8>>,
     /// The call these rows belong to; not state, never encoded.
     pub(crate) batch: u64,
@@ -54,27 +50,55 @@ pub struct Slice {
 
 impl Slice {
     pub fn new(start: i64) -> Self {
-        Slice {
-            start,
-            ..Slice::default()
-        }
+        Slice { start, ..Slice::default() }
     }
 
-    /// Insert keeping event-time order; returns the index.
-    pub(crate) fn insert(&mut self, event: StoredEvent, current_batch: u64) -> usize {
-        let at = self.events.partition_point(|e| e.time <= event.time);
-        self.events.insert(at, event);
-        if self.batch == current_batch && !self.rows.is_empty() {
+    /// Number of events.
+    pub fn len(&self) -> usize {
+        self.times.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.times.is_empty()
+    }
+
+    /// Fields per event.
+    pub fn width(&self) -> usize {
+        self.values.len().checked_div(self.times.len()).unwrap_or(0)
+    }
+
+    /// The fields of event `i`.
+    pub fn row(&self, i: usize, width: usize) -> &[Value] {
+        &self.values[i * width..(i + 1) * width]
+    }
+
+    /// Insert keeping event-time order.
+    pub(crate) fn insert(&mut self, time: i64, values: &[Value], current_batch: u64) {
+        let at = self.times.partition_point(|&t| t <= time);
+        let width = values.len();
+        if at == self.times.len() {
+            self.values.extend_from_slice(values);
+        } else {
+            self.values.splice(at * width..at * width, values.iter().copied());
+        }
+        self.times.insert(at, time);
+        if self.batch == current_batch {
             self.rows.insert(at, NO_ROW);
         }
-        at
     }
 
-    /// Release the interned strings of every stored event.
+    /// Append another slice's events (later in time than all of this one's).
+    pub(crate) fn append(&mut self, other: Slice) {
+        self.times.extend(other.times);
+        self.values.extend(other.values);
+        self.batch = 0;
+    }
+
+    /// Release the interned strings of every event and forget them.
     pub(crate) fn release(&mut self, interner: &mut Interner) {
-        for e in self.events.drain(..) {
-            release_values(&e.values, interner);
-        }
+        release_values(&self.values, interner);
+        self.times.clear();
+        self.values.clear();
         self.rows.clear();
     }
 }

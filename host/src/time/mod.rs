@@ -47,9 +47,7 @@ impl TimestampFormat {
     /// Milliseconds from an integer in this format (exact).
     pub fn from_int(self, n: i64) -> Result<i64, String> {
         match self {
-            TimestampFormat::Seconds => n
-                .checked_mul(1000)
-                .ok_or_else(|| format!("{n} s is out of range")),
+            TimestampFormat::Seconds => n.checked_mul(1000).ok_or_else(|| format!("{n} s is out of range")),
             TimestampFormat::Millis => Ok(n),
             TimestampFormat::Micros => Ok(n.div_euclid(1000)),
             TimestampFormat::Rfc3339 => Err("expected an RFC 3339 string, found a number".into()),
@@ -61,9 +59,8 @@ impl TimestampFormat {
     pub fn from_str(self, s: &str) -> Result<i64, String> {
         match self {
             TimestampFormat::Rfc3339 => {
-                let t =
-                    time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
-                        .map_err(|e| format!("`{s}` is not an RFC 3339 time: {e}"))?;
+                let t = time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
+                    .map_err(|e| format!("`{s}` is not an RFC 3339 time: {e}"))?;
                 Ok((t.unix_timestamp_nanos() / 1_000_000) as i64)
             }
             _ => match s.trim().parse::<i64>() {
@@ -80,9 +77,7 @@ impl TimestampFormat {
 
 /// Milliseconds since the Unix epoch, now.
 pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }
 
 #[cfg(test)]
@@ -95,18 +90,9 @@ mod tests {
         assert_eq!(Seconds.from_number(1.001), Ok(1001));
         assert_eq!(Seconds.from_int(2), Ok(2000));
         assert_eq!(Millis.from_int(1_718_000_000_250), Ok(1_718_000_000_250));
-        assert_eq!(
-            Micros.from_int(1_718_000_000_250_999),
-            Ok(1_718_000_000_250)
-        );
-        assert_eq!(
-            Rfc3339.from_str("2024-06-10T06:13:20.250Z"),
-            Ok(1_718_000_000_250)
-        );
-        assert_eq!(
-            Rfc3339.from_str("2024-06-10T08:13:20.250+02:00"),
-            Ok(1_718_000_000_250)
-        );
+        assert_eq!(Micros.from_int(1_718_000_000_250_999), Ok(1_718_000_000_250));
+        assert_eq!(Rfc3339.from_str("2024-06-10T06:13:20.250Z"), Ok(1_718_000_000_250));
+        assert_eq!(Rfc3339.from_str("2024-06-10T08:13:20.250+02:00"), Ok(1_718_000_000_250));
         assert_eq!(Seconds.from_str("1718000000.25"), Ok(1_718_000_000_250));
     }
 

@@ -22,23 +22,12 @@ struct Partition {
 impl Watermarks {
     /// `idle_timeout`: a partition that delivers nothing for this long stops
     /// holding the watermark back, until it delivers again.
-    pub fn new(
-        partitions: usize,
-        out_of_orderness_ms: i64,
-        idle_timeout: Option<Duration>,
-    ) -> Self {
+    pub fn new(partitions: usize, out_of_orderness_ms: i64, idle_timeout: Option<Duration>) -> Self {
         let now = Instant::now();
         Watermarks {
             out_of_orderness: out_of_orderness_ms,
             idle_timeout,
-            partitions: vec![
-                Partition {
-                    max_event_time: None,
-                    last_active: now,
-                    finished: false
-                };
-                partitions
-            ],
+            partitions: vec![Partition { max_event_time: None, last_active: now, finished: false }; partitions],
         }
     }
 
@@ -67,40 +56,30 @@ impl Watermarks {
 
     /// The watermark of one partition, `i64::MIN` before its first event.
     pub fn partition(&self, partition: usize) -> i64 {
-        self.partitions
-            .get(partition)
-            .map_or(i64::MIN, |p| self.of(p))
+        self.partitions.get(partition).map_or(i64::MIN, |p| self.of(p))
     }
 
     fn of(&self, p: &Partition) -> i64 {
         if p.finished {
             return i64::MAX;
         }
-        p.max_event_time
-            .map_or(i64::MIN, |m| m.saturating_sub(self.out_of_orderness))
+        p.max_event_time.map_or(i64::MIN, |m| m.saturating_sub(self.out_of_orderness))
     }
 
     /// The operator watermark: the minimum over active partitions; `i64::MAX`
     /// when every partition has finished (the final watermark of a bounded
     /// input, which fires every remaining window).
     pub fn current(&self, now: Instant) -> i64 {
-        let active = self.partitions.iter().filter(|p| {
-            p.finished
-                || self
-                    .idle_timeout
-                    .is_none_or(|t| now.duration_since(p.last_active) < t)
-        });
+        let active = self
+            .partitions
+            .iter()
+            .filter(|p| p.finished || self.idle_timeout.is_none_or(|t| now.duration_since(p.last_active) < t));
         let min = active.clone().map(|p| self.of(p)).min();
         match min {
             Some(w) => w,
             // Every partition is idle: the largest watermark among them, so
             // windows still close while the whole source is quiet.
-            None => self
-                .partitions
-                .iter()
-                .map(|p| self.of(p))
-                .max()
-                .unwrap_or(i64::MIN),
+            None => self.partitions.iter().map(|p| self.of(p)).max().unwrap_or(i64::MIN),
         }
     }
 }

@@ -38,10 +38,7 @@ fn column_data_back(data: wit::ColumnData) -> ColumnData {
         wit::ColumnData::Bools(v) => ColumnData::Bools(v),
         wit::ColumnData::Ints(v) => ColumnData::Ints(v),
         wit::ColumnData::Floats(v) => ColumnData::Floats(v),
-        wit::ColumnData::Strs(s) => ColumnData::Strs {
-            dict: s.dict,
-            codes: s.codes,
-        },
+        wit::ColumnData::Strs(s) => ColumnData::Strs { dict: s.dict, codes: s.codes },
     }
 }
 
@@ -54,10 +51,7 @@ pub(super) fn events(batch: &mut Batch) -> wit::Events {
             .iter_mut()
             .map(|c| wit::Column {
                 name: std::mem::take(&mut c.name),
-                data: column_data(std::mem::replace(
-                    &mut c.data,
-                    ColumnData::Bools(Vec::new()),
-                )),
+                data: column_data(std::mem::replace(&mut c.data, ColumnData::Bools(Vec::new()))),
                 nulls: std::mem::take(&mut c.nulls),
             })
             .collect(),
@@ -71,11 +65,7 @@ pub(super) fn events_ref(batch: &Batch) -> wit::Events {
         columns: batch
             .columns
             .iter()
-            .map(|c| wit::Column {
-                name: c.name.clone(),
-                data: column_data(c.data.clone()),
-                nulls: c.nulls.clone(),
-            })
+            .map(|c| wit::Column { name: c.name.clone(), data: column_data(c.data.clone()), nulls: c.nulls.clone() })
             .collect(),
     }
 }
@@ -112,10 +102,7 @@ pub(super) fn check_len<T>(out: Vec<T>, expected: usize) -> Result<Vec<T>, CallE
     if out.len() == expected {
         Ok(out)
     } else {
-        Err(CallError::Contract(format!(
-            "returned {} results for {expected} inputs",
-            out.len()
-        )))
+        Err(CallError::Contract(format!("returned {} results for {expected} inputs", out.len())))
     }
 }
 
@@ -153,10 +140,7 @@ fn features_of(features: Vec<wit::Feature>) -> Result<Features, InvalidResult> {
                 wit::FeatureValue::Ints(v) => FeatureValue::Ints(v),
                 wit::FeatureValue::Floats(v) => FeatureValue::Floats(v),
                 wit::FeatureValue::Strs(p) => {
-                    let value = FeatureValue::Strs {
-                        data: p.data,
-                        ends: p.ends,
-                    };
+                    let value = FeatureValue::Strs { data: p.data, ends: p.ends };
                     if value.str_items().is_none() {
                         return Err(InvalidResult {
                             feature: f.name,
@@ -165,9 +149,7 @@ fn features_of(features: Vec<wit::Feature>) -> Result<Features, InvalidResult> {
                     }
                     value
                 }
-                wit::FeatureValue::Mixed(v) => {
-                    FeatureValue::Mixed(v.into_iter().map(scalar).collect())
-                }
+                wit::FeatureValue::Mixed(v) => FeatureValue::Mixed(v.into_iter().map(scalar).collect()),
             };
             Ok((f.name, value))
         })

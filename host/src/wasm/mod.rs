@@ -54,20 +54,13 @@ pub struct Limits {
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
     #[error("cannot read module {path}: {source}")]
-    Read {
-        path: String,
-        source: std::io::Error,
-    },
+    Read { path: String, source: std::io::Error },
     #[error("{path} is not a valid WebAssembly component: {message}")]
     Compile { path: String, message: String },
     #[error("{path} does not implement the Sluice transform contract (sdk/wit): {message}")]
     Contract { path: String, message: String },
     #[error("{path} is {found:?} transform but the manifest says {expected:?}")]
-    WrongKind {
-        path: String,
-        expected: Kind,
-        found: Kind,
-    },
+    WrongKind { path: String, expected: Kind, found: Kind },
     #[error("wasmtime: {0}")]
     Engine(String),
 }
@@ -112,10 +105,7 @@ pub struct Module {
 
 impl std::fmt::Debug for Module {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Module")
-            .field("name", &self.name)
-            .field("kind", &self.kind)
-            .finish()
+        f.debug_struct("Module").field("name", &self.name).field("kind", &self.kind).finish()
     }
 }
 
@@ -129,10 +119,7 @@ struct HostState {
 
 impl WasiView for HostState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView {
-            ctx: &mut self.wasi,
-            table: &mut self.table,
-        }
+        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
     }
 }
 
@@ -196,53 +183,28 @@ impl Module {
     /// Compile the component at `path`, check it implements the contract and
     /// is of kind `expected`.
     pub fn load(path: &Path, expected: Kind, limits: Limits) -> Result<Module, LoadError> {
-        let bytes = std::fs::read(path).map_err(|source| LoadError::Read {
-            path: path.display().to_string(),
-            source,
-        })?;
+        let bytes =
+            std::fs::read(path).map_err(|source| LoadError::Read { path: path.display().to_string(), source })?;
         Self::from_bytes(&path.display().to_string(), &bytes, expected, limits)
     }
 
     /// Compile a component from bytes; `name` names it in errors and logs.
-    pub fn from_bytes(
-        name: &str,
-        bytes: &[u8],
-        expected: Kind,
-        limits: Limits,
-    ) -> Result<Module, LoadError> {
+    pub fn from_bytes(name: &str, bytes: &[u8], expected: Kind, limits: Limits) -> Result<Module, LoadError> {
         let engine = engine()?;
-        let component = Component::new(&engine, bytes).map_err(|e| LoadError::Compile {
-            path: name.to_string(),
-            message: format!("{e:#}"),
-        })?;
+        let component = Component::new(&engine, bytes)
+            .map_err(|e| LoadError::Compile { path: name.to_string(), message: format!("{e:#}") })?;
         let mut linker: Linker<HostState> = Linker::new(&engine);
         let engine_err = |e: wasmtime::Error| LoadError::Engine(format!("{e:#}"));
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(engine_err)?;
         Transform::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s).map_err(engine_err)?;
-        let contract = |e: wasmtime::Error| LoadError::Contract {
-            path: name.to_string(),
-            message: format!("{e:#}"),
-        };
-        let pre = TransformPre::new(linker.instantiate_pre(&component).map_err(contract)?)
-            .map_err(contract)?;
-        let module = Module {
-            engine,
-            pre,
-            limits,
-            kind: expected,
-            name: name.into(),
-        };
+        let contract = |e: wasmtime::Error| LoadError::Contract { path: name.to_string(), message: format!("{e:#}") };
+        let pre = TransformPre::new(linker.instantiate_pre(&component).map_err(contract)?).map_err(contract)?;
+        let module = Module { engine, pre, limits, kind: expected, name: name.into() };
         let mut instance = module.instantiate().map_err(contract)?;
-        let found = instance.kind().map_err(|e| LoadError::Contract {
-            path: name.to_string(),
-            message: e.to_string(),
-        })?;
+        let found =
+            instance.kind().map_err(|e| LoadError::Contract { path: name.to_string(), message: e.to_string() })?;
         if found != expected {
-            return Err(LoadError::WrongKind {
-                path: name.to_string(),
-                expected,
-                found,
-            });
+            return Err(LoadError::WrongKind { path: name.to_string(), expected, found });
         }
         Ok(module)
     }
@@ -258,12 +220,7 @@ impl Module {
     /// A new instance, for one worker.
     pub fn instantiate(&self) -> wasmtime::Result<Instance> {
         let (store, bindings) = self.fresh()?;
-        Ok(Instance {
-            module: self.clone(),
-            store,
-            bindings,
-            broken: false,
-        })
+        Ok(Instance { module: self.clone(), store, bindings, broken: false })
     }
 
     fn fresh(&self) -> wasmtime::Result<(Store<HostState>, Transform)> {
@@ -276,17 +233,8 @@ impl Module {
             .allow_udp(false)
             .allow_ip_name_lookup(false)
             .build();
-        let limits = StoreLimitsBuilder::new()
-            .memory_size(self.limits.memory_bytes)
-            .trap_on_grow_failure(true)
-            .build();
-        let state = HostState {
-            wasi,
-            table: ResourceTable::new(),
-            limits,
-            stderr,
-            module: self.name.clone(),
-        };
+        let limits = StoreLimitsBuilder::new().memory_size(self.limits.memory_bytes).trap_on_grow_failure(true).build();
+        let state = HostState { wasi, table: ResourceTable::new(), limits, stderr, module: self.name.clone() };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limits);
         store.epoch_deadline_trap();
@@ -320,10 +268,8 @@ impl Instance {
         f: impl FnOnce(&Transform, &mut Store<HostState>) -> wasmtime::Result<R>,
     ) -> Result<R, CallError> {
         if self.broken {
-            let (store, bindings) = self
-                .module
-                .fresh()
-                .map_err(|e| CallError::Trap(format!("cannot re-instantiate: {e:#}")))?;
+            let (store, bindings) =
+                self.module.fresh().map_err(|e| CallError::Trap(format!("cannot re-instantiate: {e:#}")))?;
             self.store = store;
             self.bindings = bindings;
             self.broken = false;
@@ -336,9 +282,7 @@ impl Instance {
         result.map_err(|e| {
             // After a trap the instance may be in any state: never reuse it.
             self.broken = true;
-            let stderr = String::from_utf8_lossy(&self.store.data().stderr.contents())
-                .trim()
-                .to_string();
+            let stderr = String::from_utf8_lossy(&self.store.data().stderr.contents()).trim().to_string();
             let error = match e.downcast_ref::<Trap>() {
                 Some(Trap::Interrupt) => CallError::Timeout(limits.timeout),
                 _ if format!("{e:#}").contains("forcing trap when growing memory") => {
@@ -353,17 +297,11 @@ impl Instance {
     }
 
     /// Window transforms: one result per window of `batch`.
-    pub fn process(
-        &mut self,
-        batch: &mut Batch,
-    ) -> Result<Vec<Result<Features, String>>, CallError> {
+    pub fn process(&mut self, batch: &mut Batch) -> Result<Vec<Result<Features, String>>, CallError> {
         let events = convert::events(batch);
         let windows = convert::windows(batch);
         let n = windows.len();
-        let out = self.call(|b, s| {
-            b.sluice_transform_window_transform()
-                .call_process(s, &events, &windows)
-        })?;
+        let out = self.call(|b, s| b.sluice_transform_window_transform().call_process(s, &events, &windows))?;
         convert::give_back(batch, events, windows);
         convert::results(out, n)
     }
@@ -376,26 +314,14 @@ impl Instance {
     ) -> Result<Vec<Result<Vec<u8>, String>>, CallError> {
         let events = convert::events_ref(batch);
         let n = groups.len();
-        let groups: Vec<agg::AddGroup> = groups
-            .into_iter()
-            .map(|(acc, rows)| agg::AddGroup { acc, rows })
-            .collect();
-        let out = self.call(|b, s| {
-            b.sluice_transform_aggregate_transform()
-                .call_add(s, &events, &groups)
-        })?;
+        let groups: Vec<agg::AddGroup> = groups.into_iter().map(|(acc, rows)| agg::AddGroup { acc, rows }).collect();
+        let out = self.call(|b, s| b.sluice_transform_aggregate_transform().call_add(s, &events, &groups))?;
         convert::check_len(out, n)
     }
 
     /// Aggregates: merge each group of accumulators.
-    pub fn merge(
-        &mut self,
-        groups: &[Vec<Vec<u8>>],
-    ) -> Result<Vec<Result<Vec<u8>, String>>, CallError> {
-        let out = self.call(|b, s| {
-            b.sluice_transform_aggregate_transform()
-                .call_merge(s, groups)
-        })?;
+    pub fn merge(&mut self, groups: &[Vec<Vec<u8>>]) -> Result<Vec<Result<Vec<u8>, String>>, CallError> {
+        let out = self.call(|b, s| b.sluice_transform_aggregate_transform().call_merge(s, groups))?;
         convert::check_len(out, groups.len())
     }
 
@@ -415,10 +341,7 @@ impl Instance {
             })
             .collect();
         let n = windows.len();
-        let out = self.call(|b, s| {
-            b.sluice_transform_aggregate_transform()
-                .call_finish(s, &windows)
-        })?;
+        let out = self.call(|b, s| b.sluice_transform_aggregate_transform().call_finish(s, &windows))?;
         convert::results(out, n)
     }
 }

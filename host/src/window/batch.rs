@@ -4,7 +4,7 @@
 use sluice_sink_api::Trigger;
 
 use crate::decode::FieldType;
-use crate::state::{Interner, StoredEvent, Sym, Value};
+use crate::state::{Interner, Sym, Value};
 
 /// A column of the call's events.
 #[derive(Debug, Clone, PartialEq)]
@@ -103,11 +103,9 @@ impl Batch {
                     ColumnData::Bools(v) => v.get(r).copied().into(),
                     ColumnData::Ints(v) => v.get(r).copied().into(),
                     ColumnData::Floats(v) => v.get(r).copied().into(),
-                    ColumnData::Strs { dict, codes } => codes
-                        .get(r)
-                        .and_then(|&c| dict.get(c as usize))
-                        .cloned()
-                        .into(),
+                    ColumnData::Strs { dict, codes } => {
+                        codes.get(r).and_then(|&c| dict.get(c as usize)).cloned().into()
+                    }
                 }
             };
             obj.insert(c.name.clone(), v);
@@ -124,16 +122,13 @@ pub struct BatchBuilder {
     fields: Vec<(String, FieldType)>,
     codes: Vec<Vec<(u64, u32)>>,
     pub batch: Batch,
+    spare: Option<Batch>,
 }
 
 impl BatchBuilder {
     pub fn new(fields: Vec<(String, FieldType)>) -> Self {
         let codes = fields.iter().map(|_| Vec::new()).collect();
-        let mut b = BatchBuilder {
-            fields,
-            codes,
-            batch: Batch::default(),
-        };
+        let mut b = BatchBuilder { fields, codes, batch: Batch::default(), spare: None };
         b.batch = b.empty(1);
         b
     }
@@ -148,19 +143,12 @@ impl BatchBuilder {
                     FieldType::Bool => ColumnData::Bools(Vec::new()),
                     FieldType::Int => ColumnData::Ints(Vec::new()),
                     FieldType::Float => ColumnData::Floats(Vec::new()),
-                    FieldType::String => ColumnData::Strs {
-                        dict: Vec::new(),
-                        codes: Vec::new(),
-                    },
+                    FieldType::String => ColumnData::Strs { dict: Vec::new(), codes: Vec::new() },
                 },
                 nulls: Vec::new(),
             })
             .collect();
-        Batch {
-            id,
-            columns,
-            ..Batch::default()
-        }
+        Batch { id, columns, ..Batch::default() }
     }
 
     /// Id of the call being built: rows cached under another id are stale.
@@ -170,22 +158,48 @@ impl BatchBuilder {
 
     /// Hand over the call built so far and start the next.
     pub fn take(&mut self) -> Batch {
-        let next = self.empty(self.batch.id + 1);
+        let next = match self.spare.take() {
+            Some(mut spare) => {
+                spare.id = self.batch.id + 1;
+                spare
+            }
+            None => self.empty(self.batch.id + 1),
+        };
         std::mem::replace(&mut self.batch, next)
     }
 
+    /// Keep a used batch's buffers for the next call.
+    pub fn recycle(&mut self, mut batch: Batch) {
+        batch.times.clear();
+        batch.windows.clear();
+        batch.folds.clear();
+        for (c, (name, _)) in batch.columns.iter_mut().zip(&self.fields) {
+            if c.name.is_empty() {
+                c.name.clone_from(name);
+            }
+            c.nulls.clear();
+            match &mut c.data {
+                ColumnData::Bools(v) => v.clear(),
+                ColumnData::Ints(v) => v.clear(),
+                ColumnData::Floats(v) => v.clear(),
+                ColumnData::Strs { dict, codes } => {
+                    dict.clear();
+                    codes.clear();
+                }
+            }
+        }
+        // Only a batch shaped like ours (the guest may have kept a column).
+        if batch.columns.len() == self.fields.len() {
+            self.spare = Some(batch);
+        }
+    }
+
     /// Copy an event into the call; returns its row.
-    pub fn push(&mut self, event: &StoredEvent, interner: &Interner) -> u32 {
+    pub fn push(&mut self, time: i64, values: &[Value], interner: &Interner) -> u32 {
         let row = self.batch.times.len() as u32;
-        self.batch.times.push(event.time);
+        self.batch.times.push(time);
         let id = self.batch.id;
-        for ((column, codes), value) in self
-            .batch
-            .columns
-            .iter_mut()
-            .zip(&mut self.codes)
-            .zip(event.values.iter())
-        {
+        for ((column, codes), value) in self.batch.columns.iter_mut().zip(&mut self.codes).zip(values) {
             if matches!(value, Value::Null) {
                 column.nulls.push(row);
             }
@@ -210,13 +224,7 @@ impl BatchBuilder {
     }
 }
 
-fn code_of(
-    sym: Sym,
-    id: u64,
-    codes: &mut Vec<(u64, u32)>,
-    dict: &mut Vec<String>,
-    interner: &Interner,
-) -> u32 {
+fn code_of(sym: Sym, id: u64, codes: &mut Vec<(u64, u32)>, dict: &mut Vec<String>, interner: &Interner) -> u32 {
     let i = sym.0 as usize;
     if codes.len() <= i {
         codes.resize(interner.capacity().max(i + 1), (0, 0));
@@ -238,36 +246,20 @@ mod tests {
         let mut interner = Interner::new();
         let a = interner.intern("a");
         let b = interner.intern("b");
-        let mut builder = BatchBuilder::new(vec![
-            ("s".into(), FieldType::String),
-            ("n".into(), FieldType::Int),
-        ]);
-        let ev = |s, n| StoredEvent {
-            time: 5,
-            values: vec![Value::Str(s), n].into(),
-        };
-        assert_eq!(builder.push(&ev(a, Value::Int(1)), &interner), 0);
-        assert_eq!(builder.push(&ev(b, Value::Null), &interner), 1);
-        assert_eq!(builder.push(&ev(a, Value::Int(3)), &interner), 2);
+        let mut builder = BatchBuilder::new(vec![("s".into(), FieldType::String), ("n".into(), FieldType::Int)]);
+        assert_eq!(builder.push(5, &[Value::Str(a), Value::Int(1)], &interner), 0);
+        assert_eq!(builder.push(5, &[Value::Str(b), Value::Null], &interner), 1);
+        assert_eq!(builder.push(5, &[Value::Str(a), Value::Int(3)], &interner), 2);
         let batch = builder.take();
         assert_eq!(
             batch.columns[0].data,
-            ColumnData::Strs {
-                dict: vec!["a".into(), "b".into()],
-                codes: vec![0, 1, 0]
-            }
+            ColumnData::Strs { dict: vec!["a".into(), "b".into()], codes: vec![0, 1, 0] }
         );
         assert_eq!(batch.columns[1].nulls, vec![1]);
         // The next call codes from scratch.
-        builder.push(&ev(b, Value::Int(1)), &interner);
+        builder.push(5, &[Value::Str(b), Value::Int(1)], &interner);
         let next = builder.take();
-        assert_eq!(
-            next.columns[0].data,
-            ColumnData::Strs {
-                dict: vec!["b".into()],
-                codes: vec![0]
-            }
-        );
+        assert_eq!(next.columns[0].data, ColumnData::Strs { dict: vec!["b".into()], codes: vec![0] });
         assert_eq!(next.id, batch.id + 1);
     }
 }

@@ -19,11 +19,7 @@ fn gcd(a: i64, b: i64) -> i64 {
 impl Grid {
     /// `size` and `slide` are positive (the manifest checks).
     pub fn new(size: i64, slide: i64) -> Self {
-        Grid {
-            size,
-            slide,
-            slice: gcd(size, slide),
-        }
+        Grid { size, slide, slice: gcd(size, slide) }
     }
 
     pub fn slice_start(&self, t: i64) -> i64 {
@@ -56,9 +52,7 @@ impl Grid {
         let slide = self.slide;
         let first = self.first_end(t);
         let last = self.last_end(t);
-        (0..)
-            .map(move |i| first + i * slide)
-            .take_while(move |&e| e <= last)
+        (0..).map(move |i| first + i * slide).take_while(move |&e| e <= last)
     }
 }
 
@@ -70,11 +64,7 @@ mod tests {
         // Every window start that is a multiple of slide near t.
         let lo = (t - g.size - g.slide).div_euclid(g.slide);
         let hi = (t + g.slide).div_euclid(g.slide);
-        (lo..=hi)
-            .map(|k| k * g.slide)
-            .filter(|&s| s <= t && t < s + g.size)
-            .map(|s| s + g.size)
-            .collect()
+        (lo..=hi).map(|k| k * g.slide).filter(|&s| s <= t && t < s + g.size).map(|s| s + g.size).collect()
     }
 
     #[test]
@@ -86,11 +76,7 @@ mod tests {
                 assert_eq!(ends, brute_ends(&g, t), "size {size} slide {slide} t {t}");
                 for w in [-100, t - 20, t, t + 3, t + 40] {
                     let open = brute_ends(&g, t).into_iter().find(|&e| e > w);
-                    assert_eq!(
-                        g.first_open_end(t, w),
-                        open,
-                        "size {size} slide {slide} t {t} w {w}"
-                    );
+                    assert_eq!(g.first_open_end(t, w), open, "size {size} slide {slide} t {t} w {w}");
                 }
                 // A slice lies inside a window or outside it, never across.
                 let a = g.slice_start(t);

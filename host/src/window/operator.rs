@@ -24,10 +24,7 @@ use sluice_sink_api::Trigger;
 use super::batch::{Batch, BatchBuilder, Fired, Fold, SliceRef};
 use super::{Grid, Kind, Spec, TriggerMode};
 use crate::decode::{self, FieldType};
-use crate::state::{
-    Interner, KeyId, KeyState, MemoryState, NO_ROW, Session, Slice, StateBackend, StoredEvent,
-    Value,
-};
+use crate::state::{Interner, KeyId, KeyState, MemoryState, NO_ROW, Session, Slice, StateBackend, Value};
 
 /// What the transform does with window contents.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,6 +64,8 @@ pub struct Operator<S: StateBackend = MemoryState> {
     watermark: i64,
     late_refires: Vec<(KeyId, i64, i64)>,
     dirty: Vec<KeyId>,
+    /// The event being stored, reused to spare an allocation per event.
+    scratch: Vec<Value>,
     last_sweep: i64,
     pub stats: Stats,
 }
@@ -78,11 +77,13 @@ fn gather(slice: &mut Slice, builder: &mut BatchBuilder, interner: &Interner, ro
     if slice.batch != id {
         slice.batch = id;
         slice.rows.clear();
-        slice.rows.resize(slice.events.len(), NO_ROW);
+        slice.rows.resize(slice.len(), NO_ROW);
     }
-    for (event, row) in slice.events.iter().zip(slice.rows.iter_mut()) {
+    let width = slice.width();
+    let Slice { times, values, rows: cached, .. } = slice;
+    for (i, row) in cached.iter_mut().enumerate() {
         if *row == NO_ROW {
-            *row = builder.push(event, interner);
+            *row = builder.push(times[i], &values[i * width..(i + 1) * width], interner);
         }
         rows.push(*row);
     }
@@ -107,6 +108,7 @@ impl<S: StateBackend> Operator<S> {
             watermark: i64::MIN,
             late_refires: Vec::new(),
             dirty: Vec::new(),
+            scratch: Vec::new(),
             last_sweep: i64::MIN,
             stats: Stats::default(),
         }
@@ -139,23 +141,22 @@ impl<S: StateBackend> Operator<S> {
         self.builder.take()
     }
 
-    fn store(&mut self, event: &decode::Event<'_>) -> StoredEvent {
+    /// Give an evaluated batch back, so the next call reuses its buffers.
+    pub fn recycle(&mut self, batch: Batch) {
+        self.builder.recycle(batch);
+    }
+
+    /// Intern the event's values into `scratch`.
+    fn store(&mut self, event: &decode::Event<'_>) {
         let interner = &mut self.interner;
-        let values = event
-            .values
-            .iter()
-            .map(|v| match v {
-                decode::Value::Null => Value::Null,
-                decode::Value::Bool(b) => Value::Bool(*b),
-                decode::Value::Int(i) => Value::Int(*i),
-                decode::Value::Float(f) => Value::Float(*f),
-                decode::Value::Str(s) => Value::Str(interner.intern(s)),
-            })
-            .collect();
-        StoredEvent {
-            time: event.time,
-            values,
-        }
+        self.scratch.clear();
+        self.scratch.extend(event.values.iter().map(|v| match v {
+            decode::Value::Null => Value::Null,
+            decode::Value::Bool(b) => Value::Bool(*b),
+            decode::Value::Int(i) => Value::Int(*i),
+            decode::Value::Float(f) => Value::Float(*f),
+            decode::Value::Str(s) => Value::Str(interner.intern(s)),
+        }));
     }
 
     fn mark_dirty(&mut self, id: KeyId) {
@@ -186,7 +187,7 @@ impl<S: StateBackend> Operator<S> {
         if grid.last_end(t).saturating_add(lateness) <= w {
             return Err(Late { watermark: w });
         }
-        let stored = self.store(event);
+        self.store(event);
         let id = self.state.lookup_or_insert(&event.key);
         let batch = self.builder.id();
         let Some(ks) = self.state.get_mut(id) else {
@@ -197,15 +198,11 @@ impl<S: StateBackend> Operator<S> {
         let at = ks.slices.partition_point(|s| s.start < a);
         if ks.slices.get(at).is_none_or(|s| s.start != a) {
             ks.slices.insert(at, Slice::new(a));
-            self.cleanup_timers
-                .push(Reverse((grid.last_end(a).saturating_add(lateness), id)));
+            self.cleanup_timers.push(Reverse((grid.last_end(a).saturating_add(lateness), id)));
         }
-        ks.slices[at].insert(stored, batch);
+        ks.slices[at].insert(t, &self.scratch, batch);
         if grid.first_end(t) <= w {
-            for e in grid
-                .ends(t)
-                .filter(|&e| e <= w && e.saturating_add(lateness) > w)
-            {
+            for e in grid.ends(t).filter(|&e| e <= w && e.saturating_add(lateness) > w) {
                 self.late_refires.push((id, e - grid.size, e));
             }
         }
@@ -226,10 +223,7 @@ impl<S: StateBackend> Operator<S> {
         let (t, w, lateness) = (event.time, self.watermark, self.spec.allowed_lateness);
         let (mut start, mut end) = (t, t.saturating_add(gap));
         // Sessions that touch [t, t + gap) merge with it (Flink's rule).
-        let existing = self
-            .state
-            .lookup(&event.key)
-            .and_then(|id| self.state.get(id));
+        let existing = self.state.lookup(&event.key).and_then(|id| self.state.get(id));
         let range = existing.map_or(0..0, |ks| {
             let from = ks.sessions.partition_point(|s| s.end < t);
             let to = ks.sessions.partition_point(|s| s.start <= end);
@@ -244,7 +238,7 @@ impl<S: StateBackend> Operator<S> {
         if end.saturating_add(lateness) <= w {
             return Err(Late { watermark: w });
         }
-        let stored = self.store(event);
+        self.store(event);
         let id = self.state.lookup_or_insert(&event.key);
         let batch = self.builder.id();
         let mode = self.mode;
@@ -259,10 +253,7 @@ impl<S: StateBackend> Operator<S> {
                 match (mode, parts.first_mut()) {
                     // Window transforms keep one part; sessions are disjoint
                     // in time, so appending keeps event-time order.
-                    (Mode::Window, Some(first)) => {
-                        first.events.extend(part.events);
-                        first.batch = 0;
-                    }
+                    (Mode::Window, Some(first)) => first.append(part),
                     _ => parts.push(part),
                 }
             }
@@ -270,19 +261,10 @@ impl<S: StateBackend> Operator<S> {
         if parts.is_empty() {
             parts.push(Slice::new(start));
         }
-        parts[0].insert(stored, batch);
+        parts[0].insert(t, &self.scratch, batch);
         let closed = end <= w;
-        ks.sessions.insert(
-            range.start,
-            Session {
-                start,
-                end,
-                fired: closed,
-                parts,
-            },
-        );
-        self.cleanup_timers
-            .push(Reverse((end.saturating_add(lateness), id)));
+        ks.sessions.insert(range.start, Session { start, end, fired: closed, parts });
+        self.cleanup_timers.push(Reverse((end.saturating_add(lateness), id)));
         if closed {
             self.late_refires.push((id, start, end));
         } else {
@@ -309,7 +291,8 @@ impl<S: StateBackend> Operator<S> {
             return;
         };
         let from = ks.slices.partition_point(|s| s.start < start);
-        let mut rows = Vec::new();
+        let inside = ks.slices.range(from..).take_while(|s| s.start < end);
+        let mut rows = Vec::with_capacity(inside.map(Slice::len).sum());
         let mut accs = Vec::new();
         for slice in ks.slices.range_mut(from..) {
             if slice.start >= end {
@@ -322,14 +305,7 @@ impl<S: StateBackend> Operator<S> {
             return;
         }
         let key = ks.key.to_string();
-        self.emit(Fired {
-            key,
-            start,
-            end,
-            trigger,
-            rows,
-            accs,
-        });
+        self.emit(Fired { key, start, end, trigger, rows, accs });
     }
 
     fn fire_session(&mut self, id: KeyId, start: i64, trigger: Trigger) {
@@ -347,14 +323,7 @@ impl<S: StateBackend> Operator<S> {
         }
         let (start, end) = (session.start, session.end);
         let key = ks.key.to_string();
-        self.emit(Fired {
-            key,
-            start,
-            end,
-            trigger,
-            rows,
-            accs,
-        });
+        self.emit(Fired { key, start, end, trigger, rows, accs });
     }
 
     fn emit(&mut self, fired: Fired) {
@@ -373,12 +342,12 @@ impl<S: StateBackend> Operator<S> {
         refires.sort_unstable();
         refires.dedup();
         match self.spec.kind {
-            Kind::Tumbling { size } => refires.iter().for_each(|&(id, _, e)| {
-                self.fire_grid(Grid::new(size, size), id, e, Trigger::Late)
-            }),
-            Kind::Sliding { size, slide } => refires.iter().for_each(|&(id, _, e)| {
-                self.fire_grid(Grid::new(size, slide), id, e, Trigger::Late)
-            }),
+            Kind::Tumbling { size } => {
+                refires.iter().for_each(|&(id, _, e)| self.fire_grid(Grid::new(size, size), id, e, Trigger::Late))
+            }
+            Kind::Sliding { size, slide } => {
+                refires.iter().for_each(|&(id, _, e)| self.fire_grid(Grid::new(size, slide), id, e, Trigger::Late))
+            }
             Kind::Session { .. } => {
                 // A later event of the same chunk may have merged the
                 // session into a larger one: fire what holds it now, if
@@ -388,11 +357,7 @@ impl<S: StateBackend> Operator<S> {
                     let Some(ks) = self.state.get(id) else {
                         continue;
                     };
-                    let Some(s) = ks
-                        .sessions
-                        .iter()
-                        .find(|s| s.start <= start && start < s.end)
-                    else {
+                    let Some(s) = ks.sessions.iter().find(|s| s.start <= start && start < s.end) else {
                         continue;
                     };
                     if s.end <= self.watermark && !fired.contains(&(id, s.start)) {
@@ -409,15 +374,18 @@ impl<S: StateBackend> Operator<S> {
     }
 
     /// Move the watermark: fire windows that closed, drop state no trigger
-    /// can need any more.
-    pub fn advance(&mut self, watermark: i64) {
-        if watermark <= self.watermark {
-            return;
-        }
-        self.watermark = watermark;
+    /// can need any more. Stops once the call being built holds
+    /// `max_windows` windows and returns `false`: hand the batch over and
+    /// call again (with the same watermark) to go on.
+    pub fn advance(&mut self, watermark: i64, max_windows: usize) -> bool {
+        self.watermark = self.watermark.max(watermark);
+        let watermark = self.watermark;
         while let Some(&Reverse((e, id))) = self.close_timers.peek() {
             if e > watermark {
                 break;
+            }
+            if self.pending_windows() >= max_windows {
+                return false;
             }
             self.close_timers.pop();
             if self.state.get(id).is_none_or(|ks| ks.next_close != Some(e)) {
@@ -437,6 +405,7 @@ impl<S: StateBackend> Operator<S> {
             self.cleanup(id);
         }
         self.sweep_idle_keys();
+        true
     }
 
     fn close_grid(&mut self, grid: Grid, id: KeyId, e: i64) {
@@ -448,10 +417,7 @@ impl<S: StateBackend> Operator<S> {
         // holds the next slice.
         let next_start = e + grid.slide - grid.size;
         let at = ks.slices.partition_point(|s| s.start < next_start);
-        ks.next_close = ks
-            .slices
-            .get(at)
-            .map(|s| (e + grid.slide).max(grid.first_end(s.start)));
+        ks.next_close = ks.slices.get(at).map(|s| (e + grid.slide).max(grid.first_end(s.start)));
         if let Some(n) = ks.next_close {
             self.close_timers.push(Reverse((n, id)));
         }
@@ -523,10 +489,7 @@ impl<S: StateBackend> Operator<S> {
         }
         self.last_sweep = w;
         for id in self.state.ids() {
-            let idle = self
-                .state
-                .get(id)
-                .is_some_and(|ks| ks.last_event.saturating_add(ttl) <= w);
+            let idle = self.state.get(id).is_some_and(|ks| ks.last_event.saturating_add(ttl) <= w);
             if idle {
                 if let Some(mut ks) = self.state.remove(id) {
                     if !ks.is_empty() {
@@ -547,35 +510,17 @@ impl<S: StateBackend> Operator<S> {
             };
             ks.dirty = false;
             let mut folds = Vec::new();
-            for slice in ks.slices.iter_mut().filter(|s| !s.events.is_empty()) {
+            for slice in ks.slices.iter_mut().filter(|s| !s.is_empty()) {
                 let mut rows = Vec::new();
                 gather(slice, &mut self.builder, &self.interner, &mut rows);
-                folds.push(Fold {
-                    key: id,
-                    slice: SliceRef::Grid(slice.start),
-                    acc: slice.acc.take(),
-                    rows,
-                });
+                folds.push(Fold { key: id, slice: SliceRef::Grid(slice.start), acc: slice.acc.take(), rows });
             }
             for session in &mut ks.sessions {
-                for (i, part) in session
-                    .parts
-                    .iter_mut()
-                    .enumerate()
-                    .filter(|(_, p)| !p.events.is_empty())
-                {
+                for (i, part) in session.parts.iter_mut().enumerate().filter(|(_, p)| !p.is_empty()) {
                     let mut rows = Vec::new();
                     gather(part, &mut self.builder, &self.interner, &mut rows);
-                    let slice = SliceRef::Session {
-                        start: session.start,
-                        part: i,
-                    };
-                    folds.push(Fold {
-                        key: id,
-                        slice,
-                        acc: part.acc.take(),
-                        rows,
-                    });
+                    let slice = SliceRef::Session { start: session.start, part: i };
+                    folds.push(Fold { key: id, slice, acc: part.acc.take(), rows });
                 }
             }
             self.builder.batch.folds.extend(folds);
@@ -591,11 +536,9 @@ impl<S: StateBackend> Operator<S> {
             };
             let slice = match fold.slice {
                 SliceRef::Grid(start) => ks.slices.iter_mut().find(|s| s.start == start),
-                SliceRef::Session { start, part } => ks
-                    .sessions
-                    .iter_mut()
-                    .find(|s| s.start == start)
-                    .and_then(|s| s.parts.get_mut(part)),
+                SliceRef::Session { start, part } => {
+                    ks.sessions.iter_mut().find(|s| s.start == start).and_then(|s| s.parts.get_mut(part))
+                }
             };
             if let Some(slice) = slice {
                 slice.acc = result.or(fold.acc);

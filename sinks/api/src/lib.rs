@@ -8,9 +8,7 @@
 
 mod record;
 
-pub use record::{
-    DeadLetter, FeatureRow, FeatureValue, Features, LateEvent, Position, Scalar, Stage, Trigger,
-};
+pub use record::{DeadLetter, FeatureRow, FeatureValue, Features, LateEvent, Position, Scalar, Stage, Trigger};
 
 /// Errors a sink reports. `retriable` tells the host whether to back off
 /// and try the same batch again (an outage) or to give up (bad config).

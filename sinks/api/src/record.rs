@@ -83,9 +83,8 @@ impl Serialize for FeatureValue {
             FeatureValue::Ints(v) => v.serialize(s),
             FeatureValue::Floats(v) => v.serialize(s),
             FeatureValue::Strs { .. } => {
-                let items = self
-                    .str_items()
-                    .ok_or_else(|| serde::ser::Error::custom("malformed packed string list"))?;
+                let items =
+                    self.str_items().ok_or_else(|| serde::ser::Error::custom("malformed packed string list"))?;
                 let mut seq = s.serialize_seq(Some(items.len()))?;
                 for item in items {
                     seq.serialize_element(item)?;
@@ -204,18 +203,12 @@ mod tests {
     #[test]
     fn packed_strings_serialize_as_an_array() {
         let v = FeatureValue::strs(["a", "", "bc"]);
-        assert_eq!(
-            serde_json::to_string(&v).ok().as_deref(),
-            Some(r#"["a","","bc"]"#)
-        );
+        assert_eq!(serde_json::to_string(&v).ok().as_deref(), Some(r#"["a","","bc"]"#));
     }
 
     #[test]
     fn malformed_packed_strings_fail_to_serialize() {
-        let v = FeatureValue::Strs {
-            data: "ab".into(),
-            ends: vec![5],
-        };
+        let v = FeatureValue::Strs { data: "ab".into(), ends: vec![5] };
         assert!(serde_json::to_string(&v).is_err());
     }
 
@@ -226,10 +219,7 @@ mod tests {
             window_start: 0,
             window_end: 60_000,
             trigger: Trigger::Late,
-            features: Features(vec![
-                ("n".into(), FeatureValue::Int(3)),
-                ("m".into(), FeatureValue::Null),
-            ]),
+            features: Features(vec![("n".into(), FeatureValue::Int(3)), ("m".into(), FeatureValue::Null)]),
             computed_at: 7,
         };
         let json = serde_json::to_string(&row).unwrap_or_default();
@@ -243,11 +233,7 @@ mod tests {
     fn non_utf8_raw_bytes_are_kept_as_numbers() {
         let d = LateEvent {
             raw: vec![0xff, b'a'],
-            position: Position {
-                source: "f".into(),
-                partition: 0,
-                offset: 1,
-            },
+            position: Position { source: "f".into(), partition: 0, offset: 1 },
             event_time: 1,
             watermark: 2,
             key: "k".into(),

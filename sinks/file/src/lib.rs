@@ -48,11 +48,7 @@ impl FileSink {
             .open(&config.path)
             .await
             .map_err(err)?;
-        Ok(FileSink {
-            name: name.to_string(),
-            file,
-            buffer: Vec::with_capacity(BUFFER_BYTES),
-        })
+        Ok(FileSink { name: name.to_string(), file, buffer: Vec::with_capacity(BUFFER_BYTES) })
     }
 
     fn encode<T: Serialize>(&mut self, records: &[T]) -> Result<()> {
@@ -111,19 +107,12 @@ mod tests {
     async fn writes_one_json_object_per_line() -> anyhow_free::Result {
         let dir = tempfile::tempdir()?;
         let path = dir.path().join("sub/dead.jsonl");
-        let config = FileSinkConfig {
-            path: path.clone(),
-            append: false,
-        };
+        let config = FileSinkConfig { path: path.clone(), append: false };
         let mut sink = FileSink::open("dlq", &config).await?;
         let letters = vec![
             sluice_sink_api::DeadLetter {
                 raw: b"{oops".to_vec(),
-                position: Some(Position {
-                    source: "in.jsonl".into(),
-                    partition: 0,
-                    offset: 3
-                }),
+                position: Some(Position { source: "in.jsonl".into(), partition: 0, offset: 3 }),
                 stage: Stage::Decode,
                 error_class: "invalid_json".into(),
                 message: "expected value".into(),

@@ -57,14 +57,8 @@ impl Aggregate for TxVelocity {
         let count = r.u64()?;
         let sum = r.f64()?;
         let n = r.u32()?;
-        let merchants = (0..n)
-            .map(|_| r.str().map(str::to_string))
-            .collect::<Result<_, _>>()?;
-        Ok(Velocity {
-            count,
-            sum,
-            merchants,
-        })
+        let merchants = (0..n).map(|_| r.str().map(str::to_string)).collect::<Result<_, _>>()?;
+        Ok(Velocity { count, sum, merchants })
     }
 }
 

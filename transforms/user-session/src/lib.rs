@@ -12,9 +12,7 @@ fn user_session(window: &Window<'_>) -> Result<Features, Error> {
     };
     let duration_ms = window.timestamp(last) - window.timestamp(first);
     let mut features = Features::new();
-    features
-        .int("clicks_in_session", rows.len() as i64)
-        .int("session_duration_s", duration_ms / 1000);
+    features.int("clicks_in_session", rows.len() as i64).int("session_duration_s", duration_ms / 1000);
     Ok(features)
 }
 

@@ -1,0 +1,64 @@
+//! Every metric the host keeps, named in one place.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Counters of one pipeline. Names follow Prometheus conventions; see
+/// [`Metrics::render`].
+#[derive(Debug, Default)]
+pub struct Metrics {
+    pub events_read: AtomicU64,
+    pub events_accepted: AtomicU64,
+    pub events_late: AtomicU64,
+    pub dead_letters_decode: AtomicU64,
+    pub dead_letters_validate: AtomicU64,
+    pub dead_letters_transform: AtomicU64,
+    pub windows_fired_close: AtomicU64,
+    pub windows_fired_event: AtomicU64,
+    pub windows_fired_late: AtomicU64,
+    pub feature_rows: AtomicU64,
+    pub guest_calls: AtomicU64,
+    pub guest_failures: AtomicU64,
+    pub sink_retries: AtomicU64,
+    pub keys_expired: AtomicU64,
+}
+
+impl Metrics {
+    pub fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub fn get(counter: &AtomicU64) -> u64 {
+        counter.load(Ordering::Relaxed)
+    }
+
+    /// (name, labels, value) of every counter.
+    pub fn samples(&self) -> Vec<(&'static str, &'static str, u64)> {
+        let g = Self::get;
+        vec![
+            ("sluice_events_read_total", "", g(&self.events_read)),
+            ("sluice_events_accepted_total", "", g(&self.events_accepted)),
+            ("sluice_events_late_total", "", g(&self.events_late)),
+            ("sluice_dead_letters_total", "stage=\"decode\"", g(&self.dead_letters_decode)),
+            ("sluice_dead_letters_total", "stage=\"validate\"", g(&self.dead_letters_validate)),
+            ("sluice_dead_letters_total", "stage=\"transform\"", g(&self.dead_letters_transform)),
+            ("sluice_windows_fired_total", "trigger=\"close\"", g(&self.windows_fired_close)),
+            ("sluice_windows_fired_total", "trigger=\"event\"", g(&self.windows_fired_event)),
+            ("sluice_windows_fired_total", "trigger=\"late\"", g(&self.windows_fired_late)),
+            ("sluice_feature_rows_total", "", g(&self.feature_rows)),
+            ("sluice_guest_calls_total", "", g(&self.guest_calls)),
+            ("sluice_guest_failures_total", "", g(&self.guest_failures)),
+            ("sluice_sink_retries_total", "", g(&self.sink_retries)),
+            ("sluice_keys_expired_total", "", g(&self.keys_expired)),
+        ]
+    }
+
+    /// Prometheus text exposition, with the pipeline as a label.
+    pub fn render(&self, pipeline: &str) -> String {
+        let mut out = String::new();
+        for (name, labels, value) in self.samples() {
+            let sep = if labels.is_empty() { "" } else { "," };
+            out.push_str(&format!("{name}{{pipeline=\"{pipeline}\"{sep}{labels}}} {value}\n"));
+        }
+        out
+    }
+}

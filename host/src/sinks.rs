@@ -1,0 +1,13 @@
+//! The sink registry: each manifest `type` and the connector it builds.
+//! One explicit list; a new sink is one more arm.
+
+use sluice_sink_api::{Result, Sink};
+
+use crate::manifest::SinkConfig;
+
+/// Build the sink a manifest entry describes; `name` names it in errors.
+pub async fn build(name: &str, config: &SinkConfig) -> Result<Box<dyn Sink>> {
+    match config {
+        SinkConfig::File(c) => Ok(Box::new(sluice_sink_file::FileSink::open(name, c).await?)),
+    }
+}
