@@ -121,7 +121,8 @@ fn evaluate(op: &mut Operator, mode: Mode, batch: Batch, out: &mut Vec<Fire>) {
 
 /// Fires per step (on-event fires in order, then the step's end).
 fn run_operator(case: &Case, mode: Mode) -> (Vec<Vec<Fire>>, BTreeSet<u64>) {
-    let spec = Spec { kind: case.kind, trigger: case.trigger, allowed_lateness: case.lateness, state_ttl: i64::MAX / 4 };
+    let spec =
+        Spec { kind: case.kind, trigger: case.trigger, allowed_lateness: case.lateness, state_ttl: i64::MAX / 4 };
     let mut op = Operator::in_memory(spec, mode, vec![("id".to_string(), FieldType::Int)]);
     let mut steps = Vec::new();
     let mut late = BTreeSet::new();
@@ -214,7 +215,8 @@ fn model_grid(case: &Case, size: i64, slide: i64) -> (Vec<Vec<Fire>>, BTreeSet<u
         let mut refire: BTreeSet<(u8, i64, i64)> = BTreeSet::new();
         for ev in chunk.iter() {
             let ws = windows_of(ev.time, size, slide);
-            let accepting: Vec<(i64, i64)> = ws.iter().copied().filter(|&(_, e)| e.saturating_add(l) > watermark).collect();
+            let accepting: Vec<(i64, i64)> =
+                ws.iter().copied().filter(|&(_, e)| e.saturating_add(l) > watermark).collect();
             if accepting.is_empty() {
                 late.insert(id);
             }

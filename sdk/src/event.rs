@@ -25,8 +25,8 @@ impl<'a> Events<'a> {
     /// counts over dictionary codes.
     pub fn strs(&self, name: &str) -> Result<StrColumn<'a>, Error> {
         match self.column(name) {
-            Some(types::Column { data: ColumnData::Strs(s), nulls, .. }) => {
-                Ok(StrColumn { dict: &s.dict, codes: &s.codes, nulls })
+            Some(types::Column { data: ColumnData::Strs(codes), nulls, .. }) => {
+                Ok(StrColumn { dict: &self.raw.strings, codes, nulls })
             }
             Some(_) => Err(Error(format!("field `{name}` is not a string"))),
             None => Err(Error(format!("field `{name}` is not declared in the manifest"))),
@@ -43,9 +43,9 @@ impl<'a> Events<'a> {
             return None;
         }
         match &column.data {
-            ColumnData::Strs(s) => {
-                let code = *s.codes.get(row as usize)?;
-                s.dict.get(code as usize).map(String::as_str)
+            ColumnData::Strs(codes) => {
+                let code = *codes.get(row as usize)?;
+                self.raw.strings.get(code as usize).map(String::as_str)
             }
             _ => None,
         }
@@ -179,19 +179,18 @@ impl<'a> StrColumn<'a> {
     pub fn mode(&self, rows: &[u32]) -> Option<&'a str> {
         SCRATCH.with_borrow_mut(|scratch| {
             let counts = scratch.reset(self.dict.len());
-            let mut best: Option<(u32, &'a str)> = None;
+            let mut best: Option<(u32, u32)> = None;
             for code in rows.iter().filter_map(|&r| self.code(r)) {
                 let n = counts.bump(code);
-                let s = self.resolve(code);
                 let better = match best {
                     None => true,
-                    Some((bn, bs)) => n > bn || (n == bn && s < bs),
+                    Some((bn, bc)) => n > bn || (n == bn && code != bc && self.resolve(code) < self.resolve(bc)),
                 };
                 if better {
-                    best = Some((n, s));
+                    best = Some((n, code));
                 }
             }
-            best.map(|(_, s)| s)
+            best.map(|(_, code)| self.resolve(code))
         })
     }
 }

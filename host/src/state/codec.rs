@@ -5,7 +5,7 @@
 
 use std::collections::VecDeque;
 
-use super::{Interner, KeyState, Session, Slice, Value};
+use super::{Column, Interner, KeyState, NULL_SYM, Session, Slice};
 
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum CodecError {
@@ -47,30 +47,41 @@ impl Writer<'_> {
             None => self.u8(0),
         }
         self.u32(s.len() as u32);
-        self.u32(s.width() as u32);
         for &t in &s.times {
             self.i64(t);
         }
-        for v in &s.values {
-            match *v {
-                Value::Null => self.u8(0),
-                Value::Bool(b) => {
+        self.u32(s.columns.len() as u32);
+        for column in &s.columns {
+            match column {
+                Column::Bools(v) => {
+                    self.u8(0);
+                    v.iter().for_each(|&b| self.u8(u8::from(b)));
+                }
+                Column::Ints(v) => {
                     self.u8(1);
-                    self.u8(u8::from(b));
+                    v.iter().for_each(|&i| self.i64(i));
                 }
-                Value::Int(i) => {
+                Column::Floats(v) => {
                     self.u8(2);
-                    self.i64(i);
+                    v.iter().for_each(|&f| self.i64(f.to_bits() as i64));
                 }
-                Value::Float(f) => {
+                Column::Strs(v) => {
                     self.u8(3);
-                    self.0.extend_from_slice(&f.to_le_bytes());
-                }
-                Value::Str(sym) => {
-                    self.u8(4);
-                    self.bytes(interner.resolve(sym).as_bytes());
+                    for &sym in v {
+                        if sym == NULL_SYM {
+                            self.u8(0);
+                        } else {
+                            self.u8(1);
+                            self.bytes(interner.resolve(sym).as_bytes());
+                        }
+                    }
                 }
             }
+        }
+        self.u32(s.nulls.len() as u32);
+        for &(row, column) in &s.nulls {
+            self.u32(row);
+            self.u32(u32::from(column));
         }
     }
 }
@@ -111,26 +122,42 @@ impl<'a> Reader<'a> {
             t => return Err(CodecError::BadTag(t)),
         };
         let n = self.u32()? as usize;
-        let width = self.u32()? as usize;
-        let mut times = Vec::with_capacity(n.min(1 << 16));
+        // Bounds from the remaining bytes, so bad lengths cannot allocate.
+        let mut times = Vec::with_capacity(n.min(self.0.len() / 8));
         for _ in 0..n {
             times.push(self.i64()?);
         }
-        let mut values = Vec::with_capacity(n.saturating_mul(width).min(1 << 16));
-        for _ in 0..n.saturating_mul(width) {
-            values.push(match self.u8()? {
-                0 => Value::Null,
-                1 => Value::Bool(self.u8()? != 0),
-                2 => Value::Int(self.i64()?),
-                3 => Value::Float(f64::from_bits(self.i64()? as u64)),
-                4 => {
-                    let text = std::str::from_utf8(self.bytes()?).map_err(|_| CodecError::BadUtf8)?;
-                    Value::Str(interner.intern(text))
+        let width = self.u32()? as usize;
+        let mut columns = Vec::with_capacity(width.min(self.0.len()));
+        for _ in 0..width {
+            columns.push(match self.u8()? {
+                0 => Column::Bools((0..n).map(|_| self.u8().map(|b| b != 0)).collect::<Result<_, _>>()?),
+                1 => Column::Ints((0..n).map(|_| self.i64()).collect::<Result<_, _>>()?),
+                2 => Column::Floats(
+                    (0..n).map(|_| self.i64().map(|b| f64::from_bits(b as u64))).collect::<Result<_, _>>()?,
+                ),
+                3 => {
+                    let mut syms = Vec::with_capacity(n.min(self.0.len()));
+                    for _ in 0..n {
+                        syms.push(match self.u8()? {
+                            0 => NULL_SYM,
+                            _ => {
+                                let text = std::str::from_utf8(self.bytes()?).map_err(|_| CodecError::BadUtf8)?;
+                                interner.intern(text)
+                            }
+                        });
+                    }
+                    Column::Strs(syms)
                 }
                 t => return Err(CodecError::BadTag(t)),
             });
         }
-        Ok(Slice { start, times, values, acc, ..Slice::default() })
+        let m = self.u32()? as usize;
+        let mut nulls = Vec::with_capacity(m.min(self.0.len() / 8));
+        for _ in 0..m {
+            nulls.push((self.u32()?, self.u32()? as u16));
+        }
+        Ok(Slice { start, times, columns, nulls, acc, ..Slice::default() })
     }
 }
 
@@ -209,12 +236,14 @@ mod tests {
 
     #[test]
     fn key_state_round_trips_through_bytes() {
+        use crate::decode::FieldType as T;
+        use crate::state::Value;
         let mut interner = Interner::new();
         let item = interner.intern("item-7");
-        let mut slice = Slice::new(60_000);
+        let mut slice = Slice::new(60_000, &[T::String, T::Int, T::Float, T::Bool, T::String]);
         let row = [Value::Str(item), Value::Int(-3), Value::Float(2.5), Value::Bool(true), Value::Null];
-        slice.insert(61_000, &row, 1);
-        slice.insert(60_500, &[Value::Null, Value::Int(1), Value::Float(0.5), Value::Bool(false), Value::Null], 1);
+        slice.insert(61_000, &row);
+        slice.insert(60_500, &[Value::Null, Value::Int(1), Value::Float(0.5), Value::Bool(false), Value::Null]);
         let state = KeyState {
             key: "user-1".into(),
             slices: VecDeque::from([slice]),
@@ -241,10 +270,11 @@ mod tests {
         assert_eq!(back.next_close, Some(120_000));
         let s = &back.slices[0];
         assert_eq!(s.times, vec![60_500, 61_000]);
-        let Value::Str(sym) = s.row(1, 5)[0] else { panic!("not a string") };
+        let Value::Str(sym) = s.row(1)[0] else { panic!("not a string") };
         assert_eq!(other.resolve(sym), "item-7");
-        assert_eq!(s.row(1, 5)[1..], state.slices[0].row(1, 5)[1..]);
-        assert_eq!(s.row(0, 5), state.slices[0].row(0, 5));
+        assert_eq!(s.row(1)[1..], state.slices[0].row(1)[1..]);
+        assert_eq!(s.row(0), state.slices[0].row(0));
+        assert_eq!(s.row(0)[0], Value::Null);
         assert_eq!(KeyState::decode(&bytes[..bytes.len() - 1], &mut other).err(), Some(CodecError::Truncated));
         assert_eq!(KeyState::decode(&[9], &mut other).err(), Some(CodecError::Version(9)));
     }

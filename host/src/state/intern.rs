@@ -25,6 +25,8 @@ pub struct Interner {
     table: HashTable<u32>,
     entries: Vec<Option<Entry>>,
     free: Vec<u32>,
+    /// Slots given a new string since the last [`Interner::drain_changes`].
+    changed: Vec<u32>,
 }
 
 impl Interner {
@@ -54,6 +56,7 @@ impl Interner {
                 (self.entries.len() - 1) as u32
             }
         };
+        self.changed.push(i);
         let entries = &self.entries;
         self.table
             .insert_unique(hash, i, |&j| FxBuildHasher.hash_one(entries[j as usize].as_ref().map_or("", |e| &*e.text)));
@@ -86,6 +89,18 @@ impl Interner {
 
     pub fn resolve(&self, sym: Sym) -> &str {
         self.entries.get(sym.0 as usize).and_then(Option::as_ref).map_or("", |e| &e.text)
+    }
+
+    /// Strings given a symbol since the last call (a mirror of the table
+    /// stays current by applying these).
+    pub fn drain_changes(&mut self) -> impl Iterator<Item = (Sym, &str)> + '_ {
+        let entries = &self.entries;
+        self.changed.drain(..).filter_map(move |i| entries[i as usize].as_ref().map(|e| (Sym(i), &*e.text)))
+    }
+
+    /// Every live string.
+    pub fn live(&self) -> impl Iterator<Item = (Sym, &str)> + '_ {
+        self.entries.iter().enumerate().filter_map(|(i, e)| e.as_ref().map(|e| (Sym(i as u32), &*e.text)))
     }
 
     /// Live strings.

@@ -15,6 +15,8 @@ pub use memory::MemoryState;
 
 use std::collections::VecDeque;
 
+use crate::decode::FieldType;
+
 /// A stored field value; strings are interned.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Value {
@@ -25,32 +27,99 @@ pub enum Value {
     Str(Sym),
 }
 
-/// Marks a row not yet copied into the current call.
-pub(crate) const NO_ROW: u32 = u32::MAX;
+/// The values of one declared field over a slice's events.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Column {
+    Bools(Vec<bool>),
+    Ints(Vec<i64>),
+    Floats(Vec<f64>),
+    /// Interned strings; [`NULL_SYM`] for null.
+    Strs(Vec<Sym>),
+}
+
+/// The symbol stored for a null string.
+pub const NULL_SYM: Sym = Sym(u32::MAX);
+
+impl Column {
+    pub fn new(ty: FieldType) -> Self {
+        match ty {
+            FieldType::Bool => Column::Bools(Vec::new()),
+            FieldType::Int => Column::Ints(Vec::new()),
+            FieldType::Float => Column::Floats(Vec::new()),
+            FieldType::String => Column::Strs(Vec::new()),
+        }
+    }
+
+    fn insert(&mut self, at: usize, value: Value) {
+        match (self, value) {
+            (Column::Bools(v), value) => v.insert(at, matches!(value, Value::Bool(true))),
+            (Column::Ints(v), value) => v.insert(at, if let Value::Int(i) = value { i } else { 0 }),
+            (Column::Floats(v), value) => v.insert(
+                at,
+                match value {
+                    Value::Float(f) => f,
+                    Value::Int(i) => i as f64,
+                    _ => 0.0,
+                },
+            ),
+            (Column::Strs(v), value) => v.insert(at, if let Value::Str(s) = value { s } else { NULL_SYM }),
+        }
+    }
+
+    fn get(&self, i: usize) -> Value {
+        match self {
+            Column::Bools(v) => Value::Bool(v[i]),
+            Column::Ints(v) => Value::Int(v[i]),
+            Column::Floats(v) => Value::Float(v[i]),
+            Column::Strs(v) => Value::Str(v[i]),
+        }
+    }
+
+    fn clear(&mut self) {
+        match self {
+            Column::Bools(v) => v.clear(),
+            Column::Ints(v) => v.clear(),
+            Column::Floats(v) => v.clear(),
+            Column::Strs(v) => v.clear(),
+        }
+    }
+
+    fn append(&mut self, other: Column) {
+        match (self, other) {
+            (Column::Bools(a), Column::Bools(b)) => a.extend(b),
+            (Column::Ints(a), Column::Ints(b)) => a.extend(b),
+            (Column::Floats(a), Column::Floats(b)) => a.extend(b),
+            (Column::Strs(a), Column::Strs(b)) => a.extend(b),
+            _ => {}
+        }
+    }
+}
 
 /// A slice of a key's timeline: the unit of window state.
 ///
 /// For window transforms it holds every event of the slice; for aggregate
 /// transforms, the events not yet folded into `acc`. Events are kept in
-/// event-time order (ties in arrival order), stored flat: `times[i]` and
-/// `values[i * width..(i + 1) * width]`, so reading a slice for a call
-/// streams through memory.
+/// event-time order (ties in arrival order), by column, so a slice goes
+/// into a call with a few bulk copies.
 #[derive(Debug, Default, PartialEq)]
 pub struct Slice {
     /// Start of the slice (grid windows) or of the part (sessions).
     pub start: i64,
     pub times: Vec<i64>,
-    pub values: Vec<Value>,
+    pub columns: Vec<Column>,
+    /// Rows whose field is null, as (row, column), ascending by row.
+    pub nulls: Vec<(u32, u16)>,
     pub acc: Option<Vec<u8>>,
-    /// The call these rows belong to; not state, never encoded.
-    pub(crate) batch: u64,
-    /// Row of each event in call `batch`, or [`NO_ROW`].
-    pub(crate) rows: Vec<u32>,
+    /// Where the slice sits in the call being built: (call, version, first
+    /// row). Not state, never encoded.
+    pub(crate) placed: Option<(u64, u32, u32)>,
+    /// Bumped by every change, to invalidate `placed`.
+    pub(crate) version: u32,
 }
 
 impl Slice {
-    pub fn new(start: i64) -> Self {
-        Slice { start, ..Slice::default() }
+    pub fn new(start: i64, fields: &[FieldType]) -> Self {
+        Slice { start, columns: fields.iter().map(|&t| Column::new(t)).collect(), ..Slice::default() }
     }
 
     /// Number of events.
@@ -62,52 +131,57 @@ impl Slice {
         self.times.is_empty()
     }
 
-    /// Fields per event.
-    pub fn width(&self) -> usize {
-        self.values.len().checked_div(self.times.len()).unwrap_or(0)
-    }
-
-    /// The fields of event `i`.
-    pub fn row(&self, i: usize, width: usize) -> &[Value] {
-        &self.values[i * width..(i + 1) * width]
+    /// The fields of event `i` (tests and dead letters; not the hot path).
+    pub fn row(&self, i: usize) -> Vec<Value> {
+        self.columns
+            .iter()
+            .enumerate()
+            .map(|(c, col)| if self.nulls.contains(&(i as u32, c as u16)) { Value::Null } else { col.get(i) })
+            .collect()
     }
 
     /// Insert keeping event-time order.
-    pub(crate) fn insert(&mut self, time: i64, values: &[Value], current_batch: u64) {
+    pub(crate) fn insert(&mut self, time: i64, values: &[Value]) {
         let at = self.times.partition_point(|&t| t <= time);
-        let width = values.len();
-        if at == self.times.len() {
-            self.values.extend_from_slice(values);
-        } else {
-            self.values.splice(at * width..at * width, values.iter().copied());
-        }
         self.times.insert(at, time);
-        if self.batch == current_batch {
-            self.rows.insert(at, NO_ROW);
+        let first_after = self.nulls.partition_point(|&(r, _)| (r as usize) < at);
+        for n in &mut self.nulls[first_after..] {
+            n.0 += 1;
         }
+        for (c, (column, &value)) in self.columns.iter_mut().zip(values).enumerate() {
+            column.insert(at, value);
+            if value == Value::Null {
+                let i = self.nulls.partition_point(|&n| n < (at as u32, c as u16));
+                self.nulls.insert(i, (at as u32, c as u16));
+            }
+        }
+        self.version = self.version.wrapping_add(1);
     }
 
     /// Append another slice's events (later in time than all of this one's).
     pub(crate) fn append(&mut self, other: Slice) {
+        let offset = self.times.len() as u32;
         self.times.extend(other.times);
-        self.values.extend(other.values);
-        self.batch = 0;
-    }
-
-    /// Release the interned strings of every event and forget them.
-    pub(crate) fn release(&mut self, interner: &mut Interner) {
-        release_values(&self.values, interner);
-        self.times.clear();
-        self.values.clear();
-        self.rows.clear();
-    }
-}
-
-pub(crate) fn release_values(values: &[Value], interner: &mut Interner) {
-    for v in values {
-        if let Value::Str(s) = v {
-            interner.release(*s);
+        self.nulls.extend(other.nulls.into_iter().map(|(r, c)| (r + offset, c)));
+        for (a, b) in self.columns.iter_mut().zip(other.columns) {
+            a.append(b);
         }
+        self.version = self.version.wrapping_add(1);
+    }
+
+    /// Release the interned strings of every event and forget the events.
+    pub(crate) fn release(&mut self, interner: &mut Interner) {
+        for column in &mut self.columns {
+            if let Column::Strs(syms) = column {
+                for &s in syms.iter() {
+                    interner.release(s);
+                }
+            }
+            column.clear();
+        }
+        self.times.clear();
+        self.nulls.clear();
+        self.version = self.version.wrapping_add(1);
     }
 }
 

@@ -29,7 +29,7 @@ fn column_data(data: ColumnData) -> wit::ColumnData {
         ColumnData::Bools(v) => wit::ColumnData::Bools(v),
         ColumnData::Ints(v) => wit::ColumnData::Ints(v),
         ColumnData::Floats(v) => wit::ColumnData::Floats(v),
-        ColumnData::Strs { dict, codes } => wit::ColumnData::Strs(wit::DictStrings { dict, codes }),
+        ColumnData::Strs(codes) => wit::ColumnData::Strs(codes),
     }
 }
 
@@ -38,7 +38,7 @@ fn column_data_back(data: wit::ColumnData) -> ColumnData {
         wit::ColumnData::Bools(v) => ColumnData::Bools(v),
         wit::ColumnData::Ints(v) => ColumnData::Ints(v),
         wit::ColumnData::Floats(v) => ColumnData::Floats(v),
-        wit::ColumnData::Strs(s) => ColumnData::Strs { dict: s.dict, codes: s.codes },
+        wit::ColumnData::Strs(codes) => ColumnData::Strs(codes),
     }
 }
 
@@ -46,6 +46,7 @@ fn column_data_back(data: wit::ColumnData) -> ColumnData {
 pub(super) fn events(batch: &mut Batch) -> wit::Events {
     wit::Events {
         timestamps: std::mem::take(&mut batch.times),
+        strings: std::mem::take(&mut batch.strings),
         columns: batch
             .columns
             .iter_mut()
@@ -62,6 +63,7 @@ pub(super) fn events(batch: &mut Batch) -> wit::Events {
 pub(super) fn events_ref(batch: &Batch) -> wit::Events {
     wit::Events {
         timestamps: batch.times.clone(),
+        strings: batch.strings.clone(),
         columns: batch
             .columns
             .iter()
@@ -87,6 +89,7 @@ pub(super) fn windows(batch: &mut Batch) -> Vec<wt::Window> {
 /// Restore what [`events`] and [`windows`] took, for dead letters.
 pub(super) fn give_back(batch: &mut Batch, events: wit::Events, windows: Vec<wt::Window>) {
     batch.times = events.timestamps;
+    batch.strings = events.strings;
     for (c, w) in batch.columns.iter_mut().zip(events.columns) {
         c.name = w.name;
         c.data = column_data_back(w.data);

@@ -301,9 +301,10 @@ impl Instance {
         let events = convert::events(batch);
         let windows = convert::windows(batch);
         let n = windows.len();
-        let out = self.call(|b, s| b.sluice_transform_window_transform().call_process(s, &events, &windows))?;
+        let out = self.call(|b, s| b.sluice_transform_window_transform().call_process(s, &events, &windows));
+        // Back into the batch whatever happened: dead letters need them.
         convert::give_back(batch, events, windows);
-        convert::results(out, n)
+        convert::results(out?, n)
     }
 
     /// Aggregates: fold `groups` (accumulator or none, rows of the batch).

@@ -4,7 +4,7 @@
 use sluice_sink_api::Trigger;
 
 use crate::decode::FieldType;
-use crate::state::{Interner, Sym, Value};
+use crate::state::{self, Interner, Slice};
 
 /// A column of the call's events.
 #[derive(Debug, Clone, PartialEq)]
@@ -12,11 +12,8 @@ pub enum ColumnData {
     Bools(Vec<bool>),
     Ints(Vec<i64>),
     Floats(Vec<f64>),
-    /// Each distinct string once in `dict`; rows hold codes.
-    Strs {
-        dict: Vec<String>,
-        codes: Vec<u32>,
-    },
+    /// Indices into [`Batch::strings`].
+    Strs(Vec<u32>),
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -61,6 +58,8 @@ pub enum SliceRef {
 pub struct Batch {
     pub id: u64,
     pub times: Vec<i64>,
+    /// The strings string columns point into.
+    pub strings: Vec<String>,
     pub columns: Vec<Column>,
     pub windows: Vec<Fired>,
     pub folds: Vec<Fold>,
@@ -103,9 +102,7 @@ impl Batch {
                     ColumnData::Bools(v) => v.get(r).copied().into(),
                     ColumnData::Ints(v) => v.get(r).copied().into(),
                     ColumnData::Floats(v) => v.get(r).copied().into(),
-                    ColumnData::Strs { dict, codes } => {
-                        codes.get(r).and_then(|&c| dict.get(c as usize)).cloned().into()
-                    }
+                    ColumnData::Strs(codes) => codes.get(r).and_then(|&c| self.strings.get(c as usize)).cloned().into(),
                 }
             };
             obj.insert(c.name.clone(), v);
@@ -114,21 +111,37 @@ impl Batch {
     }
 }
 
-/// Builds batches; keeps, per string column, the map from symbol to the
-/// current call's code (stamped with the call id, so it never needs
-/// clearing).
+/// Builds batches. String columns are first filled with interner symbols;
+/// [`BatchBuilder::take`] then either ships the interner's whole table
+/// (kept as a mirror, updated with what changed) so symbols are the codes,
+/// or, when the table is much larger than the call, maps symbols to a
+/// table of the call's own strings.
 #[derive(Debug)]
 pub struct BatchBuilder {
     fields: Vec<(String, FieldType)>,
-    codes: Vec<Vec<(u64, u32)>>,
+    /// The interner's table as of the last call; lent to the call that
+    /// ships it (`lent_to`) until that batch is recycled.
+    mirror: Vec<String>,
+    lent_to: Option<u64>,
+    /// Symbol → (call, local code), for the per-call table.
+    local: Vec<(u64, u32)>,
     pub batch: Batch,
     spare: Option<Batch>,
 }
 
+/// Below this many strings the interner's whole table is sent.
+const SHARED_TABLE_MIN: usize = 1 << 16;
+
 impl BatchBuilder {
     pub fn new(fields: Vec<(String, FieldType)>) -> Self {
-        let codes = fields.iter().map(|_| Vec::new()).collect();
-        let mut b = BatchBuilder { fields, codes, batch: Batch::default(), spare: None };
+        let mut b = BatchBuilder {
+            fields,
+            mirror: Vec::new(),
+            lent_to: None,
+            local: Vec::new(),
+            batch: Batch::default(),
+            spare: None,
+        };
         b.batch = b.empty(1);
         b
     }
@@ -143,7 +156,7 @@ impl BatchBuilder {
                     FieldType::Bool => ColumnData::Bools(Vec::new()),
                     FieldType::Int => ColumnData::Ints(Vec::new()),
                     FieldType::Float => ColumnData::Floats(Vec::new()),
-                    FieldType::String => ColumnData::Strs { dict: Vec::new(), codes: Vec::new() },
+                    FieldType::String => ColumnData::Strs(Vec::new()),
                 },
                 nulls: Vec::new(),
             })
@@ -151,13 +164,41 @@ impl BatchBuilder {
         Batch { id, columns, ..Batch::default() }
     }
 
-    /// Id of the call being built: rows cached under another id are stale.
+    /// Id of the call being built: placements in another call are stale.
     pub fn id(&self) -> u64 {
         self.batch.id
     }
 
-    /// Hand over the call built so far and start the next.
-    pub fn take(&mut self) -> Batch {
+    /// Copy a slice's events into the call; returns the first row.
+    pub fn push_slice(&mut self, slice: &Slice) -> u32 {
+        let base = self.batch.times.len() as u32;
+        self.batch.times.extend_from_slice(&slice.times);
+        for (column, stored) in self.batch.columns.iter_mut().zip(&slice.columns) {
+            match (&mut column.data, stored) {
+                (ColumnData::Bools(v), state::Column::Bools(s)) => v.extend_from_slice(s),
+                (ColumnData::Ints(v), state::Column::Ints(s)) => v.extend_from_slice(s),
+                (ColumnData::Floats(v), state::Column::Floats(s)) => v.extend_from_slice(s),
+                (ColumnData::Strs(v), state::Column::Strs(s)) => v.extend(s.iter().map(|sym| sym.0)),
+                // A slice always has the builder's shape; keep rows aligned
+                // if it ever does not.
+                (data, _) => pad(data, slice.len()),
+            }
+        }
+        for &(row, c) in &slice.nulls {
+            if let Some(column) = self.batch.columns.get_mut(c as usize) {
+                let r = base + row;
+                column.nulls.push(r);
+                if let ColumnData::Strs(v) = &mut column.data {
+                    v[r as usize] = 0;
+                }
+            }
+        }
+        base
+    }
+
+    /// Hand over the call built so far (with its string table) and start
+    /// the next.
+    pub fn take(&mut self, interner: &mut Interner) -> Batch {
         let next = match self.spare.take() {
             Some(mut spare) => {
                 spare.id = self.batch.id + 1;
@@ -165,12 +206,74 @@ impl BatchBuilder {
             }
             None => self.empty(self.batch.id + 1),
         };
-        std::mem::replace(&mut self.batch, next)
+        let mut batch = std::mem::replace(&mut self.batch, next);
+        let codes: usize =
+            batch.columns.iter().map(|c| if let ColumnData::Strs(v) = &c.data { v.len() } else { 0 }).sum();
+        if codes == 0 {
+            return batch;
+        }
+        self.sync_mirror(interner);
+        if self.mirror.len() <= SHARED_TABLE_MIN.max(codes) {
+            batch.strings = std::mem::take(&mut self.mirror);
+            self.lent_to = Some(batch.id);
+        } else {
+            self.localize(&mut batch);
+        }
+        batch
     }
 
-    /// Keep a used batch's buffers for the next call.
+    /// Bring the mirror up to date: only the changes, unless it was lent
+    /// out and not given back.
+    fn sync_mirror(&mut self, interner: &mut Interner) {
+        let set = |mirror: &mut Vec<String>, i: usize, text: &str| {
+            if mirror.len() <= i {
+                mirror.resize(i + 1, String::new());
+            }
+            text.clone_into(&mut mirror[i]);
+        };
+        if self.lent_to.take().is_some() {
+            self.mirror.clear();
+            for (sym, text) in interner.live() {
+                set(&mut self.mirror, sym.0 as usize, text);
+            }
+        }
+        for (sym, text) in interner.drain_changes() {
+            set(&mut self.mirror, sym.0 as usize, text);
+        }
+    }
+
+    fn localize(&mut self, batch: &mut Batch) {
+        let id = batch.id;
+        let mut strings = std::mem::take(&mut batch.strings);
+        strings.clear();
+        for column in &mut batch.columns {
+            let ColumnData::Strs(codes) = &mut column.data else { continue };
+            for code in codes.iter_mut() {
+                let i = *code as usize;
+                if self.local.len() <= i {
+                    self.local.resize(self.mirror.len().max(i + 1), (0, 0));
+                }
+                let slot = &mut self.local[i];
+                if slot.0 != id {
+                    *slot = (id, strings.len() as u32);
+                    strings.push(self.mirror.get(i).cloned().unwrap_or_default());
+                }
+                *code = slot.1;
+            }
+        }
+        batch.strings = strings;
+    }
+
+    /// Keep a used batch's buffers for the next call (and the string table
+    /// as the mirror, when it was the shared one).
     pub fn recycle(&mut self, mut batch: Batch) {
+        if self.lent_to == Some(batch.id) {
+            // The shared table comes back: it is still the mirror.
+            self.mirror = std::mem::take(&mut batch.strings);
+            self.lent_to = None;
+        }
         batch.times.clear();
+        batch.strings.clear();
         batch.windows.clear();
         batch.folds.clear();
         for (c, (name, _)) in batch.columns.iter_mut().zip(&self.fields) {
@@ -182,84 +285,75 @@ impl BatchBuilder {
                 ColumnData::Bools(v) => v.clear(),
                 ColumnData::Ints(v) => v.clear(),
                 ColumnData::Floats(v) => v.clear(),
-                ColumnData::Strs { dict, codes } => {
-                    dict.clear();
-                    codes.clear();
-                }
+                ColumnData::Strs(v) => v.clear(),
             }
         }
-        // Only a batch shaped like ours (the guest may have kept a column).
+        // Only a batch shaped like ours.
         if batch.columns.len() == self.fields.len() {
             self.spare = Some(batch);
         }
     }
-
-    /// Copy an event into the call; returns its row.
-    pub fn push(&mut self, time: i64, values: &[Value], interner: &Interner) -> u32 {
-        let row = self.batch.times.len() as u32;
-        self.batch.times.push(time);
-        let id = self.batch.id;
-        for ((column, codes), value) in self.batch.columns.iter_mut().zip(&mut self.codes).zip(values) {
-            if matches!(value, Value::Null) {
-                column.nulls.push(row);
-            }
-            match &mut column.data {
-                ColumnData::Bools(v) => v.push(matches!(value, Value::Bool(true))),
-                ColumnData::Ints(v) => v.push(if let Value::Int(i) = value { *i } else { 0 }),
-                ColumnData::Floats(v) => v.push(match value {
-                    Value::Float(f) => *f,
-                    Value::Int(i) => *i as f64,
-                    _ => 0.0,
-                }),
-                ColumnData::Strs { dict, codes: out } => {
-                    let code = match value {
-                        Value::Str(sym) => code_of(*sym, id, codes, dict, interner),
-                        _ => 0,
-                    };
-                    out.push(code);
-                }
-            }
-        }
-        row
-    }
 }
 
-fn code_of(sym: Sym, id: u64, codes: &mut Vec<(u64, u32)>, dict: &mut Vec<String>, interner: &Interner) -> u32 {
-    let i = sym.0 as usize;
-    if codes.len() <= i {
-        codes.resize(interner.capacity().max(i + 1), (0, 0));
+fn pad(data: &mut ColumnData, n: usize) {
+    match data {
+        ColumnData::Bools(v) => v.resize(v.len() + n, false),
+        ColumnData::Ints(v) => v.resize(v.len() + n, 0),
+        ColumnData::Floats(v) => v.resize(v.len() + n, 0.0),
+        ColumnData::Strs(v) => v.resize(v.len() + n, 0),
     }
-    let slot = &mut codes[i];
-    if slot.0 != id {
-        *slot = (id, dict.len() as u32);
-        dict.push(interner.resolve(sym).to_string());
-    }
-    slot.1
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::state::Value;
+
+    fn slice(interner: &mut Interner, rows: &[(&str, Option<i64>)]) -> Slice {
+        let mut s = Slice::new(0, &[FieldType::String, FieldType::Int]);
+        for (i, (text, n)) in rows.iter().enumerate() {
+            let sym = interner.intern(text);
+            s.insert(i as i64, &[Value::Str(sym), n.map_or(Value::Null, Value::Int)]);
+        }
+        s
+    }
+
+    fn strings_of(batch: &Batch, column: usize) -> Vec<String> {
+        let ColumnData::Strs(codes) = &batch.columns[column].data else { return Vec::new() };
+        codes.iter().map(|&c| batch.strings[c as usize].clone()).collect()
+    }
 
     #[test]
-    fn strings_are_coded_once_per_call() {
+    fn slices_copy_in_bulk_with_nulls_and_a_shared_table() {
         let mut interner = Interner::new();
-        let a = interner.intern("a");
-        let b = interner.intern("b");
         let mut builder = BatchBuilder::new(vec![("s".into(), FieldType::String), ("n".into(), FieldType::Int)]);
-        assert_eq!(builder.push(5, &[Value::Str(a), Value::Int(1)], &interner), 0);
-        assert_eq!(builder.push(5, &[Value::Str(b), Value::Null], &interner), 1);
-        assert_eq!(builder.push(5, &[Value::Str(a), Value::Int(3)], &interner), 2);
-        let batch = builder.take();
-        assert_eq!(
-            batch.columns[0].data,
-            ColumnData::Strs { dict: vec!["a".into(), "b".into()], codes: vec![0, 1, 0] }
-        );
+        let a = slice(&mut interner, &[("a", Some(1)), ("b", None)]);
+        let b = slice(&mut interner, &[("a", Some(3))]);
+        assert_eq!(builder.push_slice(&a), 0);
+        assert_eq!(builder.push_slice(&b), 2);
+        let batch = builder.take(&mut interner);
+        assert_eq!(batch.times, vec![0, 1, 0]);
+        assert_eq!(strings_of(&batch, 0), vec!["a", "b", "a"]);
         assert_eq!(batch.columns[1].nulls, vec![1]);
-        // The next call codes from scratch.
-        builder.push(5, &[Value::Str(b), Value::Int(1)], &interner);
-        let next = builder.take();
-        assert_eq!(next.columns[0].data, ColumnData::Strs { dict: vec!["b".into()], codes: vec![0] });
-        assert_eq!(next.id, batch.id + 1);
+        assert_eq!(batch.columns[1].data, ColumnData::Ints(vec![1, 0, 3]));
+        builder.recycle(batch);
+        // The next call sees strings interned since.
+        let c = slice(&mut interner, &[("c", Some(5))]);
+        builder.push_slice(&c);
+        let next = builder.take(&mut interner);
+        assert_eq!(strings_of(&next, 0), vec!["c"]);
+    }
+
+    #[test]
+    fn a_large_table_is_replaced_by_the_calls_own_strings() {
+        let mut interner = Interner::new();
+        let many: Vec<_> = (0..SHARED_TABLE_MIN + 10).map(|i| interner.intern(&format!("x{i}"))).collect();
+        let mut builder = BatchBuilder::new(vec![("s".into(), FieldType::String), ("n".into(), FieldType::Int)]);
+        let s = slice(&mut interner, &[("x5", Some(1)), ("zz", Some(2)), ("x5", None)]);
+        builder.push_slice(&s);
+        let batch = builder.take(&mut interner);
+        assert_eq!(batch.strings, vec!["x5".to_string(), "zz".to_string()]);
+        assert_eq!(strings_of(&batch, 0), vec!["x5", "zz", "x5"]);
+        assert!(many.len() > SHARED_TABLE_MIN);
     }
 }

@@ -24,7 +24,7 @@ use sluice_sink_api::Trigger;
 use super::batch::{Batch, BatchBuilder, Fired, Fold, SliceRef};
 use super::{Grid, Kind, Spec, TriggerMode};
 use crate::decode::{self, FieldType};
-use crate::state::{Interner, KeyId, KeyState, MemoryState, NO_ROW, Session, Slice, StateBackend, Value};
+use crate::state::{Interner, KeyId, KeyState, MemoryState, Session, Slice, StateBackend, Value};
 
 /// What the transform does with window contents.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,27 +66,25 @@ pub struct Operator<S: StateBackend = MemoryState> {
     dirty: Vec<KeyId>,
     /// The event being stored, reused to spare an allocation per event.
     scratch: Vec<Value>,
+    /// Types of the declared fields.
+    types: Vec<FieldType>,
     last_sweep: i64,
     pub stats: Stats,
 }
 
-/// Copy a slice's events into the call (once per call) and append their
-/// rows to `rows`.
-fn gather(slice: &mut Slice, builder: &mut BatchBuilder, interner: &Interner, rows: &mut Vec<u32>) {
+/// Place a slice's events in the call (once per call and version) and
+/// append their rows to `rows`.
+fn gather(slice: &mut Slice, builder: &mut BatchBuilder, rows: &mut Vec<u32>) {
     let id = builder.id();
-    if slice.batch != id {
-        slice.batch = id;
-        slice.rows.clear();
-        slice.rows.resize(slice.len(), NO_ROW);
-    }
-    let width = slice.width();
-    let Slice { times, values, rows: cached, .. } = slice;
-    for (i, row) in cached.iter_mut().enumerate() {
-        if *row == NO_ROW {
-            *row = builder.push(times[i], &values[i * width..(i + 1) * width], interner);
+    let base = match slice.placed {
+        Some((call, version, base)) if call == id && version == slice.version => base,
+        _ => {
+            let base = builder.push_slice(slice);
+            slice.placed = Some((id, slice.version, base));
+            base
         }
-        rows.push(*row);
-    }
+    };
+    rows.extend(base..base + slice.len() as u32);
 }
 
 impl Operator<MemoryState> {
@@ -97,6 +95,7 @@ impl Operator<MemoryState> {
 
 impl<S: StateBackend> Operator<S> {
     pub fn new(spec: Spec, mode: Mode, fields: Vec<(String, FieldType)>, state: S) -> Self {
+        let types = fields.iter().map(|(_, t)| *t).collect();
         Operator {
             spec,
             mode,
@@ -109,6 +108,7 @@ impl<S: StateBackend> Operator<S> {
             late_refires: Vec::new(),
             dirty: Vec::new(),
             scratch: Vec::new(),
+            types,
             last_sweep: i64::MIN,
             stats: Stats::default(),
         }
@@ -138,7 +138,7 @@ impl<S: StateBackend> Operator<S> {
 
     /// Hand over the call built so far.
     pub fn take_batch(&mut self) -> Batch {
-        self.builder.take()
+        self.builder.take(&mut self.interner)
     }
 
     /// Give an evaluated batch back, so the next call reuses its buffers.
@@ -189,7 +189,6 @@ impl<S: StateBackend> Operator<S> {
         }
         self.store(event);
         let id = self.state.lookup_or_insert(&event.key);
-        let batch = self.builder.id();
         let Some(ks) = self.state.get_mut(id) else {
             return Ok(());
         };
@@ -197,10 +196,10 @@ impl<S: StateBackend> Operator<S> {
         let a = grid.slice_start(t);
         let at = ks.slices.partition_point(|s| s.start < a);
         if ks.slices.get(at).is_none_or(|s| s.start != a) {
-            ks.slices.insert(at, Slice::new(a));
+            ks.slices.insert(at, Slice::new(a, &self.types));
             self.cleanup_timers.push(Reverse((grid.last_end(a).saturating_add(lateness), id)));
         }
-        ks.slices[at].insert(t, &self.scratch, batch);
+        ks.slices[at].insert(t, &self.scratch);
         if grid.first_end(t) <= w {
             for e in grid.ends(t).filter(|&e| e <= w && e.saturating_add(lateness) > w) {
                 self.late_refires.push((id, e - grid.size, e));
@@ -240,7 +239,6 @@ impl<S: StateBackend> Operator<S> {
         }
         self.store(event);
         let id = self.state.lookup_or_insert(&event.key);
-        let batch = self.builder.id();
         let mode = self.mode;
         let Some(ks) = self.state.get_mut(id) else {
             return Ok(());
@@ -259,9 +257,9 @@ impl<S: StateBackend> Operator<S> {
             }
         }
         if parts.is_empty() {
-            parts.push(Slice::new(start));
+            parts.push(Slice::new(start, &self.types));
         }
-        parts[0].insert(t, &self.scratch, batch);
+        parts[0].insert(t, &self.scratch);
         let closed = end <= w;
         ks.sessions.insert(range.start, Session { start, end, fired: closed, parts });
         self.cleanup_timers.push(Reverse((end.saturating_add(lateness), id)));
@@ -298,7 +296,7 @@ impl<S: StateBackend> Operator<S> {
             if slice.start >= end {
                 break;
             }
-            gather(slice, &mut self.builder, &self.interner, &mut rows);
+            gather(slice, &mut self.builder, &mut rows);
             accs.extend(slice.acc.clone());
         }
         if rows.is_empty() && accs.is_empty() {
@@ -318,7 +316,7 @@ impl<S: StateBackend> Operator<S> {
         let mut rows = Vec::new();
         let mut accs = Vec::new();
         for part in &mut session.parts {
-            gather(part, &mut self.builder, &self.interner, &mut rows);
+            gather(part, &mut self.builder, &mut rows);
             accs.extend(part.acc.clone());
         }
         let (start, end) = (session.start, session.end);
@@ -512,13 +510,13 @@ impl<S: StateBackend> Operator<S> {
             let mut folds = Vec::new();
             for slice in ks.slices.iter_mut().filter(|s| !s.is_empty()) {
                 let mut rows = Vec::new();
-                gather(slice, &mut self.builder, &self.interner, &mut rows);
+                gather(slice, &mut self.builder, &mut rows);
                 folds.push(Fold { key: id, slice: SliceRef::Grid(slice.start), acc: slice.acc.take(), rows });
             }
             for session in &mut ks.sessions {
                 for (i, part) in session.parts.iter_mut().enumerate().filter(|(_, p)| !p.is_empty()) {
                     let mut rows = Vec::new();
-                    gather(part, &mut self.builder, &self.interner, &mut rows);
+                    gather(part, &mut self.builder, &mut rows);
                     let slice = SliceRef::Session { start: session.start, part: i };
                     folds.push(Fold { key: id, slice, acc: part.acc.take(), rows });
                 }
