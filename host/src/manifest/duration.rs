@@ -55,3 +55,14 @@ impl JsonSchema for Duration {
         })
     }
 }
+
+/// For `Option<Duration>` fields: a duration, or `off` (or null) for none.
+pub fn optional<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    let text: Option<String> = Option::deserialize(d)?;
+    match text.as_deref().map(str::trim) {
+        None | Some("off") => Ok(None),
+        Some(t) => humantime::parse_duration(t)
+            .map(|d| Some(Duration(d)))
+            .map_err(|e| serde::de::Error::custom(format!("`{t}` is not a duration or `off` ({e})"))),
+    }
+}

@@ -81,7 +81,7 @@ pub struct EventsConfig {
     /// Events whose time is further than this ahead of the host's clock are
     /// rejected as out of range (dead-letter output). `off` disables the
     /// check.
-    #[serde(default = "default_future_skew")]
+    #[serde(default = "default_future_skew", deserialize_with = "duration::optional")]
     pub max_future_skew: Option<Duration>,
     /// Events before this time (RFC 3339) are rejected as out of range.
     #[serde(default)]
@@ -134,7 +134,7 @@ pub struct TimeConfig {
     pub out_of_orderness: Duration,
     /// A partition that delivers nothing for this long no longer holds the
     /// watermark back. `off` waits forever.
-    #[serde(default = "default_idle")]
+    #[serde(default = "default_idle", deserialize_with = "duration::optional")]
     pub idle_timeout: Option<Duration>,
 }
 
@@ -185,13 +185,13 @@ pub struct WindowConfig {
     #[serde(rename = "type")]
     pub kind: WindowType,
     /// Window length (tumbling and sliding).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "duration::optional")]
     pub size: Option<Duration>,
     /// How often a sliding window starts; must not exceed `size`.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "duration::optional")]
     pub slide: Option<Duration>,
     /// Inactivity that closes a session.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "duration::optional")]
     pub gap: Option<Duration>,
     /// `close` (default) or `event`.
     #[serde(default)]
@@ -204,7 +204,7 @@ pub struct WindowConfig {
     /// Keys with no event for this long (in event time) are dropped. At
     /// least the window length plus the allowed lateness; defaults to that
     /// plus one hour.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "duration::optional")]
     pub state_ttl: Option<Duration>,
 }
 

@@ -112,6 +112,19 @@ fn overrides_set_any_field_and_are_blamed_for_their_errors() -> Result<(), Manif
 }
 
 #[test]
+fn off_disables_optional_durations() -> Result<(), ManifestError> {
+    let text = GOOD.replace("  allowed_lateness: 2m\n", "  allowed_lateness: 2m\n  state_ttl: off\n");
+    let over = ["events.max_future_skew=off".to_string(), "time.idle_timeout=off".to_string()];
+    let m = Manifest::parse("m.yaml", &text, &over)?;
+    assert_eq!(m.events.max_future_skew, None);
+    assert_eq!(m.time.idle_timeout, None);
+    assert_eq!(m.window.state_ttl, None);
+    let p = problems(GOOD, &["time.idle_timeout=never"]);
+    assert!(p[0].message.contains("`never` is not a duration or `off`"), "{p:?}");
+    Ok(())
+}
+
+#[test]
 fn yaml_syntax_errors_have_a_position() {
     let p = problems("name: [unclosed\nsource: 1\n", &[]);
     assert_eq!(p.len(), 1);

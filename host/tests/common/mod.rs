@@ -1,0 +1,82 @@
+//! Running pipelines over small inputs in a temporary directory.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde_json::Value;
+use sluice_host::manifest::Manifest;
+use sluice_host::metrics::Metrics;
+use sluice_host::pipeline::{self, Summary};
+
+/// A module built by `scripts/build-transforms`.
+pub fn module(name: &str) -> PathBuf {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/modules").join(format!("{name}.wasm"));
+    assert!(path.exists(), "{} is missing: run scripts/build-transforms first", path.display());
+    path
+}
+
+pub struct Run {
+    pub summary: Summary,
+    pub metrics: Arc<Metrics>,
+    pub features: Vec<Value>,
+    pub dead: Vec<Value>,
+    pub late: Vec<Value>,
+}
+
+fn read(path: &Path) -> Vec<Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or(Value::Null))
+        .collect()
+}
+
+/// Run a manifest whose `{dir}` placeholders name a fresh directory that
+/// holds `input` as `in.jsonl`.
+pub fn run(manifest: &str, input: &str) -> anyhow::Result<Run> {
+    let dir = tempfile::tempdir()?;
+    let d = dir.path().display().to_string();
+    std::fs::write(dir.path().join("in.jsonl"), input)?;
+    let text = manifest.replace("{dir}", &d);
+    execute(Manifest::parse("test.yaml", &text, &[])?, dir.path())
+}
+
+/// Run `examples/{name}.yaml` as it is, over `input`, with its outputs
+/// and module redirected and `overrides` applied.
+pub fn run_example(name: &str, input: &str, overrides: &[&str]) -> anyhow::Result<Run> {
+    let dir = tempfile::tempdir()?;
+    let d = dir.path().display().to_string();
+    std::fs::write(dir.path().join("in.jsonl"), input)?;
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples").join(format!("{name}.yaml"));
+    let mut all = vec![
+        format!("source.path={d}/in.jsonl"),
+        format!("transform.module={}", module(name).display()),
+        format!("outputs.features.0.path={d}/features.jsonl"),
+        format!("outputs.dead_letters.0.path={d}/dead.jsonl"),
+        format!("outputs.late_events.0.path={d}/late.jsonl"),
+    ];
+    all.extend(overrides.iter().map(|s| s.to_string()));
+    execute(Manifest::load(&path, &all)?, dir.path())
+}
+
+fn execute(manifest: Manifest, dir: &Path) -> anyhow::Result<Run> {
+    let metrics = Arc::new(Metrics::default());
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
+    let summary = runtime.block_on(pipeline::run(manifest, metrics.clone()))?;
+    Ok(Run {
+        summary,
+        metrics,
+        features: read(&dir.join("features.jsonl")),
+        dead: read(&dir.join("dead.jsonl")),
+        late: read(&dir.join("late.jsonl")),
+    })
+}
+
+/// The usual outputs section.
+pub const OUTPUTS: &str = "outputs:
+  features: [{type: file, path: '{dir}/features.jsonl'}]
+  dead_letters: [{type: file, path: '{dir}/dead.jsonl'}]
+  late_events: [{type: file, path: '{dir}/late.jsonl'}]
+";

@@ -1,0 +1,113 @@
+//! A guest that loops, panics, allocates without bound or returns an error
+//! costs its batch only: the windows go to the dead-letter output with the
+//! reason, the instance is rebuilt, and the pipeline goes on.
+
+mod common;
+
+use serde_json::{Value, json};
+
+fn manifest(max_batch: usize) -> String {
+    format!(
+        "name: misbehave
+source: {{type: file, path: '{{dir}}/in.jsonl'}}
+events:
+  key: user_id
+  timestamp: {{field: timestamp, format: millis}}
+  max_future_skew: off
+window: {{type: tumbling, size: 10s}}
+transform:
+  module: '{}'
+  timeout: 300ms
+  memory_mib: 16
+  max_batch: {max_batch}
+{}",
+        common::module("misbehave").display(),
+        common::OUTPUTS
+    )
+}
+
+/// Two events per key, all in the window [0, 10s).
+fn input(keys: &[&str]) -> String {
+    keys.iter().flat_map(|k| [1_000, 2_000].map(|t| format!("{{\"user_id\":\"{k}\",\"timestamp\":{t}}}\n"))).collect()
+}
+
+fn dead_by_key(dead: &[Value]) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = dead
+        .iter()
+        .map(|d| {
+            let raw: Value = serde_json::from_str(d["raw"].as_str().unwrap_or("null")).unwrap_or(Value::Null);
+            (raw["key"].as_str().unwrap_or("?").to_string(), d["error_class"].as_str().unwrap_or("?").to_string())
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+#[test]
+fn each_failure_costs_only_its_own_batch() -> anyhow::Result<()> {
+    // One window per call: each misbehaving window fails alone.
+    let run = common::run(&manifest(1), &input(&["ok1", "loop", "ok2", "panic", "oom", "error", "ok3"]))?;
+    let mut good: Vec<(String, Value)> =
+        run.features.iter().map(|f| (f["key"].as_str().unwrap_or("").to_string(), f["features"].clone())).collect();
+    good.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(
+        good,
+        vec![
+            ("ok1".to_string(), json!({"count": 2})),
+            ("ok2".to_string(), json!({"count": 2})),
+            ("ok3".to_string(), json!({"count": 2})),
+        ]
+    );
+    assert_eq!(
+        dead_by_key(&run.dead),
+        vec![
+            ("error".into(), "transform_error".into()),
+            ("loop".into(), "timeout".into()),
+            ("oom".into(), "out_of_memory".into()),
+            ("panic".into(), "trap".into()),
+        ]
+    );
+    // The dead letter carries the window's input and a readable reason.
+    let panic = run.dead.iter().find(|d| d["error_class"] == "trap").cloned().unwrap_or_default();
+    assert_eq!(panic["stage"], "transform");
+    assert!(panic["message"].as_str().is_some_and(|m| m.contains("asked to panic")), "{panic}");
+    let raw: Value = serde_json::from_str(panic["raw"].as_str().unwrap_or("null"))?;
+    assert_eq!(raw["events"], json!([{"timestamp_ms": 1000}, {"timestamp_ms": 2000}]));
+    assert_eq!(raw["window_end"], 10_000);
+    let m = &run.metrics;
+    use sluice_host::metrics::Metrics;
+    assert_eq!(Metrics::get(&m.guest_failures), 3);
+    assert_eq!(Metrics::get(&m.dead_letters_transform), 4);
+    assert_eq!(run.summary.feature_rows, 3);
+    Ok(())
+}
+
+#[test]
+fn a_trap_fails_the_whole_batch_and_the_next_batch_runs() -> anyhow::Result<()> {
+    // Three windows per call: ok1, panic, ok2 share a call and fail
+    // together; ok3 and ok4 come in the next call, on a new instance.
+    let run = common::run(&manifest(3), &input(&["ok1", "panic", "ok2", "ok3", "ok4"]))?;
+    let keys: Vec<&str> = run.features.iter().filter_map(|f| f["key"].as_str()).collect();
+    assert_eq!(keys, vec!["ok3", "ok4"]);
+    assert_eq!(
+        dead_by_key(&run.dead),
+        vec![("ok1".into(), "trap".into()), ("ok2".into(), "trap".into()), ("panic".into(), "trap".into())]
+    );
+    Ok(())
+}
+
+#[test]
+fn a_module_that_is_not_a_component_is_a_clear_error() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let bogus = dir.path().join("bogus.wasm");
+    std::fs::write(&bogus, b"\0asm not really")?;
+    let limits = sluice_host::wasm::Limits { timeout: std::time::Duration::from_secs(1), memory_bytes: 1 << 24 };
+    let err = sluice_host::wasm::Module::load(&bogus, sluice_host::wasm::Kind::Window, limits).err();
+    let message = err.map(|e| e.to_string()).unwrap_or_default();
+    assert!(message.contains("is not a valid WebAssembly component"), "{message}");
+    // A real component of the other kind is refused by name.
+    let err = sluice_host::wasm::Module::load(&common::module("tx-velocity"), sluice_host::wasm::Kind::Window, limits).err();
+    let message = err.map(|e| e.to_string()).unwrap_or_default();
+    assert!(message.contains("Aggregate transform but the manifest says Window"), "{message}");
+    Ok(())
+}
