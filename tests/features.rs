@@ -78,7 +78,10 @@ mod tests {
         let events = [json!({"amount": 10.5, "merchant_id": "m1"}), json!({"amount": 2, "merchant_id": "m1"})];
         let refs: Vec<&Value> = events.iter().collect();
         let f = tx_velocity(&refs);
-        assert_eq!((f["tx_count"].clone(), f["tx_sum"].clone(), f["distinct_merchants"].clone()), (json!(2), json!(12.5), json!(1)));
+        assert_eq!(
+            (f["tx_count"].clone(), f["tx_sum"].clone(), f["distinct_merchants"].clone()),
+            (json!(2), json!(12.5), json!(1))
+        );
         let s = user_session(&[1_000, 61_999, 30_000]);
         assert_eq!((s["clicks_in_session"].clone(), s["session_duration_s"].clone()), (json!(3), json!(60)));
     }

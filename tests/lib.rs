@@ -291,7 +291,8 @@ mod tests {
     /// late; the final watermark closes [20,30) with {4}.
     #[test]
     fn hand_worked_tumbling_with_lateness() {
-        let spec = Spec { kind: Kind::Tumbling { size: 10 }, on_event: false, lateness: 5, out_of_orderness: 0, step: 1 };
+        let spec =
+            Spec { kind: Kind::Tumbling { size: 10 }, on_event: false, lateness: 5, out_of_orderness: 0, step: 1 };
         let out = model(&records(&[1, 4, 12, 3, 25, 8, 2], "k"), &spec);
         let expected = vec![
             vec![],
@@ -311,8 +312,13 @@ mod tests {
     /// that closes next, with what arrived so far, in event-time order.
     #[test]
     fn hand_worked_sliding_on_event() {
-        let spec =
-            Spec { kind: Kind::Sliding { size: 30, slide: 10 }, on_event: true, lateness: 0, out_of_orderness: 100, step: 100 };
+        let spec = Spec {
+            kind: Kind::Sliding { size: 30, slide: 10 },
+            on_event: true,
+            lateness: 0,
+            out_of_orderness: 100,
+            step: 100,
+        };
         let out = model(&records(&[5, 12, 31, 7], "k"), &spec);
         let expected = vec![
             vec![
@@ -331,7 +337,8 @@ mod tests {
     /// merged [0,28) is re-fired as a late update.
     #[test]
     fn hand_worked_session_bridge() {
-        let spec = Spec { kind: Kind::Session { gap: 10 }, on_event: false, lateness: 100, out_of_orderness: 0, step: 1 };
+        let spec =
+            Spec { kind: Kind::Session { gap: 10 }, on_event: false, lateness: 100, out_of_orderness: 0, step: 1 };
         let out = model(&records(&[0, 18, 60, 9], "k"), &spec);
         let expected = vec![
             vec![],
@@ -345,7 +352,8 @@ mod tests {
 
     #[test]
     fn rejected_records_count_toward_steps() {
-        let spec = Spec { kind: Kind::Tumbling { size: 10 }, on_event: false, lateness: 0, out_of_orderness: 0, step: 2 };
+        let spec =
+            Spec { kind: Kind::Tumbling { size: 10 }, on_event: false, lateness: 0, out_of_orderness: 0, step: 2 };
         let recs = vec![Some(("k".to_string(), 1)), None, Some(("k".to_string(), 15)), Some(("k".to_string(), 2))];
         let out = model(&recs, &spec);
         // Step 1 = records 0 and 1: W = 1. Step 2: 15 is processed at W=1,

@@ -36,10 +36,10 @@ struct Args {
     /// Largest out-of-orderness of ordinary events, seconds.
     #[arg(long, default_value_t = 20.0)]
     max_delay: f64,
-    /// Fraction of events delayed by --late-delay.
+    /// Fraction of events delayed far behind the others.
     #[arg(long, default_value_t = 0.0)]
     late: f64,
-    /// Delay of late events, seconds.
+    /// Longest delay of late events, seconds (log-uniform from 1/50 of it).
     #[arg(long, default_value_t = 3_600.0)]
     late_delay: f64,
     /// Fraction of malformed lines.

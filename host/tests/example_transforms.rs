@@ -14,11 +14,17 @@ fn ms(seconds: i64) -> i64 {
 }
 
 fn click(user: &str, at: i64, item: &str, category: &str) -> String {
-    format!("{{\"user_id\":\"{user}\",\"item_id\":\"{item}\",\"category\":\"{category}\",\"timestamp\":{}.000}}\n", BASE + at)
+    format!(
+        "{{\"user_id\":\"{user}\",\"item_id\":\"{item}\",\"category\":\"{category}\",\"timestamp\":{}.000}}\n",
+        BASE + at
+    )
 }
 
 fn tx(user: &str, at: i64, amount: &str, merchant: &str) -> String {
-    format!("{{\"user_id\":\"{user}\",\"merchant_id\":\"{merchant}\",\"amount\":{amount},\"timestamp\":{}}}\n", BASE + at)
+    format!(
+        "{{\"user_id\":\"{user}\",\"merchant_id\":\"{merchant}\",\"amount\":{amount},\"timestamp\":{}}}\n",
+        BASE + at
+    )
 }
 
 /// Rows as (start, end, trigger, features), in emission order.
@@ -114,7 +120,10 @@ fn tx_velocity_by_hand() -> anyhow::Result<()> {
     assert_eq!(run.late[0]["event_time"], ms(10));
     assert_eq!(run.late[0]["watermark"], ms(670));
     assert_eq!(run.dead.len(), 1);
-    assert_eq!((run.dead[0]["position"]["offset"].clone(), run.dead[0]["error_class"].clone()), (json!(9), json!("invalid_json")));
+    assert_eq!(
+        (run.dead[0]["position"]["offset"].clone(), run.dead[0]["error_class"].clone()),
+        (json!(9), json!("invalid_json"))
+    );
     Ok(())
 }
 
@@ -122,9 +131,13 @@ fn tx_velocity_by_hand() -> anyhow::Result<()> {
 fn user_session_by_hand() -> anyhow::Result<()> {
     // Sessions close after 15 min without a click; every click emits its
     // session so far. 2000 s starts a new session (120 s + 900 s < 2000 s).
-    let input =
-        [click("u1", 0, "i1", "c1"), click("u1", 60, "i1", "c1"), click("u1", 120, "i2", "c1"), click("u1", 2000, "i3", "c1")]
-            .concat();
+    let input = [
+        click("u1", 0, "i1", "c1"),
+        click("u1", 60, "i1", "c1"),
+        click("u1", 120, "i2", "c1"),
+        click("u1", 2000, "i3", "c1"),
+    ]
+    .concat();
     let run = common::run_example("user-session", &input, &["source.step=1"])?;
     assert_eq!(
         rows(&run.features),

@@ -106,7 +106,8 @@ fn a_module_that_is_not_a_component_is_a_clear_error() -> anyhow::Result<()> {
     let message = err.map(|e| e.to_string()).unwrap_or_default();
     assert!(message.contains("is not a valid WebAssembly component"), "{message}");
     // A real component of the other kind is refused by name.
-    let err = sluice_host::wasm::Module::load(&common::module("tx-velocity"), sluice_host::wasm::Kind::Window, limits).err();
+    let err =
+        sluice_host::wasm::Module::load(&common::module("tx-velocity"), sluice_host::wasm::Kind::Window, limits).err();
     let message = err.map(|e| e.to_string()).unwrap_or_default();
     assert!(message.contains("Aggregate transform but the manifest says Window"), "{message}");
     Ok(())

@@ -14,6 +14,8 @@ use rustc_hash::FxBuildHasher;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Sym(pub u32);
 
+/// A slot. A freed slot (no references) keeps its text until it is reused,
+/// so a call built before the release still resolves its symbols.
 #[derive(Debug)]
 struct Entry {
     text: Box<str>,
@@ -23,7 +25,7 @@ struct Entry {
 #[derive(Debug, Default)]
 pub struct Interner {
     table: HashTable<u32>,
-    entries: Vec<Option<Entry>>,
+    entries: Vec<Entry>,
     free: Vec<u32>,
     /// Slots given a new string since the last [`Interner::drain_changes`].
     changed: Vec<u32>,
@@ -38,14 +40,11 @@ impl Interner {
     pub fn intern(&mut self, text: &str) -> Sym {
         let hash = FxBuildHasher.hash_one(text);
         let entries = &self.entries;
-        let found = self.table.find(hash, |&i| entries[i as usize].as_ref().is_some_and(|e| &*e.text == text));
-        if let Some(&i) = found {
-            if let Some(e) = self.entries[i as usize].as_mut() {
-                e.refs += 1;
-            }
+        if let Some(&i) = self.table.find(hash, |&i| &*entries[i as usize].text == text) {
+            self.entries[i as usize].refs += 1;
             return Sym(i);
         }
-        let entry = Some(Entry { text: text.into(), refs: 1 });
+        let entry = Entry { text: text.into(), refs: 1 };
         let i = match self.free.pop() {
             Some(i) => {
                 self.entries[i as usize] = entry;
@@ -58,23 +57,13 @@ impl Interner {
         };
         self.changed.push(i);
         let entries = &self.entries;
-        self.table
-            .insert_unique(hash, i, |&j| FxBuildHasher.hash_one(entries[j as usize].as_ref().map_or("", |e| &*e.text)));
+        self.table.insert_unique(hash, i, |&j| FxBuildHasher.hash_one(&*entries[j as usize].text));
         Sym(i)
     }
 
-    /// Take one more reference to `sym`.
-    pub fn retain(&mut self, sym: Sym) {
-        if let Some(Some(e)) = self.entries.get_mut(sym.0 as usize) {
-            e.refs += 1;
-        }
-    }
-
-    /// Drop one reference; the string is freed with its last one.
+    /// Drop one reference; the symbol is free for reuse with its last one.
     pub fn release(&mut self, sym: Sym) {
-        let Some(Some(e)) = self.entries.get_mut(sym.0 as usize) else {
-            return;
-        };
+        let Some(e) = self.entries.get_mut(sym.0 as usize).filter(|e| e.refs > 0) else { return };
         e.refs -= 1;
         if e.refs > 0 {
             return;
@@ -83,24 +72,25 @@ impl Interner {
         if let Ok(slot) = self.table.find_entry(hash, |&i| i == sym.0) {
             slot.remove();
         }
-        self.entries[sym.0 as usize] = None;
         self.free.push(sym.0);
     }
 
+    /// The text of `sym`: the last it held if it has been freed since.
     pub fn resolve(&self, sym: Sym) -> &str {
-        self.entries.get(sym.0 as usize).and_then(Option::as_ref).map_or("", |e| &e.text)
+        self.entries.get(sym.0 as usize).map_or("", |e| &e.text)
     }
 
-    /// Strings given a symbol since the last call (a mirror of the table
-    /// stays current by applying these).
+    /// Slots given a new string since the last call, with that string,
+    /// even if freed since (a mirror of the table stays exact by applying
+    /// these).
     pub fn drain_changes(&mut self) -> impl Iterator<Item = (Sym, &str)> + '_ {
         let entries = &self.entries;
-        self.changed.drain(..).filter_map(move |i| entries[i as usize].as_ref().map(|e| (Sym(i), &*e.text)))
+        self.changed.drain(..).map(move |i| (Sym(i), &*entries[i as usize].text))
     }
 
-    /// Every live string.
-    pub fn live(&self) -> impl Iterator<Item = (Sym, &str)> + '_ {
-        self.entries.iter().enumerate().filter_map(|(i, e)| e.as_ref().map(|e| (Sym(i as u32), &*e.text)))
+    /// Every slot and its text (freed slots: their last text).
+    pub fn slots(&self) -> impl Iterator<Item = (Sym, &str)> + '_ {
+        self.entries.iter().enumerate().map(|(i, e)| (Sym(i as u32), &*e.text))
     }
 
     /// Live strings.
@@ -136,11 +126,23 @@ mod tests {
         assert_eq!(i.resolve(b), "item-1");
         i.release(b);
         assert_eq!(i.len(), 1);
-        // The freed slot is reused, and the new string resolves correctly.
+        // A freed slot keeps its text until reused (calls already built
+        // still resolve it), and the change log reports it.
+        assert_eq!(i.resolve(a), "item-1");
+        let changes: Vec<(Sym, String)> = i.drain_changes().map(|(s, t)| (s, t.to_string())).collect();
+        assert_eq!(changes, vec![(a, "item-1".to_string()), (c, "item-2".to_string())]);
         let d = i.intern("item-3");
         assert_eq!(d, a);
         assert_eq!(i.resolve(d), "item-3");
         assert_eq!(i.intern("item-2"), c);
         assert_eq!(i.capacity(), 2);
+        let changes: Vec<(Sym, String)> = i.drain_changes().map(|(s, t)| (s, t.to_string())).collect();
+        assert_eq!(changes, vec![(a, "item-3".to_string())]);
+        // A slot freed and reused before anyone looked is still reported.
+        i.release(d);
+        let e = i.intern("item-4");
+        i.release(e);
+        let changes: Vec<(Sym, String)> = i.drain_changes().map(|(s, t)| (s, t.to_string())).collect();
+        assert_eq!(changes, vec![(a, "item-4".to_string())]);
     }
 }

@@ -233,7 +233,7 @@ impl BatchBuilder {
         };
         if self.lent_to.take().is_some() {
             self.mirror.clear();
-            for (sym, text) in interner.live() {
+            for (sym, text) in interner.slots() {
                 set(&mut self.mirror, sym.0 as usize, text);
             }
         }
@@ -342,6 +342,28 @@ mod tests {
         builder.push_slice(&c);
         let next = builder.take(&mut interner);
         assert_eq!(strings_of(&next, 0), vec!["c"]);
+    }
+
+    /// A string placed in a call and freed (its slice dropped) before the
+    /// call is handed over must still resolve, even if its slot is reused
+    /// for another string in a later call.
+    #[test]
+    fn strings_freed_before_the_call_is_taken_still_resolve() {
+        let mut interner = Interner::new();
+        let mut builder = BatchBuilder::new(vec![("s".into(), FieldType::String), ("n".into(), FieldType::Int)]);
+        let mut first = slice(&mut interner, &[("gone", Some(1))]);
+        builder.push_slice(&first);
+        first.release(&mut interner);
+        let batch = builder.take(&mut interner);
+        assert_eq!(strings_of(&batch, 0), vec!["gone"]);
+        builder.recycle(batch);
+        // The slot is reused by a new string, then freed again, all between
+        // two calls: the next call still sees the right text.
+        let mut second = slice(&mut interner, &[("new", Some(2))]);
+        builder.push_slice(&second);
+        second.release(&mut interner);
+        let batch = builder.take(&mut interner);
+        assert_eq!(strings_of(&batch, 0), vec!["new"]);
     }
 
     #[test]

@@ -1,0 +1,214 @@
+//! End to end: the `sluice` binary runs each example manifest as shipped
+//! (from the repository root, only input and outputs overridden) over a
+//! generated stream with malformed, out-of-order, late-but-allowed and too-
+//! late events; every feature row, dead letter and late event must be what
+//! the reference model and feature functions say.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::{Map, Value};
+use sluice_examples::{Config, Shape};
+use sluice_tests::jsonl::{self, Type};
+use sluice_tests::{Kind, Spec, features, model};
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// The release `sluice` binary next to this test binary's folder.
+fn sluice() -> PathBuf {
+    let exe = std::env::current_exe().unwrap_or_default();
+    let bin = exe.parent().and_then(Path::parent).map(|d| d.join("sluice")).unwrap_or_default();
+    assert!(bin.exists(), "{} is missing: build with `cargo build --release -p sluice-host` first", bin.display());
+    bin
+}
+
+struct Outputs {
+    features: Vec<Value>,
+    dead: Vec<Value>,
+    late: Vec<Value>,
+}
+
+fn run(example: &str, input: &Path, dir: &Path, step: usize) -> anyhow::Result<Outputs> {
+    let d = dir.display();
+    let status = Command::new(sluice())
+        .current_dir(root())
+        .args(["run", &format!("examples/{example}.yaml")])
+        .args(["--set", &format!("source.path={}", input.display())])
+        .args(["--set", &format!("source.step={step}")])
+        .args(["--set", &format!("outputs.features.0.path={d}/features.jsonl")])
+        .args(["--set", &format!("outputs.dead_letters.0.path={d}/dead.jsonl")])
+        .args(["--set", &format!("outputs.late_events.0.path={d}/late.jsonl")])
+        .status()?;
+    anyhow::ensure!(status.success(), "sluice run {example} failed: {status}");
+    Ok(Outputs {
+        features: jsonl::read_output(&dir.join("features.jsonl")),
+        dead: jsonl::read_output(&dir.join("dead.jsonl")),
+        late: jsonl::read_output(&dir.join("late.jsonl")),
+    })
+}
+
+fn generate(config: &Config, path: &Path) -> anyhow::Result<()> {
+    let mut file = std::io::BufWriter::new(std::fs::File::create(path)?);
+    sluice_examples::generate(config, &mut file)?;
+    Ok(())
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
+
+/// A row without its wall-clock time; floats rounded, since the host may
+/// add in another order than the reference.
+type Row = (String, i64, i64, String, String);
+
+fn canonical(features: &Map<String, Value>) -> String {
+    let rounded: Map<String, Value> = features
+        .iter()
+        .map(|(k, v)| match v.as_f64() {
+            Some(f) if v.is_f64() => (k.clone(), Value::from((f * 1e6).round() / 1e6)),
+            _ => (k.clone(), v.clone()),
+        })
+        .collect();
+    Value::Object(rounded).to_string()
+}
+
+fn actual_rows(features: &[Value]) -> Vec<Row> {
+    let mut rows: Vec<Row> = features
+        .iter()
+        .map(|f| {
+            (
+                f["key"].as_str().unwrap_or_default().to_string(),
+                f["window_start"].as_i64().unwrap_or_default(),
+                f["window_end"].as_i64().unwrap_or_default(),
+                f["trigger"].as_str().unwrap_or_default().to_string(),
+                canonical(f["features"].as_object().unwrap_or(&Map::new())),
+            )
+        })
+        .collect();
+    rows.sort();
+    rows
+}
+
+/// What the host must write, from the reference model.
+fn expected(
+    parsed: &[jsonl::Parsed],
+    spec: &Spec,
+    compute: &dyn Fn(&[&Value], &[i64]) -> Map<String, Value>,
+) -> (Vec<Row>, BTreeSet<i64>, BTreeSet<i64>) {
+    let records: Vec<sluice_tests::Record> =
+        parsed.iter().map(|p| p.as_ref().map(|(k, t, _)| (k.clone(), *t))).collect();
+    let outcome = model(&records, spec);
+    let mut rows: Vec<Row> = outcome
+        .all_sorted()
+        .into_iter()
+        .map(|f| {
+            let events: Vec<&Value> = f.members.iter().filter_map(|&i| parsed[i].as_ref().map(|(_, _, v)| v)).collect();
+            let times: Vec<i64> = f.members.iter().filter_map(|&i| parsed[i].as_ref().map(|(_, t, _)| *t)).collect();
+            (f.key, f.start, f.end, f.trigger.name().to_string(), canonical(&compute(&events, &times)))
+        })
+        .collect();
+    rows.sort();
+    let dead = parsed.iter().enumerate().filter(|(_, p)| p.is_none()).map(|(i, _)| i as i64 + 1).collect();
+    let late = outcome.late.iter().map(|&i| i as i64 + 1).collect();
+    (rows, dead, late)
+}
+
+fn offsets(records: &[Value]) -> BTreeSet<i64> {
+    records.iter().filter_map(|r| r["position"]["offset"].as_i64()).collect()
+}
+
+fn check(
+    example: &str,
+    config: Config,
+    fields: &[(&str, Type)],
+    spec: Spec,
+    compute: &dyn Fn(&[&Value], &[i64]) -> Map<String, Value>,
+) -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let input = dir.path().join("in.jsonl");
+    generate(&config, &input)?;
+    let out = run(example, &input, dir.path(), spec.step)?;
+    let parsed = jsonl::parse_file(&input, fields, now_ms())?;
+    let (rows, dead, late) = expected(&parsed, &spec, compute);
+    let got = actual_rows(&out.features);
+    assert!(!rows.is_empty());
+    assert!(rows.iter().any(|r| r.3 == "late"), "{example}: no late updates exercised");
+    assert_eq!(got.len(), rows.len(), "{example}: row count");
+    for (g, w) in got.iter().zip(&rows) {
+        assert_eq!(g, w, "{example}: first differing row");
+    }
+    assert!(!dead.is_empty() && !late.is_empty(), "the input exercises dead letters and late events");
+    assert_eq!(offsets(&out.dead), dead, "{example}: dead-letter lines");
+    assert_eq!(offsets(&out.late), late, "{example}: late-event lines");
+    // Dead letters keep the raw line and say why.
+    for d in &out.dead {
+        assert!(d["raw"].is_string() && d["error_class"].is_string() && d["message"].is_string(), "{d}");
+    }
+    Ok(())
+}
+
+/// A stream with every kind of trouble: up to 20 s of ordinary disorder
+/// (within the 30 s out-of-orderness), 3% of events 72 s to an hour late
+/// (some within the 1 min lateness of their windows, some past it), 1%
+/// malformed. The watermark moves every 100 records (20 s at 5 events/s).
+fn config(shape: Shape, events: u64, users: u64, rate: f64) -> Config {
+    Config {
+        shape,
+        events,
+        users,
+        rate,
+        max_delay: 20.0,
+        late: 0.03,
+        late_delay: 3_600.0,
+        malformed: 0.01,
+        ..Config::default()
+    }
+}
+
+#[test]
+fn session_features_end_to_end() -> anyhow::Result<()> {
+    let spec = Spec {
+        kind: Kind::Sliding { size: 1_800_000, slide: 60_000 },
+        on_event: false,
+        lateness: 60_000,
+        out_of_orderness: 30_000,
+        step: 100,
+    };
+    let c = config(Shape::Clicks, 12_000, 40, 5.0);
+    check("session-features", c, &[("item_id", Type::String), ("category", Type::String)], spec, &|e, _| {
+        features::session_features(e)
+    })
+}
+
+#[test]
+fn tx_velocity_end_to_end() -> anyhow::Result<()> {
+    let spec = Spec {
+        kind: Kind::Tumbling { size: 300_000 },
+        on_event: false,
+        lateness: 60_000,
+        out_of_orderness: 30_000,
+        step: 100,
+    };
+    let c = config(Shape::Transactions, 12_000, 40, 5.0);
+    check("tx-velocity", c, &[("amount", Type::Number), ("merchant_id", Type::String)], spec, &|e, _| {
+        features::tx_velocity(e)
+    })
+}
+
+#[test]
+fn user_session_end_to_end() -> anyhow::Result<()> {
+    let spec = Spec {
+        kind: Kind::Session { gap: 900_000 },
+        on_event: true,
+        lateness: 60_000,
+        out_of_orderness: 30_000,
+        step: 20,
+    };
+    // Sparse users (a click every ~10 min each), so sessions open, merge
+    // and close.
+    let c = config(Shape::Clicks, 8_000, 400, 0.6);
+    check("user-session", c, &[], spec, &|_, t| features::user_session(t))
+}
