@@ -29,11 +29,10 @@ pub fn parse_line(line: &str, fields: &[(&str, Type)], now_ms: i64) -> Parsed {
         return None;
     }
     for (name, ty) in fields {
-        let ok = match (ty, v.get(*name)) {
-            (Type::String, Some(Value::String(_))) => true,
-            (Type::Number, Some(Value::Number(_))) => true,
-            _ => false,
-        };
+        let ok = matches!(
+            (ty, v.get(*name)),
+            (Type::String, Some(Value::String(_))) | (Type::Number, Some(Value::Number(_)))
+        );
         if !ok {
             return None;
         }

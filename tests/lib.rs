@@ -159,11 +159,10 @@ fn grid(records: &[Record], spec: &Spec, size: i64, slide: i64, order: &dyn Fn(V
                     refire.insert((key.clone(), s, e));
                 }
             }
-            if spec.on_event {
-                if let Some(&(s, e)) = accepting.iter().filter(|&&(_, e)| e > watermark).min_by_key(|&&(_, e)| e) {
-                    let members = order(contents[&(key.clone(), s, e)].clone());
-                    fires.push(Fire { key: key.clone(), start: s, end: e, trigger: Trigger::Event, members });
-                }
+            let next_to_close = accepting.iter().filter(|&&(_, e)| e > watermark).min_by_key(|&&(_, e)| e);
+            if let (true, Some(&(s, e))) = (spec.on_event, next_to_close) {
+                let members = order(contents[&(key.clone(), s, e)].clone());
+                fires.push(Fire { key: key.clone(), start: s, end: e, trigger: Trigger::Event, members });
             }
             max_time = max_time.max(*t);
         }
@@ -248,10 +247,9 @@ fn sessions(records: &[Record], spec: &Spec, gap: i64, order: &dyn Fn(Vec<usize>
         }
         let mut refired: BTreeSet<(String, i64)> = BTreeSet::new();
         for member in late_members {
-            if let Some(s) = live.iter().find(|s| s.members.contains(&member)) {
-                if s.end <= watermark && refired.insert((s.key.clone(), s.start)) {
-                    fires.push(fire(s, Trigger::Late));
-                }
+            let holding = live.iter().find(|s| s.members.contains(&member));
+            if let Some(s) = holding.filter(|s| s.end <= watermark && refired.insert((s.key.clone(), s.start))) {
+                fires.push(fire(s, Trigger::Late));
             }
         }
         let last = c + 1 == chunks.len();

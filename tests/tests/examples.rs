@@ -64,6 +64,9 @@ fn now_ms() -> i64 {
 /// add in another order than the reference.
 type Row = (String, i64, i64, String, String);
 
+/// Features of a window from its events (JSON) and their times.
+type Compute = dyn Fn(&[&Value], &[i64]) -> Map<String, Value>;
+
 fn canonical(features: &Map<String, Value>) -> String {
     let rounded: Map<String, Value> = features
         .iter()
@@ -93,11 +96,7 @@ fn actual_rows(features: &[Value]) -> Vec<Row> {
 }
 
 /// What the host must write, from the reference model.
-fn expected(
-    parsed: &[jsonl::Parsed],
-    spec: &Spec,
-    compute: &dyn Fn(&[&Value], &[i64]) -> Map<String, Value>,
-) -> (Vec<Row>, BTreeSet<i64>, BTreeSet<i64>) {
+fn expected(parsed: &[jsonl::Parsed], spec: &Spec, compute: &Compute) -> (Vec<Row>, BTreeSet<i64>, BTreeSet<i64>) {
     let records: Vec<sluice_tests::Record> =
         parsed.iter().map(|p| p.as_ref().map(|(k, t, _)| (k.clone(), *t))).collect();
     let outcome = model(&records, spec);
@@ -120,13 +119,7 @@ fn offsets(records: &[Value]) -> BTreeSet<i64> {
     records.iter().filter_map(|r| r["position"]["offset"].as_i64()).collect()
 }
 
-fn check(
-    example: &str,
-    config: Config,
-    fields: &[(&str, Type)],
-    spec: Spec,
-    compute: &dyn Fn(&[&Value], &[i64]) -> Map<String, Value>,
-) -> anyhow::Result<()> {
+fn check(example: &str, config: Config, fields: &[(&str, Type)], spec: Spec, compute: &Compute) -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let input = dir.path().join("in.jsonl");
     generate(&config, &input)?;

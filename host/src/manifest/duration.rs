@@ -51,6 +51,7 @@ impl JsonSchema for Duration {
     fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
         schemars::json_schema!({
             "type": "string",
+            "format": "duration",
             "description": "A duration with a unit: 250ms, 30s, 5m, 1h30m.",
         })
     }

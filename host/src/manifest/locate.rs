@@ -45,13 +45,13 @@ impl MarkedEventReceiver for Collector {
         let at = (mark.line(), mark.col() + 1);
         match ev {
             Event::Scalar(value, ..) => {
-                if let Some(Frame::Map { path, key }) = self.stack.last_mut() {
-                    if key.is_none() {
-                        // A mapping key: the field's position.
-                        self.positions.insert(join(path, &value), at);
-                        *key = Some(value);
-                        return;
-                    }
+                if let Some(Frame::Map { path, key }) = self.stack.last_mut()
+                    && key.is_none()
+                {
+                    // A mapping key: the field's position.
+                    self.positions.insert(join(path, &value), at);
+                    *key = Some(value);
+                    return;
                 }
                 if let Some(p) = self.enter() {
                     self.positions.entry(p).or_insert(at);

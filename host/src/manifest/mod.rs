@@ -454,14 +454,14 @@ impl Manifest {
                 problem(&format!("events.fields[{i}].name"), format!("field `{}` is declared twice", f.name), None);
             }
         }
-        if let Some(min) = &self.events.min_timestamp {
-            if TimestampFormat::Rfc3339.from_str(min).is_err() {
-                problem(
-                    "events.min_timestamp",
-                    format!("`{min}` is not an RFC 3339 time"),
-                    Some("for example 2020-01-01T00:00:00Z"),
-                );
-            }
+        if let Some(min) = &self.events.min_timestamp
+            && TimestampFormat::Rfc3339.from_str(min).is_err()
+        {
+            problem(
+                "events.min_timestamp",
+                format!("`{min}` is not an RFC 3339 time"),
+                Some("for example 2020-01-01T00:00:00Z"),
+            );
         }
         let t = &self.transform;
         if t.memory_mib < 2 {

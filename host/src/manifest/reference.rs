@@ -32,10 +32,10 @@ fn unwrap_option<'a>(root: &'a Value, v: &'a Value) -> (&'a Value, bool) {
             return (resolve(root, non_null[0]), true);
         }
     }
-    if let Some(types) = v.get("type").and_then(Value::as_array) {
-        if types.iter().any(|t| t == "null") {
-            return (v, true);
-        }
+    if let Some(types) = v.get("type").and_then(Value::as_array)
+        && types.iter().any(|t| t == "null")
+    {
+        return (v, true);
     }
     (resolve(root, v), false)
 }
@@ -44,6 +44,8 @@ fn type_name(root: &Value, v: &Value) -> String {
     let (v, optional) = unwrap_option(root, v);
     let base = if let Some(values) = enum_values(root, v) {
         values.iter().map(|s| format!("`{s}`")).collect::<Vec<_>>().join(" \\| ")
+    } else if v.get("format").and_then(Value::as_str) == Some("duration") {
+        "duration".to_string()
     } else if v.get("properties").is_some() || v.get("oneOf").is_some() {
         "object".to_string()
     } else {
@@ -104,10 +106,9 @@ fn walk(root: &Value, v: &Value, path: &str, out: &mut String) {
                 .map(one_line)
                 .unwrap_or_default();
             let default = match prop.get("default") {
-                Some(d) => format!(
-                    "`{}`",
-                    if d.is_null() { "off".to_string() } else { d.to_string().trim_matches('"').to_string() }
-                ),
+                Some(Value::Null) => "none".to_string(),
+                Some(Value::Object(_)) => String::new(),
+                Some(d) => format!("`{}`", d.to_string().trim_matches('"')),
                 None if required.contains(&name.as_str()) => "required".to_string(),
                 None => String::new(),
             };
@@ -120,10 +121,10 @@ fn walk(root: &Value, v: &Value, path: &str, out: &mut String) {
             } else {
                 Some((inner, full.clone()))
             };
-            if let Some((node, p)) = item {
-                if enum_values(root, node).is_none() {
-                    walk(root, node, &p, out);
-                }
+            if let Some((node, p)) = item
+                && enum_values(root, node).is_none()
+            {
+                walk(root, node, &p, out);
             }
         }
     }

@@ -162,3 +162,14 @@ fn reference_documents_every_field() {
         assert!(!line.trim_end().ends_with("|  |"), "undocumented: {line}");
     }
 }
+
+#[test]
+fn readme_reference_is_the_generated_one() {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).unwrap_or_default();
+    let section = readme
+        .split("<!-- manifest-reference:start -->\n")
+        .nth(1)
+        .and_then(|rest| rest.split("<!-- manifest-reference:end -->").next())
+        .unwrap_or_default();
+    assert_eq!(section, reference::markdown(), "README's manifest reference is stale: paste `sluice reference` into it");
+}

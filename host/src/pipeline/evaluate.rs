@@ -8,13 +8,16 @@ use crate::time::now_ms;
 use crate::wasm::{CallError, Instance};
 use crate::window::{Batch, Fired, Fold, Mode};
 
-/// What a batch produced. `folds`: aggregate slices and their new
-/// accumulators (`None` where the fold failed), for the operator.
+/// Aggregate slices and their new accumulators (`None` where the fold
+/// failed), for [`crate::window::Operator::apply_folds`].
+pub type Folded = (Vec<Fold>, Vec<Option<Vec<u8>>>);
+
+/// What a batch produced.
 #[derive(Debug, Default)]
 pub struct Evaluated {
     pub rows: Vec<FeatureRow>,
     pub dead: Vec<DeadLetter>,
-    pub folds: Option<(Vec<Fold>, Vec<Option<Vec<u8>>>)>,
+    pub folds: Option<Folded>,
 }
 
 fn dead_window(batch: &Batch, w: &Fired, class: &str, message: String) -> DeadLetter {
@@ -94,11 +97,11 @@ fn aggregate(instance: &mut Instance, batch: &mut Batch, metrics: &Metrics) -> E
     let mut groups: Vec<(Option<Vec<u8>>, Vec<u32>)> = Vec::new();
     let mut added_windows = Vec::new();
     for (i, (w, acc)) in windows.iter().zip(&accs).enumerate() {
-        if let Ok(acc) = acc {
-            if !w.rows.is_empty() {
-                groups.push((Some(acc.clone()), w.rows.clone()));
-                added_windows.push(i);
-            }
+        if let Ok(acc) = acc
+            && !w.rows.is_empty()
+        {
+            groups.push((Some(acc.clone()), w.rows.clone()));
+            added_windows.push(i);
         }
     }
     let n_window_groups = groups.len();

@@ -160,11 +160,11 @@ impl<S: StateBackend> Operator<S> {
     }
 
     fn mark_dirty(&mut self, id: KeyId) {
-        if self.mode == Mode::Aggregate {
-            if let Some(ks) = self.state.get_mut(id).filter(|ks| !ks.dirty) {
-                ks.dirty = true;
-                self.dirty.push(id);
-            }
+        if self.mode == Mode::Aggregate
+            && let Some(ks) = self.state.get_mut(id).filter(|ks| !ks.dirty)
+        {
+            ks.dirty = true;
+            self.dirty.push(id);
         }
     }
 
@@ -488,13 +488,11 @@ impl<S: StateBackend> Operator<S> {
         self.last_sweep = w;
         for id in self.state.ids() {
             let idle = self.state.get(id).is_some_and(|ks| ks.last_event.saturating_add(ttl) <= w);
-            if idle {
-                if let Some(mut ks) = self.state.remove(id) {
-                    if !ks.is_empty() {
-                        self.stats.keys_expired += 1;
-                    }
-                    ks.release(&mut self.interner);
+            if idle && let Some(mut ks) = self.state.remove(id) {
+                if !ks.is_empty() {
+                    self.stats.keys_expired += 1;
                 }
+                ks.release(&mut self.interner);
             }
         }
     }

@@ -20,10 +20,10 @@ impl Aggregate for TxVelocity {
     fn add(acc: &mut Velocity, event: &Event<'_>) -> Result<(), Error> {
         acc.count += 1;
         acc.sum += event.f64("amount").ok_or("amount is null")?;
-        if let Some(m) = event.str("merchant_id") {
-            if !acc.merchants.contains(m) {
-                acc.merchants.insert(m.to_string());
-            }
+        if let Some(m) = event.str("merchant_id")
+            && !acc.merchants.contains(m)
+        {
+            acc.merchants.insert(m.to_string());
         }
         Ok(())
     }
