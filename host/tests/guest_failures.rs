@@ -6,9 +6,11 @@ mod common;
 
 use serde_json::{Value, json};
 
+/// One worker, so which windows share a call is known.
 fn manifest(max_batch: usize) -> String {
     format!(
         "name: misbehave
+parallelism: 1
 source: {{type: file, path: '{{dir}}/in.jsonl'}}
 events:
   key: user_id

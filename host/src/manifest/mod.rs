@@ -43,6 +43,10 @@ pub struct Manifest {
     pub transform: TransformConfig,
     /// Where feature rows, dead letters and late events go.
     pub outputs: OutputsConfig,
+    /// Worker threads. Each owns a share of the keys, with its own window
+    /// state and module instance. Default: the number of cores.
+    #[serde(default)]
+    pub parallelism: Option<usize>,
 }
 
 /// A source of events.
@@ -473,6 +477,9 @@ impl Manifest {
         if t.max_batch == 0 {
             problem("transform.max_batch", "max_batch must be at least 1".into(), None);
         }
+        if self.parallelism == Some(0) {
+            problem("parallelism", "parallelism must be at least 1".into(), Some("leave it out to use every core"));
+        }
         let SourceConfig::File { step, .. } = &self.source;
         if *step == 0 {
             problem("source.step", "step must be at least 1".into(), None);
@@ -488,6 +495,11 @@ impl Manifest {
             }
         }
         out
+    }
+
+    /// Worker threads to run.
+    pub fn parallelism(&self) -> usize {
+        self.parallelism.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())).max(1)
     }
 
     /// Window length (size, or gap for sessions), ms.

@@ -171,9 +171,5 @@ fn readme_reference_is_the_generated_one() {
         .nth(1)
         .and_then(|rest| rest.split("<!-- manifest-reference:end -->").next())
         .unwrap_or_default();
-    assert_eq!(
-        section,
-        reference::markdown(),
-        "README's manifest reference is stale: paste `sluice reference` into it"
-    );
+    assert_eq!(section, reference::markdown(), "README's manifest reference is stale: run scripts/readme-reference");
 }

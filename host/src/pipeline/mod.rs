@@ -16,12 +16,13 @@ use sluice_sink_api::{DeadLetter, LateEvent, Position};
 
 use crate::manifest::{Manifest, SourceConfig, TransformKind};
 use crate::metrics::Metrics;
-use crate::source::FileSource;
+use crate::source::{Chunk, FileSource};
 use crate::time::{Watermarks, now_ms};
 use crate::wasm::{self, Instance, Module};
 use crate::window::{Mode, Operator};
 pub use evaluate::evaluate;
 pub use outputs::Output;
+use tokio::sync::mpsc::Sender;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -98,6 +99,7 @@ pub async fn run(manifest: Manifest, metrics: Arc<Metrics>) -> Result<Summary> {
     let module = load_module(&manifest)?;
     let outputs = outputs::Outputs::open(&manifest.outputs).await?;
     let (tx, rx) = tokio::sync::mpsc::channel::<Output>(16);
+    tracing::info!(pipeline = %manifest.name, workers = manifest.parallelism(), module = module.name(), "running");
     let compute_metrics = metrics.clone();
     let compute = std::thread::Builder::new()
         .name("sluice-compute".into())
@@ -120,50 +122,98 @@ pub async fn run(manifest: Manifest, metrics: Arc<Metrics>) -> Result<Summary> {
     })
 }
 
-/// The compute loop over a file source. Sends outputs until the input ends
-/// (or the receiver is gone).
-fn compute(
-    manifest: &Manifest,
-    module: &Module,
-    tx: &tokio::sync::mpsc::Sender<Output>,
-    metrics: &Metrics,
-) -> Result<()> {
+/// The compute loop over a file source: this thread reads chunks and hands
+/// each to every worker; each worker decodes it, follows the (shared)
+/// watermark and processes the keys it owns. Sends outputs until the input
+/// ends (or the sinks are gone).
+fn compute(manifest: &Manifest, module: &Module, tx: &Sender<Output>, metrics: &Metrics) -> Result<()> {
     let SourceConfig::File { path, step } = &manifest.source;
-    let mut source =
-        FileSource::open(path, *step).map_err(|source| Error::Source { path: path.display().to_string(), source })?;
-    let mut worker = Worker::new(manifest, module, tx, metrics)?;
-    while source.next_chunk().map_err(|source| Error::Source { path: path.display().to_string(), source })? {
-        let (now_ms, now) = (now_ms(), Instant::now());
-        for record in source.records() {
-            worker.record(source.name(), record, now_ms, now)?;
+    let source_err = |source| Error::Source { path: path.display().to_string(), source };
+    let mut source = FileSource::open(path, *step).map_err(source_err)?;
+    let count = manifest.parallelism();
+    std::thread::scope(|scope| {
+        let mut inboxes = Vec::with_capacity(count);
+        let mut workers = Vec::with_capacity(count);
+        for index in 0..count {
+            // Two chunks in flight per worker: enough to overlap reading
+            // with work, little enough to bound memory.
+            let (inbox, chunks) = std::sync::mpsc::sync_channel::<Arc<Chunk>>(2);
+            inboxes.push(inbox);
+            let mut worker = Worker::new(manifest, module, tx, metrics, index, count)?;
+            let thread = std::thread::Builder::new()
+                .name(format!("sluice-worker-{index}"))
+                .spawn_scoped(scope, move || -> Result<()> {
+                    for chunk in chunks {
+                        let (now_ms, now) = (now_ms(), Instant::now());
+                        for record in chunk.records() {
+                            worker.record(&chunk.source, record, now_ms, now)?;
+                        }
+                        worker.end_chunk(now)?;
+                    }
+                    // The end of a bounded input: the final watermark.
+                    worker.watermarks.finish(0);
+                    worker.end_chunk(Instant::now())
+                })
+                .map_err(|e| Error::Thread(e.to_string()))?;
+            workers.push(thread);
         }
-        worker.end_chunk(now)?;
-    }
-    worker.watermarks.finish(0);
-    worker.end_chunk(Instant::now())?;
-    Ok(())
+        let mut read = Ok(());
+        loop {
+            match source.next_chunk() {
+                Ok(Some(chunk)) => {
+                    let chunk = Arc::new(chunk);
+                    // A worker that stopped has failed; its error is
+                    // reported below.
+                    if inboxes.iter().any(|inbox| inbox.send(chunk.clone()).is_err()) {
+                        break;
+                    }
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    read = Err(source_err(e));
+                    break;
+                }
+            }
+        }
+        drop(inboxes);
+        for worker in workers {
+            worker.join().map_err(|_| Error::Thread("a worker panicked".into()))??;
+        }
+        read
+    })
 }
 
-/// Decode, window and evaluate: the per-partition-group work.
+/// Decode, window and evaluate for the keys one worker owns.
 pub struct Worker<'a> {
     schema: crate::decode::Schema,
     operator: Operator,
     instance: Instance,
     mode: Mode,
     max_batch: usize,
+    /// This worker's share of the keys: those that hash to `index`.
+    index: usize,
+    count: usize,
     pub watermarks: Watermarks,
-    tx: &'a tokio::sync::mpsc::Sender<Output>,
+    tx: &'a Sender<Output>,
     metrics: &'a Metrics,
     dead: Vec<DeadLetter>,
     late: Vec<LateEvent>,
+}
+
+/// Which worker owns `key`.
+fn owner(key: &str, count: usize) -> usize {
+    use std::hash::BuildHasher;
+    (rustc_hash::FxBuildHasher.hash_one(key) % count as u64) as usize
 }
 
 impl<'a> Worker<'a> {
     pub fn new(
         manifest: &Manifest,
         module: &Module,
-        tx: &'a tokio::sync::mpsc::Sender<Output>,
+        tx: &'a Sender<Output>,
         metrics: &'a Metrics,
+        index: usize,
+        count: usize,
     ) -> Result<Self> {
         let mode = kinds(manifest).1;
         let idle = manifest.time.idle_timeout.map(|d| d.std());
@@ -173,6 +223,8 @@ impl<'a> Worker<'a> {
             instance: module.instantiate().map_err(|e| Error::Instantiate(format!("{e:#}")))?,
             mode,
             max_batch: manifest.transform.max_batch,
+            index,
+            count: count.max(1),
             watermarks: Watermarks::new(1, manifest.time.out_of_orderness.millis(), idle),
             tx,
             metrics,
@@ -183,12 +235,20 @@ impl<'a> Worker<'a> {
 
     /// Decode one record and assign it to windows.
     pub fn record(&mut self, source: &str, record: crate::source::Record<'_>, now_ms: i64, now: Instant) -> Result<()> {
-        Metrics::add(&self.metrics.events_read, 1);
+        // Every worker sees every record (and so the same watermark);
+        // worker 0 counts them and owns the bad ones.
+        let first = self.index == 0;
+        if first {
+            Metrics::add(&self.metrics.events_read, 1);
+        }
         let position =
             || Position { source: source.to_string(), partition: record.partition as i32, offset: record.offset };
         match self.schema.decode(record.bytes, now_ms) {
             Ok(event) => {
                 self.watermarks.observe(record.partition, event.time, now);
+                if self.count > 1 && owner(&event.key, self.count) != self.index {
+                    return Ok(());
+                }
                 if let Err(late) = self.operator.process(&event) {
                     self.late.push(LateEvent {
                         raw: record.bytes.to_vec(),
@@ -202,6 +262,7 @@ impl<'a> Worker<'a> {
                     self.evaluate()?;
                 }
             }
+            Err(_) if !first => self.watermarks.touch(record.partition, now),
             Err(e) => {
                 self.watermarks.touch(record.partition, now);
                 tracing::debug!(source, offset = record.offset, class = e.class(), "{e}");

@@ -1,6 +1,7 @@
 use std::fs::File;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
+use std::sync::Arc;
 
 use super::Record;
 
@@ -9,55 +10,22 @@ use super::Record;
 /// dead-letter output.
 pub struct FileSource {
     reader: BufReader<File>,
-    name: String,
+    name: Arc<str>,
     line: i64,
     step: usize,
+}
+
+/// Lines read in one step; shared by the workers.
+#[derive(Debug, Default)]
+pub struct Chunk {
+    pub source: Arc<str>,
     data: Vec<u8>,
-    /// (line number, end offset in `data`) of each record of the chunk.
+    /// (line number, end offset in `data`) of each record.
     spans: Vec<(i64, usize)>,
 }
 
-impl FileSource {
-    pub fn open(path: &Path, step: usize) -> std::io::Result<Self> {
-        let file = File::open(path)?;
-        Ok(FileSource {
-            reader: BufReader::with_capacity(1 << 20, file),
-            name: path.display().to_string(),
-            line: 0,
-            step: step.max(1),
-            data: Vec::new(),
-            spans: Vec::new(),
-        })
-    }
-
-    /// The source's name in dead letters and late events.
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-
-    /// Read the next chunk; `false` at the end of the file.
-    pub fn next_chunk(&mut self) -> std::io::Result<bool> {
-        self.data.clear();
-        self.spans.clear();
-        while self.spans.len() < self.step {
-            let start = self.data.len();
-            if self.reader.read_until(b'\n', &mut self.data)? == 0 {
-                break;
-            }
-            self.line += 1;
-            while self.data.len() > start && matches!(self.data[self.data.len() - 1], b'\n' | b'\r') {
-                self.data.pop();
-            }
-            if self.data[start..].iter().all(u8::is_ascii_whitespace) {
-                self.data.truncate(start);
-                continue;
-            }
-            self.spans.push((self.line, self.data.len()));
-        }
-        Ok(!self.spans.is_empty())
-    }
-
-    /// Records of the current chunk.
+impl Chunk {
+    /// The chunk's records.
     pub fn records(&self) -> impl Iterator<Item = Record<'_>> {
         let mut start = 0;
         self.spans.iter().map(move |&(line, end)| {
@@ -65,6 +33,48 @@ impl FileSource {
             start = end;
             Record { partition: 0, offset: line, bytes }
         })
+    }
+
+    pub fn len(&self) -> usize {
+        self.spans.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.spans.is_empty()
+    }
+}
+
+impl FileSource {
+    pub fn open(path: &Path, step: usize) -> std::io::Result<Self> {
+        let file = File::open(path)?;
+        Ok(FileSource {
+            reader: BufReader::with_capacity(1 << 20, file),
+            name: path.display().to_string().into(),
+            line: 0,
+            step: step.max(1),
+        })
+    }
+
+    /// Read the next chunk; `None` at the end of the file.
+    pub fn next_chunk(&mut self) -> std::io::Result<Option<Chunk>> {
+        let mut chunk = Chunk { source: self.name.clone(), ..Chunk::default() };
+        let data = &mut chunk.data;
+        while chunk.spans.len() < self.step {
+            let start = data.len();
+            if self.reader.read_until(b'\n', data)? == 0 {
+                break;
+            }
+            self.line += 1;
+            while data.len() > start && matches!(data[data.len() - 1], b'\n' | b'\r') {
+                data.pop();
+            }
+            if data[start..].iter().all(u8::is_ascii_whitespace) {
+                data.truncate(start);
+                continue;
+            }
+            chunk.spans.push((self.line, data.len()));
+        }
+        Ok((!chunk.is_empty()).then_some(chunk))
     }
 }
 
@@ -79,10 +89,11 @@ mod tests {
         std::fs::write(&path, "a\r\n\n  \nbb\nc\nd")?;
         let mut src = FileSource::open(&path, 2)?;
         let mut seen = Vec::new();
-        while src.next_chunk()? {
-            let chunk: Vec<(i64, String)> =
-                src.records().map(|r| (r.offset, String::from_utf8_lossy(r.bytes).into_owned())).collect();
-            seen.push(chunk);
+        while let Some(chunk) = src.next_chunk()? {
+            assert_eq!(&*chunk.source, path.display().to_string());
+            seen.push(
+                chunk.records().map(|r| (r.offset, String::from_utf8_lossy(r.bytes).into_owned())).collect::<Vec<_>>(),
+            );
         }
         let expect = |v: &[(i64, &str)]| v.iter().map(|(l, s)| (*l, s.to_string())).collect::<Vec<_>>();
         assert_eq!(seen, vec![expect(&[(1, "a"), (4, "bb")]), expect(&[(5, "c"), (6, "d")])]);

@@ -3,7 +3,7 @@
 
 mod file;
 
-pub use file::FileSource;
+pub use file::{Chunk, FileSource};
 
 /// One raw record and where it came from.
 #[derive(Debug, Clone, Copy)]
