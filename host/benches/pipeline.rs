@@ -57,6 +57,7 @@ fn run(example: &str, input: &Path) -> anyhow::Result<pipeline::Summary> {
 }
 
 fn main() -> anyhow::Result<()> {
+    sluice_host::alloc::tune();
     // `cargo test --benches` runs this with `--bench` absent: stay quick.
     let quick = !std::env::args().any(|a| a == "--bench");
     let events: u64 = match std::env::var("SLUICE_BENCH_EVENTS") {

@@ -1,6 +1,7 @@
 //! The Sluice host runtime: decode, event time, windows, state, the WASM
 //! engine, sinks and the pipeline that wires them.
 
+pub mod alloc;
 pub mod decode;
 pub mod manifest;
 pub mod metrics;

@@ -40,6 +40,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    sluice_host::alloc::tune();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()

@@ -1,3 +1,4 @@
+use crate::StrColumn;
 use crate::bindings::sluice::transform::types::{Feature, FeatureValue, PackedStrings, Scalar};
 
 /// A feature map under construction: names and values in insertion order.
@@ -62,6 +63,13 @@ impl Features {
             packed.ends.push(packed.data.len() as u32);
         }
         self.push(name, FeatureValue::Strs(packed))
+    }
+
+    /// A string field's values over `rows` (nulls left out), in row order:
+    /// the fastest way to return a window's strings, as the host already
+    /// has them.
+    pub fn str_list_of(&mut self, name: &str, column: &StrColumn<'_>, rows: &[u32]) -> &mut Self {
+        self.push(name, FeatureValue::CallStrs(rows.iter().filter_map(|&r| column.code(r)).collect()))
     }
 
     /// A list that mixes kinds or holds nulls.

@@ -21,7 +21,9 @@
 //!     let mut features = Features::new();
 //!     features.int("item_count", window.len() as i64);
 //!     features.int("distinct_items", items.distinct(window.rows()) as i64);
-//!     features.str_list("items", window.rows().iter().filter_map(|&r| items.get(r)));
+//!     // The window's item ids, in event-time order (returned by reference
+//!     // to the call's strings, without copying them).
+//!     features.str_list_of("items", &items, window.rows());
 //!     // The friendly (slower) way: one event at a time, fields by name.
 //!     let spent: f64 = window.events().filter_map(|e| e.f64("amount")).sum();
 //!     features.float("spent", spent);

@@ -242,6 +242,16 @@ pub struct TransformConfig {
     /// Most windows per call into the module.
     #[serde(default = "default_batch")]
     pub max_batch: usize,
+    /// Longest a fired window may wait to be sent to the module together
+    /// with others. Batching across watermark steps lets a key's
+    /// consecutive windows share one copy of their events, which speeds up
+    /// catching up on a backlog; it delays results by at most this much.
+    #[serde(default = "default_max_delay")]
+    pub max_delay: Duration,
+}
+
+fn default_max_delay() -> Duration {
+    Duration::from_millis(1_000)
 }
 
 fn default_timeout() -> Duration {
@@ -253,7 +263,7 @@ fn default_memory() -> u32 {
 }
 
 fn default_batch() -> usize {
-    2048
+    16_384
 }
 
 /// Where results go. Each output takes any number of sinks; all of them

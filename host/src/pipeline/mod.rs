@@ -150,9 +150,7 @@ fn compute(manifest: &Manifest, module: &Module, tx: &Sender<Output>, metrics: &
                         }
                         worker.end_chunk(now)?;
                     }
-                    // The end of a bounded input: the final watermark.
-                    worker.watermarks.finish(0);
-                    worker.end_chunk(Instant::now())
+                    worker.finish()
                 })
                 .map_err(|e| Error::Thread(e.to_string()))?;
             workers.push(thread);
@@ -190,6 +188,9 @@ pub struct Worker<'a> {
     instance: Instance,
     mode: Mode,
     max_batch: usize,
+    max_delay: Duration,
+    /// When the oldest window waiting for a call fired.
+    pending_since: Option<Instant>,
     /// This worker's share of the keys: those that hash to `index`.
     index: usize,
     count: usize,
@@ -223,6 +224,8 @@ impl<'a> Worker<'a> {
             instance: module.instantiate().map_err(|e| Error::Instantiate(format!("{e:#}")))?,
             mode,
             max_batch: manifest.transform.max_batch,
+            max_delay: manifest.transform.max_delay.std(),
+            pending_since: None,
             index,
             count: count.max(1),
             watermarks: Watermarks::new(1, manifest.time.out_of_orderness.millis(), idle),
@@ -279,9 +282,21 @@ impl<'a> Worker<'a> {
         Ok(())
     }
 
-    /// Between chunks: late updates, the new watermark, folds; evaluate and
-    /// send everything.
+    /// Between chunks: late updates and the new watermark. Fired windows
+    /// wait for more (a key's consecutive windows then share one copy of
+    /// their events in a call) until `max_batch` of them or `max_delay`;
+    /// aggregates fold their slices, so they are evaluated at once.
     pub fn end_chunk(&mut self, now: Instant) -> Result<()> {
+        self.step(now, false)
+    }
+
+    /// The end of a bounded input: the final watermark, and everything out.
+    pub fn finish(&mut self) -> Result<()> {
+        self.watermarks.finish(0);
+        self.step(Instant::now(), true)
+    }
+
+    fn step(&mut self, now: Instant, last: bool) -> Result<()> {
         self.operator.flush_late();
         let watermark = self.watermarks.current(now);
         while !self.operator.advance(watermark, self.max_batch) {
@@ -289,12 +304,18 @@ impl<'a> Worker<'a> {
         }
         if self.mode == Mode::Aggregate {
             self.operator.collect_folds();
+            self.evaluate()?;
+        } else if self.operator.pending_windows() > 0 {
+            let since = *self.pending_since.get_or_insert(now);
+            if last || now.duration_since(since) >= self.max_delay {
+                self.evaluate()?;
+            }
         }
-        self.evaluate()?;
         self.send_side_outputs()
     }
 
     fn evaluate(&mut self) -> Result<()> {
+        self.pending_since = None;
         let batch = self.operator.take_batch();
         if batch.is_empty() {
             return Ok(());

@@ -109,13 +109,15 @@ pub(super) fn check_len<T>(out: Vec<T>, expected: usize) -> Result<Vec<T>, CallE
     }
 }
 
+/// The results of a call whose string table was `strings`.
 pub(super) fn results(
     out: Vec<Result<Vec<wit::Feature>, String>>,
     expected: usize,
+    strings: &[String],
 ) -> Result<Vec<Result<Features, String>>, CallError> {
     Ok(check_len(out, expected)?
         .into_iter()
-        .map(|r| r.and_then(|features| features_of(features).map_err(|e| e.to_string())))
+        .map(|r| r.and_then(|features| features_of(features, strings).map_err(|e| e.to_string())))
         .collect())
 }
 
@@ -129,7 +131,18 @@ fn scalar(s: wit::Scalar) -> Scalar {
     }
 }
 
-fn features_of(features: Vec<wit::Feature>) -> Result<Features, InvalidResult> {
+/// Strings of the call's table, packed into one buffer.
+fn call_strs(codes: &[u32], strings: &[String]) -> Option<FeatureValue> {
+    let mut data = String::with_capacity(codes.len() * 8);
+    let mut ends = Vec::with_capacity(codes.len());
+    for &c in codes {
+        data.push_str(strings.get(c as usize)?);
+        ends.push(data.len() as u32);
+    }
+    Some(FeatureValue::Strs { data, ends })
+}
+
+fn features_of(features: Vec<wit::Feature>, strings: &[String]) -> Result<Features, InvalidResult> {
     features
         .into_iter()
         .map(|f| {
@@ -152,6 +165,10 @@ fn features_of(features: Vec<wit::Feature>) -> Result<Features, InvalidResult> {
                     }
                     value
                 }
+                wit::FeatureValue::CallStrs(codes) => match call_strs(&codes, strings) {
+                    Some(value) => value,
+                    None => return Err(InvalidResult { feature: f.name, reason: "index past the call's strings" }),
+                },
                 wit::FeatureValue::Mixed(v) => FeatureValue::Mixed(v.into_iter().map(scalar).collect()),
             };
             Ok((f.name, value))

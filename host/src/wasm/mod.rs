@@ -304,7 +304,7 @@ impl Instance {
         let out = self.call(|b, s| b.sluice_transform_window_transform().call_process(s, &events, &windows));
         // Back into the batch whatever happened: dead letters need them.
         convert::give_back(batch, events, windows);
-        convert::results(out?, n)
+        convert::results(out?, n, &batch.strings)
     }
 
     /// Aggregates: fold `groups` (accumulator or none, rows of the batch).
@@ -343,6 +343,7 @@ impl Instance {
             .collect();
         let n = windows.len();
         let out = self.call(|b, s| b.sluice_transform_aggregate_transform().call_finish(s, &windows))?;
-        convert::results(out, n)
+        // Finish sees no events, so it has no string table to refer to.
+        convert::results(out, n, &[])
     }
 }

@@ -210,6 +210,7 @@ impl BatchBuilder {
         let codes: usize =
             batch.columns.iter().map(|c| if let ColumnData::Strs(v) = &c.data { v.len() } else { 0 }).sum();
         if codes == 0 {
+            interner.reclaim();
             return batch;
         }
         self.sync_mirror(interner);
@@ -219,6 +220,9 @@ impl BatchBuilder {
         } else {
             self.localize(&mut batch);
         }
+        // The call now holds its own string table: symbols freed while it
+        // was built may be reused.
+        interner.reclaim();
         batch
     }
 

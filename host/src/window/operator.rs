@@ -194,7 +194,12 @@ impl<S: StateBackend> Operator<S> {
         };
         ks.last_event = ks.last_event.max(t);
         let a = grid.slice_start(t);
-        let at = ks.slices.partition_point(|s| s.start < a);
+        // Most events land in the newest slice: skip the search then.
+        let at = match ks.slices.back() {
+            Some(last) if last.start == a => ks.slices.len() - 1,
+            Some(last) if last.start < a => ks.slices.len(),
+            _ => ks.slices.partition_point(|s| s.start < a),
+        };
         if ks.slices.get(at).is_none_or(|s| s.start != a) {
             ks.slices.insert(at, Slice::new(a, &self.types));
             self.cleanup_timers.push(Reverse((grid.last_end(a).saturating_add(lateness), id)));

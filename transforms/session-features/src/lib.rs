@@ -9,7 +9,7 @@ fn session_features(window: &Window<'_>) -> Result<Features, Error> {
     let rows = window.rows();
     let mut features = Features::new();
     features
-        .str_list("items_clicked_30m", rows.iter().filter_map(|&r| items.get(r)))
+        .str_list_of("items_clicked_30m", &items, rows)
         .int("item_count_30m", rows.len() as i64)
         .int("distinct_items_30m", items.distinct(rows) as i64)
         .int("distinct_categories_30m", categories.distinct(rows) as i64)
