@@ -41,8 +41,13 @@ fn run(example: &str, input: &Path, dir: &Path, step: usize) -> anyhow::Result<O
         .args(["--set", &format!("outputs.features.0.path={d}/features.jsonl")])
         .args(["--set", &format!("outputs.dead_letters.0.path={d}/dead.jsonl")])
         .args(["--set", &format!("outputs.late_events.0.path={d}/late.jsonl")])
-        .status()?;
-    anyhow::ensure!(status.success(), "sluice run {example} failed: {status}");
+        .output()?;
+    anyhow::ensure!(
+        status.status.success(),
+        "sluice run {example} failed ({}):\n{}",
+        status.status,
+        String::from_utf8_lossy(&status.stderr)
+    );
     Ok(Outputs {
         features: jsonl::read_output(&dir.join("features.jsonl")),
         dead: jsonl::read_output(&dir.join("dead.jsonl")),
