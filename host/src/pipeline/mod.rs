@@ -98,7 +98,7 @@ pub async fn run(manifest: Manifest, metrics: Arc<Metrics>) -> Result<Summary> {
     let started = Instant::now();
     let module = load_module(&manifest)?;
     let outputs = outputs::Outputs::open(&manifest.outputs).await?;
-    let (tx, rx) = tokio::sync::mpsc::channel::<Output>(16);
+    let (tx, rx) = tokio::sync::mpsc::channel::<Output>(4);
     tracing::info!(pipeline = %manifest.name, workers = manifest.parallelism(), module = module.name(), "running");
     let compute_metrics = metrics.clone();
     let compute = std::thread::Builder::new()

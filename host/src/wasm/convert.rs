@@ -1,6 +1,8 @@
 //! Between the host's batches and the WIT types, moving vectors rather
 //! than copying them where the batch is not needed afterwards.
 
+use std::sync::Arc;
+
 use sluice_sink_api::{FeatureValue, Features as FeatureMap, Scalar, Trigger};
 
 use super::bindings::exports::sluice::transform::window_transform as wt;
@@ -115,10 +117,26 @@ pub(super) fn results(
     expected: usize,
     strings: &[String],
 ) -> Result<Vec<Result<Features, String>>, CallError> {
+    let mut names = Names::default();
     Ok(check_len(out, expected)?
         .into_iter()
-        .map(|r| r.and_then(|features| features_of(features, strings).map_err(|e| e.to_string())))
+        .map(|r| r.and_then(|features| features_of(features, strings, &mut names).map_err(|e| e.to_string())))
         .collect())
+}
+
+/// Feature names seen in a call, shared by its rows.
+#[derive(Default)]
+struct Names(Vec<Arc<str>>);
+
+impl Names {
+    fn get(&mut self, name: &str) -> Arc<str> {
+        if let Some(n) = self.0.iter().find(|n| &***n == name) {
+            return n.clone();
+        }
+        let n: Arc<str> = name.into();
+        self.0.push(n.clone());
+        n
+    }
 }
 
 fn scalar(s: wit::Scalar) -> Scalar {
@@ -142,7 +160,7 @@ fn call_strs(codes: &[u32], strings: &[String]) -> Option<FeatureValue> {
     Some(FeatureValue::Strs { data, ends })
 }
 
-fn features_of(features: Vec<wit::Feature>, strings: &[String]) -> Result<Features, InvalidResult> {
+fn features_of(features: Vec<wit::Feature>, strings: &[String], names: &mut Names) -> Result<Features, InvalidResult> {
     features
         .into_iter()
         .map(|f| {
@@ -171,7 +189,7 @@ fn features_of(features: Vec<wit::Feature>, strings: &[String]) -> Result<Featur
                 },
                 wit::FeatureValue::Mixed(v) => FeatureValue::Mixed(v.into_iter().map(scalar).collect()),
             };
-            Ok((f.name, value))
+            Ok((names.get(&f.name), value))
         })
         .collect::<Result<_, _>>()
         .map(FeatureMap)

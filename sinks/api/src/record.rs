@@ -1,3 +1,5 @@
+use std::sync::Arc;
+
 use serde::Serialize;
 use serde::ser::{SerializeMap, SerializeSeq, Serializer};
 
@@ -97,14 +99,15 @@ impl Serialize for FeatureValue {
 }
 
 /// A map of feature values in the order the transform produced them.
+/// Names are shared (`Arc`): every row of a pipeline has the same few.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct Features(pub Vec<(String, FeatureValue)>);
+pub struct Features(pub Vec<(Arc<str>, FeatureValue)>);
 
 impl Serialize for Features {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let mut map = s.serialize_map(Some(self.0.len()))?;
         for (k, v) in &self.0 {
-            map.serialize_entry(k, v)?;
+            map.serialize_entry(&**k, v)?;
         }
         map.end()
     }
@@ -112,7 +115,7 @@ impl Serialize for Features {
 
 impl Features {
     pub fn get(&self, name: &str) -> Option<&FeatureValue> {
-        self.0.iter().find(|(k, _)| k == name).map(|(_, v)| v)
+        self.0.iter().find(|(k, _)| &**k == name).map(|(_, v)| v)
     }
 }
 
