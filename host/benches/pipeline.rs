@@ -44,6 +44,10 @@ fn input(shape: Shape, events: u64) -> anyhow::Result<PathBuf> {
 
 fn run(example: &str, input: &Path) -> anyhow::Result<pipeline::Summary> {
     let out = data_dir().join(format!("out-{example}"));
+    // Freeing the last run's 600 MB of output is not this run's work.
+    if out.exists() {
+        std::fs::remove_dir_all(&out)?;
+    }
     let overrides = vec![
         format!("source.path={}", input.display()),
         format!("transform.module={}", root().join(format!("target/modules/{example}.wasm")).display()),

@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use sluice_sink_api::{Batch, Error, Result, Sink};
-use tokio::io::AsyncWriteExt;
+use std::io::Write;
 
 /// Write records as JSON lines to a local file.
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema, PartialEq)]
@@ -21,9 +21,12 @@ pub struct FileSinkConfig {
     pub append: bool,
 }
 
+/// Writes go straight to the file with `std::fs`: a 1 MiB write to the
+/// page cache takes well under a millisecond, less than handing it to a
+/// blocking thread would (`tokio::fs` copies every buffer once more).
 pub struct FileSink {
     name: String,
-    file: tokio::fs::File,
+    file: std::fs::File,
     buffer: Vec<u8>,
 }
 
@@ -38,15 +41,14 @@ impl FileSink {
             retriable: false,
         };
         if let Some(parent) = config.path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            tokio::fs::create_dir_all(parent).await.map_err(err)?;
+            std::fs::create_dir_all(parent).map_err(err)?;
         }
-        let file = tokio::fs::OpenOptions::new()
+        let file = std::fs::OpenOptions::new()
             .create(true)
             .write(true)
             .append(config.append)
             .truncate(!config.append)
             .open(&config.path)
-            .await
             .map_err(err)?;
         Ok(FileSink { name: name.to_string(), file, buffer: Vec::with_capacity(BUFFER_BYTES) })
     }
@@ -63,8 +65,8 @@ impl FileSink {
         Ok(())
     }
 
-    async fn drain(&mut self) -> Result<()> {
-        self.file.write_all(&self.buffer).await.map_err(|e| Error {
+    fn drain(&mut self) -> Result<()> {
+        self.file.write_all(&self.buffer).map_err(|e| Error {
             sink: self.name.clone(),
             message: format!("write failed: {e}"),
             retriable: true,
@@ -78,19 +80,24 @@ impl FileSink {
 impl Sink for FileSink {
     async fn write(&mut self, batch: Batch<'_>) -> Result<()> {
         match batch {
-            Batch::Features(r) => self.encode(r)?,
+            Batch::Features(rows) => {
+                for row in rows {
+                    row.write_json(&mut self.buffer);
+                    self.buffer.push(b'\n');
+                }
+            }
             Batch::DeadLetters(r) => self.encode(r)?,
             Batch::LateEvents(r) => self.encode(r)?,
         }
         if self.buffer.len() >= BUFFER_BYTES {
-            self.drain().await?;
+            self.drain()?;
         }
         Ok(())
     }
 
     async fn flush(&mut self) -> Result<()> {
-        self.drain().await?;
-        self.file.flush().await.map_err(|e| Error {
+        self.drain()?;
+        self.file.flush().map_err(|e| Error {
             sink: self.name.clone(),
             message: format!("flush failed: {e}"),
             retriable: true,
