@@ -6,7 +6,7 @@
 //! and the next burst then pays for the kernel zeroing fresh (huge) pages
 //! again: about a tenth of the CPU in the session-features benchmark.
 
-/// `mi_option_purge_delay` in mimalloc 3's `mi_option_e` (mimalloc.h); the
+/// `mi_option_purge_delay` in mimalloc 2's `mi_option_e` (mimalloc.h); the
 /// Rust bindings do not name it.
 const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 
