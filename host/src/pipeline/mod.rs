@@ -1,28 +1,30 @@
 //! A running pipeline: source → decode → windows → transform → sinks.
 //!
-//! The compute loop runs on its own thread (decoding, windowing and guest
-//! calls are CPU work); sinks run on the async runtime and receive batches
-//! through a bounded channel, so a slow sink slows the source down instead
-//! of filling memory.
+//! Reading and decoding run on one thread, windows and guest calls on
+//! `parallelism` worker threads that each own a share of the keys; sinks
+//! run on the async runtime and receive batches through a bounded channel,
+//! so a slow sink slows the source down instead of filling memory.
 
 mod evaluate;
 mod outputs;
+mod reader;
+mod worker;
 
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use sluice_sink_api::{DeadLetter, LateEvent, Position};
-
 use crate::manifest::{Manifest, SourceConfig, TransformKind};
 use crate::metrics::Metrics;
-use crate::source::{Chunk, FileSource};
-use crate::time::{Watermarks, now_ms};
-use crate::wasm::{self, Instance, Module};
-use crate::window::{Mode, Operator};
+use crate::source::FileSource;
+use crate::time::Watermarks;
+use crate::wasm::{self, Module};
+use crate::window::Mode;
 pub use evaluate::evaluate;
 pub use outputs::Output;
+use reader::{Reader, Routed};
 use tokio::sync::mpsc::Sender;
+use worker::Worker;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -122,33 +124,32 @@ pub async fn run(manifest: Manifest, metrics: Arc<Metrics>) -> Result<Summary> {
     })
 }
 
-/// The compute loop over a file source: this thread reads chunks and hands
-/// each to every worker; each worker decodes it, follows the (shared)
-/// watermark and processes the keys it owns. Sends outputs until the input
+/// The compute loop over a file source: this thread reads chunks, the
+/// reader decodes them and follows the watermark, and each worker thread
+/// processes the events of the keys it owns. Sends outputs until the input
 /// ends (or the sinks are gone).
 fn compute(manifest: &Manifest, module: &Module, tx: &Sender<Output>, metrics: &Metrics) -> Result<()> {
     let SourceConfig::File { path, step } = &manifest.source;
     let source_err = |source| Error::Source { path: path.display().to_string(), source };
     let mut source = FileSource::open(path, *step).map_err(source_err)?;
     let count = manifest.parallelism();
+    let idle = manifest.time.idle_timeout.map(|d| d.std());
+    let watermarks = Watermarks::new(1, manifest.time.out_of_orderness.millis(), idle);
+    let mut reader = Reader::new(manifest.schema(), watermarks, count, metrics);
     std::thread::scope(|scope| {
         let mut inboxes = Vec::with_capacity(count);
         let mut workers = Vec::with_capacity(count);
         for index in 0..count {
             // Two chunks in flight per worker: enough to overlap reading
             // with work, little enough to bound memory.
-            let (inbox, chunks) = std::sync::mpsc::sync_channel::<Arc<Chunk>>(2);
+            let (inbox, shares) = std::sync::mpsc::sync_channel::<Routed>(2);
             inboxes.push(inbox);
-            let mut worker = Worker::new(manifest, module, tx, metrics, index, count)?;
+            let mut worker = Worker::new(manifest, module, tx, metrics)?;
             let thread = std::thread::Builder::new()
                 .name(format!("sluice-worker-{index}"))
                 .spawn_scoped(scope, move || -> Result<()> {
-                    for chunk in chunks {
-                        let (now_ms, now) = (now_ms(), Instant::now());
-                        for record in chunk.records() {
-                            worker.record(&chunk.source, record, now_ms, now)?;
-                        }
-                        worker.end_chunk(now)?;
+                    for share in shares {
+                        worker.chunk(&share)?;
                     }
                     worker.finish()
                 })
@@ -159,10 +160,13 @@ fn compute(manifest: &Manifest, module: &Module, tx: &Sender<Output>, metrics: &
         loop {
             match source.next_chunk() {
                 Ok(Some(chunk)) => {
-                    let chunk = Arc::new(chunk);
+                    let (shares, dead) = reader.read(Arc::new(chunk));
+                    if !dead.is_empty() && tx.blocking_send(Output::DeadLetters(dead)).is_err() {
+                        break;
+                    }
                     // A worker that stopped has failed; its error is
                     // reported below.
-                    if inboxes.iter().any(|inbox| inbox.send(chunk.clone()).is_err()) {
+                    if inboxes.iter().zip(shares).any(|(inbox, share)| inbox.send(share).is_err()) {
                         break;
                     }
                 }
@@ -179,191 +183,6 @@ fn compute(manifest: &Manifest, module: &Module, tx: &Sender<Output>, metrics: &
         }
         read
     })
-}
-
-/// Decode, window and evaluate for the keys one worker owns.
-pub struct Worker<'a> {
-    schema: crate::decode::Schema,
-    operator: Operator,
-    instance: Instance,
-    mode: Mode,
-    max_batch: usize,
-    max_delay: Duration,
-    /// When the oldest window waiting for a call fired.
-    pending_since: Option<Instant>,
-    /// This worker's share of the keys: those that hash to `index`.
-    index: usize,
-    count: usize,
-    pub watermarks: Watermarks,
-    tx: &'a Sender<Output>,
-    metrics: &'a Metrics,
-    dead: Vec<DeadLetter>,
-    late: Vec<LateEvent>,
-}
-
-/// Which worker owns `key`.
-fn owner(key: &str, count: usize) -> usize {
-    use std::hash::BuildHasher;
-    (rustc_hash::FxBuildHasher.hash_one(key) % count as u64) as usize
-}
-
-impl<'a> Worker<'a> {
-    pub fn new(
-        manifest: &Manifest,
-        module: &Module,
-        tx: &'a Sender<Output>,
-        metrics: &'a Metrics,
-        index: usize,
-        count: usize,
-    ) -> Result<Self> {
-        let mode = kinds(manifest).1;
-        let idle = manifest.time.idle_timeout.map(|d| d.std());
-        Ok(Worker {
-            schema: manifest.schema(),
-            operator: Operator::in_memory(manifest.window_spec(), mode, manifest.fields()),
-            instance: module.instantiate().map_err(|e| Error::Instantiate(format!("{e:#}")))?,
-            mode,
-            max_batch: manifest.transform.max_batch,
-            max_delay: manifest.transform.max_delay.std(),
-            pending_since: None,
-            index,
-            count: count.max(1),
-            watermarks: Watermarks::new(1, manifest.time.out_of_orderness.millis(), idle),
-            tx,
-            metrics,
-            dead: Vec::new(),
-            late: Vec::new(),
-        })
-    }
-
-    /// Decode one record and assign it to windows.
-    pub fn record(&mut self, source: &str, record: crate::source::Record<'_>, now_ms: i64, now: Instant) -> Result<()> {
-        // Every worker sees every record (and so the same watermark);
-        // worker 0 counts them and owns the bad ones.
-        let first = self.index == 0;
-        if first {
-            Metrics::add(&self.metrics.events_read, 1);
-        }
-        let position =
-            || Position { source: source.to_string(), partition: record.partition as i32, offset: record.offset };
-        match self.schema.decode(record.bytes, now_ms) {
-            Ok(event) => {
-                self.watermarks.observe(record.partition, event.time, now);
-                if self.count > 1 && owner(&event.key, self.count) != self.index {
-                    return Ok(());
-                }
-                if let Err(late) = self.operator.process(&event) {
-                    self.late.push(LateEvent {
-                        raw: record.bytes.to_vec(),
-                        position: position(),
-                        event_time: event.time,
-                        watermark: late.watermark,
-                        key: event.key.into_owned(),
-                    });
-                }
-                if self.operator.pending_windows() >= self.max_batch {
-                    self.evaluate()?;
-                }
-            }
-            Err(_) if !first => self.watermarks.touch(record.partition, now),
-            Err(e) => {
-                self.watermarks.touch(record.partition, now);
-                tracing::debug!(source, offset = record.offset, class = e.class(), "{e}");
-                self.dead.push(DeadLetter {
-                    raw: record.bytes.to_vec(),
-                    position: Some(position()),
-                    stage: e.stage(),
-                    error_class: e.class().to_string(),
-                    message: e.to_string(),
-                    at: now_ms,
-                });
-            }
-        }
-        Ok(())
-    }
-
-    /// Between chunks: late updates and the new watermark. Fired windows
-    /// wait for more (a key's consecutive windows then share one copy of
-    /// their events in a call) until `max_batch` of them or `max_delay`;
-    /// aggregates fold their slices, so they are evaluated at once.
-    pub fn end_chunk(&mut self, now: Instant) -> Result<()> {
-        self.step(now, false)
-    }
-
-    /// The end of a bounded input: the final watermark, and everything out.
-    pub fn finish(&mut self) -> Result<()> {
-        self.watermarks.finish(0);
-        self.step(Instant::now(), true)
-    }
-
-    fn step(&mut self, now: Instant, last: bool) -> Result<()> {
-        self.operator.flush_late();
-        let watermark = self.watermarks.current(now);
-        while !self.operator.advance(watermark, self.max_batch) {
-            self.evaluate()?;
-        }
-        if self.mode == Mode::Aggregate {
-            self.operator.collect_folds();
-            self.evaluate()?;
-        } else if self.operator.pending_windows() > 0 {
-            let since = *self.pending_since.get_or_insert(now);
-            if last || now.duration_since(since) >= self.max_delay {
-                self.evaluate()?;
-            }
-        }
-        self.send_side_outputs()
-    }
-
-    fn evaluate(&mut self) -> Result<()> {
-        self.pending_since = None;
-        let batch = self.operator.take_batch();
-        if batch.is_empty() {
-            return Ok(());
-        }
-        let (out, batch) = evaluate(&mut self.instance, self.mode, batch, self.metrics);
-        self.operator.recycle(batch);
-        if let Some((folds, results)) = out.folds {
-            self.operator.apply_folds(folds, results);
-        }
-        self.dead.extend(out.dead);
-        if !out.rows.is_empty() {
-            Metrics::add(&self.metrics.feature_rows, out.rows.len() as u64);
-            self.send(Output::Features(out.rows))?;
-        }
-        Ok(())
-    }
-
-    fn send_side_outputs(&mut self) -> Result<()> {
-        let stats = std::mem::take(&mut self.operator.stats);
-        let m = self.metrics;
-        Metrics::add(&m.events_accepted, stats.events_accepted);
-        Metrics::add(&m.events_late, stats.events_late);
-        Metrics::add(&m.windows_fired_close, stats.fired_close);
-        Metrics::add(&m.windows_fired_event, stats.fired_event);
-        Metrics::add(&m.windows_fired_late, stats.fired_late);
-        Metrics::add(&m.keys_expired, stats.keys_expired);
-        if !self.dead.is_empty() {
-            for d in &self.dead {
-                let counter = match d.stage {
-                    sluice_sink_api::Stage::Decode => &m.dead_letters_decode,
-                    sluice_sink_api::Stage::Validate => &m.dead_letters_validate,
-                    sluice_sink_api::Stage::Transform => &m.dead_letters_transform,
-                };
-                Metrics::add(counter, 1);
-            }
-            let dead = std::mem::take(&mut self.dead);
-            self.send(Output::DeadLetters(dead))?;
-        }
-        if !self.late.is_empty() {
-            let late = std::mem::take(&mut self.late);
-            self.send(Output::LateEvents(late))?;
-        }
-        Ok(())
-    }
-
-    fn send(&self, output: Output) -> Result<()> {
-        self.tx.blocking_send(output).map_err(|_| Error::Thread("the sinks stopped".into()))
-    }
 }
 
 /// `sluice run` for a manifest path: load, run, print the summary.

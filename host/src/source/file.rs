@@ -35,6 +35,18 @@ impl Chunk {
         })
     }
 
+    /// Record `i` of the chunk.
+    pub fn record(&self, i: usize) -> Option<Record<'_>> {
+        let &(line, end) = self.spans.get(i)?;
+        let start = if i == 0 { 0 } else { self.spans[i - 1].1 };
+        Some(Record { partition: 0, offset: line, bytes: &self.data[start..end] })
+    }
+
+    /// All records' bytes, back to back (decoded strings point into it).
+    pub fn data(&self) -> &[u8] {
+        &self.data
+    }
+
     pub fn len(&self) -> usize {
         self.spans.len()
     }
