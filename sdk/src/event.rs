@@ -177,11 +177,18 @@ impl<'a> StrColumn<'a> {
     /// The most frequent non-null value over `rows`; ties go to the
     /// smallest string. `None` when every value is null.
     pub fn mode(&self, rows: &[u32]) -> Option<&'a str> {
+        self.stats(rows).mode
+    }
+
+    /// Distinct values and the most frequent one, in one pass over `rows`.
+    pub fn stats(&self, rows: &[u32]) -> ColumnStats<'a> {
         SCRATCH.with_borrow_mut(|scratch| {
             let counts = scratch.reset(self.dict.len());
+            let mut distinct = 0;
             let mut best: Option<(u32, u32)> = None;
             for code in rows.iter().filter_map(|&r| self.code(r)) {
                 let n = counts.bump(code);
+                distinct += usize::from(n == 1);
                 let better = match best {
                     None => true,
                     Some((bn, bc)) => n > bn || (n == bn && code != bc && self.resolve(code) < self.resolve(bc)),
@@ -190,9 +197,18 @@ impl<'a> StrColumn<'a> {
                     best = Some((n, code));
                 }
             }
-            best.map(|(_, code)| self.resolve(code))
+            ColumnStats { distinct, mode: best.map(|(_, code)| self.resolve(code)) }
         })
     }
+}
+
+/// What [`StrColumn::stats`] finds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ColumnStats<'a> {
+    /// Distinct non-null values.
+    pub distinct: usize,
+    /// The most frequent non-null value (ties: the smallest string).
+    pub mode: Option<&'a str>,
 }
 
 /// Per-code counters reused across windows: resetting bumps a generation

@@ -94,7 +94,7 @@ mod features;
 pub mod glue;
 
 pub use codec::{Reader, put_bytes, put_f64, put_i64, put_str, put_u32, put_u64};
-pub use event::{Event, Events, StrColumn, Window, WindowInfo};
+pub use event::{ColumnStats, Event, Events, StrColumn, Window, WindowInfo};
 pub use features::Features;
 
 #[doc(hidden)]

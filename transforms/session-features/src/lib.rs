@@ -7,13 +7,14 @@ fn session_features(window: &Window<'_>) -> Result<Features, Error> {
     let items = window.strs("item_id")?;
     let categories = window.strs("category")?;
     let rows = window.rows();
+    let category = categories.stats(rows);
     let mut features = Features::new();
     features
         .str_list_of("items_clicked_30m", &items, rows)
         .int("item_count_30m", rows.len() as i64)
         .int("distinct_items_30m", items.distinct(rows) as i64)
-        .int("distinct_categories_30m", categories.distinct(rows) as i64)
-        .opt_str("top_category_30m", categories.mode(rows));
+        .int("distinct_categories_30m", category.distinct as i64)
+        .opt_str("top_category_30m", category.mode);
     Ok(features)
 }
 
