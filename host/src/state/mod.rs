@@ -142,6 +142,9 @@ impl Slice {
 
     /// Insert keeping event-time order.
     pub(crate) fn insert(&mut self, time: i64, values: &[Value]) {
+        if self.times.last().is_none_or(|&last| last <= time) {
+            return self.push(time, values);
+        }
         let at = self.times.partition_point(|&t| t <= time);
         self.times.insert(at, time);
         let first_after = self.nulls.partition_point(|&(r, _)| (r as usize) < at);
@@ -153,6 +156,19 @@ impl Slice {
             if value == Value::Null {
                 let i = self.nulls.partition_point(|&n| n < (at as u32, c as u16));
                 self.nulls.insert(i, (at as u32, c as u16));
+            }
+        }
+        self.version = self.version.wrapping_add(1);
+    }
+
+    /// Append an event no earlier than the last (the usual case).
+    fn push(&mut self, time: i64, values: &[Value]) {
+        let at = self.times.len();
+        self.times.push(time);
+        for (c, (column, &value)) in self.columns.iter_mut().zip(values).enumerate() {
+            column.insert(at, value);
+            if value == Value::Null {
+                self.nulls.push((at as u32, c as u16));
             }
         }
         self.version = self.version.wrapping_add(1);

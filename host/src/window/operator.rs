@@ -293,7 +293,9 @@ impl<S: StateBackend> Operator<S> {
         let Some(ks) = self.state.get_mut(id) else {
             return;
         };
-        let from = ks.slices.partition_point(|s| s.start < start);
+        // Cleanup keeps the front within a window's reach of what fires:
+        // the first slice is found in a step or two from the front.
+        let from = ks.slices.iter().position(|s| s.start >= start).unwrap_or(ks.slices.len());
         let inside = ks.slices.range(from..).take_while(|s| s.start < end);
         let mut rows = Vec::with_capacity(inside.map(Slice::len).sum());
         let mut accs = Vec::new();
