@@ -217,19 +217,19 @@ pub struct ColumnStats<'a> {
 #[derive(Default)]
 struct Counts {
     generation: u32,
-    stamps: Vec<u32>,
-    counts: Vec<u32>,
+    /// Per code: (generation it was last counted in, count). Together, so
+    /// a bump touches one cache line.
+    slots: Vec<(u32, u32)>,
 }
 
 impl Counts {
     fn reset(&mut self, len: usize) -> &mut Self {
-        if self.stamps.len() < len {
-            self.stamps.resize(len, 0);
-            self.counts.resize(len, 0);
+        if self.slots.len() < len {
+            self.slots.resize(len, (0, 0));
         }
         self.generation = self.generation.wrapping_add(1);
         if self.generation == 0 {
-            self.stamps.fill(0);
+            self.slots.fill((0, 0));
             self.generation = 1;
         }
         self
@@ -237,13 +237,13 @@ impl Counts {
 
     /// Count one more `code`; returns its new count.
     fn bump(&mut self, code: u32) -> u32 {
-        let i = code as usize;
-        if self.stamps[i] != self.generation {
-            self.stamps[i] = self.generation;
-            self.counts[i] = 0;
+        let generation = self.generation;
+        let slot = &mut self.slots[code as usize];
+        if slot.0 != generation {
+            *slot = (generation, 0);
         }
-        self.counts[i] += 1;
-        self.counts[i]
+        slot.1 += 1;
+        slot.1
     }
 }
 

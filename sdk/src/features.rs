@@ -69,7 +69,9 @@ impl Features {
     /// the fastest way to return a window's strings, as the host already
     /// has them.
     pub fn str_list_of(&mut self, name: &str, column: &StrColumn<'_>, rows: &[u32]) -> &mut Self {
-        self.push(name, FeatureValue::CallStrs(rows.iter().filter_map(|&r| column.code(r)).collect()))
+        let mut codes = Vec::with_capacity(rows.len());
+        codes.extend(rows.iter().filter_map(|&r| column.code(r)));
+        self.push(name, FeatureValue::CallStrs(codes))
     }
 
     /// A list that mixes kinds or holds nulls.

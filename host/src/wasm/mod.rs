@@ -163,6 +163,11 @@ impl wasmtime_wasi::HostMonotonicClock for NoClock {
 fn engine() -> Result<WasmEngine, LoadError> {
     let mut config = Config::new();
     config.wasm_component_model(true).epoch_interruption(true);
+    // `SLUICE_PERF_MAP=1`: name guest functions for `perf` (profiling
+    // transforms).
+    if std::env::var_os("SLUICE_PERF_MAP").is_some() {
+        config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+    }
     let engine = WasmEngine::new(&config).map_err(|e| LoadError::Engine(e.to_string()))?;
     // The deadline clock: one thread per engine, gone with the engine.
     let weak = engine.weak();
