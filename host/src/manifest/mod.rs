@@ -372,12 +372,29 @@ impl Manifest {
         if !problems.is_empty() {
             return Err(fail(problems));
         }
-        let manifest: Manifest = serde_path_to_error::deserialize(doc).map_err(|e| {
-            let path = e.path().to_string();
-            let path = if path == "." { String::new() } else { path };
-            let message = e.inner().to_string();
-            fail(vec![locator.problem(&path, &overridden, message.clone(), hint_for(&message))])
-        })?;
+        // Every unknown field is reported (each is removed and the document
+        // read again); any other structural error ends the reading.
+        let manifest = loop {
+            match serde_path_to_error::deserialize::<_, Manifest>(doc.clone()) {
+                Ok(manifest) => break manifest,
+                Err(e) => {
+                    let path = e.path().to_string();
+                    let path = if path == "." { String::new() } else { path };
+                    let message = e.inner().to_string();
+                    problems.push(locator.problem(&path, &overridden, message.clone(), hint_for(&message)));
+                    // "unknown field `x`, expected …": the path names the
+                    // field, or (in tagged enums) the mapping holding it.
+                    let field = message.strip_prefix("unknown field `").and_then(|m| m.split('`').next());
+                    let removed = field.is_some_and(|f| remove_field(&mut doc, &path, f));
+                    if !removed || problems.len() >= 50 {
+                        return Err(fail(problems));
+                    }
+                }
+            }
+        };
+        if !problems.is_empty() {
+            return Err(fail(problems));
+        }
         let problems: Vec<Problem> = manifest
             .check()
             .into_iter()
@@ -573,6 +590,32 @@ fn hint_for(message: &str) -> Option<String> {
         Some("use one of the values listed above".into())
     } else {
         None
+    }
+}
+
+/// The node at `path` (as serde_path_to_error prints it: `a.b[0].c`).
+fn node_at<'d>(doc: &'d mut serde_yaml::Value, path: &str) -> Option<&'d mut serde_yaml::Value> {
+    let mut node = doc;
+    for segment in path.replace('[', ".[").split('.').filter(|s| !s.is_empty()) {
+        node = match (node, segment.strip_prefix('[').and_then(|s| s.strip_suffix(']'))) {
+            (serde_yaml::Value::Sequence(items), Some(i)) => items.get_mut(i.parse::<usize>().ok()?)?,
+            (serde_yaml::Value::Mapping(map), None) => map.get_mut(segment)?,
+            _ => return None,
+        };
+    }
+    Some(node)
+}
+
+/// Remove the key `field` from the mapping at `path`, or at its parent
+/// when `path` ends with the field; `false` when there is no such key.
+fn remove_field(doc: &mut serde_yaml::Value, path: &str, field: &str) -> bool {
+    let parent = match path.strip_suffix(field) {
+        Some(p) if p.is_empty() || p.ends_with('.') => p.trim_end_matches('.').to_string(),
+        _ => path.to_string(),
+    };
+    match node_at(doc, &parent) {
+        Some(serde_yaml::Value::Mapping(map)) => map.remove(field).is_some(),
+        _ => false,
     }
 }
 

@@ -53,6 +53,20 @@ fn unknown_fields_are_located_with_line_and_column() {
 }
 
 #[test]
+fn every_unknown_field_is_reported() {
+    let text =
+        GOOD.replace("  slide: 1m", "  slid: 1m").replace("  path: in.jsonl", "  path: in.jsonl\n  paht: x").replace(
+            "  features: [{type: file, path: out/f.jsonl}]",
+            "  features: [{type: file, path: out/f.jsonl, apend: true}]",
+        );
+    let p = problems(&text, &[]);
+    let found: Vec<(&str, Option<usize>)> = p.iter().map(|p| (p.path.as_str(), p.line)).collect();
+    // Tagged sections (source, sinks) are located at their start.
+    assert_eq!(found, vec![("source", Some(2)), ("window.slid", Some(15)), ("outputs.features[0]", Some(20))], "{p:?}");
+    assert!(p.iter().all(|p| p.message.starts_with("unknown field")), "{p:?}");
+}
+
+#[test]
 fn bad_values_point_at_the_value() {
     let text = GOOD.replace("size: 30m", "size: thirty");
     let p = problems(&text, &[]);

@@ -109,8 +109,9 @@ pub async fn run(manifest: Manifest, metrics: Arc<Metrics>) -> Result<Summary> {
         .map_err(|e| Error::Thread(e.to_string()))?;
     let written = outputs.drain(rx, &metrics).await;
     let computed = compute.join().map_err(|_| Error::Thread("panicked".into()))?;
-    computed?;
+    // A sink's failure stops the compute thread too: report its cause.
     written?;
+    computed?;
     let g = Metrics::get;
     Ok(Summary {
         events_read: g(&metrics.events_read),
