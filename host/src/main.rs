@@ -25,7 +25,8 @@ enum Command {
     Run {
         /// The manifest (YAML).
         file: PathBuf,
-        /// Override a manifest field: --set a.b.c=VALUE (repeatable).
+        /// Override a manifest field: --set a.b.c=VALUE (repeatable). List
+        /// items by index; one past the end adds an item.
         #[arg(long = "set", value_name = "PATH=VALUE")]
         overrides: Vec<String>,
     },

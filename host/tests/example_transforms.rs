@@ -150,3 +150,42 @@ fn user_session_by_hand() -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+/// Dual write: the same rows to the file and to Redis, one hash per user
+/// holding the latest window's features.
+#[test]
+fn session_features_dual_write_to_redis() -> anyhow::Result<()> {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+    let prefix = format!("sluice-test:{}:{nanos}", std::process::id());
+    let input = [click("u1", 0, "i1", "c1"), click("u2", 10, "i2", "c2"), click("u1", 30, "i3", "c1")].concat();
+    let redis = format!(
+        "outputs.features.1={{type: redis, url: 'redis://127.0.0.1:6379', key: '{prefix}:user:{{key}}', ttl: 2h}}"
+    );
+    let run = common::run_example("session-features", &input, &[&redis])?;
+    let mut conn = ::redis::Client::open("redis://127.0.0.1:6379")?.get_connection()?;
+    for user in ["u1", "u2"] {
+        // The row with the latest window end is what the hash holds.
+        let last = run
+            .features
+            .iter()
+            .filter(|f| f["key"] == user)
+            .max_by_key(|f| f["window_end"].as_i64())
+            .cloned()
+            .unwrap_or_default();
+        let key = format!("{prefix}:user:{user}");
+        let hash: std::collections::HashMap<String, String> = ::redis::cmd("HGETALL").arg(&key).query(&mut conn)?;
+        assert_eq!(hash.get("window_end"), Some(&last["window_end"].to_string()));
+        assert_eq!(hash.get("items_clicked_30m"), Some(&last["features"]["items_clicked_30m"].to_string()));
+        assert_eq!(hash.get("item_count_30m"), Some(&last["features"]["item_count_30m"].to_string()));
+        assert_eq!(hash.get("top_category_30m").map(String::as_str), last["features"]["top_category_30m"].as_str());
+        let ttl: i64 = ::redis::cmd("TTL").arg(&key).query(&mut conn)?;
+        assert!(ttl > 7_000, "ttl {ttl}");
+        let _: () = ::redis::cmd("DEL").arg(&key).query(&mut conn)?;
+    }
+    // u1's latest window is [0 s, 1800 s): both its clicks, i1 then i3.
+    let u1 = run.features.iter().filter(|f| f["key"] == "u1").max_by_key(|f| f["window_end"].as_i64()).cloned();
+    let u1 = u1.unwrap_or_default();
+    assert_eq!((u1["window_start"].as_i64(), u1["window_end"].as_i64()), (Some(ms(0)), Some(ms(1800))));
+    assert_eq!(u1["features"]["items_clicked_30m"], json!(["i1", "i3"]));
+    Ok(())
+}

@@ -5,7 +5,6 @@
 //! README's reference section is that output). Loading reports every
 //! problem it can find with its line, column and a hint.
 
-mod duration;
 mod locate;
 pub mod reference;
 
@@ -14,8 +13,8 @@ use std::path::{Path, PathBuf};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-pub use duration::Duration;
 use locate::Locator;
+pub use sluice_sink_api::duration::{self, Duration};
 
 use crate::decode::{self, FieldType};
 use crate::time::TimestampFormat;
@@ -285,6 +284,8 @@ pub struct OutputsConfig {
 pub enum SinkConfig {
     /// JSON lines in a local file.
     File(sluice_sink_file::FileSinkConfig),
+    /// Redis hashes, one per entity (feature rows only): the online store.
+    Redis(sluice_sink_redis::RedisSinkConfig),
 }
 
 /// A problem in a manifest, located.
@@ -521,6 +522,19 @@ impl Manifest {
                 problem(path, format!("no sink: {why}"), Some("add one, e.g. - {type: file, path: out/records.jsonl}"));
             }
         }
+        let side =
+            [("outputs.dead_letters", &self.outputs.dead_letters), ("outputs.late_events", &self.outputs.late_events)];
+        for (path, sinks) in side {
+            for (i, sink) in sinks.iter().enumerate() {
+                if matches!(sink, SinkConfig::Redis(_)) {
+                    problem(
+                        &format!("{path}[{i}]"),
+                        "the redis sink stores feature rows only".into(),
+                        Some("send dead letters and late events to a file (or, soon, a Kafka topic)"),
+                    );
+                }
+            }
+        }
         out
     }
 
@@ -633,6 +647,10 @@ fn apply_override(doc: &mut serde_yaml::Value, spec: &str) -> Result<String, Str
             serde_yaml::Value::Sequence(items) => {
                 let i: usize = segment.parse().map_err(|_| format!("`{segment}` should be a list index"))?;
                 let len = items.len();
+                // One past the end adds an item: `--set outputs.features.1=…`.
+                if i == len {
+                    items.push(serde_yaml::Value::Null);
+                }
                 items.get_mut(i).ok_or(format!("index {i} is past the end of a list of {len}"))?
             }
             serde_yaml::Value::Mapping(map) => {

@@ -92,6 +92,23 @@ fn every_semantic_problem_is_reported() {
 }
 
 #[test]
+fn redis_takes_feature_rows_only() {
+    let text = GOOD.replace(
+        "  late_events: [{type: file, path: out/l.jsonl}]",
+        "  late_events: [{type: redis, url: 'redis://127.0.0.1', key: 'late:{key}'}]",
+    );
+    let p = problems(&text, &[]);
+    assert_eq!(p.len(), 1, "{p:?}");
+    assert_eq!(p[0].path, "outputs.late_events[0]");
+    assert!(p[0].message.contains("feature rows only"));
+    let features = GOOD.replace(
+        "  features: [{type: file, path: out/f.jsonl}]",
+        "  features: [{type: file, path: out/f.jsonl}, {type: redis, url: 'redis://127.0.0.1', key: 'u:{key}', ttl: 2h}]",
+    );
+    assert!(problems(&features, &[]).is_empty());
+}
+
+#[test]
 fn session_and_tumbling_shapes_are_checked() {
     let session = GOOD.replace("  type: sliding\n  size: 30m\n  slide: 1m\n", "  type: session\n  size: 30m\n");
     let paths: Vec<String> = problems(&session, &[]).into_iter().map(|p| p.path).collect();
@@ -115,6 +132,12 @@ fn overrides_set_any_field_and_are_blamed_for_their_errors() -> Result<(), Manif
         SinkConfig::File(sluice_sink_file::FileSinkConfig { path: "x.jsonl".into(), append: false })
     );
     assert_eq!(m.transform.max_batch, 7);
+
+    // One past the end of a list adds an item; further is an error.
+    let m = Manifest::parse("m.yaml", GOOD, &["outputs.features.1={type: file, path: b.jsonl}".to_string()])?;
+    assert_eq!(m.outputs.features.len(), 2);
+    let p = problems(GOOD, &["outputs.features.5={type: file, path: b.jsonl}"]);
+    assert!(p[0].message.contains("index 5 is past the end of a list of 1"), "{p:?}");
 
     let p = problems(GOOD, &["window.size=soon"]);
     assert_eq!(p.len(), 1);

@@ -6,8 +6,10 @@
 //! is written and [`Sink::commit`] once it is durable, so a transactional
 //! sink can make its writes visible exactly once.
 
+pub mod duration;
 mod record;
 
+pub use duration::Duration;
 pub use record::{DeadLetter, FeatureRow, FeatureValue, Features, LateEvent, Position, Scalar, Stage, Trigger};
 
 /// Errors a sink reports. `retriable` tells the host whether to back off

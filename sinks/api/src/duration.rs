@@ -1,3 +1,5 @@
+//! Durations in connector and manifest configs: `250ms`, `30s`, `5m`, `1h`.
+
 use std::fmt;
 
 use schemars::JsonSchema;

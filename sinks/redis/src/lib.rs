@@ -1,0 +1,124 @@
+//! Redis online store: one hash per entity key, for a model server to read
+//! with one `HGETALL` (seed 000's layout: `user:{key}:session_features`).
+//!
+//! Each batch is one pipeline: for every row, `HSET` of all its features
+//! plus `window_start`, `window_end`, `trigger` and `computed_at`, then
+//! `EXPIRE` with the TTL. Writes are idempotent, so a retried batch (after a
+//! connection error, which the host retries with backoff) changes nothing.
+//! Lists are stored as JSON arrays, numbers as decimal text, strings as
+//! they are, null as `null`.
+
+use async_trait::async_trait;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use sluice_sink_api::{Batch, Duration, Error, FeatureRow, FeatureValue, Result, Sink};
+
+/// Write feature rows to Redis hashes.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RedisSinkConfig {
+    /// Connection URL: `redis://[user:password@]host[:port][/db]`, or
+    /// `rediss://…` for TLS.
+    pub url: String,
+    /// Key of each entity's hash; `{key}` is replaced by the entity key.
+    pub key: String,
+    /// Expiry of a hash after its last write (`EXPIRE`); `off` keeps hashes
+    /// forever.
+    #[serde(default, deserialize_with = "sluice_sink_api::duration::optional")]
+    pub ttl: Option<Duration>,
+}
+
+pub struct RedisSink {
+    name: String,
+    config: RedisSinkConfig,
+    connection: ConnectionManager,
+}
+
+fn error(sink: &str, what: &str, e: &redis::RedisError) -> Error {
+    // Connection trouble is worth retrying; anything else (a wrong type
+    // at the key, an authentication failure) is not.
+    let retriable = e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal() || e.is_timeout();
+    Error { sink: sink.to_string(), message: format!("{what}: {e}"), retriable }
+}
+
+/// The text stored for a feature value.
+pub fn field_text(value: &FeatureValue) -> String {
+    match value {
+        FeatureValue::Str(s) => s.clone(),
+        // Writing JSON to a String cannot fail.
+        other => serde_json::to_string(other).unwrap_or_default(),
+    }
+}
+
+/// The field-value pairs of a row's hash.
+pub fn fields(row: &FeatureRow) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = row.features.0.iter().map(|(k, v)| (k.to_string(), field_text(v))).collect();
+    out.push(("window_start".into(), row.window_start.to_string()));
+    out.push(("window_end".into(), row.window_end.to_string()));
+    out.push((
+        "trigger".into(),
+        serde_json::to_value(row.trigger).ok().and_then(|t| t.as_str().map(str::to_string)).unwrap_or_default(),
+    ));
+    out.push(("computed_at".into(), row.computed_at.to_string()));
+    out
+}
+
+impl RedisSink {
+    pub async fn open(name: &str, config: &RedisSinkConfig) -> Result<Self> {
+        let client = redis::Client::open(config.url.as_str()).map_err(|e| Error {
+            sink: name.to_string(),
+            message: format!("`{}` is not a Redis URL: {e}", config.url),
+            retriable: false,
+        })?;
+        // Fail fast: the host retries failed writes with its own backoff
+        // (holding the source back meanwhile), and the manager reconnects
+        // in the background after a drop.
+        let manager = ConnectionManagerConfig::new()
+            .set_number_of_retries(2)
+            .set_max_delay(1_000)
+            .set_connection_timeout(std::time::Duration::from_secs(5))
+            .set_response_timeout(std::time::Duration::from_secs(10));
+        let connection = ConnectionManager::new_with_config(client, manager)
+            .await
+            .map_err(|e| error(name, &format!("cannot connect to {}", config.url), &e))?;
+        Ok(RedisSink { name: name.to_string(), config: config.clone(), connection })
+    }
+
+    /// The hash key of an entity.
+    pub fn key(&self, entity: &str) -> String {
+        self.config.key.replace("{key}", entity)
+    }
+}
+
+#[async_trait]
+impl Sink for RedisSink {
+    async fn write(&mut self, batch: Batch<'_>) -> Result<()> {
+        let Batch::Features(rows) = batch else {
+            return Err(Error {
+                sink: self.name.clone(),
+                message:
+                    "the redis sink stores feature rows; use a file or Kafka sink for dead letters and late events"
+                        .into(),
+                retriable: false,
+            });
+        };
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let mut pipe = redis::pipe();
+        for row in rows {
+            let key = self.key(&row.key);
+            pipe.hset_multiple(&key, &fields(row)).ignore();
+            if let Some(ttl) = self.config.ttl {
+                pipe.expire(&key, (ttl.millis() / 1000).max(1)).ignore();
+            }
+        }
+        pipe.query_async::<()>(&mut self.connection).await.map_err(|e| error(&self.name, "write failed", &e))
+    }
+
+    async fn flush(&mut self) -> Result<()> {
+        // Every write completes its pipeline before returning.
+        Ok(())
+    }
+}

@@ -1,0 +1,99 @@
+//! The Redis sink against the real Redis on 127.0.0.1:6379.
+
+use std::sync::Arc;
+
+use redis::AsyncCommands;
+use sluice_sink_api::{Batch, Duration, FeatureRow, FeatureValue, Features, Sink, Trigger};
+use sluice_sink_redis::{RedisSink, RedisSinkConfig};
+
+const URL: &str = "redis://127.0.0.1:6379/0";
+
+fn prefix() -> String {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+    format!("sluice-test:{}:{nanos}", std::process::id())
+}
+
+fn row(key: &str, count: i64, computed_at: i64) -> FeatureRow {
+    let name = |n: &str| -> Arc<str> { n.into() };
+    FeatureRow {
+        key: key.into(),
+        window_start: 0,
+        window_end: 60_000,
+        trigger: Trigger::Close,
+        features: Features(vec![
+            (name("items"), FeatureValue::strs(["i1", "i\"2"])),
+            (name("count"), FeatureValue::Int(count)),
+            (name("sum"), FeatureValue::Float(12.5)),
+            (name("top"), FeatureValue::Str("c1".into())),
+            (name("none"), FeatureValue::Null),
+        ]),
+        computed_at,
+    }
+}
+
+async fn client() -> anyhow::Result<redis::aio::MultiplexedConnection> {
+    Ok(redis::Client::open(URL)?.get_multiplexed_async_connection().await?)
+}
+
+#[tokio::test]
+async fn rows_become_hashes_with_a_ttl() -> anyhow::Result<()> {
+    let prefix = prefix();
+    let config = RedisSinkConfig {
+        url: URL.into(),
+        key: format!("{prefix}:user:{{key}}:features"),
+        ttl: Some(Duration::from_millis(7_200_000)),
+    };
+    let mut sink = RedisSink::open("features", &config).await?;
+    sink.write(Batch::Features(&[row("u1", 3, 100), row("u2", 5, 100)])).await?;
+    // A later row of the same entity overwrites it.
+    sink.write(Batch::Features(&[row("u1", 4, 200)])).await?;
+    sink.flush().await?;
+
+    let mut redis = client().await?;
+    let key = format!("{prefix}:user:u1:features");
+    let mut hash: Vec<(String, String)> = redis.hgetall(&key).await?;
+    hash.sort();
+    let expected: Vec<(String, String)> = [
+        ("computed_at", "200"),
+        ("count", "4"),
+        ("items", r#"["i1","i\"2"]"#),
+        ("none", "null"),
+        ("sum", "12.5"),
+        ("top", "c1"),
+        ("trigger", "close"),
+        ("window_end", "60000"),
+        ("window_start", "0"),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    assert_eq!(hash, expected);
+    let ttl: i64 = redis.ttl(&key).await?;
+    assert!((7_000..=7_200).contains(&ttl), "ttl {ttl}");
+    let count: String = redis.hget(format!("{prefix}:user:u2:features"), "count").await?;
+    assert_eq!(count, "5");
+    let _: () = redis.del(&[key, format!("{prefix}:user:u2:features")]).await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn dead_letters_are_refused_with_a_reason() -> anyhow::Result<()> {
+    let config = RedisSinkConfig { url: URL.into(), key: "x:{key}".into(), ttl: None };
+    let mut sink = RedisSink::open("dead_letters", &config).await?;
+    let err = sink.write(Batch::DeadLetters(&[])).await.err().map(|e| (e.retriable, e.to_string()));
+    let (retriable, message) = err.unwrap_or_default();
+    assert!(!retriable);
+    assert!(message.contains("stores feature rows"), "{message}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_bad_url_and_an_unreachable_server_are_clear_errors() {
+    let bad = RedisSinkConfig { url: "http://nowhere".into(), key: "k".into(), ttl: None };
+    let err = RedisSink::open("features", &bad).await.err().map(|e| (e.retriable, e.to_string()));
+    assert!(err.as_ref().is_some_and(|(r, m)| !r && m.contains("is not a Redis URL")), "{err:?}");
+    // Nothing listens on port 1: connection refused, worth retrying.
+    let down = RedisSinkConfig { url: "redis://127.0.0.1:1".into(), key: "k".into(), ttl: None };
+    let err = RedisSink::open("features", &down).await.err().map(|e| (e.retriable, e.to_string()));
+    assert!(err.as_ref().is_some_and(|(r, m)| *r && m.contains("cannot connect")), "{err:?}");
+}
