@@ -62,3 +62,19 @@ impl Metrics {
         out
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_prometheus_text_with_labels() {
+        let m = Metrics::default();
+        Metrics::add(&m.events_read, 3);
+        Metrics::add(&m.dead_letters_transform, 2);
+        let text = m.render("clicks");
+        assert!(text.contains("sluice_events_read_total{pipeline=\"clicks\"} 3\n"), "{text}");
+        assert!(text.contains("sluice_dead_letters_total{pipeline=\"clicks\",stage=\"transform\"} 2\n"), "{text}");
+        assert_eq!(text.lines().count(), m.samples().len());
+    }
+}

@@ -131,11 +131,6 @@ impl<S: StateBackend> Operator<S> {
         self.builder.batch.windows.len()
     }
 
-    /// Events copied into the call being built.
-    pub fn pending_rows(&self) -> usize {
-        self.builder.batch.times.len()
-    }
-
     /// Hand over the call built so far.
     pub fn take_batch(&mut self) -> Batch {
         self.builder.take(&mut self.interner)
@@ -553,10 +548,5 @@ impl<S: StateBackend> Operator<S> {
     /// Keys with state.
     pub fn keys(&self) -> usize {
         self.state.len()
-    }
-
-    /// A key's state, for tests and inspection.
-    pub fn key_state(&self, key: &str) -> Option<&KeyState> {
-        self.state.lookup(key).and_then(|id| self.state.get(id))
     }
 }
