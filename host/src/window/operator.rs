@@ -24,7 +24,7 @@ use sluice_sink_api::Trigger;
 use super::batch::{Batch, BatchBuilder, Fired, Fold, SliceRef};
 use super::{Grid, Kind, Spec, TriggerMode};
 use crate::decode::{self, FieldType};
-use crate::state::{Interner, KeyId, KeyState, MemoryState, Session, Slice, StateBackend, Value};
+use crate::state::{Interner, KeyId, MemoryState, Session, Slice, StateBackend, Value};
 
 /// What the transform does with window contents.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
