@@ -35,6 +35,13 @@ pub enum Mode {
     Aggregate,
 }
 
+/// Tumbling and sliding windows are a grid of slices; sessions have a gap.
+#[derive(Debug, Clone, Copy)]
+enum Shape {
+    Grid(Grid),
+    Session(i64),
+}
+
 /// Counters of what the operator did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Stats {
@@ -55,6 +62,8 @@ pub struct Late {
 #[derive(Debug)]
 pub struct Operator<S: StateBackend = MemoryState> {
     spec: Spec,
+    /// The window shape, resolved once.
+    shape: Shape,
     mode: Mode,
     state: S,
     interner: Interner,
@@ -96,8 +105,14 @@ impl Operator<MemoryState> {
 impl<S: StateBackend> Operator<S> {
     pub fn new(spec: Spec, mode: Mode, fields: Vec<(String, FieldType)>, state: S) -> Self {
         let types = fields.iter().map(|(_, t)| *t).collect();
+        let shape = match spec.kind {
+            Kind::Tumbling { size } => Shape::Grid(Grid::new(size, size)),
+            Kind::Sliding { size, slide } => Shape::Grid(Grid::new(size, slide)),
+            Kind::Session { gap } => Shape::Session(gap),
+        };
         Operator {
             spec,
+            shape,
             mode,
             state,
             interner: Interner::new(),
@@ -165,10 +180,9 @@ impl<S: StateBackend> Operator<S> {
 
     /// Assign an event to its windows.
     pub fn process(&mut self, event: &decode::Event<'_>) -> Result<(), Late> {
-        let accepted = match self.spec.kind {
-            Kind::Tumbling { size } => self.process_grid(Grid::new(size, size), event),
-            Kind::Sliding { size, slide } => self.process_grid(Grid::new(size, slide), event),
-            Kind::Session { gap } => self.process_session(gap, event),
+        let accepted = match self.shape {
+            Shape::Grid(grid) => self.process_grid(grid, event),
+            Shape::Session(gap) => self.process_session(gap, event),
         };
         match accepted {
             Ok(()) => self.stats.events_accepted += 1,
@@ -341,14 +355,9 @@ impl<S: StateBackend> Operator<S> {
         let mut refires = std::mem::take(&mut self.late_refires);
         refires.sort_unstable();
         refires.dedup();
-        match self.spec.kind {
-            Kind::Tumbling { size } => {
-                refires.iter().for_each(|&(id, _, e)| self.fire_grid(Grid::new(size, size), id, e, Trigger::Late))
-            }
-            Kind::Sliding { size, slide } => {
-                refires.iter().for_each(|&(id, _, e)| self.fire_grid(Grid::new(size, slide), id, e, Trigger::Late))
-            }
-            Kind::Session { .. } => {
+        match self.shape {
+            Shape::Grid(grid) => refires.iter().for_each(|&(id, _, e)| self.fire_grid(grid, id, e, Trigger::Late)),
+            Shape::Session(_) => {
                 // A later event of the same chunk may have merged the
                 // session into a larger one: fire what holds it now, if
                 // still closed.
@@ -391,10 +400,9 @@ impl<S: StateBackend> Operator<S> {
             if self.state.get(id).is_none_or(|ks| ks.next_close != Some(e)) {
                 continue;
             }
-            match self.spec.kind {
-                Kind::Tumbling { size } => self.close_grid(Grid::new(size, size), id, e),
-                Kind::Sliding { size, slide } => self.close_grid(Grid::new(size, slide), id, e),
-                Kind::Session { .. } => self.close_sessions(id),
+            match self.shape {
+                Shape::Grid(grid) => self.close_grid(grid, id, e),
+                Shape::Session(_) => self.close_sessions(id),
             }
         }
         while let Some(&Reverse((t, id))) = self.cleanup_timers.peek() {
@@ -452,13 +460,8 @@ impl<S: StateBackend> Operator<S> {
             return;
         };
         let interner = &mut self.interner;
-        match self.spec.kind {
-            Kind::Tumbling { size } | Kind::Sliding { size, slide: _ } => {
-                let slide = match self.spec.kind {
-                    Kind::Sliding { slide, .. } => slide,
-                    _ => size,
-                };
-                let grid = Grid::new(size, slide);
+        match self.shape {
+            Shape::Grid(grid) => {
                 while let Some(front) = ks.slices.front_mut() {
                     if grid.last_end(front.start).saturating_add(lateness) > w {
                         break;
@@ -467,7 +470,7 @@ impl<S: StateBackend> Operator<S> {
                     ks.slices.pop_front();
                 }
             }
-            Kind::Session { .. } => {
+            Shape::Session(_) => {
                 ks.sessions.retain_mut(|s| {
                     let keep = s.end.saturating_add(lateness) > w;
                     if !keep {
