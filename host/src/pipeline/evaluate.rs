@@ -81,12 +81,12 @@ pub fn evaluate(instance: &mut Instance, mode: Mode, mut batch: Batch, metrics: 
 /// events, finish; and fold the batch's slices, in three calls.
 fn aggregate(instance: &mut Instance, batch: &mut Batch, metrics: &Metrics) -> Evaluated {
     let mut out = Evaluated::default();
-    let windows = std::mem::take(&mut batch.windows);
+    let mut windows = std::mem::take(&mut batch.windows);
     let folds = std::mem::take(&mut batch.folds);
     // Per window: the accumulator so far, or why it failed.
     let mut accs: Vec<Result<Vec<u8>, (String, String)>> = Vec::with_capacity(windows.len());
     if !windows.is_empty() {
-        let groups: Vec<Vec<Vec<u8>>> = windows.iter().map(|w| w.accs.clone()).collect();
+        let groups: Vec<Vec<Vec<u8>>> = windows.iter_mut().map(|w| std::mem::take(&mut w.accs)).collect();
         let merged = instance.merge(&groups);
         count_call(metrics, &merged);
         match merged {
@@ -104,7 +104,6 @@ fn aggregate(instance: &mut Instance, batch: &mut Batch, metrics: &Metrics) -> E
             added_windows.push(i);
         }
     }
-    let n_window_groups = groups.len();
     groups.extend(folds.iter().map(|f| (f.acc.clone(), f.rows.clone())));
     let mut fold_results: Vec<Option<Vec<u8>>> = vec![None; folds.len()];
     if !groups.is_empty() {
@@ -133,16 +132,15 @@ fn aggregate(instance: &mut Instance, batch: &mut Batch, metrics: &Metrics) -> E
             }
         }
     }
-    debug_assert!(n_window_groups == added_windows.len());
-    let ready: Vec<(&Fired, Vec<u8>)> =
-        windows.iter().zip(&accs).filter_map(|(w, a)| a.as_ref().ok().map(|a| (w, a.clone()))).collect();
-    for (w, acc) in windows.iter().zip(&accs) {
-        if let Err((class, message)) = acc {
-            out.dead.push(dead_window(batch, w, class, message.clone()));
+    let mut ready: Vec<(&Fired, Vec<u8>)> = Vec::with_capacity(windows.len());
+    for (w, acc) in windows.iter().zip(accs) {
+        match acc {
+            Ok(acc) => ready.push((w, acc)),
+            Err((class, message)) => out.dead.push(dead_window(batch, w, &class, message)),
         }
     }
     if !ready.is_empty() {
-        let finished = instance.finish(&ready);
+        let finished = instance.finish(&mut ready);
         count_call(metrics, &finished);
         let computed_at = now_ms();
         match finished {

@@ -331,19 +331,20 @@ impl Instance {
         convert::check_len(out, groups.len())
     }
 
-    /// Aggregates: features of each window's accumulator.
+    /// Aggregates: features of each window's accumulator (the
+    /// accumulators are moved into the call).
     pub fn finish(
         &mut self,
-        windows: &[(&crate::window::Fired, Vec<u8>)],
+        windows: &mut [(&crate::window::Fired, Vec<u8>)],
     ) -> Result<Vec<Result<Features, String>>, CallError> {
         let windows: Vec<agg::FinishWindow> = windows
-            .iter()
+            .iter_mut()
             .map(|(w, acc)| agg::FinishWindow {
                 key: w.key.clone(),
                 start: w.start,
                 end: w.end,
                 trigger: convert::trigger(w.trigger),
-                acc: acc.clone(),
+                acc: std::mem::take(acc),
             })
             .collect();
         let n = windows.len();

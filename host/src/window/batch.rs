@@ -79,7 +79,6 @@ impl Batch {
             "window_end": w.end,
             "trigger": w.trigger,
             "events": events,
-            "accumulators": w.accs.len(),
         });
         doc.to_string().into_bytes()
     }
