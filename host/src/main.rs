@@ -80,10 +80,11 @@ fn main() -> ExitCode {
                     ExitCode::SUCCESS
                 }
                 Err(e) => {
-                    eprintln!(
-                        "{}: error: {e} (at `transform.module`)\n  hint: build the transforms with scripts/build-transforms",
-                        file.display()
-                    );
+                    let hint = match &e {
+                        pipeline::Error::Module(m) => m.hint(),
+                        _ => "see the message above",
+                    };
+                    eprintln!("{}: error: {e} (at `transform.module`)\n  hint: {hint}", file.display());
                     ExitCode::FAILURE
                 }
             },

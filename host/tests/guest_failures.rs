@@ -111,6 +111,6 @@ fn a_module_that_is_not_a_component_is_a_clear_error() -> anyhow::Result<()> {
     let err =
         sluice_host::wasm::Module::load(&common::module("tx-velocity"), sluice_host::wasm::Kind::Window, limits).err();
     let message = err.map(|e| e.to_string()).unwrap_or_default();
-    assert!(message.contains("Aggregate transform but the manifest says Window"), "{message}");
+    assert!(message.contains("is an aggregate transform but the manifest says `transform.kind: window`"), "{message}");
     Ok(())
 }

@@ -41,6 +41,37 @@ pub enum Kind {
     Aggregate,
 }
 
+impl Kind {
+    /// As written in a manifest.
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Window => "window",
+            Kind::Aggregate => "aggregate",
+        }
+    }
+
+    fn article(self) -> &'static str {
+        match self {
+            Kind::Window => "a window",
+            Kind::Aggregate => "an aggregate",
+        }
+    }
+}
+
+impl LoadError {
+    /// What to do about it.
+    pub fn hint(&self) -> &'static str {
+        match self {
+            LoadError::Read { .. } => "build the transforms with scripts/build-transforms, or fix transform.module",
+            LoadError::Compile { .. } | LoadError::Contract { .. } => {
+                "build the module for wasm32-wasip2 against sluice-sdk (see the README, Writing a transform)"
+            }
+            LoadError::WrongKind { .. } => "set transform.kind to the module's kind",
+            LoadError::Engine(_) => "this is a host problem; please report it",
+        }
+    }
+}
+
 /// Limits for every call into a module.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
@@ -59,7 +90,7 @@ pub enum LoadError {
     Compile { path: String, message: String },
     #[error("{path} does not implement the Sluice transform contract (sdk/wit): {message}")]
     Contract { path: String, message: String },
-    #[error("{path} is {found:?} transform but the manifest says {expected:?}")]
+    #[error("{path} is {} transform but the manifest says `transform.kind: {}`", found.article(), expected.name())]
     WrongKind { path: String, expected: Kind, found: Kind },
     #[error("wasmtime: {0}")]
     Engine(String),
