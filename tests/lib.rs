@@ -10,6 +10,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+pub mod e2e;
 pub mod features;
 pub mod jsonl;
 

@@ -4,6 +4,8 @@
 
 use std::io::Write;
 
+pub mod kafka;
+
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 

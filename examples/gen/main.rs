@@ -48,8 +48,20 @@ struct Args {
     #[arg(long, default_value_t = 42)]
     seed: u64,
     /// Output file (default: standard output).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "kafka")]
     out: Option<PathBuf>,
+    /// Produce to Kafka instead (bootstrap servers), keyed by `user_id`.
+    #[arg(long, requires = "topic")]
+    kafka: Option<String>,
+    /// Topic to produce to; created if missing.
+    #[arg(long)]
+    topic: Option<String>,
+    /// Partitions of a topic created here.
+    #[arg(long, default_value_t = 1)]
+    partitions: i32,
+    /// With --kafka: print the number of records in --topic and exit.
+    #[arg(long, requires = "kafka")]
+    count: bool,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -71,6 +83,18 @@ fn main() -> anyhow::Result<()> {
         malformed: a.malformed,
         seed: a.seed,
     };
+    if let (Some(brokers), Some(topic), true) = (&a.kafka, &a.topic, a.count) {
+        println!("{}", sluice_examples::kafka::count(brokers, topic)?);
+        return Ok(());
+    }
+    if let (Some(brokers), Some(topic)) = (&a.kafka, &a.topic) {
+        sluice_examples::kafka::create_topic(brokers, topic, a.partitions)?;
+        let mut text = Vec::new();
+        generate(&config, &mut text)?;
+        let n = sluice_examples::kafka::produce_lines(brokers, topic, &text)?;
+        eprintln!("produced {n} records to {topic}");
+        return Ok(());
+    }
     match a.out {
         Some(path) => {
             if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {

@@ -10,5 +10,6 @@ pub async fn build(name: &str, config: &SinkConfig) -> Result<Box<dyn Sink>> {
     match config {
         SinkConfig::File(c) => Ok(Box::new(sluice_sink_file::FileSink::open(name, c).await?)),
         SinkConfig::Redis(c) => Ok(Box::new(sluice_sink_redis::RedisSink::open(name, c).await?)),
+        SinkConfig::Kafka(c) => Ok(Box::new(sluice_sink_kafka::KafkaSink::open(name, c).await?)),
     }
 }

@@ -131,7 +131,7 @@ fn run_operator(case: &Case, mode: Mode) -> reference::Outcome {
             let Some((key, time)) = record else { continue };
             let event =
                 decode::Event { key: key.as_str().into(), time: *time, values: vec![decode::Value::Int(id as i64)] };
-            if op.process(&event).is_err() {
+            if op.process(&event, 0).is_err() {
                 out.late.insert(id);
             }
             // On-event fires are evaluated at once, keeping their order.

@@ -5,25 +5,14 @@
 //! the reference model and feature functions say.
 
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
-use serde_json::{Map, Value};
+use serde_json::Value;
 use sluice_examples::{Config, Shape};
+use sluice_tests::e2e::{Compute, actual_rows, assert_rows, expected, now_ms, root, sluice};
 use sluice_tests::jsonl::{self, Type};
-use sluice_tests::{Kind, Spec, features, model};
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-/// The release `sluice` binary next to this test binary's folder.
-fn sluice() -> PathBuf {
-    let exe = std::env::current_exe().unwrap_or_default();
-    let bin = exe.parent().and_then(Path::parent).map(|d| d.join("sluice")).unwrap_or_default();
-    assert!(bin.exists(), "{} is missing: build with `cargo build --release -p sluice-host` first", bin.display());
-    bin
-}
+use sluice_tests::{Kind, Spec, features};
 
 struct Outputs {
     features: Vec<Value>,
@@ -61,65 +50,6 @@ fn generate(config: &Config, path: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn now_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
-}
-
-/// A row without its wall-clock time; floats rounded, since the host may
-/// add in another order than the reference.
-type Row = (String, i64, i64, String, String);
-
-/// Features of a window from its events (JSON) and their times.
-type Compute = dyn Fn(&[&Value], &[i64]) -> Map<String, Value>;
-
-fn canonical(features: &Map<String, Value>) -> String {
-    let rounded: Map<String, Value> = features
-        .iter()
-        .map(|(k, v)| match v.as_f64() {
-            Some(f) if v.is_f64() => (k.clone(), Value::from((f * 1e6).round() / 1e6)),
-            _ => (k.clone(), v.clone()),
-        })
-        .collect();
-    Value::Object(rounded).to_string()
-}
-
-fn actual_rows(features: &[Value]) -> Vec<Row> {
-    let mut rows: Vec<Row> = features
-        .iter()
-        .map(|f| {
-            (
-                f["key"].as_str().unwrap_or_default().to_string(),
-                f["window_start"].as_i64().unwrap_or_default(),
-                f["window_end"].as_i64().unwrap_or_default(),
-                f["trigger"].as_str().unwrap_or_default().to_string(),
-                canonical(f["features"].as_object().unwrap_or(&Map::new())),
-            )
-        })
-        .collect();
-    rows.sort();
-    rows
-}
-
-/// What the host must write, from the reference model.
-fn expected(parsed: &[jsonl::Parsed], spec: &Spec, compute: &Compute) -> (Vec<Row>, BTreeSet<i64>, BTreeSet<i64>) {
-    let records: Vec<sluice_tests::Record> =
-        parsed.iter().map(|p| p.as_ref().map(|(k, t, _)| (k.clone(), *t))).collect();
-    let outcome = model(&records, spec);
-    let mut rows: Vec<Row> = outcome
-        .all_sorted()
-        .into_iter()
-        .map(|f| {
-            let events: Vec<&Value> = f.members.iter().filter_map(|&i| parsed[i].as_ref().map(|(_, _, v)| v)).collect();
-            let times: Vec<i64> = f.members.iter().filter_map(|&i| parsed[i].as_ref().map(|(_, t, _)| *t)).collect();
-            (f.key, f.start, f.end, f.trigger.name().to_string(), canonical(&compute(&events, &times)))
-        })
-        .collect();
-    rows.sort();
-    let dead = parsed.iter().enumerate().filter(|(_, p)| p.is_none()).map(|(i, _)| i as i64 + 1).collect();
-    let late = outcome.late.iter().map(|&i| i as i64 + 1).collect();
-    (rows, dead, late)
-}
-
 fn offsets(records: &[Value]) -> BTreeSet<i64> {
     records.iter().filter_map(|r| r["position"]["offset"].as_i64()).collect()
 }
@@ -130,17 +60,14 @@ fn check(example: &str, config: Config, fields: &[(&str, Type)], spec: Spec, com
     generate(&config, &input)?;
     let out = run(example, &input, dir.path(), spec.step)?;
     let parsed = jsonl::parse_file(&input, fields, now_ms())?;
-    let (rows, dead, late) = expected(&parsed, &spec, compute);
-    let got = actual_rows(&out.features);
-    assert!(!rows.is_empty());
-    assert!(rows.iter().any(|r| r.3 == "late"), "{example}: no late updates exercised");
-    assert_eq!(got.len(), rows.len(), "{example}: row count");
-    for (g, w) in got.iter().zip(&rows) {
-        assert_eq!(g, w, "{example}: first differing row");
-    }
-    assert!(!dead.is_empty() && !late.is_empty(), "the input exercises dead letters and late events");
-    assert_eq!(offsets(&out.dead), dead, "{example}: dead-letter lines");
-    assert_eq!(offsets(&out.late), late, "{example}: late-event lines");
+    let want = expected(&parsed, &spec, compute);
+    assert!(want.rows.iter().any(|r| r.4 == "late"), "{example}: no late updates exercised");
+    assert_rows(example, &actual_rows(&out.features), &want.rows);
+    assert!(!want.dead.is_empty() && !want.late.is_empty(), "the input exercises dead letters and late events");
+    // Files number their lines from 1.
+    let lines = |s: &BTreeSet<i64>| s.iter().map(|i| i + 1).collect::<BTreeSet<i64>>();
+    assert_eq!(offsets(&out.dead), lines(&want.dead), "{example}: dead-letter lines");
+    assert_eq!(offsets(&out.late), lines(&want.late), "{example}: late-event lines");
     // Dead letters keep the raw line and say why.
     for d in &out.dead {
         assert!(d["raw"].is_string() && d["error_class"].is_string() && d["message"].is_string(), "{d}");

@@ -63,6 +63,19 @@ pub enum SourceConfig {
         #[serde(default = "default_step")]
         step: usize,
     },
+    /// Kafka topics, read through a consumer group: an unbounded input
+    /// (unless `stop_at_end`).
+    Kafka(crate::source::KafkaSourceConfig),
+}
+
+impl SourceConfig {
+    /// How often offsets are committed; `None` for sources without offsets.
+    pub fn commit_interval(&self) -> Option<std::time::Duration> {
+        match self {
+            SourceConfig::File { .. } => None,
+            SourceConfig::Kafka(k) => Some(k.commit_interval.std().max(std::time::Duration::from_millis(10))),
+        }
+    }
 }
 
 fn default_step() -> usize {
@@ -286,6 +299,9 @@ pub enum SinkConfig {
     File(sluice_sink_file::FileSinkConfig),
     /// Redis hashes, one per entity (feature rows only): the online store.
     Redis(sluice_sink_redis::RedisSinkConfig),
+    /// A Kafka topic: feature rows as JSON keyed by entity; dead letters and
+    /// late events as their raw bytes with the context in headers.
+    Kafka(sluice_sink_kafka::KafkaSinkConfig),
 }
 
 /// A problem in a manifest, located.
@@ -508,9 +524,39 @@ impl Manifest {
         if self.parallelism == Some(0) {
             problem("parallelism", "parallelism must be at least 1".into(), Some("leave it out to use every core"));
         }
-        let SourceConfig::File { step, .. } = &self.source;
-        if *step == 0 {
-            problem("source.step", "step must be at least 1".into(), None);
+        match &self.source {
+            SourceConfig::File { step, .. } => {
+                if *step == 0 {
+                    problem("source.step", "step must be at least 1".into(), None);
+                }
+            }
+            SourceConfig::Kafka(k) => {
+                if k.step == 0 {
+                    problem("source.step", "step must be at least 1".into(), None);
+                }
+                if k.topics.is_empty() {
+                    problem("source.topics", "no topic to read".into(), Some("for example topics: [clicks]"));
+                }
+                if k.brokers.trim().is_empty() {
+                    problem("source.brokers", "no broker".into(), Some("for example brokers: 127.0.0.1:9092"));
+                }
+                if k.group.trim().is_empty() {
+                    problem(
+                        "source.group",
+                        "the consumer group is empty".into(),
+                        Some("name the group, e.g. group: session-features"),
+                    );
+                }
+                if let crate::source::StartConfig::Timestamp(at) = &k.start
+                    && TimestampFormat::Rfc3339.from_str(at).is_err()
+                {
+                    problem(
+                        "source.start.timestamp",
+                        format!("`{at}` is not an RFC 3339 time"),
+                        Some("for example 2026-11-21T10:00:00Z"),
+                    );
+                }
+            }
         }
         let outputs = [
             ("outputs.features", &self.outputs.features, "features would be computed and thrown away"),
@@ -530,7 +576,7 @@ impl Manifest {
                     problem(
                         &format!("{path}[{i}]"),
                         "the redis sink stores feature rows only".into(),
-                        Some("send dead letters and late events to a file (or, soon, a Kafka topic)"),
+                        Some("send dead letters and late events to a Kafka topic or a file"),
                     );
                 }
             }

@@ -36,6 +36,7 @@ fn row(w: &Fired, features: sluice_sink_api::Features, computed_at: i64) -> Feat
         key: w.key.clone(),
         window_start: w.start,
         window_end: w.end,
+        event_time: w.latest,
         trigger: w.trigger,
         features,
         computed_at,

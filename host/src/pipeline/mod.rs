@@ -7,6 +7,7 @@
 
 mod evaluate;
 mod outputs;
+mod progress;
 mod reader;
 mod worker;
 
@@ -16,13 +17,15 @@ use std::time::{Duration, Instant};
 
 use crate::manifest::{Manifest, SourceConfig, TransformKind};
 use crate::metrics::Metrics;
-use crate::source::FileSource;
+use crate::source::{FileSource, KafkaSource, Polled, Source};
 use crate::time::Watermarks;
 use crate::wasm::{self, Module};
 use crate::window::Mode;
 pub use evaluate::evaluate;
 pub use outputs::Output;
+use progress::{Done, Progress};
 use reader::{Reader, Routed};
+use std::sync::mpsc::{SyncSender, TrySendError};
 use tokio::sync::mpsc::Sender;
 use worker::Worker;
 
@@ -32,8 +35,8 @@ pub enum Error {
     Module(#[from] wasm::LoadError),
     #[error("cannot instantiate the module: {0}")]
     Instantiate(String),
-    #[error("cannot read {path}: {source}")]
-    Source { path: String, source: std::io::Error },
+    #[error(transparent)]
+    Source(#[from] crate::source::Error),
     #[error(transparent)]
     Sink(#[from] sluice_sink_api::Error),
     #[error("the compute thread failed: {0}")]
@@ -95,19 +98,25 @@ pub fn load_module(manifest: &Manifest) -> Result<Module> {
     Ok(Module::load(&manifest.transform.module, kinds(manifest).0, limits(manifest))?)
 }
 
-/// Run a pipeline over a bounded source to its end.
+/// Run a pipeline: to the end of a bounded source, or until it fails.
 pub async fn run(manifest: Manifest, metrics: Arc<Metrics>) -> Result<Summary> {
     let started = Instant::now();
     let module = load_module(&manifest)?;
     let outputs = outputs::Outputs::open(&manifest.outputs).await?;
     let (tx, rx) = tokio::sync::mpsc::channel::<Output>(4);
+    let (acks, acked) = std::sync::mpsc::channel::<Done>();
+    let commits = manifest.source.commit_interval().map(|interval| outputs::Commits {
+        interval,
+        workers: manifest.parallelism(),
+        acks,
+    });
     tracing::info!(pipeline = %manifest.name, workers = manifest.parallelism(), module = module.name(), "running");
     let compute_metrics = metrics.clone();
     let compute = std::thread::Builder::new()
         .name("sluice-compute".into())
-        .spawn(move || compute(&manifest, &module, &tx, &compute_metrics))
+        .spawn(move || compute(&manifest, &module, tx, &acked, &compute_metrics))
         .map_err(|e| Error::Thread(e.to_string()))?;
-    let written = outputs.drain(rx, &metrics).await;
+    let written = outputs.drain(rx, &metrics, commits).await;
     let computed = compute.join().map_err(|_| Error::Thread("panicked".into()))?;
     // A sink's failure stops the compute thread too: report its cause.
     written?;
@@ -125,19 +134,35 @@ pub async fn run(manifest: Manifest, metrics: Arc<Metrics>) -> Result<Summary> {
     })
 }
 
-/// The compute loop over a file source: this thread reads chunks, the
-/// reader decodes them and follows the watermark, and each worker thread
-/// processes the events of the keys it owns. Sends outputs until the input
-/// ends (or the sinks are gone).
-fn compute(manifest: &Manifest, module: &Module, tx: &Sender<Output>, metrics: &Metrics) -> Result<()> {
-    let SourceConfig::File { path, step } = &manifest.source;
-    let source_err = |source| Error::Source { path: path.display().to_string(), source };
-    let mut source = FileSource::open(path, *step).map_err(source_err)?;
+fn open_source(manifest: &Manifest) -> Result<Box<dyn Source>> {
+    Ok(match &manifest.source {
+        SourceConfig::File { path, step } => Box::new(FileSource::open(path, *step)?),
+        SourceConfig::Kafka(config) => Box::new(KafkaSource::open(config)?),
+    })
+}
+
+/// How long the reading thread holds the source between tries when the
+/// workers are busy.
+const HOLD: Duration = Duration::from_millis(20);
+
+/// The compute loop: this thread polls the source, the reader decodes and
+/// follows the watermark, and each worker thread processes the events of
+/// the keys it owns. Sends outputs until the input ends (or the sinks are
+/// gone); commits source offsets as the sinks' side acknowledges them.
+fn compute(
+    manifest: &Manifest,
+    module: &Module,
+    tx: Sender<Output>,
+    acked: &std::sync::mpsc::Receiver<Done>,
+    metrics: &Metrics,
+) -> Result<()> {
+    let mut source = open_source(manifest)?;
     let count = manifest.parallelism();
     let idle = manifest.time.idle_timeout.map(|d| d.std());
-    let watermarks = Watermarks::new(1, manifest.time.out_of_orderness.millis(), idle);
+    let watermarks = Watermarks::new(manifest.time.out_of_orderness.millis(), idle);
     let mut reader = Reader::new(manifest.schema(), watermarks, count, metrics);
-    std::thread::scope(|scope| {
+    let mut progress = Progress::default();
+    let read = std::thread::scope(|scope| {
         let mut inboxes = Vec::with_capacity(count);
         let mut workers = Vec::with_capacity(count);
         for index in 0..count {
@@ -145,45 +170,93 @@ fn compute(manifest: &Manifest, module: &Module, tx: &Sender<Output>, metrics: &
             // with work, little enough to bound memory.
             let (inbox, shares) = std::sync::mpsc::sync_channel::<Routed>(2);
             inboxes.push(inbox);
-            let mut worker = Worker::new(manifest, module, tx, metrics)?;
+            let mut worker = Worker::new(index, manifest, module, &tx, metrics)?;
             let thread = std::thread::Builder::new()
                 .name(format!("sluice-worker-{index}"))
                 .spawn_scoped(scope, move || -> Result<()> {
                     for share in shares {
-                        worker.chunk(&share)?;
+                        worker.chunk(share)?;
                     }
-                    worker.finish()
+                    Ok(())
                 })
                 .map_err(|e| Error::Thread(e.to_string()))?;
             workers.push(thread);
         }
-        let mut read = Ok(());
-        loop {
-            match source.next_chunk() {
-                Ok(Some(chunk)) => {
-                    let (shares, dead) = reader.read(Arc::new(chunk));
-                    if !dead.is_empty() && tx.blocking_send(Output::DeadLetters(dead)).is_err() {
-                        break;
-                    }
-                    // A worker that stopped has failed; its error is
-                    // reported below.
-                    if inboxes.iter().zip(shares).any(|(inbox, share)| inbox.send(share).is_err()) {
-                        break;
-                    }
+        let mut seq = 0u64;
+        let read = (|| -> Result<()> {
+            loop {
+                while let Ok(done) = acked.try_recv() {
+                    source.commit(&progress.committable(done))?;
                 }
-                Ok(None) => break,
-                Err(e) => {
-                    read = Err(source_err(e));
-                    break;
+                let now = Instant::now();
+                let shares = match source.poll()? {
+                    Polled::Chunk { chunk, caught_up } => {
+                        seq += 1;
+                        reader.read(Arc::new(chunk), seq, caught_up, &mut progress)
+                    }
+                    Polled::Assigned(slots) => {
+                        slots.iter().for_each(|&s| reader.watermarks.assign(s, now));
+                        continue;
+                    }
+                    Polled::Revoked(slots) => {
+                        for &s in &slots {
+                            reader.watermarks.revoke(s);
+                            progress.revoke(s);
+                        }
+                        reader.tick(seq, &slots, true)
+                    }
+                    Polled::Finished(slots) => {
+                        slots.iter().for_each(|&s| reader.watermarks.finish(s));
+                        reader.tick(seq, &[], true)
+                    }
+                    Polled::Idle => reader.tick(seq, &[], true),
+                    // The end of a bounded input: the final watermark
+                    // fires every remaining window.
+                    Polled::End => reader.end(seq),
+                };
+                let end = shares.iter().any(|s| s.last);
+                // A worker that stopped has failed; its error is reported
+                // below.
+                if !send(&inboxes, shares, source.as_mut())? || end {
+                    return Ok(());
                 }
             }
-        }
+        })();
         drop(inboxes);
         for worker in workers {
             worker.join().map_err(|_| Error::Thread("a worker panicked".into()))??;
         }
         read
-    })
+    });
+    // The sinks' side flushes once every worker is done and acknowledges
+    // the last progress: commit it before the source closes.
+    drop(tx);
+    if read.is_ok()
+        && let Ok(done) = acked.recv()
+    {
+        source.commit(&progress.committable(done))?;
+    }
+    read
+}
+
+/// Hand each worker its share, holding the source while a worker's inbox
+/// is full (backpressure from a slow or failing sink). `false` when a
+/// worker has stopped.
+fn send(inboxes: &[SyncSender<Routed>], shares: Vec<Routed>, source: &mut dyn Source) -> Result<bool> {
+    for (inbox, share) in inboxes.iter().zip(shares) {
+        let mut share = share;
+        loop {
+            match inbox.try_send(share) {
+                Ok(()) => break,
+                Err(TrySendError::Full(back)) => {
+                    share = back;
+                    source.hold(HOLD)?;
+                }
+                Err(TrySendError::Disconnected(_)) => return Ok(false),
+            }
+        }
+    }
+    Ok(true)
 }
 
 /// `sluice run` for a manifest path: load, run, print the summary.

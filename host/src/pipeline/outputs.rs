@@ -1,10 +1,11 @@
 //! The sinks of a pipeline's three outputs, fed from the compute thread.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use sluice_sink_api::{Batch, DeadLetter, FeatureRow, LateEvent, Sink};
 use tokio::sync::mpsc::Receiver;
 
+use super::progress::Done;
 use crate::manifest::{OutputsConfig, SinkConfig};
 use crate::metrics::Metrics;
 
@@ -14,6 +15,18 @@ pub enum Output {
     Features(Vec<FeatureRow>),
     DeadLetters(Vec<DeadLetter>),
     LateEvents(Vec<LateEvent>),
+    /// A worker has sent every output of the steps up to `done.seq`.
+    Progress {
+        worker: usize,
+        done: Done,
+    },
+}
+
+/// When and for whom sink progress is acknowledged to the source.
+pub(super) struct Commits {
+    pub interval: Duration,
+    pub workers: usize,
+    pub acks: std::sync::mpsc::Sender<Done>,
 }
 
 pub(super) struct Outputs {
@@ -63,19 +76,78 @@ impl Outputs {
     }
 
     /// Write everything received until the sender is gone, then flush.
-    pub(super) async fn drain(mut self, mut rx: Receiver<Output>, metrics: &Metrics) -> sluice_sink_api::Result<()> {
+    /// With `commits`, every interval: flush every sink, then tell the
+    /// source how far every worker's outputs have been written.
+    pub(super) async fn drain(
+        mut self,
+        mut rx: Receiver<Output>,
+        metrics: &Metrics,
+        commits: Option<Commits>,
+    ) -> sluice_sink_api::Result<()> {
+        let mut reported: Vec<Option<Done>> = vec![None; commits.as_ref().map_or(0, |c| c.workers)];
+        let mut last_commit = Instant::now();
         while let Some(output) = rx.recv().await {
             let (sinks, batch) = match &output {
                 Output::Features(r) => (&mut self.features, Batch::Features(r)),
                 Output::DeadLetters(r) => (&mut self.dead_letters, Batch::DeadLetters(r)),
                 Output::LateEvents(r) => (&mut self.late_events, Batch::LateEvents(r)),
+                Output::Progress { worker, done } => {
+                    if let Some(slot) = reported.get_mut(*worker) {
+                        *slot = Some(*done);
+                    }
+                    if let Some(c) = &commits
+                        && last_commit.elapsed() >= c.interval
+                    {
+                        last_commit = Instant::now();
+                        self.commit(c, &reported, metrics).await?;
+                    }
+                    continue;
+                }
             };
             for (name, sink) in sinks.iter_mut() {
                 write(name, sink.as_mut(), batch, metrics).await?;
             }
         }
-        for (_, sink) in self.features.iter_mut().chain(&mut self.dead_letters).chain(&mut self.late_events) {
-            sink.flush().await?;
+        match &commits {
+            Some(c) => self.commit(c, &reported, metrics).await,
+            None => self.flush(metrics).await,
+        }
+    }
+
+    /// Flush every sink, retrying what is retriable.
+    async fn flush(&mut self, metrics: &Metrics) -> sluice_sink_api::Result<()> {
+        for (name, sink) in self.features.iter_mut().chain(&mut self.dead_letters).chain(&mut self.late_events) {
+            let mut delay = RETRY_FIRST;
+            loop {
+                match sink.flush().await {
+                    Ok(()) => break,
+                    Err(e) if e.retriable => {
+                        Metrics::add(&metrics.sink_retries, 1);
+                        tracing::warn!(sink = name.as_str(), retry_in_ms = delay.as_millis() as u64, "{e}");
+                        tokio::time::sleep(delay).await;
+                        delay = (delay * 2).min(RETRY_MAX);
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Flush, then acknowledge the progress every worker has reported.
+    async fn commit(
+        &mut self,
+        commits: &Commits,
+        reported: &[Option<Done>],
+        metrics: &Metrics,
+    ) -> sluice_sink_api::Result<()> {
+        self.flush(metrics).await?;
+        let all: Option<Vec<Done>> = reported.iter().copied().collect();
+        if let Some(all) = all
+            && let (Some(seq), Some(oldest)) = (all.iter().map(|d| d.seq).min(), all.iter().map(|d| d.oldest).min())
+        {
+            // The source may be gone already (a bounded run that ended).
+            let _ = commits.acks.send(Done { seq, oldest });
         }
         Ok(())
     }

@@ -10,7 +10,9 @@ use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Instant;
 
-use sluice_sink_api::{DeadLetter, Position};
+use sluice_sink_api::DeadLetter;
+
+use super::progress::Progress;
 
 use crate::decode::{self, Schema};
 use crate::metrics::Metrics;
@@ -35,16 +37,28 @@ pub(super) enum Field {
     Str(Text),
 }
 
-/// One worker's share of a chunk.
+/// One worker's share of a chunk (or of a step without records).
 #[derive(Debug)]
 pub(super) struct Routed {
+    /// The step's number: a worker that reports it has written every
+    /// effect of the records up to it.
+    pub seq: u64,
     pub chunk: Arc<Chunk>,
     /// Per event: its record in the chunk, its time and its key.
     pub events: Vec<(u32, i64, Text)>,
     /// The declared fields of each event, `width` per event.
     pub fields: Vec<Field>,
+    /// Records that could not be decoded (sent by the first worker, so one
+    /// thread owns every write to the sinks' channel).
+    pub dead: Vec<DeadLetter>,
+    /// Partitions revoked before this step: drop their keys' state.
+    pub revoked: Vec<usize>,
     /// The watermark after this chunk.
     pub watermark: i64,
+    /// The source is caught up: evaluate fired windows now.
+    pub flush: bool,
+    /// The end of a bounded input: the final watermark.
+    pub last: bool,
 }
 
 impl Routed {
@@ -92,7 +106,7 @@ pub(super) fn owner(key: &str, workers: usize) -> usize {
 
 pub(super) struct Reader<'a> {
     schema: Schema,
-    watermarks: Watermarks,
+    pub watermarks: Watermarks,
     workers: usize,
     metrics: &'a Metrics,
 }
@@ -102,18 +116,51 @@ impl<'a> Reader<'a> {
         Reader { schema, watermarks, workers: workers.max(1), metrics }
     }
 
-    /// Decode a chunk: the workers' shares and the dead letters.
-    pub fn read(&mut self, chunk: Arc<Chunk>) -> (Vec<Routed>, Vec<DeadLetter>) {
+    /// Shares without records: a step that only moves the watermark (idle
+    /// or finished partitions) or drops revoked partitions.
+    pub fn tick(&mut self, seq: u64, revoked: &[usize], flush: bool) -> Vec<Routed> {
+        let watermark = self.watermarks.current(Instant::now());
+        let empty = Arc::new(Chunk::default());
+        (0..self.workers)
+            .map(|_| Routed {
+                seq,
+                chunk: empty.clone(),
+                events: Vec::new(),
+                fields: Vec::new(),
+                dead: Vec::new(),
+                revoked: revoked.to_vec(),
+                watermark,
+                flush,
+                last: false,
+            })
+            .collect()
+    }
+
+    /// The last shares of a bounded input.
+    pub fn end(&mut self, seq: u64) -> Vec<Routed> {
+        let mut shares = self.tick(seq, &[], true);
+        for share in &mut shares {
+            (share.watermark, share.last) = (i64::MAX, true);
+        }
+        shares
+    }
+
+    /// Decode a chunk into the workers' shares; `progress` learns how far
+    /// each partition was read and the latest event time it gave.
+    pub fn read(&mut self, chunk: Arc<Chunk>, seq: u64, flush: bool, progress: &mut Progress) -> Vec<Routed> {
         let (now_ms, now) = (crate::time::now_ms(), Instant::now());
-        let mut shares: Vec<Routed> = (0..self.workers)
-            .map(|_| Routed { chunk: chunk.clone(), events: Vec::new(), fields: Vec::new(), watermark: i64::MIN })
-            .collect();
+        let mut shares = self.tick(seq, &[], flush);
+        for share in &mut shares {
+            share.chunk = chunk.clone();
+        }
         let mut dead = Vec::new();
         let data = chunk.data();
         for (i, record) in chunk.records().enumerate() {
-            match self.schema.decode(record.bytes, now_ms) {
+            let decoded = self.schema.decode(record.bytes, now_ms);
+            progress.read(record.slot, record.offset, decoded.as_ref().ok().map(|e| e.time));
+            match decoded {
                 Ok(event) => {
-                    self.watermarks.observe(record.partition, event.time, now);
+                    self.watermarks.observe(record.slot, event.time, now);
                     let share = &mut shares[owner(&event.key, self.workers)];
                     share.events.push((i as u32, event.time, text(data, event.key)));
                     share.fields.extend(event.values.into_iter().map(|v| match v {
@@ -125,8 +172,9 @@ impl<'a> Reader<'a> {
                     }));
                 }
                 Err(e) => {
-                    self.watermarks.touch(record.partition, now);
-                    tracing::debug!(source = &*chunk.source, offset = record.offset, class = e.class(), "{e}");
+                    self.watermarks.touch(record.slot, now);
+                    let position = chunk.position(&record);
+                    tracing::debug!(source = position.source, offset = record.offset, class = e.class(), "{e}");
                     let counter = match e.stage() {
                         sluice_sink_api::Stage::Decode => &self.metrics.dead_letters_decode,
                         _ => &self.metrics.dead_letters_validate,
@@ -134,11 +182,7 @@ impl<'a> Reader<'a> {
                     Metrics::add(counter, 1);
                     dead.push(DeadLetter {
                         raw: record.bytes.to_vec(),
-                        position: Some(Position {
-                            source: chunk.source.to_string(),
-                            partition: record.partition as i32,
-                            offset: record.offset,
-                        }),
+                        position: Some(position),
                         stage: e.stage(),
                         error_class: e.class().to_string(),
                         message: e.to_string(),
@@ -148,10 +192,14 @@ impl<'a> Reader<'a> {
             }
         }
         Metrics::add(&self.metrics.events_read, chunk.len() as u64);
+        progress.seal(seq);
         let watermark = self.watermarks.current(now);
         for share in &mut shares {
             share.watermark = watermark;
         }
-        (shares, dead)
+        if let Some(first) = shares.first_mut() {
+            first.dead = dead;
+        }
+        shares
     }
 }

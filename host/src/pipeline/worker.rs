@@ -3,9 +3,10 @@
 use std::borrow::Cow;
 use std::time::{Duration, Instant};
 
-use sluice_sink_api::{DeadLetter, LateEvent, Position};
+use sluice_sink_api::{DeadLetter, LateEvent};
 use tokio::sync::mpsc::Sender;
 
+use super::progress::Done;
 use super::reader::Routed;
 use super::{Error, Output, Result, evaluate, kinds};
 use crate::decode;
@@ -15,6 +16,7 @@ use crate::wasm::{Instance, Module};
 use crate::window::{Mode, Operator};
 
 pub(super) struct Worker<'a> {
+    index: usize,
     operator: Operator,
     instance: Instance,
     mode: Mode,
@@ -27,12 +29,25 @@ pub(super) struct Worker<'a> {
     metrics: &'a Metrics,
     dead: Vec<DeadLetter>,
     late: Vec<LateEvent>,
+    /// How often to report progress for offset commits (`None`: the source
+    /// does not commit), and when it was last reported.
+    report_every: Option<Duration>,
+    reported_at: Option<Instant>,
 }
 
 impl<'a> Worker<'a> {
-    pub fn new(manifest: &Manifest, module: &Module, tx: &'a Sender<Output>, metrics: &'a Metrics) -> Result<Self> {
+    pub fn new(
+        index: usize,
+        manifest: &Manifest,
+        module: &Module,
+        tx: &'a Sender<Output>,
+        metrics: &'a Metrics,
+    ) -> Result<Self> {
         let mode = kinds(manifest).1;
+        // Half the commit interval, so each commit finds a recent report.
+        let report_every = manifest.source.commit_interval().map(|d| d / 2);
         Ok(Worker {
+            index,
             operator: Operator::in_memory(manifest.window_spec(), mode, manifest.fields()),
             instance: module.instantiate().map_err(|e| Error::Instantiate(format!("{e:#}")))?,
             mode,
@@ -44,11 +59,17 @@ impl<'a> Worker<'a> {
             metrics,
             dead: Vec::new(),
             late: Vec::new(),
+            report_every,
+            reported_at: None,
         })
     }
 
     /// Assign a chunk's events to windows, then move to its watermark.
-    pub fn chunk(&mut self, routed: &Routed) -> Result<()> {
+    pub fn chunk(&mut self, routed: Routed) -> Result<()> {
+        for &slot in &routed.revoked {
+            let keys = self.operator.drop_partition(slot as u32);
+            tracing::debug!(worker = self.index, slot, keys, "dropped the state of a revoked partition");
+        }
         let mut event = decode::Event { key: Cow::Borrowed(""), time: 0, values: Vec::with_capacity(self.width) };
         for (n, (record, time, key)) in routed.events.iter().enumerate() {
             event.key = Cow::Borrowed(routed.text(key));
@@ -56,16 +77,13 @@ impl<'a> Worker<'a> {
             event.values.clear();
             let fields = routed.fields.get(n * self.width..(n + 1) * self.width).unwrap_or_default();
             event.values.extend(fields.iter().map(|f| routed.value(f)));
-            if let Err(late) = self.operator.process(&event)
-                && let Some(r) = routed.chunk.record(*record as usize)
-            {
+            let Some(r) = routed.chunk.record(*record as usize) else {
+                continue;
+            };
+            if let Err(late) = self.operator.process(&event, r.slot as u32) {
                 self.late.push(LateEvent {
                     raw: r.bytes.to_vec(),
-                    position: Position {
-                        source: routed.chunk.source.to_string(),
-                        partition: r.partition as i32,
-                        offset: r.offset,
-                    },
+                    position: routed.chunk.position(&r),
                     event_time: *time,
                     watermark: late.watermark,
                     key: event.key.to_string(),
@@ -75,19 +93,31 @@ impl<'a> Worker<'a> {
                 self.evaluate()?;
             }
         }
-        self.step(routed.watermark, Instant::now(), false)
+        self.dead.extend(routed.dead);
+        self.step(routed.watermark, Instant::now(), routed.flush)?;
+        self.report(routed.seq, routed.last)
     }
 
-    /// The end of a bounded input: the final watermark, and everything out.
-    pub fn finish(&mut self) -> Result<()> {
-        self.step(i64::MAX, Instant::now(), true)
+    /// Tell the sinks' side that every output of the steps up to `seq` has
+    /// been sent, and how old the state is (see `progress`). Only when no
+    /// fired window waits for a call: those still owe their rows.
+    fn report(&mut self, seq: u64, last: bool) -> Result<()> {
+        let Some(every) = self.report_every else {
+            return Ok(());
+        };
+        if self.operator.pending_windows() > 0 || (!last && self.reported_at.is_some_and(|t| t.elapsed() < every)) {
+            return Ok(());
+        }
+        self.reported_at = Some(Instant::now());
+        let done = Done { seq, oldest: self.operator.oldest_state() };
+        self.send(Output::Progress { worker: self.index, done })
     }
 
     /// Between chunks: late updates and the new watermark. Fired windows
     /// wait for more (a key's consecutive windows then share one copy of
     /// their events in a call) until `max_batch` of them or `max_delay`;
     /// aggregates fold their slices, so they are evaluated at once.
-    fn step(&mut self, watermark: i64, now: Instant, last: bool) -> Result<()> {
+    fn step(&mut self, watermark: i64, now: Instant, flush: bool) -> Result<()> {
         self.operator.flush_late();
         while !self.operator.advance(watermark, self.max_batch) {
             self.evaluate()?;
@@ -97,7 +127,7 @@ impl<'a> Worker<'a> {
             self.evaluate()?;
         } else if self.operator.pending_windows() > 0 {
             let since = *self.pending_since.get_or_insert(now);
-            if last || now.duration_since(since) >= self.max_delay {
+            if flush || now.duration_since(since) >= self.max_delay {
                 self.evaluate()?;
             }
         }

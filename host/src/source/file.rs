@@ -1,77 +1,38 @@
 use std::fs::File;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::sync::Arc;
 
-use super::Record;
+use super::{Chunk, Error, Partitions, Polled, Result, Source};
 
 /// A JSON-lines file read in chunks of `step` lines: a bounded source with
-/// one partition. Blank lines are skipped; line numbers are kept for the
-/// dead-letter output.
+/// one partition (slot 0). Blank lines are skipped; line numbers are kept
+/// for the dead-letter output.
 pub struct FileSource {
     reader: BufReader<File>,
-    name: Arc<str>,
+    partitions: Partitions,
     line: i64,
     step: usize,
-}
-
-/// Lines read in one step; shared by the workers.
-#[derive(Debug, Default)]
-pub struct Chunk {
-    pub source: Arc<str>,
-    data: Vec<u8>,
-    /// (line number, end offset in `data`) of each record.
-    spans: Vec<(i64, usize)>,
-}
-
-impl Chunk {
-    /// The chunk's records.
-    pub fn records(&self) -> impl Iterator<Item = Record<'_>> {
-        let mut start = 0;
-        self.spans.iter().map(move |&(line, end)| {
-            let bytes = &self.data[start..end];
-            start = end;
-            Record { partition: 0, offset: line, bytes }
-        })
-    }
-
-    /// Record `i` of the chunk.
-    pub fn record(&self, i: usize) -> Option<Record<'_>> {
-        let &(line, end) = self.spans.get(i)?;
-        let start = if i == 0 { 0 } else { self.spans[i - 1].1 };
-        Some(Record { partition: 0, offset: line, bytes: &self.data[start..end] })
-    }
-
-    /// All records' bytes, back to back (decoded strings point into it).
-    pub fn data(&self) -> &[u8] {
-        &self.data
-    }
-
-    pub fn len(&self) -> usize {
-        self.spans.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.spans.is_empty()
-    }
+    started: bool,
 }
 
 impl FileSource {
-    pub fn open(path: &Path, step: usize) -> std::io::Result<Self> {
-        let file = File::open(path)?;
+    pub fn open(path: &Path, step: usize) -> Result<Self> {
+        let name = path.display().to_string();
+        let file = File::open(path).map_err(|source| Error::File { path: name.clone(), source })?;
         Ok(FileSource {
             reader: BufReader::with_capacity(1 << 20, file),
-            name: path.display().to_string().into(),
+            partitions: vec![(name.into(), 0)].into(),
             line: 0,
             step: step.max(1),
+            started: false,
         })
     }
 
     /// Read the next chunk; `None` at the end of the file.
     pub fn next_chunk(&mut self) -> std::io::Result<Option<Chunk>> {
-        let mut chunk = Chunk { source: self.name.clone(), ..Chunk::default() };
-        let data = &mut chunk.data;
-        while chunk.spans.len() < self.step {
+        let mut chunk = Chunk::new(self.partitions.clone());
+        while chunk.len() < self.step {
+            let data = chunk.buffer();
             let start = data.len();
             if self.reader.read_until(b'\n', data)? == 0 {
                 break;
@@ -84,9 +45,23 @@ impl FileSource {
                 data.truncate(start);
                 continue;
             }
-            chunk.spans.push((self.line, data.len()));
+            chunk.seal(0, self.line);
         }
         Ok((!chunk.is_empty()).then_some(chunk))
+    }
+}
+
+impl Source for FileSource {
+    fn poll(&mut self) -> Result<Polled> {
+        if !self.started {
+            self.started = true;
+            return Ok(Polled::Assigned(vec![0]));
+        }
+        match self.next_chunk() {
+            Ok(Some(chunk)) => Ok(Polled::Chunk { chunk, caught_up: false }),
+            Ok(None) => Ok(Polled::End),
+            Err(source) => Err(Error::File { path: self.partitions[0].0.to_string(), source }),
+        }
     }
 }
 
@@ -95,14 +70,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn chunks_carry_line_numbers_and_skip_blank_lines() -> std::io::Result<()> {
+    fn chunks_carry_line_numbers_and_skip_blank_lines() -> anyhow::Result<()> {
         let dir = tempfile::tempdir()?;
         let path = dir.path().join("in.jsonl");
         std::fs::write(&path, "a\r\n\n  \nbb\nc\nd")?;
         let mut src = FileSource::open(&path, 2)?;
         let mut seen = Vec::new();
         while let Some(chunk) = src.next_chunk()? {
-            assert_eq!(&*chunk.source, path.display().to_string());
+            assert_eq!(chunk.source(0), path.display().to_string());
             seen.push(
                 chunk.records().map(|r| (r.offset, String::from_utf8_lossy(r.bytes).into_owned())).collect::<Vec<_>>(),
             );

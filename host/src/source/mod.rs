@@ -1,15 +1,65 @@
-//! Sources of raw events. A source yields chunks of records; the watermark
-//! advances between chunks.
+//! Sources of raw events: a JSON-lines file or Kafka topics. A source
+//! yields chunks of records; the watermark advances between chunks.
+//!
+//! Partitions are numbered by *slot*: a small index the source gives each
+//! (topic, partition) it reads, stable for the run, that the watermarks
+//! and the window state use.
 
+mod chunk;
 mod file;
+mod kafka;
 
-pub use file::{Chunk, FileSource};
+use std::time::Duration;
 
-/// One raw record and where it came from.
-#[derive(Debug, Clone, Copy)]
-pub struct Record<'a> {
-    pub partition: usize,
-    /// Kafka offset, or 1-based line number for files.
-    pub offset: i64,
-    pub bytes: &'a [u8],
+pub use chunk::{Chunk, Partitions, Record};
+pub use file::FileSource;
+pub use kafka::{KafkaSource, KafkaSourceConfig, StartConfig};
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("cannot read {path}: {source}")]
+    File { path: String, source: std::io::Error },
+    #[error("kafka: {0}")]
+    Kafka(String),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// What a poll of the source gave.
+#[derive(Debug)]
+pub enum Polled {
+    /// Records. `caught_up`: the source had nothing more at hand, so
+    /// results should go out now rather than wait for more input.
+    Chunk { chunk: Chunk, caught_up: bool },
+    /// Partitions (slots) now read.
+    Assigned(Vec<usize>),
+    /// Partitions taken away (a consumer-group rebalance): their windows
+    /// are dropped; their new owner rebuilds them from committed offsets.
+    Revoked(Vec<usize>),
+    /// Bounded partitions that reached their end.
+    Finished(Vec<usize>),
+    /// Nothing arrived for a while: time to look at idle partitions.
+    Idle,
+    /// A bounded source was read to its end.
+    End,
+}
+
+/// A source of records, polled by the pipeline's reading thread.
+pub trait Source {
+    fn poll(&mut self) -> Result<Polled>;
+
+    /// The pipeline cannot take more records yet (a sink is slow or down):
+    /// stay alive for `wait` without taking new records. Kafka sources pause
+    /// their partitions and keep polling, so the consumer stays in its
+    /// group; whatever arrives meanwhile is kept for the next chunk.
+    fn hold(&mut self, wait: Duration) -> Result<()> {
+        std::thread::sleep(wait);
+        Ok(())
+    }
+
+    /// Every record of `slot` before `offset` has had all its effects
+    /// written to the sinks: the position may be committed.
+    fn commit(&mut self, _offsets: &[(usize, i64)]) -> Result<()> {
+        Ok(())
+    }
 }

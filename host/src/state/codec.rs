@@ -39,6 +39,7 @@ impl Writer<'_> {
     }
     fn slice(&mut self, s: &Slice, interner: &Interner) {
         self.i64(s.start);
+        self.i64(s.latest);
         match &s.acc {
             Some(acc) => {
                 self.u8(1);
@@ -116,6 +117,7 @@ impl<'a> Reader<'a> {
     }
     fn slice(&mut self, interner: &mut Interner) -> Result<Slice, CodecError> {
         let start = self.i64()?;
+        let latest = self.i64()?;
         let acc = match self.u8()? {
             0 => None,
             1 => Some(self.bytes()?.to_vec()),
@@ -157,7 +159,7 @@ impl<'a> Reader<'a> {
         for _ in 0..m {
             nulls.push((self.u32()?, self.u32()? as u16));
         }
-        Ok(Slice { start, times, columns, nulls, acc, ..Slice::default() })
+        Ok(Slice { start, latest, times, columns, nulls, acc, ..Slice::default() })
     }
 }
 
@@ -168,6 +170,7 @@ impl KeyState {
         w.u8(VERSION);
         w.bytes(self.key.as_bytes());
         w.i64(self.last_event);
+        w.u32(self.partition);
         match self.next_close {
             Some(t) => {
                 w.u8(1);
@@ -201,6 +204,7 @@ impl KeyState {
         }
         let key = std::str::from_utf8(r.bytes()?).map_err(|_| CodecError::BadUtf8)?.into();
         let last_event = r.i64()?;
+        let partition = r.u32()?;
         let next_close = match r.u8()? {
             0 => None,
             1 => Some(r.i64()?),
@@ -226,7 +230,7 @@ impl KeyState {
         }
         let dirty =
             slices.iter().chain(sessions.iter().flat_map(|s| &s.parts)).any(|s| !s.is_empty() && s.acc.is_some());
-        Ok(KeyState { key, slices, sessions, next_close, last_event, dirty })
+        Ok(KeyState { key, slices, sessions, next_close, last_event, partition, dirty })
     }
 }
 
@@ -255,6 +259,7 @@ mod tests {
             }],
             next_close: Some(120_000),
             last_event: 61_000,
+            partition: 3,
             dirty: false,
         };
         let mut bytes = Vec::new();
@@ -268,7 +273,9 @@ mod tests {
         assert_eq!(back.key, state.key);
         assert_eq!(back.sessions, state.sessions);
         assert_eq!(back.next_close, Some(120_000));
+        assert_eq!(back.partition, 3);
         let s = &back.slices[0];
+        assert_eq!(s.latest, 61_000);
         assert_eq!(s.times, vec![60_500, 61_000]);
         let Value::Str(sym) = s.row(1)[0] else { panic!("not a string") };
         assert_eq!(other.resolve(sym), "item-7");

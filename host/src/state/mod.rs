@@ -110,6 +110,9 @@ pub struct Slice {
     /// Rows whose field is null, as (row, column), ascending by row.
     pub nulls: Vec<(u32, u16)>,
     pub acc: Option<Vec<u8>>,
+    /// Latest event time ever inserted (folded or released events
+    /// included): the event time of a window's feature row.
+    pub latest: i64,
     /// Where the slice sits in the call being built: (call, version, first
     /// row). Not state, never encoded.
     pub(crate) placed: Option<(u64, u32, u32)>,
@@ -119,7 +122,7 @@ pub struct Slice {
 
 impl Slice {
     pub fn new(start: i64, fields: &[FieldType]) -> Self {
-        Slice { start, columns: fields.iter().map(|&t| Column::new(t)).collect(), ..Slice::default() }
+        Slice { start, latest: i64::MIN, columns: fields.iter().map(|&t| Column::new(t)).collect(), ..Slice::default() }
     }
 
     /// Number of events.
@@ -142,6 +145,7 @@ impl Slice {
 
     /// Insert keeping event-time order.
     pub(crate) fn insert(&mut self, time: i64, values: &[Value]) {
+        self.latest = self.latest.max(time);
         if self.times.last().is_none_or(|&last| last <= time) {
             return self.push(time, values);
         }
@@ -177,6 +181,7 @@ impl Slice {
     /// Append another slice's events (later in time than all of this one's).
     pub(crate) fn append(&mut self, other: Slice) {
         let offset = self.times.len() as u32;
+        self.latest = self.latest.max(other.latest);
         self.times.extend(other.times);
         self.nulls.extend(other.nulls.into_iter().map(|(r, c)| (r + offset, c)));
         for (a, b) in self.columns.iter_mut().zip(other.columns) {
@@ -226,6 +231,9 @@ pub struct KeyState {
     pub next_close: Option<i64>,
     /// Largest event time seen, for the state TTL.
     pub last_event: i64,
+    /// The source partition that last delivered an event of this key: its
+    /// state goes when the partition is revoked.
+    pub partition: u32,
     /// Has events not yet folded into accumulators.
     pub(crate) dirty: bool,
 }

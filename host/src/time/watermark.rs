@@ -17,34 +17,55 @@ struct Partition {
     max_event_time: Option<i64>,
     last_active: Instant,
     finished: bool,
+    /// Taken away (a rebalance): no longer counts.
+    revoked: bool,
+}
+
+impl Partition {
+    fn new(now: Instant) -> Self {
+        Partition { max_event_time: None, last_active: now, finished: false, revoked: false }
+    }
 }
 
 impl Watermarks {
     /// `idle_timeout`: a partition that delivers nothing for this long stops
-    /// holding the watermark back, until it delivers again.
-    pub fn new(partitions: usize, out_of_orderness_ms: i64, idle_timeout: Option<Duration>) -> Self {
-        let now = Instant::now();
-        Watermarks {
-            out_of_orderness: out_of_orderness_ms,
-            idle_timeout,
-            partitions: vec![Partition { max_event_time: None, last_active: now, finished: false }; partitions],
+    /// holding the watermark back, until it delivers again. Partitions
+    /// (slots) come with [`Watermarks::assign`] or their first event.
+    pub fn new(out_of_orderness_ms: i64, idle_timeout: Option<Duration>) -> Self {
+        Watermarks { out_of_orderness: out_of_orderness_ms, idle_timeout, partitions: Vec::new() }
+    }
+
+    fn slot(&mut self, partition: usize, now: Instant) -> &mut Partition {
+        if partition >= self.partitions.len() {
+            self.partitions.resize(partition + 1, Partition::new(now));
+        }
+        &mut self.partitions[partition]
+    }
+
+    /// A partition starts being read: from now on it holds the watermark
+    /// back (until it is idle). A partition assigned again starts afresh.
+    pub fn assign(&mut self, partition: usize, now: Instant) {
+        *self.slot(partition, now) = Partition::new(now);
+    }
+
+    /// A partition is no longer read here.
+    pub fn revoke(&mut self, partition: usize) {
+        if let Some(p) = self.partitions.get_mut(partition) {
+            p.revoked = true;
         }
     }
 
     /// Record an event time delivered by `partition`.
     pub fn observe(&mut self, partition: usize, event_time: i64, now: Instant) {
-        if let Some(p) = self.partitions.get_mut(partition) {
-            p.max_event_time = Some(p.max_event_time.map_or(event_time, |m| m.max(event_time)));
-            p.last_active = now;
-        }
+        let p = self.slot(partition, now);
+        p.max_event_time = Some(p.max_event_time.map_or(event_time, |m| m.max(event_time)));
+        p.last_active = now;
     }
 
     /// The partition delivered records but none with a valid time (still a
     /// sign of life).
     pub fn touch(&mut self, partition: usize, now: Instant) {
-        if let Some(p) = self.partitions.get_mut(partition) {
-            p.last_active = now;
-        }
+        self.slot(partition, now).last_active = now;
     }
 
     /// A bounded partition reached its end: it no longer holds anything back.
@@ -70,16 +91,15 @@ impl Watermarks {
     /// when every partition has finished (the final watermark of a bounded
     /// input, which fires every remaining window).
     pub fn current(&self, now: Instant) -> i64 {
-        let active = self
-            .partitions
-            .iter()
+        let held = self.partitions.iter().filter(|p| !p.revoked);
+        let active = held
+            .clone()
             .filter(|p| p.finished || self.idle_timeout.is_none_or(|t| now.duration_since(p.last_active) < t));
-        let min = active.clone().map(|p| self.of(p)).min();
-        match min {
+        match active.map(|p| self.of(p)).min() {
             Some(w) => w,
             // Every partition is idle: the largest watermark among them, so
             // windows still close while the whole source is quiet.
-            None => self.partitions.iter().map(|p| self.of(p)).max().unwrap_or(i64::MIN),
+            None => held.map(|p| self.of(p)).max().unwrap_or(i64::MIN),
         }
     }
 }
@@ -91,7 +111,9 @@ mod tests {
     #[test]
     fn minimum_over_partitions_minus_out_of_orderness() {
         let t0 = Instant::now();
-        let mut w = Watermarks::new(2, 100, None);
+        let mut w = Watermarks::new(100, None);
+        w.assign(0, t0);
+        w.assign(1, t0);
         w.observe(0, 1_000, t0);
         // Partition 1 has delivered nothing: it holds the watermark back.
         assert_eq!(w.current(t0), i64::MIN);
@@ -108,7 +130,7 @@ mod tests {
     #[test]
     fn idle_partitions_stop_holding_the_watermark_back() {
         let t0 = Instant::now();
-        let mut w = Watermarks::new(2, 0, Some(Duration::from_secs(5)));
+        let mut w = Watermarks::new(0, Some(Duration::from_secs(5)));
         w.observe(0, 1_000, t0);
         w.observe(1, 10, t0);
         assert_eq!(w.current(t0 + Duration::from_secs(1)), 10);
@@ -119,5 +141,22 @@ mod tests {
         // It delivers again: back in the minimum.
         w.observe(1, 20, t1);
         assert_eq!(w.current(t1), 20);
+    }
+
+    #[test]
+    fn revoked_partitions_no_longer_count_and_return_afresh() {
+        let t0 = Instant::now();
+        let mut w = Watermarks::new(0, None);
+        w.observe(0, 1_000, t0);
+        w.observe(1, 10, t0);
+        assert_eq!(w.current(t0), 10);
+        w.revoke(1);
+        assert_eq!(w.current(t0), 1_000);
+        // Assigned again: it has delivered nothing yet, so it holds back.
+        w.assign(1, t0);
+        assert_eq!(w.current(t0), i64::MIN);
+        w.revoke(0);
+        w.revoke(1);
+        assert_eq!(w.current(t0), i64::MIN);
     }
 }

@@ -30,6 +30,8 @@ pub struct Fired {
     pub key: String,
     pub start: i64,
     pub end: i64,
+    /// The latest event time in the window.
+    pub latest: i64,
     pub trigger: Trigger,
     /// The window's events (aggregates: those not yet folded), as rows.
     pub rows: Vec<u32>,

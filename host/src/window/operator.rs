@@ -178,11 +178,11 @@ impl<S: StateBackend> Operator<S> {
         }
     }
 
-    /// Assign an event to its windows.
-    pub fn process(&mut self, event: &decode::Event<'_>) -> Result<(), Late> {
+    /// Assign an event, read from source `partition`, to its windows.
+    pub fn process(&mut self, event: &decode::Event<'_>, partition: u32) -> Result<(), Late> {
         let accepted = match self.shape {
-            Shape::Grid(grid) => self.process_grid(grid, event),
-            Shape::Session(gap) => self.process_session(gap, event),
+            Shape::Grid(grid) => self.process_grid(grid, event, partition),
+            Shape::Session(gap) => self.process_session(gap, event, partition),
         };
         match accepted {
             Ok(()) => self.stats.events_accepted += 1,
@@ -191,7 +191,7 @@ impl<S: StateBackend> Operator<S> {
         accepted
     }
 
-    fn process_grid(&mut self, grid: Grid, event: &decode::Event<'_>) -> Result<(), Late> {
+    fn process_grid(&mut self, grid: Grid, event: &decode::Event<'_>, partition: u32) -> Result<(), Late> {
         let (t, w, lateness) = (event.time, self.watermark, self.spec.allowed_lateness);
         if grid.last_end(t).saturating_add(lateness) <= w {
             return Err(Late { watermark: w });
@@ -202,6 +202,7 @@ impl<S: StateBackend> Operator<S> {
             return Ok(());
         };
         ks.last_event = ks.last_event.max(t);
+        ks.partition = partition;
         let a = grid.slice_start(t);
         // Most events land in the newest slice: skip the search then.
         let at = match ks.slices.back() {
@@ -232,7 +233,7 @@ impl<S: StateBackend> Operator<S> {
         Ok(())
     }
 
-    fn process_session(&mut self, gap: i64, event: &decode::Event<'_>) -> Result<(), Late> {
+    fn process_session(&mut self, gap: i64, event: &decode::Event<'_>, partition: u32) -> Result<(), Late> {
         let (t, w, lateness) = (event.time, self.watermark, self.spec.allowed_lateness);
         let (mut start, mut end) = (t, t.saturating_add(gap));
         // Sessions that touch [t, t + gap) merge with it (Flink's rule).
@@ -258,6 +259,7 @@ impl<S: StateBackend> Operator<S> {
             return Ok(());
         };
         ks.last_event = ks.last_event.max(t);
+        ks.partition = partition;
         let merged: Vec<Session> = ks.sessions.drain(range.clone()).collect();
         let mut parts: Vec<Slice> = Vec::new();
         for session in merged {
@@ -308,18 +310,20 @@ impl<S: StateBackend> Operator<S> {
         let inside = ks.slices.range(from..).take_while(|s| s.start < end);
         let mut rows = Vec::with_capacity(inside.map(Slice::len).sum());
         let mut accs = Vec::new();
+        let mut latest = i64::MIN;
         for slice in ks.slices.range_mut(from..) {
             if slice.start >= end {
                 break;
             }
             gather(slice, &mut self.builder, &mut rows);
             accs.extend(slice.acc.clone());
+            latest = latest.max(slice.latest);
         }
         if rows.is_empty() && accs.is_empty() {
             return;
         }
         let key = ks.key.to_string();
-        self.emit(Fired { key, start, end, trigger, rows, accs });
+        self.emit(Fired { key, start, end, latest, trigger, rows, accs });
     }
 
     fn fire_session(&mut self, id: KeyId, start: i64, trigger: Trigger) {
@@ -331,13 +335,15 @@ impl<S: StateBackend> Operator<S> {
         };
         let mut rows = Vec::new();
         let mut accs = Vec::new();
+        let mut latest = i64::MIN;
         for part in &mut session.parts {
             gather(part, &mut self.builder, &mut rows);
             accs.extend(part.acc.clone());
+            latest = latest.max(part.latest);
         }
         let (start, end) = (session.start, session.end);
         let key = ks.key.to_string();
-        self.emit(Fired { key, start, end, trigger, rows, accs });
+        self.emit(Fired { key, start, end, latest, trigger, rows, accs });
     }
 
     fn emit(&mut self, fired: Fired) {
@@ -551,5 +557,39 @@ impl<S: StateBackend> Operator<S> {
     /// Keys with state.
     pub fn keys(&self) -> usize {
         self.state.len()
+    }
+
+    /// Drop the state of every key last fed by `partition`, without firing:
+    /// the partition was revoked, and its new owner rebuilds the windows by
+    /// reading from the committed offset (which no event still held here
+    /// is behind; see [`Operator::oldest_state`]). Returns the keys dropped.
+    pub fn drop_partition(&mut self, partition: u32) -> usize {
+        let mut dropped = 0;
+        for id in self.state.ids() {
+            if self.state.get(id).is_some_and(|ks| ks.partition == partition)
+                && let Some(mut ks) = self.state.remove(id)
+            {
+                ks.release(&mut self.interner);
+                dropped += 1;
+            }
+        }
+        dropped
+    }
+
+    /// The earliest event time that state still holds (a slice's or
+    /// session's start, which is no later than its events), `i64::MAX`
+    /// when there is none. Events before it have had every effect they
+    /// will have: their source offsets may be committed once those effects
+    /// reached the sinks. O(keys): call it now and then, not per event.
+    pub fn oldest_state(&self) -> i64 {
+        let mut oldest = i64::MAX;
+        for id in self.state.ids() {
+            if let Some(ks) = self.state.get(id) {
+                let first = ks.slices.front().map(|s| s.start);
+                let session = ks.sessions.first().map(|s| s.start);
+                oldest = oldest.min(first.unwrap_or(i64::MAX)).min(session.unwrap_or(i64::MAX));
+            }
+        }
+        oldest
     }
 }

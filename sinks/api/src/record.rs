@@ -128,6 +128,10 @@ pub struct FeatureRow {
     pub window_start: i64,
     /// Window end, milliseconds (exclusive).
     pub window_end: i64,
+    /// The latest event time in the window, milliseconds: how current the
+    /// features are (for the per-event trigger, the triggering event's time
+    /// when events arrive in order).
+    pub event_time: i64,
     pub trigger: Trigger,
     pub features: Features,
     /// Wall-clock time the row was computed, milliseconds.
@@ -144,6 +148,8 @@ impl FeatureRow {
         json::int(out, self.window_start);
         out.extend_from_slice(b",\"window_end\":");
         json::int(out, self.window_end);
+        out.extend_from_slice(b",\"event_time\":");
+        json::int(out, self.event_time);
         out.extend_from_slice(b",\"trigger\":\"");
         out.extend_from_slice(match self.trigger {
             Trigger::Close => b"close",
@@ -345,6 +351,7 @@ mod tests {
             key: "u1".into(),
             window_start: 0,
             window_end: 60_000,
+            event_time: 59_000,
             trigger: Trigger::Late,
             features: Features(vec![("n".into(), FeatureValue::Int(3)), ("m".into(), FeatureValue::Null)]),
             computed_at: 7,
@@ -352,7 +359,7 @@ mod tests {
         let json = serde_json::to_string(&row).unwrap_or_default();
         assert_eq!(
             json,
-            r#"{"key":"u1","window_start":0,"window_end":60000,"trigger":"late","features":{"n":3,"m":null},"computed_at":7}"#
+            r#"{"key":"u1","window_start":0,"window_end":60000,"event_time":59000,"trigger":"late","features":{"n":3,"m":null},"computed_at":7}"#
         );
     }
 
@@ -363,6 +370,7 @@ mod tests {
             key: "u\"1\\".into(),
             window_start: -5,
             window_end: 60_000,
+            event_time: 1,
             trigger: Trigger::Event,
             features: Features(vec![
                 ("items".into(), FeatureValue::strs(["a", "q\"uote", "tab\there", "é"])),
@@ -392,6 +400,7 @@ mod tests {
             key: "k".into(),
             window_start: 0,
             window_end: 1,
+            event_time: 0,
             trigger: Trigger::Close,
             features: Features(vec![("bad".into(), FeatureValue::Strs { data: "ab".into(), ends: vec![5] })]),
             computed_at: 0,

@@ -2,7 +2,8 @@
 //! with one `HGETALL` (seed 000's layout: `user:{key}:session_features`).
 //!
 //! Each batch is one pipeline: for every row, `HSET` of all its features
-//! plus `window_start`, `window_end`, `trigger` and `computed_at`, then
+//! plus `window_start`, `window_end`, `event_time`, `trigger` and
+//! `computed_at`, then
 //! `EXPIRE` with the TTL. Writes are idempotent, so a retried batch (after a
 //! connection error, which the host retries with backoff) changes nothing.
 //! Lists are stored as JSON arrays, numbers as decimal text, strings as
@@ -56,6 +57,7 @@ pub fn fields(row: &FeatureRow) -> Vec<(String, String)> {
     let mut out: Vec<(String, String)> = row.features.0.iter().map(|(k, v)| (k.to_string(), field_text(v))).collect();
     out.push(("window_start".into(), row.window_start.to_string()));
     out.push(("window_end".into(), row.window_end.to_string()));
+    out.push(("event_time".into(), row.event_time.to_string()));
     out.push((
         "trigger".into(),
         serde_json::to_value(row.trigger).ok().and_then(|t| t.as_str().map(str::to_string)).unwrap_or_default(),

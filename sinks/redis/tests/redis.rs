@@ -19,6 +19,7 @@ fn row(key: &str, count: i64, computed_at: i64) -> FeatureRow {
         key: key.into(),
         window_start: 0,
         window_end: 60_000,
+        event_time: 59_000,
         trigger: Trigger::Close,
         features: Features(vec![
             (name("items"), FeatureValue::strs(["i1", "i\"2"])),
@@ -56,6 +57,7 @@ async fn rows_become_hashes_with_a_ttl() -> anyhow::Result<()> {
     let expected: Vec<(String, String)> = [
         ("computed_at", "200"),
         ("count", "4"),
+        ("event_time", "59000"),
         ("items", r#"["i1","i\"2"]"#),
         ("none", "null"),
         ("sum", "12.5"),

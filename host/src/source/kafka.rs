@@ -1,0 +1,535 @@
+//! Kafka topics through a consumer group (rdkafka).
+//!
+//! Each partition this host is given becomes a slot with its own
+//! watermark. Where a newly assigned partition starts is set explicitly at
+//! assignment (the manifest's `start`), and a partition this host keeps
+//! across a rebalance resumes where it was, not at the committed offset:
+//! the committed offset lags behind what the window state already holds,
+//! and re-reading it would count events twice. Offsets are committed only
+//! when the pipeline says the records' effects reached the sinks.
+//!
+//! The assignment callback re-assigns with explicit offsets, which needs
+//! the eager rebalance protocol (librdkafka's default `range,roundrobin`).
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration as StdDuration, Instant};
+
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
+use rdkafka::message::Message;
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::{Chunk, Error, Partitions, Polled, Result, Source};
+use crate::manifest::Duration;
+use crate::time::TimestampFormat;
+
+/// A Kafka source: topics read through a consumer group.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaSourceConfig {
+    /// Bootstrap servers, `host:port[,host:port…]`.
+    pub brokers: String,
+    /// Topics to read. Their partitions are split among the hosts of the
+    /// consumer group; each partition keeps its own watermark.
+    pub topics: Vec<String>,
+    /// Consumer group id. Offsets are committed for the group.
+    pub group: String,
+    /// Where a partition starts when this run is first given it:
+    /// `committed` (the group's committed offset, or the earliest record
+    /// where there is none), `earliest`, `latest`, or
+    /// `{timestamp: 2026-11-21T10:00:00Z}` (the first record whose Kafka
+    /// timestamp is at or after that time).
+    #[serde(default)]
+    pub start: StartConfig,
+    /// Stop once every partition has been read up to the end offset it had
+    /// when it was assigned; a final watermark then fires every remaining
+    /// window, as at the end of a file. For backfills, tests and demos.
+    #[serde(default)]
+    pub stop_at_end: bool,
+    /// Most records per step. The watermark advances between steps.
+    #[serde(default = "default_step")]
+    pub step: usize,
+    /// Once a step has a record, how long it may wait for more before it
+    /// goes on with fewer than `step`. `0ms` (the default) takes what has
+    /// arrived, for the freshest features; a longer linger gives fuller,
+    /// steadier steps.
+    #[serde(default = "default_linger")]
+    pub linger: Duration,
+    /// How often offsets are committed (those whose records' effects have
+    /// reached every sink).
+    #[serde(default = "default_commit_interval")]
+    pub commit_interval: Duration,
+    /// librdkafka consumer properties, passed through as they are: for
+    /// example `security.protocol: SASL_SSL`, `sasl.mechanism: PLAIN`,
+    /// `sasl.username`, `sasl.password`. Sluice sets
+    /// `enable.auto.commit: "false"` (it commits itself) and
+    /// `fetch.wait.max.ms: "5"` (brokers such as Tansu hold a fetch that
+    /// long even when records are waiting) unless given here.
+    #[serde(default)]
+    pub properties: BTreeMap<String, String>,
+}
+
+/// Where a partition starts.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema, PartialEq, Default)]
+#[serde(rename_all = "lowercase", deny_unknown_fields)]
+pub enum StartConfig {
+    /// The group's committed offset; the earliest record without one.
+    #[default]
+    Committed,
+    /// The earliest record still in the partition.
+    Earliest,
+    /// Only records produced after the assignment.
+    Latest,
+    /// The first record with a Kafka timestamp at or after a time.
+    Timestamp(
+        /// An RFC 3339 time, e.g. `2026-11-21T10:00:00Z`.
+        String,
+    ),
+}
+
+fn default_step() -> usize {
+    4096
+}
+
+fn default_linger() -> Duration {
+    Duration::from_millis(0)
+}
+
+fn default_commit_interval() -> Duration {
+    Duration::from_millis(1_000)
+}
+
+/// Longest a poll waits when nothing arrives; idle partitions are looked
+/// at this often.
+const POLL_IDLE: StdDuration = StdDuration::from_millis(100);
+/// Bounded reading: how long a partition must have delivered nothing, at
+/// or past its end offset, to count as read to its end (librdkafka backs
+/// off between fetches that come back empty).
+const END_QUIET: StdDuration = StdDuration::from_secs(1);
+/// Timeout of the broker requests made at assignment.
+const REQUEST_TIMEOUT: StdDuration = StdDuration::from_secs(10);
+
+type TopicPartition = (String, i32);
+
+/// An assignment the callback made: where each partition starts and, for
+/// bounded reading, where it ends.
+#[derive(Debug)]
+enum Change {
+    Assign(Vec<(TopicPartition, i64, i64)>),
+    Revoke(Vec<TopicPartition>),
+    Failed(String),
+}
+
+/// What the rebalance callbacks (which run inside `poll`) share with the
+/// source.
+#[derive(Default)]
+struct Shared {
+    /// Per slot: the partition, and the next offset while this host holds it.
+    positions: Vec<(TopicPartition, Option<i64>)>,
+    changes: Vec<Change>,
+}
+
+struct Context {
+    start: StartConfig,
+    shared: Mutex<Shared>,
+}
+
+impl ClientContext for Context {}
+
+impl ConsumerContext for Context {
+    fn pre_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Revoke(tpl) = rebalance {
+            let gone = tpl.elements().iter().map(|e| (e.topic().to_string(), e.partition())).collect();
+            self.record(Change::Revoke(gone));
+        }
+    }
+
+    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        match rebalance {
+            Rebalance::Assign(tpl) => {
+                let change = match self.starts(consumer, tpl) {
+                    Ok(starts) => starts,
+                    Err(e) => Change::Failed(e),
+                };
+                self.record(change);
+            }
+            Rebalance::Revoke(_) => {}
+            Rebalance::Error(e) => self.record(Change::Failed(format!("rebalance failed: {e}"))),
+        }
+    }
+}
+
+impl Context {
+    fn record(&self, change: Change) {
+        if let Ok(mut shared) = self.shared.lock() {
+            shared.changes.push(change);
+        }
+    }
+
+    /// Pick the start of every assigned partition and re-assign with them.
+    fn starts(&self, consumer: &BaseConsumer<Self>, tpl: &TopicPartitionList) -> Result<Change, String> {
+        let held: HashMap<TopicPartition, i64> = self
+            .shared
+            .lock()
+            .map(|s| s.positions.iter().filter_map(|(tp, next)| Some((tp.clone(), (*next)?))).collect())
+            .unwrap_or_default();
+        let mut new = TopicPartitionList::new();
+        for e in tpl.elements() {
+            if !held.contains_key(&(e.topic().to_string(), e.partition())) {
+                new.add_partition(e.topic(), e.partition());
+            }
+        }
+        let from_broker: HashMap<TopicPartition, Offset> = match &self.start {
+            _ if new.count() == 0 => HashMap::new(),
+            StartConfig::Committed => offsets(consumer.committed_offsets(new, REQUEST_TIMEOUT))?,
+            StartConfig::Timestamp(at) => {
+                let ms = TimestampFormat::Rfc3339.from_str(at).map_err(|e| format!("start.timestamp: {e}"))?;
+                let mut query = TopicPartitionList::new();
+                for e in new.elements() {
+                    query
+                        .add_partition_offset(e.topic(), e.partition(), Offset::Offset(ms))
+                        .map_err(|e| e.to_string())?;
+                }
+                offsets(consumer.offsets_for_times(query, REQUEST_TIMEOUT))?
+            }
+            StartConfig::Earliest | StartConfig::Latest => HashMap::new(),
+        };
+        let mut assign = TopicPartitionList::new();
+        let mut starts = Vec::new();
+        for e in tpl.elements() {
+            let tp = (e.topic().to_string(), e.partition());
+            let (low, high) = consumer
+                .fetch_watermarks(&tp.0, tp.1, REQUEST_TIMEOUT)
+                .map_err(|err| format!("cannot read the offsets of {}[{}]: {err}", tp.0, tp.1))?;
+            let start = match (held.get(&tp), &self.start, from_broker.get(&tp)) {
+                (Some(&next), _, _) => next,
+                (None, StartConfig::Latest, _) => high,
+                (None, StartConfig::Earliest, _) => low,
+                (None, _, Some(Offset::Offset(o))) => (*o).clamp(low, high),
+                // No committed offset: the earliest. No record at or after
+                // the timestamp: the end.
+                (None, StartConfig::Timestamp(_), _) => high,
+                (None, _, _) => low,
+            };
+            assign.add_partition_offset(&tp.0, tp.1, Offset::Offset(start)).map_err(|e| e.to_string())?;
+            starts.push((tp, start, high));
+        }
+        consumer.assign(&assign).map_err(|e| format!("cannot assign partitions: {e}"))?;
+        Ok(Change::Assign(starts))
+    }
+}
+
+fn offsets(tpl: rdkafka::error::KafkaResult<TopicPartitionList>) -> Result<HashMap<TopicPartition, Offset>, String> {
+    let tpl = tpl.map_err(|e| format!("cannot look up start offsets: {e}"))?;
+    Ok(tpl.elements().iter().map(|e| ((e.topic().to_string(), e.partition()), e.offset())).collect())
+}
+
+/// A partition slot's bookkeeping.
+#[derive(Debug, Clone)]
+struct Slot {
+    topic: Arc<str>,
+    partition: i32,
+    assigned: bool,
+    /// Next offset to read.
+    next: i64,
+    /// Bounded reading: the end offset at assignment.
+    end: i64,
+    finished: bool,
+}
+
+pub struct KafkaSource {
+    consumer: BaseConsumer<Context>,
+    config: KafkaSourceConfig,
+    slots: Vec<Slot>,
+    partitions: Partitions,
+    /// Revocations waiting for the assignment that follows them (eager
+    /// rebalances revoke everything, then assign what stays).
+    revoking: Vec<TopicPartition>,
+    notes: std::collections::VecDeque<Polled>,
+    /// Records that arrived while the source was held.
+    held: Option<Chunk>,
+    paused: bool,
+    /// When the last record arrived.
+    last_record: Instant,
+}
+
+fn kafka_err(what: &str) -> impl Fn(rdkafka::error::KafkaError) -> Error + '_ {
+    move |e| Error::Kafka(format!("{what}: {e}"))
+}
+
+impl KafkaSource {
+    pub fn open(config: &KafkaSourceConfig) -> Result<Self> {
+        let mut client = ClientConfig::new();
+        client
+            .set("bootstrap.servers", &config.brokers)
+            .set("group.id", &config.group)
+            .set("enable.auto.commit", "false")
+            .set("fetch.wait.max.ms", "5");
+        for (k, v) in &config.properties {
+            client.set(k, v);
+        }
+        let context = Context { start: config.start.clone(), shared: Mutex::default() };
+        let consumer: BaseConsumer<Context> =
+            client.create_with_context(context).map_err(kafka_err("cannot create the consumer"))?;
+        let topics: Vec<&str> = config.topics.iter().map(String::as_str).collect();
+        consumer.subscribe(&topics).map_err(kafka_err("cannot subscribe"))?;
+        Ok(KafkaSource {
+            consumer,
+            config: config.clone(),
+            slots: Vec::new(),
+            partitions: Arc::from(Vec::new()),
+            revoking: Vec::new(),
+            notes: Default::default(),
+            held: None,
+            paused: false,
+            last_record: Instant::now(),
+        })
+    }
+
+    fn slot_of(&self, topic: &str, partition: i32) -> Option<usize> {
+        self.slots.iter().position(|s| s.partition == partition && &*s.topic == topic)
+    }
+
+    /// Turn what the rebalance callbacks recorded into notes.
+    fn take_changes(&mut self) -> Result<()> {
+        let changes = self.consumer.context().shared.lock().map(|mut s| std::mem::take(&mut s.changes));
+        for change in changes.unwrap_or_default() {
+            match change {
+                Change::Failed(e) => return Err(Error::Kafka(e)),
+                Change::Revoke(gone) => self.revoking.extend(gone),
+                Change::Assign(starts) => {
+                    let mut assigned = Vec::new();
+                    for ((topic, partition), start, end) in &starts {
+                        let slot = match self.slot_of(topic, *partition) {
+                            Some(i) => i,
+                            None => {
+                                if let Ok(mut shared) = self.consumer.context().shared.lock() {
+                                    shared.positions.push(((topic.clone(), *partition), None));
+                                }
+                                self.slots.push(Slot {
+                                    topic: topic.as_str().into(),
+                                    partition: *partition,
+                                    assigned: false,
+                                    next: *start,
+                                    end: *end,
+                                    finished: false,
+                                });
+                                self.partitions = self.slots.iter().map(|s| (s.topic.clone(), s.partition)).collect();
+                                self.slots.len() - 1
+                            }
+                        };
+                        let s = &mut self.slots[slot];
+                        if !s.assigned {
+                            (s.assigned, s.next, s.end, s.finished) = (true, *start, *end, false);
+                            assigned.push(slot);
+                            if let Ok(mut shared) = self.consumer.context().shared.lock()
+                                && let Some(p) = shared.positions.get_mut(slot)
+                            {
+                                p.1 = Some(*start);
+                            }
+                        }
+                    }
+                    let kept = |tp: &TopicPartition| starts.iter().any(|(t, _, _)| t == tp);
+                    let revoked: Vec<usize> = std::mem::take(&mut self.revoking)
+                        .iter()
+                        .filter(|tp| !kept(tp))
+                        .filter_map(|(t, p)| self.slot_of(t, *p))
+                        .collect();
+                    if !revoked.is_empty() {
+                        let mut shared = self.consumer.context().shared.lock();
+                        for &slot in &revoked {
+                            self.slots[slot].assigned = false;
+                            if let Ok(shared) = shared.as_mut()
+                                && let Some(p) = shared.positions.get_mut(slot)
+                            {
+                                p.1 = None;
+                            }
+                        }
+                        tracing::info!(partitions = ?revoked, "partitions revoked");
+                        self.notes.push_back(Polled::Revoked(revoked));
+                    }
+                    if !assigned.is_empty() {
+                        tracing::info!(partitions = ?self.describe(&assigned), "partitions assigned");
+                        self.notes.push_back(Polled::Assigned(assigned));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Bounded reading: partitions at their end offset once the consumer
+    /// has caught up. (Some brokers, Tansu among them, report an end offset
+    /// short of the last batch's records, so reaching it is not enough.)
+    fn finish_caught_up(&mut self) {
+        if !self.config.stop_at_end || self.last_record.elapsed() < END_QUIET {
+            return;
+        }
+        let done: Vec<usize> = (0..self.slots.len())
+            .filter(|&i| {
+                let s = &self.slots[i];
+                s.assigned && !s.finished && s.next >= s.end
+            })
+            .collect();
+        for &i in &done {
+            self.slots[i].finished = true;
+        }
+        if !done.is_empty() {
+            self.notes.push_back(Polled::Finished(done));
+        }
+    }
+
+    fn describe(&self, slots: &[usize]) -> Vec<String> {
+        slots
+            .iter()
+            .map(|&i| {
+                let s = &self.slots[i];
+                format!("{}[{}]@{}", s.topic, s.partition, s.next)
+            })
+            .collect()
+    }
+
+    /// Every assigned partition read to its end (bounded reading).
+    fn at_end(&self) -> bool {
+        self.config.stop_at_end
+            && self.revoking.is_empty()
+            && self.slots.iter().any(|s| s.assigned)
+            && self.slots.iter().filter(|s| s.assigned).all(|s| s.finished)
+    }
+
+    /// Poll one message into `chunk`; `false` when none came in `timeout`.
+    fn poll_into(&mut self, chunk: &mut Chunk, timeout: StdDuration) -> Result<bool> {
+        let Some(polled) = self.consumer.poll(timeout) else {
+            return Ok(false);
+        };
+        let message = match polled {
+            Ok(m) => m,
+            Err(e) => {
+                // Broker and transport trouble: librdkafka retries on its
+                // own; say so and go on.
+                tracing::warn!(error = %e, "kafka consumer");
+                return Ok(false);
+            }
+        };
+        let slot = match self.slot_of(message.topic(), message.partition()) {
+            Some(slot) => slot,
+            // Assigned inside this poll: learn the slot, then keep the record.
+            None => {
+                let message = message.detach();
+                self.take_changes()?;
+                let Some(slot) = self.slot_of(message.topic(), message.partition()) else {
+                    tracing::warn!(
+                        topic = message.topic(),
+                        partition = message.partition(),
+                        "record of a partition not assigned here"
+                    );
+                    return Ok(true);
+                };
+                keep(&mut self.slots, self.consumer.context(), chunk, slot, message.offset(), message.payload());
+                self.last_record = Instant::now();
+                return Ok(true);
+            }
+        };
+        keep(&mut self.slots, self.consumer.context(), chunk, slot, message.offset(), message.payload());
+        self.last_record = Instant::now();
+        Ok(true)
+    }
+
+    fn assignment(&self) -> TopicPartitionList {
+        let mut tpl = TopicPartitionList::new();
+        for s in self.slots.iter().filter(|s| s.assigned) {
+            tpl.add_partition(&s.topic, s.partition);
+        }
+        tpl
+    }
+}
+
+/// Add a record to the chunk and move its partition's position.
+fn keep(slots: &mut [Slot], context: &Context, chunk: &mut Chunk, slot: usize, offset: i64, payload: Option<&[u8]>) {
+    chunk.push(slot, offset, payload.unwrap_or_default());
+    slots[slot].next = offset + 1;
+    // Kept for the rebalance callback, which runs inside `poll`.
+    if let Ok(mut shared) = context.shared.lock()
+        && let Some(p) = shared.positions.get_mut(slot)
+    {
+        p.1 = Some(offset + 1);
+    }
+}
+
+impl Source for KafkaSource {
+    fn poll(&mut self) -> Result<Polled> {
+        if self.paused {
+            self.consumer.resume(&self.assignment()).map_err(kafka_err("cannot resume"))?;
+            self.paused = false;
+        }
+        self.take_changes()?;
+        if let Some(note) = self.notes.pop_front() {
+            return Ok(note);
+        }
+        if self.at_end() {
+            return Ok(Polled::End);
+        }
+        let mut chunk = self.held.take().unwrap_or_else(|| Chunk::new(self.partitions.clone()));
+        let step = self.config.step.max(1);
+        let linger = self.config.linger.std();
+        let mut started = (!chunk.is_empty()).then(Instant::now);
+        let mut caught_up = false;
+        while chunk.len() < step {
+            let timeout = match started {
+                None => POLL_IDLE,
+                Some(t) => linger.saturating_sub(t.elapsed()),
+            };
+            if !self.poll_into(&mut chunk, timeout)? {
+                caught_up = true;
+                break;
+            }
+            started.get_or_insert_with(Instant::now);
+            // A rebalance happened inside the poll: deal with it first.
+            if self.consumer.context().shared.lock().is_ok_and(|s| !s.changes.is_empty()) {
+                break;
+            }
+        }
+        if caught_up {
+            self.finish_caught_up();
+        }
+        if chunk.is_empty() {
+            self.take_changes()?;
+            return Ok(self.notes.pop_front().unwrap_or(Polled::Idle));
+        }
+        Ok(Polled::Chunk { chunk, caught_up })
+    }
+
+    fn hold(&mut self, wait: StdDuration) -> Result<()> {
+        if !self.paused {
+            self.consumer.pause(&self.assignment()).map_err(kafka_err("cannot pause"))?;
+            self.paused = true;
+        }
+        // Polling keeps the consumer in its group (max.poll.interval.ms)
+        // and serves rebalances; a record fetched before the pause is kept.
+        let mut chunk = self.held.take().unwrap_or_else(|| Chunk::new(self.partitions.clone()));
+        let until = Instant::now() + wait;
+        while let Some(left) = until.checked_duration_since(Instant::now()).filter(|d| !d.is_zero()) {
+            self.poll_into(&mut chunk, left)?;
+        }
+        self.held = (!chunk.is_empty()).then_some(chunk);
+        Ok(())
+    }
+
+    fn commit(&mut self, offsets: &[(usize, i64)]) -> Result<()> {
+        let mut tpl = TopicPartitionList::new();
+        for &(slot, offset) in offsets {
+            if let Some(s) = self.slots.get(slot).filter(|s| s.assigned) {
+                tpl.add_partition_offset(&s.topic, s.partition, Offset::Offset(offset))
+                    .map_err(kafka_err("bad offset"))?;
+            }
+        }
+        if tpl.count() > 0 {
+            tracing::debug!(offsets = ?offsets, "committing");
+            self.consumer.commit(&tpl, CommitMode::Async).map_err(kafka_err("commit failed"))?;
+        }
+        Ok(())
+    }
+}

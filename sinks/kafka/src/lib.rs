@@ -1,0 +1,226 @@
+//! Kafka sink: feature rows as JSON (keyed by entity), dead letters and late
+//! events as their raw bytes with the context in headers.
+//!
+//! Dead-letter headers follow Kafka Connect's
+//! `errors.deadletterqueue.context.headers.enable` names, so tools that read
+//! a Connect dead-letter queue read Sluice's too:
+//!
+//! | header | value |
+//! |---|---|
+//! | `__connect.errors.topic` | source topic (or file) |
+//! | `__connect.errors.partition` | source partition |
+//! | `__connect.errors.offset` | source offset (a file's line number) |
+//! | `__connect.errors.stage` | `decode`, `validate` or `transform` |
+//! | `__connect.errors.exception.class.name` | error class (`invalid_json`, `missing_field`, `trap`, …) |
+//! | `__connect.errors.exception.message` | what went wrong |
+//!
+//! Late events carry the same source headers plus `__sluice.event_time` and
+//! `__sluice.watermark` (milliseconds).
+//!
+//! Records are handed to librdkafka's queue; [`Sink::flush`] waits until
+//! the broker acknowledged all of them, which is what the host waits for
+//! before it commits source offsets.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use rdkafka::ClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use sluice_sink_api::{Batch, DeadLetter, Error, LateEvent, Position, Result, Sink, Stage};
+
+/// Header names of dead letters and late events.
+pub mod headers {
+    pub const TOPIC: &str = "__connect.errors.topic";
+    pub const PARTITION: &str = "__connect.errors.partition";
+    pub const OFFSET: &str = "__connect.errors.offset";
+    pub const STAGE: &str = "__connect.errors.stage";
+    pub const CLASS: &str = "__connect.errors.exception.class.name";
+    pub const MESSAGE: &str = "__connect.errors.exception.message";
+    pub const EVENT_TIME: &str = "__sluice.event_time";
+    pub const WATERMARK: &str = "__sluice.watermark";
+}
+
+/// Write records to a Kafka topic.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaSinkConfig {
+    /// Bootstrap servers, `host:port[,host:port…]`.
+    pub brokers: String,
+    /// Topic to write to. Create it beforehand unless the cluster creates
+    /// topics on first use.
+    pub topic: String,
+    /// librdkafka producer properties, passed through as they are: for
+    /// example `security.protocol: SASL_SSL`, `sasl.mechanism: PLAIN`,
+    /// `compression.type: lz4`, `linger.ms: "5"`.
+    #[serde(default)]
+    pub properties: BTreeMap<String, String>,
+}
+
+/// Longest a flush waits for the broker's acknowledgements.
+const FLUSH_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Counts records the producer gave up on (after librdkafka's own retries,
+/// within `message.timeout.ms`).
+#[derive(Default)]
+struct Deliveries {
+    failed: Mutex<(u64, Option<String>)>,
+}
+
+impl ClientContext for Deliveries {}
+
+impl ProducerContext for Deliveries {
+    type DeliveryOpaque = ();
+
+    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
+        if let Err((e, _)) = result
+            && let Ok(mut failed) = self.failed.lock()
+        {
+            failed.0 += 1;
+            failed.1.get_or_insert_with(|| e.to_string());
+        }
+    }
+}
+
+pub struct KafkaSink {
+    name: String,
+    topic: String,
+    producer: ThreadedProducer<Deliveries>,
+}
+
+fn source_headers(position: &Position) -> OwnedHeaders {
+    OwnedHeaders::new()
+        .insert(Header { key: headers::TOPIC, value: Some(&position.source) })
+        .insert(Header { key: headers::PARTITION, value: Some(&position.partition.to_string()) })
+        .insert(Header { key: headers::OFFSET, value: Some(&position.offset.to_string()) })
+}
+
+fn stage_name(stage: Stage) -> &'static str {
+    match stage {
+        Stage::Decode => "decode",
+        Stage::Validate => "validate",
+        Stage::Transform => "transform",
+    }
+}
+
+/// The headers of a dead letter.
+pub fn dead_letter_headers(d: &DeadLetter) -> OwnedHeaders {
+    let h = d.position.as_ref().map_or_else(OwnedHeaders::new, source_headers);
+    h.insert(Header { key: headers::STAGE, value: Some(stage_name(d.stage)) })
+        .insert(Header { key: headers::CLASS, value: Some(&d.error_class) })
+        .insert(Header { key: headers::MESSAGE, value: Some(&d.message) })
+}
+
+/// The headers of a late event.
+pub fn late_event_headers(e: &LateEvent) -> OwnedHeaders {
+    source_headers(&e.position)
+        .insert(Header { key: headers::EVENT_TIME, value: Some(&e.event_time.to_string()) })
+        .insert(Header { key: headers::WATERMARK, value: Some(&e.watermark.to_string()) })
+}
+
+impl KafkaSink {
+    pub async fn open(name: &str, config: &KafkaSinkConfig) -> Result<Self> {
+        let mut client = ClientConfig::new();
+        client.set("bootstrap.servers", &config.brokers);
+        for (k, v) in &config.properties {
+            client.set(k, v);
+        }
+        let producer: ThreadedProducer<Deliveries> =
+            client.create_with_context(Deliveries::default()).map_err(|e| Error {
+                sink: name.to_string(),
+                message: format!("cannot create a Kafka producer for {}: {e}", config.brokers),
+                retriable: false,
+            })?;
+        Ok(KafkaSink { name: name.to_string(), topic: config.topic.clone(), producer })
+    }
+
+    fn failed(&self) -> Result<()> {
+        let failed = self.producer.context().failed.lock().map(|f| f.clone()).unwrap_or_default();
+        match failed {
+            (0, _) => Ok(()),
+            (n, first) => Err(Error {
+                sink: self.name.clone(),
+                message: format!(
+                    "{n} records could not be delivered to `{}`: {}",
+                    self.topic,
+                    first.unwrap_or_default()
+                ),
+                // librdkafka already retried them until message.timeout.ms:
+                // stop, and leave the source offsets uncommitted.
+                retriable: false,
+            }),
+        }
+    }
+
+    /// Queue one record, waiting while librdkafka's queue is full.
+    async fn send(&self, key: Option<&str>, payload: &[u8], headers: Option<OwnedHeaders>) -> Result<()> {
+        let mut record = BaseRecord::to(&self.topic).payload(payload);
+        if let Some(key) = key {
+            record = record.key(key);
+        }
+        if let Some(h) = headers {
+            record = record.headers(h);
+        }
+        loop {
+            match self.producer.send(record) {
+                Ok(()) => return Ok(()),
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
+                    record = r;
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+                Err((e, _)) => {
+                    return Err(Error {
+                        sink: self.name.clone(),
+                        message: format!("cannot produce to `{}`: {e}", self.topic),
+                        retriable: false,
+                    });
+                }
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl Sink for KafkaSink {
+    async fn write(&mut self, batch: Batch<'_>) -> Result<()> {
+        self.failed()?;
+        match batch {
+            Batch::Features(rows) => {
+                let mut json = Vec::with_capacity(512);
+                for row in rows {
+                    json.clear();
+                    row.write_json(&mut json);
+                    self.send(Some(&row.key), &json, None).await?;
+                }
+            }
+            Batch::DeadLetters(letters) => {
+                for d in letters {
+                    self.send(None, &d.raw, Some(dead_letter_headers(d))).await?;
+                }
+            }
+            Batch::LateEvents(events) => {
+                for e in events {
+                    self.send(Some(&e.key), &e.raw, Some(late_event_headers(e))).await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn flush(&mut self) -> Result<()> {
+        let producer = self.producer.clone();
+        let flushed = tokio::task::spawn_blocking(move || producer.flush(FLUSH_TIMEOUT)).await;
+        let error = |message: String| Error { sink: self.name.clone(), message, retriable: true };
+        match flushed {
+            Ok(Ok(())) => self.failed(),
+            Ok(Err(e)) => Err(error(format!("flush to `{}` did not complete: {e}", self.topic))),
+            Err(e) => Err(error(format!("flush task failed: {e}"))),
+        }
+    }
+}

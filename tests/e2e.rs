@@ -1,0 +1,104 @@
+//! What the end-to-end tests share: the binary, and the feature rows the
+//! host must write, from the reference model.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use serde_json::{Map, Value};
+
+use crate::jsonl::Parsed;
+use crate::{Fire, Spec, model};
+
+/// The repository root.
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// The release `sluice` binary next to the running test binary's folder.
+pub fn sluice() -> PathBuf {
+    let exe = std::env::current_exe().unwrap_or_default();
+    let bin = exe.parent().and_then(Path::parent).map(|d| d.join("sluice")).unwrap_or_default();
+    assert!(bin.exists(), "{} is missing: build with `cargo build --release -p sluice-host` first", bin.display());
+    bin
+}
+
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
+
+/// A row without its wall-clock time: key, window start and end, event
+/// time, trigger and the features (floats rounded, since the host may add
+/// in another order than the reference).
+pub type Row = (String, i64, i64, i64, String, String);
+
+/// Features of a window from its events (JSON) and their times.
+pub type Compute = dyn Fn(&[&Value], &[i64]) -> Map<String, Value>;
+
+pub fn canonical(features: &Map<String, Value>) -> String {
+    let rounded: Map<String, Value> = features
+        .iter()
+        .map(|(k, v)| match v.as_f64() {
+            Some(f) if v.is_f64() => (k.clone(), Value::from((f * 1e6).round() / 1e6)),
+            _ => (k.clone(), v.clone()),
+        })
+        .collect();
+    Value::Object(rounded).to_string()
+}
+
+/// A feature row as the host wrote it (JSON).
+pub fn actual_row(f: &Value) -> Row {
+    (
+        f["key"].as_str().unwrap_or_default().to_string(),
+        f["window_start"].as_i64().unwrap_or_default(),
+        f["window_end"].as_i64().unwrap_or_default(),
+        f["event_time"].as_i64().unwrap_or_default(),
+        f["trigger"].as_str().unwrap_or_default().to_string(),
+        canonical(f["features"].as_object().unwrap_or(&Map::new())),
+    )
+}
+
+pub fn actual_rows(features: &[Value]) -> Vec<Row> {
+    let mut rows: Vec<Row> = features.iter().map(actual_row).collect();
+    rows.sort();
+    rows
+}
+
+/// The row a fire must give.
+pub fn expected_row(parsed: &[Parsed], f: &Fire, compute: &Compute) -> Row {
+    let events: Vec<&Value> = f.members.iter().filter_map(|&i| parsed[i].as_ref().map(|(_, _, v)| v)).collect();
+    let times: Vec<i64> = f.members.iter().filter_map(|&i| parsed[i].as_ref().map(|(_, t, _)| *t)).collect();
+    let latest = times.iter().copied().max().unwrap_or(i64::MIN);
+    (f.key.clone(), f.start, f.end, latest, f.trigger.name().to_string(), canonical(&compute(&events, &times)))
+}
+
+/// What the host must write for `parsed`: every row (sorted), the last row
+/// of each key in emission order (what an online store holds at the end),
+/// and the indices of dead and late records.
+pub struct Expected {
+    pub rows: Vec<Row>,
+    pub last: BTreeMap<String, Row>,
+    pub dead: BTreeSet<i64>,
+    pub late: BTreeSet<i64>,
+}
+
+pub fn expected(parsed: &[Parsed], spec: &Spec, compute: &Compute) -> Expected {
+    let records: Vec<crate::Record> = parsed.iter().map(|p| p.as_ref().map(|(k, t, _)| (k.clone(), *t))).collect();
+    let outcome = model(&records, spec);
+    let mut last = BTreeMap::new();
+    for f in outcome.normalized().iter().flatten() {
+        last.insert(f.key.clone(), expected_row(parsed, f, compute));
+    }
+    let mut rows: Vec<Row> = outcome.all_sorted().iter().map(|f| expected_row(parsed, f, compute)).collect();
+    rows.sort();
+    let dead = parsed.iter().enumerate().filter(|(_, p)| p.is_none()).map(|(i, _)| i as i64).collect();
+    let late = outcome.late.iter().map(|&i| i as i64).collect();
+    Expected { rows, last, dead, late }
+}
+
+/// Compare row lists, naming the first difference.
+pub fn assert_rows(what: &str, got: &[Row], want: &[Row]) {
+    for (g, w) in got.iter().zip(want) {
+        assert_eq!(g, w, "{what}: first differing row");
+    }
+    assert_eq!(got.len(), want.len(), "{what}: row count");
+}
