@@ -48,12 +48,17 @@ async fn open_all(output: &str, configs: &[SinkConfig]) -> sluice_sink_api::Resu
 const RETRY_FIRST: Duration = Duration::from_millis(100);
 const RETRY_MAX: Duration = Duration::from_secs(5);
 
-/// Write a batch to a sink, retrying what the sink says is retriable. The
-/// compute thread waits meanwhile (the channel is bounded): backpressure.
-async fn write(name: &str, sink: &mut dyn Sink, batch: Batch<'_>, metrics: &Metrics) -> sluice_sink_api::Result<()> {
+/// Run a sink operation, retrying what the sink says is retriable, with
+/// backoff. The compute thread waits meanwhile (the channel is bounded):
+/// backpressure.
+async fn retry(
+    name: &str,
+    metrics: &Metrics,
+    mut op: impl AsyncFnMut() -> sluice_sink_api::Result<()>,
+) -> sluice_sink_api::Result<()> {
     let mut delay = RETRY_FIRST;
     loop {
-        match sink.write(batch).await {
+        match op().await {
             Ok(()) => return Ok(()),
             Err(e) if e.retriable => {
                 Metrics::add(&metrics.sink_retries, 1);
@@ -105,7 +110,7 @@ impl Outputs {
                 }
             };
             for (name, sink) in sinks.iter_mut() {
-                write(name, sink.as_mut(), batch, metrics).await?;
+                retry(name, metrics, async || sink.write(batch).await).await?;
             }
         }
         match &commits {
@@ -117,19 +122,7 @@ impl Outputs {
     /// Flush every sink, retrying what is retriable.
     async fn flush(&mut self, metrics: &Metrics) -> sluice_sink_api::Result<()> {
         for (name, sink) in self.features.iter_mut().chain(&mut self.dead_letters).chain(&mut self.late_events) {
-            let mut delay = RETRY_FIRST;
-            loop {
-                match sink.flush().await {
-                    Ok(()) => break,
-                    Err(e) if e.retriable => {
-                        Metrics::add(&metrics.sink_retries, 1);
-                        tracing::warn!(sink = name.as_str(), retry_in_ms = delay.as_millis() as u64, "{e}");
-                        tokio::time::sleep(delay).await;
-                        delay = (delay * 2).min(RETRY_MAX);
-                    }
-                    Err(e) => return Err(e),
-                }
-            }
+            retry(name, metrics, async || sink.flush().await).await?;
         }
         Ok(())
     }
