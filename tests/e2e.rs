@@ -72,11 +72,13 @@ pub fn expected_row(parsed: &[Parsed], f: &Fire, compute: &Compute) -> Row {
 }
 
 /// What the host must write for `parsed`: every row (sorted), the last row
-/// of each key in emission order (what an online store holds at the end),
-/// and the indices of dead and late records.
+/// of each key and of each window in emission order (what an online store
+/// holds at the end, keyed by entity or by entity and window), and the
+/// indices of dead and late records.
 pub struct Expected {
     pub rows: Vec<Row>,
     pub last: BTreeMap<String, Row>,
+    pub windows: BTreeMap<(String, i64), Row>,
     pub dead: BTreeSet<i64>,
     pub late: BTreeSet<i64>,
 }
@@ -85,14 +87,17 @@ pub fn expected(parsed: &[Parsed], spec: &Spec, compute: &Compute) -> Expected {
     let records: Vec<crate::Record> = parsed.iter().map(|p| p.as_ref().map(|(k, t, _)| (k.clone(), *t))).collect();
     let outcome = model(&records, spec);
     let mut last = BTreeMap::new();
+    let mut windows = BTreeMap::new();
     for f in outcome.normalized().iter().flatten() {
-        last.insert(f.key.clone(), expected_row(parsed, f, compute));
+        let row = expected_row(parsed, f, compute);
+        windows.insert((f.key.clone(), f.start), row.clone());
+        last.insert(f.key.clone(), row);
     }
     let mut rows: Vec<Row> = outcome.all_sorted().iter().map(|f| expected_row(parsed, f, compute)).collect();
     rows.sort();
     let dead = parsed.iter().enumerate().filter(|(_, p)| p.is_none()).map(|(i, _)| i as i64).collect();
     let late = outcome.late.iter().map(|&i| i as i64).collect();
-    Expected { rows, last, dead, late }
+    Expected { rows, last, windows, dead, late }
 }
 
 /// Compare row lists, naming the first difference.

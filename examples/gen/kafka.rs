@@ -8,7 +8,9 @@ use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::OwnedMessage;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::{Offset, TopicPartitionList};
 
 /// Create `topic` with `partitions` partitions unless it exists.
 pub fn create_topic(brokers: &str, topic: &str, partitions: i32) -> anyhow::Result<()> {
@@ -80,18 +82,43 @@ pub fn produce_lines(brokers: &str, topic: &str, text: &[u8]) -> anyhow::Result<
     Ok(n)
 }
 
-/// Records in `topic`: the sum over its partitions of high minus low
-/// offsets.
-pub fn count(brokers: &str, topic: &str) -> anyhow::Result<i64> {
-    let consumer: BaseConsumer = ClientConfig::new().set("bootstrap.servers", brokers).create()?;
+/// Every record of `topic`, read from the beginning of each partition
+/// to its end (as the broker's fetch responses report it: Tansu's
+/// ListOffsets answer is short of the true end), in offset order per
+/// partition.
+pub fn read_all(brokers: &str, topic: &str) -> anyhow::Result<Vec<OwnedMessage>> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", "sluice-read-all")
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "true")
+        .set("fetch.wait.max.ms", "5")
+        .create()?;
     let timeout = Duration::from_secs(10);
     let metadata = consumer.fetch_metadata(Some(topic), timeout)?;
-    let mut n = 0;
+    let mut assignment = TopicPartitionList::new();
     for t in metadata.topics() {
+        if let Some(e) = t.error() {
+            anyhow::bail!("topic {topic}: {e:?}");
+        }
         for p in t.partitions() {
-            let (low, high) = consumer.fetch_watermarks(topic, p.id(), timeout)?;
-            n += high - low;
+            assignment.add_partition_offset(topic, p.id(), Offset::Beginning)?;
         }
     }
-    Ok(n)
+    consumer.assign(&assignment)?;
+    let mut open: std::collections::BTreeSet<i32> = assignment.elements().iter().map(|e| e.partition()).collect();
+    let mut records = Vec::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !open.is_empty() {
+        anyhow::ensure!(std::time::Instant::now() < deadline, "reading {topic}: no end after 60 s");
+        match consumer.poll(Duration::from_millis(100)) {
+            Some(Ok(m)) => records.push(m.detach()),
+            Some(Err(KafkaError::PartitionEOF(p))) => {
+                open.remove(&p);
+            }
+            Some(Err(e)) => return Err(e.into()),
+            None => {}
+        }
+    }
+    Ok(records)
 }

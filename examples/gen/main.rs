@@ -84,7 +84,7 @@ fn main() -> anyhow::Result<()> {
         seed: a.seed,
     };
     if let (Some(brokers), Some(topic), true) = (&a.kafka, &a.topic, a.count) {
-        println!("{}", sluice_examples::kafka::count(brokers, topic)?);
+        println!("{}", sluice_examples::kafka::read_all(brokers, topic)?.len());
         return Ok(());
     }
     if let (Some(brokers), Some(topic)) = (&a.kafka, &a.topic) {

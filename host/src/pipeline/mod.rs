@@ -143,7 +143,7 @@ fn open_source(manifest: &Manifest) -> Result<Box<dyn Source>> {
 
 /// How long the reading thread holds the source between tries when the
 /// workers are busy.
-const HOLD: Duration = Duration::from_millis(20);
+const HOLD: Duration = Duration::from_millis(1);
 
 /// The compute loop: this thread polls the source, the reader decodes and
 /// follows the watermark, and each worker thread processes the events of

@@ -17,6 +17,7 @@ use std::time::{Duration as StdDuration, Instant};
 
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::Message;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use schemars::JsonSchema;
@@ -44,8 +45,10 @@ pub struct KafkaSourceConfig {
     /// timestamp is at or after that time).
     #[serde(default)]
     pub start: StartConfig,
-    /// Stop once every partition has been read up to the end offset it had
-    /// when it was assigned; a final watermark then fires every remaining
+    /// Stop once every partition has been read to its end: the consumer
+    /// has caught up with the partition's high watermark (librdkafka's
+    /// partition EOF) and is at or past the end offset the partition had
+    /// when it was assigned. A final watermark then fires every remaining
     /// window, as at the end of a file. For backfills, tests and demos.
     #[serde(default)]
     pub stop_at_end: bool,
@@ -105,10 +108,9 @@ fn default_commit_interval() -> Duration {
 /// Longest a poll waits when nothing arrives; idle partitions are looked
 /// at this often.
 const POLL_IDLE: StdDuration = StdDuration::from_millis(100);
-/// Bounded reading: how long a partition must have delivered nothing, at
-/// or past its end offset, to count as read to its end (librdkafka backs
-/// off between fetches that come back empty).
-const END_QUIET: StdDuration = StdDuration::from_secs(1);
+/// How long the source is held back before its partitions are paused
+/// (well within librdkafka's default `max.poll.interval.ms`, 5 min).
+const PAUSE_AFTER: StdDuration = StdDuration::from_secs(60);
 /// Timeout of the broker requests made at assignment.
 const REQUEST_TIMEOUT: StdDuration = StdDuration::from_secs(10);
 
@@ -137,7 +139,15 @@ struct Context {
     shared: Mutex<Shared>,
 }
 
-impl ClientContext for Context {}
+impl ClientContext for Context {
+    fn error(&self, error: KafkaError, reason: &str) {
+        match error {
+            // Bounded reading asks for these; they arrive through `poll`.
+            KafkaError::Global(RDKafkaErrorCode::PartitionEOF) | KafkaError::PartitionEOF(_) => {}
+            e => tracing::error!(error = %e, "librdkafka: {reason}"),
+        }
+    }
+}
 
 impl ConsumerContext for Context {
     fn pre_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
@@ -208,7 +218,10 @@ impl Context {
                 (Some(&next), _, _) => next,
                 (None, StartConfig::Latest, _) => high,
                 (None, StartConfig::Earliest, _) => low,
-                (None, _, Some(Offset::Offset(o))) => (*o).clamp(low, high),
+                // Not clamped to [low, high]: Tansu reports a short high,
+                // and an offset out of range is librdkafka's to handle
+                // (`auto.offset.reset`).
+                (None, _, Some(Offset::Offset(o))) => *o,
                 // No committed offset: the earliest. No record at or after
                 // the timestamp: the end.
                 (None, StartConfig::Timestamp(_), _) => high,
@@ -227,6 +240,15 @@ fn offsets(tpl: rdkafka::error::KafkaResult<TopicPartitionList>) -> Result<HashM
     Ok(tpl.elements().iter().map(|e| ((e.topic().to_string(), e.partition()), e.offset())).collect())
 }
 
+/// What one poll of the consumer gave.
+#[derive(Debug, PartialEq, Eq)]
+enum Got {
+    Record,
+    /// A partition was read to its end (bounded reading).
+    End,
+    Nothing,
+}
+
 /// A partition slot's bookkeeping.
 #[derive(Debug, Clone)]
 struct Slot {
@@ -237,6 +259,8 @@ struct Slot {
     next: i64,
     /// Bounded reading: the end offset at assignment.
     end: i64,
+    /// Read to its end; reported as finished once its records are out.
+    ended: bool,
     finished: bool,
 }
 
@@ -251,9 +275,9 @@ pub struct KafkaSource {
     notes: std::collections::VecDeque<Polled>,
     /// Records that arrived while the source was held.
     held: Option<Chunk>,
+    /// Since when the pipeline has been holding the source back.
+    held_since: Option<Instant>,
     paused: bool,
-    /// When the last record arrived.
-    last_record: Instant,
 }
 
 fn kafka_err(what: &str) -> impl Fn(rdkafka::error::KafkaError) -> Error + '_ {
@@ -268,6 +292,9 @@ impl KafkaSource {
             .set("group.id", &config.group)
             .set("enable.auto.commit", "false")
             .set("fetch.wait.max.ms", "5");
+        if config.stop_at_end {
+            client.set("enable.partition.eof", "true");
+        }
         for (k, v) in &config.properties {
             client.set(k, v);
         }
@@ -284,8 +311,8 @@ impl KafkaSource {
             revoking: Vec::new(),
             notes: Default::default(),
             held: None,
+            held_since: None,
             paused: false,
-            last_record: Instant::now(),
         })
     }
 
@@ -315,6 +342,7 @@ impl KafkaSource {
                                     assigned: false,
                                     next: *start,
                                     end: *end,
+                                    ended: false,
                                     finished: false,
                                 });
                                 self.partitions = self.slots.iter().map(|s| (s.topic.clone(), s.partition)).collect();
@@ -323,7 +351,7 @@ impl KafkaSource {
                         };
                         let s = &mut self.slots[slot];
                         if !s.assigned {
-                            (s.assigned, s.next, s.end, s.finished) = (true, *start, *end, false);
+                            (s.assigned, s.next, s.end, s.ended, s.finished) = (true, *start, *end, false, false);
                             assigned.push(slot);
                             if let Ok(mut shared) = self.consumer.context().shared.lock()
                                 && let Some(p) = shared.positions.get_mut(slot)
@@ -361,25 +389,41 @@ impl KafkaSource {
         Ok(())
     }
 
-    /// Bounded reading: partitions at their end offset once the consumer
-    /// has caught up. (Some brokers, Tansu among them, report an end offset
-    /// short of the last batch's records, so reaching it is not enough.)
-    fn finish_caught_up(&mut self) {
-        if !self.config.stop_at_end || self.last_record.elapsed() < END_QUIET {
-            return;
+    /// Bounded reading: librdkafka reports that partition number
+    /// `partition` (of some topic) has been read up to the high watermark
+    /// of the last fetch response. The end offset read at assignment also
+    /// has to be reached: it is the exact end on Kafka, and tells apart
+    /// the topics that share the partition number. (Tansu reports a short
+    /// end offset from ListOffsets but the true high watermark in fetch
+    /// responses, hence both.)
+    fn reached_end(&mut self, partition: i32) {
+        for s in &mut self.slots {
+            if s.partition == partition && s.assigned && !s.finished && s.next >= s.end {
+                s.ended = true;
+            }
+        }
+    }
+
+    /// Partitions read to their end whose records have all been handed
+    /// out (none is held): from now on they hold no window back.
+    fn take_finished(&mut self) -> Option<Polled> {
+        if self.held.is_some() {
+            return None;
         }
         let done: Vec<usize> = (0..self.slots.len())
             .filter(|&i| {
                 let s = &self.slots[i];
-                s.assigned && !s.finished && s.next >= s.end
+                s.assigned && s.ended && !s.finished
             })
             .collect();
+        if done.is_empty() {
+            return None;
+        }
         for &i in &done {
             self.slots[i].finished = true;
         }
-        if !done.is_empty() {
-            self.notes.push_back(Polled::Finished(done));
-        }
+        tracing::debug!(partitions = ?self.describe(&done), "read to the end");
+        Some(Polled::Finished(done))
     }
 
     fn describe(&self, slots: &[usize]) -> Vec<String> {
@@ -392,26 +436,32 @@ impl KafkaSource {
             .collect()
     }
 
-    /// Every assigned partition read to its end (bounded reading).
+    /// Every assigned partition read to its end and handed out (bounded
+    /// reading).
     fn at_end(&self) -> bool {
         self.config.stop_at_end
+            && self.held.is_none()
             && self.revoking.is_empty()
             && self.slots.iter().any(|s| s.assigned)
             && self.slots.iter().filter(|s| s.assigned).all(|s| s.finished)
     }
 
-    /// Poll one message into `chunk`; `false` when none came in `timeout`.
-    fn poll_into(&mut self, chunk: &mut Chunk, timeout: StdDuration) -> Result<bool> {
+    /// Poll one message into `chunk`.
+    fn poll_into(&mut self, chunk: &mut Chunk, timeout: StdDuration) -> Result<Got> {
         let Some(polled) = self.consumer.poll(timeout) else {
-            return Ok(false);
+            return Ok(Got::Nothing);
         };
         let message = match polled {
             Ok(m) => m,
+            Err(KafkaError::PartitionEOF(partition)) => {
+                self.reached_end(partition);
+                return Ok(Got::End);
+            }
             Err(e) => {
                 // Broker and transport trouble: librdkafka retries on its
                 // own; say so and go on.
                 tracing::warn!(error = %e, "kafka consumer");
-                return Ok(false);
+                return Ok(Got::Nothing);
             }
         };
         let slot = match self.slot_of(message.topic(), message.partition()) {
@@ -426,16 +476,14 @@ impl KafkaSource {
                         partition = message.partition(),
                         "record of a partition not assigned here"
                     );
-                    return Ok(true);
+                    return Ok(Got::Nothing);
                 };
                 keep(&mut self.slots, self.consumer.context(), chunk, slot, message.offset(), message.payload());
-                self.last_record = Instant::now();
-                return Ok(true);
+                return Ok(Got::Record);
             }
         };
         keep(&mut self.slots, self.consumer.context(), chunk, slot, message.offset(), message.payload());
-        self.last_record = Instant::now();
-        Ok(true)
+        Ok(Got::Record)
     }
 
     fn assignment(&self) -> TopicPartitionList {
@@ -451,6 +499,8 @@ impl KafkaSource {
 fn keep(slots: &mut [Slot], context: &Context, chunk: &mut Chunk, slot: usize, offset: i64, payload: Option<&[u8]>) {
     chunk.push(slot, offset, payload.unwrap_or_default());
     slots[slot].next = offset + 1;
+    // More came after the end (the topic is still being written).
+    slots[slot].ended = false;
     // Kept for the rebalance callback, which runs inside `poll`.
     if let Ok(mut shared) = context.shared.lock()
         && let Some(p) = shared.positions.get_mut(slot)
@@ -461,13 +511,20 @@ fn keep(slots: &mut [Slot], context: &Context, chunk: &mut Chunk, slot: usize, o
 
 impl Source for KafkaSource {
     fn poll(&mut self) -> Result<Polled> {
+        self.held_since = None;
         if self.paused {
             self.consumer.resume(&self.assignment()).map_err(kafka_err("cannot resume"))?;
             self.paused = false;
         }
         self.take_changes()?;
+        // Assignments come before the records of what they assign.
         if let Some(note) = self.notes.pop_front() {
             return Ok(note);
+        }
+        // A partition's end comes after its records (it lets the
+        // watermark pass them).
+        if let Some(finished) = self.take_finished() {
+            return Ok(finished);
         }
         if self.at_end() {
             return Ok(Polled::End);
@@ -482,7 +539,7 @@ impl Source for KafkaSource {
                 None => POLL_IDLE,
                 Some(t) => linger.saturating_sub(t.elapsed()),
             };
-            if !self.poll_into(&mut chunk, timeout)? {
+            if self.poll_into(&mut chunk, timeout)? != Got::Record {
                 caught_up = true;
                 break;
             }
@@ -492,26 +549,37 @@ impl Source for KafkaSource {
                 break;
             }
         }
-        if caught_up {
-            self.finish_caught_up();
-        }
         if chunk.is_empty() {
             self.take_changes()?;
-            return Ok(self.notes.pop_front().unwrap_or(Polled::Idle));
+            let note = self.notes.pop_front().or_else(|| self.take_finished());
+            return Ok(note.unwrap_or(Polled::Idle));
         }
         Ok(Polled::Chunk { chunk, caught_up })
     }
 
     fn hold(&mut self, wait: StdDuration) -> Result<()> {
-        if !self.paused {
+        // A short hold only stops taking records: librdkafka's prefetch
+        // queue is bounded (`queued.max.messages.kbytes`). A long one
+        // pauses the partitions and keeps polling, which keeps the
+        // consumer in its group (`max.poll.interval.ms`) and serves
+        // rebalances. Not pausing at once matters on Tansu: after a resume
+        // it is asked for an offset inside a batch, and it skips the rest
+        // of that batch.
+        let since = *self.held_since.get_or_insert_with(Instant::now);
+        if !self.paused && since.elapsed() >= PAUSE_AFTER {
+            tracing::info!(held_s = since.elapsed().as_secs(), "outputs are behind; pausing the partitions");
             self.consumer.pause(&self.assignment()).map_err(kafka_err("cannot pause"))?;
             self.paused = true;
         }
-        // Polling keeps the consumer in its group (max.poll.interval.ms)
-        // and serves rebalances; a record fetched before the pause is kept.
+        // The held chunk keeps at most a step: steps are the same size
+        // however often the source is held.
         let mut chunk = self.held.take().unwrap_or_else(|| Chunk::new(self.partitions.clone()));
         let until = Instant::now() + wait;
         while let Some(left) = until.checked_duration_since(Instant::now()).filter(|d| !d.is_zero()) {
+            if chunk.len() >= self.config.step.max(1) && !self.paused {
+                std::thread::sleep(left);
+                break;
+            }
             self.poll_into(&mut chunk, left)?;
         }
         self.held = (!chunk.is_empty()).then_some(chunk);

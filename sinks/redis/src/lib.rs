@@ -22,7 +22,9 @@ pub struct RedisSinkConfig {
     /// Connection URL: `redis://[user:password@]host[:port][/db]`, or
     /// `rediss://…` for TLS.
     pub url: String,
-    /// Key of each entity's hash; `{key}` is replaced by the entity key.
+    /// Key of each entity's hash: `{key}` is replaced by the entity key.
+    /// `{window_start}` and `{window_end}` (milliseconds) give each window
+    /// its own hash, for history rather than only the latest value.
     pub key: String,
     /// Expiry of a hash after its last write (`EXPIRE`); `off` keeps hashes
     /// forever.
@@ -87,9 +89,18 @@ impl RedisSink {
         Ok(RedisSink { name: name.to_string(), config: config.clone(), connection })
     }
 
-    /// The hash key of an entity.
-    pub fn key(&self, entity: &str) -> String {
-        self.config.key.replace("{key}", entity)
+    /// The hash key of a row.
+    pub fn key(&self, row: &FeatureRow) -> String {
+        let template = &self.config.key;
+        // Window bounds first, so an entity key that happens to contain
+        // `{window_start}` stays as it is.
+        if !template.contains("{window_") {
+            return template.replace("{key}", &row.key);
+        }
+        template
+            .replace("{window_start}", &row.window_start.to_string())
+            .replace("{window_end}", &row.window_end.to_string())
+            .replace("{key}", &row.key)
     }
 }
 
@@ -110,7 +121,7 @@ impl Sink for RedisSink {
         }
         let mut pipe = redis::pipe();
         for row in rows {
-            let key = self.key(&row.key);
+            let key = self.key(row);
             pipe.hset_multiple(&key, &fields(row)).ignore();
             if let Some(ttl) = self.config.ttl {
                 pipe.expire(&key, (ttl.millis() / 1000).max(1)).ignore();

@@ -79,6 +79,26 @@ async fn rows_become_hashes_with_a_ttl() -> anyhow::Result<()> {
 }
 
 #[tokio::test]
+async fn window_bounds_in_the_key_give_each_window_its_own_hash() -> anyhow::Result<()> {
+    let prefix = prefix();
+    let config = RedisSinkConfig {
+        url: URL.into(),
+        key: format!("{prefix}:{{key}}:{{window_start}}-{{window_end}}"),
+        ttl: None,
+    };
+    let mut sink = RedisSink::open("features", &config).await?;
+    let later = FeatureRow { window_start: 60_000, window_end: 120_000, ..row("u1", 9, 300) };
+    sink.write(Batch::Features(&[row("u1", 3, 100), later])).await?;
+
+    let mut redis = client().await?;
+    let first: String = redis.hget(format!("{prefix}:u1:0-60000"), "count").await?;
+    let second: String = redis.hget(format!("{prefix}:u1:60000-120000"), "count").await?;
+    assert_eq!((first.as_str(), second.as_str()), ("3", "9"));
+    let _: () = redis.del(&[format!("{prefix}:u1:0-60000"), format!("{prefix}:u1:60000-120000")]).await?;
+    Ok(())
+}
+
+#[tokio::test]
 async fn dead_letters_are_refused_with_a_reason() -> anyhow::Result<()> {
     let config = RedisSinkConfig { url: URL.into(), key: "x:{key}".into(), ttl: None };
     let mut sink = RedisSink::open("dead_letters", &config).await?;

@@ -1,0 +1,337 @@
+//! Kafka to Redis: the `session-features` pipeline reading a 4-partition
+//! topic on the local broker and writing the local Redis, as in
+//! production.
+//!
+//! `cargo bench -p sluice-host --bench kafka` (after `scripts/setup` and
+//! `scripts/build-transforms`). Two parts:
+//!
+//! 1. Throughput: produce generated clicks (2,000,000, 10,000 users; the
+//!    size from `SLUICE_BENCH_EVENTS`) to a fresh 4-partition topic, then
+//!    run the pipeline over it to the end and print the events consumed
+//!    per second, from its first record to its end (joining the consumer
+//!    group is not counted).
+//! 2. Freshness: with the on-event trigger, produce live clicks (event time
+//!    now) at a steady rate (`SLUICE_BENCH_RATE`, default 20,000/s) for
+//!    `SLUICE_BENCH_SECONDS` (default 20) while the pipeline runs. Every
+//!    100th click is a probe, the only click of its own user; a poller
+//!    reads Redis every millisecond and takes the moment a probe's hash
+//!    appears. Freshness is that moment less the moment the probe was
+//!    handed to the producer: p50, p99 and the worst.
+//!    `SLUICE_BENCH_LOG=FILE` keeps the pipeline's log.
+
+use std::collections::VecDeque;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use rand::{Rng, SeedableRng};
+use rdkafka::producer::Producer;
+use sluice_examples::kafka::{create_topic, key_of, producer, send};
+use sluice_examples::{Config, Shape};
+use sluice_host::manifest::Manifest;
+use sluice_host::metrics::Metrics;
+use sluice_host::pipeline;
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+const BROKERS: &str = "127.0.0.1:9092";
+const REDIS: &str = "redis://127.0.0.1:6379/0";
+const MANIFEST: &str = "examples/session-features-kafka.yaml";
+const PARTITIONS: i32 = 4;
+/// One probe every this many events.
+const PROBE_EVERY: u64 = 100;
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn env_or<T: std::str::FromStr>(name: &str, default: T) -> anyhow::Result<T>
+where
+    T::Err: std::error::Error + Send + Sync + 'static,
+{
+    Ok(match std::env::var(name) {
+        Ok(v) => v.parse()?,
+        Err(_) => default,
+    })
+}
+
+fn unique(what: &str) -> String {
+    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+    format!("sluice-bench-{what}-{nanos}")
+}
+
+/// Overrides that point the example manifest at fresh topics and a fresh
+/// Redis key prefix, features to Redis only.
+fn overrides(topic: &str, prefix: &str, bounded: bool) -> anyhow::Result<Vec<String>> {
+    let (dead, late) = (format!("{topic}-dead"), format!("{topic}-late"));
+    create_topic(BROKERS, &dead, 1)?;
+    create_topic(BROKERS, &late, 1)?;
+    Ok(vec![
+        format!("source.topics=['{topic}']"),
+        format!("source.group='{topic}'"),
+        "source.start=earliest".into(),
+        format!("source.stop_at_end={bounded}"),
+        format!("transform.module={}", root().join("target/modules/session-features.wasm").display()),
+        format!("outputs.features=[{{type: redis, url: '{REDIS}', key: '{prefix}:{{key}}', ttl: 10m}}]"),
+        format!("outputs.dead_letters=[{{type: kafka, brokers: '{BROKERS}', topic: '{dead}'}}]"),
+        format!("outputs.late_events=[{{type: kafka, brokers: '{BROKERS}', topic: '{late}'}}]"),
+    ])
+}
+
+/// Remove the hashes a run wrote.
+fn clean_redis(prefix: &str) -> anyhow::Result<()> {
+    let mut redis = redis::Client::open(REDIS)?.get_connection()?;
+    let keys: Vec<String> = redis::cmd("KEYS").arg(format!("{prefix}:*")).query(&mut redis)?;
+    for chunk in keys.chunks(1_000) {
+        redis::cmd("UNLINK").arg(chunk).query::<()>(&mut redis)?;
+    }
+    Ok(())
+}
+
+fn throughput(events: u64) -> anyhow::Result<()> {
+    let topic = unique("clicks");
+    create_topic(BROKERS, &topic, PARTITIONS)?;
+    let config =
+        Config { shape: Shape::Clicks, events, users: 10_000, rate: 1_000.0, max_delay: 20.0, ..Config::default() };
+    let mut text = Vec::new();
+    sluice_examples::generate(&config, &mut text)?;
+    let started = Instant::now();
+    let producer = producer(BROKERS, &[("linger.ms", "20"), ("batch.num.messages", "10000")])?;
+    for (i, line) in text.split(|&b| b == b'\n').filter(|l| !l.is_empty()).enumerate() {
+        send(&producer, &topic, key_of(line).as_deref(), line)?;
+        if i % 4096 == 0 {
+            producer.poll(Duration::ZERO);
+        }
+    }
+    producer.flush(Duration::from_secs(300))?;
+    let produced = started.elapsed();
+    println!(
+        "produced {events} events to {PARTITIONS} partitions in {:.2} s ({:.0} events/s)",
+        produced.as_secs_f64(),
+        events as f64 / produced.as_secs_f64()
+    );
+
+    let prefix = unique("features");
+    let manifest = Manifest::load(&root().join(MANIFEST), &overrides(&topic, &prefix, true)?)?;
+    let metrics = Arc::new(Metrics::default());
+    // The clock starts at the first record, not while the group forms.
+    let first = Arc::new(Mutex::new(None::<Instant>));
+    let done = Arc::new(AtomicBool::new(false));
+    let watcher = {
+        let (metrics, first, done) = (metrics.clone(), first.clone(), done.clone());
+        std::thread::spawn(move || {
+            while !done.load(Ordering::Relaxed) && Metrics::get(&metrics.events_read) == 0 {
+                std::thread::sleep(Duration::from_micros(200));
+            }
+            if let Ok(mut f) = first.lock() {
+                *f = Some(Instant::now());
+            }
+        })
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
+    let summary = runtime.block_on(pipeline::run(manifest, metrics.clone()));
+    let end = Instant::now();
+    done.store(true, Ordering::Relaxed);
+    let _ = watcher.join();
+    let summary = summary?;
+    let from = first.lock().ok().and_then(|f| *f).unwrap_or(end);
+    let secs = (end - from).as_secs_f64();
+    println!(
+        "session-features, Kafka to Redis: {} events in {secs:.2} s = {:.0} events/s ({} feature rows)",
+        summary.events_read,
+        summary.events_read as f64 / secs,
+        summary.feature_rows
+    );
+    clean_redis(&prefix)
+}
+
+/// A live click: event time now.
+fn click(rng: &mut impl Rng, user: &str) -> String {
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64());
+    format!(
+        r#"{{"user_id":"{user}","item_id":"i{}","category":"c{}","timestamp":{now:.6}}}"#,
+        rng.random_range(0..5_000),
+        rng.random_range(0..20)
+    )
+}
+
+struct Probe {
+    key: String,
+    sent: Instant,
+    measured: bool,
+}
+
+/// Poll Redis for outstanding probes: when each was sent, and its delay
+/// in milliseconds.
+fn poll_probes(
+    probes: Arc<Mutex<VecDeque<Probe>>>,
+    seen: Arc<AtomicU64>,
+    stop: Arc<AtomicBool>,
+) -> anyhow::Result<Vec<(Instant, f64)>> {
+    let mut redis = redis::Client::open(REDIS)?.get_connection()?;
+    let mut delays = Vec::new();
+    while !stop.load(Ordering::Relaxed) {
+        let keys: Vec<String> = probes.lock().map(|p| p.iter().map(|p| p.key.clone()).collect()).unwrap_or_default();
+        if !keys.is_empty() {
+            let mut pipe = redis::pipe();
+            for k in &keys {
+                pipe.exists(k);
+            }
+            let found: Vec<bool> = pipe.query(&mut redis)?;
+            let now = Instant::now();
+            if let Ok(mut p) = probes.lock() {
+                for (probe, found) in p.iter_mut().zip(found) {
+                    if found {
+                        delays.push((probe.sent, (now - probe.sent).as_secs_f64() * 1e3));
+                        probe.measured = true;
+                        seen.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                p.retain(|p| !p.measured);
+            }
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    Ok(delays)
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+/// The pipeline as its own process, killed when dropped (it runs until
+/// then).
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn spawn_sluice(overrides: &[String]) -> anyhow::Result<Running> {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_sluice"));
+    c.current_dir(root()).args(["run", MANIFEST]);
+    for o in overrides {
+        c.args(["--set", o]);
+    }
+    // `SLUICE_BENCH_LOG=FILE` keeps the pipeline's log.
+    let log = match std::env::var_os("SLUICE_BENCH_LOG") {
+        Some(path) => Stdio::from(std::fs::File::create(path)?),
+        None => Stdio::null(),
+    };
+    Ok(Running(c.stdout(Stdio::null()).stderr(log).spawn()?))
+}
+
+fn freshness(rate: u64, seconds: u64) -> anyhow::Result<()> {
+    let topic = unique("live");
+    create_topic(BROKERS, &topic, PARTITIONS)?;
+    let prefix = unique("fresh");
+    let mut o = overrides(&topic, &prefix, false)?;
+    o.push("window.trigger=event".into());
+    let child = spawn_sluice(&o)?;
+
+    // Tansu stores each produced batch as an object and lists them all on
+    // every fetch: a producer linger of a few milliseconds keeps batches
+    // few enough for the broker, at that cost in freshness.
+    let producer = producer(BROKERS, &[("linger.ms", "5")])?;
+    let probes = Arc::new(Mutex::new(VecDeque::new()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let seen = Arc::new(AtomicU64::new(0));
+    let poller = {
+        let (probes, seen, stop) = (probes.clone(), seen.clone(), stop.clone());
+        std::thread::spawn(move || poll_probes(probes, seen, stop))
+    };
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
+    // Warm up until the first probe is seen (the consumer group has formed
+    // and the pipeline keeps up), then measure.
+    let warm_until = Instant::now() + Duration::from_secs(60);
+    let mut measuring: Option<Instant> = None;
+    let mut sent = 0u64;
+    let start = Instant::now();
+    let interval = Duration::from_secs(1) / 1_000;
+    let per_tick = (rate / 1_000).max(1);
+    let mut tick = 0u32;
+    let mut measured_from = 0;
+    loop {
+        let due = start + interval * tick;
+        if let Some(wait) = due.checked_duration_since(Instant::now()) {
+            std::thread::sleep(wait);
+        }
+        tick += 1;
+        for _ in 0..per_tick {
+            sent += 1;
+            if sent.is_multiple_of(PROBE_EVERY) {
+                let user = format!("probe-{sent}");
+                let line = click(&mut rng, &user);
+                let sent_at = Instant::now();
+                send(&producer, &topic, Some(&user), line.as_bytes())?;
+                if let Ok(mut p) = probes.lock() {
+                    p.push_back(Probe { key: format!("{prefix}:{user}"), sent: sent_at, measured: false });
+                }
+            } else {
+                let user = format!("u{}", rng.random_range(0..10_000));
+                send(&producer, &topic, Some(&user), click(&mut rng, &user).as_bytes())?;
+            }
+        }
+        producer.poll(Duration::ZERO);
+        match measuring {
+            Some(t) if t.elapsed() >= Duration::from_secs(seconds) => break,
+            Some(_) => {}
+            None => {
+                // Measuring starts once probes arrive and the backlog of
+                // the warm-up is gone.
+                let outstanding = probes.lock().map(|p| p.len()).unwrap_or(usize::MAX);
+                if seen.load(Ordering::Relaxed) > 0 && outstanding < 10 {
+                    measuring = Some(Instant::now());
+                    measured_from = sent;
+                }
+                anyhow::ensure!(Instant::now() < warm_until, "no feature reached Redis within a minute");
+            }
+        }
+    }
+    producer.flush(Duration::from_secs(30))?;
+    let elapsed = measuring.map_or(0.0, |t| t.elapsed().as_secs_f64());
+    // Let the last probes arrive.
+    std::thread::sleep(Duration::from_secs(2));
+    stop.store(true, Ordering::Relaxed);
+    let from = measuring.unwrap_or_else(Instant::now);
+    let mut delays: Vec<f64> = poller
+        .join()
+        .map_err(|_| anyhow::anyhow!("the poller panicked"))??
+        .into_iter()
+        .filter(|(sent, _)| *sent >= from)
+        .map(|(_, d)| d)
+        .collect();
+    let lost = probes.lock().map(|p| p.len()).unwrap_or(0);
+    drop(child);
+    delays.sort_by(f64::total_cmp);
+    println!(
+        "freshness at {:.0} events/s (on-event trigger, {} probes over {elapsed:.1} s): \
+         p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms; {lost} probes not seen within 2 s",
+        (sent - measured_from) as f64 / elapsed.max(1e-9),
+        delays.len(),
+        percentile(&delays, 0.5),
+        percentile(&delays, 0.99),
+        delays.last().copied().unwrap_or(f64::NAN)
+    );
+    clean_redis(&prefix)
+}
+
+fn main() -> anyhow::Result<()> {
+    sluice_host::alloc::tune();
+    // `cargo test --benches` runs this with `--bench` absent: stay quick.
+    let quick = !std::env::args().any(|a| a == "--bench");
+    let events = env_or("SLUICE_BENCH_EVENTS", if quick { 20_000 } else { 2_000_000 })?;
+    let rate = env_or("SLUICE_BENCH_RATE", 20_000)?;
+    let seconds = env_or("SLUICE_BENCH_SECONDS", if quick { 2 } else { 20 })?;
+    throughput(events)?;
+    freshness(rate, seconds)
+}

@@ -1,0 +1,489 @@
+//! End to end against the real broker and Redis (scripts/setup starts
+//! both): the `sluice` binary runs each example manifest with its source
+//! switched to a fresh Kafka topic, writing features to Redis and to a
+//! feature topic (dual write), dead letters and late events to their own
+//! topics. Everything written must be what the reference model says.
+//! Plus the failure stories: Redis restarting in the middle of a run, and a
+//! partition with no events at all.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
+
+use rdkafka::Message;
+use rdkafka::message::{Headers, OwnedMessage};
+use rdkafka::producer::Producer;
+use redis::Commands;
+use serde_json::{Map, Value};
+use sluice_examples::kafka::{create_topic, key_of, producer, read_all, send};
+use sluice_examples::{Config, Shape};
+use sluice_tests::e2e::{Compute, Expected, Row, actual_rows, assert_rows, canonical, expected, now_ms, root, sluice};
+use sluice_tests::jsonl::{Type, parse_line};
+use sluice_tests::{Kind, Spec, features};
+
+const BROKERS: &str = "127.0.0.1:9092";
+const REDIS: &str = "redis://127.0.0.1:6379/0";
+
+fn unique(what: &str) -> String {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+    format!("sluice-test-{what}-{}-{nanos}", std::process::id())
+}
+
+/// A run's fresh topics and Redis key prefix.
+struct Topics {
+    id: String,
+    input: String,
+    features: String,
+    dead: String,
+    late: String,
+}
+
+impl Topics {
+    fn create(what: &str, partitions: i32) -> anyhow::Result<Self> {
+        let id = unique(what);
+        let t = Topics {
+            input: format!("{id}-in"),
+            features: format!("{id}-features"),
+            dead: format!("{id}-dead"),
+            late: format!("{id}-late"),
+            id,
+        };
+        create_topic(BROKERS, &t.input, partitions)?;
+        for topic in [&t.features, &t.dead, &t.late] {
+            create_topic(BROKERS, topic, 1)?;
+        }
+        Ok(t)
+    }
+
+    /// `--set source=…`: the input topic from its start. A step waits (up
+    /// to `linger`) until it is full, so the watermark moves every `step`
+    /// records as in the reference model.
+    fn source(&self, step: usize, bounded: bool) -> String {
+        format!(
+            "{{type: kafka, brokers: '{BROKERS}', topics: ['{}'], group: '{}', start: earliest, \
+             stop_at_end: {bounded}, step: {step}, linger: 2s}}",
+            self.input, self.id
+        )
+    }
+
+    /// `--set outputs=…`: features to Redis (`redis_key`) and the feature
+    /// topic, dead letters and late events to theirs.
+    fn outputs(&self, redis: &str, redis_key: &str) -> String {
+        let kafka = |topic: &str| format!("{{type: kafka, brokers: '{BROKERS}', topic: '{topic}'}}");
+        format!(
+            "{{features: [{{type: redis, url: '{redis}', key: '{redis_key}'}}, {}], \
+             dead_letters: [{}], late_events: [{}]}}",
+            kafka(&self.features),
+            kafka(&self.dead),
+            kafka(&self.late)
+        )
+    }
+}
+
+/// A running `sluice`, killed when dropped (a failed assertion must not
+/// leave it running).
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// `sluice run examples/<example>.yaml` with overrides, from the
+/// repository root.
+fn command(example: &str, sets: &[(&str, &str)]) -> Command {
+    let mut c = Command::new(sluice());
+    c.current_dir(root()).args(["run", &format!("examples/{example}.yaml")]);
+    for (path, value) in sets {
+        c.args(["--set", &format!("{path}={value}")]);
+    }
+    c
+}
+
+fn run(example: &str, sets: &[(&str, &str)]) -> anyhow::Result<()> {
+    let out = command(example, sets).output()?;
+    anyhow::ensure!(
+        out.status.success(),
+        "sluice run {example} failed ({}):\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(())
+}
+
+/// Generated lines, each produced as one record, in order, to partition 0
+/// of `topic`; returns the lines (line i is offset i).
+fn produce(config: &Config, topic: &str) -> anyhow::Result<Vec<String>> {
+    let mut text = Vec::new();
+    sluice_examples::generate(config, &mut text)?;
+    let lines: Vec<String> = String::from_utf8(text)?.lines().map(str::to_string).collect();
+    let producer = producer(BROKERS, &[])?;
+    for line in &lines {
+        let key = key_of(line.as_bytes());
+        send(&producer, topic, key.as_deref(), line.as_bytes())?;
+    }
+    producer.flush(Duration::from_secs(60))?;
+    Ok(lines)
+}
+
+fn header(m: &OwnedMessage, name: &str) -> Option<String> {
+    let headers = m.headers()?;
+    headers.iter().find(|h| h.key == name).and_then(|h| h.value).map(|v| String::from_utf8_lossy(v).into_owned())
+}
+
+/// A Redis hash as the row it stores; features are typed like the
+/// expected row's (strings are stored bare, everything else as JSON).
+fn stored_row(key: &str, hash: &BTreeMap<String, String>, like: &Row) -> Row {
+    let want: Map<String, Value> = serde_json::from_str(&like.5).unwrap_or_default();
+    let number = |f: &str| hash.get(f).and_then(|v| v.parse::<i64>().ok()).unwrap_or(i64::MIN);
+    let features: Map<String, Value> = hash
+        .iter()
+        .filter(|(f, _)| !["window_start", "window_end", "event_time", "trigger", "computed_at"].contains(&f.as_str()))
+        .map(|(f, v)| {
+            let value = match want.get(f) {
+                Some(Value::String(_)) => Value::String(v.clone()),
+                _ => serde_json::from_str(v).unwrap_or(Value::String(v.clone())),
+            };
+            (f.clone(), value)
+        })
+        .collect();
+    (
+        key.to_string(),
+        number("window_start"),
+        number("window_end"),
+        number("event_time"),
+        hash.get("trigger").cloned().unwrap_or_default(),
+        canonical(&features),
+    )
+}
+
+/// Keys under `prefix`, and their hashes.
+fn redis_hashes(
+    redis: &mut redis::Connection,
+    prefix: &str,
+) -> anyhow::Result<BTreeMap<String, BTreeMap<String, String>>> {
+    let keys: Vec<String> = redis.keys(format!("{prefix}*"))?;
+    let mut out = BTreeMap::new();
+    for k in keys {
+        let hash: BTreeMap<String, String> = redis.hgetall(&k)?;
+        out.insert(k[prefix.len()..].to_string(), hash);
+    }
+    Ok(out)
+}
+
+/// Dead letters and late events on their topics: by source offset, with
+/// the raw bytes as the value and the source in the headers.
+fn check_routed(what: &str, records: &[OwnedMessage], want: &BTreeSet<i64>, t: &Topics, lines: &[String]) {
+    let mut offsets = BTreeSet::new();
+    for m in records {
+        let offset = header(m, "__connect.errors.offset").and_then(|o| o.parse::<i64>().ok()).unwrap_or(-1);
+        offsets.insert(offset);
+        let raw = usize::try_from(offset).ok().and_then(|o| lines.get(o)).map(String::as_bytes);
+        assert_eq!(m.payload(), raw, "{what}: the value is the raw record at offset {offset}");
+        assert_eq!(header(m, "__connect.errors.topic").as_deref(), Some(t.input.as_str()), "{what}: source topic");
+        assert_eq!(header(m, "__connect.errors.partition").as_deref(), Some("0"), "{what}: source partition");
+    }
+    assert_eq!(&offsets, want, "{what}: source offsets");
+}
+
+fn check(example: &str, config: Config, fields: &[(&str, Type)], spec: Spec, compute: &Compute) -> anyhow::Result<()> {
+    let t = Topics::create(example, 1)?;
+    let lines = produce(&config, &t.input)?;
+    let prefix = format!("{}:", t.id);
+    let (source, outputs) = (t.source(spec.step, true), t.outputs(REDIS, &format!("{prefix}{{key}}")));
+    run(example, &[("source", &source), ("outputs", &outputs)])?;
+
+    let now = now_ms();
+    let parsed: Vec<_> = lines.iter().map(|l| parse_line(l, fields, now)).collect();
+    let want = expected(&parsed, &spec, compute);
+    assert!(want.rows.iter().any(|r| r.4 == "late"), "{example}: no late updates exercised");
+    assert!(!want.dead.is_empty() && !want.late.is_empty(), "the input exercises dead letters and late events");
+
+    // The feature topic: every row, keyed by entity.
+    let rows = read_all(BROKERS, &t.features)?;
+    let json: Vec<Value> =
+        rows.iter().map(|m| serde_json::from_slice(m.payload().unwrap_or_default())).collect::<Result<_, _>>()?;
+    for (m, row) in rows.iter().zip(&json) {
+        assert_eq!(m.key(), row["key"].as_str().map(str::as_bytes), "feature records are keyed by entity");
+    }
+    assert_rows(&format!("{example}: feature topic"), &actual_rows(&json), &want.rows);
+
+    // Redis: each entity's hash holds its last row.
+    let mut redis = redis::Client::open(REDIS)?.get_connection()?;
+    let hashes = redis_hashes(&mut redis, &prefix)?;
+    assert_eq!(hashes.keys().collect::<Vec<_>>(), want.last.keys().collect::<Vec<_>>(), "{example}: Redis keys");
+    for (key, row) in &want.last {
+        assert_eq!(&stored_row(key, &hashes[key], row), row, "{example}: Redis hash of {key}");
+    }
+    let _: () = redis.del(hashes.keys().map(|k| format!("{prefix}{k}")).collect::<Vec<_>>())?;
+
+    check_routed("dead letters", &read_all(BROKERS, &t.dead)?, &want.dead, &t, &lines);
+    for m in read_all(BROKERS, &t.dead)? {
+        for h in
+            ["__connect.errors.stage", "__connect.errors.exception.class.name", "__connect.errors.exception.message"]
+        {
+            assert!(header(&m, h).is_some_and(|v| !v.is_empty()), "dead letter without {h}");
+        }
+    }
+    check_routed("late events", &read_all(BROKERS, &t.late)?, &want.late, &t, &lines);
+    Ok(())
+}
+
+/// As in examples.rs: up to 20 s of ordinary disorder, 3% of events 72 s
+/// to an hour late, 1% malformed.
+fn config(shape: Shape, events: u64, users: u64, rate: f64) -> Config {
+    Config {
+        shape,
+        events,
+        users,
+        rate,
+        max_delay: 20.0,
+        late: 0.03,
+        late_delay: 3_600.0,
+        malformed: 0.01,
+        ..Config::default()
+    }
+}
+
+fn session_spec(step: usize) -> Spec {
+    Spec {
+        kind: Kind::Sliding { size: 1_800_000, slide: 60_000 },
+        on_event: false,
+        lateness: 60_000,
+        out_of_orderness: 30_000,
+        step,
+    }
+}
+
+const CLICK_FIELDS: [(&str, Type); 2] = [("item_id", Type::String), ("category", Type::String)];
+
+#[test]
+fn session_features_from_kafka_to_redis_and_topics() -> anyhow::Result<()> {
+    let c = config(Shape::Clicks, 12_000, 40, 5.0);
+    check("session-features", c, &CLICK_FIELDS, session_spec(100), &|e, _| features::session_features(e))
+}
+
+#[test]
+fn tx_velocity_from_kafka_to_redis_and_topics() -> anyhow::Result<()> {
+    let spec = Spec {
+        kind: Kind::Tumbling { size: 300_000 },
+        on_event: false,
+        lateness: 60_000,
+        out_of_orderness: 30_000,
+        step: 100,
+    };
+    let c = config(Shape::Transactions, 12_000, 40, 5.0);
+    check("tx-velocity", c, &[("amount", Type::Number), ("merchant_id", Type::String)], spec, &|e, _| {
+        features::tx_velocity(e)
+    })
+}
+
+#[test]
+fn user_session_from_kafka_to_redis_and_topics() -> anyhow::Result<()> {
+    let spec = Spec {
+        kind: Kind::Session { gap: 900_000 },
+        on_event: true,
+        lateness: 60_000,
+        out_of_orderness: 30_000,
+        step: 20,
+    };
+    let c = config(Shape::Clicks, 8_000, 400, 0.6);
+    check("user-session", c, &[], spec, &|_, t| features::user_session(t))
+}
+
+/// A private redis-server that keeps every acknowledged write on disk
+/// (append-only file, fsync always), so it can be killed and restarted.
+struct PrivateRedis {
+    port: u16,
+    dir: tempfile::TempDir,
+    child: Option<Child>,
+}
+
+impl PrivateRedis {
+    fn start() -> anyhow::Result<Self> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let mut r = PrivateRedis { port, dir: tempfile::tempdir()?, child: None };
+        r.restart()?;
+        Ok(r)
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/0", self.port)
+    }
+
+    fn restart(&mut self) -> anyhow::Result<()> {
+        let child = Command::new("redis-server")
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", ""])
+            .args(["--appendonly", "yes", "--appendfsync", "always"])
+            .arg("--dir")
+            .arg(self.dir.path())
+            .stdout(std::process::Stdio::null())
+            .spawn()?;
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let ping = redis::Client::open(self.url())?
+                .get_connection_with_timeout(Duration::from_secs(1))
+                .and_then(|mut c| redis::cmd("PING").query::<String>(&mut c));
+            if ping.is_ok() {
+                return Ok(());
+            }
+            anyhow::ensure!(Instant::now() < deadline, "redis-server on port {} did not start", self.port);
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Kill -9: nothing but the append-only file survives.
+    fn kill(&mut self) -> anyhow::Result<()> {
+        if let Some(mut c) = self.child.take() {
+            c.kill()?;
+            c.wait()?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for PrivateRedis {
+    fn drop(&mut self) {
+        let _ = self.kill();
+    }
+}
+
+/// Redis goes away in the middle of a run and comes back: the sink
+/// retries, the source waits, and at the end every window's hash (the key
+/// template has the window start) holds that window's last row.
+#[test]
+fn a_redis_restart_in_the_middle_of_a_run_loses_no_feature_row() -> anyhow::Result<()> {
+    let mut server = PrivateRedis::start()?;
+    let t = Topics::create("redis-restart", 1)?;
+    let c = Config { events: 30_000, ..config(Shape::Clicks, 0, 40, 5.0) };
+    let lines = produce(&c, &t.input)?;
+    let spec = session_spec(50);
+    let outputs = t.outputs(&server.url(), "{key}:{window_start}");
+    let log_path = server.dir.path().join("sluice.log");
+    let mut child = Running(
+        command("session-features", &[("source", &t.source(spec.step, true)), ("outputs", &outputs)])
+            .stderr(std::fs::File::create(&log_path)?)
+            .spawn()?,
+    );
+
+    // Once the first rows are in, hold every write (so the run cannot get
+    // ahead of the restart) and kill the server.
+    let mut redis = redis::Client::open(server.url())?.get_connection()?;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while redis::cmd("DBSIZE").query::<usize>(&mut redis)? == 0 {
+        anyhow::ensure!(Instant::now() < deadline, "no feature row reached Redis");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    redis::cmd("CLIENT").arg("PAUSE").arg(5_000).arg("WRITE").query::<()>(&mut redis)?;
+    anyhow::ensure!(child.0.try_wait()?.is_none(), "the run ended before Redis went away; give it more events");
+    server.kill()?;
+    std::thread::sleep(Duration::from_secs(2));
+    anyhow::ensure!(child.0.try_wait()?.is_none(), "the run should wait for Redis, not end or fail");
+    server.restart()?;
+    let status = child.0.wait()?;
+    let log = std::fs::read_to_string(&log_path)?;
+    anyhow::ensure!(status.success(), "sluice failed:\n{log}");
+    assert!(log.contains("retry_in_ms"), "the sink said it was retrying:\n{log}");
+    eprintln!("{log}");
+
+    let now = now_ms();
+    let parsed: Vec<_> = lines.iter().map(|l| parse_line(l, &CLICK_FIELDS, now)).collect();
+    let want: Expected = expected(&parsed, &spec, &|e, _| features::session_features(e));
+    let mut redis = redis::Client::open(server.url())?.get_connection()?;
+    let hashes = redis_hashes(&mut redis, "")?;
+    assert_eq!(hashes.len(), want.windows.len(), "one hash per window");
+    for ((key, start), row) in &want.windows {
+        let hash = hashes.get(&format!("{key}:{start}"));
+        assert!(hash.is_some(), "no hash for window {start} of {key}");
+        assert_eq!(&stored_row(key, hash.unwrap_or(&BTreeMap::new()), row), row, "window {start} of {key}");
+    }
+    Ok(())
+}
+
+/// A 4-partition topic with events on three partitions only: once the idle
+/// timeout has passed, the empty partition no longer holds the watermark
+/// back and windows fire, long before the input ends (it does not: the
+/// source is unbounded).
+#[test]
+fn an_idle_partition_does_not_hold_windows_back() -> anyhow::Result<()> {
+    let t = Topics::create("idle", 4)?;
+    // In order (no disorder past what the out-of-orderness allows), so
+    // every window of a key holds exactly that key's events in its bounds.
+    let c = Config { max_delay: 10.0, ..config(Shape::Transactions, 6_000, 30, 2.0) };
+    let c = Config { late: 0.0, malformed: 0.0, ..c };
+    let mut text = Vec::new();
+    sluice_examples::generate(&c, &mut text)?;
+    let producer = producer(BROKERS, &[])?;
+    let mut events: Vec<(i32, String, i64, Value)> = Vec::new();
+    for line in String::from_utf8(text)?.lines() {
+        let v: Value = serde_json::from_str(line)?;
+        let key = v["user_id"].as_str().unwrap_or_default().to_string();
+        let partition = (key.bytes().map(u32::from).sum::<u32>() % 3) as i32;
+        let ms = (v["timestamp"].as_f64().unwrap_or_default() * 1000.0).round() as i64;
+        let record = rdkafka::producer::BaseRecord::to(&t.input).key(&key).payload(line).partition(partition);
+        producer.send(record).map_err(|(e, _)| e)?;
+        producer.poll(Duration::ZERO);
+        events.push((partition, key, ms, v));
+    }
+    producer.flush(Duration::from_secs(60))?;
+
+    let dir = tempfile::tempdir()?;
+    let features = dir.path().join("features.jsonl");
+    let file = |name: &str| format!("[{{type: file, path: '{}'}}]", dir.path().join(name).display());
+    let outputs = format!(
+        "{{features: {}, dead_letters: {}, late_events: {}}}",
+        file("features.jsonl"),
+        file("dead.jsonl"),
+        file("late.jsonl")
+    );
+    let child = Running(
+        command(
+            "tx-velocity",
+            &[("source", &t.source(100, false)), ("outputs", &outputs), ("time.idle_timeout", "1s")],
+        )
+        .stderr(std::process::Stdio::null())
+        .spawn()?,
+    );
+
+    // Windows that must fire: those ending at or before the smallest
+    // per-partition watermark (largest event time less 30 s) of the three
+    // partitions with events.
+    let watermark = (0..3)
+        .map(|p| events.iter().filter(|e| e.0 == p).map(|e| e.2).max().unwrap_or(i64::MIN) - 30_000)
+        .min()
+        .unwrap_or(i64::MIN);
+    let mut want: BTreeMap<(String, i64), Vec<&Value>> = BTreeMap::new();
+    for (_, key, ms, v) in &events {
+        let start = ms - ms.rem_euclid(300_000);
+        if start + 300_000 <= watermark {
+            want.entry((key.clone(), start)).or_default().push(v);
+        }
+    }
+    assert!(want.len() > 100, "the input closes windows");
+
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let got = loop {
+        let rows = sluice_tests::jsonl::read_output(&features);
+        let got: BTreeMap<(String, i64), String> = rows
+            .iter()
+            .map(|r| {
+                let key = r["key"].as_str().unwrap_or_default().to_string();
+                let features = canonical(r["features"].as_object().unwrap_or(&Map::new()));
+                ((key, r["window_start"].as_i64().unwrap_or_default()), features)
+            })
+            .collect();
+        if want.keys().all(|k| got.contains_key(k)) || Instant::now() > deadline {
+            break got;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    drop(child);
+    for (window, events) in &want {
+        let expected = canonical(&features::tx_velocity(events));
+        assert_eq!(got.get(window), Some(&expected), "window {window:?}");
+    }
+    Ok(())
+}
