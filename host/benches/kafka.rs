@@ -17,7 +17,13 @@
 //!    reads Redis every millisecond and takes the moment a probe's hash
 //!    appears. Freshness is that moment less the moment the probe was
 //!    handed to the producer: p50, p99 and the worst.
-//!    `SLUICE_BENCH_LOG=FILE` keeps the pipeline's log.
+//!    It also prints the share before the Redis write (the row's
+//!    `computed_at` less the probe's event time). `SLUICE_BENCH_BARE=1`
+//!    adds a bare consumer of the topic to time the broker alone (it
+//!    doubles the broker's fetch load); `SLUICE_BENCH_LOG=FILE` keeps the
+//!    pipeline's log. For tuning: `SLUICE_BENCH_LINGER` (the producer's
+//!    `linger.ms`, default 5) and `SLUICE_BENCH_SET` (more `--set`
+//!    overrides for the pipeline, separated by `;`).
 
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
@@ -27,7 +33,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use rand::{Rng, SeedableRng};
+use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::Producer;
+use rdkafka::{Message, Offset, TopicPartitionList};
 use sluice_examples::kafka::{create_topic, key_of, producer, send};
 use sluice_examples::{Config, Shape};
 use sluice_host::manifest::Manifest;
@@ -164,28 +172,42 @@ struct Probe {
     measured: bool,
 }
 
-/// Poll Redis for outstanding probes: when each was sent, and its delay
-/// in milliseconds.
+/// A probe seen in Redis.
+struct Sample {
+    sent: Instant,
+    /// From handing the probe to the producer to its hash in Redis, ms.
+    visible: f64,
+    /// From the probe's event time (taken just before it was handed to
+    /// the producer) to the host computing its row (`computed_at`): the
+    /// broker's and the pipeline's share, without the Redis write.
+    computed: f64,
+}
+
+/// Poll Redis for outstanding probes.
 fn poll_probes(
     probes: Arc<Mutex<VecDeque<Probe>>>,
     seen: Arc<AtomicU64>,
     stop: Arc<AtomicBool>,
-) -> anyhow::Result<Vec<(Instant, f64)>> {
+) -> anyhow::Result<Vec<Sample>> {
     let mut redis = redis::Client::open(REDIS)?.get_connection()?;
-    let mut delays = Vec::new();
+    let mut samples = Vec::new();
     while !stop.load(Ordering::Relaxed) {
         let keys: Vec<String> = probes.lock().map(|p| p.iter().map(|p| p.key.clone()).collect()).unwrap_or_default();
         if !keys.is_empty() {
             let mut pipe = redis::pipe();
             for k in &keys {
-                pipe.exists(k);
+                pipe.cmd("HMGET").arg(k).arg("computed_at").arg("event_time");
             }
-            let found: Vec<bool> = pipe.query(&mut redis)?;
+            let found: Vec<(Option<i64>, Option<i64>)> = pipe.query(&mut redis)?;
             let now = Instant::now();
             if let Ok(mut p) = probes.lock() {
                 for (probe, found) in p.iter_mut().zip(found) {
-                    if found {
-                        delays.push((probe.sent, (now - probe.sent).as_secs_f64() * 1e3));
+                    if let (Some(computed_at), Some(event_time)) = found {
+                        samples.push(Sample {
+                            sent: probe.sent,
+                            visible: (now - probe.sent).as_secs_f64() * 1e3,
+                            computed: (computed_at - event_time) as f64,
+                        });
                         probe.measured = true;
                         seen.fetch_add(1, Ordering::Relaxed);
                     }
@@ -194,6 +216,37 @@ fn poll_probes(
             }
         }
         std::thread::sleep(Duration::from_millis(1));
+    }
+    Ok(samples)
+}
+
+/// The broker's share: a bare consumer of the same topic takes the delay
+/// from each probe's event time (taken just before it was handed to the
+/// producer) to its arrival, in ms, paired with the arrival.
+fn broker_delays(topic: &str, stop: Arc<AtomicBool>) -> anyhow::Result<Vec<(Instant, f64)>> {
+    let consumer: BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", BROKERS)
+        .set("group.id", format!("{topic}-bare"))
+        .set("enable.auto.commit", "false")
+        .set("fetch.wait.max.ms", "5")
+        .create()?;
+    let mut assignment = TopicPartitionList::new();
+    for p in 0..PARTITIONS {
+        assignment.add_partition_offset(topic, p, Offset::Beginning)?;
+    }
+    consumer.assign(&assignment)?;
+    let mut delays = Vec::new();
+    while !stop.load(Ordering::Relaxed) {
+        let Some(Ok(m)) = consumer.poll(Duration::from_millis(10)) else {
+            continue;
+        };
+        if !m.key().is_some_and(|k| k.starts_with(b"probe-")) {
+            continue;
+        }
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64());
+        let event: serde_json::Value = serde_json::from_slice(m.payload().unwrap_or_default())?;
+        let created = event["timestamp"].as_f64().unwrap_or(now);
+        delays.push((Instant::now(), (now - created) * 1e3));
     }
     Ok(delays)
 }
@@ -236,15 +289,28 @@ fn freshness(rate: u64, seconds: u64) -> anyhow::Result<()> {
     let prefix = unique("fresh");
     let mut o = overrides(&topic, &prefix, false)?;
     o.push("window.trigger=event".into());
+    o.extend(
+        std::env::var("SLUICE_BENCH_SET")
+            .ok()
+            .into_iter()
+            .flat_map(|v| v.split(';').map(str::to_string).collect::<Vec<_>>()),
+    );
     let child = spawn_sluice(&o)?;
 
     // Tansu stores each produced batch as an object and lists them all on
     // every fetch: a producer linger of a few milliseconds keeps batches
     // few enough for the broker, at that cost in freshness.
-    let producer = producer(BROKERS, &[("linger.ms", "5")])?;
+    let linger = std::env::var("SLUICE_BENCH_LINGER").unwrap_or_else(|_| "5".into());
+    let producer = producer(BROKERS, &[("linger.ms", linger.as_str())])?;
     let probes = Arc::new(Mutex::new(VecDeque::new()));
     let stop = Arc::new(AtomicBool::new(false));
     let seen = Arc::new(AtomicU64::new(0));
+    // `SLUICE_BENCH_BARE=1`: also time a bare consumer (which doubles the
+    // broker's fetch load).
+    let bare = std::env::var_os("SLUICE_BENCH_BARE").map(|_| {
+        let (topic, stop) = (topic.clone(), stop.clone());
+        std::thread::spawn(move || broker_delays(&topic, stop))
+    });
     let poller = {
         let (probes, seen, stop) = (probes.clone(), seen.clone(), stop.clone());
         std::thread::spawn(move || poll_probes(probes, seen, stop))
@@ -303,16 +369,29 @@ fn freshness(rate: u64, seconds: u64) -> anyhow::Result<()> {
     std::thread::sleep(Duration::from_secs(2));
     stop.store(true, Ordering::Relaxed);
     let from = measuring.unwrap_or_else(Instant::now);
-    let mut delays: Vec<f64> = poller
+    let samples: Vec<Sample> = poller
         .join()
         .map_err(|_| anyhow::anyhow!("the poller panicked"))??
         .into_iter()
-        .filter(|(sent, _)| *sent >= from)
-        .map(|(_, d)| d)
+        .filter(|s| s.sent >= from)
         .collect();
+    let sorted = |f: fn(&Sample) -> f64| {
+        let mut v: Vec<f64> = samples.iter().map(f).collect();
+        v.sort_by(f64::total_cmp);
+        v
+    };
+    let (delays, computed) = (sorted(|s| s.visible), sorted(|s| s.computed));
+    let broker: Option<Vec<f64>> = match bare {
+        Some(thread) => {
+            let delays = thread.join().map_err(|_| anyhow::anyhow!("the bare consumer panicked"))??;
+            let mut d: Vec<f64> = delays.into_iter().filter(|(at, _)| *at >= from).map(|(_, d)| d).collect();
+            d.sort_by(f64::total_cmp);
+            Some(d)
+        }
+        None => None,
+    };
     let lost = probes.lock().map(|p| p.len()).unwrap_or(0);
     drop(child);
-    delays.sort_by(f64::total_cmp);
     println!(
         "freshness at {:.0} events/s (on-event trigger, {} probes over {elapsed:.1} s): \
          p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms; {lost} probes not seen within 2 s",
@@ -322,6 +401,18 @@ fn freshness(rate: u64, seconds: u64) -> anyhow::Result<()> {
         percentile(&delays, 0.99),
         delays.last().copied().unwrap_or(f64::NAN)
     );
+    println!(
+        "  of which from producing to the row computed (no Redis write): p50 {:.1} ms, p99 {:.1} ms",
+        percentile(&computed, 0.5),
+        percentile(&computed, 0.99)
+    );
+    if let Some(broker) = broker {
+        println!(
+            "  the broker alone (producing to a bare consumer): p50 {:.1} ms, p99 {:.1} ms",
+            percentile(&broker, 0.5),
+            percentile(&broker, 0.99)
+        );
+    }
     clean_redis(&prefix)
 }
 
