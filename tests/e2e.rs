@@ -5,9 +5,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use serde_json::{Map, Value};
+use sluice_examples::{Config, Shape};
 
-use crate::jsonl::Parsed;
-use crate::{Fire, Spec, model};
+use crate::jsonl::{Parsed, Type};
+use crate::{Fire, Kind, Spec, features, model};
 
 /// The repository root.
 pub fn root() -> PathBuf {
@@ -106,4 +107,86 @@ pub fn assert_rows(what: &str, got: &[Row], want: &[Row]) {
         assert_eq!(g, w, "{what}: first differing row");
     }
     assert_eq!(got.len(), want.len(), "{what}: row count");
+}
+
+/// An example manifest and the stream its end-to-end tests feed it: the
+/// generator's settings, the fields the manifest declares, the window spec
+/// of the manifest, and the example transform's features as plain Rust.
+pub struct Example {
+    pub name: &'static str,
+    pub config: Config,
+    pub fields: &'static [(&'static str, Type)],
+    pub spec: Spec,
+    pub compute: fn(&[&Value], &[i64]) -> Map<String, Value>,
+}
+
+/// A stream with every kind of trouble: up to 20 s of ordinary disorder
+/// (within the manifests' 30 s out-of-orderness), 3% of events 72 s to an
+/// hour late (some within the 1 min lateness of their windows, some past
+/// it), 1% malformed.
+pub fn troubled_stream(shape: Shape, events: u64, users: u64, rate: f64) -> Config {
+    Config {
+        shape,
+        events,
+        users,
+        rate,
+        max_delay: 20.0,
+        late: 0.03,
+        late_delay: 3_600.0,
+        malformed: 0.01,
+        ..Config::default()
+    }
+}
+
+/// `examples/session-features.yaml`; the watermark moves every 100 records
+/// (20 s at 5 events/s).
+pub fn session_features() -> Example {
+    Example {
+        name: "session-features",
+        config: troubled_stream(Shape::Clicks, 12_000, 40, 5.0),
+        fields: &[("item_id", Type::String), ("category", Type::String)],
+        spec: Spec {
+            kind: Kind::Sliding { size: 1_800_000, slide: 60_000 },
+            on_event: false,
+            lateness: 60_000,
+            out_of_orderness: 30_000,
+            step: 100,
+        },
+        compute: |e, _| features::session_features(e),
+    }
+}
+
+/// `examples/tx-velocity.yaml`.
+pub fn tx_velocity() -> Example {
+    Example {
+        name: "tx-velocity",
+        config: troubled_stream(Shape::Transactions, 12_000, 40, 5.0),
+        fields: &[("amount", Type::Number), ("merchant_id", Type::String)],
+        spec: Spec {
+            kind: Kind::Tumbling { size: 300_000 },
+            on_event: false,
+            lateness: 60_000,
+            out_of_orderness: 30_000,
+            step: 100,
+        },
+        compute: |e, _| features::tx_velocity(e),
+    }
+}
+
+/// `examples/user-session.yaml`: sparse users (a click every ~10 min
+/// each), so sessions open, merge and close.
+pub fn user_session() -> Example {
+    Example {
+        name: "user-session",
+        config: troubled_stream(Shape::Clicks, 8_000, 400, 0.6),
+        fields: &[],
+        spec: Spec {
+            kind: Kind::Session { gap: 900_000 },
+            on_event: true,
+            lateness: 60_000,
+            out_of_orderness: 30_000,
+            step: 20,
+        },
+        compute: |_, t| features::user_session(t),
+    }
 }

@@ -17,9 +17,9 @@ use redis::Commands;
 use serde_json::{Map, Value};
 use sluice_examples::kafka::{create_topic, key_of, producer, read_all, send};
 use sluice_examples::{Config, Shape};
-use sluice_tests::e2e::{Compute, Expected, Row, actual_rows, assert_rows, canonical, expected, now_ms, root, sluice};
-use sluice_tests::jsonl::{Type, parse_line};
-use sluice_tests::{Kind, Spec, features};
+use sluice_tests::e2e::{self, Example, Row, actual_rows, assert_rows, canonical, expected, now_ms, root, sluice};
+use sluice_tests::jsonl::parse_line;
+use sluice_tests::{Spec, features};
 
 const BROKERS: &str = "127.0.0.1:9092";
 const REDIS: &str = "redis://127.0.0.1:6379/0";
@@ -188,17 +188,18 @@ fn check_routed(what: &str, records: &[OwnedMessage], want: &BTreeSet<i64>, t: &
     assert_eq!(&offsets, want, "{what}: source offsets");
 }
 
-fn check(example: &str, config: Config, fields: &[(&str, Type)], spec: Spec, compute: &Compute) -> anyhow::Result<()> {
-    let t = Topics::create(example, 1)?;
+fn check(example: Example) -> anyhow::Result<()> {
+    let Example { name, config, fields, spec, compute } = example;
+    let t = Topics::create(name, 1)?;
     let lines = produce(&config, &t.input)?;
     let prefix = format!("{}:", t.id);
     let (source, outputs) = (t.source(spec.step, true), t.outputs(REDIS, &format!("{prefix}{{key}}")));
-    run(example, &[("source", &source), ("outputs", &outputs)])?;
+    run(name, &[("source", &source), ("outputs", &outputs)])?;
 
     let now = now_ms();
     let parsed: Vec<_> = lines.iter().map(|l| parse_line(l, fields, now)).collect();
-    let want = expected(&parsed, &spec, compute);
-    assert!(want.rows.iter().any(|r| r.4 == "late"), "{example}: no late updates exercised");
+    let want = expected(&parsed, &spec, &compute);
+    assert!(want.rows.iter().any(|r| r.4 == "late"), "{name}: no late updates exercised");
     assert!(!want.dead.is_empty() && !want.late.is_empty(), "the input exercises dead letters and late events");
 
     // The feature topic: every row, keyed by entity.
@@ -208,89 +209,43 @@ fn check(example: &str, config: Config, fields: &[(&str, Type)], spec: Spec, com
     for (m, row) in rows.iter().zip(&json) {
         assert_eq!(m.key(), row["key"].as_str().map(str::as_bytes), "feature records are keyed by entity");
     }
-    assert_rows(&format!("{example}: feature topic"), &actual_rows(&json), &want.rows);
+    assert_rows(&format!("{name}: feature topic"), &actual_rows(&json), &want.rows);
 
     // Redis: each entity's hash holds its last row.
     let mut redis = redis::Client::open(REDIS)?.get_connection()?;
     let hashes = redis_hashes(&mut redis, &prefix)?;
-    assert_eq!(hashes.keys().collect::<Vec<_>>(), want.last.keys().collect::<Vec<_>>(), "{example}: Redis keys");
+    assert_eq!(hashes.keys().collect::<Vec<_>>(), want.last.keys().collect::<Vec<_>>(), "{name}: Redis keys");
     for (key, row) in &want.last {
-        assert_eq!(&stored_row(key, &hashes[key], row), row, "{example}: Redis hash of {key}");
+        assert_eq!(&stored_row(key, &hashes[key], row), row, "{name}: Redis hash of {key}");
     }
     let _: () = redis.del(hashes.keys().map(|k| format!("{prefix}{k}")).collect::<Vec<_>>())?;
 
-    check_routed("dead letters", &read_all(BROKERS, &t.dead)?, &want.dead, &t, &lines);
-    for m in read_all(BROKERS, &t.dead)? {
+    let dead = read_all(BROKERS, &t.dead)?;
+    check_routed("dead letters", &dead, &want.dead, &t, &lines);
+    for m in &dead {
         for h in
             ["__connect.errors.stage", "__connect.errors.exception.class.name", "__connect.errors.exception.message"]
         {
-            assert!(header(&m, h).is_some_and(|v| !v.is_empty()), "dead letter without {h}");
+            assert!(header(m, h).is_some_and(|v| !v.is_empty()), "dead letter without {h}");
         }
     }
     check_routed("late events", &read_all(BROKERS, &t.late)?, &want.late, &t, &lines);
     Ok(())
 }
 
-/// As in examples.rs: up to 20 s of ordinary disorder, 3% of events 72 s
-/// to an hour late, 1% malformed.
-fn config(shape: Shape, events: u64, users: u64, rate: f64) -> Config {
-    Config {
-        shape,
-        events,
-        users,
-        rate,
-        max_delay: 20.0,
-        late: 0.03,
-        late_delay: 3_600.0,
-        malformed: 0.01,
-        ..Config::default()
-    }
-}
-
-fn session_spec(step: usize) -> Spec {
-    Spec {
-        kind: Kind::Sliding { size: 1_800_000, slide: 60_000 },
-        on_event: false,
-        lateness: 60_000,
-        out_of_orderness: 30_000,
-        step,
-    }
-}
-
-const CLICK_FIELDS: [(&str, Type); 2] = [("item_id", Type::String), ("category", Type::String)];
-
 #[test]
 fn session_features_from_kafka_to_redis_and_topics() -> anyhow::Result<()> {
-    let c = config(Shape::Clicks, 12_000, 40, 5.0);
-    check("session-features", c, &CLICK_FIELDS, session_spec(100), &|e, _| features::session_features(e))
+    check(e2e::session_features())
 }
 
 #[test]
 fn tx_velocity_from_kafka_to_redis_and_topics() -> anyhow::Result<()> {
-    let spec = Spec {
-        kind: Kind::Tumbling { size: 300_000 },
-        on_event: false,
-        lateness: 60_000,
-        out_of_orderness: 30_000,
-        step: 100,
-    };
-    let c = config(Shape::Transactions, 12_000, 40, 5.0);
-    check("tx-velocity", c, &[("amount", Type::Number), ("merchant_id", Type::String)], spec, &|e, _| {
-        features::tx_velocity(e)
-    })
+    check(e2e::tx_velocity())
 }
 
 #[test]
 fn user_session_from_kafka_to_redis_and_topics() -> anyhow::Result<()> {
-    let spec = Spec {
-        kind: Kind::Session { gap: 900_000 },
-        on_event: true,
-        lateness: 60_000,
-        out_of_orderness: 30_000,
-        step: 20,
-    };
-    let c = config(Shape::Clicks, 8_000, 400, 0.6);
-    check("user-session", c, &[], spec, &|_, t| features::user_session(t))
+    check(e2e::user_session())
 }
 
 /// A private redis-server that keeps every acknowledged write on disk
@@ -358,9 +313,11 @@ impl Drop for PrivateRedis {
 fn a_redis_restart_in_the_middle_of_a_run_loses_no_feature_row() -> anyhow::Result<()> {
     let mut server = PrivateRedis::start()?;
     let t = Topics::create("redis-restart", 1)?;
-    let c = Config { events: 30_000, ..config(Shape::Clicks, 0, 40, 5.0) };
-    let lines = produce(&c, &t.input)?;
-    let spec = session_spec(50);
+    // Long enough for the restart to fall in the middle, with a watermark
+    // step of 50 records.
+    let example = e2e::session_features();
+    let lines = produce(&Config { events: 30_000, ..example.config }, &t.input)?;
+    let spec = Spec { step: 50, ..example.spec };
     let outputs = t.outputs(&server.url(), "{key}:{window_start}");
     let log_path = server.dir.path().join("sluice.log");
     let mut child = Running(
@@ -390,8 +347,8 @@ fn a_redis_restart_in_the_middle_of_a_run_loses_no_feature_row() -> anyhow::Resu
     eprintln!("{log}");
 
     let now = now_ms();
-    let parsed: Vec<_> = lines.iter().map(|l| parse_line(l, &CLICK_FIELDS, now)).collect();
-    let want: Expected = expected(&parsed, &spec, &|e, _| features::session_features(e));
+    let parsed: Vec<_> = lines.iter().map(|l| parse_line(l, example.fields, now)).collect();
+    let want = expected(&parsed, &spec, &example.compute);
     let mut redis = redis::Client::open(server.url())?.get_connection()?;
     let hashes = redis_hashes(&mut redis, "")?;
     assert_eq!(hashes.len(), want.windows.len(), "one hash per window");
@@ -412,8 +369,12 @@ fn an_idle_partition_does_not_hold_windows_back() -> anyhow::Result<()> {
     let t = Topics::create("idle", 4)?;
     // In order (no disorder past what the out-of-orderness allows), so
     // every window of a key holds exactly that key's events in its bounds.
-    let c = Config { max_delay: 10.0, ..config(Shape::Transactions, 6_000, 30, 2.0) };
-    let c = Config { late: 0.0, malformed: 0.0, ..c };
+    let c = Config {
+        max_delay: 10.0,
+        late: 0.0,
+        malformed: 0.0,
+        ..e2e::troubled_stream(Shape::Transactions, 6_000, 30, 2.0)
+    };
     let mut text = Vec::new();
     sluice_examples::generate(&c, &mut text)?;
     let producer = producer(BROKERS, &[])?;
