@@ -71,7 +71,7 @@ impl Topics {
     fn outputs(&self, redis: &str, redis_key: &str) -> String {
         let kafka = |topic: &str| format!("{{type: kafka, brokers: '{BROKERS}', topic: '{topic}'}}");
         format!(
-            "{{features: [{{type: redis, url: '{redis}', key: '{redis_key}'}}, {}], \
+            "{{features: [{{type: redis, url: '{redis}', key: '{redis_key}', ttl: 10m}}, {}], \
              dead_letters: [{}], late_events: [{}]}}",
             kafka(&self.features),
             kafka(&self.dead),
@@ -360,6 +360,89 @@ fn a_redis_restart_in_the_middle_of_a_run_loses_no_feature_row() -> anyhow::Resu
     Ok(())
 }
 
+/// A transaction produced to a chosen partition: partition, key, event
+/// time, and the JSON.
+type Placed = (i32, String, i64, Value);
+
+/// In-order transactions (no disorder past what the out-of-orderness
+/// allows, nothing late or malformed), so that every window of a key holds
+/// exactly that key's events in its bounds. Each key goes to partition
+/// `sum of its bytes % partitions`.
+fn in_order_transactions(events: u64, partitions: u32) -> anyhow::Result<Vec<Placed>> {
+    let c = Config {
+        max_delay: 10.0,
+        late: 0.0,
+        malformed: 0.0,
+        ..e2e::troubled_stream(Shape::Transactions, events, 30, 2.0)
+    };
+    let mut text = Vec::new();
+    sluice_examples::generate(&c, &mut text)?;
+    let mut placed = Vec::new();
+    for line in String::from_utf8(text)?.lines() {
+        let v: Value = serde_json::from_str(line)?;
+        let key = v["user_id"].as_str().unwrap_or_default().to_string();
+        let partition = (key.bytes().map(u32::from).sum::<u32>() % partitions) as i32;
+        let ms = (v["timestamp"].as_f64().unwrap_or_default() * 1000.0).round() as i64;
+        placed.push((partition, key, ms, v));
+    }
+    Ok(placed)
+}
+
+/// Produce each event to its partition. `one_per_batch` makes every
+/// record a batch of its own, so that every offset starts a batch: a
+/// consumer resuming from a committed offset then reads on from it even on
+/// Tansu (which skips the rest of a batch fetched from its middle).
+fn produce_placed(topic: &str, events: &[Placed], one_per_batch: bool) -> anyhow::Result<()> {
+    let producer = producer(BROKERS, if one_per_batch { &[("batch.num.messages", "1")] } else { &[] })?;
+    for (partition, key, _, v) in events {
+        let payload = v.to_string();
+        let record = rdkafka::producer::BaseRecord::to(topic).key(key).payload(&payload).partition(*partition);
+        producer.send(record).map_err(|(e, _)| e)?;
+        producer.poll(Duration::ZERO);
+    }
+    producer.flush(Duration::from_secs(60))?;
+    Ok(())
+}
+
+/// The 5-minute tumbling windows that must have fired once every event has
+/// been read: those ending at or before the smallest partition watermark
+/// (largest event time less the 30 s out-of-orderness) over `partitions`.
+fn must_fire(events: &[Placed], partitions: i32) -> BTreeMap<(String, i64), Vec<&Value>> {
+    let watermark = (0..partitions)
+        .map(|p| events.iter().filter(|e| e.0 == p).map(|e| e.2).max().unwrap_or(i64::MIN) - 30_000)
+        .min()
+        .unwrap_or(i64::MIN);
+    let mut want: BTreeMap<(String, i64), Vec<&Value>> = BTreeMap::new();
+    for (_, key, ms, v) in events {
+        let start = ms - ms.rem_euclid(300_000);
+        if start + 300_000 <= watermark {
+            want.entry((key.clone(), start)).or_default().push(v);
+        }
+    }
+    want
+}
+
+/// Read the output (`(key, window start)` → canonical features) until it
+/// has every window of `want` or a minute has passed, then compare.
+fn assert_windows(
+    want: &BTreeMap<(String, i64), Vec<&Value>>,
+    mut read: impl FnMut() -> anyhow::Result<BTreeMap<(String, i64), String>>,
+) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let got = loop {
+        let got = read()?;
+        if want.keys().all(|k| got.contains_key(k)) || Instant::now() > deadline {
+            break got;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    for (window, events) in want {
+        let expected = canonical(&features::tx_velocity(events));
+        assert_eq!(got.get(window), Some(&expected), "window {window:?}");
+    }
+    Ok(())
+}
+
 /// A 4-partition topic with events on three partitions only: once the idle
 /// timeout has passed, the empty partition no longer holds the watermark
 /// back and windows fire, long before the input ends (it does not: the
@@ -367,29 +450,8 @@ fn a_redis_restart_in_the_middle_of_a_run_loses_no_feature_row() -> anyhow::Resu
 #[test]
 fn an_idle_partition_does_not_hold_windows_back() -> anyhow::Result<()> {
     let t = Topics::create("idle", 4)?;
-    // In order (no disorder past what the out-of-orderness allows), so
-    // every window of a key holds exactly that key's events in its bounds.
-    let c = Config {
-        max_delay: 10.0,
-        late: 0.0,
-        malformed: 0.0,
-        ..e2e::troubled_stream(Shape::Transactions, 6_000, 30, 2.0)
-    };
-    let mut text = Vec::new();
-    sluice_examples::generate(&c, &mut text)?;
-    let producer = producer(BROKERS, &[])?;
-    let mut events: Vec<(i32, String, i64, Value)> = Vec::new();
-    for line in String::from_utf8(text)?.lines() {
-        let v: Value = serde_json::from_str(line)?;
-        let key = v["user_id"].as_str().unwrap_or_default().to_string();
-        let partition = (key.bytes().map(u32::from).sum::<u32>() % 3) as i32;
-        let ms = (v["timestamp"].as_f64().unwrap_or_default() * 1000.0).round() as i64;
-        let record = rdkafka::producer::BaseRecord::to(&t.input).key(&key).payload(line).partition(partition);
-        producer.send(record).map_err(|(e, _)| e)?;
-        producer.poll(Duration::ZERO);
-        events.push((partition, key, ms, v));
-    }
-    producer.flush(Duration::from_secs(60))?;
+    let events = in_order_transactions(6_000, 3)?;
+    produce_placed(&t.input, &events, false)?;
 
     let dir = tempfile::tempdir()?;
     let features = dir.path().join("features.jsonl");
@@ -400,7 +462,7 @@ fn an_idle_partition_does_not_hold_windows_back() -> anyhow::Result<()> {
         file("dead.jsonl"),
         file("late.jsonl")
     );
-    let child = Running(
+    let _running = Running(
         command(
             "tx-velocity",
             &[("source", &t.source(100, false)), ("outputs", &outputs), ("time.idle_timeout", "1s")],
@@ -409,42 +471,86 @@ fn an_idle_partition_does_not_hold_windows_back() -> anyhow::Result<()> {
         .spawn()?,
     );
 
-    // Windows that must fire: those ending at or before the smallest
-    // per-partition watermark (largest event time less 30 s) of the three
-    // partitions with events.
-    let watermark = (0..3)
-        .map(|p| events.iter().filter(|e| e.0 == p).map(|e| e.2).max().unwrap_or(i64::MIN) - 30_000)
-        .min()
-        .unwrap_or(i64::MIN);
-    let mut want: BTreeMap<(String, i64), Vec<&Value>> = BTreeMap::new();
-    for (_, key, ms, v) in &events {
-        let start = ms - ms.rem_euclid(300_000);
-        if start + 300_000 <= watermark {
-            want.entry((key.clone(), start)).or_default().push(v);
-        }
-    }
+    let want = must_fire(&events, 3);
     assert!(want.len() > 100, "the input closes windows");
-
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let got = loop {
-        let rows = sluice_tests::jsonl::read_output(&features);
-        let got: BTreeMap<(String, i64), String> = rows
+    assert_windows(&want, || {
+        Ok(sluice_tests::jsonl::read_output(&features)
             .iter()
             .map(|r| {
                 let key = r["key"].as_str().unwrap_or_default().to_string();
                 let features = canonical(r["features"].as_object().unwrap_or(&Map::new()));
                 ((key, r["window_start"].as_i64().unwrap_or_default()), features)
             })
-            .collect();
-        if want.keys().all(|k| got.contains_key(k)) || Instant::now() > deadline {
-            break got;
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    };
-    drop(child);
-    for (window, events) in &want {
-        let expected = canonical(&features::tx_velocity(events));
-        assert_eq!(got.get(window), Some(&expected), "window {window:?}");
+            .collect())
+    })
+}
+
+/// Wait until `log` (a sluice's standard error) says `what`.
+fn wait_for_log(log: &std::path::Path, what: &str) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !std::fs::read_to_string(log).unwrap_or_default().contains(what) {
+        anyhow::ensure!(Instant::now() < deadline, "no \"{what}\" in {} within a minute", log.display());
+        std::thread::sleep(Duration::from_millis(50));
     }
     Ok(())
+}
+
+/// A second host joins the group in the middle of a run: the first gives
+/// up some partitions (and drops their windows), the second takes them
+/// from the committed offsets and rebuilds their windows. At the end every
+/// window that must have fired holds the features of all its events, in
+/// its own hash (`{key}:{window_start}`), whichever host wrote it.
+#[test]
+fn a_rebalance_moves_partitions_without_losing_or_mangling_windows() -> anyhow::Result<()> {
+    let t = Topics::create("rebalance", 4)?;
+    let events = in_order_transactions(4_000, 4)?;
+    let (first, second) = events.split_at(events.len() / 2);
+    produce_placed(&t.input, first, true)?;
+
+    let dir = tempfile::tempdir()?;
+    let prefix = format!("{}:", t.id);
+    let outputs = t.outputs(REDIS, &format!("{prefix}{{key}}:{{window_start}}"));
+    let start = |name: &str| -> anyhow::Result<Running> {
+        let log = std::fs::File::create(dir.path().join(name))?;
+        Ok(Running(
+            command("tx-velocity", &[("source", &t.source(50, false)), ("outputs", &outputs)]).stderr(log).spawn()?,
+        ))
+    };
+    let _a = start("a.log")?;
+    wait_for_log(&dir.path().join("a.log"), "partitions assigned")?;
+    let mut redis = redis::Client::open(REDIS)?.get_connection()?;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while redis.keys::<_, Vec<String>>(format!("{prefix}*"))?.is_empty() {
+        anyhow::ensure!(Instant::now() < deadline, "the first host wrote nothing");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Past a commit (every second), so the second host starts from one.
+    std::thread::sleep(Duration::from_secs(2));
+    let _b = start("b.log")?;
+    wait_for_log(&dir.path().join("b.log"), "partitions assigned")?;
+    wait_for_log(&dir.path().join("a.log"), "partitions revoked")?;
+    produce_placed(&t.input, second, true)?;
+
+    let want = must_fire(&events, 4);
+    assert!(want.len() > 100, "the input closes windows");
+    assert_windows(&want, || {
+        let hashes = redis_hashes(&mut redis, &prefix)?;
+        Ok(hashes
+            .into_iter()
+            .filter_map(|(k, hash)| {
+                let (key, start) = k.rsplit_once(':')?;
+                let features: Map<String, Value> = hash
+                    .into_iter()
+                    .filter(|(f, _)| {
+                        !["window_start", "window_end", "event_time", "trigger", "computed_at"].contains(&f.as_str())
+                    })
+                    .map(|(f, v)| {
+                        let value = serde_json::from_str(&v).unwrap_or(Value::String(v));
+                        (f, value)
+                    })
+                    .collect();
+                Some(((key.to_string(), start.parse().ok()?), canonical(&features)))
+            })
+            .collect())
+    })
 }
