@@ -93,6 +93,7 @@ pub fn read_all(brokers: &str, topic: &str) -> anyhow::Result<Vec<OwnedMessage>>
         .set("enable.auto.commit", "false")
         .set("enable.partition.eof", "true")
         .set("fetch.wait.max.ms", "5")
+        .set("fetch.queue.backoff.ms", "10")
         .create()?;
     let timeout = Duration::from_secs(10);
     let metadata = consumer.fetch_metadata(Some(topic), timeout)?;

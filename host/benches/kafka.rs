@@ -229,6 +229,7 @@ fn broker_delays(topic: &str, stop: Arc<AtomicBool>) -> anyhow::Result<Vec<(Inst
         .set("group.id", format!("{topic}-bare"))
         .set("enable.auto.commit", "false")
         .set("fetch.wait.max.ms", "5")
+        .set("fetch.queue.backoff.ms", "10")
         .create()?;
     let mut assignment = TopicPartitionList::new();
     for p in 0..PARTITIONS {

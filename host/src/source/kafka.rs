@@ -68,9 +68,11 @@ pub struct KafkaSourceConfig {
     /// librdkafka consumer properties, passed through as they are: for
     /// example `security.protocol: SASL_SSL`, `sasl.mechanism: PLAIN`,
     /// `sasl.username`, `sasl.password`. Sluice sets
-    /// `enable.auto.commit: "false"` (it commits itself) and
+    /// `enable.auto.commit: "false"` (it commits itself),
     /// `fetch.wait.max.ms: "5"` (brokers such as Tansu hold a fetch that
-    /// long even when records are waiting) unless given here.
+    /// long even when records are waiting) and `fetch.queue.backoff.ms:
+    /// "10"` (librdkafka otherwise stops fetching for a second whenever its
+    /// prefetch queue is full) unless given here.
     #[serde(default)]
     pub properties: BTreeMap<String, String>,
 }
@@ -291,7 +293,10 @@ impl KafkaSource {
             .set("bootstrap.servers", &config.brokers)
             .set("group.id", &config.group)
             .set("enable.auto.commit", "false")
-            .set("fetch.wait.max.ms", "5");
+            .set("fetch.wait.max.ms", "5")
+            // librdkafka's default (1 s) idles the consumer whenever its
+            // prefetch queue fills up, which one large fetch does.
+            .set("fetch.queue.backoff.ms", "10");
         if config.stop_at_end {
             client.set("enable.partition.eof", "true");
         }
