@@ -21,11 +21,11 @@ use crate::source::{FileSource, KafkaSource, Polled, Source};
 use crate::time::Watermarks;
 use crate::wasm::{self, Module};
 use crate::window::Mode;
+use crossbeam_channel::{SendTimeoutError, Sender as Inbox};
 pub use evaluate::evaluate;
 pub use outputs::Output;
 use progress::{Done, Progress};
 use reader::{Reader, Routed};
-use std::sync::mpsc::{SyncSender, TrySendError};
 use tokio::sync::mpsc::Sender;
 use worker::Worker;
 
@@ -141,8 +141,8 @@ fn open_source(manifest: &Manifest) -> Result<Box<dyn Source>> {
     })
 }
 
-/// How long the reading thread holds the source between tries when the
-/// workers are busy.
+/// How long the reading thread waits for a busy worker before it tends
+/// the source (a Kafka consumer must keep polling).
 const HOLD: Duration = Duration::from_millis(1);
 
 /// The compute loop: this thread polls the source, the reader decodes and
@@ -168,7 +168,7 @@ fn compute(
         for index in 0..count {
             // Two chunks in flight per worker: enough to overlap reading
             // with work, little enough to bound memory.
-            let (inbox, shares) = std::sync::mpsc::sync_channel::<Routed>(2);
+            let (inbox, shares) = crossbeam_channel::bounded::<Routed>(2);
             inboxes.push(inbox);
             let mut worker = Worker::new(index, manifest, module, &tx, metrics)?;
             let thread = std::thread::Builder::new()
@@ -242,17 +242,18 @@ fn compute(
 /// Hand each worker its share, holding the source while a worker's inbox
 /// is full (backpressure from a slow or failing sink). `false` when a
 /// worker has stopped.
-fn send(inboxes: &[SyncSender<Routed>], shares: Vec<Routed>, source: &mut dyn Source) -> Result<bool> {
+fn send(inboxes: &[Inbox<Routed>], shares: Vec<Routed>, source: &mut dyn Source) -> Result<bool> {
     for (inbox, share) in inboxes.iter().zip(shares) {
         let mut share = share;
         loop {
-            match inbox.try_send(share) {
+            // Waits for room, and wakes as soon as there is some.
+            match inbox.send_timeout(share, HOLD) {
                 Ok(()) => break,
-                Err(TrySendError::Full(back)) => {
+                Err(SendTimeoutError::Timeout(back)) => {
                     share = back;
-                    source.hold(HOLD)?;
+                    source.hold(Duration::ZERO)?;
                 }
-                Err(TrySendError::Disconnected(_)) => return Ok(false),
+                Err(SendTimeoutError::Disconnected(_)) => return Ok(false),
             }
         }
     }

@@ -579,13 +579,18 @@ impl Source for KafkaSource {
         // The held chunk keeps at most a step: steps are the same size
         // however often the source is held.
         let mut chunk = self.held.take().unwrap_or_else(|| Chunk::new(self.partitions.clone()));
+        // At least one poll, even for a zero wait.
         let until = Instant::now() + wait;
-        while let Some(left) = until.checked_duration_since(Instant::now()).filter(|d| !d.is_zero()) {
+        loop {
+            let left = until.saturating_duration_since(Instant::now());
             if chunk.len() >= self.config.step.max(1) && !self.paused {
                 std::thread::sleep(left);
                 break;
             }
             self.poll_into(&mut chunk, left)?;
+            if left.is_zero() {
+                break;
+            }
         }
         self.held = (!chunk.is_empty()).then_some(chunk);
         Ok(())

@@ -48,10 +48,11 @@ pub enum Polled {
 pub trait Source {
     fn poll(&mut self) -> Result<Polled>;
 
-    /// The pipeline cannot take more records yet (a sink is slow or down):
-    /// stay alive for `wait` without taking new records. Kafka sources pause
-    /// their partitions and keep polling, so the consumer stays in its
-    /// group; whatever arrives meanwhile is kept for the next chunk.
+    /// The pipeline cannot take more records yet (the workers are busy, a
+    /// sink is slow or down): stay alive for `wait` (which may be zero)
+    /// without handing out records. A Kafka source keeps up to a step of
+    /// records for the next chunk and, after a long hold, pauses its
+    /// partitions and keeps polling, so the consumer stays in its group.
     fn hold(&mut self, wait: Duration) -> Result<()> {
         std::thread::sleep(wait);
         Ok(())
