@@ -3,8 +3,9 @@
 //! switched to a fresh Kafka topic, writing features to Redis and to a
 //! feature topic (dual write), dead letters and late events to their own
 //! topics. Everything written must be what the reference model says.
-//! Plus the failure stories: Redis restarting in the middle of a run, and a
-//! partition with no events at all.
+//! Plus the failure stories: Redis restarting in the middle of a run, a
+//! partition with no events at all, a second host joining the group, and a
+//! stop signal.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::process::{Child, Command};
@@ -344,6 +345,7 @@ fn a_redis_restart_in_the_middle_of_a_run_loses_no_feature_row() -> anyhow::Resu
     let log = std::fs::read_to_string(&log_path)?;
     anyhow::ensure!(status.success(), "sluice failed:\n{log}");
     assert!(log.contains("retry_in_ms"), "the sink said it was retrying:\n{log}");
+    // Shown with a failure below.
     eprintln!("{log}");
 
     let now = now_ms();
@@ -553,4 +555,62 @@ fn a_rebalance_moves_partitions_without_losing_or_mangling_windows() -> anyhow::
             })
             .collect())
     })
+}
+
+/// SIGTERM stops a running pipeline cleanly: it exits with success, having
+/// committed an offset for records whose effects are written (and not past
+/// the input).
+#[test]
+fn a_stop_signal_writes_commits_and_exits() -> anyhow::Result<()> {
+    let t = Topics::create("stop", 1)?;
+    let events = in_order_transactions(2_000, 1)?;
+    produce_placed(&t.input, &events, false)?;
+
+    let dir = tempfile::tempdir()?;
+    let file = |name: &str| format!("[{{type: file, path: '{}'}}]", dir.path().join(name).display());
+    let outputs = format!(
+        "{{features: {}, dead_letters: {}, late_events: {}}}",
+        file("features.jsonl"),
+        file("dead.jsonl"),
+        file("late.jsonl")
+    );
+    let log = dir.path().join("sluice.log");
+    let mut running = Running(
+        command("tx-velocity", &[("source", &t.source(100, false)), ("outputs", &outputs)])
+            .stderr(std::fs::File::create(&log)?)
+            .spawn()?,
+    );
+    // Rows on disk: the outputs have been flushed at least once.
+    let features = dir.path().join("features.jsonl");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while sluice_tests::jsonl::read_output(&features).is_empty() {
+        anyhow::ensure!(Instant::now() < deadline, "no feature rows within a minute");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let signal = Command::new("kill").args(["-TERM", &running.0.id().to_string()]).status()?;
+    anyhow::ensure!(signal.success(), "kill -TERM failed");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = running.0.try_wait()? {
+            break status;
+        }
+        anyhow::ensure!(Instant::now() < deadline, "still running 30 s after SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let text = std::fs::read_to_string(&log)?;
+    assert!(status.success(), "exit status {status}:\n{text}");
+    assert!(text.contains("stopping"), "the log says it stopped:\n{text}");
+
+    // The group's committed offset: some records, not past the input.
+    let consumer: rdkafka::consumer::BaseConsumer =
+        rdkafka::ClientConfig::new().set("bootstrap.servers", BROKERS).set("group.id", &t.id).create()?;
+    let mut tpl = rdkafka::TopicPartitionList::new();
+    tpl.add_partition(&t.input, 0);
+    let committed = rdkafka::consumer::Consumer::committed_offsets(&consumer, tpl, Duration::from_secs(10))?;
+    let offset = committed.elements().first().map(|e| e.offset());
+    match offset {
+        Some(rdkafka::Offset::Offset(o)) => assert!(o > 0 && o <= events.len() as i64, "committed {o}"),
+        other => panic!("no committed offset: {other:?}"),
+    }
+    Ok(())
 }

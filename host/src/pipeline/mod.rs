@@ -13,6 +13,7 @@ mod worker;
 
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::manifest::{Manifest, SourceConfig, TransformKind};
@@ -100,6 +101,14 @@ pub fn load_module(manifest: &Manifest) -> Result<Module> {
 
 /// Run a pipeline: to the end of a bounded source, or until it fails.
 pub async fn run(manifest: Manifest, metrics: Arc<Metrics>) -> Result<Summary> {
+    run_until(manifest, metrics, Arc::new(AtomicBool::new(false))).await
+}
+
+/// Run a pipeline until the end of a bounded source, a failure, or `stop`.
+/// A stop takes no more records, writes and flushes the outputs of those
+/// taken, commits what is safe to commit and returns; windows still open
+/// are not fired (their records are read again after a restart).
+pub async fn run_until(manifest: Manifest, metrics: Arc<Metrics>, stop: Arc<AtomicBool>) -> Result<Summary> {
     let started = Instant::now();
     let module = load_module(&manifest)?;
     let outputs = outputs::Outputs::open(&manifest.outputs).await?;
@@ -114,7 +123,7 @@ pub async fn run(manifest: Manifest, metrics: Arc<Metrics>) -> Result<Summary> {
     let compute_metrics = metrics.clone();
     let compute = std::thread::Builder::new()
         .name("sluice-compute".into())
-        .spawn(move || compute(&manifest, &module, tx, &acked, &compute_metrics))
+        .spawn(move || compute(&manifest, &module, tx, &acked, &compute_metrics, &stop))
         .map_err(|e| Error::Thread(e.to_string()))?;
     let written = outputs.drain(rx, &metrics, commits).await;
     let computed = compute.join().map_err(|_| Error::Thread("panicked".into()))?;
@@ -155,6 +164,7 @@ fn compute(
     tx: Sender<Output>,
     acked: &std::sync::mpsc::Receiver<Done>,
     metrics: &Metrics,
+    stop: &AtomicBool,
 ) -> Result<()> {
     let mut source = open_source(manifest)?;
     let count = manifest.parallelism();
@@ -185,6 +195,10 @@ fn compute(
         let mut seq = 0u64;
         let read = (|| -> Result<()> {
             loop {
+                if stop.load(Ordering::Relaxed) {
+                    tracing::info!("stopping: no more records; writing and committing what was read");
+                    return Ok(());
+                }
                 while let Ok(done) = acked.try_recv() {
                     source.commit(&progress.committable(done))?;
                 }
@@ -260,9 +274,30 @@ fn send(inboxes: &[Inbox<Routed>], shares: Vec<Routed>, source: &mut dyn Source)
     Ok(true)
 }
 
-/// `sluice run` for a manifest path: load, run, print the summary.
+/// `sluice run` for a manifest path: load, run, print the summary. The
+/// first SIGTERM or Ctrl-C stops the pipeline cleanly (see [`run_until`]);
+/// a second one exits at once.
 pub async fn run_file(path: &Path, overrides: &[String]) -> anyhow::Result<Summary> {
     let manifest = Manifest::load(path, overrides)?;
     let metrics = Arc::new(Metrics::default());
-    Ok(run(manifest, metrics).await?)
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let flag = stop.clone();
+    tokio::spawn(async move {
+        let mut signals = 0;
+        loop {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = terminate.recv() => {}
+            }
+            signals += 1;
+            if signals > 1 {
+                tracing::warn!("second stop request: exiting without finishing");
+                std::process::exit(130);
+            }
+            tracing::info!("stop requested; send it again to exit at once");
+            flag.store(true, Ordering::Relaxed);
+        }
+    });
+    Ok(run_until(manifest, metrics, stop).await?)
 }
