@@ -3,6 +3,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value};
 use sluice_examples::{Config, Shape};
@@ -21,6 +23,57 @@ pub fn sluice() -> PathBuf {
     let bin = exe.parent().and_then(Path::parent).map(|d| d.join("sluice")).unwrap_or_default();
     assert!(bin.exists(), "{} is missing: build with `cargo build --release -p sluice-host` first", bin.display());
     bin
+}
+
+/// `sluice run examples/<example>.yaml` with `--set path=value`
+/// overrides, from the repository root.
+pub fn sluice_run(example: &str, sets: &[(&str, &str)]) -> Command {
+    let mut c = Command::new(sluice());
+    c.current_dir(root()).args(["run", &format!("examples/{example}.yaml")]);
+    for (path, value) in sets {
+        c.args(["--set", &format!("{path}={value}")]);
+    }
+    c
+}
+
+/// Run a pipeline to its end; its log when it fails.
+pub fn run_to_end(example: &str, sets: &[(&str, &str)]) -> anyhow::Result<()> {
+    let out = sluice_run(example, sets).output()?;
+    anyhow::ensure!(
+        out.status.success(),
+        "sluice run {example} failed ({}):\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(())
+}
+
+/// `--set outputs=…`: every output to a JSON-lines file in `dir`
+/// (`features.jsonl`, `dead.jsonl`, `late.jsonl`).
+pub fn file_outputs(dir: &Path) -> String {
+    let file = |name: &str| format!("[{{type: file, path: '{}'}}]", dir.join(name).display());
+    format!(
+        "{{features: {}, dead_letters: {}, late_events: {}}}",
+        file("features.jsonl"),
+        file("dead.jsonl"),
+        file("late.jsonl")
+    )
+}
+
+/// Check `done` every `every` until it holds; after `limit`, fail saying
+/// what did not happen.
+pub fn wait_until(
+    what: &str,
+    limit: Duration,
+    every: Duration,
+    mut done: impl FnMut() -> anyhow::Result<bool>,
+) -> anyhow::Result<()> {
+    let deadline = Instant::now() + limit;
+    while !done()? {
+        anyhow::ensure!(Instant::now() < deadline, "{what}: not within {} s", limit.as_secs());
+        std::thread::sleep(every);
+    }
+    Ok(())
 }
 
 pub fn now_ms() -> i64 {
@@ -138,6 +191,13 @@ pub fn troubled_stream(shape: Shape, events: u64, users: u64, rate: f64) -> Conf
     }
 }
 
+/// The example manifests' time settings (1 min allowed lateness, 30 s
+/// out-of-orderness) with their window; the watermark moves every `step`
+/// records.
+fn manifest_spec(kind: Kind, on_event: bool, step: usize) -> Spec {
+    Spec { kind, on_event, lateness: 60_000, out_of_orderness: 30_000, step }
+}
+
 /// `examples/session-features.yaml`; the watermark moves every 100 records
 /// (20 s at 5 events/s).
 pub fn session_features() -> Example {
@@ -145,13 +205,7 @@ pub fn session_features() -> Example {
         name: "session-features",
         config: troubled_stream(Shape::Clicks, 12_000, 40, 5.0),
         fields: &[("item_id", Type::String), ("category", Type::String)],
-        spec: Spec {
-            kind: Kind::Sliding { size: 1_800_000, slide: 60_000 },
-            on_event: false,
-            lateness: 60_000,
-            out_of_orderness: 30_000,
-            step: 100,
-        },
+        spec: manifest_spec(Kind::Sliding { size: 1_800_000, slide: 60_000 }, false, 100),
         compute: |e, _| features::session_features(e),
     }
 }
@@ -162,13 +216,7 @@ pub fn tx_velocity() -> Example {
         name: "tx-velocity",
         config: troubled_stream(Shape::Transactions, 12_000, 40, 5.0),
         fields: &[("amount", Type::Number), ("merchant_id", Type::String)],
-        spec: Spec {
-            kind: Kind::Tumbling { size: 300_000 },
-            on_event: false,
-            lateness: 60_000,
-            out_of_orderness: 30_000,
-            step: 100,
-        },
+        spec: manifest_spec(Kind::Tumbling { size: 300_000 }, false, 100),
         compute: |e, _| features::tx_velocity(e),
     }
 }
@@ -180,13 +228,7 @@ pub fn user_session() -> Example {
         name: "user-session",
         config: troubled_stream(Shape::Clicks, 8_000, 400, 0.6),
         fields: &[],
-        spec: Spec {
-            kind: Kind::Session { gap: 900_000 },
-            on_event: true,
-            lateness: 60_000,
-            out_of_orderness: 30_000,
-            step: 20,
-        },
+        spec: manifest_spec(Kind::Session { gap: 900_000 }, true, 20),
         compute: |_, t| features::user_session(t),
     }
 }

@@ -6,11 +6,10 @@
 
 use std::collections::BTreeSet;
 use std::path::Path;
-use std::process::Command;
 
 use serde_json::Value;
 use sluice_examples::Config;
-use sluice_tests::e2e::{self, Example, actual_rows, assert_rows, expected, now_ms, root, sluice};
+use sluice_tests::e2e::{self, Example, actual_rows, assert_rows, expected, file_outputs, now_ms, run_to_end};
 use sluice_tests::jsonl;
 
 struct Outputs {
@@ -20,22 +19,9 @@ struct Outputs {
 }
 
 fn run(example: &str, input: &Path, dir: &Path, step: usize) -> anyhow::Result<Outputs> {
-    let d = dir.display();
-    let status = Command::new(sluice())
-        .current_dir(root())
-        .args(["run", &format!("examples/{example}.yaml")])
-        .args(["--set", &format!("source.path={}", input.display())])
-        .args(["--set", &format!("source.step={step}")])
-        .args(["--set", &format!("outputs.features.0.path={d}/features.jsonl")])
-        .args(["--set", &format!("outputs.dead_letters.0.path={d}/dead.jsonl")])
-        .args(["--set", &format!("outputs.late_events.0.path={d}/late.jsonl")])
-        .output()?;
-    anyhow::ensure!(
-        status.status.success(),
-        "sluice run {example} failed ({}):\n{}",
-        status.status,
-        String::from_utf8_lossy(&status.stderr)
-    );
+    let (input, step) = (input.display().to_string(), step.to_string());
+    let sets = [("source.path", input.as_str()), ("source.step", step.as_str()), ("outputs", &file_outputs(dir))];
+    run_to_end(example, &sets)?;
     Ok(Outputs {
         features: jsonl::read_output(&dir.join("features.jsonl")),
         dead: jsonl::read_output(&dir.join("dead.jsonl")),

@@ -18,7 +18,10 @@ use redis::Commands;
 use serde_json::{Map, Value};
 use sluice_examples::kafka::{create_topic, key_of, producer, read_all, send};
 use sluice_examples::{Config, Shape};
-use sluice_tests::e2e::{self, Example, Row, actual_rows, assert_rows, canonical, expected, now_ms, root, sluice};
+use sluice_tests::e2e::{
+    self, Example, Row, actual_rows, assert_rows, canonical, expected, file_outputs, now_ms, run_to_end, sluice_run,
+    wait_until,
+};
 use sluice_tests::jsonl::parse_line;
 use sluice_tests::{Spec, features};
 
@@ -90,28 +93,6 @@ impl Drop for Running {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-/// `sluice run examples/<example>.yaml` with overrides, from the
-/// repository root.
-fn command(example: &str, sets: &[(&str, &str)]) -> Command {
-    let mut c = Command::new(sluice());
-    c.current_dir(root()).args(["run", &format!("examples/{example}.yaml")]);
-    for (path, value) in sets {
-        c.args(["--set", &format!("{path}={value}")]);
-    }
-    c
-}
-
-fn run(example: &str, sets: &[(&str, &str)]) -> anyhow::Result<()> {
-    let out = command(example, sets).output()?;
-    anyhow::ensure!(
-        out.status.success(),
-        "sluice run {example} failed ({}):\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Ok(())
 }
 
 /// Generated lines, each produced as one record, in order, to partition 0
@@ -195,7 +176,7 @@ fn check(example: Example) -> anyhow::Result<()> {
     let lines = produce(&config, &t.input)?;
     let prefix = format!("{}:", t.id);
     let (source, outputs) = (t.source(spec.step, true), t.outputs(REDIS, &format!("{prefix}{{key}}")));
-    run(name, &[("source", &source), ("outputs", &outputs)])?;
+    run_to_end(name, &[("source", &source), ("outputs", &outputs)])?;
 
     let now = now_ms();
     let parsed: Vec<_> = lines.iter().map(|l| parse_line(l, fields, now)).collect();
@@ -278,17 +259,13 @@ impl PrivateRedis {
             .stdout(std::process::Stdio::null())
             .spawn()?;
         self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let ping = redis::Client::open(self.url())?
+        let url = self.url();
+        wait_until(&format!("redis-server on {url} up"), Duration::from_secs(10), Duration::from_millis(20), || {
+            let ping = redis::Client::open(url.as_str())?
                 .get_connection_with_timeout(Duration::from_secs(1))
                 .and_then(|mut c| redis::cmd("PING").query::<String>(&mut c));
-            if ping.is_ok() {
-                return Ok(());
-            }
-            anyhow::ensure!(Instant::now() < deadline, "redis-server on port {} did not start", self.port);
-            std::thread::sleep(Duration::from_millis(20));
-        }
+            Ok(ping.is_ok())
+        })
     }
 
     /// Kill -9: nothing but the append-only file survives.
@@ -322,7 +299,7 @@ fn a_redis_restart_in_the_middle_of_a_run_loses_no_feature_row() -> anyhow::Resu
     let outputs = t.outputs(&server.url(), "{key}:{window_start}");
     let log_path = server.dir.path().join("sluice.log");
     let mut child = Running(
-        command("session-features", &[("source", &t.source(spec.step, true)), ("outputs", &outputs)])
+        sluice_run("session-features", &[("source", &t.source(spec.step, true)), ("outputs", &outputs)])
             .stderr(std::fs::File::create(&log_path)?)
             .spawn()?,
     );
@@ -330,11 +307,9 @@ fn a_redis_restart_in_the_middle_of_a_run_loses_no_feature_row() -> anyhow::Resu
     // Once the first rows are in, hold every write (so the run cannot get
     // ahead of the restart) and kill the server.
     let mut redis = redis::Client::open(server.url())?.get_connection()?;
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while redis::cmd("DBSIZE").query::<usize>(&mut redis)? == 0 {
-        anyhow::ensure!(Instant::now() < deadline, "no feature row reached Redis");
-        std::thread::sleep(Duration::from_millis(2));
-    }
+    wait_until("a feature row in Redis", Duration::from_secs(60), Duration::from_millis(2), || {
+        Ok(redis::cmd("DBSIZE").query::<usize>(&mut redis)? > 0)
+    })?;
     redis::cmd("CLIENT").arg("PAUSE").arg(5_000).arg("WRITE").query::<()>(&mut redis)?;
     anyhow::ensure!(child.0.try_wait()?.is_none(), "the run ended before Redis went away; give it more events");
     server.kill()?;
@@ -457,15 +432,9 @@ fn an_idle_partition_does_not_hold_windows_back() -> anyhow::Result<()> {
 
     let dir = tempfile::tempdir()?;
     let features = dir.path().join("features.jsonl");
-    let file = |name: &str| format!("[{{type: file, path: '{}'}}]", dir.path().join(name).display());
-    let outputs = format!(
-        "{{features: {}, dead_letters: {}, late_events: {}}}",
-        file("features.jsonl"),
-        file("dead.jsonl"),
-        file("late.jsonl")
-    );
+    let outputs = file_outputs(dir.path());
     let _running = Running(
-        command(
+        sluice_run(
             "tx-velocity",
             &[("source", &t.source(100, false)), ("outputs", &outputs), ("time.idle_timeout", "1s")],
         )
@@ -489,12 +458,9 @@ fn an_idle_partition_does_not_hold_windows_back() -> anyhow::Result<()> {
 
 /// Wait until `log` (a sluice's standard error) says `what`.
 fn wait_for_log(log: &std::path::Path, what: &str) -> anyhow::Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !std::fs::read_to_string(log).unwrap_or_default().contains(what) {
-        anyhow::ensure!(Instant::now() < deadline, "no \"{what}\" in {} within a minute", log.display());
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    Ok(())
+    wait_until(&format!("\"{what}\" in {}", log.display()), Duration::from_secs(60), Duration::from_millis(50), || {
+        Ok(std::fs::read_to_string(log).unwrap_or_default().contains(what))
+    })
 }
 
 /// A second host joins the group in the middle of a run: the first gives
@@ -515,17 +481,17 @@ fn a_rebalance_moves_partitions_without_losing_or_mangling_windows() -> anyhow::
     let start = |name: &str| -> anyhow::Result<Running> {
         let log = std::fs::File::create(dir.path().join(name))?;
         Ok(Running(
-            command("tx-velocity", &[("source", &t.source(50, false)), ("outputs", &outputs)]).stderr(log).spawn()?,
+            sluice_run("tx-velocity", &[("source", &t.source(50, false)), ("outputs", &outputs)])
+                .stderr(log)
+                .spawn()?,
         ))
     };
     let _a = start("a.log")?;
     wait_for_log(&dir.path().join("a.log"), "partitions assigned")?;
     let mut redis = redis::Client::open(REDIS)?.get_connection()?;
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while redis.keys::<_, Vec<String>>(format!("{prefix}*"))?.is_empty() {
-        anyhow::ensure!(Instant::now() < deadline, "the first host wrote nothing");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_until("a row from the first host", Duration::from_secs(60), Duration::from_millis(50), || {
+        Ok(!redis.keys::<_, Vec<String>>(format!("{prefix}*"))?.is_empty())
+    })?;
     // Past a commit (every second), so the second host starts from one.
     std::thread::sleep(Duration::from_secs(2));
     let _b = start("b.log")?;
@@ -567,36 +533,26 @@ fn a_stop_signal_writes_commits_and_exits() -> anyhow::Result<()> {
     produce_placed(&t.input, &events, false)?;
 
     let dir = tempfile::tempdir()?;
-    let file = |name: &str| format!("[{{type: file, path: '{}'}}]", dir.path().join(name).display());
-    let outputs = format!(
-        "{{features: {}, dead_letters: {}, late_events: {}}}",
-        file("features.jsonl"),
-        file("dead.jsonl"),
-        file("late.jsonl")
-    );
+    let outputs = file_outputs(dir.path());
     let log = dir.path().join("sluice.log");
     let mut running = Running(
-        command("tx-velocity", &[("source", &t.source(100, false)), ("outputs", &outputs)])
+        sluice_run("tx-velocity", &[("source", &t.source(100, false)), ("outputs", &outputs)])
             .stderr(std::fs::File::create(&log)?)
             .spawn()?,
     );
     // Rows on disk: the outputs have been flushed at least once.
     let features = dir.path().join("features.jsonl");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while sluice_tests::jsonl::read_output(&features).is_empty() {
-        anyhow::ensure!(Instant::now() < deadline, "no feature rows within a minute");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_until("feature rows on disk", Duration::from_secs(60), Duration::from_millis(50), || {
+        Ok(!sluice_tests::jsonl::read_output(&features).is_empty())
+    })?;
     let signal = Command::new("kill").args(["-TERM", &running.0.id().to_string()]).status()?;
     anyhow::ensure!(signal.success(), "kill -TERM failed");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let status = loop {
-        if let Some(status) = running.0.try_wait()? {
-            break status;
-        }
-        anyhow::ensure!(Instant::now() < deadline, "still running 30 s after SIGTERM");
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let mut status = None;
+    wait_until("the exit after SIGTERM", Duration::from_secs(30), Duration::from_millis(50), || {
+        status = running.0.try_wait()?;
+        Ok(status.is_some())
+    })?;
+    let status = status.ok_or_else(|| anyhow::anyhow!("no exit status"))?;
     let text = std::fs::read_to_string(&log)?;
     assert!(status.success(), "exit status {status}:\n{text}");
     assert!(text.contains("stopping"), "the log says it stopped:\n{text}");

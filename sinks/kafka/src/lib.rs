@@ -147,7 +147,8 @@ impl KafkaSink {
             (n, first) => Err(Error {
                 sink: self.name.clone(),
                 message: format!(
-                    "{n} records could not be delivered to `{}`: {}",
+                    "{n} records could not be delivered to `{}`: {} (check that the topic exists and the \
+                     brokers accept writes; the source offsets were not committed, so a restart writes them again)",
                     self.topic,
                     first.unwrap_or_default()
                 ),
