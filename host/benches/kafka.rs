@@ -20,7 +20,9 @@
 //!    It also prints the share before the Redis write (the row's
 //!    `computed_at` less the probe's event time). `SLUICE_BENCH_BARE=1`
 //!    adds a bare consumer of the topic to time the broker alone (it
-//!    doubles the broker's fetch load); `SLUICE_BENCH_LOG=FILE` keeps the
+//!    doubles the broker's fetch load); `SLUICE_BENCH_BARE=only` times the
+//!    bare consumer without the pipeline: the broker's own freshness at
+//!    that rate, the floor of the pipeline's. `SLUICE_BENCH_LOG=FILE` keeps the
 //!    pipeline's log. For tuning: `SLUICE_BENCH_LINGER` (the producer's
 //!    `linger.ms`, default 5) and `SLUICE_BENCH_SET` (more `--set`
 //!    overrides for the pipeline, separated by `;`).
@@ -223,7 +225,7 @@ fn poll_probes(
 /// The broker's share: a bare consumer of the same topic takes the delay
 /// from each probe's event time (taken just before it was handed to the
 /// producer) to its arrival, in ms, paired with the arrival.
-fn broker_delays(topic: &str, stop: Arc<AtomicBool>) -> anyhow::Result<Vec<(Instant, f64)>> {
+fn broker_delays(topic: &str, stop: Arc<AtomicBool>, seen: Arc<AtomicU64>) -> anyhow::Result<Vec<(Instant, f64)>> {
     let consumer: BaseConsumer = rdkafka::ClientConfig::new()
         .set("bootstrap.servers", BROKERS)
         .set("group.id", format!("{topic}-bare"))
@@ -248,6 +250,7 @@ fn broker_delays(topic: &str, stop: Arc<AtomicBool>) -> anyhow::Result<Vec<(Inst
         let event: serde_json::Value = serde_json::from_slice(m.payload().unwrap_or_default())?;
         let created = event["timestamp"].as_f64().unwrap_or(now);
         delays.push((Instant::now(), (now - created) * 1e3));
+        seen.fetch_add(1, Ordering::Relaxed);
     }
     Ok(delays)
 }
@@ -296,7 +299,11 @@ fn freshness(rate: u64, seconds: u64) -> anyhow::Result<()> {
             .into_iter()
             .flat_map(|v| v.split(';').map(str::to_string).collect::<Vec<_>>()),
     );
-    let child = spawn_sluice(&o)?;
+    // `SLUICE_BENCH_BARE=1`: also time a bare consumer (which doubles the
+    // broker's fetch load); `only`: time it without the pipeline.
+    let bare_mode = std::env::var("SLUICE_BENCH_BARE").ok();
+    let broker_only = bare_mode.as_deref() == Some("only");
+    let child = if broker_only { None } else { Some(spawn_sluice(&o)?) };
 
     // Tansu stores each produced batch as an object and lists them all on
     // every fetch: a producer linger of a few milliseconds keeps batches
@@ -306,11 +313,10 @@ fn freshness(rate: u64, seconds: u64) -> anyhow::Result<()> {
     let probes = Arc::new(Mutex::new(VecDeque::new()));
     let stop = Arc::new(AtomicBool::new(false));
     let seen = Arc::new(AtomicU64::new(0));
-    // `SLUICE_BENCH_BARE=1`: also time a bare consumer (which doubles the
-    // broker's fetch load).
-    let bare = std::env::var_os("SLUICE_BENCH_BARE").map(|_| {
-        let (topic, stop) = (topic.clone(), stop.clone());
-        std::thread::spawn(move || broker_delays(&topic, stop))
+    let bare_seen = Arc::new(AtomicU64::new(0));
+    let bare = bare_mode.map(|_| {
+        let (topic, stop, bare_seen) = (topic.clone(), stop.clone(), bare_seen.clone());
+        std::thread::spawn(move || broker_delays(&topic, stop, bare_seen))
     });
     let poller = {
         let (probes, seen, stop) = (probes.clone(), seen.clone(), stop.clone());
@@ -327,6 +333,7 @@ fn freshness(rate: u64, seconds: u64) -> anyhow::Result<()> {
     let per_tick = (rate / 1_000).max(1);
     let mut tick = 0u32;
     let mut measured_from = 0;
+    let mut first_seen: Option<Instant> = None;
     loop {
         let due = start + interval * tick;
         if let Some(wait) = due.checked_duration_since(Instant::now()) {
@@ -340,7 +347,9 @@ fn freshness(rate: u64, seconds: u64) -> anyhow::Result<()> {
                 let line = click(&mut rng, &user);
                 let sent_at = Instant::now();
                 send(&producer, &topic, Some(&user), line.as_bytes())?;
-                if let Ok(mut p) = probes.lock() {
+                if let Ok(mut p) = probes.lock()
+                    && !broker_only
+                {
                     p.push_back(Probe { key: format!("{prefix}:{user}"), sent: sent_at, measured: false });
                 }
             } else {
@@ -356,7 +365,17 @@ fn freshness(rate: u64, seconds: u64) -> anyhow::Result<()> {
                 // Measuring starts once probes arrive and the backlog of
                 // the warm-up is gone.
                 let outstanding = probes.lock().map(|p| p.len()).unwrap_or(usize::MAX);
-                if seen.load(Ordering::Relaxed) > 0 && outstanding < 10 {
+                // The bare consumer has no backlog to show: give it the
+                // few seconds a pipeline's warm-up takes anyway.
+                if bare_seen.load(Ordering::Relaxed) > 0 {
+                    first_seen.get_or_insert_with(Instant::now);
+                }
+                let ready = if broker_only {
+                    first_seen.is_some_and(|t| t.elapsed() >= Duration::from_secs(3))
+                } else {
+                    seen.load(Ordering::Relaxed) > 0 && outstanding < 10
+                };
+                if ready {
                     measuring = Some(Instant::now());
                     measured_from = sent;
                 }
@@ -393,25 +412,33 @@ fn freshness(rate: u64, seconds: u64) -> anyhow::Result<()> {
     };
     let lost = probes.lock().map(|p| p.len()).unwrap_or(0);
     drop(child);
-    println!(
-        "freshness at {:.0} events/s (on-event trigger, {} probes over {elapsed:.1} s): \
+    if !broker_only {
+        println!(
+            "freshness at {:.0} events/s (on-event trigger, {} probes over {elapsed:.1} s): \
          p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms; {lost} probes not seen within 2 s",
-        (sent - measured_from) as f64 / elapsed.max(1e-9),
-        delays.len(),
-        percentile(&delays, 0.5),
-        percentile(&delays, 0.99),
-        delays.last().copied().unwrap_or(f64::NAN)
-    );
-    println!(
-        "  of which from producing to the row computed (no Redis write): p50 {:.1} ms, p99 {:.1} ms",
-        percentile(&computed, 0.5),
-        percentile(&computed, 0.99)
-    );
+            (sent - measured_from) as f64 / elapsed.max(1e-9),
+            delays.len(),
+            percentile(&delays, 0.5),
+            percentile(&delays, 0.99),
+            delays.last().copied().unwrap_or(f64::NAN)
+        );
+        println!(
+            "  of which from producing to the row computed (no Redis write): p50 {:.1} ms, p99 {:.1} ms",
+            percentile(&computed, 0.5),
+            percentile(&computed, 0.99)
+        );
+    }
     if let Some(broker) = broker {
         println!(
-            "  the broker alone (producing to a bare consumer): p50 {:.1} ms, p99 {:.1} ms",
+            "  the broker alone (producing to a bare consumer{}): p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+            if broker_only {
+                format!(", no pipeline, {:.0} events/s", (sent - measured_from) as f64 / elapsed.max(1e-9))
+            } else {
+                String::new()
+            },
             percentile(&broker, 0.5),
-            percentile(&broker, 0.99)
+            percentile(&broker, 0.99),
+            broker.last().copied().unwrap_or(f64::NAN)
         );
     }
     clean_redis(&prefix)

@@ -4,7 +4,10 @@
 //! `cargo bench -p sluice-host --bench pipeline` (after
 //! `scripts/build-transforms`). Generates its inputs once (2,000,000 events,
 //! 10,000 users, 1,000 events per second of event time, up to 20 s out of
-//! order) into the target directory. `SLUICE_BENCH_EVENTS` changes the size.
+//! order) into the target directory. `SLUICE_BENCH_EVENTS` changes the size;
+//! `SLUICE_BENCH_ONLY=session-features` (or `tx-velocity`) runs one
+//! pipeline, for profiling; `SLUICE_BENCH_MODULES=DIR` takes the modules
+//! from `DIR` (a build that keeps the guest's function names for `perf`).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -43,6 +46,7 @@ fn input(shape: Shape, events: u64) -> anyhow::Result<PathBuf> {
 }
 
 fn run(example: &str, input: &Path) -> anyhow::Result<pipeline::Summary> {
+    let modules = std::env::var_os("SLUICE_BENCH_MODULES").map_or_else(|| root().join("target/modules"), PathBuf::from);
     let out = data_dir().join(format!("out-{example}"));
     // Freeing the last run's 600 MB of output is not this run's work.
     if out.exists() {
@@ -50,7 +54,7 @@ fn run(example: &str, input: &Path) -> anyhow::Result<pipeline::Summary> {
     }
     let overrides = vec![
         format!("source.path={}", input.display()),
-        format!("transform.module={}", root().join(format!("target/modules/{example}.wasm")).display()),
+        format!("transform.module={}", modules.join(format!("{example}.wasm")).display()),
         format!("outputs.features.0.path={}/features.jsonl", out.display()),
         format!("outputs.dead_letters.0.path={}/dead-letters.jsonl", out.display()),
         format!("outputs.late_events.0.path={}/late-events.jsonl", out.display()),
@@ -69,7 +73,11 @@ fn main() -> anyhow::Result<()> {
         Err(_) if quick => 20_000,
         Err(_) => 2_000_000,
     };
+    let only = std::env::var("SLUICE_BENCH_ONLY").ok();
     for (example, shape) in [("session-features", Shape::Clicks), ("tx-velocity", Shape::Transactions)] {
+        if only.as_deref().is_some_and(|o| o != example) {
+            continue;
+        }
         let input = input(shape, events)?;
         let summary = run(example, &input)?;
         println!(

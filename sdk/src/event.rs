@@ -169,7 +169,7 @@ impl<'a> StrColumn<'a> {
     /// Distinct non-null values over `rows`.
     pub fn distinct(&self, rows: &[u32]) -> usize {
         SCRATCH.with_borrow_mut(|scratch| {
-            let counts = scratch.reset(self.dict.len());
+            let counts = scratch.counts.reset(self.dict.len());
             rows.iter().filter_map(|&r| self.code(r)).filter(|&c| counts.bump(c) == 1).count()
         })
     }
@@ -180,24 +180,24 @@ impl<'a> StrColumn<'a> {
         self.stats(rows).mode
     }
 
-    /// Distinct values and the most frequent one, in one pass over `rows`.
+    /// Distinct values and the most frequent one: one pass over `rows`
+    /// counts, then only the values tied for the top count are compared as
+    /// strings.
     pub fn stats(&self, rows: &[u32]) -> ColumnStats<'a> {
         SCRATCH.with_borrow_mut(|scratch| {
-            let counts = scratch.reset(self.dict.len());
-            let mut distinct = 0;
-            let mut best: Option<(u32, u32)> = None;
+            let Scratch { counts, seen } = scratch;
+            let counts = counts.reset(self.dict.len());
+            seen.clear();
+            let mut top = 0;
             for code in rows.iter().filter_map(|&r| self.code(r)) {
                 let n = counts.bump(code);
-                distinct += usize::from(n == 1);
-                let better = match best {
-                    None => true,
-                    Some((bn, bc)) => n > bn || (n == bn && code != bc && self.resolve(code) < self.resolve(bc)),
-                };
-                if better {
-                    best = Some((n, code));
+                if n == 1 {
+                    seen.push(code);
                 }
+                top = top.max(n);
             }
-            ColumnStats { distinct, mode: best.map(|(_, code)| self.resolve(code)) }
+            let mode = seen.iter().filter(|&&code| counts.get(code) == top).map(|&code| self.resolve(code)).min();
+            ColumnStats { distinct: seen.len(), mode }
         })
     }
 }
@@ -245,10 +245,25 @@ impl Counts {
         slot.1 += 1;
         slot.1
     }
+
+    /// How often `code` was counted since the last reset.
+    fn get(&self, code: u32) -> u32 {
+        match self.slots.get(code as usize) {
+            Some(&(generation, n)) if generation == self.generation => n,
+            _ => 0,
+        }
+    }
+}
+
+/// Reused across windows: per-code counts, and the codes seen in order.
+#[derive(Default)]
+struct Scratch {
+    counts: Counts,
+    seen: Vec<u32>,
 }
 
 thread_local! {
-    static SCRATCH: core::cell::RefCell<Counts> = core::cell::RefCell::new(Counts::default());
+    static SCRATCH: core::cell::RefCell<Scratch> = core::cell::RefCell::new(Scratch::default());
 }
 
 /// Key, bounds and trigger of a window.
@@ -327,5 +342,67 @@ impl<'a> Window<'a> {
     /// The event time of `row`.
     pub fn timestamp(&self, row: u32) -> i64 {
         self.events.timestamp(row)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn events(dict: &[&str], codes: Vec<u32>, nulls: Vec<u32>) -> types::Events {
+        types::Events {
+            timestamps: vec![0; codes.len()],
+            strings: dict.iter().map(|s| s.to_string()).collect(),
+            columns: vec![types::Column { name: "c".into(), data: ColumnData::Strs(codes), nulls }],
+        }
+    }
+
+    /// The definition, by brute force: count each non-null string, take the
+    /// highest count, ties to the smallest string.
+    fn reference(raw: &types::Events, rows: &[u32]) -> (usize, Option<String>) {
+        let mut counts = std::collections::BTreeMap::<&str, usize>::new();
+        let types::Column { data: ColumnData::Strs(codes), nulls, .. } = &raw.columns[0] else {
+            return (0, None);
+        };
+        for &r in rows.iter().filter(|r| !nulls.contains(r)) {
+            *counts.entry(raw.strings[codes[r as usize] as usize].as_str()).or_default() += 1;
+        }
+        let top = counts.values().copied().max();
+        let mode = counts.iter().find(|(_, n)| Some(**n) == top).map(|(s, _)| s.to_string());
+        (counts.len(), mode)
+    }
+
+    #[test]
+    fn mode_ties_go_to_the_smallest_string() -> Result<(), Error> {
+        let raw = events(&["b", "a", "c"], vec![0, 2, 1, 2, 0, 1], vec![3]);
+        let column = Events::new(&raw).strs("c")?;
+        // b, c, a, (null), b, a: a and b twice each.
+        let stats = column.stats(&[0, 1, 2, 3, 4, 5]);
+        assert_eq!((stats.distinct, stats.mode), (3, Some("a")));
+        assert_eq!(column.stats(&[1, 3]), ColumnStats { distinct: 1, mode: Some("c") });
+        assert_eq!(column.stats(&[3]), ColumnStats { distinct: 0, mode: None });
+        Ok(())
+    }
+
+    proptest! {
+        #[test]
+        fn stats_match_the_definition(
+            codes in proptest::collection::vec(0u32..6, 1..60),
+            picks in proptest::collection::vec(any::<prop::sample::Index>(), 0..80),
+            null_every in 0usize..5,
+        ) {
+            let dict = ["d", "a", "f", "b", "e", "c"];
+            let nulls: Vec<u32> =
+                (0..codes.len() as u32).filter(|&r| null_every > 0 && (r as usize).is_multiple_of(null_every + 2)).collect();
+            let rows: Vec<u32> = picks.iter().map(|i| i.index(codes.len()) as u32).collect();
+            let raw = events(&dict, codes, nulls);
+            let column = Events::new(&raw).strs("c").map_err(|e| TestCaseError::fail(e.0))?;
+            let stats = column.stats(&rows);
+            let (distinct, mode) = reference(&raw, &rows);
+            prop_assert_eq!(stats.distinct, distinct);
+            prop_assert_eq!(stats.mode.map(str::to_string), mode);
+            prop_assert_eq!(column.distinct(&rows), distinct);
+        }
     }
 }

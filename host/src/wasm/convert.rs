@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use sluice_sink_api::{FeatureValue, Features as FeatureMap, Scalar, Trigger};
+use sluice_sink_api::{FeatureValue, Features as FeatureMap, Scalar, StrTable, Trigger};
 
 use super::bindings::exports::sluice::transform::window_transform as wt;
 use super::bindings::sluice::transform::types as wit;
@@ -118,10 +118,25 @@ pub(super) fn results(
     strings: &[String],
 ) -> Result<Vec<Result<Features, String>>, CallError> {
     let mut names = Names::default();
+    let mut table = CallTable { strings, table: None };
     Ok(check_len(out, expected)?
         .into_iter()
-        .map(|r| r.and_then(|features| features_of(features, strings, &mut names).map_err(|e| e.to_string())))
+        .map(|r| r.and_then(|features| features_of(features, &mut table, &mut names).map_err(|e| e.to_string())))
         .collect())
+}
+
+/// The call's strings as a [`StrTable`], made when a row first refers to
+/// them and shared by all its rows.
+struct CallTable<'a> {
+    strings: &'a [String],
+    table: Option<Arc<StrTable>>,
+}
+
+impl CallTable<'_> {
+    fn get(&mut self) -> Arc<StrTable> {
+        let strings = self.strings;
+        self.table.get_or_insert_with(|| Arc::new(StrTable::new(strings.iter().map(String::as_str)))).clone()
+    }
 }
 
 /// Feature names seen in a call, shared by its rows.
@@ -149,18 +164,11 @@ fn scalar(s: wit::Scalar) -> Scalar {
     }
 }
 
-/// Strings of the call's table, packed into one buffer.
-fn call_strs(codes: &[u32], strings: &[String]) -> Option<FeatureValue> {
-    let mut data = String::with_capacity(codes.len() * 8);
-    let mut ends = Vec::with_capacity(codes.len());
-    for &c in codes {
-        data.push_str(strings.get(c as usize)?);
-        ends.push(data.len() as u32);
-    }
-    Some(FeatureValue::Strs { data, ends })
-}
-
-fn features_of(features: Vec<wit::Feature>, strings: &[String], names: &mut Names) -> Result<Features, InvalidResult> {
+fn features_of(
+    features: Vec<wit::Feature>,
+    table: &mut CallTable<'_>,
+    names: &mut Names,
+) -> Result<Features, InvalidResult> {
     features
         .into_iter()
         .map(|f| {
@@ -183,7 +191,7 @@ fn features_of(features: Vec<wit::Feature>, strings: &[String], names: &mut Name
                     }
                     value
                 }
-                wit::FeatureValue::CallStrs(codes) => match call_strs(&codes, strings) {
+                wit::FeatureValue::CallStrs(codes) => match FeatureValue::coded(table.get(), codes) {
                     Some(value) => value,
                     None => return Err(InvalidResult { feature: f.name, reason: "index past the call's strings" }),
                 },

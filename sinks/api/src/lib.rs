@@ -10,7 +10,9 @@ pub mod duration;
 mod record;
 
 pub use duration::Duration;
-pub use record::{DeadLetter, FeatureRow, FeatureValue, Features, LateEvent, Position, Scalar, Stage, Trigger};
+pub use record::{
+    DeadLetter, FeatureRow, FeatureValue, Features, LateEvent, Position, Scalar, Stage, StrTable, Trigger,
+};
 
 /// Errors a sink reports. `retriable` tells the host whether to back off
 /// and try the same batch again (an outage) or to give up (bad config).

@@ -26,8 +26,64 @@ pub enum Scalar {
     Str(String),
 }
 
+/// The strings of one call into a transform, each also kept as its JSON
+/// text (quoted and escaped once): the string lists of the call's rows
+/// refer to them by index, so a list is neither copied nor escaped again
+/// item by item.
+#[derive(Debug, Default, PartialEq)]
+pub struct StrTable {
+    /// The strings back to back; string `i` ends at `ends[i]`.
+    text: String,
+    ends: Vec<u32>,
+    /// Each string as a JSON string literal, back to back.
+    json: Vec<u8>,
+    json_ends: Vec<u32>,
+}
+
+impl StrTable {
+    pub fn new<'a>(strings: impl IntoIterator<Item = &'a str>) -> Self {
+        let mut t = StrTable::default();
+        for s in strings {
+            t.text.push_str(s);
+            t.ends.push(t.text.len() as u32);
+            json::string(&mut t.json, s);
+            t.json_ends.push(t.json.len() as u32);
+        }
+        t
+    }
+
+    pub fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+
+    fn span(ends: &[u32], code: u32) -> Option<(usize, usize)> {
+        let end = *ends.get(code as usize)? as usize;
+        let start = match code {
+            0 => 0,
+            c => *ends.get(c as usize - 1)? as usize,
+        };
+        Some((start, end))
+    }
+
+    /// String `code`.
+    pub fn get(&self, code: u32) -> Option<&str> {
+        let (start, end) = Self::span(&self.ends, code)?;
+        self.text.get(start..end)
+    }
+
+    /// String `code` as JSON text.
+    fn json(&self, code: u32) -> Option<&[u8]> {
+        let (start, end) = Self::span(&self.json_ends, code)?;
+        self.json.get(start..end)
+    }
+}
+
 /// A feature value as a transform returned it.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub enum FeatureValue {
     Null,
     Bool(bool),
@@ -42,7 +98,34 @@ pub enum FeatureValue {
         data: String,
         ends: Vec<u32>,
     },
+    /// Strings as indices into their call's shared table.
+    Coded {
+        table: Arc<StrTable>,
+        codes: Vec<u32>,
+    },
     Mixed(Vec<Scalar>),
+}
+
+/// String lists are equal when their items are, however they are stored.
+impl PartialEq for FeatureValue {
+    fn eq(&self, other: &Self) -> bool {
+        use FeatureValue as V;
+        match (self, other) {
+            (V::Null, V::Null) => true,
+            (V::Bool(a), V::Bool(b)) => a == b,
+            (V::Int(a), V::Int(b)) => a == b,
+            (V::Float(a), V::Float(b)) => a == b,
+            (V::Str(a), V::Str(b)) => a == b,
+            (V::Bools(a), V::Bools(b)) => a == b,
+            (V::Ints(a), V::Ints(b)) => a == b,
+            (V::Floats(a), V::Floats(b)) => a == b,
+            (V::Mixed(a), V::Mixed(b)) => a == b,
+            (V::Strs { .. } | V::Coded { .. }, V::Strs { .. } | V::Coded { .. }) => {
+                self.str_items().is_some() && self.str_items() == other.str_items()
+            }
+            _ => false,
+        }
+    }
 }
 
 impl FeatureValue {
@@ -57,19 +140,33 @@ impl FeatureValue {
         FeatureValue::Strs { data, ends }
     }
 
-    /// The items of a packed string list; `None` for other kinds or when
-    /// `ends` does not fit `data`.
+    /// A string list of `table`'s strings; `None` when a code is past it.
+    pub fn coded(table: Arc<StrTable>, codes: Vec<u32>) -> Option<Self> {
+        let len = table.len();
+        codes.iter().all(|&c| (c as usize) < len).then_some(FeatureValue::Coded { table, codes })
+    }
+
+    /// The items of a string list; `None` for other kinds, or when the
+    /// list does not fit its buffer or table.
     pub fn str_items(&self) -> Option<Vec<&str>> {
-        let FeatureValue::Strs { data, ends } = self else {
-            return None;
-        };
-        let mut start = 0usize;
-        let mut items = Vec::with_capacity(ends.len());
-        for &end in ends {
-            items.push(data.get(start..end as usize)?);
-            start = end as usize;
+        match self {
+            FeatureValue::Strs { data, ends } => {
+                let mut start = 0usize;
+                let mut items = Vec::with_capacity(ends.len());
+                for &end in ends {
+                    items.push(data.get(start..end as usize)?);
+                    start = end as usize;
+                }
+                Some(items)
+            }
+            FeatureValue::Coded { table, codes } => codes.iter().map(|&c| table.get(c)).collect(),
+            _ => None,
         }
-        Some(items)
+    }
+
+    /// Append the value as JSON (`null` for a malformed string list).
+    pub fn write_json(&self, out: &mut Vec<u8>) {
+        json::value(out, self);
     }
 }
 
@@ -84,9 +181,8 @@ impl Serialize for FeatureValue {
             FeatureValue::Bools(v) => v.serialize(s),
             FeatureValue::Ints(v) => v.serialize(s),
             FeatureValue::Floats(v) => v.serialize(s),
-            FeatureValue::Strs { .. } => {
-                let items =
-                    self.str_items().ok_or_else(|| serde::ser::Error::custom("malformed packed string list"))?;
+            FeatureValue::Strs { .. } | FeatureValue::Coded { .. } => {
+                let items = self.str_items().ok_or_else(|| serde::ser::Error::custom("malformed string list"))?;
                 let mut seq = s.serialize_seq(Some(items.len()))?;
                 for item in items {
                     seq.serialize_element(item)?;
@@ -173,7 +269,7 @@ impl FeatureRow {
 
 /// JSON text for feature rows.
 mod json {
-    use super::{FeatureValue, Scalar};
+    use super::{FeatureValue, Scalar, StrTable};
 
     pub(super) fn int(out: &mut Vec<u8>, v: i64) {
         out.extend_from_slice(itoa::Buffer::new().format(v).as_bytes());
@@ -227,6 +323,24 @@ mod json {
         out.push(b']');
     }
 
+    /// A list of table strings: each item's JSON text was made once, with
+    /// the table.
+    fn coded(out: &mut Vec<u8>, table: &StrTable, codes: &[u32]) {
+        let mark = out.len();
+        out.push(b'[');
+        for (i, &c) in codes.iter().enumerate() {
+            let Some(text) = table.json(c) else {
+                out.truncate(mark);
+                return out.extend_from_slice(b"null");
+            };
+            if i > 0 {
+                out.push(b',');
+            }
+            out.extend_from_slice(text);
+        }
+        out.push(b']');
+    }
+
     fn list<T>(out: &mut Vec<u8>, items: impl IntoIterator<Item = T>, mut each: impl FnMut(&mut Vec<u8>, T)) {
         out.push(b'[');
         for (i, item) in items.into_iter().enumerate() {
@@ -259,6 +373,7 @@ mod json {
             FeatureValue::Ints(v) => list(out, v, |o, i| int(o, *i)),
             FeatureValue::Floats(v) => list(out, v, |o, f| float(o, *f)),
             FeatureValue::Strs { data, ends } => strs(out, data, ends),
+            FeatureValue::Coded { table, codes } => coded(out, table, codes),
             FeatureValue::Mixed(v) => list(out, v, scalar),
         }
     }
@@ -408,6 +523,32 @@ mod tests {
         let mut out = Vec::new();
         row.write_json(&mut out);
         assert!(String::from_utf8_lossy(&out).contains(r#""features":{"bad":null}"#));
+    }
+
+    /// A coded list reads and writes as the packed list of its items, and
+    /// equals it; an index past the table writes `null`.
+    #[test]
+    fn coded_lists_are_their_table_strings() {
+        let table = Arc::new(StrTable::new(["i1", "q\"uote", "é", ""]));
+        let coded = FeatureValue::coded(table.clone(), vec![2, 0, 0, 1, 3]);
+        let packed = FeatureValue::strs(["é", "i1", "i1", "q\"uote", ""]);
+        assert_eq!(coded.as_ref().and_then(FeatureValue::str_items), packed.str_items());
+        assert_eq!(coded.as_ref(), Some(&packed));
+        let (mut fast, mut expected) = (Vec::new(), Vec::new());
+        if let Some(v) = &coded {
+            v.write_json(&mut fast);
+        }
+        packed.write_json(&mut expected);
+        assert_eq!(String::from_utf8_lossy(&fast), r#"["é","i1","i1","q\"uote",""]"#);
+        assert_eq!(fast, expected);
+        assert_eq!(coded.as_ref().map(|v| serde_json::to_vec(v).ok()), Some(serde_json::to_vec(&packed).ok()));
+        assert!(FeatureValue::coded(table.clone(), vec![0, 4]).is_none());
+        let bad = FeatureValue::Coded { table, codes: vec![1, 9] };
+        let mut out = b"x".to_vec();
+        bad.write_json(&mut out);
+        assert_eq!(out, b"xnull");
+        assert!(serde_json::to_string(&bad).is_err());
+        assert_ne!(bad, packed);
     }
 
     #[test]

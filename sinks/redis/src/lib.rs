@@ -49,8 +49,12 @@ fn error(sink: &str, what: &str, e: &redis::RedisError) -> Error {
 pub fn field_text(value: &FeatureValue) -> String {
     match value {
         FeatureValue::Str(s) => s.clone(),
-        // Writing JSON to a String cannot fail.
-        other => serde_json::to_string(other).unwrap_or_default(),
+        other => {
+            let mut json = Vec::new();
+            other.write_json(&mut json);
+            // JSON text from strings and numbers is UTF-8.
+            String::from_utf8(json).unwrap_or_default()
+        }
     }
 }
 
