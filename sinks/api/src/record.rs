@@ -41,6 +41,7 @@ pub struct StrTable {
 }
 
 impl StrTable {
+    /// The table of `strings`, in order: string `i` has code `i`.
     pub fn new<'a>(strings: impl IntoIterator<Item = &'a str>) -> Self {
         let mut t = StrTable::default();
         for s in strings {
@@ -121,7 +122,7 @@ impl PartialEq for FeatureValue {
             (V::Floats(a), V::Floats(b)) => a == b,
             (V::Mixed(a), V::Mixed(b)) => a == b,
             (V::Strs { .. } | V::Coded { .. }, V::Strs { .. } | V::Coded { .. }) => {
-                self.str_items().is_some() && self.str_items() == other.str_items()
+                matches!((self.str_items(), other.str_items()), (Some(a), Some(b)) if a == b)
             }
             _ => false,
         }
