@@ -1,9 +1,42 @@
+use std::cell::RefCell;
+
 use crate::StrColumn;
 use crate::bindings::sluice::transform::types::{Feature, FeatureValue, PackedStrings, Scalar};
 
 /// A feature map under construction: names and values in insertion order.
+///
+/// A map belongs to the call that made it: names are numbered per call
+/// (they cross to the host once per call, not once per row).
 #[derive(Default)]
 pub struct Features(pub(crate) Vec<Feature>);
+
+thread_local! {
+    /// The names of the current call's features, by number.
+    static NAMES: RefCell<Vec<Box<str>>> = const { RefCell::new(Vec::new()) };
+}
+
+/// The number of `name` in the current call, numbering it when new.
+fn name_id(name: &str, position: usize) -> u32 {
+    NAMES.with_borrow_mut(|names| {
+        // Rows usually name their features in the same order.
+        if names.get(position).is_some_and(|n| **n == *name) {
+            return position as u32;
+        }
+        match names.iter().position(|n| **n == *name) {
+            Some(i) => i as u32,
+            None => {
+                names.push(name.into());
+                (names.len() - 1) as u32
+            }
+        }
+    })
+}
+
+/// The names numbered since the last call, for the host (and a fresh
+/// numbering for the next call).
+pub(crate) fn take_names() -> Vec<String> {
+    NAMES.with_borrow_mut(|names| names.drain(..).map(String::from).collect())
+}
 
 impl Features {
     pub fn new() -> Self {
@@ -11,7 +44,8 @@ impl Features {
     }
 
     fn push(&mut self, name: &str, value: FeatureValue) -> &mut Self {
-        self.0.push(Feature { name: name.to_string(), value });
+        let name = name_id(name, self.0.len());
+        self.0.push(Feature { name, value });
         self
     }
 

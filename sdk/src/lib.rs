@@ -176,7 +176,7 @@ macro_rules! window_transform {
             fn process(
                 events: $crate::glue::RawEvents,
                 windows: ::std::vec::Vec<$crate::glue::RawWindow>,
-            ) -> ::std::vec::Vec<$crate::glue::FeatureResult> {
+            ) -> $crate::glue::RawFeatureRows {
                 $crate::glue::process_windows(&events, &windows, $function)
             }
         }
@@ -207,9 +207,7 @@ macro_rules! aggregate_transform {
             ) -> ::std::vec::Vec<::std::result::Result<::std::vec::Vec<u8>, ::std::string::String>> {
                 $crate::glue::merge::<$aggregate>(groups)
             }
-            fn finish(
-                windows: ::std::vec::Vec<$crate::glue::FinishWindow>,
-            ) -> ::std::vec::Vec<$crate::glue::FeatureResult> {
+            fn finish(windows: ::std::vec::Vec<$crate::glue::FinishWindow>) -> $crate::glue::RawFeatureRows {
                 $crate::glue::finish::<$aggregate>(windows)
             }
         }

@@ -111,18 +111,62 @@ pub(super) fn check_len<T>(out: Vec<T>, expected: usize) -> Result<Vec<T>, CallE
     }
 }
 
-/// The results of a call whose string table was `strings`.
+/// The feature maps of a call with `expected` inputs whose string table was
+/// `strings`.
 pub(super) fn results(
-    out: Vec<Result<Vec<wit::Feature>, String>>,
+    out: wit::FeatureRows,
     expected: usize,
     strings: &[String],
 ) -> Result<Vec<Result<Features, String>>, CallError> {
-    let mut names = Names::default();
+    let wit::FeatureRows { names, features, rows } = out;
+    let rows = check_len(rows, expected)?;
+    let claimed: u64 = rows.iter().filter_map(|r| r.as_ref().ok()).map(|&n| u64::from(n)).sum();
+    if claimed != features.len() as u64 {
+        return Err(CallError::Contract(format!(
+            "the rows take {claimed} features but {} were returned",
+            features.len()
+        )));
+    }
+    let names: Vec<Arc<str>> = names.into_iter().map(Arc::from).collect();
     let mut table = CallTable { strings, table: None };
-    Ok(check_len(out, expected)?
+    let mut features = features.into_iter();
+    Ok(rows
         .into_iter()
-        .map(|r| r.and_then(|features| features_of(features, &mut table, &mut names).map_err(|e| e.to_string())))
+        .map(|r| {
+            let n = r? as usize;
+            row(features.by_ref().take(n), n, &names, &mut table).map_err(|e| e.to_string())
+        })
         .collect())
+}
+
+/// One row's features; the first invalid one fails the row (after the
+/// row's other features are consumed, so the next row starts in place).
+fn row(
+    features: impl Iterator<Item = wit::Feature>,
+    n: usize,
+    names: &[Arc<str>],
+    table: &mut CallTable<'_>,
+) -> Result<Features, InvalidResult> {
+    let mut out = Vec::with_capacity(n);
+    let mut invalid = None;
+    for f in features {
+        if invalid.is_some() {
+            continue;
+        }
+        let Some(name) = names.get(f.name as usize) else {
+            invalid =
+                Some(InvalidResult { feature: format!("#{}", f.name), reason: "name index past the call's names" });
+            continue;
+        };
+        match value(f.value, table) {
+            Ok(v) => out.push((name.clone(), v)),
+            Err(reason) => invalid = Some(InvalidResult { feature: name.to_string(), reason }),
+        }
+    }
+    match invalid {
+        Some(e) => Err(e),
+        None => Ok(FeatureMap(out)),
+    }
 }
 
 /// The call's strings as a [`StrTable`], made when a row first refers to
@@ -139,21 +183,6 @@ impl CallTable<'_> {
     }
 }
 
-/// Feature names seen in a call, shared by its rows.
-#[derive(Default)]
-struct Names(Vec<Arc<str>>);
-
-impl Names {
-    fn get(&mut self, name: &str) -> Arc<str> {
-        if let Some(n) = self.0.iter().find(|n| &***n == name) {
-            return n.clone();
-        }
-        let n: Arc<str> = name.into();
-        self.0.push(n.clone());
-        n
-    }
-}
-
 fn scalar(s: wit::Scalar) -> Scalar {
     match s {
         wit::Scalar::Null => Scalar::Null,
@@ -164,41 +193,82 @@ fn scalar(s: wit::Scalar) -> Scalar {
     }
 }
 
-fn features_of(
-    features: Vec<wit::Feature>,
-    table: &mut CallTable<'_>,
-    names: &mut Names,
-) -> Result<Features, InvalidResult> {
-    features
-        .into_iter()
-        .map(|f| {
-            let value = match f.value {
-                wit::FeatureValue::Null => FeatureValue::Null,
-                wit::FeatureValue::Boolean(b) => FeatureValue::Bool(b),
-                wit::FeatureValue::Int(i) => FeatureValue::Int(i),
-                wit::FeatureValue::Float(x) => FeatureValue::Float(x),
-                wit::FeatureValue::Str(s) => FeatureValue::Str(s),
-                wit::FeatureValue::Bools(v) => FeatureValue::Bools(v),
-                wit::FeatureValue::Ints(v) => FeatureValue::Ints(v),
-                wit::FeatureValue::Floats(v) => FeatureValue::Floats(v),
-                wit::FeatureValue::Strs(p) => {
-                    let value = FeatureValue::Strs { data: p.data, ends: p.ends };
-                    if value.str_items().is_none() {
-                        return Err(InvalidResult {
-                            feature: f.name,
-                            reason: "packed string ends do not fit the data",
-                        });
-                    }
-                    value
-                }
-                wit::FeatureValue::CallStrs(codes) => match FeatureValue::coded(table.get(), codes) {
-                    Some(value) => value,
-                    None => return Err(InvalidResult { feature: f.name, reason: "index past the call's strings" }),
-                },
-                wit::FeatureValue::Mixed(v) => FeatureValue::Mixed(v.into_iter().map(scalar).collect()),
-            };
-            Ok((names.get(&f.name), value))
-        })
-        .collect::<Result<_, _>>()
-        .map(FeatureMap)
+fn value(value: wit::FeatureValue, table: &mut CallTable<'_>) -> Result<FeatureValue, &'static str> {
+    Ok(match value {
+        wit::FeatureValue::Null => FeatureValue::Null,
+        wit::FeatureValue::Boolean(b) => FeatureValue::Bool(b),
+        wit::FeatureValue::Int(i) => FeatureValue::Int(i),
+        wit::FeatureValue::Float(x) => FeatureValue::Float(x),
+        wit::FeatureValue::Str(s) => FeatureValue::Str(s),
+        wit::FeatureValue::Bools(v) => FeatureValue::Bools(v),
+        wit::FeatureValue::Ints(v) => FeatureValue::Ints(v),
+        wit::FeatureValue::Floats(v) => FeatureValue::Floats(v),
+        wit::FeatureValue::Strs(p) => {
+            let value = FeatureValue::Strs { data: p.data, ends: p.ends };
+            if value.str_items().is_none() {
+                return Err("packed string ends do not fit the data");
+            }
+            value
+        }
+        wit::FeatureValue::CallStrs(codes) => {
+            FeatureValue::coded(table.get(), codes).ok_or("index past the call's strings")?
+        }
+        wit::FeatureValue::Mixed(v) => FeatureValue::Mixed(v.into_iter().map(scalar).collect()),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn feature(name: u32, value: i64) -> wit::Feature {
+        wit::Feature { name, value: wit::FeatureValue::Int(value) }
+    }
+
+    fn ints(row: &Result<Features, String>) -> Result<Vec<(&str, i64)>, &str> {
+        match row {
+            Ok(map) => Ok(map
+                .0
+                .iter()
+                .map(|(name, v)| (&**name, if let FeatureValue::Int(i) = v { *i } else { i64::MIN }))
+                .collect()),
+            Err(e) => Err(e.as_str()),
+        }
+    }
+
+    #[test]
+    fn rows_take_their_features_in_order_and_a_bad_one_fails_only_its_row() -> Result<(), CallError> {
+        let out = wit::FeatureRows {
+            names: vec!["a".into(), "b".into()],
+            features: vec![feature(0, 1), feature(1, 2), feature(7, 3), feature(0, 4), feature(1, 5)],
+            rows: vec![Ok(2), Err("guest said no".into()), Ok(2), Ok(1)],
+        };
+        let rows = results(out, 4, &[])?;
+        let rows: Vec<_> = rows.iter().map(ints).collect();
+        assert_eq!(
+            rows,
+            vec![
+                Ok(vec![("a", 1), ("b", 2)]),
+                Err("guest said no"),
+                Err("feature `#7`: name index past the call's names"),
+                Ok(vec![("b", 5)]),
+            ]
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn rows_that_miscount_their_features_break_the_contract() {
+        let miscounted = |rows: Vec<Result<u32, String>>| wit::FeatureRows {
+            names: vec!["a".into()],
+            features: vec![feature(0, 1), feature(0, 2)],
+            rows,
+        };
+        let too_many = results(miscounted(vec![Ok(2), Ok(1)]), 2, &[]).err();
+        assert_eq!(too_many, Some(CallError::Contract("the rows take 3 features but 2 were returned".into())));
+        let too_few = results(miscounted(vec![Ok(1)]), 1, &[]).err();
+        assert_eq!(too_few, Some(CallError::Contract("the rows take 1 features but 2 were returned".into())));
+        let wrong_rows = results(miscounted(vec![Ok(2)]), 3, &[]).err();
+        assert_eq!(wrong_rows, Some(CallError::Contract("returned 1 results for 3 inputs".into())));
+    }
 }
