@@ -556,6 +556,11 @@ impl Manifest {
                         Some("for example 2026-11-21T10:00:00Z"),
                     );
                 }
+                for (key, value) in &k.properties {
+                    if let Some((why, hint)) = crate::source::managed_property(key, value) {
+                        problem(&format!("source.properties.{key}"), why.into(), Some(hint));
+                    }
+                }
             }
         }
         let outputs = [

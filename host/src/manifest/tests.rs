@@ -109,6 +109,47 @@ fn redis_takes_feature_rows_only() {
 }
 
 #[test]
+fn kafka_properties_sluice_depends_on_are_refused_where_they_are() {
+    let kafka = |properties: &str| {
+        GOOD.replace(
+            "  type: file\n  path: in.jsonl\n",
+            &format!(
+                "  type: kafka\n  brokers: 127.0.0.1:9092\n  topics: [clicks]\n  group: g\n  properties:\n{properties}"
+            ),
+        )
+    };
+    let text = kafka(concat!(
+        "    enable.auto.commit: \"true\"\n",
+        "    partition.assignment.strategy: cooperative-sticky\n",
+        "    group.id: other\n",
+        "    group.protocol: consumer\n",
+        "    security.protocol: SASL_SSL\n",
+    ));
+    let p = problems(&text, &[]);
+    let found: Vec<(&str, Option<usize>)> = p.iter().map(|p| (p.path.as_str(), p.line)).collect();
+    assert_eq!(
+        found,
+        vec![
+            ("source.properties.enable.auto.commit", Some(8)),
+            ("source.properties.group.id", Some(10)),
+            ("source.properties.group.protocol", Some(11)),
+            ("source.properties.partition.assignment.strategy", Some(9)),
+        ]
+    );
+    assert!(p[0].message.contains("commits offsets itself"), "{}", p[0].message);
+    assert!(p[3].message.contains("eager rebalance protocol"), "{}", p[3].message);
+    // What Sluice would set anyway, an eager strategy, and passed-through
+    // settings are fine.
+    let fine = kafka(concat!(
+        "    enable.auto.commit: \"false\"\n",
+        "    partition.assignment.strategy: roundrobin\n",
+        "    group.protocol: classic\n",
+        "    fetch.wait.max.ms: \"20\"\n",
+    ));
+    assert_eq!(problems(&fine, &[]), vec![]);
+}
+
+#[test]
 fn session_and_tumbling_shapes_are_checked() {
     let session = GOOD.replace("  type: sliding\n  size: 30m\n  slide: 1m\n", "  type: session\n  size: 30m\n");
     let paths: Vec<String> = problems(&session, &[]).into_iter().map(|p| p.path).collect();

@@ -72,9 +72,40 @@ pub struct KafkaSourceConfig {
     /// `fetch.wait.max.ms: "5"` (brokers such as Tansu hold a fetch that
     /// long even when records are waiting) and `fetch.queue.backoff.ms:
     /// "10"` (librdkafka otherwise stops fetching for a second whenever its
-    /// prefetch queue is full) unless given here.
+    /// prefetch queue is full) unless given here. Refused, because the
+    /// delivery guarantee and rebalance handling depend on them:
+    /// `bootstrap.servers` and `group.id` (use `brokers` and `group`),
+    /// `enable.auto.commit` other than `"false"`, a cooperative
+    /// `partition.assignment.strategy`, and `group.protocol` other than
+    /// `classic`.
     #[serde(default)]
     pub properties: BTreeMap<String, String>,
+}
+
+/// Why a librdkafka property may not be passed through (and what to do
+/// instead): the ones Sluice's delivery guarantee and rebalance handling
+/// depend on.
+pub fn managed_property(key: &str, value: &str) -> Option<(&'static str, &'static str)> {
+    let value = value.trim().to_ascii_lowercase();
+    match key {
+        "bootstrap.servers" => Some(("the brokers are set by `source.brokers`", "move the value there")),
+        "group.id" => Some(("the consumer group is set by `source.group`", "move the value there")),
+        "enable.auto.commit" if value != "false" => Some((
+            "Sluice commits offsets itself, only for records whose effects reached every sink; \
+             auto-commit would also commit records not yet written, and a crash would lose them",
+            "remove it",
+        )),
+        "partition.assignment.strategy" if value.contains("cooperative") => Some((
+            "Sluice needs the eager rebalance protocol: it re-assigns partitions with explicit start \
+             offsets when they are assigned",
+            "use range or roundrobin (librdkafka's default is range,roundrobin), or remove it",
+        )),
+        "group.protocol" if value != "classic" => Some((
+            "Sluice needs the classic consumer group protocol (the new one rebalances incrementally)",
+            "remove it",
+        )),
+        _ => None,
+    }
 }
 
 /// Where a partition starts.

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 pub use chunk::{Chunk, Partitions, Record};
 pub use file::FileSource;
-pub use kafka::{KafkaSource, KafkaSourceConfig, StartConfig};
+pub use kafka::{KafkaSource, KafkaSourceConfig, StartConfig, managed_property};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
