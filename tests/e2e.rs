@@ -125,10 +125,11 @@ pub fn expected_row(parsed: &[Parsed], f: &Fire, compute: &Compute) -> Row {
     (f.key.clone(), f.start, f.end, latest, f.trigger.name().to_string(), canonical(&compute(&events, &times)))
 }
 
-/// What the host must write for `parsed`: every row (sorted), the last row
-/// of each key and of each window in emission order (what an online store
-/// holds at the end, keyed by entity or by entity and window), and the
-/// indices of dead and late records.
+/// What the host must write for `parsed`: every row (sorted); what an
+/// online store holds at the end, keyed by entity (the row of the newest
+/// window, the last emitted among equals: a late update of an older window
+/// must not replace it) or by entity and window (each window's last row);
+/// and the indices of dead and late records.
 pub struct Expected {
     pub rows: Vec<Row>,
     pub last: BTreeMap<String, Row>,
@@ -145,7 +146,9 @@ pub fn expected(parsed: &[Parsed], spec: &Spec, compute: &Compute) -> Expected {
     for f in outcome.normalized().iter().flatten() {
         let row = expected_row(parsed, f, compute);
         windows.insert((f.key.clone(), f.start), row.clone());
-        last.insert(f.key.clone(), row);
+        if last.get(&f.key).is_none_or(|stored: &Row| stored.2 <= row.2) {
+            last.insert(f.key.clone(), row);
+        }
     }
     let mut rows: Vec<Row> = outcome.all_sorted().iter().map(|f| expected_row(parsed, f, compute)).collect();
     rows.sort();

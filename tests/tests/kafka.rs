@@ -230,6 +230,46 @@ fn user_session_from_kafka_to_redis_and_topics() -> anyhow::Result<()> {
     check(e2e::user_session())
 }
 
+/// The on-event trigger and an event older than its key's newest, across
+/// a slide boundary: its row is of an older window, which the feature
+/// topic gets and the user's Redis hash must not (it keeps the newest
+/// window, as an online store should).
+#[test]
+fn an_out_of_order_event_does_not_take_redis_back_to_an_older_window() -> anyhow::Result<()> {
+    let t = Topics::create("out-of-order", 1)?;
+    // 2026-01-01T00:00:00Z, on a minute (the slide).
+    let base = 1_767_225_600_000;
+    let click = |item: &str, ms: i64| {
+        let v = serde_json::json!({"user_id": "u1", "item_id": item, "category": "c1", "timestamp": ms as f64 / 1e3});
+        (0, "u1".to_string(), ms, v)
+    };
+    // The watermark trails by 30 s, so the third click (20 s older than
+    // the second) still belongs to open windows: the first of them ends at
+    // minute 1, the second click's at minute 2.
+    let events = [click("i1", base + 30_000), click("i2", base + 70_000), click("i3", base + 50_000)];
+    produce_placed(&t.input, &events, false)?;
+    let prefix = format!("{}:", t.id);
+    let (source, outputs) = (t.source(1, true), t.outputs(REDIS, &format!("{prefix}{{key}}")));
+    run_to_end("session-features", &[("source", &source), ("outputs", &outputs), ("window.trigger", "event")])?;
+
+    let minute = |m: i64| base + m * 60_000;
+    let rows: Vec<Value> = read_all(BROKERS, &t.features)?
+        .iter()
+        .map(|m| serde_json::from_slice(m.payload().unwrap_or_default()))
+        .collect::<Result<_, _>>()?;
+    let ends: Vec<i64> = rows.iter().map(|r| r["window_end"].as_i64().unwrap_or_default()).collect();
+    assert_eq!(ends, vec![minute(1), minute(2), minute(1)], "the feature topic gets every row, in order");
+    assert_eq!(rows[2]["features"]["items_clicked_30m"], serde_json::json!(["i1", "i3"]));
+
+    let mut redis = redis::Client::open(REDIS)?.get_connection()?;
+    let key = format!("{prefix}u1");
+    let hash: BTreeMap<String, String> = redis.hgetall(&key)?;
+    let _: () = redis.del(&key)?;
+    assert_eq!(hash.get("window_end"), Some(&minute(2).to_string()), "Redis keeps the newest window");
+    assert_eq!(hash.get("items_clicked_30m").map(String::as_str), Some(r#"["i1","i2"]"#));
+    Ok(())
+}
+
 /// A private redis-server that keeps every acknowledged write on disk
 /// (append-only file, fsync always), so it can be killed and restarted.
 struct PrivateRedis {

@@ -8,12 +8,21 @@
 //! connection error, which the host retries with backoff) changes nothing.
 //! Lists are stored as JSON arrays, numbers as decimal text, strings as
 //! they are, null as `null`.
+//!
+//! A hash keeps the newest window, as an online store should (Feast keeps
+//! the newest event timestamp the same way): a late update of an older
+//! window, or an on-event row for an out-of-order event, would otherwise
+//! replace a newer window's features until the entity's next row, which
+//! for an idle entity never comes. Those rows go through a script that
+//! writes only when the hash holds no later `window_end`. Rows fired on
+//! close arrive in window order and are written directly: the script costs
+//! Redis about twice a plain `HSET`.
 
 use async_trait::async_trait;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
-use sluice_sink_api::{Batch, Duration, Error, FeatureRow, FeatureValue, Result, Sink};
+use sluice_sink_api::{Batch, Duration, Error, FeatureRow, FeatureValue, Result, Sink, Trigger};
 
 /// Write feature rows to Redis hashes.
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema, PartialEq)]
@@ -36,7 +45,20 @@ pub struct RedisSink {
     name: String,
     config: RedisSinkConfig,
     connection: ConnectionManager,
+    /// [`WRITE_UNLESS_NEWER`].
+    guarded: redis::Script,
 }
+
+/// `KEYS[1]`: the hash; `ARGV`: the row's `window_end`, the TTL in seconds
+/// (0: none), then field, value, field, value… Writes unless the hash holds
+/// a later window (an equal one is a correction, and is written).
+const WRITE_UNLESS_NEWER: &str = r"
+local stored = tonumber(redis.call('HGET', KEYS[1], 'window_end'))
+if stored and stored > tonumber(ARGV[1]) then return 0 end
+redis.call('HSET', KEYS[1], unpack(ARGV, 3))
+if ARGV[2] ~= '0' then redis.call('EXPIRE', KEYS[1], ARGV[2]) end
+return 1
+";
 
 fn error(sink: &str, what: &str, e: &redis::RedisError) -> Error {
     // Connection trouble is worth retrying; anything else (a wrong type
@@ -90,7 +112,12 @@ impl RedisSink {
         let connection = ConnectionManager::new_with_config(client, manager)
             .await
             .map_err(|e| error(name, &format!("cannot connect to {}", config.url), &e))?;
-        Ok(RedisSink { name: name.to_string(), config: config.clone(), connection })
+        Ok(RedisSink {
+            name: name.to_string(),
+            config: config.clone(),
+            connection,
+            guarded: redis::Script::new(WRITE_UNLESS_NEWER),
+        })
     }
 
     /// The hash key of a row.
@@ -123,12 +150,28 @@ impl Sink for RedisSink {
         if rows.is_empty() {
             return Ok(());
         }
+        let ttl = self.config.ttl.map_or(0, |ttl| (ttl.millis() / 1000).max(1));
         let mut pipe = redis::pipe();
+        if rows.iter().any(|r| r.trigger != Trigger::Close) {
+            // Cheap when loaded already, and Redis forgets scripts when it
+            // restarts.
+            pipe.load_script(&self.guarded).ignore();
+        }
         for row in rows {
             let key = self.key(row);
-            pipe.hset_multiple(&key, &fields(row)).ignore();
-            if let Some(ttl) = self.config.ttl {
-                pipe.expire(&key, (ttl.millis() / 1000).max(1)).ignore();
+            let fields = fields(row);
+            if row.trigger == Trigger::Close {
+                pipe.hset_multiple(&key, &fields).ignore();
+                if ttl > 0 {
+                    pipe.expire(&key, ttl).ignore();
+                }
+            } else {
+                let mut write = self.guarded.key(&key);
+                write.arg(row.window_end).arg(ttl);
+                for (field, value) in &fields {
+                    write.arg(field).arg(value);
+                }
+                pipe.invoke_script(&write).ignore();
             }
         }
         pipe.query_async::<()>(&mut self.connection).await.map_err(|e| error(&self.name, "write failed", &e))

@@ -98,6 +98,53 @@ async fn window_bounds_in_the_key_give_each_window_its_own_hash() -> anyhow::Res
     Ok(())
 }
 
+/// The row of window [start, end) with trigger `trigger` and `count`.
+fn window(start: i64, end: i64, trigger: Trigger, count: i64) -> FeatureRow {
+    FeatureRow { window_start: start, window_end: end, event_time: end - 1, trigger, ..row("u1", count, end) }
+}
+
+#[tokio::test]
+async fn a_hash_keeps_the_newest_window_whatever_arrives_late() -> anyhow::Result<()> {
+    let prefix = prefix();
+    let ttl = Some(Duration::from_millis(600_000));
+    let config = RedisSinkConfig { url: URL.into(), key: format!("{prefix}:{{key}}"), ttl };
+    let mut sink = RedisSink::open("features", &config).await?;
+    let mut redis = client().await?;
+    let key = format!("{prefix}:u1");
+    let stored = async |redis: &mut redis::aio::MultiplexedConnection| -> anyhow::Result<(String, String, String)> {
+        let (end, trigger, count): (String, String, String) =
+            redis.hget(&key, &["window_end", "trigger", "count"]).await?;
+        Ok((end, trigger, count))
+    };
+    let expect = |end: &str, trigger: &str, count: &str| (end.to_string(), trigger.to_string(), count.to_string());
+
+    // Close rows in window order, then a late update of the older window
+    // in the same batch and in a later one: the newer window stays.
+    sink.write(Batch::Features(&[
+        window(0, 60_000, Trigger::Close, 1),
+        window(60_000, 120_000, Trigger::Close, 2),
+        window(0, 60_000, Trigger::Late, 3),
+    ]))
+    .await?;
+    assert_eq!(stored(&mut redis).await?, expect("120000", "close", "2"));
+    sink.write(Batch::Features(&[window(0, 60_000, Trigger::Late, 4)])).await?;
+    assert_eq!(stored(&mut redis).await?, expect("120000", "close", "2"));
+    // A late update of the stored window corrects it, with the TTL.
+    sink.write(Batch::Features(&[window(60_000, 120_000, Trigger::Late, 5)])).await?;
+    assert_eq!(stored(&mut redis).await?, expect("120000", "late", "5"));
+    let ttl: i64 = redis.ttl(&key).await?;
+    assert!((500..=600).contains(&ttl), "ttl {ttl}");
+    // On-event rows: an out-of-order event's older window is not written,
+    // a newer one is; also after Redis forgot its scripts (a restart).
+    let _: () = redis::cmd("SCRIPT").arg("FLUSH").query_async(&mut redis).await?;
+    sink.write(Batch::Features(&[window(30_000, 90_000, Trigger::Event, 6)])).await?;
+    assert_eq!(stored(&mut redis).await?, expect("120000", "late", "5"));
+    sink.write(Batch::Features(&[window(90_000, 150_000, Trigger::Event, 7)])).await?;
+    assert_eq!(stored(&mut redis).await?, expect("150000", "event", "7"));
+    let _: () = redis.del(&key).await?;
+    Ok(())
+}
+
 #[tokio::test]
 async fn dead_letters_are_refused_with_a_reason() -> anyhow::Result<()> {
     let config = RedisSinkConfig { url: URL.into(), key: "x:{key}".into(), ttl: None };
