@@ -61,9 +61,15 @@ return 1
 ";
 
 fn error(sink: &str, what: &str, e: &redis::RedisError) -> Error {
-    // Connection trouble is worth retrying; anything else (a wrong type
-    // at the key, an authentication failure) is not.
-    let retriable = e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal() || e.is_timeout();
+    // Connection trouble is worth retrying, and so is a script Redis forgot
+    // between loading and running it (`SCRIPT FLUSH` from another client):
+    // the retried pipeline loads it again. Anything else (a wrong type at
+    // the key, an authentication failure) is not.
+    let retriable = e.is_io_error()
+        || e.is_connection_dropped()
+        || e.is_connection_refusal()
+        || e.is_timeout()
+        || e.kind() == redis::ErrorKind::NoScriptError;
     Error { sink: sink.to_string(), message: format!("{what}: {e}"), retriable }
 }
 
@@ -180,5 +186,18 @@ impl Sink for RedisSink {
     async fn flush(&mut self) -> Result<()> {
         // Every write completes its pipeline before returning.
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_forgotten_script_is_retried_and_a_wrong_type_is_not() {
+        let forgotten = redis::RedisError::from((redis::ErrorKind::NoScriptError, "NOSCRIPT"));
+        assert!(error("features", "write failed", &forgotten).retriable);
+        let wrong_type = redis::RedisError::from((redis::ErrorKind::TypeError, "WRONGTYPE"));
+        assert!(!error("features", "write failed", &wrong_type).retriable);
     }
 }
