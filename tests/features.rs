@@ -9,9 +9,14 @@ fn str_field<'a>(event: &'a Value, name: &str) -> &'a str {
     event.get(name).and_then(Value::as_str).unwrap_or_default()
 }
 
-/// `session-features`: seed 000's items clicked in the window.
+/// The most items `session-features` lists (its `MAX_ITEMS`).
+pub const SESSION_MAX_ITEMS: usize = 100;
+
+/// `session-features`: seed 000's items clicked in the window; the list
+/// holds the last [`SESSION_MAX_ITEMS`] (events are in event-time order).
 pub fn session_features(events: &[&Value]) -> Map<String, Value> {
     let items: Vec<&str> = events.iter().map(|e| str_field(e, "item_id")).collect();
+    let listed = &items[items.len().saturating_sub(SESSION_MAX_ITEMS)..];
     let categories: Vec<&str> = events.iter().map(|e| str_field(e, "category")).collect();
     let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
     for c in &categories {
@@ -21,7 +26,7 @@ pub fn session_features(events: &[&Value]) -> Map<String, Value> {
     // max_by_key keeps the last maximum, so reverse first).
     let top = counts.iter().rev().max_by_key(|(_, n)| **n).map(|(c, _)| c.to_string());
     let mut m = Map::new();
-    m.insert("items_clicked_30m".into(), json!(items));
+    m.insert("items_clicked_30m".into(), json!(listed));
     m.insert("item_count_30m".into(), json!(items.len()));
     m.insert("distinct_items_30m".into(), json!(items.iter().collect::<BTreeSet<_>>().len()));
     m.insert("distinct_categories_30m".into(), json!(counts.len()));
@@ -71,6 +76,17 @@ mod tests {
         assert_eq!(f["distinct_categories_30m"], json!(2));
         // a and b both twice: the smaller wins.
         assert_eq!(f["top_category_30m"], json!("a"));
+    }
+
+    #[test]
+    fn the_item_list_keeps_the_most_recent_hundred() {
+        let events: Vec<Value> = (0..250).map(|i| json!({"item_id": format!("i{i}"), "category": "c"})).collect();
+        let refs: Vec<&Value> = events.iter().collect();
+        let f = session_features(&refs);
+        let listed: Vec<String> = (150..250).map(|i| format!("i{i}")).collect();
+        assert_eq!(f["items_clicked_30m"], json!(listed));
+        assert_eq!(f["item_count_30m"], json!(250));
+        assert_eq!(f["distinct_items_30m"], json!(250));
     }
 
     #[test]

@@ -41,6 +41,12 @@ pub struct Config {
     pub late_delay: f64,
     /// Fraction of lines that are malformed.
     pub malformed: f64,
+    /// How users share the events: 0 for evenly, otherwise the exponent
+    /// `s` of a Zipf law (the discrete Pareto law), the `k`-th user getting
+    /// a share proportional to `1/k^s`: at 1, of 10,000 users the first
+    /// makes about a tenth of the events and the last hundred together
+    /// about a thousandth.
+    pub skew: f64,
     pub seed: u64,
 }
 
@@ -58,6 +64,7 @@ impl Default for Config {
             late: 0.0,
             late_delay: 3_600.0,
             malformed: 0.0,
+            skew: 0.0,
             seed: 42,
         }
     }
@@ -76,6 +83,12 @@ const MALFORMED: [&str; 6] = [
 /// Write `config.events` lines of JSON to `out`.
 pub fn generate(config: &Config, out: &mut impl Write) -> std::io::Result<()> {
     let mut rng = ChaCha8Rng::seed_from_u64(config.seed);
+    let users = config.users.max(1);
+    let zipf = if config.skew > 0.0 {
+        Some(rand_distr::Zipf::new(users as f64, config.skew).map_err(std::io::Error::other)?)
+    } else {
+        None
+    };
     let mut line = String::with_capacity(160);
     for i in 0..config.events {
         line.clear();
@@ -90,7 +103,11 @@ pub fn generate(config: &Config, out: &mut impl Write) -> std::io::Result<()> {
             };
             // Millisecond precision, as clients send it.
             let t = ((BASE_SECONDS + nominal - delay) * 1000.0).round() / 1000.0;
-            let user = rng.random_range(0..config.users.max(1));
+            let user = match &zipf {
+                // Zipf gives 1..=users, the first the most frequent.
+                Some(z) => (rng.sample(z) as u64).clamp(1, users) - 1,
+                None => rng.random_range(0..users),
+            };
             match config.shape {
                 Shape::Clicks => {
                     // Popular items are clicked more: a squared uniform.
@@ -149,6 +166,24 @@ mod tests {
                 .filter_map(|v| v["timestamp"].as_f64())
                 .filter(|t| *t < 4e9)
                 .all(|t| t >= t0 - 20.0 && t < t0 + 1.0)
+        );
+    }
+
+    #[test]
+    fn skewed_users_follow_zipf() {
+        let config = Config { events: 20_000, users: 1_000, skew: 1.0, ..Config::default() };
+        let mut counts = std::collections::HashMap::new();
+        for l in lines(&config) {
+            let v: serde_json::Value = serde_json::from_str(&l).unwrap_or_default();
+            *counts.entry(v["user_id"].as_str().unwrap_or_default().to_string()).or_insert(0u64) += 1;
+        }
+        // Zipf(1) over 1,000: the first user's share is 1/H(1000) = 13.4%,
+        // the second's half that.
+        let share = |u: &str| counts.get(u).copied().unwrap_or(0) as f64 / 20_000.0;
+        assert!((0.12..0.15).contains(&share("u0")), "{}", share("u0"));
+        assert!((0.055..0.08).contains(&share("u1")), "{}", share("u1"));
+        assert!(
+            counts.keys().all(|u| u.strip_prefix('u').and_then(|n| n.parse::<u64>().ok()).is_some_and(|n| n < 1_000))
         );
     }
 

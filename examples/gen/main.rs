@@ -45,6 +45,10 @@ struct Args {
     /// Fraction of malformed lines.
     #[arg(long, default_value_t = 0.0)]
     malformed: f64,
+    /// Skewed users: the exponent of a Zipf (discrete Pareto) law over
+    /// them, 1 for a few users with most events; 0 for evenly.
+    #[arg(long, default_value_t = 0.0)]
+    skew: f64,
     #[arg(long, default_value_t = 42)]
     seed: u64,
     /// Output file (default: standard output).
@@ -81,6 +85,7 @@ fn main() -> anyhow::Result<()> {
         late: a.late,
         late_delay: a.late_delay,
         malformed: a.malformed,
+        skew: a.skew,
         seed: a.seed,
     };
     if let (Some(brokers), Some(topic), true) = (&a.kafka, &a.topic, a.count) {

@@ -3,9 +3,11 @@
 
 pub mod alloc;
 pub mod decode;
+pub mod files;
 pub mod manifest;
 pub mod metrics;
 pub mod pipeline;
+pub mod preflight;
 pub mod sinks;
 pub mod source;
 pub mod state;

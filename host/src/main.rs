@@ -1,11 +1,16 @@
-//! `sluice`: run and validate pipeline manifests.
+//! `sluice`: run and validate pipeline manifests. Signals and exit codes
+//! are handled here, and only here.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use clap::{Parser, Subcommand};
-use sluice_host::manifest::{Manifest, reference};
-use sluice_host::pipeline;
+use sluice_host::manifest::{Document, reference};
+use sluice_host::metrics::Metrics;
+use sluice_host::wasm::Module;
+use sluice_host::{pipeline, preflight};
 
 // Rows are built on the compute thread and freed on the sinks' thread;
 // mimalloc handles that pattern far better than the system allocator.
@@ -30,11 +35,15 @@ enum Command {
         #[arg(long = "set", value_name = "PATH=VALUE")]
         overrides: Vec<String>,
     },
-    /// Check a manifest and its module; report every problem found.
+    /// Check a manifest, its module, the files it reads and writes, and the
+    /// brokers and Redis servers it uses; report every problem found.
     Validate {
         file: PathBuf,
         #[arg(long = "set", value_name = "PATH=VALUE")]
         overrides: Vec<String>,
+        /// Skip the checks that need the network (brokers, topics, Redis).
+        #[arg(long)]
+        offline: bool,
     },
     /// Print the manifest reference (Markdown).
     Reference,
@@ -50,48 +59,99 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     match Cli::parse().command {
-        Command::Run { file, overrides } => {
-            let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build() {
-                Ok(r) => r,
-                Err(e) => {
-                    eprintln!("error: cannot start the runtime: {e}");
-                    return ExitCode::FAILURE;
-                }
-            };
-            match runtime.block_on(pipeline::run_file(&file, &overrides)) {
-                Ok(summary) => {
-                    println!("{}: {summary}", file.display());
-                    ExitCode::SUCCESS
-                }
-                Err(e) => {
-                    eprintln!("{e:#}");
-                    ExitCode::FAILURE
-                }
-            }
-        }
-        Command::Validate { file, overrides } => match Manifest::load(&file, &overrides) {
-            Err(e) => {
-                eprintln!("{e}");
-                ExitCode::FAILURE
-            }
-            Ok(manifest) => match pipeline::load_module(&manifest) {
-                Ok(_) => {
-                    println!("{}: ok", file.display());
-                    ExitCode::SUCCESS
-                }
-                Err(e) => {
-                    let hint = match &e {
-                        pipeline::Error::Module(m) => m.hint(),
-                        _ => "see the message above",
-                    };
-                    eprintln!("{}: error: {e} (at `transform.module`)\n  hint: {hint}", file.display());
-                    ExitCode::FAILURE
-                }
-            },
-        },
+        Command::Run { file, overrides } => run(&file, &overrides),
+        Command::Validate { file, overrides, offline } => validate(&file, &overrides, offline),
         Command::Reference => {
             print!("{}", reference::markdown());
             ExitCode::SUCCESS
+        }
+    }
+}
+
+/// Load and check a manifest and its module; every problem is printed.
+fn load(file: &Path, overrides: &[String], online: bool) -> Option<(Document, Module)> {
+    let document = match Document::load(file, overrides) {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("{e}");
+            return None;
+        }
+    };
+    let mut findings = preflight::check(&document.manifest, online);
+    let module = match pipeline::load_module(&document.manifest) {
+        Ok(module) => Some(module),
+        Err(e) => {
+            let hint = match &e {
+                pipeline::Error::Module(m) => m.hint(),
+                _ => "see the message above",
+            };
+            findings.push(("transform.module".into(), e.to_string(), Some(hint.into())));
+            None
+        }
+    };
+    match module {
+        Some(module) if findings.is_empty() => Some((document, module)),
+        _ => {
+            eprintln!("{}", document.error(findings));
+            None
+        }
+    }
+}
+
+fn validate(file: &Path, overrides: &[String], offline: bool) -> ExitCode {
+    match load(file, overrides, !offline) {
+        Some(_) => {
+            println!("{}: ok", file.display());
+            ExitCode::SUCCESS
+        }
+        None => ExitCode::FAILURE,
+    }
+}
+
+/// The first SIGTERM or Ctrl-C stops the pipeline cleanly: no more
+/// records, outputs written and flushed, safe offsets committed, exit 0. A
+/// second one exits at once.
+fn run(file: &Path, overrides: &[String]) -> ExitCode {
+    let Some((document, module)) = load(file, overrides, true) else {
+        return ExitCode::FAILURE;
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    let outcome = runtime.block_on(async move {
+        let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        tokio::spawn(async move {
+            let mut signals = 0;
+            loop {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = terminate.recv() => {}
+                }
+                signals += 1;
+                if signals > 1 {
+                    tracing::warn!("second stop request: exiting without finishing");
+                    std::process::exit(130);
+                }
+                tracing::info!("stop requested; send it again to exit at once");
+                flag.store(true, Ordering::Relaxed);
+            }
+        });
+        anyhow::Ok(pipeline::run_module(document.manifest, module, Arc::new(Metrics::default()), stop).await?)
+    });
+    match outcome {
+        Ok(summary) => {
+            println!("{}: {summary}", file.display());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{}: error: {e:#}", file.display());
+            ExitCode::FAILURE
         }
     }
 }

@@ -12,12 +12,18 @@ pub struct Metrics {
     pub dead_letters_decode: AtomicU64,
     pub dead_letters_validate: AtomicU64,
     pub dead_letters_transform: AtomicU64,
+    /// Records a sink refused for good (too large, say).
+    pub dead_letters_sink: AtomicU64,
+    /// Dead letters a dead-letter sink refused: lost, and logged.
+    pub dead_letters_dropped: AtomicU64,
     pub windows_fired_close: AtomicU64,
     pub windows_fired_event: AtomicU64,
     pub windows_fired_late: AtomicU64,
     pub feature_rows: AtomicU64,
     pub guest_calls: AtomicU64,
     pub guest_failures: AtomicU64,
+    /// Calls made again, on part of a failed call's windows.
+    pub guest_retries: AtomicU64,
     pub sink_retries: AtomicU64,
     pub keys_expired: AtomicU64,
 }
@@ -41,12 +47,15 @@ impl Metrics {
             ("sluice_dead_letters_total", "stage=\"decode\"", g(&self.dead_letters_decode)),
             ("sluice_dead_letters_total", "stage=\"validate\"", g(&self.dead_letters_validate)),
             ("sluice_dead_letters_total", "stage=\"transform\"", g(&self.dead_letters_transform)),
+            ("sluice_dead_letters_total", "stage=\"sink\"", g(&self.dead_letters_sink)),
+            ("sluice_dead_letters_dropped_total", "", g(&self.dead_letters_dropped)),
             ("sluice_windows_fired_total", "trigger=\"close\"", g(&self.windows_fired_close)),
             ("sluice_windows_fired_total", "trigger=\"event\"", g(&self.windows_fired_event)),
             ("sluice_windows_fired_total", "trigger=\"late\"", g(&self.windows_fired_late)),
             ("sluice_feature_rows_total", "", g(&self.feature_rows)),
             ("sluice_guest_calls_total", "", g(&self.guest_calls)),
             ("sluice_guest_failures_total", "", g(&self.guest_failures)),
+            ("sluice_guest_retries_total", "", g(&self.guest_retries)),
             ("sluice_sink_retries_total", "", g(&self.sink_retries)),
             ("sluice_keys_expired_total", "", g(&self.keys_expired)),
         ]

@@ -1,6 +1,6 @@
 //! A guest that loops, panics, allocates without bound or returns an error
-//! costs its batch only: the windows go to the dead-letter output with the
-//! reason, the instance is rebuilt, and the pipeline goes on.
+//! costs only the windows that make it: they go to the dead-letter output
+//! with the reason, the instance is rebuilt, and the pipeline goes on.
 
 mod common;
 
@@ -84,17 +84,43 @@ fn each_failure_costs_only_its_own_batch() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Misbehaving windows among many ordinary ones, all in one call: the call
+/// is split until the failing windows are alone, so exactly those are
+/// dead-lettered, each under its own key, and every other window gets its
+/// features.
 #[test]
-fn a_trap_fails_the_whole_batch_and_the_next_batch_runs() -> anyhow::Result<()> {
-    // Three windows per call: ok1, panic, ok2 share a call and fail
-    // together; ok3 and ok4 come in the next call, on a new instance.
-    let run = common::run(&manifest(3), &input(&["ok1", "panic", "ok2", "ok3", "ok4"]))?;
-    let keys: Vec<&str> = run.features.iter().filter_map(|f| f["key"].as_str()).collect();
-    assert_eq!(keys, vec!["ok3", "ok4"]);
+fn a_failed_call_costs_only_the_failing_windows() -> anyhow::Result<()> {
+    let ok: Vec<String> = (0..200).map(|i| format!("ok{i:03}")).collect();
+    let mut keys: Vec<&str> = ok.iter().map(String::as_str).collect();
+    for (at, bad) in [(17, "loop"), (90, "panic"), (150, "oom"), (199, "error")] {
+        keys.insert(at, bad);
+    }
+    let run = common::run(&manifest(16_384), &input(&keys))?;
+    let mut good: Vec<(String, Value)> =
+        run.features.iter().map(|f| (f["key"].as_str().unwrap_or("").to_string(), f["features"].clone())).collect();
+    good.sort_by(|a, b| a.0.cmp(&b.0));
+    let want: Vec<(String, Value)> = ok.iter().map(|k| (k.clone(), json!({"count": 2}))).collect();
+    assert_eq!(good, want);
     assert_eq!(
         dead_by_key(&run.dead),
-        vec![("ok1".into(), "trap".into()), ("ok2".into(), "trap".into()), ("panic".into(), "trap".into())]
+        vec![
+            ("error".into(), "transform_error".into()),
+            ("loop".into(), "timeout".into()),
+            ("oom".into(), "out_of_memory".into()),
+            ("panic".into(), "trap".into()),
+        ]
     );
+    for d in &run.dead {
+        let raw: Value = serde_json::from_str(d["raw"].as_str().unwrap_or("null"))?;
+        let key = raw["key"].as_str().unwrap_or("?");
+        assert!(d["message"].as_str().is_some_and(|m| m.contains(&format!("of key `{key}`"))), "{d}");
+    }
+    // Each of the three failing windows is found by halving the call:
+    // at most two calls per level of a binary split of 204 windows.
+    use sluice_host::metrics::Metrics;
+    let retries = Metrics::get(&run.metrics.guest_retries);
+    assert!((6..=3 * 2 * 8).contains(&retries), "{retries} retries");
+    assert_eq!(run.summary.feature_rows, 200);
     Ok(())
 }
 

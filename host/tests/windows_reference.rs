@@ -14,7 +14,7 @@ use std::collections::BTreeSet;
 
 use proptest::prelude::*;
 use sluice_host::decode::{self, FieldType};
-use sluice_host::window::{Batch, ColumnData, Kind, Mode, Operator, Spec, TriggerMode};
+use sluice_host::window::{Batch, Bounds, ColumnData, Kind, Mode, Operator, Spec, TriggerMode};
 use sluice_sink_api::Trigger;
 use sluice_tests::{self as reference, Fire, Record};
 
@@ -140,15 +140,29 @@ fn run_operator(case: &Case, mode: Mode) -> reference::Outcome {
             max_time = max_time.max(*time);
             id += 1;
         }
-        op.flush_late();
-        let watermark = if c + 1 == chunks.len() { i64::MAX } else { max_time - s.out_of_orderness };
-        // A small batch limit exercises advancing in pieces.
-        while !op.advance(watermark, 3) {
+        // Small bounds exercise firing in pieces: by windows, by rows (an
+        // event counted once per window) and by bytes (16 a row).
+        let bounds = Bounds { windows: 3, rows: 7, bytes: 100 };
+        while !op.flush_late(&bounds) {
             let batch = op.take_batch();
             evaluate(&mut op, mode, batch, &times, &mut fires);
         }
-        if mode == Mode::Aggregate {
-            op.collect_folds();
+        let watermark = if c + 1 == chunks.len() { i64::MAX } else { max_time - s.out_of_orderness };
+        while !op.advance(watermark, &bounds) {
+            let batch = op.take_batch();
+            let within = batch.refs <= bounds.rows && batch.bytes <= bounds.bytes;
+            assert!(
+                batch.items() == 1 || within,
+                "{} windows, {} rows, {} bytes",
+                batch.items(),
+                batch.refs,
+                batch.bytes
+            );
+            evaluate(&mut op, mode, batch, &times, &mut fires);
+        }
+        while mode == Mode::Aggregate && !op.collect_folds(&bounds) {
+            let batch = op.take_batch();
+            evaluate(&mut op, mode, batch, &times, &mut fires);
         }
         let batch = op.take_batch();
         evaluate(&mut op, mode, batch, &times, &mut fires);

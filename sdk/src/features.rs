@@ -108,6 +108,15 @@ impl Features {
         self.push(name, FeatureValue::CallStrs(codes))
     }
 
+    /// [`Features::str_list_of`] capped: only the most recent `max` values
+    /// (those of the last rows, `rows` being in event-time order), still in
+    /// row order. However busy a key, the list stays a usable model input.
+    pub fn str_list_last_of(&mut self, name: &str, column: &StrColumn<'_>, rows: &[u32], max: usize) -> &mut Self {
+        let mut codes: Vec<u32> = rows.iter().rev().filter_map(|&r| column.code(r)).take(max).collect();
+        codes.reverse();
+        self.push(name, FeatureValue::CallStrs(codes))
+    }
+
     /// A list that mixes kinds or holds nulls.
     pub fn mixed_list(&mut self, name: &str, values: Vec<Scalar>) -> &mut Self {
         self.push(name, FeatureValue::Mixed(values))

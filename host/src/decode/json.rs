@@ -26,6 +26,10 @@ impl Scalar<'_> {
             Scalar::Null => "null",
             Scalar::Bool(_) => "a boolean",
             Scalar::Int(_) => "an integer",
+            // serde_json reads an integer literal past 64 bits as a float.
+            Scalar::Float(f) if f.fract() == 0.0 && f.abs() >= 2f64.powi(63) => {
+                "a number too large for a 64-bit integer (send it as a string)"
+            }
             Scalar::Float(_) => "a fractional number",
             Scalar::Str(_) => "a string",
             Scalar::Array => "an array",

@@ -81,6 +81,13 @@ pub enum DecodeError {
     WrongType { field: String, expected: &'static str, found: &'static str },
     #[error("timestamp `{field}`: {reason}")]
     BadTimestamp { field: String, reason: String },
+    #[error(
+        "timestamp `{field}` = {value} is outside the supported range, 0001-01-01 to 9999-12-31 \
+         ({min} to {max} ms since 1970)",
+        min = crate::time::MIN_EVENT_TIME,
+        max = crate::time::MAX_EVENT_TIME
+    )]
+    UnsupportedTimestamp { field: String, value: String },
     #[error("timestamp {time_ms} ms is {ahead_ms} ms ahead of the clock (max_future_skew allows {limit_ms} ms)")]
     FutureTimestamp { time_ms: i64, ahead_ms: i64, limit_ms: i64 },
     #[error("timestamp {time_ms} ms is before min_timestamp ({limit_ms} ms)")]
@@ -97,7 +104,9 @@ impl DecodeError {
             DecodeError::NullField { .. } => "null_field",
             DecodeError::WrongType { .. } => "wrong_type",
             DecodeError::BadTimestamp { .. } => "bad_timestamp",
-            DecodeError::FutureTimestamp { .. } | DecodeError::AncientTimestamp { .. } => "timestamp_out_of_range",
+            DecodeError::UnsupportedTimestamp { .. }
+            | DecodeError::FutureTimestamp { .. }
+            | DecodeError::AncientTimestamp { .. } => "timestamp_out_of_range",
         }
     }
 
@@ -150,13 +159,18 @@ impl Schema {
     fn event_time(&self, raw: Option<json::Scalar<'_>>) -> Result<i64, DecodeError> {
         let bad = |reason: String| DecodeError::BadTimestamp { field: self.timestamp.clone(), reason };
         let format = self.timestamp_format;
-        match raw {
-            None => Err(DecodeError::MissingField(self.timestamp.clone())),
-            Some(json::Scalar::Int(i)) => format.from_int(i).map_err(bad),
-            Some(json::Scalar::Float(f)) => format.from_number(f).map_err(bad),
-            Some(json::Scalar::Str(s)) => format.from_str(&s).map_err(bad),
-            Some(other) => Err(bad(format!("expected a number or a string, found {}", other.kind()))),
+        let (ms, value) = match raw {
+            None => return Err(DecodeError::MissingField(self.timestamp.clone())),
+            Some(json::Scalar::Int(i)) => (format.from_int(i).map_err(bad)?, i.to_string()),
+            Some(json::Scalar::Float(f)) => (format.from_number(f).map_err(bad)?, f.to_string()),
+            Some(json::Scalar::Str(s)) => (format.from_str(&s).map_err(bad)?, format!("{s:?}")),
+            Some(other) => return Err(bad(format!("expected a number or a string, found {}", other.kind()))),
+        };
+        if crate::time::in_range(ms) {
+            return Ok(ms);
         }
+        let value = format!("{value} ({})", format.name());
+        Err(DecodeError::UnsupportedTimestamp { field: self.timestamp.clone(), value })
     }
 }
 
@@ -234,6 +248,30 @@ mod tests {
         assert_eq!(class(r#"{"user_id":"u","timestamp":1718000061,"item_id":"i"}"#), Some("timestamp_out_of_range"));
         assert_eq!(class(r#"{"user_id":"u","timestamp":-1,"item_id":"i"}"#), Some("timestamp_out_of_range"));
         assert_eq!(class(r#"{"user_id":"u","timestamp":1718000059,"item_id":"i"}"#), None);
+        // Far outside any calendar: refused before window arithmetic sees it.
+        let unbounded = Schema { max_future_skew_ms: None, min_timestamp_ms: None, ..s.clone() };
+        for t in ["-9223372036854775", "9223372036854775807", "-9223372036854000", "1e300", "\"-9223372036854775\""] {
+            let line = format!(r#"{{"user_id":"u","timestamp":{t},"item_id":"i"}}"#);
+            let e = unbounded.decode(line.as_bytes(), NOW).err();
+            assert_eq!(e.as_ref().map(DecodeError::class), Some("timestamp_out_of_range"), "{t}");
+            assert!(e.is_some_and(|e| e.to_string().contains("outside the supported range")), "{t}");
+        }
+    }
+
+    #[test]
+    fn an_integer_past_64_bits_is_called_that() {
+        for id in ["123456789012345678901234567890", "18446744073709551615"] {
+            let line = format!(r#"{{"user_id":{id},"timestamp":1,"item_id":"i"}}"#);
+            let e = schema().decode(line.as_bytes(), NOW).err().map(|e| e.to_string());
+            assert_eq!(
+                e.as_deref(),
+                Some(
+                    "field `user_id` should be a string or an integer, found a number too large for a 64-bit \
+                     integer (send it as a string)"
+                ),
+                "{id}"
+            );
+        }
     }
 
     #[test]

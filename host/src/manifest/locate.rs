@@ -78,12 +78,76 @@ impl MarkedEventReceiver for Collector {
     }
 }
 
+/// Deepest nesting of mappings and sequences a manifest may have. Sluice's
+/// own manifests are five levels deep; the limit refuses a hostile
+/// document before any work that grows with depth.
+pub(super) const MAX_DEPTH: usize = 32;
+
+/// Where brackets (`[`, `{`) nest deeper than [`MAX_DEPTH`], found in one
+/// pass over the text. The YAML scanner cannot tell a flow collection
+/// from a key until it has read it to its end, and its work for that grows
+/// with the square of the nesting: this finds a hostile document first.
+/// Quoted strings and comments are skipped; a bracket inside a plain
+/// scalar may count, which only matters past the limit.
+fn too_deep_flow(text: &str) -> Option<(usize, usize)> {
+    let (mut depth, mut line, mut column) = (0usize, 1, 0);
+    let mut quote: Option<char> = None;
+    let mut comment = false;
+    let mut previous = '\n';
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        column += 1;
+        if c == '\n' {
+            (line, column, comment) = (line + 1, 0, false);
+            previous = c;
+            continue;
+        }
+        match (quote, c) {
+            _ if comment => {}
+            (Some('"'), '\\') => {
+                chars.next();
+                column += 1;
+            }
+            (Some(q), c) if c == q => quote = None,
+            (Some(_), _) => {}
+            (None, '"' | '\'') => quote = Some(c),
+            (None, '#') if previous.is_whitespace() => comment = true,
+            (None, '[' | '{') => {
+                depth += 1;
+                if depth > MAX_DEPTH {
+                    return Some((line, column));
+                }
+            }
+            (None, ']' | '}') => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+        previous = c;
+    }
+    None
+}
+
 impl Locator {
-    pub(super) fn new(text: &str) -> Self {
+    /// Locate every field, in one pass over the parser's events. `Err` with
+    /// the place where nesting passes [`MAX_DEPTH`] (found without reading
+    /// further).
+    pub(super) fn new(text: &str) -> Result<Self, (usize, usize)> {
+        if let Some(at) = too_deep_flow(text) {
+            return Err(at);
+        }
         let mut collector = Collector { stack: Vec::new(), positions: HashMap::new() };
+        let mut parser = Parser::new_from_str(text);
         // A document that does not parse is reported by serde_yaml instead.
-        let _ = Parser::new_from_str(text).load(&mut collector, false);
-        Locator { positions: collector.positions }
+        while let Ok((event, mark)) = parser.next_token() {
+            if event == Event::StreamEnd {
+                break;
+            }
+            if collector.stack.len() >= MAX_DEPTH && matches!(event, Event::MappingStart(..) | Event::SequenceStart(..))
+            {
+                return Err((mark.line(), mark.col() + 1));
+            }
+            collector.on_event(event, mark);
+        }
+        Ok(Locator { positions: collector.positions })
     }
 
     /// The position of `path`, or of its nearest located ancestor.

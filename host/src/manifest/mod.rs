@@ -102,6 +102,16 @@ pub struct EventsConfig {
     /// Events before this time (RFC 3339) are rejected as out of range.
     #[serde(default)]
     pub min_timestamp: Option<String>,
+    /// Longest event in bytes (a line of a file, the value of a Kafka
+    /// record). A longer one goes to the dead-letter output with its first
+    /// 256 KiB and its size; the source reads past it without holding it
+    /// whole.
+    #[serde(default = "default_max_bytes")]
+    pub max_bytes: usize,
+}
+
+fn default_max_bytes() -> usize {
+    1 << 20
 }
 
 fn default_future_skew() -> Option<Duration> {
@@ -254,6 +264,16 @@ pub struct TransformConfig {
     /// Most windows per call into the module.
     #[serde(default = "default_batch")]
     pub max_batch: usize,
+    /// Most event rows per call, an event counted once for every window of
+    /// the call that holds it: what the transform works through, and most
+    /// of its memory. A window with more goes alone.
+    #[serde(default = "default_max_rows")]
+    pub max_rows: usize,
+    /// Most bytes of events per call: their timestamps, fields and strings
+    /// (and the accumulators of an aggregate). A window with more goes
+    /// alone.
+    #[serde(default = "default_max_bytes_per_call")]
+    pub max_bytes: usize,
     /// Longest a fired window may wait to be sent to the module together
     /// with others. Batching across watermark steps lets a key's
     /// consecutive windows share one copy of their events, which speeds up
@@ -276,6 +296,14 @@ fn default_memory() -> u32 {
 
 fn default_batch() -> usize {
     16_384
+}
+
+fn default_max_rows() -> usize {
+    4 << 20
+}
+
+fn default_max_bytes_per_call() -> usize {
+    32 << 20
 }
 
 /// Where results go. Each output takes any number of sinks; all of them
@@ -340,28 +368,75 @@ fn render(file: &str, problems: &[Problem]) -> String {
         .join("\n")
 }
 
-impl Manifest {
+/// Largest manifest file read. Manifests are a few kilobytes; the limit
+/// refuses a wrong path (a log file, a device) before it is read whole.
+pub const MAX_MANIFEST_BYTES: u64 = 1 << 20;
+
+/// A problem not yet located: (dotted path, message, hint).
+pub type Finding = (String, String, Option<String>);
+
+/// A loaded manifest, with where each field is in its file: problems found
+/// later (by [`crate::preflight`]) are reported at their line too.
+pub struct Document {
+    pub manifest: Manifest,
+    file: String,
+    locator: Locator,
+    overridden: Vec<String>,
+}
+
+impl std::fmt::Debug for Document {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Document").field("file", &self.file).field("manifest", &self.manifest).finish()
+    }
+}
+
+fn document_problem(message: String, hint: Option<&str>) -> Problem {
+    Problem { path: String::new(), line: None, column: None, message, hint: hint.map(str::to_string) }
+}
+
+impl Document {
     /// Load a manifest file, apply `--set path=value` overrides, and
     /// validate it. Relative paths stay relative to the working directory.
-    pub fn load(path: &Path, overrides: &[String]) -> Result<Manifest, ManifestError> {
+    pub fn load(path: &Path, overrides: &[String]) -> Result<Document, ManifestError> {
         let file = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|e| ManifestError {
+        let fail = |message: String, hint: &str| ManifestError {
             file: file.clone(),
-            problems: vec![Problem {
-                path: String::new(),
-                line: None,
-                column: None,
-                message: format!("cannot read the manifest: {e}"),
-                hint: None,
-            }],
+            problems: vec![document_problem(message, Some(hint))],
+        };
+        let bytes = crate::files::read_limited(path, MAX_MANIFEST_BYTES, "manifest")
+            .map_err(|m| fail(m, "give the path of a YAML manifest, such as examples/session-features.yaml"))?;
+        let text = String::from_utf8(bytes).map_err(|e| {
+            fail(
+                format!("the manifest is not UTF-8 text (byte {} is not)", e.utf8_error().valid_up_to()),
+                "save it as UTF-8",
+            )
         })?;
         Self::parse(&file, &text, overrides)
     }
 
     /// Parse and validate manifest text; `file` names it in errors.
-    pub fn parse(file: &str, text: &str, overrides: &[String]) -> Result<Manifest, ManifestError> {
+    pub fn parse(file: &str, text: &str, overrides: &[String]) -> Result<Document, ManifestError> {
         let fail = |problems| ManifestError { file: file.to_string(), problems };
-        let locator = Locator::new(text);
+        // Editors on Windows start UTF-8 files with a byte-order mark, which
+        // YAML allows; serde_yaml would read it as a second document.
+        let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+        if text.len() as u64 > MAX_MANIFEST_BYTES {
+            return Err(fail(vec![document_problem(
+                format!("the manifest is larger than {MAX_MANIFEST_BYTES} bytes"),
+                None,
+            )]));
+        }
+        // First, in one pass that stops early: a document nested too deep is
+        // refused before anything whose work grows with the depth.
+        let locator = Locator::new(text).map_err(|(line, column)| {
+            fail(vec![Problem {
+                path: String::new(),
+                line: Some(line),
+                column: Some(column),
+                message: format!("nested deeper than {} levels", locate::MAX_DEPTH),
+                hint: Some("a manifest is a few levels deep; see the manifest reference in the README".into()),
+            }])
+        })?;
         let mut doc: serde_yaml::Value = serde_yaml::from_str(text).map_err(|e| {
             let loc = e.location();
             fail(vec![Problem {
@@ -412,16 +487,39 @@ impl Manifest {
         if !problems.is_empty() {
             return Err(fail(problems));
         }
-        let problems: Vec<Problem> = manifest
-            .check()
+        let document = Document { manifest, file: file.to_string(), locator, overridden };
+        let findings = document.manifest.check();
+        if findings.is_empty() { Ok(document) } else { Err(document.error(findings)) }
+    }
+
+    /// The name the manifest's file is reported under.
+    pub fn file(&self) -> &str {
+        &self.file
+    }
+
+    /// Problems found in this manifest, located in its file.
+    pub fn error(&self, findings: Vec<Finding>) -> ManifestError {
+        let problems = findings
             .into_iter()
-            .map(|(path, message, hint)| locator.problem(&path, &overridden, message, hint))
+            .map(|(path, message, hint)| self.locator.problem(&path, &self.overridden, message, hint))
             .collect();
-        if problems.is_empty() { Ok(manifest) } else { Err(fail(problems)) }
+        ManifestError { file: self.file.clone(), problems }
+    }
+}
+
+impl Manifest {
+    /// [`Document::load`], for callers that need only the manifest.
+    pub fn load(path: &Path, overrides: &[String]) -> Result<Manifest, ManifestError> {
+        Document::load(path, overrides).map(|d| d.manifest)
+    }
+
+    /// [`Document::parse`], for callers that need only the manifest.
+    pub fn parse(file: &str, text: &str, overrides: &[String]) -> Result<Manifest, ManifestError> {
+        Document::parse(file, text, overrides).map(|d| d.manifest)
     }
 
     /// Semantic checks: (path, message, hint) for each problem.
-    fn check(&self) -> Vec<(String, String, Option<String>)> {
+    fn check(&self) -> Vec<Finding> {
         let mut out = Vec::new();
         let mut problem = |path: &str, message: String, hint: Option<&str>| {
             out.push((path.to_string(), message, hint.map(str::to_string)));
@@ -496,10 +594,81 @@ impl Manifest {
                 );
             }
         }
+        let durations = [
+            ("window.size", w.size),
+            ("window.slide", w.slide),
+            ("window.gap", w.gap),
+            ("window.allowed_lateness", Some(w.allowed_lateness)),
+            ("window.state_ttl", w.state_ttl),
+            ("time.out_of_orderness", Some(self.time.out_of_orderness)),
+        ];
+        for (path, d) in durations {
+            if let Some(d) = d.filter(|d| d.millis() > MAX_DURATION_MS) {
+                problem(
+                    path,
+                    format!("{d} is longer than Sluice supports (100 years, 36500d)"),
+                    Some("event times are kept within years 1 to 9999; a window longer than a century is a mistake"),
+                );
+            }
+        }
+        if let (WindowType::Sliding, Some(size), Some(slide)) = (w.kind, w.size, w.slide)
+            && slide.millis() > 0
+            && size.millis() <= MAX_DURATION_MS
+            && size.millis() / slide.millis() > MAX_WINDOWS_PER_EVENT
+        {
+            problem(
+                "window.slide",
+                format!(
+                    "a {size} window sliding every {slide} puts each event in {} windows; Sluice allows {}",
+                    size.millis() / slide.millis(),
+                    MAX_WINDOWS_PER_EVENT
+                ),
+                Some(
+                    "every one of those windows fires and carries the event into the transform: use a longer \
+                     slide, or a tumbling window",
+                ),
+            );
+        }
+        let e = &self.events;
+        if e.key.trim().is_empty() {
+            problem(
+                "events.key",
+                "the key field is empty".into(),
+                Some("name the field holding the entity, e.g. key: user_id"),
+            );
+        }
+        if e.timestamp.field.trim().is_empty() {
+            problem(
+                "events.timestamp.field",
+                "the timestamp field is empty".into(),
+                Some("for example field: timestamp"),
+            );
+        } else if e.timestamp.field == e.key {
+            problem(
+                "events.timestamp.field",
+                format!("`{}` is both the key and the timestamp", e.key),
+                Some("the key names the entity and the timestamp the event's time: two different fields"),
+            );
+        }
+        if e.max_bytes == 0 {
+            problem("events.max_bytes", "max_bytes must be at least 1".into(), Some("the default is 1048576 (1 MiB)"));
+        }
         let mut seen = std::collections::HashSet::new();
-        for (i, f) in self.events.fields.iter().enumerate() {
+        for (i, f) in e.fields.iter().enumerate() {
             if !seen.insert(&f.name) {
                 problem(&format!("events.fields[{i}].name"), format!("field `{}` is declared twice", f.name), None);
+            }
+            for (what, name) in [("key", &e.key), ("timestamp", &e.timestamp.field)] {
+                if f.name == *name {
+                    problem(
+                        &format!("events.fields[{i}].name"),
+                        format!("`{name}` is the {what}, and cannot also be declared as a field"),
+                        Some(
+                            "remove it from events.fields: the transform gets the key (window.key()) and each \
+                             event's time (timestamps) anyway",
+                        ),
+                    );
+                }
             }
         }
         if let Some(min) = &self.events.min_timestamp
@@ -514,26 +683,64 @@ impl Manifest {
         let t = &self.transform;
         if t.memory_mib < 2 {
             problem("transform.memory_mib", "a module needs at least 2 MiB".into(), None);
+        } else if t.memory_mib > MAX_MEMORY_MIB {
+            problem(
+                "transform.memory_mib",
+                format!("{} MiB is more than a WebAssembly module can address ({MAX_MEMORY_MIB} MiB)", t.memory_mib),
+                None,
+            );
         }
         if t.timeout.millis() <= 0 {
             problem("transform.timeout", "the timeout must be positive".into(), None);
         }
-        if t.max_batch == 0 {
-            problem("transform.max_batch", "max_batch must be at least 1".into(), None);
+        for (path, value) in [
+            ("transform.max_batch", t.max_batch),
+            ("transform.max_rows", t.max_rows),
+            ("transform.max_bytes", t.max_bytes),
+        ] {
+            if value == 0 {
+                problem(path, "must be at least 1".into(), Some("leave it out for the default"));
+            }
         }
         if self.parallelism == Some(0) {
             problem("parallelism", "parallelism must be at least 1".into(), Some("leave it out to use every core"));
         }
+        if let Some(n) = self.parallelism.filter(|&n| n > 0) {
+            let cores = cores();
+            if n > cores * MAX_WORKERS_PER_CORE {
+                problem(
+                    "parallelism",
+                    format!(
+                        "{n} workers on {cores} cores: Sluice allows {} per core ({})",
+                        MAX_WORKERS_PER_CORE,
+                        cores * MAX_WORKERS_PER_CORE
+                    ),
+                    Some("workers are busy all the time, so more than one per core gains nothing; leave it out"),
+                );
+            } else if let Some(total) = physical_memory()
+                && (n as u64) * u64::from(t.memory_mib) * (1 << 20) > total
+            {
+                problem(
+                    "parallelism",
+                    format!(
+                        "{n} workers of {} MiB each (transform.memory_mib) need more memory than this machine has \
+                         ({} MiB)",
+                        t.memory_mib,
+                        total >> 20
+                    ),
+                    Some("lower parallelism or transform.memory_mib"),
+                );
+            }
+        }
         match &self.source {
-            SourceConfig::File { step, .. } => {
-                if *step == 0 {
-                    problem("source.step", "step must be at least 1".into(), None);
+            SourceConfig::File { path, step } => {
+                check_step(&mut problem, *step);
+                if path.as_os_str().is_empty() {
+                    problem("source.path", "the path is empty".into(), Some("name the JSON-lines file to read"));
                 }
             }
             SourceConfig::Kafka(k) => {
-                if k.step == 0 {
-                    problem("source.step", "step must be at least 1".into(), None);
-                }
+                check_step(&mut problem, k.step);
                 if k.topics.is_empty() {
                     problem("source.topics", "no topic to read".into(), Some("for example topics: [clicks]"));
                 }
@@ -591,7 +798,7 @@ impl Manifest {
 
     /// Worker threads to run.
     pub fn parallelism(&self) -> usize {
-        self.parallelism.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())).max(1)
+        self.parallelism.unwrap_or_else(cores).max(1)
     }
 
     /// Window length (size, or gap for sessions), ms.
@@ -600,6 +807,12 @@ impl Manifest {
             WindowType::Session => self.window.gap.map(Duration::millis),
             _ => self.window.size.map(Duration::millis),
         }
+    }
+
+    /// What one call into the transform may carry.
+    pub fn bounds(&self) -> window::Bounds {
+        let t = &self.transform;
+        window::Bounds { windows: t.max_batch.max(1), rows: t.max_rows.max(1), bytes: t.max_bytes.max(1) }
     }
 
     /// The decoder's schema.
@@ -642,6 +855,37 @@ impl Manifest {
         };
         window::Spec { kind, trigger, allowed_lateness: lateness, state_ttl }
     }
+}
+
+/// Most windows one event may belong to (a sliding window's size over its
+/// slide): each of them fires and carries the event into the transform.
+pub const MAX_WINDOWS_PER_EVENT: i64 = 10_000;
+/// Most workers per core.
+pub const MAX_WORKERS_PER_CORE: usize = 8;
+/// Most linear memory of a (32-bit) WebAssembly instance.
+pub const MAX_MEMORY_MIB: u32 = 4096;
+/// Most records per step: a step's records are held in memory at once.
+pub const MAX_STEP: usize = 1 << 20;
+pub use crate::time::MAX_DURATION_MS;
+
+fn check_step(problem: &mut impl FnMut(&str, String, Option<&str>), step: usize) {
+    if step == 0 {
+        problem("source.step", "step must be at least 1".into(), None);
+    } else if step > MAX_STEP {
+        problem("source.step", format!("step must be at most {MAX_STEP}"), Some("a step is held in memory at once"));
+    }
+}
+
+/// Cores this process may run on.
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// The machine's memory in bytes (Linux), `None` where unknown.
+fn physical_memory() -> Option<u64> {
+    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let kib = info.lines().find_map(|l| l.strip_prefix("MemTotal:"))?.trim().strip_suffix("kB")?.trim();
+    kib.parse::<u64>().ok().map(|k| k * 1024)
 }
 
 fn hint_for(message: &str) -> Option<String> {

@@ -250,3 +250,65 @@ fn readme_reference_is_the_generated_one() {
         .unwrap_or_default();
     assert_eq!(section, reference::markdown(), "README's manifest reference is stale: run scripts/readme-reference");
 }
+
+/// Item 4 of the hardening issue: every number is checked.
+#[test]
+fn window_shapes_durations_and_workers_are_bounded() {
+    let p = problems(&GOOD.replace("  size: 30m\n  slide: 1m\n", "  size: 1000h\n  slide: 1ms\n"), &[]);
+    assert_eq!(p.len(), 1, "{p:?}");
+    assert_eq!((p[0].path.as_str(), p[0].line, p[0].column), ("window.slide", Some(14), Some(3)));
+    assert!(p[0].message.contains("puts each event in 3600000000 windows; Sluice allows 10000"), "{}", p[0].message);
+    let p = problems(&GOOD.replace("  size: 30m\n", "  size: 2562047788015h\n"), &[]);
+    assert_eq!(p.len(), 1, "{p:?}");
+    assert_eq!((p[0].path.as_str(), p[0].line), ("window.size", Some(13)));
+    assert!(p[0].message.contains("longer than Sluice supports (100 years, 36500d)"), "{}", p[0].message);
+    let p = problems(GOOD, &["parallelism=10000"]);
+    assert_eq!(p.len(), 1, "{p:?}");
+    assert_eq!(p[0].path, "parallelism");
+    assert!(p[0].message.starts_with("10000 workers on "), "{}", p[0].message);
+    let p = problems(GOOD, &["transform.memory_mib=5000"]);
+    assert!(p[0].message.contains("more than a WebAssembly module can address"), "{p:?}");
+}
+
+#[test]
+fn the_key_and_the_timestamp_are_not_fields_and_not_empty() {
+    let p = problems(&GOOD.replace("    - {name: item_id, type: string}", "    - {name: user_id, type: string}"), &[]);
+    assert_eq!(p.len(), 1, "{p:?}");
+    assert_eq!((p[0].path.as_str(), p[0].line), ("events.fields[0].name", Some(9)));
+    assert_eq!(p[0].message, "`user_id` is the key, and cannot also be declared as a field");
+    let p = problems(GOOD, &["events.key=''"]);
+    assert_eq!(p.len(), 1, "{p:?}");
+    assert_eq!(
+        (p[0].path.as_str(), p[0].message.as_str()),
+        ("events.key", "the key field is empty (value given by --set events.key=…)")
+    );
+    let p = problems(GOOD, &["events.timestamp.field=user_id"]);
+    assert!(p.iter().any(|p| p.message.contains("is both the key and the timestamp")), "{p:?}");
+}
+
+#[test]
+fn a_byte_order_mark_is_not_a_second_document() -> Result<(), ManifestError> {
+    let m = Manifest::parse("m.yaml", &format!("\u{feff}{GOOD}"), &[])?;
+    assert_eq!(m.name, "clicks");
+    Ok(())
+}
+
+/// Item 6: hostile documents are refused before any work that grows with
+/// them, at the place where they go wrong.
+#[test]
+fn deep_and_large_documents_are_refused_where_they_go_wrong() {
+    for (open, close) in [("[", "]"), ("{a: ", "}")] {
+        let text = format!("name: x\nsource: {}1{}\n", open.repeat(100_000), close.repeat(100_000));
+        let p = problems(&text, &[]);
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert_eq!(p[0].message, "nested deeper than 32 levels");
+        assert_eq!(p[0].line, Some(2));
+    }
+    // Block nesting, too, and brackets in quotes or comments do not count.
+    let block: String = (0..40).map(|i| format!("{}k{i}:\n", "  ".repeat(i))).collect();
+    assert_eq!(problems(&block, &[]).first().map(|p| p.message.as_str()), Some("nested deeper than 32 levels"));
+    let quoted = GOOD.replace("name: clicks", &format!("name: '{}' # {}", "[".repeat(40), "{".repeat(40)));
+    assert_eq!(problems(&quoted, &[]), vec![]);
+    let big = format!("{GOOD}# {}\n", "x".repeat(MAX_MANIFEST_BYTES as usize));
+    assert!(problems(&big, &[])[0].message.contains("larger than 1048576 bytes"));
+}

@@ -1,12 +1,24 @@
 //! Calling the transform for a batch, and turning what it returns (or how
 //! it failed) into feature rows and dead letters.
+//!
+//! A batch over its bounds (the operator can overshoot by the one window
+//! that filled it) goes out as several calls. A call that fails as a whole
+//! (trap, deadline, memory) is split in two and each half retried on a
+//! fresh instance, until the failing windows are alone: only they are
+//! dead-lettered, each under its own key. After a timeout each half gets
+//! half the deadline (it holds about half the work), and a window alone
+//! gets the whole of it, so a window that loops costs about three times
+//! `transform.timeout` however large its batch.
+
+use std::ops::Range;
+use std::time::Duration;
 
 use sluice_sink_api::{DeadLetter, FeatureRow, Stage};
 
 use crate::metrics::Metrics;
 use crate::time::now_ms;
 use crate::wasm::{CallError, Instance};
-use crate::window::{Batch, Fired, Fold, Mode};
+use crate::window::{Batch, Bounds, Fired, Fold, Mode};
 
 /// Aggregate slices and their new accumulators (`None` where the fold
 /// failed), for [`crate::window::Operator::apply_folds`].
@@ -20,15 +32,17 @@ pub struct Evaluated {
     pub folds: Option<Folded>,
 }
 
+/// The shortest deadline a retried half gets.
+const MIN_DEADLINE: Duration = Duration::from_millis(50);
+
 fn dead_window(batch: &Batch, w: &Fired, class: &str, message: String) -> DeadLetter {
-    DeadLetter {
-        raw: batch.window_json(w),
-        position: None,
-        stage: Stage::Transform,
-        error_class: class.to_string(),
-        message: format!("window [{}, {}) of key `{}`: {message}", w.start, w.end, w.key),
-        at: now_ms(),
-    }
+    let message = format!("window [{}, {}) of key `{}`: {message}", w.start, w.end, w.key);
+    DeadLetter::new(batch.window_json(w), None, Stage::Transform, class, message)
+}
+
+fn dead_fold(batch: &Batch, fold: &Fold, class: &str, message: String) -> DeadLetter {
+    let message = format!("folding events into an accumulator: {message}");
+    DeadLetter::new(batch.rows_json(&fold.rows), None, Stage::Transform, class, message)
 }
 
 fn row(w: &Fired, features: sluice_sink_api::Features, computed_at: i64) -> FeatureRow {
@@ -43,93 +57,230 @@ fn row(w: &Fired, features: sluice_sink_api::Features, computed_at: i64) -> Feat
     }
 }
 
-fn count_call<T>(metrics: &Metrics, r: &Result<T, CallError>) {
-    Metrics::add(&metrics.guest_calls, 1);
-    if r.is_err() {
-        Metrics::add(&metrics.guest_failures, 1);
+/// Why one input of a call failed: its own error, or the whole call's.
+#[derive(Debug, Clone)]
+enum Failure {
+    Returned(String),
+    Call(CallError),
+}
+
+impl Failure {
+    fn class(&self) -> &'static str {
+        match self {
+            Failure::Returned(_) => "transform_error",
+            Failure::Call(e) => e.class(),
+        }
+    }
+
+    fn message(self) -> String {
+        match self {
+            Failure::Returned(m) => m,
+            Failure::Call(e) => e.to_string(),
+        }
     }
 }
 
-/// Run `batch` through the transform; the batch comes back for reuse.
-pub fn evaluate(instance: &mut Instance, mode: Mode, mut batch: Batch, metrics: &Metrics) -> (Evaluated, Batch) {
-    let out = match mode {
-        Mode::Window => {
-            let results = instance.process(&mut batch);
-            count_call(metrics, &results);
-            let computed_at = now_ms();
-            let mut out = Evaluated::default();
-            match results {
-                Ok(results) => {
-                    for (w, r) in batch.windows.iter().zip(results) {
-                        match r {
-                            Ok(features) => out.rows.push(row(w, features, computed_at)),
-                            Err(message) => out.dead.push(dead_window(&batch, w, "transform_error", message)),
-                        }
-                    }
-                }
-                Err(e) => {
-                    out.dead = batch.windows.iter().map(|w| dead_window(&batch, w, e.class(), e.to_string())).collect();
-                }
-            }
-            out
+/// A call on a range of a batch's inputs, under a deadline: one result per
+/// input, or the whole call's failure.
+type Call<'c, R> = dyn FnMut(&mut Instance, Range<usize>, Duration) -> Result<Vec<Result<R, String>>, CallError> + 'c;
+
+/// Makes calls into one instance and isolates the inputs that make a call
+/// fail (see the module's comment).
+struct Caller<'a> {
+    instance: &'a mut Instance,
+    metrics: &'a Metrics,
+    timeout: Duration,
+}
+
+impl Caller<'_> {
+    /// One result per input of `range`, calling `call` on ranges of inputs;
+    /// `weights` (one per input) balance the halves of a split.
+    fn isolate<R>(
+        &mut self,
+        range: Range<usize>,
+        deadline: Duration,
+        weights: &[usize],
+        call: &mut Call<'_, R>,
+    ) -> Vec<Result<R, Failure>> {
+        Metrics::add(&self.metrics.guest_calls, 1);
+        let error = match call(self.instance, range.clone(), deadline) {
+            Ok(results) => return results.into_iter().map(|r| r.map_err(Failure::Returned)).collect(),
+            Err(e) => e,
+        };
+        Metrics::add(&self.metrics.guest_failures, 1);
+        if range.len() <= 1 {
+            return range.map(|_| Err(Failure::Call(error.clone()))).collect();
         }
-        Mode::Aggregate => aggregate(instance, &mut batch, metrics),
+        let total: usize = weights[range.clone()].iter().sum();
+        let mut mid = range.start + 1;
+        let mut left = weights[range.start];
+        while mid + 1 < range.end && (left + weights[mid]) * 2 <= total {
+            left += weights[mid];
+            mid += 1;
+        }
+        let mut out = Vec::with_capacity(range.len());
+        for half in [range.start..mid, mid..range.end] {
+            let deadline = match &error {
+                _ if half.len() == 1 => self.timeout,
+                CallError::Timeout(_) => (deadline / 2).max(MIN_DEADLINE),
+                _ => deadline,
+            };
+            Metrics::add(&self.metrics.guest_retries, 1);
+            out.extend(self.isolate(half, deadline, weights, call));
+        }
+        out
+    }
+}
+
+/// Run `batch` through the transform in calls within `bounds`; the batch
+/// comes back for reuse.
+pub fn evaluate(
+    instance: &mut Instance,
+    mode: Mode,
+    mut batch: Batch,
+    bounds: &Bounds,
+    metrics: &Metrics,
+) -> (Evaluated, Batch) {
+    let timeout = instance.timeout();
+    let mut caller = Caller { instance, metrics, timeout };
+    let out = match mode {
+        Mode::Window => windows(&mut caller, &mut batch, bounds),
+        Mode::Aggregate => aggregate(&mut caller, &mut batch),
     };
     (out, batch)
 }
 
+/// Window transforms: each part within the bounds in its own call.
+fn windows(caller: &mut Caller<'_>, batch: &mut Batch, bounds: &Bounds) -> Evaluated {
+    let parts = plan(batch, bounds);
+    let mut results: Vec<Result<sluice_sink_api::Features, Failure>> = Vec::with_capacity(batch.windows.len());
+    let weights: Vec<usize> = batch.windows.iter().map(|w| w.rows.len().max(1)).collect();
+    let (n, timeout) = (batch.windows.len(), caller.timeout);
+    for part in parts {
+        // The whole batch goes as it is; a part, and every retry, as a
+        // copy of just its events.
+        let mut call = |instance: &mut Instance, range: Range<usize>, deadline: Duration| {
+            let (offset, len) = (range.start, range.len());
+            if len == n {
+                instance.process(batch, deadline)
+            } else {
+                let mut sub = batch.subset(range);
+                debug_assert_eq!(sub.windows.len(), len, "part at {offset}");
+                instance.process(&mut sub, deadline)
+            }
+        };
+        results.extend(caller.isolate(part, timeout, &weights, &mut call));
+    }
+    let computed_at = now_ms();
+    let mut out = Evaluated::default();
+    for (w, r) in batch.windows.iter().zip(results) {
+        match r {
+            Ok(features) => out.rows.push(row(w, features, computed_at)),
+            Err(f) => out.dead.push(dead_window(batch, w, f.class(), f.message())),
+        }
+    }
+    out
+}
+
+/// Contiguous runs of the batch's windows, each within `bounds` (a window
+/// over them alone). The whole batch when it is within them, which is the
+/// usual case: the operator stops before a window that does not fit.
+fn plan(batch: &Batch, bounds: &Bounds) -> Vec<Range<usize>> {
+    let n = batch.windows.len();
+    if n <= bounds.windows && batch.refs <= bounds.rows && batch.bytes <= bounds.bytes {
+        return std::iter::once(0..n).collect();
+    }
+    // Bytes of each row (as the operator counts them), once per part.
+    let width = 8 + batch
+        .columns
+        .iter()
+        .map(|c| match c.data {
+            crate::window::ColumnData::Bools(_) => 1,
+            crate::window::ColumnData::Ints(_) | crate::window::ColumnData::Floats(_) => 8,
+            crate::window::ColumnData::Strs(_) => 4,
+        })
+        .sum::<usize>();
+    let row_bytes = |r: u32| {
+        width
+            + batch
+                .columns
+                .iter()
+                .filter(|c| c.nulls.binary_search(&r).is_err())
+                .map(|c| match &c.data {
+                    crate::window::ColumnData::Strs(codes) => {
+                        codes.get(r as usize).and_then(|&code| batch.strings.get(code as usize)).map_or(0, String::len)
+                    }
+                    _ => 0,
+                })
+                .sum::<usize>()
+    };
+    let mut seen = vec![usize::MAX; batch.times.len()];
+    let mut parts = Vec::new();
+    let (mut start, mut refs, mut bytes) = (0, 0, 0);
+    for (i, w) in batch.windows.iter().enumerate() {
+        let new: usize =
+            w.rows.iter().filter(|&&r| seen.get(r as usize).is_some_and(|&p| p != start)).map(|&r| row_bytes(r)).sum();
+        let fits = i - start < bounds.windows && refs + w.rows.len() <= bounds.rows && bytes + new <= bounds.bytes;
+        if i > start && !fits {
+            parts.push(start..i);
+            (start, refs, bytes) = (i, 0, 0);
+            bytes += w.rows.iter().map(|&r| row_bytes(r)).sum::<usize>();
+        } else {
+            bytes += new;
+        }
+        refs += w.rows.len();
+        for &r in &w.rows {
+            if let Some(p) = seen.get_mut(r as usize) {
+                *p = start;
+            }
+        }
+    }
+    parts.push(start..n);
+    parts
+}
+
 /// Aggregates: merge each window's slice accumulators, add its unfolded
 /// events, finish; and fold the batch's slices, in three calls.
-fn aggregate(instance: &mut Instance, batch: &mut Batch, metrics: &Metrics) -> Evaluated {
+fn aggregate(caller: &mut Caller<'_>, batch: &mut Batch) -> Evaluated {
     let mut out = Evaluated::default();
     let mut windows = std::mem::take(&mut batch.windows);
     let folds = std::mem::take(&mut batch.folds);
+    let timeout = caller.timeout;
     // Per window: the accumulator so far, or why it failed.
-    let mut accs: Vec<Result<Vec<u8>, (String, String)>> = Vec::with_capacity(windows.len());
-    if !windows.is_empty() {
-        let groups: Vec<Vec<Vec<u8>>> = windows.iter_mut().map(|w| std::mem::take(&mut w.accs)).collect();
-        let merged = instance.merge(&groups);
-        count_call(metrics, &merged);
-        match merged {
-            Ok(m) => accs.extend(m.into_iter().map(|r| r.map_err(|e| ("transform_error".to_string(), e)))),
-            Err(e) => accs.extend(windows.iter().map(|_| Err((e.class().to_string(), e.to_string())))),
-        }
-    }
-    let mut groups: Vec<(Option<Vec<u8>>, Vec<u32>)> = Vec::new();
+    let groups: Vec<Vec<Vec<u8>>> = windows.iter_mut().map(|w| std::mem::take(&mut w.accs)).collect();
+    let weights: Vec<usize> = groups.iter().map(|g| g.len().max(1)).collect();
+    let mut accs: Vec<Result<Vec<u8>, Failure>> = if groups.is_empty() {
+        Vec::new()
+    } else {
+        let mut merge = |i: &mut Instance, r: Range<usize>, d: Duration| i.merge(&groups[r], d);
+        caller.isolate(0..groups.len(), timeout, &weights, &mut merge)
+    };
+    let mut adds: Vec<(Option<Vec<u8>>, Vec<u32>)> = Vec::new();
     let mut added_windows = Vec::new();
     for (i, (w, acc)) in windows.iter().zip(&accs).enumerate() {
         if let Ok(acc) = acc
             && !w.rows.is_empty()
         {
-            groups.push((Some(acc.clone()), w.rows.clone()));
+            adds.push((Some(acc.clone()), w.rows.clone()));
             added_windows.push(i);
         }
     }
-    groups.extend(folds.iter().map(|f| (f.acc.clone(), f.rows.clone())));
+    adds.extend(folds.iter().map(|f| (f.acc.clone(), f.rows.clone())));
     let mut fold_results: Vec<Option<Vec<u8>>> = vec![None; folds.len()];
-    if !groups.is_empty() {
-        let added = instance.add(batch, groups);
-        count_call(metrics, &added);
-        match added {
-            Ok(results) => {
-                let mut results = results.into_iter();
-                for &i in &added_windows {
-                    if let Some(r) = results.next() {
-                        accs[i] = r.map_err(|e| ("transform_error".to_string(), e));
-                    }
-                }
-                for (slot, (fold, r)) in fold_results.iter_mut().zip(folds.iter().zip(results)) {
-                    match r {
-                        Ok(acc) => *slot = Some(acc),
-                        Err(e) => out.dead.push(dead_fold(batch, fold, "transform_error", e)),
-                    }
-                }
+    if !adds.is_empty() {
+        let weights: Vec<usize> = adds.iter().map(|(_, rows)| rows.len().max(1)).collect();
+        let events = &*batch;
+        let mut add = |i: &mut Instance, r: Range<usize>, d: Duration| i.add(events, &adds[r], d);
+        let mut results = caller.isolate(0..adds.len(), timeout, &weights, &mut add).into_iter();
+        for &i in &added_windows {
+            if let Some(r) = results.next() {
+                accs[i] = r;
             }
-            Err(e) => {
-                for &i in &added_windows {
-                    accs[i] = Err((e.class().to_string(), e.to_string()));
-                }
-                out.dead.extend(folds.iter().map(|f| dead_fold(batch, f, e.class(), e.to_string())));
+        }
+        for (slot, (fold, r)) in fold_results.iter_mut().zip(folds.iter().zip(results)) {
+            match r {
+                Ok(acc) => *slot = Some(acc),
+                Err(f) => out.dead.push(dead_fold(batch, fold, f.class(), f.message())),
             }
         }
     }
@@ -137,36 +288,22 @@ fn aggregate(instance: &mut Instance, batch: &mut Batch, metrics: &Metrics) -> E
     for (w, acc) in windows.iter().zip(accs) {
         match acc {
             Ok(acc) => ready.push((w, acc)),
-            Err((class, message)) => out.dead.push(dead_window(batch, w, &class, message)),
+            Err(f) => out.dead.push(dead_window(batch, w, f.class(), f.message())),
         }
     }
     if !ready.is_empty() {
-        let finished = instance.finish(&mut ready);
-        count_call(metrics, &finished);
+        let weights = vec![1; ready.len()];
+        let mut finish = |i: &mut Instance, r: Range<usize>, d: Duration| i.finish(&ready[r], d);
+        let finished = caller.isolate(0..ready.len(), timeout, &weights, &mut finish);
         let computed_at = now_ms();
-        match finished {
-            Ok(results) => {
-                for ((w, _), r) in ready.iter().zip(results) {
-                    match r {
-                        Ok(features) => out.rows.push(row(w, features, computed_at)),
-                        Err(message) => out.dead.push(dead_window(batch, w, "transform_error", message)),
-                    }
-                }
+        for ((w, _), r) in ready.iter().zip(finished) {
+            match r {
+                Ok(features) => out.rows.push(row(w, features, computed_at)),
+                Err(f) => out.dead.push(dead_window(batch, w, f.class(), f.message())),
             }
-            Err(e) => out.dead.extend(ready.iter().map(|(w, _)| dead_window(batch, w, e.class(), e.to_string()))),
         }
     }
+    batch.windows = windows;
     out.folds = Some((folds, fold_results));
     out
-}
-
-fn dead_fold(batch: &Batch, fold: &Fold, class: &str, message: String) -> DeadLetter {
-    DeadLetter {
-        raw: batch.rows_json(&fold.rows),
-        position: None,
-        stage: Stage::Transform,
-        error_class: class.to_string(),
-        message: format!("folding events into an accumulator: {message}"),
-        at: now_ms(),
-    }
 }

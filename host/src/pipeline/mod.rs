@@ -11,7 +11,6 @@ mod progress;
 mod reader;
 mod worker;
 
-use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -42,6 +41,10 @@ pub enum Error {
     Sink(#[from] sluice_sink_api::Error),
     #[error("the compute thread failed: {0}")]
     Thread(String),
+    /// A worker gave up a step because the pipeline is stopping (never
+    /// reported: the step's records are not committed).
+    #[error("stopped")]
+    Stopped,
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -109,8 +112,18 @@ pub async fn run(manifest: Manifest, metrics: Arc<Metrics>) -> Result<Summary> {
 /// taken, commits what is safe to commit and returns; windows still open
 /// are not fired (their records are read again after a restart).
 pub async fn run_until(manifest: Manifest, metrics: Arc<Metrics>, stop: Arc<AtomicBool>) -> Result<Summary> {
-    let started = Instant::now();
     let module = load_module(&manifest)?;
+    run_module(manifest, module, metrics, stop).await
+}
+
+/// [`run_until`] with the manifest's module already loaded.
+pub async fn run_module(
+    manifest: Manifest,
+    module: Module,
+    metrics: Arc<Metrics>,
+    stop: Arc<AtomicBool>,
+) -> Result<Summary> {
+    let started = Instant::now();
     let outputs = outputs::Outputs::open(&manifest.outputs).await?;
     let (tx, rx) = tokio::sync::mpsc::channel::<Output>(4);
     let (acks, acked) = std::sync::mpsc::channel::<Done>();
@@ -123,9 +136,12 @@ pub async fn run_until(manifest: Manifest, metrics: Arc<Metrics>, stop: Arc<Atom
     let compute_metrics = metrics.clone();
     let compute = std::thread::Builder::new()
         .name("sluice-compute".into())
-        .spawn(move || compute(&manifest, &module, tx, &acked, &compute_metrics, &stop))
+        .spawn({
+            let stop = stop.clone();
+            move || compute(&manifest, &module, tx, &acked, &compute_metrics, &stop)
+        })
         .map_err(|e| Error::Thread(e.to_string()))?;
-    let written = outputs.drain(rx, &metrics, commits).await;
+    let written = outputs.drain(rx, &metrics, commits, &stop).await;
     let computed = compute.join().map_err(|_| Error::Thread("panicked".into()))?;
     // A sink's failure stops the compute thread too: report its cause.
     written?;
@@ -136,7 +152,8 @@ pub async fn run_until(manifest: Manifest, metrics: Arc<Metrics>, stop: Arc<Atom
         events_accepted: g(&metrics.events_accepted),
         dead_letters: g(&metrics.dead_letters_decode)
             + g(&metrics.dead_letters_validate)
-            + g(&metrics.dead_letters_transform),
+            + g(&metrics.dead_letters_transform)
+            + g(&metrics.dead_letters_sink),
         late_events: g(&metrics.events_late),
         feature_rows: g(&metrics.feature_rows),
         elapsed: started.elapsed(),
@@ -145,8 +162,8 @@ pub async fn run_until(manifest: Manifest, metrics: Arc<Metrics>, stop: Arc<Atom
 
 fn open_source(manifest: &Manifest) -> Result<Box<dyn Source>> {
     Ok(match &manifest.source {
-        SourceConfig::File { path, step } => Box::new(FileSource::open(path, *step)?),
-        SourceConfig::Kafka(config) => Box::new(KafkaSource::open(config)?),
+        SourceConfig::File { path, step } => Box::new(FileSource::open(path, *step, manifest.events.max_bytes)?),
+        SourceConfig::Kafka(config) => Box::new(KafkaSource::open(config, manifest.events.max_bytes)?),
     })
 }
 
@@ -170,7 +187,7 @@ fn compute(
     let count = manifest.parallelism();
     let idle = manifest.time.idle_timeout.map(|d| d.std());
     let watermarks = Watermarks::new(manifest.time.out_of_orderness.millis(), idle);
-    let mut reader = Reader::new(manifest.schema(), watermarks, count, metrics);
+    let mut reader = Reader::new(manifest.schema(), manifest.events.max_bytes, watermarks, count, metrics);
     let mut progress = Progress::default();
     let read = std::thread::scope(|scope| {
         let mut inboxes = Vec::with_capacity(count);
@@ -180,7 +197,7 @@ fn compute(
             // with work, little enough to bound memory.
             let (inbox, shares) = crossbeam_channel::bounded::<Routed>(2);
             inboxes.push(inbox);
-            let mut worker = Worker::new(index, manifest, module, &tx, metrics)?;
+            let mut worker = Worker::new(index, manifest, module, &tx, metrics, stop)?;
             let thread = std::thread::Builder::new()
                 .name(format!("sluice-worker-{index}"))
                 .spawn_scoped(scope, move || -> Result<()> {
@@ -243,12 +260,13 @@ fn compute(
         read
     });
     // The sinks' side flushes once every worker is done and acknowledges
-    // the last progress: commit it before the source closes.
+    // the last progress: commit it before the source closes. Acks queued
+    // before it are older: the last one counts.
     drop(tx);
     if read.is_ok()
-        && let Ok(done) = acked.recv()
+        && let Some(done) = acked.iter().last()
     {
-        source.commit(&progress.committable(done))?;
+        source.commit_last(&progress.committable(done))?;
     }
     read
 }
@@ -272,32 +290,4 @@ fn send(inboxes: &[Inbox<Routed>], shares: Vec<Routed>, source: &mut dyn Source)
         }
     }
     Ok(true)
-}
-
-/// `sluice run` for a manifest path: load, run, print the summary. The
-/// first SIGTERM or Ctrl-C stops the pipeline cleanly (see [`run_until`]);
-/// a second one exits at once.
-pub async fn run_file(path: &Path, overrides: &[String]) -> anyhow::Result<Summary> {
-    let manifest = Manifest::load(path, overrides)?;
-    let metrics = Arc::new(Metrics::default());
-    let stop = Arc::new(AtomicBool::new(false));
-    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    let flag = stop.clone();
-    tokio::spawn(async move {
-        let mut signals = 0;
-        loop {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = terminate.recv() => {}
-            }
-            signals += 1;
-            if signals > 1 {
-                tracing::warn!("second stop request: exiting without finishing");
-                std::process::exit(130);
-            }
-            tracing::info!("stop requested; send it again to exit at once");
-            flag.store(true, Ordering::Relaxed);
-        }
-    });
-    Ok(run_until(manifest, metrics, stop).await?)
 }

@@ -1,8 +1,9 @@
 //! The sinks of a pipeline's three outputs, fed from the compute thread.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use sluice_sink_api::{Batch, DeadLetter, FeatureRow, LateEvent, Sink};
+use sluice_sink_api::{Batch, DeadLetter, FeatureRow, LateEvent, Rejected, Sink, Stage};
 use tokio::sync::mpsc::Receiver;
 
 use super::progress::Done;
@@ -50,16 +51,22 @@ const RETRY_MAX: Duration = Duration::from_secs(5);
 
 /// Run a sink operation, retrying what the sink says is retriable, with
 /// backoff. The compute thread waits meanwhile (the channel is bounded):
-/// backpressure.
+/// backpressure. A stop request ends the retries with the last error.
 async fn retry(
     name: &str,
     metrics: &Metrics,
+    stop: &AtomicBool,
     mut op: impl AsyncFnMut() -> sluice_sink_api::Result<()>,
 ) -> sluice_sink_api::Result<()> {
     let mut delay = RETRY_FIRST;
     loop {
         match op().await {
             Ok(()) => return Ok(()),
+            Err(mut e) if e.retriable && stop.load(Ordering::Relaxed) => {
+                e.message =
+                    format!("{} (given up: the pipeline is stopping; nothing after it is committed)", e.message);
+                return Err(e);
+            }
             Err(e) if e.retriable => {
                 Metrics::add(&metrics.sink_retries, 1);
                 tracing::warn!(sink = name, retry_in_ms = delay.as_millis() as u64, "{e}");
@@ -88,6 +95,7 @@ impl Outputs {
         mut rx: Receiver<Output>,
         metrics: &Metrics,
         commits: Option<Commits>,
+        stop: &AtomicBool,
     ) -> sluice_sink_api::Result<()> {
         let mut reported: Vec<Option<Done>> = vec![None; commits.as_ref().map_or(0, |c| c.workers)];
         let mut last_commit = Instant::now();
@@ -104,25 +112,66 @@ impl Outputs {
                         && last_commit.elapsed() >= c.interval
                     {
                         last_commit = Instant::now();
-                        self.commit(c, &reported, metrics).await?;
+                        self.commit(c, &reported, metrics, stop).await?;
                     }
                     continue;
                 }
             };
+            let mut rejected = Vec::new();
             for (name, sink) in sinks.iter_mut() {
-                retry(name, metrics, async || sink.write(batch).await).await?;
+                retry(name, metrics, stop, async || sink.write(batch).await).await?;
+                if matches!(batch, Batch::DeadLetters(_)) {
+                    drop_refused(name, sink.as_mut(), metrics);
+                } else {
+                    rejected.extend(sink.take_rejected().into_iter().map(|r| (name.clone(), r)));
+                }
             }
+            self.dead_letter(rejected, metrics, stop).await?;
         }
         match &commits {
-            Some(c) => self.commit(c, &reported, metrics).await,
-            None => self.flush(metrics).await,
+            Some(c) => self.commit(c, &reported, metrics, stop).await,
+            None => self.flush(metrics, stop).await,
         }
     }
 
-    /// Flush every sink, retrying what is retriable.
-    async fn flush(&mut self, metrics: &Metrics) -> sluice_sink_api::Result<()> {
-        for (name, sink) in self.features.iter_mut().chain(&mut self.dead_letters).chain(&mut self.late_events) {
-            retry(name, metrics, async || sink.flush().await).await?;
+    /// Records a sink refused for good go to the dead-letter output; one a
+    /// dead-letter sink refused can only be logged.
+    async fn dead_letter(
+        &mut self,
+        rejected: Vec<(String, Rejected)>,
+        metrics: &Metrics,
+        stop: &AtomicBool,
+    ) -> sluice_sink_api::Result<()> {
+        if rejected.is_empty() {
+            return Ok(());
+        }
+        Metrics::add(&metrics.dead_letters_sink, rejected.len() as u64);
+        let letters: Vec<DeadLetter> = rejected
+            .into_iter()
+            .map(|(sink, r)| {
+                tracing::warn!(sink, class = r.error_class, "{}", r.message);
+                DeadLetter::new(r.raw, None, Stage::Sink, &r.error_class, format!("{sink}: {}", r.message))
+            })
+            .collect();
+        for (name, sink) in self.dead_letters.iter_mut() {
+            retry(name, metrics, stop, async || sink.write(Batch::DeadLetters(&letters)).await).await?;
+            drop_refused(name, sink.as_mut(), metrics);
+        }
+        Ok(())
+    }
+
+    /// Flush every sink, retrying what is retriable; rows refused on the
+    /// way go to the dead-letter output before it is flushed.
+    async fn flush(&mut self, metrics: &Metrics, stop: &AtomicBool) -> sluice_sink_api::Result<()> {
+        let mut rejected = Vec::new();
+        for (name, sink) in self.features.iter_mut().chain(&mut self.late_events) {
+            retry(name, metrics, stop, async || sink.flush().await).await?;
+            rejected.extend(sink.take_rejected().into_iter().map(|r| (name.clone(), r)));
+        }
+        self.dead_letter(rejected, metrics, stop).await?;
+        for (name, sink) in self.dead_letters.iter_mut() {
+            retry(name, metrics, stop, async || sink.flush().await).await?;
+            drop_refused(name, sink.as_mut(), metrics);
         }
         Ok(())
     }
@@ -133,8 +182,9 @@ impl Outputs {
         commits: &Commits,
         reported: &[Option<Done>],
         metrics: &Metrics,
+        stop: &AtomicBool,
     ) -> sluice_sink_api::Result<()> {
-        self.flush(metrics).await?;
+        self.flush(metrics, stop).await?;
         let all: Option<Vec<Done>> = reported.iter().copied().collect();
         if let Some(all) = all
             && let (Some(seq), Some(oldest)) = (all.iter().map(|d| d.seq).min(), all.iter().map(|d| d.oldest).min())
@@ -143,5 +193,13 @@ impl Outputs {
             let _ = commits.acks.send(Done { seq, oldest });
         }
         Ok(())
+    }
+}
+
+/// Dead letters a dead-letter sink refused: nowhere left to send them.
+fn drop_refused(name: &str, sink: &mut dyn Sink, metrics: &Metrics) {
+    for r in sink.take_rejected() {
+        Metrics::add(&metrics.dead_letters_dropped, 1);
+        tracing::error!(sink = name, class = r.error_class, "a dead letter was refused and is lost: {}", r.message);
     }
 }

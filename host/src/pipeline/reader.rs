@@ -106,14 +106,16 @@ pub(super) fn owner(key: &str, workers: usize) -> usize {
 
 pub(super) struct Reader<'a> {
     schema: Schema,
+    /// `events.max_bytes`, for the message of a record over it.
+    max_bytes: usize,
     pub watermarks: Watermarks,
     workers: usize,
     metrics: &'a Metrics,
 }
 
 impl<'a> Reader<'a> {
-    pub fn new(schema: Schema, watermarks: Watermarks, workers: usize, metrics: &'a Metrics) -> Self {
-        Reader { schema, watermarks, workers: workers.max(1), metrics }
+    pub fn new(schema: Schema, max_bytes: usize, watermarks: Watermarks, workers: usize, metrics: &'a Metrics) -> Self {
+        Reader { schema, max_bytes, watermarks, workers: workers.max(1), metrics }
     }
 
     /// Shares without records: a step that only moves the watermark (idle
@@ -155,7 +157,24 @@ impl<'a> Reader<'a> {
         }
         let mut dead = Vec::new();
         let data = chunk.data();
+        let mut oversize = chunk.oversize().iter().peekable();
         for (i, record) in chunk.records().enumerate() {
+            if let Some(&(_, size)) = oversize.next_if(|(at, _)| *at as usize == i) {
+                progress.read(record.slot, record.offset, None);
+                self.watermarks.touch(record.slot, now);
+                Metrics::add(&self.metrics.dead_letters_decode, 1);
+                let message = format!("the event is {size} bytes, over events.max_bytes ({} bytes)", self.max_bytes);
+                let mut letter = DeadLetter::new(
+                    record.bytes.to_vec(),
+                    Some(chunk.position(&record)),
+                    sluice_sink_api::Stage::Decode,
+                    "record_too_large",
+                    message,
+                );
+                letter.truncated = Some(size);
+                dead.push(letter);
+                continue;
+            }
             let decoded = self.schema.decode(record.bytes, now_ms);
             progress.read(record.slot, record.offset, decoded.as_ref().ok().map(|e| e.time));
             match decoded {
@@ -180,14 +199,13 @@ impl<'a> Reader<'a> {
                         _ => &self.metrics.dead_letters_validate,
                     };
                     Metrics::add(counter, 1);
-                    dead.push(DeadLetter {
-                        raw: record.bytes.to_vec(),
-                        position: Some(position),
-                        stage: e.stage(),
-                        error_class: e.class().to_string(),
-                        message: e.to_string(),
-                        at: now_ms,
-                    });
+                    dead.push(DeadLetter::new(
+                        record.bytes.to_vec(),
+                        Some(position),
+                        e.stage(),
+                        e.class(),
+                        e.to_string(),
+                    ));
                 }
             }
         }

@@ -1,6 +1,7 @@
 //! A worker: the window state and module instance of one share of the keys.
 
 use std::borrow::Cow;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use sluice_sink_api::{DeadLetter, LateEvent};
@@ -13,7 +14,7 @@ use crate::decode;
 use crate::manifest::Manifest;
 use crate::metrics::Metrics;
 use crate::wasm::{Instance, Module};
-use crate::window::{Mode, Operator};
+use crate::window::{Bounds, Mode, Operator};
 
 pub(super) struct Worker<'a> {
     index: usize,
@@ -21,12 +22,15 @@ pub(super) struct Worker<'a> {
     instance: Instance,
     mode: Mode,
     width: usize,
-    max_batch: usize,
+    bounds: Bounds,
     max_delay: Duration,
     /// When the oldest window waiting for a call fired.
     pending_since: Option<Instant>,
     tx: &'a Sender<Output>,
     metrics: &'a Metrics,
+    /// Set when the pipeline is asked to stop: the worker drops what it has
+    /// not done (its records are not committed) instead of finishing it.
+    stop: &'a AtomicBool,
     dead: Vec<DeadLetter>,
     late: Vec<LateEvent>,
     /// How often to report progress for offset commits (`None`: the source
@@ -42,6 +46,7 @@ impl<'a> Worker<'a> {
         module: &Module,
         tx: &'a Sender<Output>,
         metrics: &'a Metrics,
+        stop: &'a AtomicBool,
     ) -> Result<Self> {
         let mode = kinds(manifest).1;
         // Half the commit interval, so each commit finds a recent report.
@@ -52,11 +57,12 @@ impl<'a> Worker<'a> {
             instance: module.instantiate().map_err(|e| Error::Instantiate(format!("{e:#}")))?,
             mode,
             width: manifest.events.fields.len(),
-            max_batch: manifest.transform.max_batch,
+            bounds: manifest.bounds(),
             max_delay: manifest.transform.max_delay.std(),
             pending_since: None,
             tx,
             metrics,
+            stop,
             dead: Vec::new(),
             late: Vec::new(),
             report_every,
@@ -64,8 +70,17 @@ impl<'a> Worker<'a> {
         })
     }
 
+    fn stopping(&self) -> bool {
+        self.stop.load(Ordering::Relaxed)
+    }
+
     /// Assign a chunk's events to windows, then move to its watermark.
+    /// After a stop request, returns at the next event or call without
+    /// reporting progress.
     pub fn chunk(&mut self, routed: Routed) -> Result<()> {
+        if self.stopping() {
+            return Ok(());
+        }
         for &slot in &routed.revoked {
             let keys = self.operator.drop_partition(slot as u32);
             tracing::debug!(worker = self.index, slot, keys, "dropped the state of a revoked partition");
@@ -89,12 +104,21 @@ impl<'a> Worker<'a> {
                     key: event.key.to_string(),
                 });
             }
-            if self.operator.pending_windows() >= self.max_batch {
+            if self.operator.batch_full(&self.bounds) {
                 self.evaluate()?;
+            }
+            if self.stopping() {
+                return Ok(());
             }
         }
         self.dead.extend(routed.dead);
-        self.step(routed.watermark, Instant::now(), routed.flush)?;
+        match self.step(routed.watermark, Instant::now(), routed.flush) {
+            Err(Error::Stopped) => return Ok(()),
+            r => r?,
+        }
+        if self.stopping() {
+            return Ok(());
+        }
         self.report(routed.seq, routed.last)
     }
 
@@ -115,15 +139,20 @@ impl<'a> Worker<'a> {
 
     /// Between chunks: late updates and the new watermark. Fired windows
     /// wait for more (a key's consecutive windows then share one copy of
-    /// their events in a call) until `max_batch` of them or `max_delay`;
+    /// their events in a call) until the call is full or `max_delay`;
     /// aggregates fold their slices, so they are evaluated at once.
     fn step(&mut self, watermark: i64, now: Instant, flush: bool) -> Result<()> {
-        self.operator.flush_late();
-        while !self.operator.advance(watermark, self.max_batch) {
-            self.evaluate()?;
+        let bounds = self.bounds;
+        while !self.operator.flush_late(&bounds) {
+            self.evaluate_unless_stopping()?;
+        }
+        while !self.operator.advance(watermark, &bounds) {
+            self.evaluate_unless_stopping()?;
         }
         if self.mode == Mode::Aggregate {
-            self.operator.collect_folds();
+            while !self.operator.collect_folds(&bounds) {
+                self.evaluate_unless_stopping()?;
+            }
             self.evaluate()?;
         } else if self.operator.pending_windows() > 0 {
             let since = *self.pending_since.get_or_insert(now);
@@ -134,13 +163,23 @@ impl<'a> Worker<'a> {
         self.send_side_outputs()
     }
 
+    /// A full call goes out, unless the pipeline is stopping: then its
+    /// windows are dropped, and so is the rest of the step (a stop must not
+    /// wait for a backlog of windows).
+    fn evaluate_unless_stopping(&mut self) -> Result<()> {
+        if self.stopping() {
+            return Err(Error::Stopped);
+        }
+        self.evaluate()
+    }
+
     fn evaluate(&mut self) -> Result<()> {
         self.pending_since = None;
         let batch = self.operator.take_batch();
         if batch.is_empty() {
             return Ok(());
         }
-        let (out, batch) = evaluate(&mut self.instance, self.mode, batch, self.metrics);
+        let (out, batch) = evaluate(&mut self.instance, self.mode, batch, &self.bounds, self.metrics);
         self.operator.recycle(batch);
         if let Some((folds, results)) = out.folds {
             self.operator.apply_folds(folds, results);

@@ -23,17 +23,38 @@ pub struct Chunk {
     data: Vec<u8>,
     /// (slot, offset, end in `data`) of each record.
     spans: Vec<(u32, i64, usize)>,
+    /// Records longer than the source's limit, ascending: (record, full
+    /// size). Only their first bytes are kept, for the dead letter.
+    oversize: Vec<(u32, u64)>,
 }
 
 impl Chunk {
     pub fn new(partitions: Partitions) -> Self {
-        Chunk { partitions, data: Vec::new(), spans: Vec::new() }
+        Chunk { partitions, data: Vec::new(), spans: Vec::new(), oversize: Vec::new() }
     }
 
-    /// Append a record.
-    pub fn push(&mut self, slot: usize, offset: i64, bytes: &[u8]) {
-        self.data.extend_from_slice(bytes);
+    /// Append a record; one longer than `limit` bytes keeps only its first
+    /// bytes and is marked as too large.
+    pub fn push(&mut self, slot: usize, offset: i64, bytes: &[u8], limit: usize) {
+        if bytes.len() > limit {
+            let keep = bytes.len().min(sluice_sink_api::MAX_RAW_BYTES);
+            self.oversize.push((self.spans.len() as u32, bytes.len() as u64));
+            self.data.extend_from_slice(&bytes[..keep]);
+        } else {
+            self.data.extend_from_slice(bytes);
+        }
         self.spans.push((slot as u32, offset, self.data.len()));
+    }
+
+    /// The record being sealed next (see [`Chunk::seal`]) was longer than
+    /// the limit: `size` bytes, of which the buffer holds the first.
+    pub(super) fn mark_oversize(&mut self, size: u64) {
+        self.oversize.push((self.spans.len() as u32, size));
+    }
+
+    /// Records too large to decode: (record, full size), ascending.
+    pub fn oversize(&self) -> &[(u32, u64)] {
+        &self.oversize
     }
 
     /// Append a record whose bytes were just written to [`Chunk::buffer`].

@@ -6,24 +6,34 @@ use super::{Chunk, Error, Partitions, Polled, Result, Source};
 
 /// A JSON-lines file read in chunks of `step` lines: a bounded source with
 /// one partition (slot 0). Blank lines are skipped; line numbers are kept
-/// for the dead-letter output.
+/// for the dead-letter output. A line longer than the limit is read past
+/// without being held whole: the chunk keeps its first bytes, marked as too
+/// large.
 pub struct FileSource {
     reader: BufReader<File>,
     partitions: Partitions,
     line: i64,
     step: usize,
+    max_line: usize,
     started: bool,
 }
 
 impl FileSource {
-    pub fn open(path: &Path, step: usize) -> Result<Self> {
+    /// Open `path`, a regular file (a device or a pipe is refused: it may
+    /// never end).
+    pub fn open(path: &Path, step: usize, max_line: usize) -> Result<Self> {
         let name = path.display().to_string();
-        let file = File::open(path).map_err(|source| Error::File { path: name.clone(), source })?;
+        let err = |source| Error::File { path: name.clone(), source };
+        let file = File::open(path).map_err(err)?;
+        if !file.metadata().map_err(err)?.is_file() {
+            return Err(Error::File { path: name.clone(), source: std::io::Error::other("not a regular file") });
+        }
         Ok(FileSource {
             reader: BufReader::with_capacity(1 << 20, file),
             partitions: vec![(name.into(), 0)].into(),
             line: 0,
             step: step.max(1),
+            max_line,
             started: false,
         })
     }
@@ -32,22 +42,61 @@ impl FileSource {
     pub fn next_chunk(&mut self) -> std::io::Result<Option<Chunk>> {
         let mut chunk = Chunk::new(self.partitions.clone());
         while chunk.len() < self.step {
-            let data = chunk.buffer();
-            let start = data.len();
-            if self.reader.read_until(b'\n', data)? == 0 {
+            let start = chunk.buffer().len();
+            let Some(size) = read_line(&mut self.reader, chunk.buffer(), self.max_line)? else {
                 break;
-            }
+            };
             self.line += 1;
+            let data = chunk.buffer();
             while data.len() > start && matches!(data[data.len() - 1], b'\n' | b'\r') {
                 data.pop();
             }
-            if data[start..].iter().all(u8::is_ascii_whitespace) {
+            if size <= self.max_line as u64 && data[start..].iter().all(u8::is_ascii_whitespace) {
                 data.truncate(start);
                 continue;
+            }
+            if size > self.max_line as u64 {
+                chunk.mark_oversize(size);
             }
             chunk.seal(0, self.line);
         }
         Ok((!chunk.is_empty()).then_some(chunk))
+    }
+}
+
+/// Append the next line (its newline included) to `out`, keeping at most
+/// `limit` bytes of it (and of a longer one, only the first
+/// [`sluice_sink_api::MAX_RAW_BYTES`]). Returns the line's full size, or
+/// `None` at the end of the input.
+fn read_line(reader: &mut impl BufRead, out: &mut Vec<u8>, limit: usize) -> std::io::Result<Option<u64>> {
+    let start = out.len();
+    let mut size = 0u64;
+    loop {
+        let buf = match reader.fill_buf() {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        if buf.is_empty() {
+            return Ok((size > 0).then_some(size));
+        }
+        let (take, done) = match buf.iter().position(|&b| b == b'\n') {
+            Some(i) => (i + 1, true),
+            None => (buf.len(), false),
+        };
+        size += take as u64;
+        let held = out.len() - start;
+        if size > limit as u64 {
+            // Too long: keep the head for the dead letter, skip the rest.
+            let room = sluice_sink_api::MAX_RAW_BYTES.min(limit).saturating_sub(held);
+            out.extend_from_slice(&buf[..take.min(room)]);
+        } else {
+            out.extend_from_slice(&buf[..take]);
+        }
+        reader.consume(take);
+        if done {
+            return Ok(Some(size));
+        }
     }
 }
 
@@ -74,7 +123,7 @@ mod tests {
         let dir = tempfile::tempdir()?;
         let path = dir.path().join("in.jsonl");
         std::fs::write(&path, "a\r\n\n  \nbb\nc\nd")?;
-        let mut src = FileSource::open(&path, 2)?;
+        let mut src = FileSource::open(&path, 2, 1 << 20)?;
         let mut seen = Vec::new();
         while let Some(chunk) = src.next_chunk()? {
             assert_eq!(chunk.source(0), path.display().to_string());
@@ -85,5 +134,29 @@ mod tests {
         let expect = |v: &[(i64, &str)]| v.iter().map(|(l, s)| (*l, s.to_string())).collect::<Vec<_>>();
         assert_eq!(seen, vec![expect(&[(1, "a"), (4, "bb")]), expect(&[(5, "c"), (6, "d")])]);
         Ok(())
+    }
+
+    /// A line over the limit is marked with its full size and keeps only
+    /// its head; the lines around it are whole.
+    #[test]
+    fn a_long_line_is_marked_and_read_past() -> anyhow::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("in.jsonl");
+        let long = "x".repeat(5_000);
+        std::fs::write(&path, format!("short\n{long}\n   \nafter"))?;
+        // A small read buffer, so the long line spans many fills.
+        let mut src = FileSource::open(&path, 10, 100)?;
+        src.reader = BufReader::with_capacity(64, File::open(&path)?);
+        let chunk = src.next_chunk()?.ok_or_else(|| anyhow::anyhow!("no chunk"))?;
+        let records: Vec<(i64, usize)> = chunk.records().map(|r| (r.offset, r.bytes.len())).collect();
+        assert_eq!(records, vec![(1, 5), (2, 100), (4, 5)]);
+        assert_eq!(chunk.oversize(), &[(1, 5_001)]);
+        Ok(())
+    }
+
+    #[test]
+    fn a_device_is_not_a_source() {
+        let err = FileSource::open(Path::new("/dev/zero"), 10, 100).err().map(|e| e.to_string());
+        assert_eq!(err.as_deref(), Some("cannot read /dev/zero: not a regular file"));
     }
 }

@@ -183,6 +183,20 @@ impl ClientContext for Context {
 }
 
 impl ConsumerContext for Context {
+    fn commit_callback(&self, result: rdkafka::error::KafkaResult<()>, offsets: &TopicPartitionList) {
+        let committed = || -> Vec<String> {
+            offsets.elements().iter().map(|e| format!("{}[{}]@{:?}", e.topic(), e.partition(), e.offset())).collect()
+        };
+        match result {
+            Ok(()) => tracing::debug!(offsets = ?committed(), "offsets committed"),
+            Err(e) => tracing::warn!(
+                error = %e,
+                offsets = ?committed(),
+                "offset commit failed; the next commit covers these records, or a restart reads them again"
+            ),
+        }
+    }
+
     fn pre_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Revoke(tpl) = rebalance {
             let gone = tpl.elements().iter().map(|e| (e.topic().to_string(), e.partition())).collect();
@@ -311,14 +325,24 @@ pub struct KafkaSource {
     /// Since when the pipeline has been holding the source back.
     held_since: Option<Instant>,
     paused: bool,
+    /// Longest record value decoded (longer ones are dead letters).
+    max_bytes: usize,
+    /// Since when this host has had no partition, and when it last said so.
+    unassigned_since: Option<Instant>,
+    said_waiting: Option<Instant>,
 }
+
+/// How long a consumer without partitions waits before it says so, and
+/// how often it says it again.
+const WAITING_NOTICE: StdDuration = StdDuration::from_secs(5);
+const WAITING_REPEAT: StdDuration = StdDuration::from_secs(30);
 
 fn kafka_err(what: &str) -> impl Fn(rdkafka::error::KafkaError) -> Error + '_ {
     move |e| Error::Kafka(format!("{what}: {e}"))
 }
 
 impl KafkaSource {
-    pub fn open(config: &KafkaSourceConfig) -> Result<Self> {
+    pub fn open(config: &KafkaSourceConfig, max_bytes: usize) -> Result<Self> {
         let mut client = ClientConfig::new();
         client
             .set("bootstrap.servers", &config.brokers)
@@ -349,6 +373,9 @@ impl KafkaSource {
             held: None,
             held_since: None,
             paused: false,
+            max_bytes,
+            unassigned_since: Some(Instant::now()),
+            said_waiting: None,
         })
     }
 
@@ -514,11 +541,13 @@ impl KafkaSource {
                     );
                     return Ok(Got::Nothing);
                 };
-                keep(&mut self.slots, self.consumer.context(), chunk, slot, message.offset(), message.payload());
+                let record = (slot, message.offset(), message.payload());
+                keep(&mut self.slots, self.consumer.context(), chunk, record, self.max_bytes);
                 return Ok(Got::Record);
             }
         };
-        keep(&mut self.slots, self.consumer.context(), chunk, slot, message.offset(), message.payload());
+        let record = (slot, message.offset(), message.payload());
+        keep(&mut self.slots, self.consumer.context(), chunk, record, self.max_bytes);
         Ok(Got::Record)
     }
 
@@ -532,8 +561,14 @@ impl KafkaSource {
 }
 
 /// Add a record to the chunk and move its partition's position.
-fn keep(slots: &mut [Slot], context: &Context, chunk: &mut Chunk, slot: usize, offset: i64, payload: Option<&[u8]>) {
-    chunk.push(slot, offset, payload.unwrap_or_default());
+fn keep(
+    slots: &mut [Slot],
+    context: &Context,
+    chunk: &mut Chunk,
+    (slot, offset, payload): (usize, i64, Option<&[u8]>),
+    limit: usize,
+) {
+    chunk.push(slot, offset, payload.unwrap_or_default(), limit);
     slots[slot].next = offset + 1;
     // More came after the end (the topic is still being written).
     slots[slot].ended = false;
@@ -545,9 +580,31 @@ fn keep(slots: &mut [Slot], context: &Context, chunk: &mut Chunk, slot: usize, o
     }
 }
 
+impl KafkaSource {
+    /// A consumer waiting for the group to give it partitions says so: after
+    /// a crash, the group waits for the dead member's session to expire.
+    fn note_waiting(&mut self) {
+        if self.slots.iter().any(|s| s.assigned) {
+            self.unassigned_since = None;
+            return;
+        }
+        let since = *self.unassigned_since.get_or_insert_with(Instant::now);
+        if since.elapsed() >= WAITING_NOTICE && self.said_waiting.is_none_or(|t| t.elapsed() >= WAITING_REPEAT) {
+            self.said_waiting = Some(Instant::now());
+            tracing::info!(
+                group = self.config.group,
+                waited_s = since.elapsed().as_secs(),
+                "waiting for the consumer group to assign partitions (a rebalance is under way; after a crash, \
+                 the group first waits for the old member's session to time out: session.timeout.ms)"
+            );
+        }
+    }
+}
+
 impl Source for KafkaSource {
     fn poll(&mut self) -> Result<Polled> {
         self.held_since = None;
+        self.note_waiting();
         if self.paused {
             self.consumer.resume(&self.assignment()).map_err(kafka_err("cannot resume"))?;
             self.paused = false;
@@ -628,6 +685,37 @@ impl Source for KafkaSource {
     }
 
     fn commit(&mut self, offsets: &[(usize, i64)]) -> Result<()> {
+        let tpl = self.offsets(offsets)?;
+        if tpl.count() > 0 {
+            tracing::debug!(offsets = ?self.describe_offsets(offsets), "committing");
+            self.consumer.commit(&tpl, CommitMode::Async).map_err(kafka_err("commit failed"))?;
+        }
+        Ok(())
+    }
+
+    fn commit_last(&mut self, offsets: &[(usize, i64)]) -> Result<()> {
+        let tpl = self.offsets(offsets)?;
+        if tpl.count() == 0 {
+            return Ok(());
+        }
+        // The consumer closes next: an asynchronous commit could be lost
+        // with it, and the next run would read these records again.
+        match self.consumer.commit(&tpl, CommitMode::Sync) {
+            Ok(()) => {
+                tracing::info!(offsets = ?self.describe_offsets(offsets), "offsets committed");
+                Ok(())
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "the last offset commit failed: the next run reads these records again");
+                Err(Error::Kafka(format!("the last offset commit failed: {e}")))
+            }
+        }
+    }
+}
+
+impl KafkaSource {
+    /// Offsets of assigned slots, for a commit.
+    fn offsets(&self, offsets: &[(usize, i64)]) -> Result<TopicPartitionList> {
         let mut tpl = TopicPartitionList::new();
         for &(slot, offset) in offsets {
             if let Some(s) = self.slots.get(slot).filter(|s| s.assigned) {
@@ -635,10 +723,15 @@ impl Source for KafkaSource {
                     .map_err(kafka_err("bad offset"))?;
             }
         }
-        if tpl.count() > 0 {
-            tracing::debug!(offsets = ?offsets, "committing");
-            self.consumer.commit(&tpl, CommitMode::Async).map_err(kafka_err("commit failed"))?;
-        }
-        Ok(())
+        Ok(tpl)
+    }
+
+    fn describe_offsets(&self, offsets: &[(usize, i64)]) -> Vec<String> {
+        offsets
+            .iter()
+            .filter_map(|&(slot, offset)| {
+                self.slots.get(slot).map(|s| format!("{}[{}]@{offset}", s.topic, s.partition))
+            })
+            .collect()
     }
 }

@@ -63,4 +63,10 @@ pub trait Source {
     fn commit(&mut self, _offsets: &[(usize, i64)]) -> Result<()> {
         Ok(())
     }
+
+    /// The run's last commit: made before the source closes, waited for,
+    /// and checked.
+    fn commit_last(&mut self, offsets: &[(usize, i64)]) -> Result<()> {
+        self.commit(offsets)
+    }
 }

@@ -130,6 +130,7 @@ impl<'a> Reader<'a> {
             times.push(self.i64()?);
         }
         let width = self.u32()? as usize;
+        let mut text_bytes = 0u64;
         let mut columns = Vec::with_capacity(width.min(self.0.len()));
         for _ in 0..width {
             columns.push(match self.u8()? {
@@ -145,6 +146,7 @@ impl<'a> Reader<'a> {
                             0 => NULL_SYM,
                             _ => {
                                 let text = std::str::from_utf8(self.bytes()?).map_err(|_| CodecError::BadUtf8)?;
+                                text_bytes += text.len() as u64;
                                 interner.intern(text)
                             }
                         });
@@ -159,7 +161,7 @@ impl<'a> Reader<'a> {
         for _ in 0..m {
             nulls.push((self.u32()?, self.u32()? as u16));
         }
-        Ok(Slice { start, latest, times, columns, nulls, acc, ..Slice::default() })
+        Ok(Slice { start, latest, text_bytes, times, columns, nulls, acc, ..Slice::default() })
     }
 }
 
@@ -246,8 +248,8 @@ mod tests {
         let item = interner.intern("item-7");
         let mut slice = Slice::new(60_000, &[T::String, T::Int, T::Float, T::Bool, T::String]);
         let row = [Value::Str(item), Value::Int(-3), Value::Float(2.5), Value::Bool(true), Value::Null];
-        slice.insert(61_000, &row);
-        slice.insert(60_500, &[Value::Null, Value::Int(1), Value::Float(0.5), Value::Bool(false), Value::Null]);
+        slice.insert(61_000, &row, "item-7".len() as u64);
+        slice.insert(60_500, &[Value::Null, Value::Int(1), Value::Float(0.5), Value::Bool(false), Value::Null], 0);
         let state = KeyState {
             key: "user-1".into(),
             slices: VecDeque::from([slice]),

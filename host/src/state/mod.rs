@@ -113,6 +113,9 @@ pub struct Slice {
     /// Latest event time ever inserted (folded or released events
     /// included): the event time of a window's feature row.
     pub latest: i64,
+    /// Bytes of the string values of the events held, for bounding the
+    /// size of a call.
+    pub text_bytes: u64,
     /// Where the slice sits in the call being built: (call, version, first
     /// row). Not state, never encoded.
     pub(crate) placed: Option<(u64, u32, u32)>,
@@ -143,9 +146,11 @@ impl Slice {
             .collect()
     }
 
-    /// Insert keeping event-time order.
-    pub(crate) fn insert(&mut self, time: i64, values: &[Value]) {
+    /// Insert keeping event-time order; `text` is the byte length of the
+    /// event's string values.
+    pub(crate) fn insert(&mut self, time: i64, values: &[Value], text: u64) {
         self.latest = self.latest.max(time);
+        self.text_bytes += text;
         if self.times.last().is_none_or(|&last| last <= time) {
             return self.push(time, values);
         }
@@ -182,6 +187,7 @@ impl Slice {
     pub(crate) fn append(&mut self, other: Slice) {
         let offset = self.times.len() as u32;
         self.latest = self.latest.max(other.latest);
+        self.text_bytes += other.text_bytes;
         self.times.extend(other.times);
         self.nulls.extend(other.nulls.into_iter().map(|(r, c)| (r + offset, c)));
         for (a, b) in self.columns.iter_mut().zip(other.columns) {
@@ -202,6 +208,7 @@ impl Slice {
         }
         self.times.clear();
         self.nulls.clear();
+        self.text_bytes = 0;
         self.version = self.version.wrapping_add(1);
     }
 }

@@ -7,6 +7,22 @@ pub use watermark::Watermarks;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+/// The earliest event time Sluice accepts: 0001-01-01T00:00:00Z, in
+/// milliseconds. With the latest, the range RFC 3339 can write; window
+/// arithmetic on times in it, with durations up to [`MAX_DURATION_MS`],
+/// cannot overflow.
+pub const MIN_EVENT_TIME: i64 = -62_135_596_800_000;
+/// The latest event time Sluice accepts: 9999-12-31T23:59:59.999Z.
+pub const MAX_EVENT_TIME: i64 = 253_402_300_799_999;
+/// The longest window, slide, gap, lateness, out-of-orderness or state
+/// TTL: 100 years (36,500 days), in milliseconds.
+pub const MAX_DURATION_MS: i64 = 36_500 * 86_400_000;
+
+/// Whether `ms` is in the supported event-time range.
+pub fn in_range(ms: i64) -> bool {
+    (MIN_EVENT_TIME..=MAX_EVENT_TIME).contains(&ms)
+}
+
 /// How the timestamp field encodes event time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema, Default)]
 #[serde(rename_all = "lowercase")]
@@ -23,6 +39,16 @@ pub enum TimestampFormat {
 }
 
 impl TimestampFormat {
+    /// As written in a manifest.
+    pub fn name(self) -> &'static str {
+        match self {
+            TimestampFormat::Seconds => "seconds",
+            TimestampFormat::Millis => "millis",
+            TimestampFormat::Micros => "micros",
+            TimestampFormat::Rfc3339 => "rfc3339",
+        }
+    }
+
     /// Milliseconds from a JSON number in this format.
     pub fn from_number(self, n: f64) -> Result<i64, String> {
         if !n.is_finite() {
@@ -37,17 +63,16 @@ impl TimestampFormat {
             }
         };
         // Round rather than truncate: 1.001 s is 1000.9999… ms in binary.
-        let ms = ms.round();
-        if ms.abs() >= 9.0e15 {
-            return Err(format!("{n} is out of range for {self:?}"));
-        }
-        Ok(ms as i64)
+        // Far out of range saturates (`as` does), for [`in_range`] to refuse.
+        Ok(ms.round() as i64)
     }
 
-    /// Milliseconds from an integer in this format (exact).
+    /// Milliseconds from an integer in this format (exact within the
+    /// supported range).
     pub fn from_int(self, n: i64) -> Result<i64, String> {
         match self {
-            TimestampFormat::Seconds => n.checked_mul(1000).ok_or_else(|| format!("{n} s is out of range")),
+            // Saturates far out of range, for [`in_range`] to refuse.
+            TimestampFormat::Seconds => Ok(n.saturating_mul(1000)),
             TimestampFormat::Millis => Ok(n),
             TimestampFormat::Micros => Ok(n.div_euclid(1000)),
             TimestampFormat::Rfc3339 => Err("expected an RFC 3339 string, found a number".into()),
@@ -101,7 +126,12 @@ mod tests {
         assert!(Rfc3339.from_number(1.0).is_err());
         assert!(Rfc3339.from_str("yesterday").is_err());
         assert!(Seconds.from_number(f64::NAN).is_err());
-        assert!(Seconds.from_number(1e20).is_err());
-        assert!(Seconds.from_int(i64::MAX).is_err());
+        // Far out of range saturates, and the range check refuses it.
+        assert!(Seconds.from_number(1e20).is_ok_and(|ms| !super::in_range(ms)));
+        assert!(Seconds.from_int(i64::MAX).is_ok_and(|ms| !super::in_range(ms)));
+        assert!(Seconds.from_int(-9_223_372_036_854_775).is_ok_and(|ms| !super::in_range(ms)));
+        assert!(super::in_range(Rfc3339.from_str("0001-01-01T00:00:00Z").unwrap_or(i64::MIN)));
+        assert!(super::in_range(Rfc3339.from_str("9999-12-31T23:59:59.999Z").unwrap_or(i64::MIN)));
+        assert!(!super::in_range(super::MAX_EVENT_TIME + 1));
     }
 }

@@ -84,8 +84,8 @@ pub struct Limits {
 /// Why a module could not be loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
-    #[error("cannot read module {path}: {source}")]
-    Read { path: String, source: std::io::Error },
+    #[error("{path}: {message}")]
+    Read { path: String, message: String },
     #[error("{path} is not a valid WebAssembly component: {message}")]
     Compile { path: String, message: String },
     #[error("{path} does not implement the Sluice transform contract (sdk/wit): {message}")]
@@ -120,6 +120,10 @@ impl CallError {
         }
     }
 }
+
+/// Largest module file read. Transforms built with the SDK are a few
+/// hundred kilobytes.
+pub const MAX_MODULE_BYTES: u64 = 64 << 20;
 
 /// How often the deadline clock ticks.
 const TICK: Duration = Duration::from_millis(5);
@@ -219,8 +223,8 @@ impl Module {
     /// Compile the component at `path`, check it implements the contract and
     /// is of kind `expected`.
     pub fn load(path: &Path, expected: Kind, limits: Limits) -> Result<Module, LoadError> {
-        let bytes =
-            std::fs::read(path).map_err(|source| LoadError::Read { path: path.display().to_string(), source })?;
+        let bytes = crate::files::read_limited(path, MAX_MODULE_BYTES, "module")
+            .map_err(|message| LoadError::Read { path: path.display().to_string(), message })?;
         Self::from_bytes(&path.display().to_string(), &bytes, expected, limits)
     }
 
@@ -290,17 +294,24 @@ pub struct Instance {
 }
 
 impl Instance {
+    /// The module's `transform.timeout`: the deadline of a first call.
+    pub fn timeout(&self) -> Duration {
+        self.module.limits.timeout
+    }
+
     fn kind(&mut self) -> Result<Kind, CallError> {
-        let kind = self.call(|b, s| b.sluice_transform_guest().call_transform_kind(s))?;
+        let timeout = self.timeout();
+        let kind = self.call(timeout, |b, s| b.sluice_transform_guest().call_transform_kind(s))?;
         Ok(match kind {
             WitKind::Window => Kind::Window,
             WitKind::Aggregate => Kind::Aggregate,
         })
     }
 
-    /// Run `f` under the deadline; classify and recover from failures.
+    /// Run `f` under `deadline`; classify and recover from failures.
     fn call<R>(
         &mut self,
+        deadline: Duration,
         f: impl FnOnce(&Transform, &mut Store<HostState>) -> wasmtime::Result<R>,
     ) -> Result<R, CallError> {
         if self.broken {
@@ -311,7 +322,7 @@ impl Instance {
             self.broken = false;
         }
         let limits = self.module.limits;
-        let ticks = limits.timeout.as_nanos().div_ceil(TICK.as_nanos()).max(1) as u64;
+        let ticks = deadline.as_nanos().div_ceil(TICK.as_nanos()).max(1) as u64;
         self.store.set_epoch_deadline(ticks);
         let result = f(&self.bindings, &mut self.store);
         self.store.set_epoch_deadline(u64::MAX / 2);
@@ -320,7 +331,7 @@ impl Instance {
             self.broken = true;
             let stderr = String::from_utf8_lossy(&self.store.data().stderr.contents()).trim().to_string();
             let error = match e.downcast_ref::<Trap>() {
-                Some(Trap::Interrupt) => CallError::Timeout(limits.timeout),
+                Some(Trap::Interrupt) => CallError::Timeout(deadline),
                 _ if format!("{e:#}").contains("forcing trap when growing memory") => {
                     CallError::OutOfMemory(limits.memory_bytes)
                 }
@@ -333,11 +344,15 @@ impl Instance {
     }
 
     /// Window transforms: one result per window of `batch`.
-    pub fn process(&mut self, batch: &mut Batch) -> Result<Vec<Result<Features, String>>, CallError> {
+    pub fn process(
+        &mut self,
+        batch: &mut Batch,
+        deadline: Duration,
+    ) -> Result<Vec<Result<Features, String>>, CallError> {
         let events = convert::events(batch);
         let windows = convert::windows(batch);
         let n = windows.len();
-        let out = self.call(|b, s| b.sluice_transform_window_transform().call_process(s, &events, &windows));
+        let out = self.call(deadline, |b, s| b.sluice_transform_window_transform().call_process(s, &events, &windows));
         // Back into the batch whatever happened: dead letters need them.
         convert::give_back(batch, events, windows);
         convert::results(out?, n, &batch.strings)
@@ -347,39 +362,44 @@ impl Instance {
     pub fn add(
         &mut self,
         batch: &Batch,
-        groups: Vec<(Option<Vec<u8>>, Vec<u32>)>,
+        groups: &[(Option<Vec<u8>>, Vec<u32>)],
+        deadline: Duration,
     ) -> Result<Vec<Result<Vec<u8>, String>>, CallError> {
         let events = convert::events_ref(batch);
-        let n = groups.len();
-        let groups: Vec<agg::AddGroup> = groups.into_iter().map(|(acc, rows)| agg::AddGroup { acc, rows }).collect();
-        let out = self.call(|b, s| b.sluice_transform_aggregate_transform().call_add(s, &events, &groups))?;
-        convert::check_len(out, n)
-    }
-
-    /// Aggregates: merge each group of accumulators.
-    pub fn merge(&mut self, groups: &[Vec<Vec<u8>>]) -> Result<Vec<Result<Vec<u8>, String>>, CallError> {
-        let out = self.call(|b, s| b.sluice_transform_aggregate_transform().call_merge(s, groups))?;
+        let groups: Vec<agg::AddGroup> =
+            groups.iter().map(|(acc, rows)| agg::AddGroup { acc: acc.clone(), rows: rows.clone() }).collect();
+        let out = self.call(deadline, |b, s| b.sluice_transform_aggregate_transform().call_add(s, &events, &groups))?;
         convert::check_len(out, groups.len())
     }
 
-    /// Aggregates: features of each window's accumulator (the
-    /// accumulators are moved into the call).
+    /// Aggregates: merge each group of accumulators.
+    pub fn merge(
+        &mut self,
+        groups: &[Vec<Vec<u8>>],
+        deadline: Duration,
+    ) -> Result<Vec<Result<Vec<u8>, String>>, CallError> {
+        let out = self.call(deadline, |b, s| b.sluice_transform_aggregate_transform().call_merge(s, groups))?;
+        convert::check_len(out, groups.len())
+    }
+
+    /// Aggregates: features of each window's accumulator.
     pub fn finish(
         &mut self,
-        windows: &mut [(&crate::window::Fired, Vec<u8>)],
+        windows: &[(&crate::window::Fired, Vec<u8>)],
+        deadline: Duration,
     ) -> Result<Vec<Result<Features, String>>, CallError> {
         let windows: Vec<agg::FinishWindow> = windows
-            .iter_mut()
+            .iter()
             .map(|(w, acc)| agg::FinishWindow {
                 key: w.key.clone(),
                 start: w.start,
                 end: w.end,
                 trigger: convert::trigger(w.trigger),
-                acc: std::mem::take(acc),
+                acc: acc.clone(),
             })
             .collect();
         let n = windows.len();
-        let out = self.call(|b, s| b.sluice_transform_aggregate_transform().call_finish(s, &windows))?;
+        let out = self.call(deadline, |b, s| b.sluice_transform_aggregate_transform().call_finish(s, &windows))?;
         // Finish sees no events, so it has no string table to refer to.
         convert::results(out, n, &[])
     }

@@ -55,6 +55,25 @@ pub enum SliceRef {
     Session { start: i64, part: usize },
 }
 
+/// How much one call into the transform may carry. A window larger than
+/// the bounds goes alone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Bounds {
+    /// Windows and folds.
+    pub windows: usize,
+    /// Event rows the windows and folds refer to, an event counted once per
+    /// window that holds it: the transform's work and most of its memory.
+    pub rows: usize,
+    /// Bytes of the events sent (timestamps, fields, strings) and of the
+    /// accumulators.
+    pub bytes: usize,
+}
+
+impl Bounds {
+    /// No bound (tests).
+    pub const NONE: Bounds = Bounds { windows: usize::MAX, rows: usize::MAX, bytes: usize::MAX };
+}
+
 /// The events, windows and folds of one call.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Batch {
@@ -65,6 +84,22 @@ pub struct Batch {
     pub columns: Vec<Column>,
     pub windows: Vec<Fired>,
     pub folds: Vec<Fold>,
+    /// Rows referred to by the windows and folds (see [`Bounds::rows`]).
+    pub refs: usize,
+    /// Bytes of the events and accumulators (see [`Bounds::bytes`]).
+    pub bytes: usize,
+}
+
+/// Bytes of one event row of these columns, strings aside.
+fn row_width(columns: &[Column]) -> usize {
+    8 + columns
+        .iter()
+        .map(|c| match c.data {
+            ColumnData::Bools(_) => 1,
+            ColumnData::Ints(_) | ColumnData::Floats(_) => 8,
+            ColumnData::Strs(_) => 4,
+        })
+        .sum::<usize>()
 }
 
 impl Batch {
@@ -72,23 +107,155 @@ impl Batch {
         self.windows.is_empty() && self.folds.is_empty()
     }
 
-    /// The window's input as JSON, for the dead-letter output.
+    /// Windows and folds.
+    pub fn items(&self) -> usize {
+        self.windows.len() + self.folds.len()
+    }
+
+    /// Whether `rows` and `bytes` more fit within `bounds`. An empty batch
+    /// takes anything: a window larger than the bounds goes alone.
+    pub fn has_room(&self, bounds: &Bounds, rows: usize, bytes: usize) -> bool {
+        self.is_empty()
+            || (self.items() < bounds.windows
+                && self.refs.saturating_add(rows) <= bounds.rows
+                && self.bytes.saturating_add(bytes) <= bounds.bytes)
+    }
+
+    /// At or past one of the bounds: hand it over before adding more.
+    pub fn is_full(&self, bounds: &Bounds) -> bool {
+        !self.is_empty() && !self.has_room(bounds, 1, 0)
+    }
+
+    pub fn push_window(&mut self, w: Fired) {
+        self.refs += w.rows.len();
+        self.bytes += w.accs.iter().map(Vec::len).sum::<usize>();
+        self.windows.push(w);
+    }
+
+    pub fn push_fold(&mut self, f: Fold) {
+        self.refs += f.rows.len();
+        self.bytes += f.acc.as_ref().map_or(0, Vec::len);
+        self.folds.push(f);
+    }
+
+    /// A call of the windows `range` alone: only the events they refer to
+    /// (renumbered) and only the strings those hold. For splitting a call
+    /// that is over its bounds or that failed; the hot path never copies.
+    pub fn subset(&self, range: std::ops::Range<usize>) -> Batch {
+        let windows = self.windows.get(range).unwrap_or_default();
+        let mut row_map: Vec<u32> = vec![u32::MAX; self.times.len()];
+        let mut kept: Vec<u32> = Vec::new();
+        for w in windows {
+            for &r in &w.rows {
+                if let Some(slot) = row_map.get_mut(r as usize)
+                    && *slot == u32::MAX
+                {
+                    *slot = kept.len() as u32;
+                    kept.push(r);
+                }
+            }
+        }
+        let mut string_map: Vec<u32> = vec![u32::MAX; self.strings.len()];
+        let mut strings = Vec::new();
+        let columns = self
+            .columns
+            .iter()
+            .map(|c| {
+                let data = match &c.data {
+                    ColumnData::Bools(v) => ColumnData::Bools(kept.iter().map(|&r| v[r as usize]).collect()),
+                    ColumnData::Ints(v) => ColumnData::Ints(kept.iter().map(|&r| v[r as usize]).collect()),
+                    ColumnData::Floats(v) => ColumnData::Floats(kept.iter().map(|&r| v[r as usize]).collect()),
+                    ColumnData::Strs(v) => ColumnData::Strs(
+                        kept.iter()
+                            .map(|&r| {
+                                let code = v[r as usize];
+                                match string_map.get_mut(code as usize) {
+                                    Some(slot) if *slot == u32::MAX => {
+                                        *slot = strings.len() as u32;
+                                        strings.push(self.strings[code as usize].clone());
+                                        *slot
+                                    }
+                                    Some(slot) => *slot,
+                                    // Null rows hold 0 whatever the table.
+                                    None => 0,
+                                }
+                            })
+                            .collect(),
+                    ),
+                };
+                let mut nulls: Vec<u32> = c
+                    .nulls
+                    .iter()
+                    .filter_map(|&r| row_map.get(r as usize).copied())
+                    .filter(|&r| r != u32::MAX)
+                    .collect();
+                nulls.sort_unstable();
+                Column { name: c.name.clone(), data, nulls }
+            })
+            .collect::<Vec<_>>();
+        let text: usize = strings.iter().map(String::len).sum();
+        let mut sub = Batch {
+            id: self.id,
+            times: kept.iter().map(|&r| self.times[r as usize]).collect(),
+            strings,
+            bytes: kept.len() * row_width(&columns) + text,
+            columns,
+            ..Batch::default()
+        };
+        for w in windows {
+            let rows = w.rows.iter().map(|&r| row_map[r as usize]).collect();
+            sub.push_window(Fired { rows, ..w.clone() });
+        }
+        sub
+    }
+
+    /// The window's input as JSON, for the dead-letter output: its events
+    /// up to about [`sluice_sink_api::MAX_RAW_BYTES`], with how many there
+    /// were and how many were left out.
     pub fn window_json(&self, w: &Fired) -> Vec<u8> {
-        let events: Vec<serde_json::Value> = w.rows.iter().map(|&r| self.row_json(r)).collect();
-        let doc = serde_json::json!({
+        let (events, omitted) = self.events_json(&w.rows);
+        let mut doc = serde_json::json!({
             "key": w.key,
             "window_start": w.start,
             "window_end": w.end,
             "trigger": w.trigger,
             "events": events,
         });
+        if omitted > 0 {
+            doc["events_total"] = w.rows.len().into();
+            doc["events_omitted"] = omitted.into();
+        }
         doc.to_string().into_bytes()
     }
 
-    /// The events of `rows` as a JSON array (dead letters of failed folds).
+    /// The events of `rows` as a JSON array (dead letters of failed folds),
+    /// cut like [`Batch::window_json`]'s.
     pub fn rows_json(&self, rows: &[u32]) -> Vec<u8> {
-        let events: Vec<serde_json::Value> = rows.iter().map(|&r| self.row_json(r)).collect();
-        serde_json::Value::Array(events).to_string().into_bytes()
+        let (events, omitted) = self.events_json(rows);
+        let mut doc = serde_json::Value::Array(events);
+        if omitted > 0 {
+            doc = serde_json::json!({"events": doc, "events_total": rows.len(), "events_omitted": omitted});
+        }
+        doc.to_string().into_bytes()
+    }
+
+    /// The first events of `rows` that fit a dead letter, and how many more
+    /// there are.
+    fn events_json(&self, rows: &[u32]) -> (Vec<serde_json::Value>, usize) {
+        // Room for the window's own fields besides.
+        let budget = sluice_sink_api::MAX_RAW_BYTES - 4096;
+        let mut used = 0;
+        let mut events = Vec::new();
+        for &r in rows {
+            let event = self.row_json(r);
+            used += event.to_string().len() + 1;
+            if used > budget {
+                break;
+            }
+            events.push(event);
+        }
+        let omitted = rows.len() - events.len();
+        (events, omitted)
     }
 
     fn row_json(&self, row: u32) -> serde_json::Value {
@@ -128,6 +295,13 @@ pub struct BatchBuilder {
     local: Vec<(u64, u32)>,
     pub batch: Batch,
     spare: Option<Batch>,
+    /// Bytes of an event row, strings aside.
+    width: usize,
+}
+
+/// Bytes a slice's events add to a call.
+pub fn slice_bytes(slice: &Slice, width: usize) -> usize {
+    slice.len() * width + slice.text_bytes as usize
 }
 
 /// Below this many strings the interner's whole table is sent.
@@ -142,8 +316,10 @@ impl BatchBuilder {
             local: Vec::new(),
             batch: Batch::default(),
             spare: None,
+            width: 0,
         };
         b.batch = b.empty(1);
+        b.width = row_width(&b.batch.columns);
         b
     }
 
@@ -170,9 +346,15 @@ impl BatchBuilder {
         self.batch.id
     }
 
+    /// Bytes of an event row, strings aside.
+    pub fn width(&self) -> usize {
+        self.width
+    }
+
     /// Copy a slice's events into the call; returns the first row.
     pub fn push_slice(&mut self, slice: &Slice) -> u32 {
         let base = self.batch.times.len() as u32;
+        self.batch.bytes += slice_bytes(slice, self.width);
         self.batch.times.extend_from_slice(&slice.times);
         for (column, stored) in self.batch.columns.iter_mut().zip(&slice.columns) {
             match (&mut column.data, stored) {
@@ -281,6 +463,7 @@ impl BatchBuilder {
         batch.strings.clear();
         batch.windows.clear();
         batch.folds.clear();
+        (batch.refs, batch.bytes) = (0, 0);
         for (c, (name, _)) in batch.columns.iter_mut().zip(&self.fields) {
             if c.name.is_empty() {
                 c.name.clone_from(name);
@@ -318,7 +501,7 @@ mod tests {
         let mut s = Slice::new(0, &[FieldType::String, FieldType::Int]);
         for (i, (text, n)) in rows.iter().enumerate() {
             let sym = interner.intern(text);
-            s.insert(i as i64, &[Value::Str(sym), n.map_or(Value::Null, Value::Int)]);
+            s.insert(i as i64, &[Value::Str(sym), n.map_or(Value::Null, Value::Int)], text.len() as u64);
         }
         s
     }
@@ -369,6 +552,58 @@ mod tests {
         second.release(&mut interner);
         let batch = builder.take(&mut interner);
         assert_eq!(strings_of(&batch, 0), vec!["new"]);
+    }
+
+    /// A part of a call holds just the events its windows refer to, and
+    /// just their strings; each window sees the same events as before.
+    #[test]
+    fn a_subset_keeps_only_what_its_windows_need() {
+        let mut interner = Interner::new();
+        let mut builder = BatchBuilder::new(vec![("s".into(), FieldType::String), ("n".into(), FieldType::Int)]);
+        let a = slice(&mut interner, &[("a", Some(1)), ("b", None)]);
+        let b = slice(&mut interner, &[("c", Some(3)), ("a", Some(4))]);
+        builder.push_slice(&a);
+        builder.push_slice(&b);
+        let window = |key: &str, rows: Vec<u32>| Fired {
+            key: key.into(),
+            start: 0,
+            end: 10,
+            latest: 1,
+            trigger: Trigger::Close,
+            rows,
+            accs: Vec::new(),
+        };
+        builder.batch.push_window(window("k1", vec![0, 1]));
+        builder.batch.push_window(window("k2", vec![1, 2, 3]));
+        builder.batch.push_window(window("k3", vec![3]));
+        let batch = builder.take(&mut interner);
+        assert_eq!(batch.refs, 6);
+        // 20 bytes a row (time 8, string code 4, integer 8), and each
+        // string's bytes where it occurs.
+        assert_eq!(batch.bytes, 4 * (8 + 4 + 8) + 4);
+        let events = |b: &Batch, w: usize| -> Vec<(i64, Option<String>)> {
+            let ColumnData::Strs(codes) = &b.columns[0].data else { return Vec::new() };
+            b.windows[w]
+                .rows
+                .iter()
+                .map(|&r| {
+                    let null = b.columns[0].nulls.contains(&r);
+                    (b.times[r as usize], (!null).then(|| b.strings[codes[r as usize] as usize].clone()))
+                })
+                .collect()
+        };
+        let sub = batch.subset(1..3);
+        assert_eq!(sub.windows.iter().map(|w| w.key.as_str()).collect::<Vec<_>>(), vec!["k2", "k3"]);
+        assert_eq!(sub.times.len(), 3, "rows 1, 2 and 3 only");
+        assert_eq!(events(&sub, 0), events(&batch, 1));
+        assert_eq!(events(&sub, 1), events(&batch, 2));
+        assert_eq!(sub.columns[1].nulls, vec![0]);
+        assert_eq!(sub.refs, 4);
+        let mut strings = sub.strings.clone();
+        strings.sort();
+        assert!(strings.len() <= 3 && !strings.contains(&"zz".to_string()), "{strings:?}");
+        let alone = batch.subset(0..1);
+        assert_eq!(events(&alone, 0), vec![(0, Some("a".into())), (1, Some("b".into()))]);
     }
 
     #[test]

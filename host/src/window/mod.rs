@@ -5,7 +5,7 @@ pub mod batch;
 mod grid;
 mod operator;
 
-pub use batch::{Batch, BatchBuilder, Column, ColumnData, Fired, Fold, SliceRef};
+pub use batch::{Batch, BatchBuilder, Bounds, Column, ColumnData, Fired, Fold, SliceRef};
 pub use grid::Grid;
 pub use operator::{Mode, Operator, Stats};
 

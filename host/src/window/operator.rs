@@ -21,7 +21,7 @@ use std::collections::BinaryHeap;
 
 use sluice_sink_api::Trigger;
 
-use super::batch::{Batch, BatchBuilder, Fired, Fold, SliceRef};
+use super::batch::{Batch, BatchBuilder, Bounds, Fired, Fold, SliceRef, slice_bytes};
 use super::{Grid, Kind, Spec, TriggerMode};
 use crate::decode::{self, FieldType};
 use crate::state::{Interner, KeyId, MemoryState, Session, Slice, StateBackend, Value};
@@ -72,9 +72,13 @@ pub struct Operator<S: StateBackend = MemoryState> {
     cleanup_timers: BinaryHeap<Reverse<(i64, KeyId)>>,
     watermark: i64,
     late_refires: Vec<(KeyId, i64, i64)>,
+    /// Late updates due, once each, waiting for room in a call.
+    late_queue: std::collections::VecDeque<(KeyId, i64, i64)>,
     dirty: Vec<KeyId>,
-    /// The event being stored, reused to spare an allocation per event.
+    /// The event being stored, reused to spare an allocation per event,
+    /// and the bytes of its strings.
     scratch: Vec<Value>,
+    scratch_text: u64,
     /// Types of the declared fields.
     types: Vec<FieldType>,
     last_sweep: i64,
@@ -121,8 +125,10 @@ impl<S: StateBackend> Operator<S> {
             cleanup_timers: BinaryHeap::new(),
             watermark: i64::MIN,
             late_refires: Vec::new(),
+            late_queue: Default::default(),
             dirty: Vec::new(),
             scratch: Vec::new(),
+            scratch_text: 0,
             types,
             last_sweep: i64::MIN,
             stats: Stats::default(),
@@ -146,6 +152,41 @@ impl<S: StateBackend> Operator<S> {
         self.builder.batch.windows.len()
     }
 
+    /// The call being built is at one of `bounds`: hand it over.
+    pub fn batch_full(&self, bounds: &Bounds) -> bool {
+        self.builder.batch.is_full(bounds)
+    }
+
+    /// Rows and bytes the window of `slices` would add to the call being
+    /// built (slices already in it add rows but no bytes).
+    fn measure<'s>(&self, slices: impl Iterator<Item = &'s Slice>) -> (usize, usize) {
+        let (id, width) = (self.builder.id(), self.builder.width());
+        slices.fold((0, 0), |(rows, bytes), s| {
+            let placed = matches!(s.placed, Some((call, version, _)) if call == id && version == s.version);
+            let new = if placed { 0 } else { slice_bytes(s, width) };
+            (rows + s.len(), bytes + new + s.acc.as_ref().map_or(0, Vec::len))
+        })
+    }
+
+    /// Whether the call being built has room for the next window to close
+    /// at `end` for key `id`.
+    fn room_for_close(&self, bounds: &Bounds, id: KeyId, end: i64) -> bool {
+        let Some(ks) = self.state.get(id) else {
+            return true;
+        };
+        let need = match self.shape {
+            Shape::Grid(grid) => {
+                let start = end - grid.size;
+                self.measure(ks.slices.iter().skip_while(|s| s.start < start).take_while(|s| s.start < end))
+            }
+            Shape::Session(_) => {
+                let due = ks.sessions.iter().find(|s| !s.fired).filter(|s| s.end <= self.watermark);
+                self.measure(due.into_iter().flat_map(|s| s.parts.iter()))
+            }
+        };
+        self.builder.batch.has_room(bounds, need.0, need.1)
+    }
+
     /// Hand over the call built so far.
     pub fn take_batch(&mut self) -> Batch {
         self.builder.take(&mut self.interner)
@@ -159,14 +200,19 @@ impl<S: StateBackend> Operator<S> {
     /// Intern the event's values into `scratch`.
     fn store(&mut self, event: &decode::Event<'_>) {
         let interner = &mut self.interner;
+        let mut text = 0;
         self.scratch.clear();
         self.scratch.extend(event.values.iter().map(|v| match v {
             decode::Value::Null => Value::Null,
             decode::Value::Bool(b) => Value::Bool(*b),
             decode::Value::Int(i) => Value::Int(*i),
             decode::Value::Float(f) => Value::Float(*f),
-            decode::Value::Str(s) => Value::Str(interner.intern(s)),
+            decode::Value::Str(s) => {
+                text += s.len() as u64;
+                Value::Str(interner.intern(s))
+            }
         }));
+        self.scratch_text = text;
     }
 
     fn mark_dirty(&mut self, id: KeyId) {
@@ -214,7 +260,7 @@ impl<S: StateBackend> Operator<S> {
             ks.slices.insert(at, Slice::new(a, &self.types));
             self.cleanup_timers.push(Reverse((grid.last_end(a).saturating_add(lateness), id)));
         }
-        ks.slices[at].insert(t, &self.scratch);
+        ks.slices[at].insert(t, &self.scratch, self.scratch_text);
         if grid.first_end(t) <= w {
             for e in grid.ends(t).filter(|&e| e <= w && e.saturating_add(lateness) > w) {
                 self.late_refires.push((id, e - grid.size, e));
@@ -275,7 +321,7 @@ impl<S: StateBackend> Operator<S> {
         if parts.is_empty() {
             parts.push(Slice::new(start, &self.types));
         }
-        parts[0].insert(t, &self.scratch);
+        parts[0].insert(t, &self.scratch, self.scratch_text);
         let closed = end <= w;
         ks.sessions.insert(range.start, Session { start, end, fired: closed, parts });
         self.cleanup_timers.push(Reverse((end.saturating_add(lateness), id)));
@@ -352,60 +398,81 @@ impl<S: StateBackend> Operator<S> {
             Trigger::Event => self.stats.fired_event += 1,
             Trigger::Late => self.stats.fired_late += 1,
         }
-        self.builder.batch.windows.push(fired);
+        self.builder.batch.push_window(fired);
     }
 
     /// Fire the late updates of the events processed since the last call,
-    /// once per window.
-    pub fn flush_late(&mut self) {
-        let mut refires = std::mem::take(&mut self.late_refires);
-        refires.sort_unstable();
-        refires.dedup();
-        match self.shape {
-            Shape::Grid(grid) => refires.iter().for_each(|&(id, _, e)| self.fire_grid(grid, id, e, Trigger::Late)),
-            Shape::Session(_) => {
-                // A later event of the same chunk may have merged the
-                // session into a larger one: fire what holds it now, if
-                // still closed.
-                let mut fired: Vec<(KeyId, i64)> = Vec::new();
-                for &(id, start, _) in &refires {
-                    let Some(ks) = self.state.get(id) else {
-                        continue;
-                    };
-                    let Some(s) = ks.sessions.iter().find(|s| s.start <= start && start < s.end) else {
-                        continue;
-                    };
-                    if s.end <= self.watermark && !fired.contains(&(id, s.start)) {
-                        fired.push((id, s.start));
+    /// once per window. Stops when the call being built has no room for
+    /// the next and returns `false`: hand the batch over and call again.
+    pub fn flush_late(&mut self, bounds: &Bounds) -> bool {
+        if self.late_queue.is_empty() {
+            let mut refires = std::mem::take(&mut self.late_refires);
+            refires.sort_unstable();
+            refires.dedup();
+            match self.shape {
+                Shape::Grid(_) => self.late_queue.extend(refires.iter().map(|&(id, s, e)| (id, s, e))),
+                Shape::Session(_) => {
+                    // A later event of the same chunk may have merged the
+                    // session into a larger one: fire what holds it now, if
+                    // still closed.
+                    for &(id, start, _) in &refires {
+                        let Some(ks) = self.state.get(id) else {
+                            continue;
+                        };
+                        let Some(s) = ks.sessions.iter().find(|s| s.start <= start && start < s.end) else {
+                            continue;
+                        };
+                        let fire = (id, s.start, s.end);
+                        if s.end <= self.watermark && !self.late_queue.contains(&fire) {
+                            self.late_queue.push_back(fire);
+                        }
                     }
                 }
-                for (id, start) in fired {
-                    self.fire_session(id, start, Trigger::Late);
+            }
+            refires.clear();
+            self.late_refires = refires;
+        }
+        while let Some(&(id, start, end)) = self.late_queue.front() {
+            let need = match (self.shape, self.state.get(id)) {
+                (_, None) => (0, 0),
+                (Shape::Grid(_), Some(ks)) => {
+                    self.measure(ks.slices.iter().skip_while(|s| s.start < start).take_while(|s| s.start < end))
                 }
+                (Shape::Session(_), Some(ks)) => {
+                    self.measure(ks.sessions.iter().filter(|s| s.start == start).flat_map(|s| s.parts.iter()))
+                }
+            };
+            if !self.builder.batch.has_room(bounds, need.0, need.1) {
+                return false;
+            }
+            self.late_queue.pop_front();
+            match self.shape {
+                Shape::Grid(grid) => self.fire_grid(grid, id, end, Trigger::Late),
+                Shape::Session(_) => self.fire_session(id, start, Trigger::Late),
             }
         }
-        self.late_refires = refires;
-        self.late_refires.clear();
+        true
     }
 
     /// Move the watermark: fire windows that closed, drop state no trigger
-    /// can need any more. Stops once the call being built holds
-    /// `max_windows` windows and returns `false`: hand the batch over and
-    /// call again (with the same watermark) to go on.
-    pub fn advance(&mut self, watermark: i64, max_windows: usize) -> bool {
+    /// can need any more. Stops when the call being built has no room for
+    /// the next window within `bounds` and returns `false`: hand the batch
+    /// over and call again (with the same watermark) to go on.
+    pub fn advance(&mut self, watermark: i64, bounds: &Bounds) -> bool {
         self.watermark = self.watermark.max(watermark);
         let watermark = self.watermark;
         while let Some(&Reverse((e, id))) = self.close_timers.peek() {
             if e > watermark {
                 break;
             }
-            if self.pending_windows() >= max_windows {
+            if self.state.get(id).is_none_or(|ks| ks.next_close != Some(e)) {
+                self.close_timers.pop();
+                continue;
+            }
+            if !self.room_for_close(bounds, id, e) {
                 return false;
             }
             self.close_timers.pop();
-            if self.state.get(id).is_none_or(|ks| ks.next_close != Some(e)) {
-                continue;
-            }
             match self.shape {
                 Shape::Grid(grid) => self.close_grid(grid, id, e),
                 Shape::Session(_) => self.close_sessions(id),
@@ -437,25 +504,23 @@ impl<S: StateBackend> Operator<S> {
         }
     }
 
+    /// Fire the key's first session due; the next one due gets its own
+    /// timer (and its own check for room in the call).
     fn close_sessions(&mut self, id: KeyId) {
         let w = self.watermark;
         let Some(ks) = self.state.get_mut(id) else {
             return;
         };
-        let due: Vec<i64> = ks
-            .sessions
-            .iter_mut()
-            .filter(|s| !s.fired && s.end <= w)
-            .map(|s| {
-                s.fired = true;
-                s.start
-            })
-            .collect();
+        // Sessions are disjoint and in order: the first unfired is due first.
+        let due = ks.sessions.iter_mut().find(|s| !s.fired).filter(|s| s.end <= w).map(|s| {
+            s.fired = true;
+            s.start
+        });
         ks.next_close = ks.sessions.iter().filter(|s| !s.fired).map(|s| s.end).min();
         if let Some(n) = ks.next_close {
             self.close_timers.push(Reverse((n, id)));
         }
-        for start in due {
+        if let Some(start) = due {
             self.fire_session(id, start, Trigger::Close);
         }
     }
@@ -509,9 +574,15 @@ impl<S: StateBackend> Operator<S> {
     }
 
     /// Aggregates: queue a fold of every slice's unfolded events into its
-    /// accumulator. Call [`Operator::apply_folds`] with the results.
-    pub fn collect_folds(&mut self) {
-        for id in std::mem::take(&mut self.dirty) {
+    /// accumulator. Call [`Operator::apply_folds`] with the results. Stops
+    /// when the call being built is full and returns `false`: hand it over
+    /// and call again.
+    pub fn collect_folds(&mut self, bounds: &Bounds) -> bool {
+        while let Some(&id) = self.dirty.last() {
+            if self.builder.batch.is_full(bounds) {
+                return false;
+            }
+            self.dirty.pop();
             let Some(ks) = self.state.get_mut(id) else {
                 continue;
             };
@@ -530,8 +601,11 @@ impl<S: StateBackend> Operator<S> {
                     folds.push(Fold { key: id, slice, acc: part.acc.take(), rows });
                 }
             }
-            self.builder.batch.folds.extend(folds);
+            for fold in folds {
+                self.builder.batch.push_fold(fold);
+            }
         }
+        true
     }
 
     /// Store the folded accumulators. A failed fold keeps the accumulator it

@@ -11,11 +11,16 @@ mod record;
 
 pub use duration::Duration;
 pub use record::{
-    DeadLetter, FeatureRow, FeatureValue, Features, LateEvent, Position, Scalar, Stage, StrTable, Trigger,
+    DeadLetter, FeatureRow, FeatureValue, Features, LateEvent, MAX_RAW_BYTES, Position, Scalar, Stage, StrTable,
+    Trigger, truncate_raw,
 };
 
-/// Errors a sink reports. `retriable` tells the host whether to back off
-/// and try the same batch again (an outage) or to give up (bad config).
+/// A sink's failure, of one of two classes. Retriable (an outage, a
+/// timeout): the host backs off and writes the same batch again, holding
+/// the source meanwhile, so nothing is lost. Fatal (bad credentials, a
+/// topic that does not exist): retrying cannot help, and the pipeline
+/// stops with the message. A record that can never be written (the third
+/// class, poison) is not an error: see [`Sink::take_rejected`].
 #[derive(Debug, thiserror::Error)]
 #[error("{sink}: {message}")]
 pub struct Error {
@@ -23,6 +28,20 @@ pub struct Error {
     pub sink: String,
     pub message: String,
     pub retriable: bool,
+}
+
+/// A record a sink can never write (larger than the destination takes,
+/// say): the host sends it to the dead-letter output with the reason and
+/// goes on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejected {
+    /// The record as the sink would have written it (a feature row's JSON,
+    /// a dead letter's or late event's raw bytes).
+    pub raw: Vec<u8>,
+    /// A stable name for the reason (`record_too_large`, `wrong_type`, …).
+    pub error_class: String,
+    /// The reason, for a person.
+    pub message: String,
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -56,6 +75,13 @@ pub trait Sink: Send {
 
     /// Make everything written so far durable.
     async fn flush(&mut self) -> Result<()>;
+
+    /// The records refused for good since the last call (poison), which
+    /// the sink has dropped and gone on without. Asked after every write
+    /// and flush.
+    fn take_rejected(&mut self) -> Vec<Rejected> {
+        Vec::new()
+    }
 
     /// A checkpoint is about to be taken: stage what was written.
     async fn pre_commit(&mut self, _checkpoint: u64) -> Result<()> {

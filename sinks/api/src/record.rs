@@ -401,15 +401,43 @@ pub enum Stage {
     Validate,
     /// The transform trapped, ran out of time or memory, or returned an error.
     Transform,
+    /// A sink refused the record for good (too large, say).
+    Sink,
+}
+
+/// Most bytes of input a dead letter carries: an event, a window's input
+/// or a row a sink refused is cut to this, so that a dead letter always
+/// fits a Kafka record (1 MB by default) and no single one floods the
+/// dead-letter output.
+pub const MAX_RAW_BYTES: usize = 256 * 1024;
+
+/// The first `max` bytes of `raw`, cut back to a UTF-8 boundary when
+/// `raw` is text, and the full size when it was cut.
+pub fn truncate_raw(mut raw: Vec<u8>, max: usize) -> (Vec<u8>, Option<u64>) {
+    if raw.len() <= max {
+        return (raw, None);
+    }
+    let size = raw.len() as u64;
+    // Text stays text: a character cut in two at the end is left out. (A
+    // first error elsewhere means the bytes are not text anyway.)
+    let keep = match std::str::from_utf8(&raw[..max]) {
+        Err(e) if e.error_len().is_none() => e.valid_up_to(),
+        _ => max,
+    };
+    raw.truncate(keep);
+    (raw, Some(size))
 }
 
 /// A record the pipeline could not process, with why and where.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct DeadLetter {
     /// The raw input: the event bytes, or for a transform failure the
-    /// window's input as JSON.
+    /// window's input as JSON; at most [`MAX_RAW_BYTES`].
     #[serde(serialize_with = "raw_bytes")]
     pub raw: Vec<u8>,
+    /// When `raw` was cut to [`MAX_RAW_BYTES`]: the full size, in bytes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub truncated: Option<u64>,
     /// Where the record came from; for a transform failure, the first
     /// event of the window.
     pub position: Option<Position>,
@@ -421,6 +449,16 @@ pub struct DeadLetter {
     pub message: String,
     /// Wall-clock time, milliseconds.
     pub at: i64,
+}
+
+impl DeadLetter {
+    /// A dead letter of `raw`, cut to [`MAX_RAW_BYTES`] (see
+    /// [`DeadLetter::truncated`]); `at` is now.
+    pub fn new(raw: Vec<u8>, position: Option<Position>, stage: Stage, error_class: &str, message: String) -> Self {
+        let (raw, truncated) = truncate_raw(raw, MAX_RAW_BYTES);
+        let at = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
+        DeadLetter { raw, truncated, position, stage, error_class: error_class.to_string(), message, at }
+    }
 }
 
 /// An event that arrived after its windows' allowed lateness.
@@ -550,6 +588,27 @@ mod tests {
         assert_eq!(out, b"xnull");
         assert!(serde_json::to_string(&bad).is_err());
         assert_ne!(bad, packed);
+    }
+
+    #[test]
+    fn dead_letters_are_cut_to_a_bound_with_their_full_size() {
+        let small = DeadLetter::new(b"{}".to_vec(), None, Stage::Decode, "invalid_json", "m".into());
+        assert_eq!((small.raw.as_slice(), small.truncated), (&b"{}"[..], None));
+        let json = serde_json::to_value(&small).unwrap_or_default();
+        assert!(json.get("truncated").is_none(), "{json}");
+        // A multi-byte character across the bound is left out whole.
+        let mut text = "a".repeat(MAX_RAW_BYTES - 1).into_bytes();
+        text.extend("é and more".as_bytes());
+        let size = text.len() as u64;
+        let big = DeadLetter::new(text, None, Stage::Decode, "record_too_large", "m".into());
+        assert_eq!(big.raw.len(), MAX_RAW_BYTES - 1);
+        assert_eq!(big.truncated, Some(size));
+        let json = serde_json::to_value(&big).unwrap_or_default();
+        assert_eq!(json["truncated"], size);
+        assert!(json["raw"].is_string());
+        // Bytes that are not text are cut exactly.
+        let (bytes, cut) = truncate_raw(vec![0xff; 10], 4);
+        assert_eq!((bytes.len(), cut), (4, Some(10)));
     }
 
     #[test]

@@ -10,9 +10,10 @@
 //! | `__connect.errors.topic` | source topic (or file) |
 //! | `__connect.errors.partition` | source partition |
 //! | `__connect.errors.offset` | source offset (a file's line number) |
-//! | `__connect.errors.stage` | `decode`, `validate` or `transform` |
+//! | `__connect.errors.stage` | `decode`, `validate`, `transform` or `sink` |
 //! | `__connect.errors.exception.class.name` | error class (`invalid_json`, `missing_field`, `trap`, …) |
 //! | `__connect.errors.exception.message` | what went wrong |
+//! | `__sluice.truncated` | the full size in bytes, when the value was cut to its first 256 KiB |
 //!
 //! Late events carry the same source headers plus `__sluice.event_time` and
 //! `__sluice.watermark` (milliseconds).
@@ -20,20 +21,35 @@
 //! Records are handed to librdkafka's queue; [`Sink::flush`] waits until
 //! the broker acknowledged all of them, which is what the host waits for
 //! before it commits source offsets.
+//!
+//! Failures, by class:
+//!
+//! - poison: a record larger than the producer's `message.max.bytes` or
+//!   the topic's `max.message.bytes` (or one the broker calls invalid) is
+//!   handed back to the host ([`Sink::take_rejected`]), which dead-letters
+//!   it; the other records go on;
+//! - retriable: brokers down or slow. librdkafka retries delivery for as
+//!   long as `message.timeout.ms` allows, which Sluice sets to forever
+//!   (`0`) unless the manifest says otherwise; a flush that times out, or
+//!   a full queue, is retried by the host with backoff;
+//! - fatal: authentication or authorization refused, a topic that does
+//!   not exist, a record librdkafka gave up on: the pipeline stops with the
+//!   reason, and the source offsets of what was not delivered are not
+//!   committed.
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use rdkafka::ClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
+use rdkafka::{ClientContext, Message};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
-use sluice_sink_api::{Batch, DeadLetter, Error, LateEvent, Position, Result, Sink, Stage};
+use sluice_sink_api::{Batch, DeadLetter, Error, LateEvent, Position, Rejected, Result, Sink, Stage};
 
 /// Header names of dead letters and late events.
 pub mod headers {
@@ -45,6 +61,7 @@ pub mod headers {
     pub const MESSAGE: &str = "__connect.errors.exception.message";
     pub const EVENT_TIME: &str = "__sluice.event_time";
     pub const WATERMARK: &str = "__sluice.watermark";
+    pub const TRUNCATED: &str = "__sluice.truncated";
 }
 
 /// Write records to a Kafka topic.
@@ -65,25 +82,81 @@ pub struct KafkaSinkConfig {
 
 /// Longest a flush waits for the broker's acknowledgements.
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(60);
+/// Longest a write waits for room in librdkafka's queue.
+const QUEUE_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// Counts records the producer gave up on (after librdkafka's own retries,
-/// within `message.timeout.ms`).
+/// What the producer's callbacks learned: records it gave up on, records
+/// refused for good, and client-wide errors that stop the sink.
 #[derive(Default)]
 struct Deliveries {
     failed: Mutex<(u64, Option<String>)>,
+    rejected: Mutex<Vec<Rejected>>,
+    fatal: Mutex<Option<String>>,
 }
 
-impl ClientContext for Deliveries {}
+/// A record no retry can deliver: too large, or invalid for the broker.
+fn is_poison(code: RDKafkaErrorCode) -> bool {
+    matches!(
+        code,
+        RDKafkaErrorCode::MessageSizeTooLarge
+            | RDKafkaErrorCode::InvalidMessageSize
+            | RDKafkaErrorCode::MessageBatchTooLarge
+            | RDKafkaErrorCode::InvalidMessage
+            | RDKafkaErrorCode::InvalidRecord
+    )
+}
+
+fn rejected(code: RDKafkaErrorCode, raw: &[u8], topic: &str) -> Rejected {
+    let (class, message) = match code {
+        RDKafkaErrorCode::MessageSizeTooLarge | RDKafkaErrorCode::MessageBatchTooLarge => (
+            "record_too_large",
+            format!(
+                "a {} byte record is larger than `{topic}` takes (the producer's message.max.bytes or the \
+                 topic's max.message.bytes)",
+                raw.len()
+            ),
+        ),
+        other => ("record_refused", format!("`{topic}` refused the record: {other}")),
+    };
+    Rejected { raw: raw.to_vec(), error_class: class.into(), message }
+}
+
+impl ClientContext for Deliveries {
+    fn error(&self, error: KafkaError, reason: &str) {
+        let fatal = matches!(
+            error.rdkafka_error_code(),
+            Some(
+                RDKafkaErrorCode::Authentication
+                    | RDKafkaErrorCode::SaslAuthenticationFailed
+                    | RDKafkaErrorCode::TopicAuthorizationFailed
+                    | RDKafkaErrorCode::ClusterAuthorizationFailed
+                    | RDKafkaErrorCode::Fatal
+            )
+        );
+        if fatal && let Ok(mut f) = self.fatal.lock() {
+            f.get_or_insert_with(|| format!("{error}: {reason}"));
+        }
+        tracing::warn!(error = %error, "librdkafka producer: {reason}");
+    }
+}
 
 impl ProducerContext for Deliveries {
     type DeliveryOpaque = ();
 
     fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
-        if let Err((e, _)) = result
-            && let Ok(mut failed) = self.failed.lock()
-        {
-            failed.0 += 1;
-            failed.1.get_or_insert_with(|| e.to_string());
+        let Err((e, message)) = result else { return };
+        match e.rdkafka_error_code() {
+            Some(code) if is_poison(code) => {
+                if let Ok(mut r) = self.rejected.lock() {
+                    r.push(rejected(code, message.payload().unwrap_or_default(), message.topic()));
+                }
+            }
+            _ => {
+                if let Ok(mut failed) = self.failed.lock() {
+                    failed.0 += 1;
+                    failed.1.get_or_insert_with(|| e.to_string());
+                }
+            }
         }
     }
 }
@@ -106,15 +179,21 @@ fn stage_name(stage: Stage) -> &'static str {
         Stage::Decode => "decode",
         Stage::Validate => "validate",
         Stage::Transform => "transform",
+        Stage::Sink => "sink",
     }
 }
 
 /// The headers of a dead letter.
 pub fn dead_letter_headers(d: &DeadLetter) -> OwnedHeaders {
     let h = d.position.as_ref().map_or_else(OwnedHeaders::new, source_headers);
-    h.insert(Header { key: headers::STAGE, value: Some(stage_name(d.stage)) })
+    let h = h
+        .insert(Header { key: headers::STAGE, value: Some(stage_name(d.stage)) })
         .insert(Header { key: headers::CLASS, value: Some(&d.error_class) })
-        .insert(Header { key: headers::MESSAGE, value: Some(&d.message) })
+        .insert(Header { key: headers::MESSAGE, value: Some(&d.message) });
+    match d.truncated {
+        Some(size) => h.insert(Header { key: headers::TRUNCATED, value: Some(&size.to_string()) }),
+        None => h,
+    }
 }
 
 /// The headers of a late event.
@@ -128,6 +207,8 @@ impl KafkaSink {
     pub async fn open(name: &str, config: &KafkaSinkConfig) -> Result<Self> {
         let mut client = ClientConfig::new();
         client.set("bootstrap.servers", &config.brokers);
+        // Keep retrying through an outage rather than drop records.
+        client.set("message.timeout.ms", "0");
         for (k, v) in &config.properties {
             client.set(k, v);
         }
@@ -141,7 +222,15 @@ impl KafkaSink {
     }
 
     fn failed(&self) -> Result<()> {
-        let failed = self.producer.context().failed.lock().map(|f| f.clone()).unwrap_or_default();
+        let context = self.producer.context();
+        if let Some(reason) = context.fatal.lock().ok().and_then(|f| f.clone()) {
+            return Err(Error {
+                sink: self.name.clone(),
+                message: format!("the brokers refused the producer of `{}`: {reason}", self.topic),
+                retriable: false,
+            });
+        }
+        let failed = context.failed.lock().map(|f| f.clone()).unwrap_or_default();
         match failed {
             (0, _) => Ok(()),
             (n, first) => Err(Error {
@@ -159,7 +248,9 @@ impl KafkaSink {
         }
     }
 
-    /// Queue one record, waiting while librdkafka's queue is full.
+    /// Queue one record, waiting while librdkafka's queue is full (for at
+    /// most [`QUEUE_TIMEOUT`]). A record that can never be sent is kept
+    /// for [`Sink::take_rejected`].
     async fn send(&self, key: Option<&str>, payload: &[u8], headers: Option<OwnedHeaders>) -> Result<()> {
         let mut record = BaseRecord::to(&self.topic).payload(payload);
         if let Some(key) = key {
@@ -168,12 +259,31 @@ impl KafkaSink {
         if let Some(h) = headers {
             record = record.headers(h);
         }
+        let since = std::time::Instant::now();
         loop {
             match self.producer.send(record) {
                 Ok(()) => return Ok(()),
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
+                    if since.elapsed() > QUEUE_TIMEOUT {
+                        return Err(Error {
+                            sink: self.name.clone(),
+                            message: format!(
+                                "librdkafka's queue for `{}` has been full for {} s: the brokers are not \
+                                 taking records",
+                                self.topic,
+                                QUEUE_TIMEOUT.as_secs()
+                            ),
+                            retriable: true,
+                        });
+                    }
                     record = r;
                     tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+                Err((KafkaError::MessageProduction(code), _)) if is_poison(code) => {
+                    if let Ok(mut r) = self.producer.context().rejected.lock() {
+                        r.push(rejected(code, payload, &self.topic));
+                    }
+                    return Ok(());
                 }
                 Err((e, _)) => {
                     return Err(Error {
@@ -212,6 +322,10 @@ impl Sink for KafkaSink {
             }
         }
         Ok(())
+    }
+
+    fn take_rejected(&mut self) -> Vec<Rejected> {
+        self.producer.context().rejected.lock().map(|mut r| std::mem::take(&mut *r)).unwrap_or_default()
     }
 
     async fn flush(&mut self) -> Result<()> {

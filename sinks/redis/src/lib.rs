@@ -17,12 +17,20 @@
 //! writes only when the hash holds no later `window_end`. Rows fired on
 //! close arrive in window order and are written directly: the script costs
 //! Redis about twice a plain `HSET`.
+//!
+//! Failures, by class: a dropped or refused connection, a timeout, a
+//! server loading its data, out of memory (`OOM`), read-only (a failover)
+//! or a forgotten script are retriable (the host backs off and writes the
+//! batch again); refused credentials (`NOAUTH`, `WRONGPASS`, `NOPERM`) are
+//! fatal; a row Redis refuses on its own (its key holds another type,
+//! `WRONGTYPE`) is poison: the batch is written row by row, and the rows
+//! refused go to the dead-letter output.
 
 use async_trait::async_trait;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
-use sluice_sink_api::{Batch, Duration, Error, FeatureRow, FeatureValue, Result, Sink, Trigger};
+use sluice_sink_api::{Batch, Duration, Error, FeatureRow, FeatureValue, Rejected, Result, Sink, Trigger};
 
 /// Write feature rows to Redis hashes.
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema, PartialEq)]
@@ -47,6 +55,7 @@ pub struct RedisSink {
     connection: ConnectionManager,
     /// [`WRITE_UNLESS_NEWER`].
     guarded: redis::Script,
+    rejected: Vec<Rejected>,
 }
 
 /// `KEYS[1]`: the hash; `ARGV`: the row's `window_end`, the TTL in seconds
@@ -60,16 +69,46 @@ if ARGV[2] ~= '0' then redis.call('EXPIRE', KEYS[1], ARGV[2]) end
 return 1
 ";
 
+/// How a failed write is handled (see the module's comment).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Class {
+    Retriable,
+    Fatal,
+    /// Refused for this row only.
+    Poison,
+}
+
+fn class(e: &redis::RedisError) -> Class {
+    use redis::ErrorKind as K;
+    // A script Redis forgot between loading and running it (`SCRIPT
+    // FLUSH` from another client) is loaded again by the retried pipeline.
+    let transient = matches!(
+        e.kind(),
+        K::IoError
+            | K::NoScriptError
+            | K::BusyLoadingError
+            | K::TryAgain
+            | K::ClusterDown
+            | K::MasterDown
+            | K::ReadOnly
+    );
+    if transient || e.is_connection_dropped() || e.is_connection_refusal() || e.is_timeout() {
+        return Class::Retriable;
+    }
+    match (e.kind(), e.code()) {
+        (_, Some("OOM" | "MISCONF")) => Class::Retriable,
+        (K::AuthenticationFailed | K::InvalidClientConfig, _) | (_, Some("NOAUTH" | "WRONGPASS" | "NOPERM")) => {
+            Class::Fatal
+        }
+        (K::ResponseError | K::ExtensionError | K::TypeError | K::ExecAbortError, _) => Class::Poison,
+        _ => Class::Fatal,
+    }
+}
+
 fn error(sink: &str, what: &str, e: &redis::RedisError) -> Error {
-    // Connection trouble is worth retrying, and so is a script Redis forgot
-    // between loading and running it (`SCRIPT FLUSH` from another client):
-    // the retried pipeline loads it again. Anything else (a wrong type at
-    // the key, an authentication failure) is not.
-    let retriable = e.is_io_error()
-        || e.is_connection_dropped()
-        || e.is_connection_refusal()
-        || e.is_timeout()
-        || e.kind() == redis::ErrorKind::NoScriptError;
+    // A poison row is never reported as an error, only a batch's first
+    // failure before it is written row by row: retrying is not the answer.
+    let retriable = class(e) == Class::Retriable;
     Error { sink: sink.to_string(), message: format!("{what}: {e}"), retriable }
 }
 
@@ -123,7 +162,37 @@ impl RedisSink {
             config: config.clone(),
             connection,
             guarded: redis::Script::new(WRITE_UNLESS_NEWER),
+            rejected: Vec::new(),
         })
+    }
+
+    /// One pipeline writing `rows`.
+    fn pipeline(&self, rows: &[FeatureRow]) -> redis::Pipeline {
+        let ttl = self.config.ttl.map_or(0, |ttl| (ttl.millis() / 1000).max(1));
+        let mut pipe = redis::pipe();
+        if rows.iter().any(|r| r.trigger != Trigger::Close) {
+            // Cheap when loaded already, and Redis forgets scripts when it
+            // restarts.
+            pipe.load_script(&self.guarded).ignore();
+        }
+        for row in rows {
+            let key = self.key(row);
+            let fields = fields(row);
+            if row.trigger == Trigger::Close {
+                pipe.hset_multiple(&key, &fields).ignore();
+                if ttl > 0 {
+                    pipe.expire(&key, ttl).ignore();
+                }
+            } else {
+                let mut write = self.guarded.key(&key);
+                write.arg(row.window_end).arg(ttl);
+                for (field, value) in &fields {
+                    write.arg(field).arg(value);
+                }
+                pipe.invoke_script(&write).ignore();
+            }
+        }
+        pipe
     }
 
     /// The hash key of a row.
@@ -156,31 +225,33 @@ impl Sink for RedisSink {
         if rows.is_empty() {
             return Ok(());
         }
-        let ttl = self.config.ttl.map_or(0, |ttl| (ttl.millis() / 1000).max(1));
-        let mut pipe = redis::pipe();
-        if rows.iter().any(|r| r.trigger != Trigger::Close) {
-            // Cheap when loaded already, and Redis forgets scripts when it
-            // restarts.
-            pipe.load_script(&self.guarded).ignore();
-        }
+        let pipe = self.pipeline(rows);
+        let e = match pipe.query_async::<()>(&mut self.connection).await {
+            Ok(()) => return Ok(()),
+            Err(e) if class(&e) != Class::Poison => return Err(error(&self.name, "write failed", &e)),
+            Err(e) => e,
+        };
+        // Some row was refused: write them one by one (each write is
+        // idempotent) to find which, and keep the rest.
+        tracing::warn!(sink = self.name, "a row was refused ({e}); writing the batch row by row");
         for row in rows {
-            let key = self.key(row);
-            let fields = fields(row);
-            if row.trigger == Trigger::Close {
-                pipe.hset_multiple(&key, &fields).ignore();
-                if ttl > 0 {
-                    pipe.expire(&key, ttl).ignore();
+            let pipe = self.pipeline(std::slice::from_ref(row));
+            match pipe.query_async::<()>(&mut self.connection).await {
+                Ok(()) => {}
+                Err(e) if class(&e) == Class::Poison => {
+                    let mut raw = Vec::new();
+                    row.write_json(&mut raw);
+                    let message = format!("Redis refused the row for `{}`: {e}", self.key(row));
+                    self.rejected.push(Rejected { raw, error_class: "redis_refused".into(), message });
                 }
-            } else {
-                let mut write = self.guarded.key(&key);
-                write.arg(row.window_end).arg(ttl);
-                for (field, value) in &fields {
-                    write.arg(field).arg(value);
-                }
-                pipe.invoke_script(&write).ignore();
+                Err(e) => return Err(error(&self.name, "write failed", &e)),
             }
         }
-        pipe.query_async::<()>(&mut self.connection).await.map_err(|e| error(&self.name, "write failed", &e))
+        Ok(())
+    }
+
+    fn take_rejected(&mut self) -> Vec<Rejected> {
+        std::mem::take(&mut self.rejected)
     }
 
     async fn flush(&mut self) -> Result<()> {
@@ -194,10 +265,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_forgotten_script_is_retried_and_a_wrong_type_is_not() {
-        let forgotten = redis::RedisError::from((redis::ErrorKind::NoScriptError, "NOSCRIPT"));
-        assert!(error("features", "write failed", &forgotten).retriable);
-        let wrong_type = redis::RedisError::from((redis::ErrorKind::TypeError, "WRONGTYPE"));
-        assert!(!error("features", "write failed", &wrong_type).retriable);
+    fn errors_fall_in_their_classes() {
+        let e = |kind, code: &'static str| redis::RedisError::from((kind, code));
+        use redis::ErrorKind as K;
+        assert_eq!(class(&e(K::NoScriptError, "NOSCRIPT")), Class::Retriable);
+        assert_eq!(class(&e(K::BusyLoadingError, "LOADING")), Class::Retriable);
+        assert_eq!(class(&e(K::ReadOnly, "READONLY")), Class::Retriable);
+        assert_eq!(class(&e(K::AuthenticationFailed, "WRONGPASS")), Class::Fatal);
+        assert!(!error("features", "write failed", &e(K::AuthenticationFailed, "WRONGPASS")).retriable);
     }
 }

@@ -1,7 +1,15 @@
 //! Session features of seed 000: what a user clicked in the last 30
 //! minutes, over a 30-minute window sliding every minute.
+//!
+//! `items_clicked_30m` holds the most recent [`MAX_ITEMS`] clicks of the
+//! window (all of them for an ordinary user); the counts cover every
+//! click. A bot or a scraper clicks thousands of times in half an hour,
+//! and a list that long is no model input.
 
 use sluice_sdk::{Error, Features, Window};
+
+/// Most items in `items_clicked_30m`: the most recent ones.
+const MAX_ITEMS: usize = 100;
 
 fn session_features(window: &Window<'_>) -> Result<Features, Error> {
     let items = window.strs("item_id")?;
@@ -10,7 +18,7 @@ fn session_features(window: &Window<'_>) -> Result<Features, Error> {
     let category = categories.stats(rows);
     let mut features = Features::new();
     features
-        .str_list_of("items_clicked_30m", &items, rows)
+        .str_list_last_of("items_clicked_30m", &items, rows, MAX_ITEMS)
         .int("item_count_30m", rows.len() as i64)
         .int("distinct_items_30m", items.distinct(rows) as i64)
         .int("distinct_categories_30m", category.distinct as i64)

@@ -1,0 +1,92 @@
+//! Local files: reading one whole without trusting its size, and telling
+//! whether two paths name the same file.
+
+use std::io::Read;
+use std::path::{Component, Path, PathBuf};
+
+/// Read a whole regular file of at most `limit` bytes, without reading
+/// more than that of anything else. `what` names it in messages.
+pub fn read_limited(path: &Path, limit: u64, what: &str) -> Result<Vec<u8>, String> {
+    let file = std::fs::File::open(path).map_err(|e| format!("cannot read the {what}: {e}"))?;
+    let meta = file.metadata().map_err(|e| format!("cannot read the {what}: {e}"))?;
+    if !meta.is_file() {
+        return Err(format!("the {what} is not a regular file"));
+    }
+    let mut bytes = Vec::new();
+    file.take(limit + 1).read_to_end(&mut bytes).map_err(|e| format!("cannot read the {what}: {e}"))?;
+    if bytes.len() as u64 > limit {
+        return Err(format!("the {what} is larger than {} bytes", limit));
+    }
+    Ok(bytes)
+}
+
+/// Identifies a file: two paths are the same file when their identities
+/// are equal. For an existing file, its device and inode (hard links and
+/// symbolic links included); for one still to be created, the absolute
+/// path with every existing part's links resolved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Identity {
+    Inode(u64, u64),
+    Path(PathBuf),
+}
+
+pub fn identity(path: &Path) -> Identity {
+    use std::os::unix::fs::MetadataExt;
+    if let Ok(meta) = std::fs::metadata(path) {
+        return Identity::Inode(meta.dev(), meta.ino());
+    }
+    let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    // The longest part that exists, with its links resolved, and the rest
+    // as written (`.` and `..` folded).
+    for base in absolute.ancestors() {
+        if let Ok(mut resolved) = std::fs::canonicalize(base) {
+            let rest = absolute.strip_prefix(base).unwrap_or(Path::new(""));
+            for part in rest.components() {
+                match part {
+                    Component::ParentDir => {
+                        resolved.pop();
+                    }
+                    Component::Normal(name) => resolved.push(name),
+                    _ => {}
+                }
+            }
+            return Identity::Path(resolved);
+        }
+    }
+    Identity::Path(absolute)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn links_and_dots_name_the_same_file() -> std::io::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let d = dir.path();
+        std::fs::write(d.join("in.jsonl"), "x")?;
+        std::fs::create_dir(d.join("sub"))?;
+        std::os::unix::fs::symlink(d.join("in.jsonl"), d.join("link.jsonl"))?;
+        std::fs::hard_link(d.join("in.jsonl"), d.join("hard.jsonl"))?;
+        let input = identity(&d.join("in.jsonl"));
+        assert_eq!(identity(&d.join("sub/../in.jsonl")), input);
+        assert_eq!(identity(&d.join("link.jsonl")), input);
+        assert_eq!(identity(&d.join("hard.jsonl")), input);
+        // Files still to be created compare by where they would be.
+        assert_eq!(identity(&d.join("new/../sub/out.jsonl")), identity(&d.join("sub/./out.jsonl")));
+        assert_ne!(identity(&d.join("sub/out.jsonl")), identity(&d.join("out.jsonl")));
+        Ok(())
+    }
+
+    #[test]
+    fn only_regular_files_are_read_and_only_so_much() -> std::io::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("m.yaml");
+        std::fs::write(&path, "0123456789")?;
+        assert_eq!(read_limited(&path, 10, "manifest").ok(), Some(b"0123456789".to_vec()));
+        assert_eq!(read_limited(&path, 9, "manifest").err().as_deref(), Some("the manifest is larger than 9 bytes"));
+        let zero = read_limited(Path::new("/dev/zero"), 10, "module").err();
+        assert_eq!(zero.as_deref(), Some("the module is not a regular file"));
+        Ok(())
+    }
+}

@@ -1,0 +1,224 @@
+//! A manifest checked against the world before it runs: the files it reads
+//! and writes, the librdkafka properties it passes through, the brokers,
+//! topics and Redis servers it talks to. `sluice validate` reports what
+//! `sluice run` would stop on, in the same words and at the same line.
+//!
+//! The checks that need a network (reaching a broker or Redis, a topic
+//! existing) run when `online`; the rest look only at the manifest and the
+//! local filesystem, and change nothing in either.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use rdkafka::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::metadata::Metadata;
+
+use crate::files::{Identity, identity};
+use crate::manifest::{Finding, Manifest, SinkConfig, SourceConfig};
+
+/// How long a broker or Redis server may take to answer.
+const TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Every problem found; none means the pipeline can start.
+pub fn check(manifest: &Manifest, online: bool) -> Vec<Finding> {
+    let mut found = Vec::new();
+    let mut files: Vec<(String, Identity)> = Vec::new();
+    match &manifest.source {
+        SourceConfig::File { path, .. } => {
+            if let Some(problem) = readable(path) {
+                found.push(("source.path".into(), problem, Some("give the path of a JSON-lines file".into())));
+            }
+            files.push(("source.path".into(), identity(path)));
+        }
+        SourceConfig::Kafka(k) => {
+            let config = client_config(&k.brokers, &k.properties);
+            found.extend(bad_properties(&config, "source.properties"));
+            if online {
+                let topics: Vec<(String, &str)> =
+                    k.topics.iter().enumerate().map(|(i, t)| (format!("source.topics[{i}]"), t.as_str())).collect();
+                found.extend(topics_exist(&config, "source.brokers", &k.brokers, &topics));
+            }
+        }
+    }
+    let outputs = [
+        ("features", &manifest.outputs.features),
+        ("dead_letters", &manifest.outputs.dead_letters),
+        ("late_events", &manifest.outputs.late_events),
+    ];
+    for (output, sinks) in outputs {
+        for (i, sink) in sinks.iter().enumerate() {
+            let at = format!("outputs.{output}[{i}]");
+            match sink {
+                SinkConfig::File(f) => {
+                    let path_at = format!("{at}.path");
+                    if let Some(problem) = writable(&f.path) {
+                        found.push((path_at.clone(), problem, Some("give a path in a folder you can write".into())));
+                    }
+                    let id = identity(&f.path);
+                    if let Some((other, _)) = files.iter().find(|(_, seen)| *seen == id) {
+                        let (message, hint) = if other == "source.path" {
+                            (
+                                format!(
+                                    "`{}` is the source file: writing it would destroy the input",
+                                    f.path.display()
+                                ),
+                                "write outputs to other files than the one read",
+                            )
+                        } else {
+                            (
+                                format!("`{}` is also written by `{other}`: their lines would mix", f.path.display()),
+                                "give each output its own file",
+                            )
+                        };
+                        found.push((path_at.clone(), message, Some(hint.into())));
+                    }
+                    files.push((path_at, id));
+                }
+                SinkConfig::Redis(r) => found.extend(redis(&r.url, &format!("{at}.url"), online)),
+                SinkConfig::Kafka(k) => {
+                    let config = client_config(&k.brokers, &k.properties);
+                    found.extend(bad_properties(&config, &format!("{at}.properties")));
+                    if online {
+                        let topic = [(format!("{at}.topic"), k.topic.as_str())];
+                        found.extend(topics_exist(&config, &format!("{at}.brokers"), &k.brokers, &topic));
+                    }
+                }
+            }
+        }
+    }
+    found
+}
+
+/// Why `path` cannot be read as a source, if it cannot.
+fn readable(path: &Path) -> Option<String> {
+    match std::fs::metadata(path) {
+        Err(e) => Some(format!("cannot read `{}`: {e}", path.display())),
+        Ok(m) if !m.is_file() => Some(format!("`{}` is not a regular file", path.display())),
+        Ok(_) => std::fs::File::open(path).err().map(|e| format!("cannot read `{}`: {e}", path.display())),
+    }
+}
+
+/// Why a file sink could not write `path`, if it could not. Creates
+/// nothing: an existing file is opened to append (and left as it is), a
+/// new one's nearest existing folder gets an unnamed temporary file.
+fn writable(path: &Path) -> Option<String> {
+    let shown = path.display();
+    if path.as_os_str().is_empty() {
+        return Some("the path is empty".into());
+    }
+    if let Ok(meta) = std::fs::metadata(path) {
+        if meta.is_dir() {
+            return Some(format!("`{shown}` is a folder"));
+        }
+        return std::fs::OpenOptions::new()
+            .append(true)
+            .open(path)
+            .err()
+            .map(|e| format!("cannot write `{shown}`: {e}"));
+    }
+    let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    let folder = absolute.ancestors().skip(1).find(|a| a.exists())?;
+    if !folder.is_dir() {
+        return Some(format!("cannot create `{shown}`: `{}` is not a folder", folder.display()));
+    }
+    tempfile::tempfile_in(folder).err().map(|e| format!("cannot create `{shown}` in `{}`: {e}", folder.display()))
+}
+
+fn client_config(brokers: &str, properties: &BTreeMap<String, String>) -> ClientConfig {
+    let mut config = ClientConfig::new();
+    config.set("bootstrap.servers", brokers);
+    for (k, v) in properties {
+        config.set(k, v);
+    }
+    config
+}
+
+/// The librdkafka properties it refuses, each at its own path: unknown
+/// names and values it cannot take.
+fn bad_properties(config: &ClientConfig, at: &str) -> Vec<Finding> {
+    let mut config = config.clone();
+    let mut found = Vec::new();
+    // librdkafka names the first bad property: leave it out and ask again.
+    for _ in 0..64 {
+        match config.create_native_config() {
+            Err(KafkaError::ClientConfig(_, description, key, _)) => {
+                found.push((
+                    format!("{at}.{key}"),
+                    format!("librdkafka refuses `{key}`: {description}"),
+                    Some("see librdkafka's CONFIGURATION.md for the properties and their values".into()),
+                ));
+                config.remove(&key);
+            }
+            _ => break,
+        }
+    }
+    found
+}
+
+/// Whether the brokers answer and every topic exists. Asks for every
+/// topic's metadata rather than the named ones: asking by name can create
+/// a topic on a broker that creates topics on first use.
+fn topics_exist(config: &ClientConfig, brokers_at: &str, brokers: &str, topics: &[(String, &str)]) -> Vec<Finding> {
+    let metadata = config
+        .clone()
+        .set("log_level", "3")
+        .create::<BaseConsumer>()
+        .map_err(|e| e.to_string())
+        .and_then(|c| c.fetch_metadata(None, TIMEOUT).map_err(|e| e.to_string()));
+    let metadata: Metadata = match metadata {
+        Ok(m) => m,
+        Err(e) => {
+            return vec![(
+                brokers_at.to_string(),
+                format!("cannot reach the brokers at `{brokers}`: {e}"),
+                Some("check that the brokers run and that the address and security properties are right".into()),
+            )];
+        }
+    };
+    topics
+        .iter()
+        // A pattern subscription (`^clicks-.*`) names no single topic.
+        .filter(|(_, topic)| !topic.starts_with('^'))
+        .filter(|(_, topic)| !metadata.topics().iter().any(|t| t.name() == *topic && t.error().is_none()))
+        .map(|(at, topic)| {
+            (
+                at.clone(),
+                format!("topic `{topic}` does not exist on `{brokers}`"),
+                Some("create it first (sluice-gen --kafka creates topics), or check the name".into()),
+            )
+        })
+        .collect()
+}
+
+/// A Redis URL that parses, and (online) a server that answers PING.
+fn redis(url: &str, at: &str, online: bool) -> Vec<Finding> {
+    let hint = |h: &str| Some(h.to_string());
+    let client = match redis::Client::open(url) {
+        Ok(c) => c,
+        Err(e) => {
+            return vec![(
+                at.to_string(),
+                format!("`{url}` is not a Redis URL: {e}"),
+                hint("write redis://[user:password@]host[:port][/db], or rediss:// for TLS"),
+            )];
+        }
+    };
+    if !online {
+        return Vec::new();
+    }
+    let pong = client.get_connection_with_timeout(TIMEOUT).and_then(|mut c| {
+        c.set_read_timeout(Some(TIMEOUT))?;
+        redis::cmd("PING").query::<String>(&mut c)
+    });
+    match pong {
+        Ok(_) => Vec::new(),
+        Err(e) => vec![(
+            at.to_string(),
+            format!("Redis at `{url}` does not answer: {e}"),
+            hint("check that Redis runs there and that the password and database are right"),
+        )],
+    }
+}
