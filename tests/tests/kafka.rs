@@ -610,3 +610,65 @@ fn a_stop_signal_writes_commits_and_exits() -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// A partition resumed from a committed offset in the middle of one of the
+/// broker's record batches: Tansu then sends the partition's newest batch
+/// again once it is read to the end. Each record must count once. Every
+/// click has its own item, so a window that counts a click twice has more
+/// items than distinct ones.
+#[test]
+fn records_sent_again_by_the_broker_count_once() -> anyhow::Result<()> {
+    let t = Topics::create("again", 1)?;
+    let config = Config { items: 1 << 40, late: 0.0, malformed: 0.0, ..e2e::session_features().config };
+    let config = Config { events: 30_000, ..config };
+    let mut text = Vec::new();
+    sluice_examples::generate(&config, &mut text)?;
+    // Large batches, as a producer that lingers makes them.
+    sluice_examples::kafka::produce_lines(BROKERS, &t.input, &text)?;
+    let consumer: rdkafka::consumer::BaseConsumer =
+        rdkafka::ClientConfig::new().set("bootstrap.servers", BROKERS).set("group.id", &t.id).create()?;
+    let mut tpl = rdkafka::TopicPartitionList::new();
+    tpl.add_partition_offset(&t.input, 0, rdkafka::Offset::Offset(1))?;
+    rdkafka::consumer::Consumer::commit(&consumer, &tpl, rdkafka::consumer::CommitMode::Sync)?;
+    drop(consumer);
+
+    let dir = tempfile::tempdir()?;
+    let source = t.source(100, true).replace("start: earliest", "start: committed");
+    let log = dir.path().join("sluice.log");
+    let out = sluice_run("session-features", &[("source", &source), ("outputs", &file_outputs(dir.path()))])
+        .stderr(std::fs::File::create(&log)?)
+        .output()?;
+    let text = std::fs::read_to_string(&log)?;
+    anyhow::ensure!(out.status.success(), "sluice failed:\n{text}");
+    // Shown with a failure below.
+    eprintln!("{text}");
+    let rows = sluice_tests::jsonl::read_output(&dir.path().join("features.jsonl"));
+    assert!(rows.len() > 1_000, "{} rows", rows.len());
+    for r in &rows {
+        let f = &r["features"];
+        assert_eq!(f["item_count_30m"], f["distinct_items_30m"], "a click counted twice: {r}");
+    }
+    Ok(())
+}
+
+/// The last commit of a bounded run is waited for: the next run of the
+/// group has nothing left to read.
+#[test]
+fn a_bounded_run_commits_all_it_read_before_it_exits() -> anyhow::Result<()> {
+    let t = Topics::create("final-commit", 1)?;
+    produce(&Config { events: 20_000, ..e2e::session_features().config }, &t.input)?;
+    let dir = tempfile::tempdir()?;
+    // Frequent commits along the run, and one at its end that counts.
+    let source = t.source(500, true).replace("start: earliest", "start: committed, commit_interval: 10ms");
+    let run = || -> anyhow::Result<String> {
+        let out =
+            sluice_run("session-features", &[("source", &source), ("outputs", &file_outputs(dir.path()))]).output()?;
+        anyhow::ensure!(out.status.success(), "sluice failed:\n{}", String::from_utf8_lossy(&out.stderr));
+        Ok(String::from_utf8(out.stdout)?)
+    };
+    let first = run()?;
+    assert!(first.contains(": 20000 events in"), "{first}");
+    let second = run()?;
+    assert!(second.contains(": 0 events in"), "{second}");
+    Ok(())
+}

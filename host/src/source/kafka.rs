@@ -70,9 +70,12 @@ pub struct KafkaSourceConfig {
     /// `sasl.username`, `sasl.password`. Sluice sets
     /// `enable.auto.commit: "false"` (it commits itself),
     /// `fetch.wait.max.ms: "5"` (brokers such as Tansu hold a fetch that
-    /// long even when records are waiting) and `fetch.queue.backoff.ms:
-    /// "10"` (librdkafka otherwise stops fetching for a second whenever its
-    /// prefetch queue is full) unless given here. Refused, because the
+    /// long even when records are waiting), `fetch.queue.backoff.ms: "10"`
+    /// (librdkafka otherwise stops fetching for a second whenever its
+    /// prefetch queue is full), and `session.timeout.ms: "6000"` with
+    /// `heartbeat.interval.ms: "2000"` (a host restarted after a crash gets
+    /// its partitions back within seconds, not librdkafka's 45) unless
+    /// given here. Refused, because the
     /// delivery guarantee and rebalance handling depend on them:
     /// `bootstrap.servers` and `group.id` (use `brokers` and `group`),
     /// `enable.auto.commit` other than `"false"`, a cooperative
@@ -291,6 +294,8 @@ fn offsets(tpl: rdkafka::error::KafkaResult<TopicPartitionList>) -> Result<HashM
 #[derive(Debug, PartialEq, Eq)]
 enum Got {
     Record,
+    /// A record below its partition's position, dropped (see [`keep`]).
+    Again,
     /// A partition was read to its end (bounded reading).
     End,
     Nothing,
@@ -330,6 +335,8 @@ pub struct KafkaSource {
     /// Since when this host has had no partition, and when it last said so.
     unassigned_since: Option<Instant>,
     said_waiting: Option<Instant>,
+    /// Records dropped as sent again (see [`keep`]).
+    again: u64,
 }
 
 /// How long a consumer without partitions waits before it says so, and
@@ -351,7 +358,14 @@ impl KafkaSource {
             .set("fetch.wait.max.ms", "5")
             // librdkafka's default (1 s) idles the consumer whenever its
             // prefetch queue fills up, which one large fetch does.
-            .set("fetch.queue.backoff.ms", "10");
+            .set("fetch.queue.backoff.ms", "10")
+            // After a crash, the group gives a restarted host its partitions
+            // once the dead member's session has expired: 6 s (the least
+            // Kafka brokers accept by default) rather than librdkafka's 45.
+            // Heartbeats come from librdkafka's own thread, so a busy
+            // pipeline does not miss them.
+            .set("session.timeout.ms", "6000")
+            .set("heartbeat.interval.ms", "2000");
         if config.stop_at_end {
             client.set("enable.partition.eof", "true");
         }
@@ -376,6 +390,7 @@ impl KafkaSource {
             max_bytes,
             unassigned_since: Some(Instant::now()),
             said_waiting: None,
+            again: 0,
         })
     }
 
@@ -542,13 +557,13 @@ impl KafkaSource {
                     return Ok(Got::Nothing);
                 };
                 let record = (slot, message.offset(), message.payload());
-                keep(&mut self.slots, self.consumer.context(), chunk, record, self.max_bytes);
-                return Ok(Got::Record);
+                let kept = keep(&mut self.slots, self.consumer.context(), chunk, record, self.max_bytes);
+                return Ok(again(kept, &mut self.again, &self.slots[slot], message.offset()));
             }
         };
         let record = (slot, message.offset(), message.payload());
-        keep(&mut self.slots, self.consumer.context(), chunk, record, self.max_bytes);
-        Ok(Got::Record)
+        let kept = keep(&mut self.slots, self.consumer.context(), chunk, record, self.max_bytes);
+        Ok(again(kept, &mut self.again, &self.slots[slot], message.offset()))
     }
 
     fn assignment(&self) -> TopicPartitionList {
@@ -561,13 +576,41 @@ impl KafkaSource {
 }
 
 /// Add a record to the chunk and move its partition's position.
+/// [`Got::Record`] for a record kept; otherwise count it as sent again,
+/// saying so the first time.
+fn again(kept: bool, count: &mut u64, slot: &Slot, offset: i64) -> Got {
+    if kept {
+        return Got::Record;
+    }
+    *count += 1;
+    if *count == 1 {
+        tracing::info!(
+            partition = format!("{}[{}]", slot.topic, slot.partition),
+            offset,
+            position = slot.next,
+            "the broker sent records below the partition's position again; they are skipped (each record \
+             counts once)"
+        );
+    }
+    Got::Again
+}
+
+/// Add a record to the chunk and move its partition's position; `false`
+/// (and nothing added) for a record below the position: one read already,
+/// or before where the partition started. Brokers send those again: Tansu,
+/// once a partition is read to its end, answers the next fetch as out of
+/// range, and librdkafka resets to the broker's "latest", which Tansu puts
+/// at the start of its newest batch, so that batch comes again.
 fn keep(
     slots: &mut [Slot],
     context: &Context,
     chunk: &mut Chunk,
     (slot, offset, payload): (usize, i64, Option<&[u8]>),
     limit: usize,
-) {
+) -> bool {
+    if offset < slots[slot].next {
+        return false;
+    }
     chunk.push(slot, offset, payload.unwrap_or_default(), limit);
     slots[slot].next = offset + 1;
     // More came after the end (the topic is still being written).
@@ -578,6 +621,7 @@ fn keep(
     {
         p.1 = Some(offset + 1);
     }
+    true
 }
 
 impl KafkaSource {
@@ -632,9 +676,13 @@ impl Source for KafkaSource {
                 None => POLL_IDLE,
                 Some(t) => linger.saturating_sub(t.elapsed()),
             };
-            if self.poll_into(&mut chunk, timeout)? != Got::Record {
-                caught_up = true;
-                break;
+            match self.poll_into(&mut chunk, timeout)? {
+                Got::Record => {}
+                Got::Again => continue,
+                Got::End | Got::Nothing => {
+                    caught_up = true;
+                    break;
+                }
             }
             started.get_or_insert_with(Instant::now);
             // A rebalance happened inside the poll: deal with it first.
