@@ -4,7 +4,11 @@
 //! `cargo bench -p sluice-host --bench pipeline` (after
 //! `scripts/build-transforms`). Generates its inputs once (2,000,000 events,
 //! 10,000 users, 1,000 events per second of event time, up to 20 s out of
-//! order) into the target directory. `SLUICE_BENCH_EVENTS` changes the size;
+//! order) into the target directory, twice: users evenly, and skewed (a
+//! Zipf law, the discrete Pareto: the first user makes a tenth of the
+//! events). Each pipeline runs over both, and the report gives the time,
+//! events/s and peak memory of each, and the skewed run's time over the
+//! even one's. `SLUICE_BENCH_EVENTS` changes the size;
 //! `SLUICE_BENCH_ONLY=session-features` (or `tx-velocity`) runs one
 //! pipeline, for profiling; `SLUICE_BENCH_MODULES=DIR` takes the modules
 //! from `DIR` (a build that keeps the guest's function names for `perf`).
@@ -29,15 +33,19 @@ fn data_dir() -> PathBuf {
     target.join("sluice-bench")
 }
 
-fn input(shape: Shape, events: u64) -> anyhow::Result<PathBuf> {
+/// Users evenly, or by a Zipf law of exponent 1.
+const SKEWS: [(&str, f64); 2] = [("even", 0.0), ("skewed", 1.0)];
+
+fn input(shape: Shape, events: u64, skew: f64) -> anyhow::Result<PathBuf> {
     let name = match shape {
         Shape::Clicks => "clicks",
         Shape::Transactions => "transactions",
     };
-    let path = data_dir().join(format!("{name}-{events}.jsonl"));
+    let suffix = if skew > 0.0 { format!("-zipf{skew}") } else { String::new() };
+    let path = data_dir().join(format!("{name}-{events}{suffix}.jsonl"));
     if !path.exists() {
         std::fs::create_dir_all(data_dir())?;
-        let config = Config { shape, events, users: 10_000, rate: 1_000.0, max_delay: 20.0, ..Config::default() };
+        let config = Config { shape, events, users: 10_000, rate: 1_000.0, max_delay: 20.0, skew, ..Config::default() };
         let tmp = path.with_extension("tmp");
         sluice_examples::generate(&config, &mut std::io::BufWriter::new(std::fs::File::create(&tmp)?))?;
         std::fs::rename(&tmp, &path)?;
@@ -64,8 +72,35 @@ fn run(example: &str, input: &Path) -> anyhow::Result<pipeline::Summary> {
     Ok(runtime.block_on(pipeline::run(manifest, Arc::new(Metrics::default())))?)
 }
 
+/// Peak resident memory of this process (`VmHWM`), MiB.
+fn peak_memory_mib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let kib = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().strip_suffix("kB").and_then(|n| n.trim().parse::<u64>().ok()));
+    kib.unwrap_or(0) / 1024
+}
+
+/// Set for a child that runs one pipeline: `example<TAB>input`.
+const CHILD: &str = "SLUICE_BENCH_CHILD";
+
 fn main() -> anyhow::Result<()> {
     sluice_host::alloc::tune();
+    if let Some((example, input)) = std::env::var(CHILD).ok().as_deref().and_then(|c| c.split_once('\t')) {
+        let summary = run(example, Path::new(input))?;
+        println!(
+            "{} {} events in {:.2} s = {:.0} events/s ({} feature rows, {} dead letters), peak memory {} MiB",
+            summary.elapsed.as_secs_f64(),
+            summary.events_read,
+            summary.elapsed.as_secs_f64(),
+            summary.events_per_second(),
+            summary.feature_rows,
+            summary.dead_letters,
+            peak_memory_mib()
+        );
+        return Ok(());
+    }
     // `cargo test --benches` runs this with `--bench` absent: stay quick.
     let quick = !std::env::args().any(|a| a == "--bench");
     let events: u64 = match std::env::var("SLUICE_BENCH_EVENTS") {
@@ -78,15 +113,23 @@ fn main() -> anyhow::Result<()> {
         if only.as_deref().is_some_and(|o| o != example) {
             continue;
         }
-        let input = input(shape, events)?;
-        let summary = run(example, &input)?;
-        println!(
-            "{example}: {} events in {:.2} s = {:.0} events/s ({} feature rows)",
-            summary.events_read,
-            summary.elapsed.as_secs_f64(),
-            summary.events_per_second(),
-            summary.feature_rows
-        );
+        let mut seconds = Vec::new();
+        for (users, skew) in SKEWS {
+            let input = input(shape, events, skew)?;
+            // Each run in a process of its own, for its own peak memory.
+            let child = std::process::Command::new(std::env::current_exe()?)
+                .args(std::env::args().skip(1))
+                .env(CHILD, format!("{example}\t{}", input.display()))
+                .output()?;
+            let report = String::from_utf8(child.stdout)?;
+            anyhow::ensure!(child.status.success(), "{example}: {}", String::from_utf8_lossy(&child.stderr));
+            let seconds_taken: f64 = report.split_whitespace().next().unwrap_or("0").parse()?;
+            println!("{example} ({users} users): {}", report.split_once(' ').map_or("", |r| r.1).trim());
+            seconds.push(seconds_taken);
+        }
+        if let [even, skewed] = seconds[..] {
+            println!("{example}: the skewed run took {:.2}x the even one's time", skewed / even.max(1e-9));
+        }
     }
     Ok(())
 }

@@ -32,12 +32,14 @@ pub enum Identity {
 
 pub fn identity(path: &Path) -> Identity {
     use std::os::unix::fs::MetadataExt;
-    if let Ok(meta) = std::fs::metadata(path) {
-        return Identity::Inode(meta.dev(), meta.ino());
+    let inode = |p: &Path| std::fs::metadata(p).ok().map(|m| Identity::Inode(m.dev(), m.ino()));
+    if let Some(id) = inode(path) {
+        return id;
     }
     let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
     // The longest part that exists, with its links resolved, and the rest
-    // as written (`.` and `..` folded).
+    // as written, `.` and `..` folded: how a sink that creates the missing
+    // folders first would reach it (`new/../in.jsonl` is `in.jsonl`).
     for base in absolute.ancestors() {
         if let Ok(mut resolved) = std::fs::canonicalize(base) {
             let rest = absolute.strip_prefix(base).unwrap_or(Path::new(""));
@@ -50,7 +52,7 @@ pub fn identity(path: &Path) -> Identity {
                     _ => {}
                 }
             }
-            return Identity::Path(resolved);
+            return inode(&resolved).unwrap_or(Identity::Path(resolved));
         }
     }
     Identity::Path(absolute)
@@ -72,6 +74,7 @@ mod tests {
         assert_eq!(identity(&d.join("sub/../in.jsonl")), input);
         assert_eq!(identity(&d.join("link.jsonl")), input);
         assert_eq!(identity(&d.join("hard.jsonl")), input);
+        assert_eq!(identity(&d.join("new/../in.jsonl")), input);
         // Files still to be created compare by where they would be.
         assert_eq!(identity(&d.join("new/../sub/out.jsonl")), identity(&d.join("sub/./out.jsonl")));
         assert_ne!(identity(&d.join("sub/out.jsonl")), identity(&d.join("out.jsonl")));

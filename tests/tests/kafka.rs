@@ -672,3 +672,105 @@ fn a_bounded_run_commits_all_it_read_before_it_exits() -> anyhow::Result<()> {
     assert!(second.contains(": 0 events in"), "{second}");
     Ok(())
 }
+
+/// A feature row larger than the feature topic takes (the producer's
+/// `message.max.bytes` at its least, 1000) is a dead letter, with the row
+/// as its value and the reason in its headers; the pipeline goes on, and
+/// every row is on the feature topic or in the dead-letter topic, once.
+#[test]
+fn a_row_the_topic_cannot_take_is_a_dead_letter() -> anyhow::Result<()> {
+    let example = e2e::session_features();
+    let t = Topics::create("too-large", 1)?;
+    let lines = produce(&example.config, &t.input)?;
+    let kafka = |topic: &str, properties: &str| {
+        format!("{{type: kafka, brokers: '{BROKERS}', topic: '{topic}', properties: {{{properties}}}}}")
+    };
+    let outputs = format!(
+        "{{features: [{}], dead_letters: [{}], late_events: [{}]}}",
+        kafka(&t.features, "message.max.bytes: '1000'"),
+        kafka(&t.dead, ""),
+        kafka(&t.late, "")
+    );
+    run_to_end("session-features", &[("source", &t.source(example.spec.step, true)), ("outputs", &outputs)])?;
+
+    let parsed: Vec<_> = lines.iter().map(|l| parse_line(l, example.fields, now_ms())).collect();
+    let want = expected(&parsed, &example.spec, &example.compute);
+    let written: Vec<Vec<u8>> =
+        read_all(BROKERS, &t.features)?.iter().map(|m| m.payload().unwrap_or_default().to_vec()).collect();
+    let mut refused = Vec::new();
+    for m in read_all(BROKERS, &t.dead)? {
+        if header(&m, "__connect.errors.stage").as_deref() == Some("sink") {
+            assert_eq!(header(&m, "__connect.errors.exception.class.name").as_deref(), Some("record_too_large"));
+            let message = header(&m, "__connect.errors.exception.message").unwrap_or_default();
+            assert!(message.starts_with("outputs.features[0]: a "), "{message}");
+            refused.push(m.payload().unwrap_or_default().to_vec());
+        }
+    }
+    assert!(!refused.is_empty() && !written.is_empty(), "{} refused, {} written", refused.len(), written.len());
+    let largest_written = written.iter().map(Vec::len).max().unwrap_or(0);
+    let smallest_refused = refused.iter().map(Vec::len).min().unwrap_or(0);
+    assert!(largest_written < smallest_refused, "{largest_written} written, {smallest_refused} refused");
+    let rows: Vec<Value> =
+        written.iter().chain(&refused).map(|p| serde_json::from_slice(p)).collect::<Result<_, _>>()?;
+    assert_rows("feature topic and refused rows", &actual_rows(&rows), &want.rows);
+    Ok(())
+}
+
+/// Event times no window arithmetic could take, among ordinary events on
+/// an unbounded run: each is a dead letter saying why, the other events'
+/// windows fire, and a stop request is honoured.
+#[test]
+fn extreme_timestamps_are_dead_letters_and_the_run_still_stops() -> anyhow::Result<()> {
+    let t = Topics::create("extreme", 1)?;
+    let base = 1_767_225_600.0;
+    let mut lines: Vec<String> = (0..2_000)
+        .map(|i| {
+            format!(r#"{{"user_id":"u{}","item_id":"i{i}","category":"c1","timestamp":{}}}"#, i % 7, base + i as f64)
+        })
+        .collect();
+    let extreme = ["-9223372036854775", "9223372036854775807", "-9223372036854000", "1e300"];
+    for (i, ts) in extreme.iter().enumerate() {
+        lines.insert(100 + 300 * i, format!(r#"{{"user_id":"u1","item_id":"x","category":"c1","timestamp":{ts}}}"#));
+    }
+    let producer = producer(BROKERS, &[])?;
+    for line in &lines {
+        send(&producer, &t.input, Some("k"), line.as_bytes())?;
+    }
+    producer.flush(Duration::from_secs(60))?;
+
+    let dir = tempfile::tempdir()?;
+    let log = dir.path().join("sluice.log");
+    let mut running = Running(
+        sluice_run(
+            "session-features",
+            &[
+                ("source", &t.source(100, false)),
+                ("outputs", &file_outputs(dir.path())),
+                ("events.max_future_skew", "off"),
+            ],
+        )
+        .stderr(std::fs::File::create(&log)?)
+        .spawn()?,
+    );
+    let dead = dir.path().join("dead.jsonl");
+    let features = dir.path().join("features.jsonl");
+    wait_until("the dead letters and feature rows", Duration::from_secs(60), Duration::from_millis(50), || {
+        Ok(sluice_tests::jsonl::read_output(&dead).len() == extreme.len()
+            && !sluice_tests::jsonl::read_output(&features).is_empty())
+    })?;
+    for (d, ts) in sluice_tests::jsonl::read_output(&dead).iter().zip(extreme) {
+        assert_eq!(d["error_class"], "timestamp_out_of_range", "{d}");
+        assert!(d["raw"].as_str().is_some_and(|r| r.contains(ts)), "{d}");
+        assert!(d["message"].as_str().is_some_and(|m| m.contains("outside the supported range")), "{d}");
+    }
+    let signal = Command::new("kill").args(["-TERM", &running.0.id().to_string()]).status()?;
+    anyhow::ensure!(signal.success(), "kill -TERM failed");
+    let mut status = None;
+    wait_until("the exit after SIGTERM", Duration::from_secs(30), Duration::from_millis(50), || {
+        status = running.0.try_wait()?;
+        Ok(status.is_some())
+    })?;
+    let text = std::fs::read_to_string(&log)?;
+    assert!(status.is_some_and(|s| s.success()), "exit status {status:?}:\n{text}");
+    Ok(())
+}

@@ -11,13 +11,14 @@
 //! `transform.timeout` however large its batch.
 
 use std::ops::Range;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use sluice_sink_api::{DeadLetter, FeatureRow, Stage};
 
 use crate::metrics::Metrics;
 use crate::time::now_ms;
-use crate::wasm::{CallError, Instance};
+use crate::wasm::{AddGroup, CallError, Instance};
 use crate::window::{Batch, Bounds, Fired, Fold, Mode};
 
 /// Aggregate slices and their new accumulators (`None` where the fold
@@ -90,6 +91,9 @@ struct Caller<'a> {
     instance: &'a mut Instance,
     metrics: &'a Metrics,
     timeout: Duration,
+    /// The pipeline is stopping: a failed call is not split any more (its
+    /// windows' results are not sent; they are read again after a restart).
+    stop: &'a AtomicBool,
 }
 
 impl Caller<'_> {
@@ -108,7 +112,7 @@ impl Caller<'_> {
             Err(e) => e,
         };
         Metrics::add(&self.metrics.guest_failures, 1);
-        if range.len() <= 1 {
+        if range.len() <= 1 || self.stop.load(Ordering::Relaxed) {
             return range.map(|_| Err(Failure::Call(error.clone()))).collect();
         }
         let total: usize = weights[range.clone()].iter().sum();
@@ -140,9 +144,10 @@ pub fn evaluate(
     mut batch: Batch,
     bounds: &Bounds,
     metrics: &Metrics,
+    stop: &AtomicBool,
 ) -> (Evaluated, Batch) {
     let timeout = instance.timeout();
-    let mut caller = Caller { instance, metrics, timeout };
+    let mut caller = Caller { instance, metrics, timeout, stop };
     let out = match mode {
         Mode::Window => windows(&mut caller, &mut batch, bounds),
         Mode::Aggregate => aggregate(&mut caller, &mut batch),
@@ -255,20 +260,20 @@ fn aggregate(caller: &mut Caller<'_>, batch: &mut Batch) -> Evaluated {
         let mut merge = |i: &mut Instance, r: Range<usize>, d: Duration| i.merge(&groups[r], d);
         caller.isolate(0..groups.len(), timeout, &weights, &mut merge)
     };
-    let mut adds: Vec<(Option<Vec<u8>>, Vec<u32>)> = Vec::new();
+    let mut adds: Vec<AddGroup> = Vec::new();
     let mut added_windows = Vec::new();
     for (i, (w, acc)) in windows.iter().zip(&accs).enumerate() {
         if let Ok(acc) = acc
             && !w.rows.is_empty()
         {
-            adds.push((Some(acc.clone()), w.rows.clone()));
+            adds.push(AddGroup { acc: Some(acc.clone()), rows: w.rows.clone() });
             added_windows.push(i);
         }
     }
-    adds.extend(folds.iter().map(|f| (f.acc.clone(), f.rows.clone())));
+    adds.extend(folds.iter().map(|f| AddGroup { acc: f.acc.clone(), rows: f.rows.clone() }));
     let mut fold_results: Vec<Option<Vec<u8>>> = vec![None; folds.len()];
     if !adds.is_empty() {
-        let weights: Vec<usize> = adds.iter().map(|(_, rows)| rows.len().max(1)).collect();
+        let weights: Vec<usize> = adds.iter().map(|g| g.rows.len().max(1)).collect();
         let events = &*batch;
         let mut add = |i: &mut Instance, r: Range<usize>, d: Duration| i.add(events, &adds[r], d);
         let mut results = caller.isolate(0..adds.len(), timeout, &weights, &mut add).into_iter();

@@ -160,6 +160,11 @@ impl<'a> Worker<'a> {
                 self.evaluate()?;
             }
         }
+        // Dead letters of a call cut short by the stop are not real: the
+        // step's records are read again after a restart.
+        if self.stopping() {
+            return Err(Error::Stopped);
+        }
         self.send_side_outputs()
     }
 
@@ -179,7 +184,7 @@ impl<'a> Worker<'a> {
         if batch.is_empty() {
             return Ok(());
         }
-        let (out, batch) = evaluate(&mut self.instance, self.mode, batch, &self.bounds, self.metrics);
+        let (out, batch) = evaluate(&mut self.instance, self.mode, batch, &self.bounds, self.metrics, self.stop);
         self.operator.recycle(batch);
         if let Some((folds, results)) = out.folds {
             self.operator.apply_folds(folds, results);

@@ -64,10 +64,10 @@ impl FileSource {
     }
 }
 
-/// Append the next line (its newline included) to `out`, keeping at most
-/// `limit` bytes of it (and of a longer one, only the first
-/// [`sluice_sink_api::MAX_RAW_BYTES`]). Returns the line's full size, or
-/// `None` at the end of the input.
+/// Append the next line (its newline included) to `out`; of a line longer
+/// than `limit` bytes, only the first [`sluice_sink_api::MAX_RAW_BYTES`]
+/// (or `limit`). Returns the line's size without its newline, or `None` at
+/// the end of the input.
 fn read_line(reader: &mut impl BufRead, out: &mut Vec<u8>, limit: usize) -> std::io::Result<Option<u64>> {
     let start = out.len();
     let mut size = 0u64;
@@ -78,13 +78,13 @@ fn read_line(reader: &mut impl BufRead, out: &mut Vec<u8>, limit: usize) -> std:
             Err(e) => return Err(e),
         };
         if buf.is_empty() {
-            return Ok((size > 0).then_some(size));
+            return Ok((out.len() > start).then_some(size));
         }
         let (take, done) = match buf.iter().position(|&b| b == b'\n') {
             Some(i) => (i + 1, true),
             None => (buf.len(), false),
         };
-        size += take as u64;
+        size += (take - usize::from(done)) as u64;
         let held = out.len() - start;
         if size > limit as u64 {
             // Too long: keep the head for the dead letter, skip the rest.
@@ -150,7 +150,7 @@ mod tests {
         let chunk = src.next_chunk()?.ok_or_else(|| anyhow::anyhow!("no chunk"))?;
         let records: Vec<(i64, usize)> = chunk.records().map(|r| (r.offset, r.bytes.len())).collect();
         assert_eq!(records, vec![(1, 5), (2, 100), (4, 5)]);
-        assert_eq!(chunk.oversize(), &[(1, 5_001)]);
+        assert_eq!(chunk.oversize(), &[(1, 5_000)]);
         Ok(())
     }
 

@@ -34,6 +34,10 @@ use bindings::{Transform, TransformPre};
 /// The transform's result for one window.
 pub type Features = sluice_sink_api::Features;
 
+/// Aggregates: an accumulator (or none yet) and the rows of a call to fold
+/// into it.
+pub use agg::AddGroup;
+
 /// Which contract a module implements.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -362,13 +366,11 @@ impl Instance {
     pub fn add(
         &mut self,
         batch: &Batch,
-        groups: &[(Option<Vec<u8>>, Vec<u32>)],
+        groups: &[AddGroup],
         deadline: Duration,
     ) -> Result<Vec<Result<Vec<u8>, String>>, CallError> {
         let events = convert::events_ref(batch);
-        let groups: Vec<agg::AddGroup> =
-            groups.iter().map(|(acc, rows)| agg::AddGroup { acc: acc.clone(), rows: rows.clone() }).collect();
-        let out = self.call(deadline, |b, s| b.sluice_transform_aggregate_transform().call_add(s, &events, &groups))?;
+        let out = self.call(deadline, |b, s| b.sluice_transform_aggregate_transform().call_add(s, &events, groups))?;
         convert::check_len(out, groups.len())
     }
 
