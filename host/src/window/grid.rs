@@ -17,7 +17,10 @@ fn gcd(a: i64, b: i64) -> i64 {
 }
 
 impl Grid {
-    /// `size` and `slide` are positive (the manifest checks).
+    /// `size` and `slide` are positive and at most
+    /// [`crate::time::MAX_DURATION_MS`], and times are within the supported
+    /// event-time range (the manifest and the decoder check): then no sum
+    /// here overflows.
     pub fn new(size: i64, slide: i64) -> Self {
         Grid { size, slide, slice: gcd(size, slide) }
     }
@@ -36,15 +39,19 @@ impl Grid {
         t.div_euclid(self.slide) * self.slide + self.size
     }
 
-    /// End of the earliest window holding `t` that ends after `watermark`.
+    /// End of the earliest window holding `t` that ends after `watermark`
+    /// (which may be anything, the final `i64::MAX` included).
     pub fn first_open_end(&self, t: i64, watermark: i64) -> Option<i64> {
-        let first = self.first_end(t);
-        let e = if first > watermark {
-            first
-        } else {
-            first + ((watermark - first).div_euclid(self.slide) + 1) * self.slide
-        };
-        (e <= self.last_end(t)).then_some(e)
+        let (first, last) = (self.first_end(t), self.last_end(t));
+        if first > last || watermark >= last {
+            return None;
+        }
+        if first > watermark {
+            return Some(first);
+        }
+        // Here `watermark - first` is under `size`: no overflow.
+        let e = first + ((watermark - first).div_euclid(self.slide) + 1) * self.slide;
+        (e <= last).then_some(e)
     }
 
     /// Ends of the windows holding `t`, ascending.
@@ -77,6 +84,11 @@ mod tests {
                 for w in [-100, t - 20, t, t + 3, t + 40] {
                     let open = brute_ends(&g, t).into_iter().find(|&e| e > w);
                     assert_eq!(g.first_open_end(t, w), open, "size {size} slide {slide} t {t} w {w}");
+                }
+                // The watermark's extremes, with times far from zero.
+                for far in [t, t + crate::time::MIN_EVENT_TIME, t + crate::time::MAX_EVENT_TIME - 100] {
+                    assert_eq!(g.first_open_end(far, i64::MAX), None);
+                    assert_eq!(g.first_open_end(far, i64::MIN), g.ends(far).next());
                 }
                 // A slice lies inside a window or outside it, never across.
                 let a = g.slice_start(t);
