@@ -15,6 +15,7 @@ use rdkafka::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::metadata::Metadata;
+use rdkafka::producer::{BaseProducer, Producer};
 
 use crate::files::{Identity, identity};
 use crate::manifest::{Finding, Manifest, SinkConfig, SourceConfig};
@@ -39,7 +40,7 @@ pub fn check(manifest: &Manifest, online: bool) -> Vec<Finding> {
             if online {
                 let topics: Vec<(String, &str)> =
                     k.topics.iter().enumerate().map(|(i, t)| (format!("source.topics[{i}]"), t.as_str())).collect();
-                found.extend(topics_exist(&config, "source.brokers", &k.brokers, &topics));
+                found.extend(topics_exist(&config, Client::Consumer, "source.brokers", &k.brokers, &topics));
             }
         }
     }
@@ -83,7 +84,8 @@ pub fn check(manifest: &Manifest, online: bool) -> Vec<Finding> {
                     found.extend(bad_properties(&config, &format!("{at}.properties")));
                     if online {
                         let topic = [(format!("{at}.topic"), k.topic.as_str())];
-                        found.extend(topics_exist(&config, &format!("{at}.brokers"), &k.brokers, &topic));
+                        let brokers_at = format!("{at}.brokers");
+                        found.extend(topics_exist(&config, Client::Producer, &brokers_at, &k.brokers, &topic));
                     }
                 }
             }
@@ -158,16 +160,27 @@ fn bad_properties(config: &ClientConfig, at: &str) -> Vec<Finding> {
     found
 }
 
+/// Which client asks: the properties are a consumer's or a producer's.
+#[derive(Clone, Copy)]
+enum Client {
+    Consumer,
+    Producer,
+}
+
 /// Whether the brokers answer and every topic exists. Asks for every
 /// topic's metadata rather than the named ones: asking by name can create
 /// a topic on a broker that creates topics on first use.
-fn topics_exist(config: &ClientConfig, brokers_at: &str, brokers: &str, topics: &[(String, &str)]) -> Vec<Finding> {
-    let metadata = config
-        .clone()
-        .set("log_level", "3")
-        .create::<BaseConsumer>()
-        .map_err(|e| e.to_string())
-        .and_then(|c| c.fetch_metadata(None, TIMEOUT).map_err(|e| e.to_string()));
+fn topics_exist(
+    config: &ClientConfig,
+    client: Client,
+    brokers_at: &str,
+    brokers: &str,
+    topics: &[(String, &str)],
+) -> Vec<Finding> {
+    let metadata = match client {
+        Client::Consumer => config.create::<BaseConsumer>().and_then(|c| c.fetch_metadata(None, TIMEOUT)),
+        Client::Producer => config.create::<BaseProducer>().and_then(|p| p.client().fetch_metadata(None, TIMEOUT)),
+    };
     let metadata: Metadata = match metadata {
         Ok(m) => m,
         Err(e) => {

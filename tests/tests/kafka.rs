@@ -88,6 +88,20 @@ impl Topics {
 /// leave it running).
 struct Running(Child);
 
+impl Running {
+    /// SIGTERM, and the exit status within 30 s.
+    fn terminate(&mut self) -> anyhow::Result<std::process::ExitStatus> {
+        let signal = Command::new("kill").args(["-TERM", &self.0.id().to_string()]).status()?;
+        anyhow::ensure!(signal.success(), "kill -TERM failed");
+        let mut status = None;
+        wait_until("the exit after SIGTERM", Duration::from_secs(30), Duration::from_millis(50), || {
+            status = self.0.try_wait()?;
+            Ok(status.is_some())
+        })?;
+        status.ok_or_else(|| anyhow::anyhow!("no exit status"))
+    }
+}
+
 impl Drop for Running {
     fn drop(&mut self) {
         let _ = self.0.kill();
@@ -585,14 +599,7 @@ fn a_stop_signal_writes_commits_and_exits() -> anyhow::Result<()> {
     wait_until("feature rows on disk", Duration::from_secs(60), Duration::from_millis(50), || {
         Ok(!sluice_tests::jsonl::read_output(&features).is_empty())
     })?;
-    let signal = Command::new("kill").args(["-TERM", &running.0.id().to_string()]).status()?;
-    anyhow::ensure!(signal.success(), "kill -TERM failed");
-    let mut status = None;
-    wait_until("the exit after SIGTERM", Duration::from_secs(30), Duration::from_millis(50), || {
-        status = running.0.try_wait()?;
-        Ok(status.is_some())
-    })?;
-    let status = status.ok_or_else(|| anyhow::anyhow!("no exit status"))?;
+    let status = running.terminate()?;
     let text = std::fs::read_to_string(&log)?;
     assert!(status.success(), "exit status {status}:\n{text}");
     assert!(text.contains("stopping"), "the log says it stopped:\n{text}");
@@ -763,14 +770,8 @@ fn extreme_timestamps_are_dead_letters_and_the_run_still_stops() -> anyhow::Resu
         assert!(d["raw"].as_str().is_some_and(|r| r.contains(ts)), "{d}");
         assert!(d["message"].as_str().is_some_and(|m| m.contains("outside the supported range")), "{d}");
     }
-    let signal = Command::new("kill").args(["-TERM", &running.0.id().to_string()]).status()?;
-    anyhow::ensure!(signal.success(), "kill -TERM failed");
-    let mut status = None;
-    wait_until("the exit after SIGTERM", Duration::from_secs(30), Duration::from_millis(50), || {
-        status = running.0.try_wait()?;
-        Ok(status.is_some())
-    })?;
+    let status = running.terminate()?;
     let text = std::fs::read_to_string(&log)?;
-    assert!(status.is_some_and(|s| s.success()), "exit status {status:?}:\n{text}");
+    assert!(status.success(), "exit status {status}:\n{text}");
     Ok(())
 }

@@ -195,50 +195,26 @@ fn plan(batch: &Batch, bounds: &Bounds) -> Vec<Range<usize>> {
     if n <= bounds.windows && batch.refs <= bounds.rows && batch.bytes <= bounds.bytes {
         return std::iter::once(0..n).collect();
     }
-    // Bytes of each row (as the operator counts them), once per part.
-    let width = 8 + batch
-        .columns
-        .iter()
-        .map(|c| match c.data {
-            crate::window::ColumnData::Bools(_) => 1,
-            crate::window::ColumnData::Ints(_) | crate::window::ColumnData::Floats(_) => 8,
-            crate::window::ColumnData::Strs(_) => 4,
-        })
-        .sum::<usize>();
-    let row_bytes = |r: u32| {
-        width
-            + batch
-                .columns
-                .iter()
-                .filter(|c| c.nulls.binary_search(&r).is_err())
-                .map(|c| match &c.data {
-                    crate::window::ColumnData::Strs(codes) => {
-                        codes.get(r as usize).and_then(|&code| batch.strings.get(code as usize)).map_or(0, String::len)
-                    }
-                    _ => 0,
-                })
-                .sum::<usize>()
-    };
+    // A row's bytes count once per part: `seen` holds the part that last
+    // counted it.
     let mut seen = vec![usize::MAX; batch.times.len()];
     let mut parts = Vec::new();
     let (mut start, mut refs, mut bytes) = (0, 0, 0);
     for (i, w) in batch.windows.iter().enumerate() {
         let new: usize =
-            w.rows.iter().filter(|&&r| seen.get(r as usize).is_some_and(|&p| p != start)).map(|&r| row_bytes(r)).sum();
+            w.rows.iter().filter(|&&r| seen.get(r as usize) != Some(&start)).map(|&r| batch.row_bytes(r)).sum();
         let fits = i - start < bounds.windows && refs + w.rows.len() <= bounds.rows && bytes + new <= bounds.bytes;
         if i > start && !fits {
             parts.push(start..i);
             (start, refs, bytes) = (i, 0, 0);
-            bytes += w.rows.iter().map(|&r| row_bytes(r)).sum::<usize>();
-        } else {
-            bytes += new;
         }
-        refs += w.rows.len();
         for &r in &w.rows {
-            if let Some(p) = seen.get_mut(r as usize) {
+            if let Some(p) = seen.get_mut(r as usize).filter(|p| **p != start) {
                 *p = start;
+                bytes += batch.row_bytes(r);
             }
         }
+        refs += w.rows.len();
     }
     parts.push(start..n);
     parts
@@ -311,4 +287,37 @@ fn aggregate(caller: &mut Caller<'_>, batch: &mut Batch) -> Evaluated {
     batch.windows = windows;
     out.folds = Some((folds, fold_results));
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::window::{Column, ColumnData};
+    use sluice_sink_api::Trigger;
+
+    /// Ten events of one integer field (16 bytes a row), and windows over
+    /// rows `[0, 3)`, `[1, 4)` and `[4, 10)`.
+    fn batch() -> Batch {
+        let column = Column { name: "n".into(), data: ColumnData::Ints((0..10).collect()), nulls: Vec::new() };
+        let mut b = Batch { times: (0..10).collect(), columns: vec![column], ..Batch::default() };
+        for rows in [0..3, 1..4, 4..10] {
+            let (key, start, end, latest, trigger) = ("k".to_string(), 0, 10, 9, Trigger::Close);
+            b.push_window(Fired { key, start, end, latest, trigger, rows: rows.collect(), accs: Vec::new() });
+        }
+        b.bytes = 10 * 16;
+        b
+    }
+
+    #[test]
+    fn a_batch_over_its_bounds_goes_in_parts_and_a_large_window_alone() {
+        let b = batch();
+        let all = Bounds { windows: 3, rows: 12, bytes: 160 };
+        assert_eq!(plan(&b, &all), vec![0..3]);
+        // Rows: 3, then 3 + 3 > 5, then 6 alone.
+        assert_eq!(plan(&b, &Bounds { rows: 5, ..all }), vec![0..1, 1..2, 2..3]);
+        // Bytes count shared rows once: the first two windows hold four
+        // rows (64 bytes); the third's six (96) go alone.
+        assert_eq!(plan(&b, &Bounds { bytes: 64, ..all }), vec![0..2, 2..3]);
+        assert_eq!(plan(&b, &Bounds { windows: 2, ..all }), vec![0..2, 2..3]);
+    }
 }

@@ -138,6 +138,23 @@ impl Batch {
         self.folds.push(f);
     }
 
+    /// Bytes of event row `r` as [`Batch::bytes`] counts them: the fixed
+    /// widths and its strings. (Not the hot path: splitting a call.)
+    pub fn row_bytes(&self, r: u32) -> usize {
+        let strings: usize = self
+            .columns
+            .iter()
+            .filter(|c| c.nulls.binary_search(&r).is_err())
+            .map(|c| match &c.data {
+                ColumnData::Strs(codes) => {
+                    codes.get(r as usize).and_then(|&code| self.strings.get(code as usize)).map_or(0, String::len)
+                }
+                _ => 0,
+            })
+            .sum();
+        row_width(&self.columns) + strings
+    }
+
     /// A call of the windows `range` alone: only the events they refer to
     /// (renumbered) and only the strings those hold. For splitting a call
     /// that is over its bounds or that failed; the hot path never copies.
@@ -193,12 +210,11 @@ impl Batch {
                 Column { name: c.name.clone(), data, nulls }
             })
             .collect::<Vec<_>>();
-        let text: usize = strings.iter().map(String::len).sum();
         let mut sub = Batch {
             id: self.id,
             times: kept.iter().map(|&r| self.times[r as usize]).collect(),
             strings,
-            bytes: kept.len() * row_width(&columns) + text,
+            bytes: kept.iter().map(|&r| self.row_bytes(r)).sum(),
             columns,
             ..Batch::default()
         };
