@@ -146,10 +146,20 @@ impl Outputs {
             return Ok(());
         }
         Metrics::add(&metrics.dead_letters_sink, rejected.len() as u64);
+        // One line a batch, not one a record: a hot key can make many.
+        if let Some((sink, first)) = rejected.first() {
+            let (count, class) = (rejected.len(), &first.error_class);
+            tracing::warn!(
+                sink,
+                count,
+                class,
+                "records refused, sent to the dead-letter output; the first: {}",
+                first.message
+            );
+        }
         let letters: Vec<DeadLetter> = rejected
             .into_iter()
             .map(|(sink, r)| {
-                tracing::warn!(sink, class = r.error_class, "{}", r.message);
                 DeadLetter::new(r.raw, None, Stage::Sink, &r.error_class, format!("{sink}: {}", r.message))
             })
             .collect();
