@@ -159,16 +159,23 @@ impl Schema {
     fn event_time(&self, raw: Option<json::Scalar<'_>>) -> Result<i64, DecodeError> {
         let bad = |reason: String| DecodeError::BadTimestamp { field: self.timestamp.clone(), reason };
         let format = self.timestamp_format;
-        let (ms, value) = match raw {
+        let ms = match &raw {
             None => return Err(DecodeError::MissingField(self.timestamp.clone())),
-            Some(json::Scalar::Int(i)) => (format.from_int(i).map_err(bad)?, i.to_string()),
-            Some(json::Scalar::Float(f)) => (format.from_number(f).map_err(bad)?, f.to_string()),
-            Some(json::Scalar::Str(s)) => (format.from_str(&s).map_err(bad)?, format!("{s:?}")),
+            Some(json::Scalar::Int(i)) => format.from_int(*i).map_err(bad)?,
+            Some(json::Scalar::Float(f)) => format.from_number(*f).map_err(bad)?,
+            Some(json::Scalar::Str(s)) => format.from_str(s).map_err(bad)?,
             Some(other) => return Err(bad(format!("expected a number or a string, found {}", other.kind()))),
         };
         if crate::time::in_range(ms) {
             return Ok(ms);
         }
+        // Only now, off the hot path: the value as it was written.
+        let value = match raw {
+            Some(json::Scalar::Int(i)) => i.to_string(),
+            Some(json::Scalar::Float(f)) => f.to_string(),
+            Some(json::Scalar::Str(s)) => format!("{s:?}"),
+            _ => String::new(),
+        };
         let value = format!("{value} ({})", format.name());
         Err(DecodeError::UnsupportedTimestamp { field: self.timestamp.clone(), value })
     }

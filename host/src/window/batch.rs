@@ -69,11 +69,6 @@ pub struct Bounds {
     pub bytes: usize,
 }
 
-impl Bounds {
-    /// No bound (tests).
-    pub const NONE: Bounds = Bounds { windows: usize::MAX, rows: usize::MAX, bytes: usize::MAX };
-}
-
 /// The events, windows and folds of one call.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Batch {

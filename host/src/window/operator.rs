@@ -157,34 +157,44 @@ impl<S: StateBackend> Operator<S> {
         self.builder.batch.is_full(bounds)
     }
 
-    /// Rows and bytes the window of `slices` would add to the call being
-    /// built (slices already in it add rows but no bytes).
-    fn measure<'s>(&self, slices: impl Iterator<Item = &'s Slice>) -> (usize, usize) {
-        let (id, width) = (self.builder.id(), self.builder.width());
-        slices.fold((0, 0), |(rows, bytes), s| {
-            let placed = matches!(s.placed, Some((call, version, _)) if call == id && version == s.version);
+    /// Rows and bytes the window `[start, end)` of key `id` (a grid
+    /// window, or the session that starts at `start`) would add to the
+    /// call being built: slices already in it add rows but no bytes.
+    fn measure(&self, id: KeyId, start: i64, end: i64) -> (usize, usize) {
+        let Some(ks) = self.state.get(id) else {
+            return (0, 0);
+        };
+        let (call, width) = (self.builder.id(), self.builder.width());
+        let add = |(rows, bytes): (usize, usize), s: &Slice| {
+            let placed = matches!(s.placed, Some((c, version, _)) if c == call && version == s.version);
             let new = if placed { 0 } else { slice_bytes(s, width) };
             (rows + s.len(), bytes + new + s.acc.as_ref().map_or(0, Vec::len))
-        })
-    }
-
-    /// Whether the call being built has room for the next window to close
-    /// at `end` for key `id`.
-    fn room_for_close(&self, bounds: &Bounds, id: KeyId, end: i64) -> bool {
-        let Some(ks) = self.state.get(id) else {
-            return true;
         };
-        let need = match self.shape {
-            Shape::Grid(grid) => {
-                let start = end - grid.size;
-                self.measure(ks.slices.iter().skip_while(|s| s.start < start).take_while(|s| s.start < end))
+        match self.shape {
+            Shape::Grid(_) => {
+                ks.slices.iter().skip_while(|s| s.start < start).take_while(|s| s.start < end).fold((0, 0), add)
             }
             Shape::Session(_) => {
-                let due = ks.sessions.iter().find(|s| !s.fired).filter(|s| s.end <= self.watermark);
-                self.measure(due.into_iter().flat_map(|s| s.parts.iter()))
+                ks.sessions.iter().filter(|s| s.start == start).flat_map(|s| s.parts.iter()).fold((0, 0), add)
+            }
+        }
+    }
+
+    /// Whether the call being built has room for the window of key `id`
+    /// that closes at `end` (for sessions, its first session due).
+    fn room_for_close(&self, bounds: &Bounds, id: KeyId, end: i64) -> bool {
+        let start = match self.shape {
+            Shape::Grid(grid) => end - grid.size,
+            Shape::Session(_) => {
+                let due = self.state.get(id).and_then(|ks| ks.sessions.iter().find(|s| !s.fired));
+                match due.filter(|s| s.end <= self.watermark) {
+                    Some(s) => s.start,
+                    None => return true,
+                }
             }
         };
-        self.builder.batch.has_room(bounds, need.0, need.1)
+        let (rows, bytes) = self.measure(id, start, end);
+        self.builder.batch.has_room(bounds, rows, bytes)
     }
 
     /// Hand over the call built so far.
@@ -410,11 +420,12 @@ impl<S: StateBackend> Operator<S> {
             refires.sort_unstable();
             refires.dedup();
             match self.shape {
-                Shape::Grid(_) => self.late_queue.extend(refires.iter().map(|&(id, s, e)| (id, s, e))),
+                Shape::Grid(_) => self.late_queue.extend(refires.iter().copied()),
                 Shape::Session(_) => {
                     // A later event of the same chunk may have merged the
                     // session into a larger one: fire what holds it now, if
-                    // still closed.
+                    // still closed. Refires are sorted, so two that resolve
+                    // to one session are next to each other.
                     for &(id, start, _) in &refires {
                         let Some(ks) = self.state.get(id) else {
                             continue;
@@ -423,7 +434,7 @@ impl<S: StateBackend> Operator<S> {
                             continue;
                         };
                         let fire = (id, s.start, s.end);
-                        if s.end <= self.watermark && !self.late_queue.contains(&fire) {
+                        if s.end <= self.watermark && self.late_queue.back() != Some(&fire) {
                             self.late_queue.push_back(fire);
                         }
                     }
@@ -433,16 +444,8 @@ impl<S: StateBackend> Operator<S> {
             self.late_refires = refires;
         }
         while let Some(&(id, start, end)) = self.late_queue.front() {
-            let need = match (self.shape, self.state.get(id)) {
-                (_, None) => (0, 0),
-                (Shape::Grid(_), Some(ks)) => {
-                    self.measure(ks.slices.iter().skip_while(|s| s.start < start).take_while(|s| s.start < end))
-                }
-                (Shape::Session(_), Some(ks)) => {
-                    self.measure(ks.sessions.iter().filter(|s| s.start == start).flat_map(|s| s.parts.iter()))
-                }
-            };
-            if !self.builder.batch.has_room(bounds, need.0, need.1) {
+            let (rows, bytes) = self.measure(id, start, end);
+            if !self.builder.batch.has_room(bounds, rows, bytes) {
                 return false;
             }
             self.late_queue.pop_front();

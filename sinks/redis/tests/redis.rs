@@ -166,3 +166,31 @@ async fn a_bad_url_and_an_unreachable_server_are_clear_errors() {
     let err = RedisSink::open("features", &down).await.err().map(|e| (e.retriable, e.to_string()));
     assert!(err.as_ref().is_some_and(|(r, m)| *r && m.contains("cannot connect")), "{err:?}");
 }
+
+/// A row Redis refuses on its own (its key holds a string, not a hash) is
+/// handed back as poison; the batch's other rows are written, close rows
+/// and guarded (late) rows alike, and the write succeeds.
+#[tokio::test]
+async fn a_row_redis_refuses_is_handed_back_and_the_rest_are_written() -> anyhow::Result<()> {
+    let prefix = prefix();
+    let config = RedisSinkConfig { url: URL.into(), key: format!("{prefix}:{{key}}"), ttl: None };
+    let mut sink = RedisSink::open("features", &config).await?;
+    let mut redis = client().await?;
+    let _: () = redis.set(format!("{prefix}:taken"), "not a hash").await?;
+    let late = FeatureRow { trigger: Trigger::Late, ..row("u3", 3, 100) };
+    sink.write(Batch::Features(&[row("u1", 1, 100), row("taken", 2, 100), late])).await?;
+    let rejected = sink.take_rejected();
+    assert_eq!(rejected.len(), 1, "{rejected:?}");
+    assert_eq!(rejected[0].error_class, "redis_refused");
+    assert!(rejected[0].message.contains(&format!("`{prefix}:taken`")), "{}", rejected[0].message);
+    assert!(rejected[0].message.contains("WRONGTYPE"), "{}", rejected[0].message);
+    let refused: serde_json::Value = serde_json::from_slice(&rejected[0].raw)?;
+    assert_eq!((refused["key"].as_str(), refused["features"]["count"].as_i64()), (Some("taken"), Some(2)));
+    for (user, count) in [("u1", "1"), ("u3", "3")] {
+        let stored: Option<String> = redis.hget(format!("{prefix}:{user}"), "count").await?;
+        assert_eq!(stored.as_deref(), Some(count), "{user}");
+    }
+    assert!(sink.take_rejected().is_empty(), "handed back once");
+    let _: () = redis.del(&[format!("{prefix}:taken"), format!("{prefix}:u1"), format!("{prefix}:u3")]).await?;
+    Ok(())
+}
