@@ -66,8 +66,8 @@ impl FileSource {
 
 /// Append the next line (its newline included) to `out`; of a line longer
 /// than `limit` bytes, only the first [`sluice_sink_api::MAX_RAW_BYTES`]
-/// (or `limit`). Returns the line's size without its newline, or `None` at
-/// the end of the input.
+/// (what its dead letter keeps; [`Chunk::push`] keeps the same). Returns
+/// the line's size without its newline, or `None` at the end of the input.
 fn read_line(reader: &mut impl BufRead, out: &mut Vec<u8>, limit: usize) -> std::io::Result<Option<u64>> {
     let start = out.len();
     let mut size = 0u64;
@@ -88,7 +88,7 @@ fn read_line(reader: &mut impl BufRead, out: &mut Vec<u8>, limit: usize) -> std:
         let held = out.len() - start;
         if size > limit as u64 {
             // Too long: keep the head for the dead letter, skip the rest.
-            let room = sluice_sink_api::MAX_RAW_BYTES.min(limit).saturating_sub(held);
+            let room = sluice_sink_api::MAX_RAW_BYTES.saturating_sub(held);
             out.extend_from_slice(&buf[..take.min(room)]);
         } else {
             out.extend_from_slice(&buf[..take]);
@@ -142,15 +142,15 @@ mod tests {
     fn a_long_line_is_marked_and_read_past() -> anyhow::Result<()> {
         let dir = tempfile::tempdir()?;
         let path = dir.path().join("in.jsonl");
-        let long = "x".repeat(5_000);
+        let long = "x".repeat(sluice_sink_api::MAX_RAW_BYTES + 5_000);
         std::fs::write(&path, format!("short\n{long}\n   \nafter"))?;
         // A small read buffer, so the long line spans many fills.
         let mut src = FileSource::open(&path, 10, 100)?;
-        src.reader = BufReader::with_capacity(64, File::open(&path)?);
+        src.reader = BufReader::with_capacity(4096, File::open(&path)?);
         let chunk = src.next_chunk()?.ok_or_else(|| anyhow::anyhow!("no chunk"))?;
         let records: Vec<(i64, usize)> = chunk.records().map(|r| (r.offset, r.bytes.len())).collect();
-        assert_eq!(records, vec![(1, 5), (2, 100), (4, 5)]);
-        assert_eq!(chunk.oversize(), &[(1, 5_000)]);
+        assert_eq!(records, vec![(1, 5), (2, sluice_sink_api::MAX_RAW_BYTES), (4, 5)]);
+        assert_eq!(chunk.oversize(), &[(1, long.len() as u64)]);
         Ok(())
     }
 
