@@ -42,7 +42,8 @@ use sluice_examples::kafka::{create_topic, key_of, producer, send};
 use sluice_examples::{Config, Shape};
 use sluice_host::manifest::Manifest;
 use sluice_host::metrics::Metrics;
-use sluice_host::pipeline;
+use sluice_host::pipeline::{Pipeline, Plan};
+use sluice_host::runtime::Runtime;
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -126,7 +127,11 @@ fn throughput(events: u64) -> anyhow::Result<()> {
 
     let prefix = unique("features");
     let manifest = Manifest::load(&root().join(MANIFEST), &overrides(&topic, &prefix, true)?)?;
-    let metrics = Arc::new(Metrics::default());
+    let tokio = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
+    let runtime = Runtime::new(tokio.handle().clone())?;
+    let plan = Plan::new(manifest, &runtime)?;
+    let handle = tokio.block_on(Pipeline::start(plan, &runtime))?;
+    let metrics = handle.metrics().clone();
     // The clock starts at the first record, not while the group forms.
     let first = Arc::new(Mutex::new(None::<Instant>));
     let done = Arc::new(AtomicBool::new(false));
@@ -141,8 +146,7 @@ fn throughput(events: u64) -> anyhow::Result<()> {
             }
         })
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
-    let summary = runtime.block_on(pipeline::run(manifest, metrics.clone()));
+    let summary = tokio.block_on(handle.join());
     let end = Instant::now();
     done.store(true, Ordering::Relaxed);
     let _ = watcher.join();

@@ -14,12 +14,11 @@
 //! from `DIR` (a build that keeps the guest's function names for `perf`).
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use sluice_examples::{Config, Shape};
 use sluice_host::manifest::Manifest;
-use sluice_host::metrics::Metrics;
-use sluice_host::pipeline;
+use sluice_host::pipeline::{self, Plan};
+use sluice_host::runtime::Runtime;
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -68,8 +67,10 @@ fn run(example: &str, input: &Path) -> anyhow::Result<pipeline::Summary> {
         format!("outputs.late_events.0.path={}/late-events.jsonl", out.display()),
     ];
     let manifest = Manifest::load(&root().join(format!("examples/{example}.yaml")), &overrides)?;
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
-    Ok(runtime.block_on(pipeline::run(manifest, Arc::new(Metrics::default())))?)
+    let tokio = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
+    let runtime = Runtime::new(tokio.handle().clone())?;
+    let plan = Plan::new(manifest, &runtime)?;
+    Ok(tokio.block_on(pipeline::run(plan, &runtime))?.0)
 }
 
 /// Peak resident memory of this process (`VmHWM`), MiB.

@@ -8,6 +8,7 @@ pub mod manifest;
 pub mod metrics;
 pub mod pipeline;
 pub mod preflight;
+pub mod runtime;
 pub mod sinks;
 pub mod source;
 pub mod state;

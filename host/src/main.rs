@@ -1,16 +1,14 @@
 //! `sluice`: run and validate pipeline manifests. Signals and exit codes
 //! are handled here, and only here.
 
-use std::path::{Path, PathBuf};
-use std::process::ExitCode;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-
 use clap::{Parser, Subcommand};
 use sluice_host::manifest::{Document, reference};
-use sluice_host::metrics::Metrics;
-use sluice_host::wasm::Module;
-use sluice_host::{pipeline, preflight};
+use sluice_host::pipeline::{self, Pipeline, Plan, StopMode};
+use sluice_host::preflight;
+use sluice_host::runtime::Runtime;
+use sluice_host::wasm::{Engine, Module};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
 
 // Rows are built on the compute thread and freed on the sinks' thread;
 // mimalloc handles that pattern far better than the system allocator.
@@ -71,8 +69,9 @@ fn main() -> ExitCode {
     }
 }
 
-/// Load and check a manifest and its module; every problem is printed.
-fn load(file: &Path, overrides: &[String], online: bool) -> Option<(Document, Module)> {
+/// Load and check a manifest and its module on `engine`; every problem is
+/// printed.
+fn load(file: &Path, overrides: &[String], online: bool, engine: &Engine) -> Option<(Document, Module)> {
     let document = match Document::load(file, overrides) {
         Ok(d) => d,
         Err(e) => {
@@ -81,7 +80,7 @@ fn load(file: &Path, overrides: &[String], online: bool) -> Option<(Document, Mo
         }
     };
     let mut findings = preflight::check(&document.manifest, online);
-    let module = match pipeline::load_module(&document.manifest) {
+    let module = match pipeline::load_module(&document.manifest, engine) {
         Ok(module) => Some(module),
         Err(e) => {
             let hint = match &e {
@@ -102,7 +101,14 @@ fn load(file: &Path, overrides: &[String], online: bool) -> Option<(Document, Mo
 }
 
 fn validate(file: &Path, overrides: &[String], offline: bool) -> ExitCode {
-    match load(file, overrides, !offline) {
+    let engine = match Engine::new() {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match load(file, overrides, !offline, &engine) {
         Some(_) => {
             println!("{}: ok", file.display());
             ExitCode::SUCCESS
@@ -111,46 +117,58 @@ fn validate(file: &Path, overrides: &[String], offline: bool) -> ExitCode {
     }
 }
 
-/// The first SIGTERM or Ctrl-C stops the pipeline cleanly: no more
-/// records, outputs written and flushed, safe offsets committed, exit 0. A
-/// second one exits at once.
+/// The first SIGTERM or Ctrl-C stops the pipeline cleanly
+/// ([`StopMode::Checkpoint`]: no more records, outputs written and
+/// committed, exit 0). A second one stops it at once (exit 130), a third
+/// exits without waiting.
 fn run(file: &Path, overrides: &[String]) -> ExitCode {
-    let Some((document, module)) = load(file, overrides, true) else {
-        return ExitCode::FAILURE;
-    };
-    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build() {
+    let tokio = match tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build() {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: cannot start the runtime: {e}");
             return ExitCode::FAILURE;
         }
     };
-    let stop = Arc::new(AtomicBool::new(false));
-    let flag = stop.clone();
-    let outcome = runtime.block_on(async move {
+    let runtime = match Runtime::new(tokio.handle().clone()) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let Some((document, module)) = load(file, overrides, true, runtime.engine()) else {
+        return ExitCode::FAILURE;
+    };
+    let outcome = tokio.block_on(async {
         let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-        tokio::spawn(async move {
-            let mut signals = 0;
-            loop {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = terminate.recv() => {}
-                }
-                signals += 1;
-                if signals > 1 {
-                    tracing::warn!("second stop request: exiting without finishing");
-                    std::process::exit(130);
-                }
-                tracing::info!("stop requested; send it again to exit at once");
-                flag.store(true, Ordering::Relaxed);
+        let handle = Pipeline::start(Plan::with_module(document.manifest, module), &runtime).await?;
+        let join = handle.join();
+        tokio::pin!(join);
+        let mut signals = 0;
+        loop {
+            tokio::select! {
+                summary = &mut join => break anyhow::Ok((summary?, signals)),
+                _ = tokio::signal::ctrl_c() => {}
+                _ = terminate.recv() => {}
             }
-        });
-        anyhow::Ok(pipeline::run_module(document.manifest, module, Arc::new(Metrics::default()), stop).await?)
+            signals += 1;
+            match signals {
+                1 => {
+                    tracing::info!("stop requested; send it again to stop at once");
+                    handle.stop(StopMode::Checkpoint);
+                }
+                2 => {
+                    tracing::warn!("second stop request: stopping at once, nothing more is written");
+                    handle.stop(StopMode::Now);
+                }
+                _ => std::process::exit(130),
+            }
+        }
     });
     match outcome {
-        Ok(summary) => {
+        Ok((summary, signals)) => {
             println!("{}: {summary}", file.display());
-            ExitCode::SUCCESS
+            if signals > 1 { ExitCode::from(130) } else { ExitCode::SUCCESS }
         }
         Err(e) => {
             eprintln!("{}: error: {e:#}", file.display());

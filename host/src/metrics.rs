@@ -1,6 +1,6 @@
 //! Every metric the host keeps, named in one place.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
 /// Counters of one pipeline. Names follow Prometheus conventions; see
 /// [`Metrics::render`].
@@ -26,6 +26,20 @@ pub struct Metrics {
     pub guest_retries: AtomicU64,
     pub sink_retries: AtomicU64,
     pub keys_expired: AtomicU64,
+    /// The operator's watermark; see [`Metrics::watermark`].
+    pub watermark: TimeGauge,
+    /// The last barrier every sink has committed (0: none yet).
+    pub last_barrier: AtomicU64,
+}
+
+/// A time gauge (ms since the epoch) that starts unset.
+#[derive(Debug)]
+pub struct TimeGauge(AtomicI64);
+
+impl Default for TimeGauge {
+    fn default() -> Self {
+        TimeGauge(AtomicI64::new(i64::MIN))
+    }
 }
 
 impl Metrics {
@@ -33,8 +47,33 @@ impl Metrics {
         counter.fetch_add(n, Ordering::Relaxed);
     }
 
+    pub fn set(gauge: &AtomicU64, n: u64) {
+        gauge.store(n, Ordering::Relaxed);
+    }
+
     pub fn get(counter: &AtomicU64) -> u64 {
         counter.load(Ordering::Relaxed)
+    }
+
+    /// Dead letters of every stage.
+    pub fn dead_letters(&self) -> u64 {
+        let g = Self::get;
+        g(&self.dead_letters_decode)
+            + g(&self.dead_letters_validate)
+            + g(&self.dead_letters_transform)
+            + g(&self.dead_letters_sink)
+    }
+
+    /// Only a real watermark: not before the first event, nor the final
+    /// one of a bounded input.
+    pub fn set_watermark(&self, watermark: i64) {
+        if watermark != i64::MAX {
+            self.watermark.0.store(watermark, Ordering::Relaxed);
+        }
+    }
+
+    pub fn watermark(&self) -> Option<i64> {
+        Some(self.watermark.0.load(Ordering::Relaxed)).filter(|&w| w != i64::MIN)
     }
 
     /// (name, labels, value) of every counter.

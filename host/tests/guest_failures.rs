@@ -130,12 +130,13 @@ fn a_module_that_is_not_a_component_is_a_clear_error() -> anyhow::Result<()> {
     let bogus = dir.path().join("bogus.wasm");
     std::fs::write(&bogus, b"\0asm not really")?;
     let limits = sluice_host::wasm::Limits { timeout: std::time::Duration::from_secs(1), memory_bytes: 1 << 24 };
-    let err = sluice_host::wasm::Module::load(&bogus, sluice_host::wasm::Kind::Window, limits).err();
+    let engine = sluice_host::wasm::Engine::new()?;
+    let err = sluice_host::wasm::Module::load(&engine, &bogus, sluice_host::wasm::Kind::Window, limits).err();
     let message = err.map(|e| e.to_string()).unwrap_or_default();
     assert!(message.contains("is not a valid WebAssembly component"), "{message}");
     // A real component of the other kind is refused by name.
-    let err =
-        sluice_host::wasm::Module::load(&common::module("tx-velocity"), sluice_host::wasm::Kind::Window, limits).err();
+    let tx_velocity = common::module("tx-velocity");
+    let err = sluice_host::wasm::Module::load(&engine, &tx_velocity, sluice_host::wasm::Kind::Window, limits).err();
     let message = err.map(|e| e.to_string()).unwrap_or_default();
     assert!(message.contains("is an aggregate transform but the manifest says `transform.kind: window`"), "{message}");
     Ok(())

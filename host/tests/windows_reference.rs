@@ -9,6 +9,10 @@
 //! aggregates a native stand-in for the guest keeps id sets as
 //! accumulators, so what the operator folded and what it left pending must
 //! add up to the window's events.
+//!
+//! Each case also runs with a restart: after a random step the operator's
+//! snapshot is restored into a fresh operator, which goes on from there
+//! and must give the same fires.
 
 use std::collections::BTreeSet;
 
@@ -22,6 +26,8 @@ use sluice_tests::{self as reference, Fire, Record};
 struct Case {
     spec: reference::Spec,
     records: Vec<Record>,
+    /// After this step, go on from a snapshot in a fresh operator.
+    restart: usize,
 }
 
 fn kind() -> impl Strategy<Value = reference::Kind> {
@@ -36,21 +42,22 @@ fn kind() -> impl Strategy<Value = reference::Kind> {
 
 fn case() -> impl Strategy<Value = Case> {
     let events = prop::collection::vec((0u8..4, 0i64..40, prop::bool::weighted(0.1), 0i64..1500), 1..120);
-    (kind(), any::<bool>(), prop_oneof![Just(0i64), 0i64..500], prop_oneof![Just(0i64), 0i64..200], 1usize..12, events)
-        .prop_map(|(kind, on_event, lateness, out_of_orderness, step, raw)| {
-            // A clock that moves forward; most events a little out of
-            // order, some very late.
-            let records = raw
-                .iter()
-                .enumerate()
-                .map(|(i, &(key, jitter, very_late, late_by))| {
-                    let now = i as i64 * 20;
-                    let time = if very_late { now - late_by } else { now - jitter };
-                    Some((format!("k{key}"), time))
-                })
-                .collect();
-            Case { spec: reference::Spec { kind, on_event, lateness, out_of_orderness, step }, records }
-        })
+    let spec =
+        (kind(), any::<bool>(), prop_oneof![Just(0i64), 0i64..500], prop_oneof![Just(0i64), 0i64..200], 1usize..12);
+    (spec, events, 0usize..40).prop_map(|((kind, on_event, lateness, out_of_orderness, step), raw, restart)| {
+        // A clock that moves forward; most events a little out of
+        // order, some very late.
+        let records = raw
+            .iter()
+            .enumerate()
+            .map(|(i, &(key, jitter, very_late, late_by))| {
+                let now = i as i64 * 20;
+                let time = if very_late { now - late_by } else { now - jitter };
+                Some((format!("k{key}"), time))
+            })
+            .collect();
+        Case { spec: reference::Spec { kind, on_event, lateness, out_of_orderness, step }, records, restart }
+    })
 }
 
 /// Ids of `rows` in a batch (column 0 holds the event id).
@@ -109,7 +116,7 @@ fn evaluate(op: &mut Operator, mode: Mode, batch: Batch, times: &[i64], out: &mu
 
 /// Drive the operator as the pipeline does: steps of `step` records, a
 /// watermark between steps, and a final watermark at the end.
-fn run_operator(case: &Case, mode: Mode) -> reference::Outcome {
+fn run_operator(case: &Case, mode: Mode, restart: bool) -> reference::Outcome {
     let s = &case.spec;
     let kind = match s.kind {
         reference::Kind::Tumbling { size } => Kind::Tumbling { size },
@@ -118,7 +125,8 @@ fn run_operator(case: &Case, mode: Mode) -> reference::Outcome {
     };
     let trigger = if s.on_event { TriggerMode::Event } else { TriggerMode::Close };
     let spec = Spec { kind, trigger, allowed_lateness: s.lateness, state_ttl: i64::MAX / 4 };
-    let mut op = Operator::in_memory(spec, mode, vec![("id".to_string(), FieldType::Int)]);
+    let fields = vec![("id".to_string(), FieldType::Int)];
+    let mut op = Operator::in_memory(spec, mode, fields.clone());
     let times: Vec<i64> = case.records.iter().map(|r| r.as_ref().map_or(0, |(_, t)| *t)).collect();
     let mut out = reference::Outcome { steps: Vec::new(), late: BTreeSet::new() };
     let mut max_time = i64::MIN;
@@ -167,6 +175,12 @@ fn run_operator(case: &Case, mode: Mode) -> reference::Outcome {
         let batch = op.take_batch();
         evaluate(&mut op, mode, batch, &times, &mut fires);
         out.steps.push(fires);
+        if restart && c == case.restart {
+            let snapshot = op.snapshot();
+            op = Operator::in_memory(spec, mode, fields.clone());
+            let restored = op.restore(&snapshot, |_| true).unwrap_or_else(|e| panic!("restore: {e}"));
+            assert_eq!(restored, snapshot.partitions.values().map(Vec::len).sum::<usize>());
+        }
     }
     assert_eq!(op.keys(), 0, "state left after the final watermark");
     assert!(op.interner().is_empty(), "strings left after the final watermark");
@@ -174,7 +188,12 @@ fn run_operator(case: &Case, mode: Mode) -> reference::Outcome {
 }
 
 fn check(case: &Case, mode: Mode) {
-    let got = run_operator(case, mode);
+    check_run(case, mode, false);
+    check_run(case, mode, true);
+}
+
+fn check_run(case: &Case, mode: Mode, restart: bool) {
+    let got = run_operator(case, mode, restart);
     let want = reference::model(&case.records, &case.spec);
     assert_eq!(got.late, want.late, "late events differ");
     let (got, want) = (got.normalized(), want.normalized());
@@ -200,7 +219,7 @@ proptest! {
 
 fn hand(kind: reference::Kind, on_event: bool, lateness: i64, ooo: i64, step: usize, times: &[i64]) -> Case {
     let spec = reference::Spec { kind, on_event, lateness, out_of_orderness: ooo, step };
-    Case { spec, records: times.iter().map(|&t| Some(("k".to_string(), t))).collect() }
+    Case { spec, records: times.iter().map(|&t| Some(("k".to_string(), t))).collect(), restart: 1 }
 }
 
 /// The model's hand-worked cases (see `sluice-tests`), through the operator.

@@ -11,11 +11,11 @@
 //! `transform.timeout` however large its batch.
 
 use std::ops::Range;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use sluice_sink_api::{DeadLetter, FeatureRow, Stage};
 
+use super::control::Stop;
 use crate::metrics::Metrics;
 use crate::time::now_ms;
 use crate::wasm::{AddGroup, CallError, Instance};
@@ -91,9 +91,9 @@ struct Caller<'a> {
     instance: &'a mut Instance,
     metrics: &'a Metrics,
     timeout: Duration,
-    /// The pipeline is stopping: a failed call is not split any more (its
-    /// windows' results are not sent; they are read again after a restart).
-    stop: &'a AtomicBool,
+    /// Cancelled: a failed call is not split any more (its windows'
+    /// results are not sent; they are read again after a restart).
+    stop: &'a Stop,
 }
 
 impl Caller<'_> {
@@ -112,7 +112,7 @@ impl Caller<'_> {
             Err(e) => e,
         };
         Metrics::add(&self.metrics.guest_failures, 1);
-        if range.len() <= 1 || self.stop.load(Ordering::Relaxed) {
+        if range.len() <= 1 || self.stop.cancelled() {
             return range.map(|_| Err(Failure::Call(error.clone()))).collect();
         }
         let total: usize = weights[range.clone()].iter().sum();
@@ -144,7 +144,7 @@ pub fn evaluate(
     mut batch: Batch,
     bounds: &Bounds,
     metrics: &Metrics,
-    stop: &AtomicBool,
+    stop: &Stop,
 ) -> (Evaluated, Batch) {
     let timeout = instance.timeout();
     let mut caller = Caller { instance, metrics, timeout, stop };

@@ -1,29 +1,40 @@
 //! A running pipeline: source → decode → windows → transform → sinks.
 //!
+//! [`Pipeline::start`] takes a [`Plan`] (a manifest and its compiled
+//! module) and a shared [`Runtime`], and gives a [`Handle`]: stop it in one
+//! of three [`StopMode`]s, ask its status and metrics, join it.
+//!
 //! Reading and decoding run on one thread, windows and guest calls on
 //! `parallelism` worker threads that each own a share of the keys; sinks
 //! run on the async runtime and receive batches through a bounded channel,
 //! so a slow sink slows the source down instead of filling memory.
+//! Barriers, stops and the end of the input travel with the data
+//! ([`Control`]); sinks commit at barriers, and source positions are
+//! committed after them.
 
+mod control;
 mod evaluate;
+mod handle;
 mod outputs;
 mod progress;
 mod reader;
 mod worker;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::manifest::{Manifest, SourceConfig, TransformKind};
 use crate::metrics::Metrics;
+use crate::runtime::Runtime;
 use crate::source::{FileSource, KafkaSource, Polled, Source};
 use crate::time::Watermarks;
 use crate::wasm::{self, Module};
 use crate::window::Mode;
+pub use control::{Control, Stop, StopMode};
 use crossbeam_channel::{SendTimeoutError, Sender as Inbox};
 pub use evaluate::evaluate;
-pub use outputs::Output;
+pub use handle::{Handle, Pipeline, State, Status};
+pub(crate) use outputs::Output;
 use progress::{Done, Progress};
 use reader::{Reader, Routed};
 use tokio::sync::mpsc::Sender;
@@ -41,7 +52,9 @@ pub enum Error {
     Sink(#[from] sluice_sink_api::Error),
     #[error("the compute thread failed: {0}")]
     Thread(String),
-    /// A worker gave up a step because the pipeline is stopping (never
+    #[error("the pipeline was joined already")]
+    Joined,
+    /// A worker gave up because the pipeline was stopped at once (never
     /// reported: the step's records are not committed).
     #[error("stopped")]
     Stopped,
@@ -98,66 +111,40 @@ fn kinds(manifest: &Manifest) -> (wasm::Kind, Mode) {
 }
 
 /// Compile the manifest's module and check it against the manifest.
-pub fn load_module(manifest: &Manifest) -> Result<Module> {
-    Ok(Module::load(&manifest.transform.module, kinds(manifest).0, limits(manifest))?)
+pub fn load_module(manifest: &Manifest, engine: &wasm::Engine) -> Result<Module> {
+    Ok(Module::load(engine, &manifest.transform.module, kinds(manifest).0, limits(manifest))?)
 }
 
-/// Run a pipeline: to the end of a bounded source, or until it fails.
-pub async fn run(manifest: Manifest, metrics: Arc<Metrics>) -> Result<Summary> {
-    run_until(manifest, metrics, Arc::new(AtomicBool::new(false))).await
-}
-
-/// Run a pipeline until the end of a bounded source, a failure, or `stop`.
-/// A stop takes no more records, writes and flushes the outputs of those
-/// taken, commits what is safe to commit and returns; windows still open
-/// are not fired (their records are read again after a restart).
-pub async fn run_until(manifest: Manifest, metrics: Arc<Metrics>, stop: Arc<AtomicBool>) -> Result<Summary> {
-    let module = load_module(&manifest)?;
-    run_module(manifest, module, metrics, stop).await
-}
-
-/// [`run_until`] with the manifest's module already loaded.
-pub async fn run_module(
+/// A pipeline ready to start: its manifest and its compiled module.
+#[derive(Debug)]
+pub struct Plan {
     manifest: Manifest,
     module: Module,
-    metrics: Arc<Metrics>,
-    stop: Arc<AtomicBool>,
-) -> Result<Summary> {
-    let started = Instant::now();
-    let outputs = outputs::Outputs::open(&manifest.outputs).await?;
-    let (tx, rx) = tokio::sync::mpsc::channel::<Output>(4);
-    let (acks, acked) = std::sync::mpsc::channel::<Done>();
-    let commits = manifest.source.commit_interval().map(|interval| outputs::Commits {
-        interval,
-        workers: manifest.parallelism(),
-        acks,
-    });
-    tracing::info!(pipeline = %manifest.name, workers = manifest.parallelism(), module = module.name(), "running");
-    let compute_metrics = metrics.clone();
-    let compute = std::thread::Builder::new()
-        .name("sluice-compute".into())
-        .spawn({
-            let stop = stop.clone();
-            move || compute(&manifest, &module, tx, &acked, &compute_metrics, &stop)
-        })
-        .map_err(|e| Error::Thread(e.to_string()))?;
-    let written = outputs.drain(rx, &metrics, commits, &stop).await;
-    let computed = compute.join().map_err(|_| Error::Thread("panicked".into()))?;
-    // A sink's failure stops the compute thread too: report its cause.
-    written?;
-    computed?;
-    let g = Metrics::get;
-    Ok(Summary {
-        events_read: g(&metrics.events_read),
-        events_accepted: g(&metrics.events_accepted),
-        dead_letters: g(&metrics.dead_letters_decode)
-            + g(&metrics.dead_letters_validate)
-            + g(&metrics.dead_letters_transform)
-            + g(&metrics.dead_letters_sink),
-        late_events: g(&metrics.events_late),
-        feature_rows: g(&metrics.feature_rows),
-        elapsed: started.elapsed(),
-    })
+}
+
+impl Plan {
+    /// Compile the manifest's module on the runtime's engine.
+    pub fn new(manifest: Manifest, runtime: &Runtime) -> Result<Plan> {
+        let module = load_module(&manifest, runtime.engine())?;
+        Ok(Plan { manifest, module })
+    }
+
+    /// With a module already compiled (on the same runtime's engine).
+    pub fn with_module(manifest: Manifest, module: Module) -> Plan {
+        Plan { manifest, module }
+    }
+
+    pub fn manifest(&self) -> &Manifest {
+        &self.manifest
+    }
+}
+
+/// Start `plan` and wait for it to end (a bounded input): its summary and
+/// its metrics.
+pub async fn run(plan: Plan, runtime: &Runtime) -> Result<(Summary, Arc<Metrics>)> {
+    let handle = Pipeline::start(plan, runtime).await?;
+    let metrics = handle.metrics().clone();
+    Ok((handle.join().await?, metrics))
 }
 
 fn open_source(manifest: &Manifest) -> Result<Box<dyn Source>> {
@@ -173,15 +160,16 @@ const HOLD: Duration = Duration::from_millis(1);
 
 /// The compute loop: this thread polls the source, the reader decodes and
 /// follows the watermark, and each worker thread processes the events of
-/// the keys it owns. Sends outputs until the input ends (or the sinks are
-/// gone); commits source offsets as the sinks' side acknowledges them.
+/// the keys it owns. Sends outputs until the input ends, a stop, or the
+/// sinks are gone; commits source positions as the sinks' side
+/// acknowledges barriers.
 fn compute(
     manifest: &Manifest,
     module: &Module,
     tx: Sender<Output>,
     acked: &std::sync::mpsc::Receiver<Done>,
     metrics: &Metrics,
-    stop: &AtomicBool,
+    stop: &Stop,
 ) -> Result<()> {
     let mut source = open_source(manifest)?;
     let count = manifest.parallelism();
@@ -189,6 +177,9 @@ fn compute(
     let watermarks = Watermarks::new(manifest.time.out_of_orderness.millis(), idle);
     let mut reader = Reader::new(manifest.schema(), manifest.events.max_bytes, watermarks, count, metrics);
     let mut progress = Progress::default();
+    // Barriers go through as often as the source commits; a source that
+    // does not commit only has the last one.
+    let every = manifest.source.commit_interval();
     let read = std::thread::scope(|scope| {
         let mut inboxes = Vec::with_capacity(count);
         let mut workers = Vec::with_capacity(count);
@@ -202,53 +193,78 @@ fn compute(
                 .name(format!("sluice-worker-{index}"))
                 .spawn_scoped(scope, move || -> Result<()> {
                     for share in shares {
-                        worker.chunk(share)?;
+                        match worker.chunk(share) {
+                            Err(Error::Stopped) => return Ok(()),
+                            r => r?,
+                        }
                     }
                     Ok(())
                 })
                 .map_err(|e| Error::Thread(e.to_string()))?;
             workers.push(thread);
         }
-        let mut seq = 0u64;
+        let (mut seq, mut epoch) = (0u64, 0u64);
+        let mut barrier_due = every.map(|d| Instant::now() + d);
         let read = (|| -> Result<()> {
             loop {
-                if stop.load(Ordering::Relaxed) {
-                    tracing::info!("stopping: no more records; writing and committing what was read");
-                    return Ok(());
-                }
                 while let Ok(done) = acked.try_recv() {
                     source.commit(&progress.committable(done))?;
                 }
+                if stop.cancelled() {
+                    return Ok(());
+                }
                 let now = Instant::now();
-                let shares = match source.poll()? {
-                    Polled::Chunk { chunk, caught_up } => {
-                        seq += 1;
-                        reader.read(Arc::new(chunk), seq, caught_up, &mut progress)
+                let (mut shares, last) = match stop.requested() {
+                    Some(StopMode::Drain) => {
+                        tracing::info!("draining: firing every open window, then writing and committing");
+                        (reader.end(seq), Some(Control::End(0)))
                     }
-                    Polled::Assigned(slots) => {
-                        slots.iter().for_each(|&s| reader.watermarks.assign(s, now));
-                        continue;
+                    Some(_) => {
+                        tracing::info!("stopping: no more records; writing and committing what was read");
+                        (reader.tick(seq, &[], true), Some(Control::Stop(0)))
                     }
-                    Polled::Revoked(slots) => {
-                        for &s in &slots {
-                            reader.watermarks.revoke(s);
-                            progress.revoke(s);
+                    None => match source.poll()? {
+                        Polled::Chunk { chunk, caught_up } => {
+                            seq += 1;
+                            (reader.read(Arc::new(chunk), seq, caught_up, &mut progress), None)
                         }
-                        reader.tick(seq, &slots, true)
-                    }
-                    Polled::Finished(slots) => {
-                        slots.iter().for_each(|&s| reader.watermarks.finish(s));
-                        reader.tick(seq, &[], true)
-                    }
-                    Polled::Idle => reader.tick(seq, &[], true),
-                    // The end of a bounded input: the final watermark
-                    // fires every remaining window.
-                    Polled::End => reader.end(seq),
+                        Polled::Assigned(slots) => {
+                            slots.iter().for_each(|&s| reader.watermarks.assign(s, now));
+                            continue;
+                        }
+                        Polled::Revoked(slots) => {
+                            for &s in &slots {
+                                reader.watermarks.revoke(s);
+                                progress.revoke(s);
+                            }
+                            (reader.tick(seq, &slots, true), None)
+                        }
+                        Polled::Finished(slots) => {
+                            slots.iter().for_each(|&s| reader.watermarks.finish(s));
+                            (reader.tick(seq, &[], true), None)
+                        }
+                        Polled::Idle => (reader.tick(seq, &[], true), None),
+                        // The end of a bounded input: the final watermark
+                        // fires every remaining window.
+                        Polled::End => (reader.end(seq), Some(Control::End(0))),
+                    },
                 };
-                let end = shares.iter().any(|s| s.last);
+                let control = match last {
+                    Some(last) => Some(last),
+                    None if barrier_due.is_some_and(|due| now >= due) => Some(Control::Barrier(0)),
+                    None => None,
+                };
+                if let Some(first) = shares.first() {
+                    metrics.set_watermark(first.watermark);
+                }
+                if let Some(control) = control {
+                    epoch += 1;
+                    barrier_due = every.map(|d| now + d);
+                    shares.iter_mut().for_each(|s| s.control = Some(control.numbered(epoch)));
+                }
                 // A worker that stopped has failed; its error is reported
                 // below.
-                if !send(&inboxes, shares, source.as_mut())? || end {
+                if !send(&inboxes, shares, source.as_mut())? || last.is_some() {
                     return Ok(());
                 }
             }
@@ -259,11 +275,12 @@ fn compute(
         }
         read
     });
-    // The sinks' side flushes once every worker is done and acknowledges
-    // the last progress: commit it before the source closes. Acks queued
-    // before it are older: the last one counts.
+    // The sinks' side acknowledges the last barrier once every worker is
+    // done: commit it before the source closes. Acks queued before it are
+    // older: the last one counts.
     drop(tx);
     if read.is_ok()
+        && !stop.cancelled()
         && let Some(done) = acked.iter().last()
     {
         source.commit_last(&progress.committable(done))?;

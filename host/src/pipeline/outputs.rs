@@ -1,33 +1,39 @@
 //! The sinks of a pipeline's three outputs, fed from the compute thread.
+//!
+//! Barriers from the workers are aligned here: once a worker's barrier is
+//! in, its later outputs wait until every worker's is. Then every sink
+//! pre-commits and commits, and the source may commit its positions at
+//! the barrier.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::collections::VecDeque;
+use std::time::Duration;
 
 use sluice_sink_api::{Batch, DeadLetter, FeatureRow, LateEvent, Rejected, Sink, Stage};
 use tokio::sync::mpsc::Receiver;
 
+use super::control::{Control, Stop};
 use super::progress::Done;
 use crate::manifest::{OutputsConfig, SinkConfig};
 use crate::metrics::Metrics;
 
-/// A batch for one output.
+/// What a worker sends to the sinks' side.
 #[derive(Debug)]
-pub enum Output {
+pub struct Output {
+    pub worker: usize,
+    pub item: Item,
+}
+
+#[derive(Debug)]
+pub enum Item {
     Features(Vec<FeatureRow>),
     DeadLetters(Vec<DeadLetter>),
     LateEvents(Vec<LateEvent>),
-    /// A worker has sent every output of the steps up to `done.seq`.
-    Progress {
-        worker: usize,
+    /// The worker has sent every output of the records before `control`;
+    /// `done` says how far that is, for the source's commit.
+    Barrier {
+        control: Control,
         done: Done,
     },
-}
-
-/// When and for whom sink progress is acknowledged to the source.
-pub(super) struct Commits {
-    pub interval: Duration,
-    pub workers: usize,
-    pub acks: std::sync::mpsc::Sender<Done>,
 }
 
 pub(super) struct Outputs {
@@ -49,20 +55,48 @@ async fn open_all(output: &str, configs: &[SinkConfig]) -> sluice_sink_api::Resu
 const RETRY_FIRST: Duration = Duration::from_millis(100);
 const RETRY_MAX: Duration = Duration::from_secs(5);
 
+/// What to ask of a sink.
+#[derive(Debug, Clone, Copy)]
+enum Op<'a> {
+    Write(Batch<'a>),
+    Flush,
+    PreCommit(u64),
+    Commit(u64),
+}
+
 /// Run a sink operation, retrying what the sink says is retriable, with
 /// backoff. The compute thread waits meanwhile (the channel is bounded):
-/// backpressure. A stop request ends the retries with the last error.
+/// backpressure. A stop request ends the retries with the last error;
+/// [`super::StopMode::Now`] abandons the operation in flight as well.
 async fn retry(
     name: &str,
+    sink: &mut dyn Sink,
+    op: Op<'_>,
     metrics: &Metrics,
-    stop: &AtomicBool,
-    mut op: impl AsyncFnMut() -> sluice_sink_api::Result<()>,
+    stop: &Stop,
 ) -> sluice_sink_api::Result<()> {
+    let cancelled = |what: &str| sluice_sink_api::Error {
+        sink: name.to_string(),
+        message: format!("{what}: the pipeline was stopped at once"),
+        retriable: false,
+    };
     let mut delay = RETRY_FIRST;
     loop {
-        match op().await {
+        let attempt = async {
+            match op {
+                Op::Write(batch) => sink.write(batch).await,
+                Op::Flush => sink.flush().await,
+                Op::PreCommit(epoch) => sink.pre_commit(epoch).await,
+                Op::Commit(epoch) => sink.commit(epoch).await,
+            }
+        };
+        let outcome = tokio::select! {
+            r = attempt => r,
+            () = stop.until_cancelled() => return Err(cancelled("abandoned")),
+        };
+        match outcome {
             Ok(()) => return Ok(()),
-            Err(mut e) if e.retriable && stop.load(Ordering::Relaxed) => {
+            Err(mut e) if e.retriable && stop.stopping() => {
                 e.message =
                     format!("{} (given up: the pipeline is stopping; nothing after it is committed)", e.message);
                 return Err(e);
@@ -70,11 +104,40 @@ async fn retry(
             Err(e) if e.retriable => {
                 Metrics::add(&metrics.sink_retries, 1);
                 tracing::warn!(sink = name, retry_in_ms = delay.as_millis() as u64, "{e}");
-                tokio::time::sleep(delay).await;
+                tokio::select! {
+                    () = tokio::time::sleep(delay) => {}
+                    () = stop.until_cancelled() => return Err(cancelled("retries abandoned")),
+                }
                 delay = (delay * 2).min(RETRY_MAX);
             }
             Err(e) => return Err(e),
         }
+    }
+}
+
+/// Barrier alignment: per worker, the barrier it has sent and the outputs
+/// it sent after it.
+struct Align {
+    arrived: Vec<Option<(Control, Done)>>,
+    held: Vec<VecDeque<Item>>,
+}
+
+impl Align {
+    fn new(workers: usize) -> Self {
+        Align { arrived: vec![None; workers], held: (0..workers).map(|_| VecDeque::new()).collect() }
+    }
+
+    /// Every worker's barrier is in: the barrier, and the oldest state and
+    /// lowest step over the workers.
+    fn complete(&mut self) -> Option<(Control, Done)> {
+        if self.arrived.iter().any(Option::is_none) {
+            return None;
+        }
+        let all: Vec<(Control, Done)> = self.arrived.iter_mut().filter_map(Option::take).collect();
+        let (control, _) = *all.first()?;
+        let seq = all.iter().map(|(_, d)| d.seq).min()?;
+        let oldest = all.iter().map(|(_, d)| d.oldest).min()?;
+        Some((control, Done { seq, oldest }))
     }
 }
 
@@ -87,51 +150,124 @@ impl Outputs {
         })
     }
 
-    /// Write everything received until the sender is gone, then flush.
-    /// With `commits`, every interval: flush every sink, then tell the
-    /// source how far every worker's outputs have been written.
+    /// Write everything received until the sender is gone; at each
+    /// barrier every worker has passed, pre-commit and commit every sink
+    /// and acknowledge the barrier to the source through `acks`.
     pub(super) async fn drain(
+        self,
+        rx: Receiver<Output>,
+        workers: usize,
+        acks: std::sync::mpsc::Sender<Done>,
+        metrics: &Metrics,
+        stop: &Stop,
+    ) -> sluice_sink_api::Result<()> {
+        match self.write_all(rx, workers, acks, metrics, stop).await {
+            // What a stop at once abandoned is not a failure.
+            Err(_) if stop.cancelled() => Ok(()),
+            r => r,
+        }
+    }
+
+    async fn write_all(
         mut self,
         mut rx: Receiver<Output>,
+        workers: usize,
+        acks: std::sync::mpsc::Sender<Done>,
         metrics: &Metrics,
-        commits: Option<Commits>,
-        stop: &AtomicBool,
+        stop: &Stop,
     ) -> sluice_sink_api::Result<()> {
-        let mut reported: Vec<Option<Done>> = vec![None; commits.as_ref().map_or(0, |c| c.workers)];
-        let mut last_commit = Instant::now();
-        while let Some(output) = rx.recv().await {
-            let (sinks, batch) = match &output {
-                Output::Features(r) => (&mut self.features, Batch::Features(r)),
-                Output::DeadLetters(r) => (&mut self.dead_letters, Batch::DeadLetters(r)),
-                Output::LateEvents(r) => (&mut self.late_events, Batch::LateEvents(r)),
-                Output::Progress { worker, done } => {
-                    if let Some(slot) = reported.get_mut(*worker) {
-                        *slot = Some(*done);
-                    }
-                    if let Some(c) = &commits
-                        && last_commit.elapsed() >= c.interval
-                    {
-                        last_commit = Instant::now();
-                        self.commit(c, &reported, metrics, stop).await?;
-                    }
-                    continue;
-                }
+        let mut align = Align::new(workers);
+        let mut finished = false;
+        loop {
+            let received = tokio::select! {
+                r = rx.recv() => r,
+                () = stop.until_cancelled() => return Ok(()),
             };
-            let mut rejected = Vec::new();
-            for (name, sink) in sinks.iter_mut() {
-                retry(name, metrics, stop, async || sink.write(batch).await).await?;
-                if matches!(batch, Batch::DeadLetters(_)) {
-                    drop_refused(name, sink.as_mut(), metrics);
-                } else {
-                    rejected.extend(sink.take_rejected().into_iter().map(|r| (name.clone(), r)));
+            let Some(Output { worker, item }) = received else {
+                break;
+            };
+            if align.arrived.get(worker).is_some_and(Option::is_some) {
+                align.held[worker].push_back(item);
+                continue;
+            }
+            self.take(worker, item, &mut align, metrics, stop).await?;
+            // A completed barrier releases what waited behind it, which may
+            // hold the next barrier.
+            while let Some((control, done)) = align.complete() {
+                self.barrier(control, metrics, stop).await?;
+                Metrics::set(&metrics.last_barrier, control.epoch());
+                finished = control.is_last();
+                // The source may be gone already (a bounded run that ended).
+                let _ = acks.send(done);
+                for w in 0..workers {
+                    while align.arrived[w].is_none()
+                        && let Some(item) = align.held[w].pop_front()
+                    {
+                        self.take(w, item, &mut align, metrics, stop).await?;
+                    }
                 }
             }
-            self.dead_letter(rejected, metrics, stop).await?;
         }
-        match &commits {
-            Some(c) => self.commit(c, &reported, metrics, stop).await,
-            None => self.flush(metrics, stop).await,
+        // Ended without a last barrier (a failure elsewhere, reported
+        // there): what was written is still made durable.
+        if !finished {
+            self.flush(metrics, stop).await?;
         }
+        Ok(())
+    }
+
+    /// Write one output, or note a worker's barrier.
+    async fn take(
+        &mut self,
+        worker: usize,
+        item: Item,
+        align: &mut Align,
+        metrics: &Metrics,
+        stop: &Stop,
+    ) -> sluice_sink_api::Result<()> {
+        let (sinks, batch) = match &item {
+            Item::Features(r) => (&mut self.features, Batch::Features(r)),
+            Item::DeadLetters(r) => (&mut self.dead_letters, Batch::DeadLetters(r)),
+            Item::LateEvents(r) => (&mut self.late_events, Batch::LateEvents(r)),
+            Item::Barrier { control, done } => {
+                if let Some(slot) = align.arrived.get_mut(worker) {
+                    *slot = Some((*control, *done));
+                }
+                return Ok(());
+            }
+        };
+        let mut rejected = Vec::new();
+        for (name, sink) in sinks.iter_mut() {
+            retry(name, sink.as_mut(), Op::Write(batch), metrics, stop).await?;
+            if matches!(batch, Batch::DeadLetters(_)) {
+                drop_refused(name, sink.as_mut(), metrics);
+            } else {
+                rejected.extend(sink.take_rejected().into_iter().map(|r| (name.clone(), r)));
+            }
+        }
+        self.dead_letter(rejected, metrics, stop).await
+    }
+
+    /// Every output before the barrier is written: pre-commit every sink
+    /// (feature and late-event sinks first, as what they refuse becomes
+    /// dead letters), then commit them all.
+    async fn barrier(&mut self, control: Control, metrics: &Metrics, stop: &Stop) -> sluice_sink_api::Result<()> {
+        let epoch = control.epoch();
+        let mut rejected = Vec::new();
+        for (name, sink) in self.features.iter_mut().chain(&mut self.late_events) {
+            retry(name, sink.as_mut(), Op::PreCommit(epoch), metrics, stop).await?;
+            rejected.extend(sink.take_rejected().into_iter().map(|r| (name.clone(), r)));
+        }
+        self.dead_letter(rejected, metrics, stop).await?;
+        for (name, sink) in self.dead_letters.iter_mut() {
+            retry(name, sink.as_mut(), Op::PreCommit(epoch), metrics, stop).await?;
+            drop_refused(name, sink.as_mut(), metrics);
+        }
+        for (name, sink) in self.features.iter_mut().chain(&mut self.late_events).chain(&mut self.dead_letters) {
+            retry(name, sink.as_mut(), Op::Commit(epoch), metrics, stop).await?;
+        }
+        tracing::debug!(epoch, last = control.is_last(), "barrier committed by every sink");
+        Ok(())
     }
 
     /// Records a sink refused for good go to the dead-letter output; one a
@@ -140,7 +276,7 @@ impl Outputs {
         &mut self,
         rejected: Vec<(String, Rejected)>,
         metrics: &Metrics,
-        stop: &AtomicBool,
+        stop: &Stop,
     ) -> sluice_sink_api::Result<()> {
         if rejected.is_empty() {
             return Ok(());
@@ -164,7 +300,7 @@ impl Outputs {
             })
             .collect();
         for (name, sink) in self.dead_letters.iter_mut() {
-            retry(name, metrics, stop, async || sink.write(Batch::DeadLetters(&letters)).await).await?;
+            retry(name, sink.as_mut(), Op::Write(Batch::DeadLetters(&letters)), metrics, stop).await?;
             drop_refused(name, sink.as_mut(), metrics);
         }
         Ok(())
@@ -172,35 +308,16 @@ impl Outputs {
 
     /// Flush every sink, retrying what is retriable; rows refused on the
     /// way go to the dead-letter output before it is flushed.
-    async fn flush(&mut self, metrics: &Metrics, stop: &AtomicBool) -> sluice_sink_api::Result<()> {
+    async fn flush(&mut self, metrics: &Metrics, stop: &Stop) -> sluice_sink_api::Result<()> {
         let mut rejected = Vec::new();
         for (name, sink) in self.features.iter_mut().chain(&mut self.late_events) {
-            retry(name, metrics, stop, async || sink.flush().await).await?;
+            retry(name, sink.as_mut(), Op::Flush, metrics, stop).await?;
             rejected.extend(sink.take_rejected().into_iter().map(|r| (name.clone(), r)));
         }
         self.dead_letter(rejected, metrics, stop).await?;
         for (name, sink) in self.dead_letters.iter_mut() {
-            retry(name, metrics, stop, async || sink.flush().await).await?;
+            retry(name, sink.as_mut(), Op::Flush, metrics, stop).await?;
             drop_refused(name, sink.as_mut(), metrics);
-        }
-        Ok(())
-    }
-
-    /// Flush, then acknowledge the progress every worker has reported.
-    async fn commit(
-        &mut self,
-        commits: &Commits,
-        reported: &[Option<Done>],
-        metrics: &Metrics,
-        stop: &AtomicBool,
-    ) -> sluice_sink_api::Result<()> {
-        self.flush(metrics, stop).await?;
-        let all: Option<Vec<Done>> = reported.iter().copied().collect();
-        if let Some(all) = all
-            && let (Some(seq), Some(oldest)) = (all.iter().map(|d| d.seq).min(), all.iter().map(|d| d.oldest).min())
-        {
-            // The source may be gone already (a bounded run that ended).
-            let _ = commits.acks.send(Done { seq, oldest });
         }
         Ok(())
     }
@@ -211,5 +328,98 @@ fn drop_refused(name: &str, sink: &mut dyn Sink, metrics: &Metrics) {
     for r in sink.take_rejected() {
         Metrics::add(&metrics.dead_letters_dropped, 1);
         tracing::error!(sink = name, class = r.error_class, "a dead letter was refused and is lost: {}", r.message);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use sluice_sink_api::{Features, Trigger};
+
+    use super::*;
+
+    /// Notes what it is asked to do, in order.
+    struct Recorder(Arc<Mutex<Vec<String>>>);
+
+    impl Recorder {
+        fn note(&self, what: String) {
+            if let Ok(mut log) = self.0.lock() {
+                log.push(what);
+            }
+        }
+    }
+
+    #[async_trait::async_trait]
+    impl Sink for Recorder {
+        async fn write(&mut self, batch: Batch<'_>) -> sluice_sink_api::Result<()> {
+            if let Batch::Features(rows) = batch {
+                rows.iter().for_each(|r| self.note(format!("write {}", r.key)));
+            }
+            Ok(())
+        }
+        async fn flush(&mut self) -> sluice_sink_api::Result<()> {
+            self.note("flush".into());
+            Ok(())
+        }
+        async fn pre_commit(&mut self, epoch: u64) -> sluice_sink_api::Result<()> {
+            self.note(format!("pre_commit {epoch}"));
+            Ok(())
+        }
+        async fn commit(&mut self, epoch: u64) -> sluice_sink_api::Result<()> {
+            self.note(format!("commit {epoch}"));
+            Ok(())
+        }
+    }
+
+    fn rows(key: &str) -> Item {
+        Item::Features(vec![FeatureRow {
+            key: key.into(),
+            window_start: 0,
+            window_end: 1,
+            event_time: 0,
+            trigger: Trigger::Close,
+            features: Features(Vec::new()),
+            computed_at: 0,
+        }])
+    }
+
+    fn barrier(control: Control, seq: u64, oldest: i64) -> Item {
+        Item::Barrier { control, done: Done { seq, oldest } }
+    }
+
+    /// Worker 0 passes barrier 1 before worker 1 has: its next rows wait,
+    /// so the sink commits barrier 1 with exactly the rows before it on
+    /// both workers. The source hears of each barrier once, with the
+    /// lowest step and oldest state over the workers.
+    #[tokio::test]
+    async fn a_barrier_commits_once_every_worker_has_passed_it() -> anyhow::Result<()> {
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let sink: Box<dyn Sink> = Box::new(Recorder(log.clone()));
+        let outputs = Outputs { features: vec![("f".into(), sink)], dead_letters: Vec::new(), late_events: Vec::new() };
+        let (tx, rx) = tokio::sync::mpsc::channel(16);
+        for (worker, item) in [
+            (0, rows("a")),
+            (0, barrier(Control::Barrier(1), 3, 100)),
+            (0, rows("c")),
+            (1, rows("b")),
+            (0, barrier(Control::End(2), 4, i64::MAX)),
+            (1, barrier(Control::Barrier(1), 3, 50)),
+            (1, rows("d")),
+            (1, barrier(Control::End(2), 4, i64::MAX)),
+        ] {
+            tx.send(Output { worker, item }).await?;
+        }
+        drop(tx);
+        let (acks, acked) = std::sync::mpsc::channel();
+        let metrics = Metrics::default();
+        outputs.drain(rx, 2, acks, &metrics, &Stop::default()).await?;
+        let log = log.lock().map(|l| l.clone()).unwrap_or_default();
+        let want = ["write a", "write b", "pre_commit 1", "commit 1", "write c", "write d", "pre_commit 2", "commit 2"];
+        assert_eq!(log, want);
+        let acked: Vec<Done> = acked.try_iter().collect();
+        assert_eq!(acked, [Done { seq: 3, oldest: 50 }, Done { seq: 4, oldest: i64::MAX }]);
+        assert_eq!(Metrics::get(&metrics.last_barrier), 2);
+        Ok(())
     }
 }

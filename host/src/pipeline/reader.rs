@@ -12,6 +12,7 @@ use std::time::Instant;
 
 use sluice_sink_api::DeadLetter;
 
+use super::control::Control;
 use super::progress::Progress;
 
 use crate::decode::{self, Schema};
@@ -57,8 +58,8 @@ pub(super) struct Routed {
     pub watermark: i64,
     /// The source is caught up: evaluate fired windows now.
     pub flush: bool,
-    /// The end of a bounded input: the final watermark.
-    pub last: bool,
+    /// A barrier, stop or end of input, after this share's events.
+    pub control: Option<Control>,
 }
 
 impl Routed {
@@ -133,16 +134,16 @@ impl<'a> Reader<'a> {
                 revoked: revoked.to_vec(),
                 watermark,
                 flush,
-                last: false,
+                control: None,
             })
             .collect()
     }
 
-    /// The last shares of a bounded input.
+    /// Shares with the final watermark: every window fires.
     pub fn end(&mut self, seq: u64) -> Vec<Routed> {
         let mut shares = self.tick(seq, &[], true);
         for share in &mut shares {
-            (share.watermark, share.last) = (i64::MAX, true);
+            share.watermark = i64::MAX;
         }
         shares
     }

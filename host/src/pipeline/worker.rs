@@ -1,12 +1,13 @@
 //! A worker: the window state and module instance of one share of the keys.
 
 use std::borrow::Cow;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use sluice_sink_api::{DeadLetter, LateEvent};
 use tokio::sync::mpsc::Sender;
 
+use super::control::{Control, Stop};
+use super::outputs::Item;
 use super::progress::Done;
 use super::reader::Routed;
 use super::{Error, Output, Result, evaluate, kinds};
@@ -28,15 +29,11 @@ pub(super) struct Worker<'a> {
     pending_since: Option<Instant>,
     tx: &'a Sender<Output>,
     metrics: &'a Metrics,
-    /// Set when the pipeline is asked to stop: the worker drops what it has
+    /// Cancelled by [`super::StopMode::Now`]: the worker drops what it has
     /// not done (its records are not committed) instead of finishing it.
-    stop: &'a AtomicBool,
+    stop: &'a Stop,
     dead: Vec<DeadLetter>,
     late: Vec<LateEvent>,
-    /// How often to report progress for offset commits (`None`: the source
-    /// does not commit), and when it was last reported.
-    report_every: Option<Duration>,
-    reported_at: Option<Instant>,
 }
 
 impl<'a> Worker<'a> {
@@ -46,11 +43,9 @@ impl<'a> Worker<'a> {
         module: &Module,
         tx: &'a Sender<Output>,
         metrics: &'a Metrics,
-        stop: &'a AtomicBool,
+        stop: &'a Stop,
     ) -> Result<Self> {
         let mode = kinds(manifest).1;
-        // Half the commit interval, so each commit finds a recent report.
-        let report_every = manifest.source.commit_interval().map(|d| d / 2);
         Ok(Worker {
             index,
             operator: Operator::in_memory(manifest.window_spec(), mode, manifest.fields()),
@@ -65,20 +60,18 @@ impl<'a> Worker<'a> {
             stop,
             dead: Vec::new(),
             late: Vec::new(),
-            report_every,
-            reported_at: None,
         })
     }
 
-    fn stopping(&self) -> bool {
-        self.stop.load(Ordering::Relaxed)
+    fn cancelled(&self) -> bool {
+        self.stop.cancelled()
     }
 
-    /// Assign a chunk's events to windows, then move to its watermark.
-    /// After a stop request, returns at the next event or call without
-    /// reporting progress.
+    /// Assign a chunk's events to windows, move to its watermark, and pass
+    /// its control message on. Once cancelled, returns at the next event
+    /// or call without passing anything on.
     pub fn chunk(&mut self, routed: Routed) -> Result<()> {
-        if self.stopping() {
+        if self.cancelled() {
             return Ok(());
         }
         for &slot in &routed.revoked {
@@ -107,34 +100,30 @@ impl<'a> Worker<'a> {
             if self.operator.batch_full(&self.bounds) {
                 self.evaluate()?;
             }
-            if self.stopping() {
+            if self.cancelled() {
                 return Ok(());
             }
         }
         self.dead.extend(routed.dead);
-        match self.step(routed.watermark, Instant::now(), routed.flush) {
+        // At a barrier, fired windows do not wait for more: their rows
+        // belong before it.
+        let flush = routed.flush || routed.control.is_some();
+        match self.step(routed.watermark, Instant::now(), flush) {
             Err(Error::Stopped) => return Ok(()),
             r => r?,
         }
-        if self.stopping() {
-            return Ok(());
+        match routed.control {
+            Some(control) if !self.cancelled() => self.barrier(routed.seq, control),
+            _ => Ok(()),
         }
-        self.report(routed.seq, routed.last)
     }
 
-    /// Tell the sinks' side that every output of the steps up to `seq` has
-    /// been sent, and how old the state is (see `progress`). Only when no
-    /// fired window waits for a call: those still owe their rows.
-    fn report(&mut self, seq: u64, last: bool) -> Result<()> {
-        let Some(every) = self.report_every else {
-            return Ok(());
-        };
-        if self.operator.pending_windows() > 0 || (!last && self.reported_at.is_some_and(|t| t.elapsed() < every)) {
-            return Ok(());
-        }
-        self.reported_at = Some(Instant::now());
+    /// Every output of the steps up to `seq` has been sent: pass the
+    /// barrier on, with how old the state is (see `progress`).
+    fn barrier(&mut self, seq: u64, control: Control) -> Result<()> {
+        debug_assert_eq!(self.operator.pending_windows(), 0, "a flushed step leaves no window waiting");
         let done = Done { seq, oldest: self.operator.oldest_state() };
-        self.send(Output::Progress { worker: self.index, done })
+        self.send(Item::Barrier { control, done })
     }
 
     /// Between chunks: late updates and the new watermark. Fired windows
@@ -144,14 +133,14 @@ impl<'a> Worker<'a> {
     fn step(&mut self, watermark: i64, now: Instant, flush: bool) -> Result<()> {
         let bounds = self.bounds;
         while !self.operator.flush_late(&bounds) {
-            self.evaluate_unless_stopping()?;
+            self.evaluate_unless_cancelled()?;
         }
         while !self.operator.advance(watermark, &bounds) {
-            self.evaluate_unless_stopping()?;
+            self.evaluate_unless_cancelled()?;
         }
         if self.mode == Mode::Aggregate {
             while !self.operator.collect_folds(&bounds) {
-                self.evaluate_unless_stopping()?;
+                self.evaluate_unless_cancelled()?;
             }
             self.evaluate()?;
         } else if self.operator.pending_windows() > 0 {
@@ -160,19 +149,19 @@ impl<'a> Worker<'a> {
                 self.evaluate()?;
             }
         }
-        // Dead letters of a call cut short by the stop are not real: the
+        // Dead letters of a call cut short by the cancel are not real: the
         // step's records are read again after a restart.
-        if self.stopping() {
+        if self.cancelled() {
             return Err(Error::Stopped);
         }
         self.send_side_outputs()
     }
 
-    /// A full call goes out, unless the pipeline is stopping: then its
-    /// windows are dropped, and so is the rest of the step (a stop must not
-    /// wait for a backlog of windows).
-    fn evaluate_unless_stopping(&mut self) -> Result<()> {
-        if self.stopping() {
+    /// A full call goes out, unless the pipeline is cancelled: then its
+    /// windows are dropped, and so is the rest of the step (a stop at once
+    /// must not wait for a backlog of windows).
+    fn evaluate_unless_cancelled(&mut self) -> Result<()> {
+        if self.cancelled() {
             return Err(Error::Stopped);
         }
         self.evaluate()
@@ -193,7 +182,7 @@ impl<'a> Worker<'a> {
         self.dead.extend(out.dead);
         if !out.rows.is_empty() {
             Metrics::add(&self.metrics.feature_rows, out.rows.len() as u64);
-            self.send(Output::Features(out.rows))?;
+            self.send(Item::Features(out.rows))?;
         }
         Ok(())
     }
@@ -209,16 +198,20 @@ impl<'a> Worker<'a> {
         Metrics::add(&m.keys_expired, stats.keys_expired);
         if !self.dead.is_empty() {
             let dead = std::mem::take(&mut self.dead);
-            self.send(Output::DeadLetters(dead))?;
+            self.send(Item::DeadLetters(dead))?;
         }
         if !self.late.is_empty() {
             let late = std::mem::take(&mut self.late);
-            self.send(Output::LateEvents(late))?;
+            self.send(Item::LateEvents(late))?;
         }
         Ok(())
     }
 
-    fn send(&self, output: Output) -> Result<()> {
-        self.tx.blocking_send(output).map_err(|_| Error::Thread("the sinks stopped".into()))
+    fn send(&self, item: Item) -> Result<()> {
+        let output = Output { worker: self.index, item };
+        self.tx.blocking_send(output).map_err(|_| match self.cancelled() {
+            true => Error::Stopped,
+            false => Error::Thread("the sinks stopped".into()),
+        })
     }
 }

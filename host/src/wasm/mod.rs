@@ -199,42 +199,64 @@ impl wasmtime_wasi::HostMonotonicClock for NoClock {
     }
 }
 
-fn engine() -> Result<WasmEngine, LoadError> {
-    let mut config = Config::new();
-    config.wasm_component_model(true).epoch_interruption(true);
-    // `SLUICE_PERF_MAP=1`: name guest functions for `perf` (profiling
-    // transforms).
-    if std::env::var_os("SLUICE_PERF_MAP").is_some() {
-        config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+/// The compiler and its deadline clock, shared by every module of a host:
+/// one code cache, one ticking thread, whatever the number of pipelines.
+#[derive(Clone)]
+pub struct Engine {
+    inner: WasmEngine,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine").finish_non_exhaustive()
     }
-    let engine = WasmEngine::new(&config).map_err(|e| LoadError::Engine(e.to_string()))?;
-    // The deadline clock: one thread per engine, gone with the engine.
-    let weak = engine.weak();
-    std::thread::Builder::new()
-        .name("sluice-epoch".into())
-        .spawn(move || {
-            while let Some(engine) = weak.upgrade() {
-                engine.increment_epoch();
-                drop(engine);
-                std::thread::sleep(TICK);
-            }
-        })
-        .map_err(|e| LoadError::Engine(e.to_string()))?;
-    Ok(engine)
+}
+
+impl Engine {
+    pub fn new() -> Result<Engine, LoadError> {
+        let mut config = Config::new();
+        config.wasm_component_model(true).epoch_interruption(true);
+        // `SLUICE_PERF_MAP=1`: name guest functions for `perf` (profiling
+        // transforms).
+        if std::env::var_os("SLUICE_PERF_MAP").is_some() {
+            config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+        }
+        let engine = WasmEngine::new(&config).map_err(|e| LoadError::Engine(e.to_string()))?;
+        // The deadline clock: it holds the engine weakly, so it ends once
+        // the last module and the runtime are gone.
+        let weak = engine.weak();
+        std::thread::Builder::new()
+            .name("sluice-epoch".into())
+            .spawn(move || {
+                while let Some(engine) = weak.upgrade() {
+                    engine.increment_epoch();
+                    drop(engine);
+                    std::thread::sleep(TICK);
+                }
+            })
+            .map_err(|e| LoadError::Engine(e.to_string()))?;
+        Ok(Engine { inner: engine })
+    }
 }
 
 impl Module {
     /// Compile the component at `path`, check it implements the contract and
     /// is of kind `expected`.
-    pub fn load(path: &Path, expected: Kind, limits: Limits) -> Result<Module, LoadError> {
+    pub fn load(engine: &Engine, path: &Path, expected: Kind, limits: Limits) -> Result<Module, LoadError> {
         let bytes = crate::files::read_limited(path, MAX_MODULE_BYTES, "module")
             .map_err(|message| LoadError::Read { path: path.display().to_string(), message })?;
-        Self::from_bytes(&path.display().to_string(), &bytes, expected, limits)
+        Self::from_bytes(engine, &path.display().to_string(), &bytes, expected, limits)
     }
 
     /// Compile a component from bytes; `name` names it in errors and logs.
-    pub fn from_bytes(name: &str, bytes: &[u8], expected: Kind, limits: Limits) -> Result<Module, LoadError> {
-        let engine = engine()?;
+    pub fn from_bytes(
+        engine: &Engine,
+        name: &str,
+        bytes: &[u8],
+        expected: Kind,
+        limits: Limits,
+    ) -> Result<Module, LoadError> {
+        let engine = engine.inner.clone();
         let component = Component::new(&engine, bytes)
             .map_err(|e| LoadError::Compile { path: name.to_string(), message: format!("{e:#}") })?;
         let mut linker: Linker<HostState> = Linker::new(&engine);

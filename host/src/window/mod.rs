@@ -7,7 +7,7 @@ mod operator;
 
 pub use batch::{Batch, BatchBuilder, Bounds, Column, ColumnData, Fired, Fold, SliceRef};
 pub use grid::Grid;
-pub use operator::{Mode, Operator, Stats};
+pub use operator::{Mode, Operator, Snapshot, Stats};
 
 /// The window shape, in milliseconds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -24,7 +24,7 @@ use sluice_sink_api::Trigger;
 use super::batch::{Batch, BatchBuilder, Bounds, Fired, Fold, SliceRef, slice_bytes};
 use super::{Grid, Kind, Spec, TriggerMode};
 use crate::decode::{self, FieldType};
-use crate::state::{Interner, KeyId, MemoryState, Session, Slice, StateBackend, Value};
+use crate::state::{CodecError, Interner, KeyId, KeyState, MemoryState, Session, Slice, StateBackend, Value};
 
 /// What the transform does with window contents.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,6 +51,20 @@ pub struct Stats {
     pub fired_event: u64,
     pub fired_late: u64,
     pub keys_expired: u64,
+}
+
+/// The operator's state between steps, owned and in bytes: what a
+/// checkpoint stores, and what a moved partition takes along.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Snapshot {
+    pub watermark: i64,
+    /// The watermark of the last sweep for idle keys (so a restored run
+    /// expires keys when an uninterrupted one would).
+    pub last_sweep: i64,
+    /// Per source partition: the encoded state of each key it last fed
+    /// ([`crate::state::KeyState::encode`]). Timers are not stored: they
+    /// follow from the state.
+    pub partitions: std::collections::BTreeMap<u32, Vec<Vec<u8>>>,
 }
 
 /// An event arrived too late for every window it belongs to.
@@ -651,6 +665,61 @@ impl<S: StateBackend> Operator<S> {
             }
         }
         dropped
+    }
+
+    /// Everything the operator holds, between steps (no call being built,
+    /// no late update queued: a barrier leaves it so).
+    pub fn snapshot(&self) -> Snapshot {
+        debug_assert!(self.pending_windows() == 0 && self.late_queue.is_empty() && self.late_refires.is_empty());
+        let mut snapshot = Snapshot { watermark: self.watermark, last_sweep: self.last_sweep, ..Snapshot::default() };
+        for id in self.state.ids() {
+            if let Some(ks) = self.state.get(id) {
+                let mut bytes = Vec::new();
+                ks.encode(&self.interner, &mut bytes);
+                snapshot.partitions.entry(ks.partition).or_default().push(bytes);
+            }
+        }
+        snapshot
+    }
+
+    /// Take in the keys of `snapshot` (of every partition, or of the
+    /// partitions of a restored source) with their timers, before their
+    /// partitions' first record. The watermark moves to the snapshot's if
+    /// it is ahead.
+    pub fn restore(&mut self, snapshot: &Snapshot, partitions: impl Fn(u32) -> bool) -> Result<usize, CodecError> {
+        self.watermark = self.watermark.max(snapshot.watermark);
+        self.last_sweep = self.last_sweep.max(snapshot.last_sweep);
+        let lateness = self.spec.allowed_lateness;
+        let mut restored = 0;
+        for (_, keys) in snapshot.partitions.iter().filter(|(p, _)| partitions(**p)) {
+            for bytes in keys {
+                let ks = KeyState::decode(bytes, &mut self.interner)?;
+                let id = self.state.lookup_or_insert(&ks.key);
+                if let Some(mut old) = self.state.get_mut(id).map(std::mem::take) {
+                    old.release(&mut self.interner);
+                }
+                if let Some(e) = ks.next_close {
+                    self.close_timers.push(Reverse((e, id)));
+                }
+                match self.shape {
+                    Shape::Grid(grid) => self.cleanup_timers.extend(
+                        ks.slices.iter().map(|s| Reverse((grid.last_end(s.start).saturating_add(lateness), id))),
+                    ),
+                    Shape::Session(_) => self
+                        .cleanup_timers
+                        .extend(ks.sessions.iter().map(|s| Reverse((s.end.saturating_add(lateness), id)))),
+                }
+                let unfolded = ks.slices.iter().chain(ks.sessions.iter().flat_map(|s| &s.parts)).any(|s| !s.is_empty());
+                if let Some(slot) = self.state.get_mut(id) {
+                    *slot = KeyState { dirty: false, ..ks };
+                }
+                if unfolded {
+                    self.mark_dirty(id);
+                }
+                restored += 1;
+            }
+        }
+        Ok(restored)
     }
 
     /// The earliest event time that state still holds (a slice's or

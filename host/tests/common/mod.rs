@@ -8,7 +8,8 @@ use std::sync::Arc;
 use serde_json::Value;
 use sluice_host::manifest::Manifest;
 use sluice_host::metrics::Metrics;
-use sluice_host::pipeline::{self, Summary};
+use sluice_host::pipeline::{self, Plan, Summary};
+use sluice_host::runtime::Runtime;
 
 /// A module built by `scripts/build-transforms`.
 pub fn module(name: &str) -> PathBuf {
@@ -62,9 +63,10 @@ pub fn run_example(name: &str, input: &str, overrides: &[&str]) -> anyhow::Resul
 }
 
 fn execute(manifest: Manifest, dir: &Path) -> anyhow::Result<Run> {
-    let metrics = Arc::new(Metrics::default());
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
-    let summary = runtime.block_on(pipeline::run(manifest, metrics.clone()))?;
+    let tokio = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
+    let runtime = Runtime::new(tokio.handle().clone())?;
+    let plan = Plan::new(manifest, &runtime)?;
+    let (summary, metrics) = tokio.block_on(pipeline::run(plan, &runtime))?;
     Ok(Run {
         summary,
         metrics,

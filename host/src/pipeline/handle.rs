@@ -1,0 +1,158 @@
+//! A pipeline you can hold: started on a shared [`Runtime`], stopped in one
+//! of three modes, asked for its status and metrics, joined for its
+//! summary (as Vector's `RunningTopology`).
+
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Instant;
+
+use tokio::sync::{mpsc, oneshot};
+
+use super::control::{Stop, StopMode};
+use super::outputs::{Output, Outputs};
+use super::progress::Done;
+use super::{Error, Plan, Result, Summary, compute};
+use crate::metrics::Metrics;
+use crate::runtime::Runtime;
+
+/// Starts pipelines.
+#[derive(Debug)]
+pub struct Pipeline;
+
+/// Where a pipeline is in its life.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum State {
+    Running,
+    /// Asked to stop, finishing as the mode says.
+    Stopping(StopMode),
+    /// Ended: its input ended or it was stopped.
+    Finished,
+    /// Ended on an error.
+    Failed(String),
+}
+
+/// What a pipeline is doing, for people and the admin API.
+#[derive(Debug, Clone)]
+pub struct Status {
+    pub name: String,
+    pub state: State,
+    pub events_read: u64,
+    pub feature_rows: u64,
+    pub dead_letters: u64,
+    /// The operator's watermark (ms since the epoch), once there is one.
+    pub watermark: Option<i64>,
+    /// The last barrier whose outputs every sink has committed.
+    pub last_barrier: Option<u64>,
+}
+
+/// A running pipeline.
+#[derive(Debug)]
+pub struct Handle {
+    name: String,
+    stop: Arc<Stop>,
+    metrics: Arc<Metrics>,
+    ended: Arc<Mutex<Option<State>>>,
+    /// Taken by the one [`Handle::join`].
+    outcome: Mutex<Option<oneshot::Receiver<Result<Summary>>>>,
+}
+
+impl Pipeline {
+    /// Open the plan's sinks and start reading. Fails if a sink cannot be
+    /// opened; everything after that is reported by [`Handle::join`].
+    pub async fn start(plan: Plan, runtime: &Runtime) -> Result<Handle> {
+        let Plan { manifest, module } = plan;
+        let started = Instant::now();
+        let name = manifest.name.clone();
+        let (stop, metrics) = (Arc::new(Stop::default()), Arc::new(Metrics::default()));
+        let outputs = Outputs::open(&manifest.outputs).await?;
+        let (tx, rx) = mpsc::channel::<Output>(4);
+        let (acks, acked) = std::sync::mpsc::channel::<Done>();
+        tracing::info!(pipeline = %manifest.name, workers = manifest.parallelism(), module = module.name(), "running");
+        let workers = manifest.parallelism();
+        let written = runtime.tokio().spawn({
+            let (metrics, stop) = (metrics.clone(), stop.clone());
+            async move { outputs.drain(rx, workers, acks, &metrics, &stop).await }
+        });
+        let (computed_tx, computed) = oneshot::channel();
+        std::thread::Builder::new()
+            .name("sluice-compute".into())
+            .spawn({
+                let (metrics, stop) = (metrics.clone(), stop.clone());
+                move || {
+                    let r = compute(&manifest, &module, tx, &acked, &metrics, &stop);
+                    let _ = computed_tx.send(r);
+                }
+            })
+            .map_err(|e| Error::Thread(e.to_string()))?;
+        let ended = Arc::new(Mutex::new(None));
+        let (outcome_tx, outcome) = oneshot::channel();
+        runtime.tokio().spawn({
+            let (metrics, ended) = (metrics.clone(), ended.clone());
+            async move {
+                let written = written.await.map_err(|e| Error::Thread(format!("the sinks' task: {e}")));
+                let computed = computed.await.map_err(|_| Error::Thread("the compute thread panicked".into()));
+                // A sink's failure stops the compute thread too: report
+                // its cause.
+                let result = written.and_then(|w| Ok(w?)).and(computed.and_then(|c| c)).map(|()| {
+                    let g = Metrics::get;
+                    Summary {
+                        events_read: g(&metrics.events_read),
+                        events_accepted: g(&metrics.events_accepted),
+                        dead_letters: metrics.dead_letters(),
+                        late_events: g(&metrics.events_late),
+                        feature_rows: g(&metrics.feature_rows),
+                        elapsed: started.elapsed(),
+                    }
+                });
+                let state = match &result {
+                    Ok(_) => State::Finished,
+                    Err(e) => State::Failed(e.to_string()),
+                };
+                *ended.lock().unwrap_or_else(PoisonError::into_inner) = Some(state);
+                let _ = outcome_tx.send(result);
+            }
+        });
+        Ok(Handle { name, stop, metrics, ended, outcome: Mutex::new(Some(outcome)) })
+    }
+}
+
+impl Handle {
+    /// Ask the pipeline to stop; returns at once (see [`Handle::join`]).
+    pub fn stop(&self, mode: StopMode) {
+        tracing::info!(pipeline = %self.name, ?mode, "stop requested");
+        self.stop.request(mode);
+    }
+
+    pub fn status(&self) -> Status {
+        let ended = self.ended.lock().unwrap_or_else(PoisonError::into_inner).clone();
+        let state = match (ended, self.stop.requested()) {
+            (Some(state), _) => state,
+            (None, Some(mode)) => State::Stopping(mode),
+            (None, None) => State::Running,
+        };
+        let m = &self.metrics;
+        Status {
+            name: self.name.clone(),
+            state,
+            events_read: Metrics::get(&m.events_read),
+            feature_rows: Metrics::get(&m.feature_rows),
+            dead_letters: m.dead_letters(),
+            watermark: m.watermark(),
+            last_barrier: Some(Metrics::get(&m.last_barrier)).filter(|&b| b > 0),
+        }
+    }
+
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    /// Wait for the pipeline to end: the end of a bounded input, a stop,
+    /// or a failure. Takes `&self`, so the pipeline can be stopped while
+    /// it is awaited; only the first call gets the outcome.
+    pub async fn join(&self) -> Result<Summary> {
+        let outcome = self.outcome.lock().unwrap_or_else(PoisonError::into_inner).take();
+        match outcome {
+            Some(outcome) => outcome.await.unwrap_or_else(|_| Err(Error::Thread("the pipeline's task is gone".into()))),
+            None => Err(Error::Joined),
+        }
+    }
+}
