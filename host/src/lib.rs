@@ -2,6 +2,7 @@
 //! engine, sinks and the pipeline that wires them.
 
 pub mod alloc;
+pub mod checkpoint;
 pub mod decode;
 pub mod files;
 pub mod manifest;

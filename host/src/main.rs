@@ -4,9 +4,9 @@
 use clap::{Parser, Subcommand};
 use sluice_host::manifest::{Document, reference};
 use sluice_host::pipeline::{self, Pipeline, Plan, StopMode};
-use sluice_host::preflight;
 use sluice_host::runtime::Runtime;
 use sluice_host::wasm::{Engine, Module};
+use sluice_host::{checkpoint, preflight};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -32,6 +32,16 @@ enum Command {
         /// items by index; one past the end adds an item.
         #[arg(long = "set", value_name = "PATH=VALUE")]
         overrides: Vec<String>,
+        /// Start over: move the checkpoints already taken aside instead of
+        /// resuming from them (needed after changing the window, the key or
+        /// the fields).
+        #[arg(long)]
+        fresh: bool,
+    },
+    /// Show the checkpoints of a manifest's `checkpoint.dir`.
+    Checkpoints {
+        #[command(subcommand)]
+        command: CheckpointsCommand,
     },
     /// Check a manifest, its module, the files it reads and writes, and the
     /// brokers and Redis servers it uses; report every problem found.
@@ -47,6 +57,26 @@ enum Command {
     Reference,
 }
 
+#[derive(Subcommand)]
+enum CheckpointsCommand {
+    /// One line per checkpoint: when, which host, partitions, keys, size.
+    List {
+        /// The manifest whose checkpoints to show.
+        file: PathBuf,
+        #[arg(long = "set", value_name = "PATH=VALUE")]
+        overrides: Vec<String>,
+    },
+    /// Read a checkpoint whole and check it: its partitions, positions and
+    /// keys, and whether the manifest can restore it.
+    Inspect {
+        file: PathBuf,
+        /// The checkpoint's file name (default: the newest).
+        name: Option<String>,
+        #[arg(long = "set", value_name = "PATH=VALUE")]
+        overrides: Vec<String>,
+    },
+}
+
 fn main() -> ExitCode {
     sluice_host::alloc::tune();
     // Colour only for a person at a terminal (https://no-color.org).
@@ -60,7 +90,8 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     match Cli::parse().command {
-        Command::Run { file, overrides } => run(&file, &overrides),
+        Command::Run { file, overrides, fresh } => run(&file, &overrides, fresh),
+        Command::Checkpoints { command } => checkpoints(command),
         Command::Validate { file, overrides, offline } => validate(&file, &overrides, offline),
         Command::Reference => {
             print!("{}", reference::markdown());
@@ -121,7 +152,7 @@ fn validate(file: &Path, overrides: &[String], offline: bool) -> ExitCode {
 /// ([`StopMode::Checkpoint`]: no more records, outputs written and
 /// committed, exit 0). A second one stops it at once (exit 130), a third
 /// exits without waiting.
-fn run(file: &Path, overrides: &[String]) -> ExitCode {
+fn run(file: &Path, overrides: &[String], fresh: bool) -> ExitCode {
     let tokio = match tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build() {
         Ok(r) => r,
         Err(e) => {
@@ -141,7 +172,11 @@ fn run(file: &Path, overrides: &[String]) -> ExitCode {
     };
     let outcome = tokio.block_on(async {
         let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-        let handle = Pipeline::start(Plan::with_module(document.manifest, module), &runtime).await?;
+        let mut plan = Plan::with_module(document.manifest, module);
+        if fresh {
+            plan = plan.fresh();
+        }
+        let handle = Pipeline::start(plan, &runtime).await?;
         let join = handle.join();
         tokio::pin!(join);
         let mut signals = 0;
@@ -172,6 +207,84 @@ fn run(file: &Path, overrides: &[String]) -> ExitCode {
         }
         Err(e) => {
             eprintln!("{}: error: {e:#}", file.display());
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn checkpoints(command: CheckpointsCommand) -> ExitCode {
+    let (file, overrides, inspect) = match command {
+        CheckpointsCommand::List { file, overrides } => (file, overrides, None),
+        CheckpointsCommand::Inspect { file, name, overrides } => (file, overrides, Some(name)),
+    };
+    let manifest = match Document::load(&file, &overrides) {
+        Ok(d) => d.manifest,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let Some(config) = &manifest.checkpoint else {
+        eprintln!("{}: the manifest takes no checkpoints (no `checkpoint` section)", file.display());
+        return ExitCode::FAILURE;
+    };
+    let listed = match checkpoint::list(&config.dir) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let name =
+        |l: &checkpoint::Listed| l.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let Some(wanted) = inspect else {
+        println!("{} checkpoint(s) in {}", listed.len(), config.dir.display());
+        for l in &listed {
+            match &l.header {
+                Ok(h) => println!(
+                    "{}  {}  {} partition(s), {} key(s), {} bytes",
+                    name(l),
+                    sluice_host::time::format_ms(h.created_ms),
+                    h.partitions.len(),
+                    h.partitions.iter().map(|p| p.keys).sum::<u64>(),
+                    l.size
+                ),
+                Err(e) => println!("{}  unreadable: {e}", name(l)),
+            }
+        }
+        return ExitCode::SUCCESS;
+    };
+    let chosen = match &wanted {
+        Some(w) => listed.iter().find(|l| name(l) == *w),
+        None => listed.last(),
+    };
+    let Some(chosen) = chosen else {
+        eprintln!("no checkpoint {} in {}", wanted.unwrap_or_default(), config.dir.display());
+        return ExitCode::FAILURE;
+    };
+    match checkpoint::read(&chosen.path) {
+        Ok(c) => {
+            let h = &c.header;
+            println!("{}: intact ({} bytes)", chosen.path.display(), chosen.size);
+            println!("pipeline {}, host {}, barrier {}", h.pipeline, h.host, h.epoch);
+            println!("written {}", sluice_host::time::format_ms(h.created_ms));
+            println!("watermark {}", sluice_host::time::format_ms(h.watermark));
+            println!("state of: {}", h.fingerprint);
+            let expected = checkpoint::fingerprint(&manifest);
+            if h.fingerprint != expected {
+                println!("the manifest cannot restore it: it has {expected} (run with --fresh to start over)");
+            }
+            for (p, e) in c.partitions.iter().zip(&h.partitions) {
+                let latest = p.max_event_time.map_or_else(|| "none".into(), sluice_host::time::format_ms);
+                println!(
+                    "  {}[{}] next offset {}, latest event {latest}, {} key(s), {} bytes",
+                    p.topic, p.partition, p.offset, e.keys, e.bytes
+                );
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
             ExitCode::FAILURE
         }
     }

@@ -30,6 +30,12 @@ pub struct Metrics {
     pub watermark: TimeGauge,
     /// The last barrier every sink has committed (0: none yet).
     pub last_barrier: AtomicU64,
+    pub checkpoints: AtomicU64,
+    /// Checkpoints that could not be written (the pipeline went on).
+    pub checkpoint_failures: AtomicU64,
+    /// Size and duration of the last checkpoint.
+    pub checkpoint_bytes: AtomicU64,
+    pub checkpoint_ms: AtomicU64,
 }
 
 /// A time gauge (ms since the epoch) that starts unset.
@@ -97,6 +103,10 @@ impl Metrics {
             ("sluice_guest_retries_total", "", g(&self.guest_retries)),
             ("sluice_sink_retries_total", "", g(&self.sink_retries)),
             ("sluice_keys_expired_total", "", g(&self.keys_expired)),
+            ("sluice_checkpoints_total", "", g(&self.checkpoints)),
+            ("sluice_checkpoint_failures_total", "", g(&self.checkpoint_failures)),
+            ("sluice_checkpoint_last_bytes", "", g(&self.checkpoint_bytes)),
+            ("sluice_checkpoint_last_duration_ms", "", g(&self.checkpoint_ms)),
         ]
     }
 

@@ -91,7 +91,25 @@ pub fn check(manifest: &Manifest, online: bool) -> Vec<Finding> {
             }
         }
     }
+    if let Some(c) = &manifest.checkpoint
+        && let Some(problem) = writable_dir(&c.dir)
+    {
+        found.push(("checkpoint.dir".into(), problem, Some("give a folder you can write".into())));
+    }
     found
+}
+
+/// Why checkpoints could not be written in `dir`, if they could not.
+/// Creates nothing: an existing folder gets an unnamed temporary file, a
+/// new one's nearest existing parent too.
+fn writable_dir(dir: &Path) -> Option<String> {
+    let shown = dir.display();
+    let absolute = std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf());
+    let folder = absolute.ancestors().find(|a| a.exists())?;
+    if !folder.is_dir() {
+        return Some(format!("cannot create `{shown}`: `{}` is not a folder", folder.display()));
+    }
+    tempfile::tempfile_in(folder).err().map(|e| format!("cannot write in `{}`: {e}", folder.display()))
 }
 
 /// Why `path` cannot be read as a source, if it cannot.

@@ -46,6 +46,38 @@ pub struct Manifest {
     /// state and module instance. Default: the number of cores.
     #[serde(default)]
     pub parallelism: Option<usize>,
+    /// Checkpoints of the window state and source positions, so that a
+    /// restart (or a partition moved to another host) resumes where the
+    /// last checkpoint was taken instead of reading its windows again.
+    /// Absent: no checkpoints; a restart reads again every record whose
+    /// window was still open.
+    #[serde(default)]
+    pub checkpoint: Option<CheckpointConfig>,
+}
+
+/// Where and how often checkpoints are taken.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CheckpointConfig {
+    /// Directory of the checkpoints. Hosts of one consumer group may share
+    /// it (a network file system): a partition that moves takes its state
+    /// from the newest checkpoint that holds it, whichever host wrote it.
+    pub dir: PathBuf,
+    /// Time between checkpoints. A graceful stop takes one too.
+    #[serde(default = "default_checkpoint_interval")]
+    pub interval: Duration,
+    /// Checkpoints of this host kept; older ones are deleted, unless one is
+    /// the newest that holds some partition.
+    #[serde(default = "default_retain")]
+    pub retain: usize,
+}
+
+fn default_checkpoint_interval() -> Duration {
+    Duration::from_millis(10_000)
+}
+
+fn default_retain() -> usize {
+    3
 }
 
 /// A source of events.
@@ -628,6 +660,21 @@ impl Manifest {
                      slide, or a tumbling window",
                 ),
             );
+        }
+        if let Some(c) = &self.checkpoint {
+            if matches!(self.source, SourceConfig::File { .. }) {
+                problem(
+                    "checkpoint",
+                    "checkpoints are taken of Kafka sources only".into(),
+                    Some("a file is read whole by every run: remove `checkpoint`"),
+                );
+            }
+            if c.interval.millis() < 10 {
+                problem("checkpoint.interval", "the interval must be at least 10ms".into(), Some("the default is 10s"));
+            }
+            if c.retain == 0 {
+                problem("checkpoint.retain", "at least one checkpoint must be kept".into(), Some("the default is 3"));
+            }
         }
         let e = &self.events;
         if e.key.trim().is_empty() {

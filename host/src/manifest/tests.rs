@@ -312,3 +312,18 @@ fn deep_and_large_documents_are_refused_where_they_go_wrong() {
     let big = format!("{GOOD}# {}\n", "x".repeat(MAX_MANIFEST_BYTES as usize));
     assert!(problems(&big, &[])[0].message.contains("larger than 1048576 bytes"));
 }
+
+#[test]
+fn checkpoints_need_a_kafka_source_an_interval_and_something_kept() {
+    let paths = |overrides: &[&str]| -> Vec<String> { problems(GOOD, overrides).into_iter().map(|p| p.path).collect() };
+    assert_eq!(paths(&["checkpoint={dir: ck}"]), ["checkpoint"]);
+    let kafka = "source={type: kafka, brokers: '127.0.0.1:9092', topics: [t], group: g}";
+    assert!(paths(&[kafka, "checkpoint={dir: ck}"]).is_empty());
+    assert_eq!(
+        paths(&[kafka, "checkpoint={dir: ck, interval: 1ms, retain: 0}"]),
+        ["checkpoint.interval", "checkpoint.retain"]
+    );
+    let m = Manifest::parse("m.yaml", GOOD, &[kafka.to_string(), "checkpoint={dir: ck}".to_string()]);
+    let c = m.ok().and_then(|m| m.checkpoint);
+    assert_eq!(c.map(|c| (c.interval.millis(), c.retain)), Some((10_000, 3)));
+}

@@ -8,9 +8,9 @@ use std::time::Instant;
 use tokio::sync::{mpsc, oneshot};
 
 use super::control::{Stop, StopMode};
-use super::outputs::{Output, Outputs};
-use super::progress::Done;
+use super::outputs::{Ack, Coordinator, Output, Outputs, SourceCut};
 use super::{Error, Plan, Result, Summary, compute};
+use crate::checkpoint::Store;
 use crate::metrics::Metrics;
 use crate::runtime::Runtime;
 
@@ -59,18 +59,23 @@ impl Pipeline {
     /// Open the plan's sinks and start reading. Fails if a sink cannot be
     /// opened; everything after that is reported by [`Handle::join`].
     pub async fn start(plan: Plan, runtime: &Runtime) -> Result<Handle> {
-        let Plan { manifest, module } = plan;
+        let Plan { manifest, module, fresh } = plan;
+        let store = match &manifest.checkpoint {
+            Some(c) => Some(Arc::new(Store::open(c, &manifest, fresh)?)),
+            None => None,
+        };
         let started = Instant::now();
         let name = manifest.name.clone();
         let (stop, metrics) = (Arc::new(Stop::default()), Arc::new(Metrics::default()));
         let outputs = Outputs::open(&manifest.outputs).await?;
         let (tx, rx) = mpsc::channel::<Output>(4);
-        let (acks, acked) = std::sync::mpsc::channel::<Done>();
+        let (acks, acked) = std::sync::mpsc::channel::<Ack>();
+        let (cut_tx, cuts) = std::sync::mpsc::channel::<SourceCut>();
         tracing::info!(pipeline = %manifest.name, workers = manifest.parallelism(), module = module.name(), "running");
-        let workers = manifest.parallelism();
+        let coordinator = Coordinator { workers: manifest.parallelism(), acks, cuts, store: store.clone() };
         let written = runtime.tokio().spawn({
             let (metrics, stop) = (metrics.clone(), stop.clone());
-            async move { outputs.drain(rx, workers, acks, &metrics, &stop).await }
+            async move { outputs.drain(rx, coordinator, &metrics, &stop).await }
         });
         let (computed_tx, computed) = oneshot::channel();
         std::thread::Builder::new()
@@ -78,7 +83,7 @@ impl Pipeline {
             .spawn({
                 let (metrics, stop) = (metrics.clone(), stop.clone());
                 move || {
-                    let r = compute(&manifest, &module, tx, &acked, &metrics, &stop);
+                    let r = compute(&manifest, &module, tx, (&acked, cut_tx, store), &metrics, &stop);
                     let _ = computed_tx.send(r);
                 }
             })

@@ -23,18 +23,22 @@ mod worker;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::checkpoint::Store;
 use crate::manifest::{Manifest, SourceConfig, TransformKind};
 use crate::metrics::Metrics;
 use crate::runtime::Runtime;
-use crate::source::{FileSource, KafkaSource, Polled, Source};
+use crate::source::{Assignment, FileSource, KafkaSource, Polled, Source};
+use crate::state::KeyState;
 use crate::time::Watermarks;
 use crate::wasm::{self, Module};
 use crate::window::Mode;
+use crate::window::Snapshot;
 pub use control::{Control, Stop, StopMode};
 use crossbeam_channel::{SendTimeoutError, Sender as Inbox};
 pub use evaluate::evaluate;
 pub use handle::{Handle, Pipeline, State, Status};
 pub(crate) use outputs::Output;
+use outputs::{Ack, CutPartition, SourceCut};
 use progress::{Done, Progress};
 use reader::{Reader, Routed};
 use tokio::sync::mpsc::Sender;
@@ -54,6 +58,10 @@ pub enum Error {
     Thread(String),
     #[error("the pipeline was joined already")]
     Joined,
+    #[error(transparent)]
+    Checkpoint(#[from] crate::checkpoint::Error),
+    #[error("cannot restore the state of a checkpoint: {0}")]
+    Restore(String),
     /// A worker gave up because the pipeline was stopped at once (never
     /// reported: the step's records are not committed).
     #[error("stopped")]
@@ -120,18 +128,27 @@ pub fn load_module(manifest: &Manifest, engine: &wasm::Engine) -> Result<Module>
 pub struct Plan {
     manifest: Manifest,
     module: Module,
+    /// Move existing checkpoints aside instead of restoring them.
+    fresh: bool,
 }
 
 impl Plan {
     /// Compile the manifest's module on the runtime's engine.
     pub fn new(manifest: Manifest, runtime: &Runtime) -> Result<Plan> {
         let module = load_module(&manifest, runtime.engine())?;
-        Ok(Plan { manifest, module })
+        Ok(Plan { manifest, module, fresh: false })
     }
 
     /// With a module already compiled (on the same runtime's engine).
     pub fn with_module(manifest: Manifest, module: Module) -> Plan {
-        Plan { manifest, module }
+        Plan { manifest, module, fresh: false }
+    }
+
+    /// Start over: checkpoints already taken are moved aside, not restored
+    /// (a manifest whose window or key changed cannot restore them).
+    pub fn fresh(mut self) -> Plan {
+        self.fresh = true;
+        self
     }
 
     pub fn manifest(&self) -> &Manifest {
@@ -147,11 +164,31 @@ pub async fn run(plan: Plan, runtime: &Runtime) -> Result<(Summary, Arc<Metrics>
     Ok((handle.join().await?, metrics))
 }
 
-fn open_source(manifest: &Manifest) -> Result<Box<dyn Source>> {
+fn open_source(manifest: &Manifest, store: Option<Arc<Store>>) -> Result<Box<dyn Source>> {
     Ok(match &manifest.source {
         SourceConfig::File { path, step } => Box::new(FileSource::open(path, *step, manifest.events.max_bytes)?),
-        SourceConfig::Kafka(config) => Box::new(KafkaSource::open(config, manifest.events.max_bytes)?),
+        SourceConfig::Kafka(config) => Box::new(KafkaSource::open(config, manifest.events.max_bytes, store)?),
     })
+}
+
+/// Per worker, the keys of restored partitions it owns.
+fn restores(assigned: &[Assignment], workers: usize) -> Vec<Option<Snapshot>> {
+    let mut out: Vec<Option<Snapshot>> = (0..workers).map(|_| None).collect();
+    for a in assigned {
+        let Some(r) = &a.restored else { continue };
+        for bytes in &r.state.keys {
+            let worker = KeyState::peek_key(bytes).map_or(0, |key| reader::owner(key, workers));
+            let s = out[worker].get_or_insert_with(|| Snapshot {
+                watermark: r.watermark,
+                last_sweep: r.last_sweep,
+                ..Snapshot::default()
+            });
+            // Restored from several checkpoints: the least advanced.
+            (s.watermark, s.last_sweep) = (s.watermark.min(r.watermark), s.last_sweep.min(r.last_sweep));
+            s.partitions.entry(a.slot as u32).or_default().push(bytes.clone());
+        }
+    }
+    out
 }
 
 /// How long the reading thread waits for a busy worker before it tends
@@ -167,19 +204,24 @@ fn compute(
     manifest: &Manifest,
     module: &Module,
     tx: Sender<Output>,
-    acked: &std::sync::mpsc::Receiver<Done>,
+    (acked, cuts, store): (&std::sync::mpsc::Receiver<Ack>, std::sync::mpsc::Sender<SourceCut>, Option<Arc<Store>>),
     metrics: &Metrics,
     stop: &Stop,
 ) -> Result<()> {
-    let mut source = open_source(manifest)?;
+    let checkpoints = store.is_some();
+    let mut source = open_source(manifest, store)?;
     let count = manifest.parallelism();
     let idle = manifest.time.idle_timeout.map(|d| d.std());
     let watermarks = Watermarks::new(manifest.time.out_of_orderness.millis(), idle);
     let mut reader = Reader::new(manifest.schema(), manifest.events.max_bytes, watermarks, count, metrics);
     let mut progress = Progress::default();
-    // Barriers go through as often as the source commits; a source that
-    // does not commit only has the last one.
-    let every = manifest.source.commit_interval();
+    // Barriers go through as often as checkpoints are taken, or else as
+    // the source commits; a source that does neither only has the last.
+    let every = match &manifest.checkpoint {
+        Some(c) => Some(c.interval.std()),
+        None => manifest.source.commit_interval(),
+    };
+    let mut names: Vec<Option<(Arc<str>, i32)>> = Vec::new();
     let read = std::thread::scope(|scope| {
         let mut inboxes = Vec::with_capacity(count);
         let mut workers = Vec::with_capacity(count);
@@ -207,8 +249,8 @@ fn compute(
         let mut barrier_due = every.map(|d| Instant::now() + d);
         let read = (|| -> Result<()> {
             loop {
-                while let Ok(done) = acked.try_recv() {
-                    source.commit(&progress.committable(done))?;
+                while let Ok(ack) = acked.try_recv() {
+                    source.commit(&committable(&mut progress, ack))?;
                 }
                 if stop.cancelled() {
                     return Ok(());
@@ -228,9 +270,29 @@ fn compute(
                             seq += 1;
                             (reader.read(Arc::new(chunk), seq, caught_up, &mut progress), None)
                         }
-                        Polled::Assigned(slots) => {
-                            slots.iter().for_each(|&s| reader.watermarks.assign(s, now));
-                            continue;
+                        Polled::Assigned(assigned) => {
+                            for a in &assigned {
+                                reader.watermarks.assign(a.slot, now);
+                                let latest = a.restored.as_ref().and_then(|r| r.state.max_event_time);
+                                if let Some(t) = latest {
+                                    reader.watermarks.observe(a.slot, t, now);
+                                }
+                                progress.assign(a.slot, a.start, latest);
+                                if names.len() <= a.slot {
+                                    names.resize(a.slot + 1, None);
+                                }
+                                names[a.slot] = Some((a.topic.clone(), a.partition));
+                            }
+                            if assigned.iter().all(|a| a.restored.is_none()) {
+                                continue;
+                            }
+                            // Restored state goes in before the partitions'
+                            // first records.
+                            let mut shares = reader.tick(seq, &[], false);
+                            for (share, restore) in shares.iter_mut().zip(restores(&assigned, count)) {
+                                share.restore = restore;
+                            }
+                            (shares, None)
                         }
                         Polled::Revoked(slots) => {
                             for &s in &slots {
@@ -261,6 +323,18 @@ fn compute(
                     epoch += 1;
                     barrier_due = every.map(|d| now + d);
                     shares.iter_mut().for_each(|s| s.control = Some(control.numbered(epoch)));
+                    if checkpoints {
+                        let partitions = progress
+                            .cut()
+                            .into_iter()
+                            .filter_map(|(slot, offset, max_event_time)| {
+                                let (topic, partition) = names.get(slot)?.clone()?;
+                                Some(CutPartition { slot, topic, partition, offset, max_event_time })
+                            })
+                            .collect();
+                        // The outputs' side may be gone (it failed).
+                        let _ = cuts.send(SourceCut { epoch, partitions });
+                    }
                 }
                 // A worker that stopped has failed; its error is reported
                 // below.
@@ -281,11 +355,22 @@ fn compute(
     drop(tx);
     if read.is_ok()
         && !stop.cancelled()
-        && let Some(done) = acked.iter().last()
+        && let Some(ack) = acked.iter().last()
     {
-        source.commit_last(&progress.committable(done))?;
+        source.commit_last(&committable(&mut progress, ack))?;
     }
     read
+}
+
+/// The offsets a barrier's acknowledgement allows to commit: all that
+/// was read before it once its checkpoint is durable; without one, only
+/// what no window still holds.
+fn committable(progress: &mut Progress, ack: Ack) -> Vec<(usize, i64)> {
+    let done = match ack.checkpointed {
+        true => Done { seq: ack.done.seq, oldest: i64::MAX },
+        false => ack.done,
+    };
+    progress.committable(done)
 }
 
 /// Hand each worker its share, holding the source while a worker's inbox

@@ -13,8 +13,10 @@ use tokio::sync::mpsc::Receiver;
 
 use super::control::{Control, Stop};
 use super::progress::Done;
+use crate::checkpoint::{Checkpoint, Header, PartitionState, Store};
 use crate::manifest::{OutputsConfig, SinkConfig};
 use crate::metrics::Metrics;
+use crate::window::Snapshot;
 
 /// What a worker sends to the sinks' side.
 #[derive(Debug)]
@@ -29,10 +31,12 @@ pub enum Item {
     DeadLetters(Vec<DeadLetter>),
     LateEvents(Vec<LateEvent>),
     /// The worker has sent every output of the records before `control`;
-    /// `done` says how far that is, for the source's commit.
+    /// `done` says how far that is, for the source's commit; `snapshot` is
+    /// its state there, when checkpoints are taken.
     Barrier {
         control: Control,
         done: Done,
+        snapshot: Option<Snapshot>,
     },
 }
 
@@ -115,29 +119,146 @@ async fn retry(
     }
 }
 
+/// A worker's barrier: the message, how far the worker is, its state.
+type Arrived = (Control, Done, Option<Snapshot>);
+
 /// Barrier alignment: per worker, the barrier it has sent and the outputs
 /// it sent after it.
 struct Align {
-    arrived: Vec<Option<(Control, Done)>>,
+    arrived: Vec<Option<Arrived>>,
     held: Vec<VecDeque<Item>>,
 }
 
 impl Align {
     fn new(workers: usize) -> Self {
-        Align { arrived: vec![None; workers], held: (0..workers).map(|_| VecDeque::new()).collect() }
+        Align { arrived: (0..workers).map(|_| None).collect(), held: (0..workers).map(|_| VecDeque::new()).collect() }
     }
 
-    /// Every worker's barrier is in: the barrier, and the oldest state and
-    /// lowest step over the workers.
-    fn complete(&mut self) -> Option<(Control, Done)> {
+    /// Every worker's barrier is in: the barrier, the oldest state and
+    /// lowest step over the workers, and their snapshots.
+    fn complete(&mut self) -> Option<(Control, Done, Vec<Snapshot>)> {
         if self.arrived.iter().any(Option::is_none) {
             return None;
         }
-        let all: Vec<(Control, Done)> = self.arrived.iter_mut().filter_map(Option::take).collect();
-        let (control, _) = *all.first()?;
-        let seq = all.iter().map(|(_, d)| d.seq).min()?;
-        let oldest = all.iter().map(|(_, d)| d.oldest).min()?;
-        Some((control, Done { seq, oldest }))
+        let all: Vec<Arrived> = self.arrived.iter_mut().filter_map(Option::take).collect();
+        let control = all.first()?.0;
+        let seq = all.iter().map(|(_, d, _)| d.seq).min()?;
+        let oldest = all.iter().map(|(_, d, _)| d.oldest).min()?;
+        let snapshots = all.into_iter().filter_map(|(_, _, s)| s).collect();
+        Some((control, Done { seq, oldest }, snapshots))
+    }
+}
+
+/// Where the source was at a barrier.
+#[derive(Debug, Clone)]
+pub(super) struct SourceCut {
+    pub epoch: u64,
+    pub partitions: Vec<CutPartition>,
+}
+
+/// A partition held at a barrier.
+#[derive(Debug, Clone)]
+pub(super) struct CutPartition {
+    pub slot: usize,
+    pub topic: std::sync::Arc<str>,
+    pub partition: i32,
+    /// The next offset to read.
+    pub offset: i64,
+    /// The largest event time it delivered.
+    pub max_event_time: Option<i64>,
+}
+
+/// What the outputs report back to the source, per barrier.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Ack {
+    pub done: Done,
+    /// A checkpoint of the barrier is durable: every record before it may
+    /// be committed, whatever the windows still hold.
+    pub checkpointed: bool,
+}
+
+/// The barrier side of the outputs: alignment's counterpart upstream.
+pub(super) struct Coordinator {
+    pub workers: usize,
+    pub acks: std::sync::mpsc::Sender<Ack>,
+    /// The source's cut at each barrier, in order (with checkpoints).
+    pub cuts: std::sync::mpsc::Receiver<SourceCut>,
+    pub store: Option<std::sync::Arc<Store>>,
+}
+
+impl Coordinator {
+    /// Write the checkpoint of barrier `epoch` from the workers' snapshots
+    /// and the source's cut. A failure (a full disk, say) fails the
+    /// checkpoint, not the pipeline: it is logged and counted, and the
+    /// source commits as if there were none.
+    async fn checkpoint(&mut self, epoch: u64, snapshots: Vec<Snapshot>, metrics: &Metrics) -> bool {
+        let Some(store) = self.store.clone() else {
+            return false;
+        };
+        let cut = loop {
+            match self.cuts.try_recv() {
+                Ok(cut) if cut.epoch < epoch => continue,
+                Ok(cut) if cut.epoch == epoch => break cut,
+                _ => {
+                    tracing::error!(epoch, "no source position for the barrier; the checkpoint is skipped");
+                    return false;
+                }
+            }
+        };
+        let started = std::time::Instant::now();
+        let mut partitions: Vec<PartitionState> = cut
+            .partitions
+            .iter()
+            .map(|p| PartitionState {
+                topic: p.topic.to_string(),
+                partition: p.partition,
+                offset: p.offset,
+                max_event_time: p.max_event_time,
+                keys: Vec::new(),
+            })
+            .collect();
+        let (mut watermark, mut last_sweep) = (i64::MAX, i64::MAX);
+        for snapshot in snapshots {
+            watermark = watermark.min(snapshot.watermark);
+            last_sweep = last_sweep.min(snapshot.last_sweep);
+            for (slot, keys) in snapshot.partitions {
+                // Keys of a partition no longer held were dropped with it.
+                if let Some(at) = cut.partitions.iter().position(|p| p.slot == slot as usize) {
+                    partitions[at].keys.extend(keys);
+                }
+            }
+        }
+        let header = Header {
+            pipeline: String::new(),
+            fingerprint: String::new(),
+            host: String::new(),
+            epoch,
+            created_ms: crate::time::now_ms(),
+            watermark,
+            last_sweep,
+            partitions: Vec::new(),
+        };
+        let mut checkpoint = Checkpoint { header, partitions };
+        let written = tokio::task::spawn_blocking(move || store.write(epoch, &mut checkpoint)).await;
+        match written {
+            Ok(Ok(bytes)) => {
+                Metrics::add(&metrics.checkpoints, 1);
+                Metrics::set(&metrics.checkpoint_bytes, bytes);
+                Metrics::set(&metrics.checkpoint_ms, started.elapsed().as_millis() as u64);
+                tracing::debug!(epoch, bytes, ms = started.elapsed().as_millis() as u64, "checkpoint written");
+                true
+            }
+            Ok(Err(e)) => {
+                Metrics::add(&metrics.checkpoint_failures, 1);
+                tracing::error!(epoch, "the checkpoint failed; the pipeline goes on without it: {e}");
+                false
+            }
+            Err(e) => {
+                Metrics::add(&metrics.checkpoint_failures, 1);
+                tracing::error!(epoch, "the checkpoint failed: {e}");
+                false
+            }
+        }
     }
 }
 
@@ -156,12 +277,11 @@ impl Outputs {
     pub(super) async fn drain(
         self,
         rx: Receiver<Output>,
-        workers: usize,
-        acks: std::sync::mpsc::Sender<Done>,
+        coordinator: Coordinator,
         metrics: &Metrics,
         stop: &Stop,
     ) -> sluice_sink_api::Result<()> {
-        match self.write_all(rx, workers, acks, metrics, stop).await {
+        match self.write_all(rx, coordinator, metrics, stop).await {
             // What a stop at once abandoned is not a failure.
             Err(_) if stop.cancelled() => Ok(()),
             r => r,
@@ -171,11 +291,11 @@ impl Outputs {
     async fn write_all(
         mut self,
         mut rx: Receiver<Output>,
-        workers: usize,
-        acks: std::sync::mpsc::Sender<Done>,
+        mut coordinator: Coordinator,
         metrics: &Metrics,
         stop: &Stop,
     ) -> sluice_sink_api::Result<()> {
+        let workers = coordinator.workers;
         let mut align = Align::new(workers);
         let mut finished = false;
         loop {
@@ -193,12 +313,14 @@ impl Outputs {
             self.take(worker, item, &mut align, metrics, stop).await?;
             // A completed barrier releases what waited behind it, which may
             // hold the next barrier.
-            while let Some((control, done)) = align.complete() {
-                self.barrier(control, metrics, stop).await?;
+            while let Some((control, done, snapshots)) = align.complete() {
+                self.pre_commit(control, metrics, stop).await?;
+                let checkpointed = coordinator.checkpoint(control.epoch(), snapshots, metrics).await;
+                self.commit(control, metrics, stop).await?;
                 Metrics::set(&metrics.last_barrier, control.epoch());
                 finished = control.is_last();
                 // The source may be gone already (a bounded run that ended).
-                let _ = acks.send(done);
+                let _ = coordinator.acks.send(Ack { done, checkpointed });
                 for w in 0..workers {
                     while align.arrived[w].is_none()
                         && let Some(item) = align.held[w].pop_front()
@@ -229,9 +351,9 @@ impl Outputs {
             Item::Features(r) => (&mut self.features, Batch::Features(r)),
             Item::DeadLetters(r) => (&mut self.dead_letters, Batch::DeadLetters(r)),
             Item::LateEvents(r) => (&mut self.late_events, Batch::LateEvents(r)),
-            Item::Barrier { control, done } => {
-                if let Some(slot) = align.arrived.get_mut(worker) {
-                    *slot = Some((*control, *done));
+            Item::Barrier { .. } => {
+                if let (Item::Barrier { control, done, snapshot }, Some(slot)) = (item, align.arrived.get_mut(worker)) {
+                    *slot = Some((control, done, snapshot));
                 }
                 return Ok(());
             }
@@ -250,8 +372,8 @@ impl Outputs {
 
     /// Every output before the barrier is written: pre-commit every sink
     /// (feature and late-event sinks first, as what they refuse becomes
-    /// dead letters), then commit them all.
-    async fn barrier(&mut self, control: Control, metrics: &Metrics, stop: &Stop) -> sluice_sink_api::Result<()> {
+    /// dead letters).
+    async fn pre_commit(&mut self, control: Control, metrics: &Metrics, stop: &Stop) -> sluice_sink_api::Result<()> {
         let epoch = control.epoch();
         let mut rejected = Vec::new();
         for (name, sink) in self.features.iter_mut().chain(&mut self.late_events) {
@@ -263,6 +385,13 @@ impl Outputs {
             retry(name, sink.as_mut(), Op::PreCommit(epoch), metrics, stop).await?;
             drop_refused(name, sink.as_mut(), metrics);
         }
+        Ok(())
+    }
+
+    /// The barrier's checkpoint is taken (or there is none): every sink
+    /// publishes what it staged.
+    async fn commit(&mut self, control: Control, metrics: &Metrics, stop: &Stop) -> sluice_sink_api::Result<()> {
+        let epoch = control.epoch();
         for (name, sink) in self.features.iter_mut().chain(&mut self.late_events).chain(&mut self.dead_letters) {
             retry(name, sink.as_mut(), Op::Commit(epoch), metrics, stop).await?;
         }
@@ -385,7 +514,7 @@ mod tests {
     }
 
     fn barrier(control: Control, seq: u64, oldest: i64) -> Item {
-        Item::Barrier { control, done: Done { seq, oldest } }
+        Item::Barrier { control, done: Done { seq, oldest }, snapshot: None }
     }
 
     /// Worker 0 passes barrier 1 before worker 1 has: its next rows wait,
@@ -412,12 +541,14 @@ mod tests {
         }
         drop(tx);
         let (acks, acked) = std::sync::mpsc::channel();
+        let (_, cuts) = std::sync::mpsc::channel();
         let metrics = Metrics::default();
-        outputs.drain(rx, 2, acks, &metrics, &Stop::default()).await?;
+        let coordinator = Coordinator { workers: 2, acks, cuts, store: None };
+        outputs.drain(rx, coordinator, &metrics, &Stop::default()).await?;
         let log = log.lock().map(|l| l.clone()).unwrap_or_default();
         let want = ["write a", "write b", "pre_commit 1", "commit 1", "write c", "write d", "pre_commit 2", "commit 2"];
         assert_eq!(log, want);
-        let acked: Vec<Done> = acked.try_iter().collect();
+        let acked: Vec<Done> = acked.try_iter().map(|a: Ack| a.done).collect();
         assert_eq!(acked, [Done { seq: 3, oldest: 50 }, Done { seq: 4, oldest: i64::MAX }]);
         assert_eq!(Metrics::get(&metrics.last_barrier), 2);
         Ok(())

@@ -25,6 +25,9 @@ struct Slot {
     /// Read in the step being decoded: next offset and the running maximum.
     next: Option<i64>,
     latest: i64,
+    /// While the partition is held: the next offset after every record
+    /// decoded so far (a checkpoint's position).
+    position: Option<i64>,
 }
 
 /// What every worker reported: steps up to `seq` written, and the oldest
@@ -48,9 +51,28 @@ impl Progress {
     pub fn read(&mut self, slot: usize, offset: i64, time: Option<i64>) {
         let s = self.slot(slot);
         s.next = Some(offset + 1);
+        s.position = Some(offset + 1);
         if let Some(t) = time {
             s.latest = s.latest.max(t);
         }
+    }
+
+    /// The partition is read from `start`; `latest` is the largest event
+    /// time of its records before (from a checkpoint).
+    pub fn assign(&mut self, slot: usize, start: i64, latest: Option<i64>) {
+        let s = self.slot(slot);
+        s.position = Some(start);
+        s.latest = latest.unwrap_or(i64::MIN);
+    }
+
+    /// Where each held partition is: (slot, next offset, largest event
+    /// time so far).
+    pub fn cut(&self) -> Vec<(usize, i64, Option<i64>)> {
+        self.slots
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| Some((i, s.position?, Some(s.latest).filter(|&t| t != i64::MIN))))
+            .collect()
     }
 
     /// The step `seq` has been decoded.

@@ -14,6 +14,7 @@ use sluice_sink_api::DeadLetter;
 
 use super::control::Control;
 use super::progress::Progress;
+use crate::window::Snapshot;
 
 use crate::decode::{self, Schema};
 use crate::metrics::Metrics;
@@ -60,6 +61,8 @@ pub(super) struct Routed {
     pub flush: bool,
     /// A barrier, stop or end of input, after this share's events.
     pub control: Option<Control>,
+    /// State restored from a checkpoint: taken in before the events.
+    pub restore: Option<Snapshot>,
 }
 
 impl Routed {
@@ -135,6 +138,7 @@ impl<'a> Reader<'a> {
                 watermark,
                 flush,
                 control: None,
+                restore: None,
             })
             .collect()
     }

@@ -34,6 +34,8 @@ pub(super) struct Worker<'a> {
     stop: &'a Stop,
     dead: Vec<DeadLetter>,
     late: Vec<LateEvent>,
+    /// Checkpoints are taken: barriers carry the worker's state.
+    checkpoints: bool,
 }
 
 impl<'a> Worker<'a> {
@@ -60,6 +62,7 @@ impl<'a> Worker<'a> {
             stop,
             dead: Vec::new(),
             late: Vec::new(),
+            checkpoints: manifest.checkpoint.is_some(),
         })
     }
 
@@ -73,6 +76,10 @@ impl<'a> Worker<'a> {
     pub fn chunk(&mut self, routed: Routed) -> Result<()> {
         if self.cancelled() {
             return Ok(());
+        }
+        if let Some(snapshot) = &routed.restore {
+            let keys = self.operator.restore(snapshot, |_| true).map_err(|e| Error::Restore(e.to_string()))?;
+            tracing::debug!(worker = self.index, keys, "state restored");
         }
         for &slot in &routed.revoked {
             let keys = self.operator.drop_partition(slot as u32);
@@ -123,7 +130,8 @@ impl<'a> Worker<'a> {
     fn barrier(&mut self, seq: u64, control: Control) -> Result<()> {
         debug_assert_eq!(self.operator.pending_windows(), 0, "a flushed step leaves no window waiting");
         let done = Done { seq, oldest: self.operator.oldest_state() };
-        self.send(Item::Barrier { control, done })
+        let snapshot = self.checkpoints.then(|| self.operator.snapshot());
+        self.send(Item::Barrier { control, done, snapshot })
     }
 
     /// Between chunks: late updates and the new watermark. Fired windows

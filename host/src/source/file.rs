@@ -104,7 +104,14 @@ impl Source for FileSource {
     fn poll(&mut self) -> Result<Polled> {
         if !self.started {
             self.started = true;
-            return Ok(Polled::Assigned(vec![0]));
+            let (topic, partition) = self.partitions.first().cloned().unwrap_or_else(|| ("".into(), 0));
+            return Ok(Polled::Assigned(vec![super::Assignment {
+                slot: 0,
+                topic,
+                partition,
+                start: 0,
+                restored: None,
+            }]));
         }
         match self.next_chunk() {
             Ok(Some(chunk)) => Ok(Polled::Chunk { chunk, caught_up: false }),

@@ -23,7 +23,8 @@ use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::{Chunk, Error, Partitions, Polled, Result, Source};
+use super::{Assignment, Chunk, Error, Partitions, Polled, Result, Source};
+use crate::checkpoint::{Restored, Store};
 use crate::manifest::Duration;
 use crate::time::TimestampFormat;
 
@@ -156,7 +157,8 @@ type TopicPartition = (String, i32);
 /// bounded reading, where it ends.
 #[derive(Debug)]
 enum Change {
-    Assign(Vec<(TopicPartition, i64, i64)>),
+    /// Each partition's start, end, and state restored from a checkpoint.
+    Assign(Vec<(TopicPartition, i64, i64, Option<Restored>)>),
     Revoke(Vec<TopicPartition>),
     Failed(String),
 }
@@ -173,6 +175,9 @@ struct Shared {
 struct Context {
     start: StartConfig,
     shared: Mutex<Shared>,
+    /// Checkpoints: a partition given to this host starts from the newest
+    /// checkpoint that holds it, with that checkpoint's state.
+    checkpoints: Option<Arc<Store>>,
 }
 
 impl ClientContext for Context {
@@ -242,6 +247,8 @@ impl Context {
                 new.add_partition(e.topic(), e.partition());
             }
         }
+        let wanted: Vec<TopicPartition> =
+            new.elements().iter().map(|e| (e.topic().to_string(), e.partition())).collect();
         let from_broker: HashMap<TopicPartition, Offset> = match &self.start {
             _ if new.count() == 0 => HashMap::new(),
             StartConfig::Committed => offsets(consumer.committed_offsets(new, REQUEST_TIMEOUT))?,
@@ -257,15 +264,23 @@ impl Context {
             }
             StartConfig::Earliest | StartConfig::Latest => HashMap::new(),
         };
+        let mut restored = match &self.checkpoints {
+            Some(store) if !wanted.is_empty() => store.restore(&wanted).map_err(|e| e.to_string())?,
+            _ => HashMap::new(),
+        };
         let mut assign = TopicPartitionList::new();
         let mut starts = Vec::new();
         for e in tpl.elements() {
             let tp = (e.topic().to_string(), e.partition());
+            let restored = restored.remove(&tp);
             let (low, high) = consumer
                 .fetch_watermarks(&tp.0, tp.1, REQUEST_TIMEOUT)
                 .map_err(|err| format!("cannot read the offsets of {}[{}]: {err}", tp.0, tp.1))?;
+            let checkpointed = restored.as_ref().map(|r| r.state.offset);
             let start = match (held.get(&tp), &self.start, from_broker.get(&tp)) {
                 (Some(&next), _, _) => next,
+                // State and position move together.
+                (None, _, _) if checkpointed.is_some() => checkpointed.unwrap_or(low),
                 (None, StartConfig::Latest, _) => high,
                 (None, StartConfig::Earliest, _) => low,
                 // Not clamped to [low, high]: Tansu reports a short high,
@@ -277,8 +292,16 @@ impl Context {
                 (None, StartConfig::Timestamp(_), _) => high,
                 (None, _, _) => low,
             };
+            if self.checkpoints.is_some() && restored.is_none() && !held.contains_key(&tp) {
+                tracing::info!(
+                    topic = tp.0,
+                    partition = tp.1,
+                    offset = start,
+                    "no checkpoint holds this partition: reading it without state"
+                );
+            }
             assign.add_partition_offset(&tp.0, tp.1, Offset::Offset(start)).map_err(|e| e.to_string())?;
-            starts.push((tp, start, high));
+            starts.push((tp, start, high, restored));
         }
         consumer.assign(&assign).map_err(|e| format!("cannot assign partitions: {e}"))?;
         Ok(Change::Assign(starts))
@@ -337,6 +360,9 @@ pub struct KafkaSource {
     said_waiting: Option<Instant>,
     /// Records dropped as sent again (see [`keep`]).
     again: u64,
+    /// A record of a partition assigned inside a poll, kept for after the
+    /// assignment.
+    pending: Option<rdkafka::message::OwnedMessage>,
 }
 
 /// How long a consumer without partitions waits before it says so, and
@@ -349,7 +375,9 @@ fn kafka_err(what: &str) -> impl Fn(rdkafka::error::KafkaError) -> Error + '_ {
 }
 
 impl KafkaSource {
-    pub fn open(config: &KafkaSourceConfig, max_bytes: usize) -> Result<Self> {
+    /// With `checkpoints`, each partition starts from (and with the state
+    /// of) the newest checkpoint that holds it.
+    pub fn open(config: &KafkaSourceConfig, max_bytes: usize, checkpoints: Option<Arc<Store>>) -> Result<Self> {
         let mut client = ClientConfig::new();
         client
             .set("bootstrap.servers", &config.brokers)
@@ -372,7 +400,7 @@ impl KafkaSource {
         for (k, v) in &config.properties {
             client.set(k, v);
         }
-        let context = Context { start: config.start.clone(), shared: Mutex::default() };
+        let context = Context { start: config.start.clone(), shared: Mutex::default(), checkpoints };
         let consumer: BaseConsumer<Context> =
             client.create_with_context(context).map_err(kafka_err("cannot create the consumer"))?;
         let topics: Vec<&str> = config.topics.iter().map(String::as_str).collect();
@@ -391,6 +419,7 @@ impl KafkaSource {
             unassigned_since: Some(Instant::now()),
             said_waiting: None,
             again: 0,
+            pending: None,
         })
     }
 
@@ -405,9 +434,10 @@ impl KafkaSource {
             match change {
                 Change::Failed(e) => return Err(Error::Kafka(e)),
                 Change::Revoke(gone) => self.revoking.extend(gone),
-                Change::Assign(starts) => {
+                Change::Assign(mut starts) => {
                     let mut assigned = Vec::new();
-                    for ((topic, partition), start, end) in &starts {
+                    for ((topic, partition), start, end, restored) in &mut starts {
+                        let (start, end) = (&*start, &*end);
                         let slot = match self.slot_of(topic, *partition) {
                             Some(i) => i,
                             None => {
@@ -430,7 +460,13 @@ impl KafkaSource {
                         let s = &mut self.slots[slot];
                         if !s.assigned {
                             (s.assigned, s.next, s.end, s.ended, s.finished) = (true, *start, *end, false, false);
-                            assigned.push(slot);
+                            assigned.push(Assignment {
+                                slot,
+                                topic: s.topic.clone(),
+                                partition: s.partition,
+                                start: *start,
+                                restored: restored.take(),
+                            });
                             if let Ok(mut shared) = self.consumer.context().shared.lock()
                                 && let Some(p) = shared.positions.get_mut(slot)
                             {
@@ -438,7 +474,7 @@ impl KafkaSource {
                             }
                         }
                     }
-                    let kept = |tp: &TopicPartition| starts.iter().any(|(t, _, _)| t == tp);
+                    let kept = |tp: &TopicPartition| starts.iter().any(|(t, _, _, _)| t == tp);
                     let revoked: Vec<usize> = std::mem::take(&mut self.revoking)
                         .iter()
                         .filter(|tp| !kept(tp))
@@ -458,7 +494,18 @@ impl KafkaSource {
                         self.notes.push_back(Polled::Revoked(revoked));
                     }
                     if !assigned.is_empty() {
-                        tracing::info!(partitions = ?self.describe(&assigned), "partitions assigned");
+                        let slots: Vec<usize> = assigned.iter().map(|a| a.slot).collect();
+                        tracing::info!(partitions = ?self.describe(&slots), "partitions assigned");
+                        for a in &assigned {
+                            if let Some(r) = &a.restored {
+                                tracing::info!(
+                                    partition = self.describe(&[a.slot]).join(""),
+                                    keys = r.state.keys.len(),
+                                    checkpoint = r.from,
+                                    "state restored from a checkpoint"
+                                );
+                            }
+                        }
                         self.notes.push_back(Polled::Assigned(assigned));
                     }
                 }
@@ -556,6 +603,11 @@ impl KafkaSource {
                     );
                     return Ok(Got::Nothing);
                 };
+                // Its assignment (and restored state) goes out first.
+                if !self.notes.is_empty() {
+                    self.pending = Some(message);
+                    return Ok(Got::Nothing);
+                }
                 let record = (slot, message.offset(), message.payload());
                 let kept = keep(&mut self.slots, self.consumer.context(), chunk, record, self.max_bytes);
                 return Ok(again(kept, &mut self.again, &self.slots[slot], message.offset()));
@@ -667,6 +719,11 @@ impl Source for KafkaSource {
             return Ok(Polled::End);
         }
         let mut chunk = self.held.take().unwrap_or_else(|| Chunk::new(self.partitions.clone()));
+        if let Some(m) = self.pending.take()
+            && let Some(slot) = self.slot_of(m.topic(), m.partition())
+        {
+            keep(&mut self.slots, self.consumer.context(), &mut chunk, (slot, m.offset(), m.payload()), self.max_bytes);
+        }
         let step = self.config.step.max(1);
         let linger = self.config.linger.std();
         let mut started = (!chunk.is_empty()).then(Instant::now);
@@ -715,6 +772,11 @@ impl Source for KafkaSource {
         // The held chunk keeps at most a step: steps are the same size
         // however often the source is held.
         let mut chunk = self.held.take().unwrap_or_else(|| Chunk::new(self.partitions.clone()));
+        if let Some(m) = self.pending.take()
+            && let Some(slot) = self.slot_of(m.topic(), m.partition())
+        {
+            keep(&mut self.slots, self.consumer.context(), &mut chunk, (slot, m.offset(), m.payload()), self.max_bytes);
+        }
         // At least one poll, even for a zero wait.
         let until = Instant::now() + wait;
         loop {

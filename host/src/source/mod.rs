@@ -31,8 +31,8 @@ pub enum Polled {
     /// Records. `caught_up`: the source had nothing more at hand, so
     /// results should go out now rather than wait for more input.
     Chunk { chunk: Chunk, caught_up: bool },
-    /// Partitions (slots) now read.
-    Assigned(Vec<usize>),
+    /// Partitions now read, before any of their records.
+    Assigned(Vec<Assignment>),
     /// Partitions taken away (a consumer-group rebalance): their windows
     /// are dropped; their new owner rebuilds them from committed offsets.
     Revoked(Vec<usize>),
@@ -42,6 +42,19 @@ pub enum Polled {
     Idle,
     /// A bounded source was read to its end.
     End,
+}
+
+/// A partition given to this host.
+#[derive(Debug)]
+pub struct Assignment {
+    pub slot: usize,
+    pub topic: std::sync::Arc<str>,
+    pub partition: i32,
+    /// The offset it is read from.
+    pub start: i64,
+    /// Its state, when a checkpoint held it (`start` is then the
+    /// checkpoint's offset).
+    pub restored: Option<crate::checkpoint::Restored>,
 }
 
 /// A source of records, polled by the pipeline's reading thread.

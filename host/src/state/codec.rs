@@ -196,6 +196,16 @@ impl KeyState {
         }
     }
 
+    /// The key of an encoded state, without decoding the rest.
+    pub fn peek_key(bytes: &[u8]) -> Result<&str, CodecError> {
+        let mut r = Reader(bytes);
+        let version = r.u8()?;
+        if version != VERSION {
+            return Err(CodecError::Version(version));
+        }
+        std::str::from_utf8(r.bytes()?).map_err(|_| CodecError::BadUtf8)
+    }
+
     /// Read what [`KeyState::encode`] wrote, interning strings into
     /// `interner`.
     pub fn decode(bytes: &[u8], interner: &mut Interner) -> Result<KeyState, CodecError> {

@@ -684,14 +684,16 @@ impl<S: StateBackend> Operator<S> {
 
     /// Take in the keys of `snapshot` (of every partition, or of the
     /// partitions of a restored source) with their timers, before their
-    /// partitions' first record. The watermark moves to the snapshot's if
-    /// it is ahead.
+    /// partitions' first record; a key belongs to the partition it is
+    /// listed under (a source's partition numbers may differ from the run
+    /// that took the snapshot). The watermark moves to the snapshot's if it
+    /// is ahead.
     pub fn restore(&mut self, snapshot: &Snapshot, partitions: impl Fn(u32) -> bool) -> Result<usize, CodecError> {
         self.watermark = self.watermark.max(snapshot.watermark);
         self.last_sweep = self.last_sweep.max(snapshot.last_sweep);
         let lateness = self.spec.allowed_lateness;
         let mut restored = 0;
-        for (_, keys) in snapshot.partitions.iter().filter(|(p, _)| partitions(**p)) {
+        for (&partition, keys) in snapshot.partitions.iter().filter(|(p, _)| partitions(**p)) {
             for bytes in keys {
                 let ks = KeyState::decode(bytes, &mut self.interner)?;
                 let id = self.state.lookup_or_insert(&ks.key);
@@ -711,7 +713,7 @@ impl<S: StateBackend> Operator<S> {
                 }
                 let unfolded = ks.slices.iter().chain(ks.sessions.iter().flat_map(|s| &s.parts)).any(|s| !s.is_empty());
                 if let Some(slot) = self.state.get_mut(id) {
-                    *slot = KeyState { dirty: false, ..ks };
+                    *slot = KeyState { dirty: false, partition, ..ks };
                 }
                 if unfolded {
                     self.mark_dirty(id);

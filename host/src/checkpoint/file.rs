@@ -1,0 +1,212 @@
+//! The checkpoint file: a magic number, a format version, a JSON header,
+//! each partition's key states (length-prefixed), and a CRC-32 of all
+//! that.
+
+use std::io::{Read, Write};
+use std::path::Path;
+use std::time::{Duration, SystemTime};
+
+use super::{Checkpoint, Error, Header, PartitionEntry, PartitionState, Result};
+
+const MAGIC: &[u8; 8] = b"SLUICECK";
+const VERSION: u8 = 1;
+/// A header larger than this is not ours.
+const MAX_HEADER: usize = 64 << 20;
+
+fn file_err(path: &Path, message: impl std::fmt::Display) -> Error {
+    Error::File { path: path.display().to_string(), message: message.to_string() }
+}
+
+/// Write `checkpoint` as `dir/name`: to a temporary file, synced, then
+/// renamed, and the directory synced. Returns the size.
+pub(super) fn write(dir: &Path, name: &str, checkpoint: &Checkpoint) -> Result<u64> {
+    let mut header = checkpoint.header.clone();
+    header.partitions = checkpoint
+        .partitions
+        .iter()
+        .map(|p| PartitionEntry {
+            topic: p.topic.clone(),
+            partition: p.partition,
+            offset: p.offset,
+            max_event_time: p.max_event_time,
+            keys: p.keys.len() as u64,
+            bytes: p.keys.iter().map(|k| k.len() as u64 + 4).sum(),
+        })
+        .collect();
+    let json = serde_json::to_vec(&header).map_err(|e| file_err(&dir.join(name), e))?;
+    let mut out =
+        Vec::with_capacity(json.len() + header.partitions.iter().map(|p| p.bytes as usize).sum::<usize>() + 32);
+    out.extend_from_slice(MAGIC);
+    out.push(VERSION);
+    out.extend_from_slice(&(json.len() as u32).to_le_bytes());
+    out.extend_from_slice(&json);
+    for p in &checkpoint.partitions {
+        for k in &p.keys {
+            out.extend_from_slice(&(k.len() as u32).to_le_bytes());
+            out.extend_from_slice(k);
+        }
+    }
+    let crc = crc32fast::hash(&out);
+    out.extend_from_slice(&crc.to_le_bytes());
+
+    let path = dir.join(name);
+    let tmp = dir.join(format!("{name}.tmp"));
+    let written = (|| -> std::io::Result<()> {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(&out)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, &path)?;
+        // The rename is durable once the directory is.
+        std::fs::File::open(dir)?.sync_all()
+    })();
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(file_err(&path, e));
+    }
+    Ok(out.len() as u64)
+}
+
+/// The header of the checkpoint at `path` (the state is not read, nor the
+/// checksum checked).
+pub fn read_header(path: &Path) -> Result<Header> {
+    let mut f = std::fs::File::open(path).map_err(|e| file_err(path, e))?;
+    let mut head = [0u8; 13];
+    f.read_exact(&mut head).map_err(|_| file_err(path, "shorter than a checkpoint's header"))?;
+    let len = header_len(path, &head)?;
+    let mut json = vec![0u8; len];
+    f.read_exact(&mut json).map_err(|_| file_err(path, "the header is cut short"))?;
+    serde_json::from_slice(&json).map_err(|e| file_err(path, format!("the header is not valid: {e}")))
+}
+
+fn header_len(path: &Path, head: &[u8]) -> Result<usize> {
+    if head.get(..8) != Some(MAGIC.as_slice()) {
+        return Err(file_err(path, "not a Sluice checkpoint"));
+    }
+    if head[8] != VERSION {
+        return Err(file_err(
+            path,
+            format!("checkpoint format {} is not supported (this host reads {VERSION})", head[8]),
+        ));
+    }
+    let len = u32::from_le_bytes([head[9], head[10], head[11], head[12]]) as usize;
+    if len > MAX_HEADER {
+        return Err(file_err(path, "the header length is not plausible"));
+    }
+    Ok(len)
+}
+
+/// Read a whole checkpoint and check it.
+pub fn read(path: &Path) -> Result<Checkpoint> {
+    let bytes = std::fs::read(path).map_err(|e| file_err(path, e))?;
+    if bytes.len() < 17 {
+        return Err(file_err(path, "shorter than a checkpoint"));
+    }
+    let (body, crc) = bytes.split_at(bytes.len() - 4);
+    let crc = u32::from_le_bytes([crc[0], crc[1], crc[2], crc[3]]);
+    if crc32fast::hash(body) != crc {
+        return Err(file_err(path, "the checksum does not match (a truncated or damaged file)"));
+    }
+    let len = header_len(path, body)?;
+    let json = body.get(13..13 + len).ok_or_else(|| file_err(path, "the header is cut short"))?;
+    let header: Header =
+        serde_json::from_slice(json).map_err(|e| file_err(path, format!("the header is not valid: {e}")))?;
+    let mut at = 13 + len;
+    let mut partitions = Vec::with_capacity(header.partitions.len());
+    for p in &header.partitions {
+        let mut keys = Vec::with_capacity((p.keys as usize).min(1 << 20));
+        for _ in 0..p.keys {
+            let n = body.get(at..at + 4).ok_or_else(|| file_err(path, "the state is cut short"))?;
+            let n = u32::from_le_bytes([n[0], n[1], n[2], n[3]]) as usize;
+            let key = body.get(at + 4..at + 4 + n).ok_or_else(|| file_err(path, "the state is cut short"))?;
+            keys.push(key.to_vec());
+            at += 4 + n;
+        }
+        partitions.push(PartitionState {
+            topic: p.topic.clone(),
+            partition: p.partition,
+            offset: p.offset,
+            max_event_time: p.max_event_time,
+            keys,
+        });
+    }
+    if at != body.len() {
+        return Err(file_err(path, "the state is longer than its header says"));
+    }
+    Ok(Checkpoint { header, partitions })
+}
+
+/// Temporary files of writes that never finished (the host died), once
+/// an hour old: a younger one may be another host's write in progress.
+pub(super) fn remove_stale_temporaries(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for path in entries.filter_map(|e| e.ok()).map(|e| e.path()) {
+        let stale = path.extension().is_some_and(|x| x == "tmp")
+            && std::fs::metadata(&path)
+                .and_then(|m| m.modified())
+                .is_ok_and(|t| SystemTime::now().duration_since(t).unwrap_or_default() > Duration::from_secs(3600));
+        if stale {
+            let _ = std::fs::remove_file(&path);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Checkpoint {
+        let header = Header {
+            pipeline: "p".into(),
+            fingerprint: "f".into(),
+            host: "h".into(),
+            epoch: 7,
+            created_ms: 1_000,
+            watermark: 500,
+            last_sweep: 400,
+            partitions: Vec::new(),
+        };
+        let partitions = vec![
+            PartitionState {
+                topic: "t".into(),
+                partition: 0,
+                offset: 42,
+                max_event_time: Some(900),
+                keys: vec![b"abc".to_vec(), Vec::new()],
+            },
+            PartitionState { topic: "t".into(), partition: 3, offset: 0, max_event_time: None, keys: Vec::new() },
+        ];
+        Checkpoint { header, partitions }
+    }
+
+    #[test]
+    fn a_checkpoint_reads_back_and_damage_is_found() -> anyhow::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let checkpoint = sample();
+        let size = write(dir.path(), "a.ckpt", &checkpoint)?;
+        let path = dir.path().join("a.ckpt");
+        assert_eq!(std::fs::metadata(&path)?.len(), size);
+        let back = read(&path)?;
+        assert_eq!(back.partitions, checkpoint.partitions);
+        assert_eq!(back.header.partitions.len(), 2);
+        assert_eq!(back.header.partitions[0].keys, 2);
+        assert_eq!(read_header(&path)?, back.header);
+        assert!(!dir.path().join("a.ckpt.tmp").exists());
+
+        let bytes = std::fs::read(&path)?;
+        // Cut short, anywhere.
+        for cut in [bytes.len() - 1, bytes.len() / 2, 20, 3] {
+            std::fs::write(&path, &bytes[..cut])?;
+            let e = read(&path).err().map(|e| e.to_string()).unwrap_or_default();
+            assert!(e.contains("checksum") || e.contains("shorter"), "cut at {cut}: {e}");
+        }
+        // One bit flipped in the state.
+        let mut flipped = bytes.clone();
+        let at = flipped.len() - 8;
+        flipped[at] ^= 1;
+        std::fs::write(&path, &flipped)?;
+        assert!(read(&path).err().map(|e| e.to_string()).unwrap_or_default().contains("checksum"));
+        Ok(())
+    }
+}
