@@ -776,41 +776,39 @@ fn extreme_timestamps_are_dead_letters_and_the_run_still_stops() -> anyhow::Resu
     Ok(())
 }
 
-/// Checkpoints keep their word across crashes. While the input is being
-/// produced, the pipeline (Redis output, a checkpoint every 200 ms) is
-/// killed with SIGKILL at random moments, twelve times (some kills land
-/// during a checkpoint write), and restarted each time from its
-/// checkpoints; the last run reads to the end. Every window's hash in
-/// Redis then holds the features of exactly its events: none counted
-/// twice, none lost. Each run joins a fresh group, so a restart's
-/// positions come from the checkpoints alone (and it does not wait for
-/// the killed member's session to expire).
-#[test]
-fn a_checkpointed_pipeline_killed_again_and_again_ends_as_a_clean_run() -> anyhow::Result<()> {
-    use rand::{Rng, SeedableRng};
-    let t = Topics::create("crash", 4)?;
-    let events = in_order_transactions(8_000, 4)?;
-    let seed = now_ms() as u64;
-    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
-    let dir = tempfile::tempdir()?;
-    let d = dir.path().display();
-    let prefix = format!("{}:", t.id);
-    let outputs = format!(
-        "{{features: [{{type: redis, url: '{REDIS}', key: '{prefix}{{key}}:{{window_start}}', ttl: 10m}}], \
-         dead_letters: [{{type: file, path: '{d}/dead.jsonl'}}], late_events: [{{type: file, path: '{d}/late.jsonl'}}]}}"
-    );
-    let checkpoint = format!("{{dir: '{d}/checkpoints', interval: 200ms}}");
-    let source = |run: usize, bounded: bool| {
-        format!(
-            "{{type: kafka, brokers: '{BROKERS}', topics: ['{}'], group: '{}-{run}', start: earliest, \
-             stop_at_end: {bounded}, step: 100, linger: 100ms}}",
-            t.input, t.id
-        )
-    };
-    // One record a batch: Tansu loses the rest of a batch read from its
-    // middle, and a checkpoint's offset can be anywhere.
-    let producing = {
-        let (topic, events) = (t.input.clone(), events.clone());
+/// Checkpointed runs of tx-velocity over in-order transactions on four
+/// partitions, writing each window to its own Redis hash, with one
+/// checkpoint directory.
+struct Rig {
+    t: Topics,
+    events: Vec<Placed>,
+    dir: tempfile::TempDir,
+    prefix: String,
+    outputs: String,
+    checkpoint: String,
+}
+
+impl Rig {
+    fn new(what: &str, events: u64) -> anyhow::Result<Self> {
+        let t = Topics::create(what, 4)?;
+        let events = in_order_transactions(events, 4)?;
+        let dir = tempfile::tempdir()?;
+        let d = dir.path().display();
+        let prefix = format!("{}:", t.id);
+        let outputs = format!(
+            "{{features: [{{type: redis, url: '{REDIS}', key: '{prefix}{{key}}:{{window_start}}', ttl: 10m}}], \
+             dead_letters: [{{type: file, path: '{d}/dead.jsonl'}}], \
+             late_events: [{{type: file, path: '{d}/late.jsonl'}}]}}"
+        );
+        let checkpoint = format!("{{dir: '{d}/checkpoints', interval: 200ms}}");
+        Ok(Rig { t, events, dir, prefix, outputs, checkpoint })
+    }
+
+    /// Produce the events over a few seconds, one record a batch (Tansu
+    /// loses the rest of a batch read from its middle, and a checkpoint's
+    /// offset can be anywhere).
+    fn produce_slowly(&self) -> std::thread::JoinHandle<anyhow::Result<()>> {
+        let (topic, events) = (self.t.input.clone(), self.events.clone());
         std::thread::spawn(move || -> anyhow::Result<()> {
             for part in events.chunks(400) {
                 produce_placed(&topic, part, true)?;
@@ -818,65 +816,166 @@ fn a_checkpointed_pipeline_killed_again_and_again_ends_as_a_clean_run() -> anyho
             }
             Ok(())
         })
-    };
+    }
+
+    fn log(&self, name: &str) -> std::path::PathBuf {
+        self.dir.path().join(format!("{name}.log"))
+    }
+
+    /// A run in consumer group `group`, its log in `{name}.log`.
+    fn command(&self, group: &str, bounded: bool, name: &str) -> anyhow::Result<Command> {
+        let source = format!(
+            "{{type: kafka, brokers: '{BROKERS}', topics: ['{}'], group: '{group}', start: earliest, \
+             stop_at_end: {bounded}, step: 100, linger: 100ms}}",
+            self.t.input
+        );
+        let mut command = sluice_run(
+            "tx-velocity",
+            &[("source", &source), ("outputs", &self.outputs), ("checkpoint", &self.checkpoint)],
+        );
+        command.stderr(std::fs::File::create(self.log(name))?);
+        Ok(command)
+    }
+
+    fn spawn(&self, group: &str, name: &str) -> anyhow::Result<Running> {
+        Ok(Running(self.command(group, false, name)?.spawn()?))
+    }
+
+    fn restored(&self, name: &str) -> bool {
+        std::fs::read_to_string(self.log(name)).unwrap_or_default().contains("state restored from a checkpoint")
+    }
+
+    /// A last run, in a group of its own, reads to the end from the
+    /// checkpoints; then every window's hash holds the features of exactly
+    /// its events: none counted twice, none lost.
+    fn finish_and_check(&self, what: &str) -> anyhow::Result<()> {
+        let last = self.command(&format!("{}-last", self.t.id), true, "last")?.status()?;
+        let text = std::fs::read_to_string(self.log("last"))?;
+        assert!(last.success(), "{what}: the last run failed:\n{text}");
+        let mut want: BTreeMap<(String, i64), Vec<&Value>> = BTreeMap::new();
+        for (_, key, ms, v) in &self.events {
+            want.entry((key.clone(), ms - ms.rem_euclid(300_000))).or_default().push(v);
+        }
+        let mut redis = redis::Client::open(REDIS)?.get_connection()?;
+        let stored = redis_hashes(&mut redis, &self.prefix)?;
+        let mut wrong = Vec::new();
+        for ((key, start), events) in &want {
+            let times = events.iter().map(|v| (v["timestamp"].as_f64().unwrap_or_default() * 1000.0).round() as i64);
+            let row: Row = (
+                key.clone(),
+                *start,
+                start + 300_000,
+                times.max().unwrap_or(i64::MIN),
+                "close".into(),
+                canonical(&features::tx_velocity(events)),
+            );
+            let got = stored.get(&format!("{key}:{start}")).map(|h| stored_row(key, h, &row));
+            if got.as_ref() != Some(&row) {
+                wrong.push(format!("{key}:{start}: got {got:?}, want {row:?}"));
+            }
+        }
+        assert!(wrong.is_empty(), "{what}: {} of {} windows differ; the first: {}", wrong.len(), want.len(), wrong[0]);
+        assert_eq!(stored.len(), want.len(), "{what}: windows in Redis");
+        Ok(())
+    }
+}
+
+/// Checkpoints keep their word across crashes. While the input is being
+/// produced, the pipeline (a checkpoint every 200 ms) is killed with
+/// SIGKILL at random moments, twelve times (some kills land during a
+/// checkpoint write), and restarted each time from its checkpoints; the
+/// last run reads to the end. Every window then holds exactly its events.
+/// Each run joins a fresh group, so a restart's positions come from the
+/// checkpoints alone (and it does not wait for the killed member's session
+/// to expire).
+#[test]
+fn a_checkpointed_pipeline_killed_again_and_again_ends_as_a_clean_run() -> anyhow::Result<()> {
+    use rand::{Rng, SeedableRng};
+    let rig = Rig::new("crash", 8_000)?;
+    let seed = now_ms() as u64;
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    let producing = rig.produce_slowly();
     let mut restored = 0;
     for run in 0..12 {
-        let log = dir.path().join(format!("run-{run}.log"));
-        let mut running = Running(
-            sluice_run(
-                "tx-velocity",
-                &[("source", &source(run, false)), ("outputs", &outputs), ("checkpoint", &checkpoint)],
-            )
-            .stderr(std::fs::File::create(&log)?)
-            .spawn()?,
-        );
-        wait_for_log(&log, "partitions assigned")?;
+        let name = format!("run-{run}");
+        let mut running = rig.spawn(&format!("{}-{run}", rig.t.id), &name)?;
+        wait_for_log(&rig.log(&name), "partitions assigned")?;
         std::thread::sleep(Duration::from_millis(rng.random_range(200..1200)));
         running.0.kill()?;
         running.0.wait()?;
-        let text = std::fs::read_to_string(&log)?;
-        restored += usize::from(text.contains("state restored from a checkpoint"));
+        restored += usize::from(rig.restored(&name));
     }
     producing.join().map_err(|_| anyhow::anyhow!("the producer panicked"))??;
-    let log = dir.path().join("last.log");
-    let last =
-        sluice_run("tx-velocity", &[("source", &source(99, true)), ("outputs", &outputs), ("checkpoint", &checkpoint)])
-            .stderr(std::fs::File::create(&log)?)
-            .status()?;
-    let text = std::fs::read_to_string(&log)?;
-    assert!(last.success(), "the last run failed (seed {seed}):\n{text}");
     assert!(restored >= 8, "only {restored} of 12 restarts resumed from a checkpoint (seed {seed})");
+    rig.finish_and_check(&format!("seed {seed}"))
+}
 
-    // Every window, with all its events and no other.
-    let mut want: BTreeMap<(String, i64), Vec<&Value>> = BTreeMap::new();
-    for (_, key, ms, v) in &events {
-        want.entry((key.clone(), ms - ms.rem_euclid(300_000))).or_default().push(v);
+/// Two hosts of one group share the checkpoint directory. The second
+/// joins while the first runs (the group splits the partitions), then the
+/// first is killed. Its partitions come to the second with their state,
+/// from the checkpoints. (Tansu ends a dead member's session only when
+/// another member joins: a third one joins and leaves to make the group
+/// rebalance, as a replacement host would.)
+#[test]
+fn a_host_takes_over_a_dead_hosts_partitions_from_its_checkpoints() -> anyhow::Result<()> {
+    let rig = Rig::new("takeover", 6_000)?;
+    let group = format!("{}-group", rig.t.id);
+    let producing = rig.produce_slowly();
+    let mut first = rig.spawn(&group, "first")?;
+    wait_for_log(&rig.log("first"), "partitions assigned")?;
+    std::thread::sleep(Duration::from_millis(1_500));
+    let mut second = rig.spawn(&group, "second")?;
+    // The rebalance gives the second host some partitions.
+    wait_for_log(&rig.log("second"), "partitions assigned")?;
+    std::thread::sleep(Duration::from_millis(1_000));
+    first.0.kill()?;
+    first.0.wait()?;
+    // Past the dead member's session (6 s), a third joins, then leaves.
+    std::thread::sleep(Duration::from_millis(7_000));
+    let mut third = rig.spawn(&group, "third")?;
+    wait_for_log(&rig.log("third"), "partitions assigned")?;
+    let status = third.terminate()?;
+    assert!(status.success(), "{}", std::fs::read_to_string(rig.log("third"))?);
+    let every = |text: &str| {
+        (0..4).all(|p| text.lines().any(|l| l.contains("state restored") && l.contains(&format!("-in[{p}]"))))
+    };
+    let took_over = wait_until("the takeover", Duration::from_secs(60), Duration::from_millis(100), || {
+        Ok(every(&std::fs::read_to_string(rig.log("second"))?))
+    });
+    if let Err(e) = took_over {
+        anyhow::bail!("{e}; the second host's log:\n{}", std::fs::read_to_string(rig.log("second"))?);
     }
-    let mut redis = redis::Client::open(REDIS)?.get_connection()?;
-    let stored = redis_hashes(&mut redis, &prefix)?;
-    let mut wrong = Vec::new();
-    for ((key, start), events) in &want {
-        let latest = events.iter().map(|v| (v["timestamp"].as_f64().unwrap_or_default() * 1000.0).round() as i64);
-        let row: Row = (
-            key.clone(),
-            *start,
-            start + 300_000,
-            latest.max().unwrap_or(i64::MIN),
-            "close".into(),
-            canonical(&features::tx_velocity(events)),
-        );
-        let got = stored.get(&format!("{key}:{start}")).map(|h| stored_row(key, h, &row));
-        if got.as_ref() != Some(&row) {
-            wrong.push(format!("{key}:{start}: got {got:?}, want {row:?}"));
-        }
-    }
-    assert!(
-        wrong.is_empty(),
-        "{} of {} windows differ (seed {seed}); the first: {}",
-        wrong.len(),
-        want.len(),
-        wrong[0]
-    );
-    assert_eq!(stored.len(), want.len(), "windows in Redis (seed {seed})");
-    Ok(())
+    producing.join().map_err(|_| anyhow::anyhow!("the producer panicked"))??;
+    let status = second.terminate()?;
+    assert!(status.success(), "{}", std::fs::read_to_string(rig.log("second"))?);
+    rig.finish_and_check("takeover")
+}
+
+/// Three members of one group that overlap in time: started one after the
+/// other, one stopped cleanly while another starts, one killed. Every
+/// rebalance moves partitions with their state and position together, so
+/// no window ends with more or fewer events than it has.
+#[test]
+fn members_that_overlap_never_count_an_event_twice() -> anyhow::Result<()> {
+    let rig = Rig::new("overlap", 6_000)?;
+    let group = format!("{}-group", rig.t.id);
+    let producing = rig.produce_slowly();
+    let mut a = rig.spawn(&group, "a")?;
+    wait_for_log(&rig.log("a"), "partitions assigned")?;
+    std::thread::sleep(Duration::from_millis(800));
+    let mut b = rig.spawn(&group, "b")?;
+    std::thread::sleep(Duration::from_millis(800));
+    let mut c = rig.spawn(&group, "c")?;
+    // a leaves cleanly while c is joining.
+    let status = a.terminate()?;
+    assert!(status.success(), "{}", std::fs::read_to_string(rig.log("a"))?);
+    std::thread::sleep(Duration::from_millis(1_200));
+    b.0.kill()?;
+    b.0.wait()?;
+    producing.join().map_err(|_| anyhow::anyhow!("the producer panicked"))??;
+    // c ends up with every partition once b's session expires.
+    std::thread::sleep(Duration::from_millis(8_000));
+    let status = c.terminate()?;
+    assert!(status.success(), "{}", std::fs::read_to_string(rig.log("c"))?);
+    rig.finish_and_check("overlap")
 }
