@@ -9,7 +9,10 @@
 //!    size from `SLUICE_BENCH_EVENTS`) to a fresh 4-partition topic, then
 //!    run the pipeline over it to the end and print the events consumed
 //!    per second, from its first record to its end (joining the consumer
-//!    group is not counted).
+//!    group is not counted): without checkpoints, with a checkpoint every
+//!    10 s and every second, twice over, interleaved. Then the largest
+//!    checkpoint taken: its size per key and the time to restore it (read,
+//!    check, decode into window state).
 //! 2. Freshness: with the on-event trigger, produce live clicks (event time
 //!    now) at a steady rate (`SLUICE_BENCH_RATE`, default 20,000/s) for
 //!    `SLUICE_BENCH_SECONDS` (default 20) while the pipeline runs. Every
@@ -42,8 +45,9 @@ use sluice_examples::kafka::{create_topic, key_of, producer, send};
 use sluice_examples::{Config, Shape};
 use sluice_host::manifest::Manifest;
 use sluice_host::metrics::Metrics;
-use sluice_host::pipeline::{Pipeline, Plan};
+use sluice_host::pipeline::{self, Pipeline, Plan};
 use sluice_host::runtime::Runtime;
+use sluice_host::window::{Mode, Operator, Snapshot};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -67,6 +71,12 @@ where
         Ok(v) => v.parse()?,
         Err(_) => default,
     })
+}
+
+/// Where the bench keeps its checkpoints (outside the clone).
+fn data_dir() -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root().join("target"), PathBuf::from);
+    target.join("sluice-bench")
 }
 
 fn unique(what: &str) -> String {
@@ -125,14 +135,60 @@ fn throughput(events: u64) -> anyhow::Result<()> {
         events as f64 / produced.as_secs_f64()
     );
 
-    let prefix = unique("features");
-    let manifest = Manifest::load(&root().join(MANIFEST), &overrides(&topic, &prefix, true)?)?;
+    // Memory state without checkpoints, then with a checkpoint every 10 s
+    // and every second, twice over, interleaved.
+    let modes: [(&str, Option<&str>); 3] =
+        [("no checkpoints", None), ("checkpoint/10s", Some("10s")), ("checkpoint/1s", Some("1s"))];
+    let mut largest: Option<(u64, PathBuf, Manifest)> = None;
+    for round in 0..2 {
+        for (name, interval) in modes {
+            let checkpoints = data_dir().join(format!("checkpoints-{round}-{}", name.replace('/', "-")));
+            let _ = std::fs::remove_dir_all(&checkpoints);
+            let group = unique("group");
+            let prefix = unique("features");
+            let mut sets = overrides(&topic, &prefix, true)?;
+            sets.push(format!("source.group='{group}'"));
+            if let Some(every) = interval {
+                sets.push(format!("checkpoint={{dir: '{}', interval: {every}}}", checkpoints.display()));
+            }
+            let manifest = Manifest::load(&root().join(MANIFEST), &sets)?;
+            let (summary, secs, metrics) = run_to_end(manifest.clone())?;
+            let n = Metrics::get(&metrics.checkpoints);
+            let extra = match n {
+                0 => String::new(),
+                n => format!(
+                    "; {n} checkpoints, {:.0} ms each on average",
+                    Metrics::get(&metrics.checkpoint_ms) as f64 / n as f64
+                ),
+            };
+            println!(
+                "session-features, Kafka to Redis, {name}: {} events in {secs:.2} s = {:.0} events/s ({} feature rows{extra})",
+                summary.events_read,
+                summary.events_read as f64 / secs,
+                summary.feature_rows
+            );
+            for listed in sluice_host::checkpoint::list(&checkpoints)? {
+                if largest.as_ref().is_none_or(|(size, _, _)| listed.size > *size) {
+                    largest = Some((listed.size, listed.path, manifest.clone()));
+                }
+            }
+            clean_redis(&prefix)?;
+        }
+    }
+    if let Some((size, path, manifest)) = largest {
+        restore(size, &path, &manifest)?;
+    }
+    Ok(())
+}
+
+/// Run a bounded pipeline: its summary, the seconds from its first record
+/// to its end (joining the consumer group is not counted), its metrics.
+fn run_to_end(manifest: Manifest) -> anyhow::Result<(pipeline::Summary, f64, Arc<Metrics>)> {
     let tokio = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
     let runtime = Runtime::new(tokio.handle().clone())?;
     let plan = Plan::new(manifest, &runtime)?;
     let handle = tokio.block_on(Pipeline::start(plan, &runtime))?;
     let metrics = handle.metrics().clone();
-    // The clock starts at the first record, not while the group forms.
     let first = Arc::new(Mutex::new(None::<Instant>));
     let done = Arc::new(AtomicBool::new(false));
     let watcher = {
@@ -152,14 +208,32 @@ fn throughput(events: u64) -> anyhow::Result<()> {
     let _ = watcher.join();
     let summary = summary?;
     let from = first.lock().ok().and_then(|f| *f).unwrap_or(end);
-    let secs = (end - from).as_secs_f64();
+    Ok((summary, (end - from).as_secs_f64(), metrics))
+}
+
+/// The largest checkpoint taken: its size per key, and the time to read,
+/// check and decode it into window state (a restore).
+fn restore(size: u64, path: &Path, manifest: &Manifest) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let checkpoint = sluice_host::checkpoint::read(path)?;
+    let mode = match manifest.transform.kind {
+        sluice_host::manifest::TransformKind::Window => Mode::Window,
+        sluice_host::manifest::TransformKind::Aggregate => Mode::Aggregate,
+    };
+    let mut operator = Operator::in_memory(manifest.window_spec(), mode, manifest.fields());
+    let mut snapshot = Snapshot { watermark: checkpoint.header.watermark, ..Snapshot::default() };
+    for (slot, p) in checkpoint.partitions.into_iter().enumerate() {
+        snapshot.partitions.insert(slot as u32, p.keys);
+    }
+    let keys = operator.restore(&snapshot, |_| true)?;
+    let secs = started.elapsed().as_secs_f64();
     println!(
-        "session-features, Kafka to Redis: {} events in {secs:.2} s = {:.0} events/s ({} feature rows)",
-        summary.events_read,
-        summary.events_read as f64 / secs,
-        summary.feature_rows
+        "largest checkpoint: {:.1} MiB, {keys} keys, {:.0} bytes per key; restored (read, checked, decoded) in {:.0} ms",
+        size as f64 / (1 << 20) as f64,
+        size as f64 / keys.max(1) as f64,
+        secs * 1000.0
     );
-    clean_redis(&prefix)
+    Ok(())
 }
 
 /// A live click: event time now.

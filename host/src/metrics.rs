@@ -33,8 +33,9 @@ pub struct Metrics {
     pub checkpoints: AtomicU64,
     /// Checkpoints that could not be written (the pipeline went on).
     pub checkpoint_failures: AtomicU64,
-    /// Size and duration of the last checkpoint.
+    /// Size of the last checkpoint.
     pub checkpoint_bytes: AtomicU64,
+    /// Time spent writing checkpoints (with `checkpoints`, the mean).
     pub checkpoint_ms: AtomicU64,
 }
 
@@ -106,7 +107,7 @@ impl Metrics {
             ("sluice_checkpoints_total", "", g(&self.checkpoints)),
             ("sluice_checkpoint_failures_total", "", g(&self.checkpoint_failures)),
             ("sluice_checkpoint_last_bytes", "", g(&self.checkpoint_bytes)),
-            ("sluice_checkpoint_last_duration_ms", "", g(&self.checkpoint_ms)),
+            ("sluice_checkpoint_duration_ms_total", "", g(&self.checkpoint_ms)),
         ]
     }
 

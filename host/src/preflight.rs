@@ -91,10 +91,27 @@ pub fn check(manifest: &Manifest, online: bool) -> Vec<Finding> {
             }
         }
     }
-    if let Some(c) = &manifest.checkpoint
-        && let Some(problem) = writable_dir(&c.dir)
-    {
-        found.push(("checkpoint.dir".into(), problem, Some("give a folder you can write".into())));
+    if let Some(c) = &manifest.checkpoint {
+        if let Some(problem) = writable_dir(&c.dir) {
+            found.push(("checkpoint.dir".into(), problem, Some("give a folder you can write".into())));
+        }
+        let expected = crate::checkpoint::fingerprint(manifest);
+        let listed = crate::checkpoint::list(&c.dir).unwrap_or_default();
+        let other = listed.iter().find_map(|l| {
+            let h = l.header.as_ref().ok()?;
+            (h.pipeline == manifest.name && h.fingerprint != expected).then_some((l, h))
+        });
+        if let Some((l, h)) = other {
+            found.push((
+                "checkpoint.dir".into(),
+                format!(
+                    "{} was written by an incompatible pipeline: it has {}, the manifest has {expected}",
+                    l.path.display(),
+                    h.fingerprint
+                ),
+                Some("run with --fresh to start over (the old checkpoints are moved aside)".into()),
+            ));
+        }
     }
     found
 }

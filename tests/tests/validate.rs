@@ -250,3 +250,39 @@ fn a_topic_that_does_not_exist_is_refused() -> anyhow::Result<()> {
     let text = kafka("", "sluice-no-such-topic");
     refused(&text, &[], (5, 12), "source.topics[0]", "topic `sluice-no-such-topic` does not exist on `127.0.0.1:9092`")
 }
+
+/// A checkpoint directory holding the state of another window cannot be
+/// restored: validate says so (as `run` would refuse), with the way out.
+/// The checkpoint is written by hand: its header is all that is read.
+#[test]
+fn checkpoints_of_another_window_are_refused() -> anyhow::Result<()> {
+    let text = good()
+        .replace(
+            "  type: file\n  path: '{dir}/in.jsonl'\n",
+            "  type: kafka\n  brokers: 127.0.0.1:9092\n  topics: [t]\n  group: g\n",
+        )
+        .replace("transform:", "checkpoint:\n  dir: '{dir}/ck'\ntransform:");
+    let line = text.lines().position(|l| l.starts_with("  dir:")).map_or(0, |i| i + 1);
+    let dir = folder()?;
+    std::fs::create_dir(dir.path().join("ck"))?;
+    let header = serde_json::json!({
+        "pipeline": "clicks",
+        "fingerprint": "key user_id, tumbling window size 5m, fields [item_id: string, category: string], window transform",
+        "host": "h", "epoch": 1, "created_ms": 0, "watermark": 0, "last_sweep": 0, "partitions": []
+    })
+    .to_string();
+    let mut bytes = b"SLUICECK\x01".to_vec();
+    bytes.extend_from_slice(&(header.len() as u32).to_le_bytes());
+    bytes.extend_from_slice(header.as_bytes());
+    bytes.extend_from_slice(&[0; 4]);
+    std::fs::write(dir.path().join("ck/0000000000000-h-00000001.ckpt"), bytes)?;
+    let d = dir.path().display().to_string();
+    let (ok, said) = validate(dir.path(), &text.replace("{dir}", &d), &["--offline"])?;
+    assert!(!ok, "validate passed");
+    let want = format!(
+        "m.yaml:{line}:3: error: {d}/ck/0000000000000-h-00000001.ckpt was written by an incompatible pipeline: it has key user_id, tumbling window size 5m"
+    );
+    assert!(said.contains(&want), "expected\n  {want}\nin\n{said}");
+    assert!(said.contains("sliding window size 30m slide 1m") && said.contains("hint: run with --fresh"), "{said}");
+    Ok(())
+}

@@ -244,7 +244,7 @@ impl Coordinator {
             Ok(Ok(bytes)) => {
                 Metrics::add(&metrics.checkpoints, 1);
                 Metrics::set(&metrics.checkpoint_bytes, bytes);
-                Metrics::set(&metrics.checkpoint_ms, started.elapsed().as_millis() as u64);
+                Metrics::add(&metrics.checkpoint_ms, started.elapsed().as_millis() as u64);
                 tracing::debug!(epoch, bytes, ms = started.elapsed().as_millis() as u64, "checkpoint written");
                 true
             }
