@@ -1,6 +1,6 @@
 //! The checkpoint file: a magic number, a format version, a JSON header,
-//! each partition's key states (length-prefixed), and a CRC-32 of all
-//! that.
+//! each partition's key states (length-prefixed), zstd-compressed, and a
+//! CRC-32 of all that.
 
 use std::io::{Read, Write};
 use std::path::Path;
@@ -12,6 +12,10 @@ const MAGIC: &[u8; 8] = b"SLUICECK";
 const VERSION: u8 = 1;
 /// A header larger than this is not ours.
 const MAX_HEADER: usize = 64 << 20;
+/// zstd's fastest levels: window state is mostly short strings and close
+/// times, which compress well even so, and a checkpoint must not hold the
+/// pipeline up for long.
+const LEVEL: i32 = 1;
 
 fn file_err(path: &Path, message: impl std::fmt::Display) -> Error {
     Error::File { path: path.display().to_string(), message: message.to_string() }
@@ -40,12 +44,16 @@ pub(super) fn write(dir: &Path, name: &str, checkpoint: &Checkpoint) -> Result<u
     out.push(VERSION);
     out.extend_from_slice(&(json.len() as u32).to_le_bytes());
     out.extend_from_slice(&json);
+    let mut body = Vec::with_capacity(header.partitions.iter().map(|p| p.bytes as usize).sum());
     for p in &checkpoint.partitions {
         for k in &p.keys {
-            out.extend_from_slice(&(k.len() as u32).to_le_bytes());
-            out.extend_from_slice(k);
+            body.extend_from_slice(&(k.len() as u32).to_le_bytes());
+            body.extend_from_slice(k);
         }
     }
+    let compressed = zstd::bulk::compress(&body, LEVEL).map_err(|e| file_err(&dir.join(name), e))?;
+    drop(body);
+    out.extend_from_slice(&compressed);
     let crc = crc32fast::hash(&out);
     out.extend_from_slice(&crc.to_le_bytes());
 
@@ -110,7 +118,9 @@ pub fn read(path: &Path) -> Result<Checkpoint> {
     let json = body.get(13..13 + len).ok_or_else(|| file_err(path, "the header is cut short"))?;
     let header: Header =
         serde_json::from_slice(json).map_err(|e| file_err(path, format!("the header is not valid: {e}")))?;
-    let mut at = 13 + len;
+    let compressed = body.get(13 + len..).unwrap_or_default();
+    let body = zstd::stream::decode_all(compressed).map_err(|e| file_err(path, format!("the state: {e}")))?;
+    let mut at = 0;
     let mut partitions = Vec::with_capacity(header.partitions.len());
     for p in &header.partitions {
         let mut keys = Vec::with_capacity((p.keys as usize).min(1 << 20));

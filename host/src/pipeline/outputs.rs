@@ -186,66 +186,85 @@ pub(super) struct Coordinator {
     pub store: Option<std::sync::Arc<Store>>,
 }
 
+/// A barrier whose checkpoint is being written while the outputs go on
+/// (the sinks commit it, and the source hears of it, once it is durable).
+struct Pending {
+    control: Control,
+    done: Done,
+    started: std::time::Instant,
+    write: tokio::task::JoinHandle<crate::checkpoint::Result<u64>>,
+}
+
 impl Coordinator {
-    /// Write the checkpoint of barrier `epoch` from the workers' snapshots
-    /// and the source's cut. A failure (a full disk, say) fails the
-    /// checkpoint, not the pipeline: it is logged and counted, and the
-    /// source commits as if there were none.
-    async fn checkpoint(&mut self, epoch: u64, snapshots: Vec<Snapshot>, metrics: &Metrics) -> bool {
-        let Some(store) = self.store.clone() else {
-            return false;
-        };
+    /// Start writing the checkpoint of barrier `epoch` from the workers'
+    /// snapshots and the source's cut, off the async threads. `None`
+    /// without checkpoints, or without the source's cut.
+    fn start(&mut self, control: Control, done: Done, snapshots: Vec<Snapshot>) -> Option<Pending> {
+        let store = self.store.clone()?;
+        let epoch = control.epoch();
         let cut = loop {
             match self.cuts.try_recv() {
                 Ok(cut) if cut.epoch < epoch => continue,
                 Ok(cut) if cut.epoch == epoch => break cut,
                 _ => {
                     tracing::error!(epoch, "no source position for the barrier; the checkpoint is skipped");
-                    return false;
+                    return None;
                 }
             }
         };
         let started = std::time::Instant::now();
-        let mut partitions: Vec<PartitionState> = cut
-            .partitions
-            .iter()
-            .map(|p| PartitionState {
-                topic: p.topic.to_string(),
-                partition: p.partition,
-                offset: p.offset,
-                max_event_time: p.max_event_time,
-                keys: Vec::new(),
-            })
-            .collect();
-        let (mut watermark, mut last_sweep) = (i64::MAX, i64::MAX);
-        for snapshot in snapshots {
-            watermark = watermark.min(snapshot.watermark);
-            last_sweep = last_sweep.min(snapshot.last_sweep);
-            for (slot, keys) in snapshot.partitions {
-                // Keys of a partition no longer held were dropped with it.
-                if let Some(at) = cut.partitions.iter().position(|p| p.slot == slot as usize) {
-                    partitions[at].keys.extend(keys);
+        let write = tokio::task::spawn_blocking(move || {
+            let mut partitions: Vec<PartitionState> = cut
+                .partitions
+                .iter()
+                .map(|p| PartitionState {
+                    topic: p.topic.to_string(),
+                    partition: p.partition,
+                    offset: p.offset,
+                    max_event_time: p.max_event_time,
+                    keys: Vec::new(),
+                })
+                .collect();
+            let (mut watermark, mut last_sweep) = (i64::MAX, i64::MAX);
+            for snapshot in snapshots {
+                watermark = watermark.min(snapshot.watermark);
+                last_sweep = last_sweep.min(snapshot.last_sweep);
+                for (slot, keys) in snapshot.partitions {
+                    // Keys of a partition no longer held were dropped with it.
+                    if let Some(at) = cut.partitions.iter().position(|p| p.slot == slot as usize) {
+                        partitions[at].keys.extend(keys);
+                    }
                 }
             }
-        }
-        let header = Header {
-            pipeline: String::new(),
-            fingerprint: String::new(),
-            host: String::new(),
-            epoch,
-            created_ms: crate::time::now_ms(),
-            watermark,
-            last_sweep,
-            partitions: Vec::new(),
-        };
-        let mut checkpoint = Checkpoint { header, partitions };
-        let written = tokio::task::spawn_blocking(move || store.write(epoch, &mut checkpoint)).await;
-        match written {
+            let header = Header {
+                pipeline: String::new(),
+                fingerprint: String::new(),
+                host: String::new(),
+                epoch,
+                created_ms: crate::time::now_ms(),
+                watermark,
+                last_sweep,
+                partitions: Vec::new(),
+            };
+            store.write(epoch, &mut Checkpoint { header, partitions })
+        });
+        Some(Pending { control, done, started, write })
+    }
+}
+
+impl Pending {
+    /// Wait for the write. A failure (a full disk, say) fails the
+    /// checkpoint, not the pipeline: it is logged and counted, and the
+    /// source commits as if there were none.
+    async fn durable(&mut self, metrics: &Metrics) -> bool {
+        let epoch = self.control.epoch();
+        match (&mut self.write).await {
             Ok(Ok(bytes)) => {
+                let ms = self.started.elapsed().as_millis() as u64;
                 Metrics::add(&metrics.checkpoints, 1);
                 Metrics::set(&metrics.checkpoint_bytes, bytes);
-                Metrics::add(&metrics.checkpoint_ms, started.elapsed().as_millis() as u64);
-                tracing::debug!(epoch, bytes, ms = started.elapsed().as_millis() as u64, "checkpoint written");
+                Metrics::add(&metrics.checkpoint_ms, ms);
+                tracing::debug!(epoch, bytes, ms, "checkpoint written");
                 true
             }
             Ok(Err(e)) => {
@@ -298,9 +317,16 @@ impl Outputs {
         let workers = coordinator.workers;
         let mut align = Align::new(workers);
         let mut finished = false;
+        let mut pending: Option<Pending> = None;
         loop {
             let received = tokio::select! {
                 r = rx.recv() => r,
+                durable = async { pending.as_mut()?.durable(metrics).await.into() }, if pending.is_some() => {
+                    if let (Some(p), Some(checkpointed)) = (pending.take(), durable) {
+                        finished |= self.committed(p.control, p.done, checkpointed, &coordinator.acks, metrics, stop).await?;
+                    }
+                    continue;
+                }
                 () = stop.until_cancelled() => return Ok(()),
             };
             let Some(Output { worker, item }) = received else {
@@ -314,13 +340,17 @@ impl Outputs {
             // A completed barrier releases what waited behind it, which may
             // hold the next barrier.
             while let Some((control, done, snapshots)) = align.complete() {
+                // Checkpoints complete in order, one at a time.
+                if let Some(mut p) = pending.take() {
+                    let checkpointed = p.durable(metrics).await;
+                    finished |=
+                        self.committed(p.control, p.done, checkpointed, &coordinator.acks, metrics, stop).await?;
+                }
                 self.pre_commit(control, metrics, stop).await?;
-                let checkpointed = coordinator.checkpoint(control.epoch(), snapshots, metrics).await;
-                self.commit(control, metrics, stop).await?;
-                Metrics::set(&metrics.last_barrier, control.epoch());
-                finished = control.is_last();
-                // The source may be gone already (a bounded run that ended).
-                let _ = coordinator.acks.send(Ack { done, checkpointed });
+                match coordinator.start(control, done, snapshots) {
+                    Some(p) => pending = Some(p),
+                    None => finished |= self.committed(control, done, false, &coordinator.acks, metrics, stop).await?,
+                }
                 for w in 0..workers {
                     while align.arrived[w].is_none()
                         && let Some(item) = align.held[w].pop_front()
@@ -330,12 +360,34 @@ impl Outputs {
                 }
             }
         }
+        if let Some(mut p) = pending.take() {
+            let checkpointed = p.durable(metrics).await;
+            finished |= self.committed(p.control, p.done, checkpointed, &coordinator.acks, metrics, stop).await?;
+        }
         // Ended without a last barrier (a failure elsewhere, reported
         // there): what was written is still made durable.
         if !finished {
             self.flush(metrics, stop).await?;
         }
         Ok(())
+    }
+
+    /// The barrier's checkpoint is durable (or there is none): the sinks
+    /// commit, and the source hears of it. Whether it was the last.
+    async fn committed(
+        &mut self,
+        control: Control,
+        done: Done,
+        checkpointed: bool,
+        acks: &std::sync::mpsc::Sender<Ack>,
+        metrics: &Metrics,
+        stop: &Stop,
+    ) -> sluice_sink_api::Result<bool> {
+        self.commit(control, metrics, stop).await?;
+        Metrics::set(&metrics.last_barrier, control.epoch());
+        // The source may be gone already (a bounded run that ended).
+        let _ = acks.send(Ack { done, checkpointed });
+        Ok(control.is_last())
     }
 
     /// Write one output, or note a worker's barrier.
