@@ -346,9 +346,23 @@ pub struct OutputsConfig {
     /// Feature rows.
     pub features: Vec<SinkConfig>,
     /// Events and windows that could not be processed, with the reason.
+    #[schemars(with = "Vec<RecordSinkConfig>")]
     pub dead_letters: Vec<SinkConfig>,
     /// Events that arrived after their windows' allowed lateness.
+    #[schemars(with = "Vec<RecordSinkConfig>")]
     pub late_events: Vec<SinkConfig>,
+}
+
+/// The sinks that take raw records (dead letters, late events): the
+/// reference's view of [`SinkConfig`] there, as validation refuses Redis.
+#[derive(JsonSchema)]
+#[serde(tag = "type", rename_all = "lowercase")]
+#[allow(dead_code)]
+enum RecordSinkConfig {
+    /// JSON lines in a local file.
+    File(sluice_sink_file::FileSinkConfig),
+    /// A Kafka topic: the raw bytes with the context in headers.
+    Kafka(sluice_sink_kafka::KafkaSinkConfig),
 }
 
 /// A sink, chosen by `type`.

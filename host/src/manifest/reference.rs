@@ -134,15 +134,27 @@ fn walk(root: &Value, v: &Value, path: &str, out: &mut String) {
         }
         for variant in variants {
             let variant = resolve(root, variant);
-            let tag = variant
-                .get("properties")
-                .and_then(|p| p.get("type"))
-                .and_then(|t| t.get("const"))
-                .and_then(Value::as_str)
-                .unwrap_or("?");
             let description = variant.get("description").and_then(Value::as_str).map(one_line).unwrap_or_default();
-            out.push_str(&format!("| `{path}.type: {tag}` | | | {description} |\n"));
-            walk(root, variant, path, out);
+            let props = variant.get("properties").and_then(Value::as_object);
+            let tag = props.and_then(|p| p.get("type")).and_then(|t| t.get("const")).and_then(Value::as_str);
+            if let Some(tag) = tag {
+                out.push_str(&format!("| `{path}.type: {tag}` | | | {description} |\n"));
+                walk(root, variant, path, out);
+                continue;
+            }
+            // Externally tagged: a plain value, or an object of one key.
+            let plain = variant.get("const").or_else(|| variant.get("enum").and_then(|e| e.get(0)));
+            let row = match (plain.and_then(Value::as_str), props.filter(|p| p.len() == 1)) {
+                (Some(value), _) => format!("| `{path}: {value}` | | | {description} |\n"),
+                (None, Some(props)) => {
+                    let Some((key, inner)) = props.iter().next() else { continue };
+                    let about = inner.get("description").and_then(Value::as_str).map(one_line).unwrap_or_default();
+                    let ty = type_name(root, inner);
+                    format!("| `{path}: {{{key}: …}}` | {ty} | | {description} {about} |\n")
+                }
+                (None, None) => format!("| `{path}` | value | | {description} |\n"),
+            };
+            out.push_str(&row);
         }
     }
 }

@@ -238,6 +238,17 @@ fn reference_documents_every_field() {
     for line in md.lines().skip(2) {
         assert!(!line.trim_end().ends_with("|  |"), "undocumented: {line}");
     }
+    // Each way to start, by the value written.
+    assert!(!md.contains("?`"), "a row without a name:\n{md}");
+    for start in ["committed", "earliest", "latest", "{timestamp: …}"] {
+        assert!(md.contains(&format!("| `source.start: {start}` |")), "source.start: {start} missing:\n{md}");
+    }
+    // Redis takes feature rows only: listed there alone.
+    assert!(md.contains("`outputs.features[].type: redis`"));
+    for output in ["dead_letters", "late_events"] {
+        assert!(md.contains(&format!("`outputs.{output}[].type: kafka`")));
+        assert!(!md.contains(&format!("`outputs.{output}[].type: redis`")), "{output} lists redis");
+    }
 }
 
 #[test]

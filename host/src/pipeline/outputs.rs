@@ -341,11 +341,7 @@ impl Outputs {
             // hold the next barrier.
             while let Some((control, done, snapshots)) = align.complete() {
                 // Checkpoints complete in order, one at a time.
-                if let Some(mut p) = pending.take() {
-                    let checkpointed = p.durable(metrics).await;
-                    finished |=
-                        self.committed(p.control, p.done, checkpointed, &coordinator.acks, metrics, stop).await?;
-                }
+                finished |= self.settle(pending.take(), &coordinator.acks, metrics, stop).await?;
                 self.pre_commit(control, metrics, stop).await?;
                 match coordinator.start(control, done, snapshots) {
                     Some(p) => pending = Some(p),
@@ -360,16 +356,29 @@ impl Outputs {
                 }
             }
         }
-        if let Some(mut p) = pending.take() {
-            let checkpointed = p.durable(metrics).await;
-            finished |= self.committed(p.control, p.done, checkpointed, &coordinator.acks, metrics, stop).await?;
-        }
+        finished |= self.settle(pending.take(), &coordinator.acks, metrics, stop).await?;
         // Ended without a last barrier (a failure elsewhere, reported
         // there): what was written is still made durable.
         if !finished {
             self.flush(metrics, stop).await?;
         }
         Ok(())
+    }
+
+    /// Wait for the checkpoint being written, if any, and commit its
+    /// barrier. Whether it was the last.
+    async fn settle(
+        &mut self,
+        pending: Option<Pending>,
+        acks: &std::sync::mpsc::Sender<Ack>,
+        metrics: &Metrics,
+        stop: &Stop,
+    ) -> sluice_sink_api::Result<bool> {
+        let Some(mut p) = pending else {
+            return Ok(false);
+        };
+        let checkpointed = p.durable(metrics).await;
+        self.committed(p.control, p.done, checkpointed, acks, metrics, stop).await
     }
 
     /// The barrier's checkpoint is durable (or there is none): the sinks

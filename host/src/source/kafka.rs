@@ -43,7 +43,9 @@ pub struct KafkaSourceConfig {
     /// `committed` (the group's committed offset, or the earliest record
     /// where there is none), `earliest`, `latest`, or
     /// `{timestamp: 2026-11-21T10:00:00Z}` (the first record whose Kafka
-    /// timestamp is at or after that time).
+    /// timestamp is at or after that time). With `checkpoint`, a partition
+    /// a checkpoint holds starts at that checkpoint's offset instead, with
+    /// its state.
     #[serde(default)]
     pub start: StartConfig,
     /// Stop once every partition has been read to its end: the consumer
