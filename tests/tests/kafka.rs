@@ -202,9 +202,18 @@ fn check(example: Example) -> anyhow::Result<()> {
     let rows = read_all(BROKERS, &t.features)?;
     let json: Vec<Value> =
         rows.iter().map(|m| serde_json::from_slice(m.payload().unwrap_or_default())).collect::<Result<_, _>>()?;
+    // Each carries an id that names its content, `computed_at` aside.
+    let mut ids: BTreeMap<String, Row> = BTreeMap::new();
     for (m, row) in rows.iter().zip(&json) {
         assert_eq!(m.key(), row["key"].as_str().map(str::as_bytes), "feature records are keyed by entity");
+        let id = header(m, "__sluice.row_id").unwrap_or_default();
+        assert_eq!(id.len(), 32, "{name}: row id {id:?}");
+        let content = e2e::actual_row(row);
+        let seen = ids.insert(id.clone(), content.clone());
+        assert!(seen.is_none_or(|s| s == content), "{name}: row id {id} names two rows");
     }
+    let distinct: BTreeSet<&Row> = ids.values().collect();
+    assert_eq!(distinct.len(), ids.len(), "{name}: one row, one id");
     assert_rows(&format!("{name}: feature topic"), &actual_rows(&json), &want.rows);
 
     // Redis: each entity's hash holds its last row.

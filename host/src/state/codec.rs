@@ -1,11 +1,13 @@
 //! Bytes for keyed state: what a RocksDB backend and checkpoints store.
 //!
-//! Little-endian, length-prefixed, strings written out (symbols are only
-//! meaningful within one process).
+//! Varints (LEB128, zigzag for signed values); times and starts as deltas
+//! from the one before; each of a key's strings written out once, then
+//! referred to by number (symbols are only meaningful within one process).
+//! Checkpoints compress this further with zstd.
 
 use std::collections::VecDeque;
 
-use super::{Column, Interner, KeyState, NULL_SYM, Session, Slice};
+use super::{Column, Interner, KeyState, NULL_SYM, Session, Slice, Sym};
 
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum CodecError {
@@ -19,27 +21,62 @@ pub enum CodecError {
     Version(u8),
 }
 
-const VERSION: u8 = 1;
+/// 2: varints, times as deltas, strings by a per-key dictionary.
+const VERSION: u8 = 2;
 
-struct Writer<'a>(&'a mut Vec<u8>);
+/// Zigzag: small magnitudes of either sign become small varints.
+fn zigzag(v: i64) -> u64 {
+    ((v << 1) ^ (v >> 63)) as u64
+}
+
+fn unzigzag(v: u64) -> i64 {
+    ((v >> 1) as i64) ^ -((v & 1) as i64)
+}
+
+struct Writer<'a> {
+    out: &'a mut Vec<u8>,
+    /// The key's strings so far, by symbol: their number in the dictionary.
+    dict: rustc_hash::FxHashMap<Sym, u64>,
+}
 
 impl Writer<'_> {
     fn u8(&mut self, v: u8) {
-        self.0.push(v);
+        self.out.push(v);
     }
-    fn u32(&mut self, v: u32) {
-        self.0.extend_from_slice(&v.to_le_bytes());
+    /// LEB128.
+    fn uv(&mut self, mut v: u64) {
+        while v >= 0x80 {
+            self.out.push((v as u8) | 0x80);
+            v >>= 7;
+        }
+        self.out.push(v as u8);
     }
-    fn i64(&mut self, v: i64) {
-        self.0.extend_from_slice(&v.to_le_bytes());
+    fn iv(&mut self, v: i64) {
+        self.uv(zigzag(v));
     }
     fn bytes(&mut self, v: &[u8]) {
-        self.u32(v.len() as u32);
-        self.0.extend_from_slice(v);
+        self.uv(v.len() as u64);
+        self.out.extend_from_slice(v);
     }
-    fn slice(&mut self, s: &Slice, interner: &Interner) {
-        self.i64(s.start);
-        self.i64(s.latest);
+    /// A string value: 0 for null, its number if the key had it already,
+    /// else the next number and the string.
+    fn string(&mut self, sym: Sym, interner: &Interner) {
+        if sym == NULL_SYM {
+            return self.uv(0);
+        }
+        let next = self.dict.len() as u64 + 1;
+        match self.dict.get(&sym) {
+            Some(&n) => self.uv(n),
+            None => {
+                self.dict.insert(sym, next);
+                self.uv(next);
+                self.bytes(interner.resolve(sym).as_bytes());
+            }
+        }
+    }
+    fn slice(&mut self, s: &Slice, interner: &Interner, base: i64) {
+        self.iv(s.start.wrapping_sub(base));
+        self.iv(s.latest.wrapping_sub(s.start));
         match &s.acc {
             Some(acc) => {
                 self.u8(1);
@@ -47,11 +84,14 @@ impl Writer<'_> {
             }
             None => self.u8(0),
         }
-        self.u32(s.len() as u32);
+        self.uv(s.len() as u64);
+        // Times ascend within a slice: deltas are small.
+        let mut prev = s.start;
         for &t in &s.times {
-            self.i64(t);
+            self.iv(t.wrapping_sub(prev));
+            prev = t;
         }
-        self.u32(s.columns.len() as u32);
+        self.uv(s.columns.len() as u64);
         for column in &s.columns {
             match column {
                 Column::Bools(v) => {
@@ -60,92 +100,121 @@ impl Writer<'_> {
                 }
                 Column::Ints(v) => {
                     self.u8(1);
-                    v.iter().for_each(|&i| self.i64(i));
+                    v.iter().for_each(|&i| self.iv(i));
                 }
                 Column::Floats(v) => {
                     self.u8(2);
-                    v.iter().for_each(|&f| self.i64(f.to_bits() as i64));
+                    v.iter().for_each(|&f| self.out.extend_from_slice(&f.to_bits().to_le_bytes()));
                 }
                 Column::Strs(v) => {
                     self.u8(3);
-                    for &sym in v {
-                        if sym == NULL_SYM {
-                            self.u8(0);
-                        } else {
-                            self.u8(1);
-                            self.bytes(interner.resolve(sym).as_bytes());
-                        }
-                    }
+                    v.iter().for_each(|&sym| self.string(sym, interner));
                 }
             }
         }
-        self.u32(s.nulls.len() as u32);
-        for &(row, column) in &s.nulls {
-            self.u32(row);
-            self.u32(u32::from(column));
+        self.uv(s.nulls.len() as u64);
+        let mut row = 0;
+        for &(r, column) in &s.nulls {
+            self.uv(u64::from(r - row));
+            self.uv(u64::from(column));
+            row = r;
         }
     }
 }
 
-struct Reader<'a>(&'a [u8]);
+struct Reader<'a> {
+    bytes: &'a [u8],
+    /// The key's strings so far, in the order they were first written.
+    dict: Vec<&'a str>,
+}
 
 impl<'a> Reader<'a> {
+    fn new(bytes: &'a [u8]) -> Self {
+        Reader { bytes, dict: Vec::new() }
+    }
     fn take(&mut self, n: usize) -> Result<&'a [u8], CodecError> {
-        if self.0.len() < n {
+        if self.bytes.len() < n {
             return Err(CodecError::Truncated);
         }
-        let (head, tail) = self.0.split_at(n);
-        self.0 = tail;
+        let (head, tail) = self.bytes.split_at(n);
+        self.bytes = tail;
         Ok(head)
     }
     fn u8(&mut self) -> Result<u8, CodecError> {
         Ok(self.take(1)?[0])
     }
-    fn u32(&mut self) -> Result<u32, CodecError> {
-        let mut a = [0; 4];
-        a.copy_from_slice(self.take(4)?);
-        Ok(u32::from_le_bytes(a))
+    fn uv(&mut self) -> Result<u64, CodecError> {
+        let mut v = 0u64;
+        for shift in (0..64).step_by(7) {
+            let b = self.u8()?;
+            v |= u64::from(b & 0x7f) << shift;
+            if b < 0x80 {
+                return Ok(v);
+            }
+        }
+        Err(CodecError::BadTag(0x80))
     }
-    fn i64(&mut self) -> Result<i64, CodecError> {
-        let mut a = [0; 8];
-        a.copy_from_slice(self.take(8)?);
-        Ok(i64::from_le_bytes(a))
+    fn iv(&mut self) -> Result<i64, CodecError> {
+        self.uv().map(unzigzag)
+    }
+    /// A count, bounded by the bytes left (each item takes at least one),
+    /// so that a bad length cannot allocate.
+    fn count(&mut self) -> Result<usize, CodecError> {
+        let n = self.uv()? as usize;
+        if n > self.bytes.len() { Err(CodecError::Truncated) } else { Ok(n) }
     }
     fn bytes(&mut self) -> Result<&'a [u8], CodecError> {
-        let n = self.u32()? as usize;
+        let n = self.uv()? as usize;
         self.take(n)
     }
-    fn slice(&mut self, interner: &mut Interner) -> Result<Slice, CodecError> {
-        let start = self.i64()?;
-        let latest = self.i64()?;
+    fn string(&mut self) -> Result<Option<&'a str>, CodecError> {
+        let n = self.uv()? as usize;
+        if n == 0 {
+            return Ok(None);
+        }
+        if n == self.dict.len() + 1 {
+            let text = std::str::from_utf8(self.bytes()?).map_err(|_| CodecError::BadUtf8)?;
+            self.dict.push(text);
+        }
+        self.dict.get(n - 1).copied().map(Some).ok_or(CodecError::BadTag(3))
+    }
+    fn slice(&mut self, interner: &mut Interner, base: i64) -> Result<Slice, CodecError> {
+        let start = base.wrapping_add(self.iv()?);
+        let latest = start.wrapping_add(self.iv()?);
         let acc = match self.u8()? {
             0 => None,
             1 => Some(self.bytes()?.to_vec()),
             t => return Err(CodecError::BadTag(t)),
         };
-        let n = self.u32()? as usize;
-        // Bounds from the remaining bytes, so bad lengths cannot allocate.
-        let mut times = Vec::with_capacity(n.min(self.0.len() / 8));
+        let n = self.count()?;
+        let mut times = Vec::with_capacity(n);
+        let mut prev = start;
         for _ in 0..n {
-            times.push(self.i64()?);
+            prev = prev.wrapping_add(self.iv()?);
+            times.push(prev);
         }
-        let width = self.u32()? as usize;
+        let width = self.count()?;
         let mut text_bytes = 0u64;
-        let mut columns = Vec::with_capacity(width.min(self.0.len()));
+        let mut columns = Vec::with_capacity(width);
         for _ in 0..width {
             columns.push(match self.u8()? {
                 0 => Column::Bools((0..n).map(|_| self.u8().map(|b| b != 0)).collect::<Result<_, _>>()?),
-                1 => Column::Ints((0..n).map(|_| self.i64()).collect::<Result<_, _>>()?),
+                1 => Column::Ints((0..n).map(|_| self.iv()).collect::<Result<_, _>>()?),
                 2 => Column::Floats(
-                    (0..n).map(|_| self.i64().map(|b| f64::from_bits(b as u64))).collect::<Result<_, _>>()?,
+                    (0..n)
+                        .map(|_| {
+                            let mut a = [0; 8];
+                            a.copy_from_slice(self.take(8)?);
+                            Ok(f64::from_bits(u64::from_le_bytes(a)))
+                        })
+                        .collect::<Result<_, CodecError>>()?,
                 ),
                 3 => {
-                    let mut syms = Vec::with_capacity(n.min(self.0.len()));
+                    let mut syms = Vec::with_capacity(n);
                     for _ in 0..n {
-                        syms.push(match self.u8()? {
-                            0 => NULL_SYM,
-                            _ => {
-                                let text = std::str::from_utf8(self.bytes()?).map_err(|_| CodecError::BadUtf8)?;
+                        syms.push(match self.string()? {
+                            None => NULL_SYM,
+                            Some(text) => {
                                 text_bytes += text.len() as u64;
                                 interner.intern(text)
                             }
@@ -156,10 +225,12 @@ impl<'a> Reader<'a> {
                 t => return Err(CodecError::BadTag(t)),
             });
         }
-        let m = self.u32()? as usize;
-        let mut nulls = Vec::with_capacity(m.min(self.0.len() / 8));
+        let m = self.count()?;
+        let mut nulls = Vec::with_capacity(m);
+        let mut row = 0u32;
         for _ in 0..m {
-            nulls.push((self.u32()?, self.u32()? as u16));
+            row += self.uv()? as u32;
+            nulls.push((row, self.uv()? as u16));
         }
         Ok(Slice { start, latest, text_bytes, times, columns, nulls, acc, ..Slice::default() })
     }
@@ -168,37 +239,41 @@ impl<'a> Reader<'a> {
 impl KeyState {
     /// Append this key's state to `out`.
     pub fn encode(&self, interner: &Interner, out: &mut Vec<u8>) {
-        let mut w = Writer(out);
+        let mut w = Writer { out, dict: Default::default() };
         w.u8(VERSION);
         w.bytes(self.key.as_bytes());
-        w.i64(self.last_event);
-        w.u32(self.partition);
+        w.iv(self.last_event);
+        w.uv(u64::from(self.partition));
         match self.next_close {
             Some(t) => {
                 w.u8(1);
-                w.i64(t);
+                w.iv(t.wrapping_sub(self.last_event));
             }
             None => w.u8(0),
         }
-        w.u32(self.slices.len() as u32);
+        // Starts as deltas from the one before, from the last event.
+        let mut base = self.last_event;
+        w.uv(self.slices.len() as u64);
         for s in &self.slices {
-            w.slice(s, interner);
+            w.slice(s, interner, base);
+            base = s.start;
         }
-        w.u32(self.sessions.len() as u32);
+        w.uv(self.sessions.len() as u64);
         for session in &self.sessions {
-            w.i64(session.start);
-            w.i64(session.end);
+            w.iv(session.start.wrapping_sub(base));
+            w.iv(session.end.wrapping_sub(session.start));
             w.u8(u8::from(session.fired));
-            w.u32(session.parts.len() as u32);
+            w.uv(session.parts.len() as u64);
             for p in &session.parts {
-                w.slice(p, interner);
+                w.slice(p, interner, session.start);
             }
+            base = session.start;
         }
     }
 
     /// The key of an encoded state, without decoding the rest.
     pub fn peek_key(bytes: &[u8]) -> Result<&str, CodecError> {
-        let mut r = Reader(bytes);
+        let mut r = Reader::new(bytes);
         let version = r.u8()?;
         if version != VERSION {
             return Err(CodecError::Version(version));
@@ -209,36 +284,40 @@ impl KeyState {
     /// Read what [`KeyState::encode`] wrote, interning strings into
     /// `interner`.
     pub fn decode(bytes: &[u8], interner: &mut Interner) -> Result<KeyState, CodecError> {
-        let mut r = Reader(bytes);
+        let mut r = Reader::new(bytes);
         let version = r.u8()?;
         if version != VERSION {
             return Err(CodecError::Version(version));
         }
         let key = std::str::from_utf8(r.bytes()?).map_err(|_| CodecError::BadUtf8)?.into();
-        let last_event = r.i64()?;
-        let partition = r.u32()?;
+        let last_event = r.iv()?;
+        let partition = r.uv()? as u32;
         let next_close = match r.u8()? {
             0 => None,
-            1 => Some(r.i64()?),
+            1 => Some(last_event.wrapping_add(r.iv()?)),
             t => return Err(CodecError::BadTag(t)),
         };
-        let n = r.u32()? as usize;
-        let mut slices = VecDeque::with_capacity(n.min(1 << 16));
+        let mut base = last_event;
+        let n = r.count()?;
+        let mut slices = VecDeque::with_capacity(n);
         for _ in 0..n {
-            slices.push_back(r.slice(interner)?);
+            let slice = r.slice(interner, base)?;
+            base = slice.start;
+            slices.push_back(slice);
         }
-        let n = r.u32()? as usize;
-        let mut sessions = Vec::with_capacity(n.min(1 << 16));
+        let n = r.count()?;
+        let mut sessions = Vec::with_capacity(n);
         for _ in 0..n {
-            let start = r.i64()?;
-            let end = r.i64()?;
+            let start = base.wrapping_add(r.iv()?);
+            let end = start.wrapping_add(r.iv()?);
             let fired = r.u8()? != 0;
-            let m = r.u32()? as usize;
-            let mut parts = Vec::with_capacity(m.min(1 << 10));
+            let m = r.count()?;
+            let mut parts = Vec::with_capacity(m);
             for _ in 0..m {
-                parts.push(r.slice(interner)?);
+                parts.push(r.slice(interner, start)?);
             }
             sessions.push(Session { start, end, fired, parts });
+            base = start;
         }
         let dirty =
             slices.iter().chain(sessions.iter().flat_map(|s| &s.parts)).any(|s| !s.is_empty() && s.acc.is_some());
@@ -295,6 +374,20 @@ mod tests {
         assert_eq!(s.row(0), state.slices[0].row(0));
         assert_eq!(s.row(0)[0], Value::Null);
         assert_eq!(KeyState::decode(&bytes[..bytes.len() - 1], &mut other).err(), Some(CodecError::Truncated));
+        // A string the key holds twice is written once.
+        let mut twice = state;
+        let mut second = Slice::new(120_000, &[T::String, T::Int, T::Float, T::Bool, T::String]);
+        second.insert(121_000, &row, "item-7".len() as u64);
+        twice.slices.push_back(second);
+        let mut bytes = Vec::new();
+        twice.encode(&interner, &mut bytes);
+        assert_eq!(bytes.windows(6).filter(|w| w == b"item-7").count(), 1);
+        let back = KeyState::decode(&bytes, &mut other).map_err(|e| e.to_string());
+        let Ok(back) = back else { panic!("decode failed: {back:?}") };
+        let Value::Str(sym) = back.slices[1].row(0)[0] else { panic!("not a string") };
+        assert_eq!(other.resolve(sym), "item-7");
+        assert_eq!(back.slices[1].times, vec![121_000]);
+        assert_eq!(back.slices[1].text_bytes, 6);
         assert_eq!(KeyState::decode(&[9], &mut other).err(), Some(CodecError::Version(9)));
     }
 }

@@ -18,6 +18,11 @@
 //! Late events carry the same source headers plus `__sluice.event_time` and
 //! `__sluice.watermark` (milliseconds).
 //!
+//! Feature rows carry `__sluice.row_id`: 32 hex digits of a SHA-256 of
+//! the row without its `computed_at`. The topic is at-least-once (a
+//! restart writes again the rows since the last checkpoint), and a row
+//! written again has the same id, so consumers can drop repeats.
+//!
 //! Records are handed to librdkafka's queue; [`Sink::flush`] waits until
 //! the broker acknowledged all of them, which is what the host waits for
 //! before it commits source offsets.
@@ -62,6 +67,18 @@ pub mod headers {
     pub const EVENT_TIME: &str = "__sluice.event_time";
     pub const WATERMARK: &str = "__sluice.watermark";
     pub const TRUNCATED: &str = "__sluice.truncated";
+    pub const ROW_ID: &str = "__sluice.row_id";
+}
+
+/// The id of a feature row from its JSON: the same for the same window,
+/// trigger, event time and features, whenever it was computed.
+pub fn row_id(json: &[u8]) -> String {
+    use sha2::Digest;
+    const COMPUTED_AT: &[u8] = b",\"computed_at\":";
+    // `computed_at` is the last field: the last match is it.
+    let content = json.windows(COMPUTED_AT.len()).rposition(|w| w == COMPUTED_AT).map_or(json, |at| &json[..at]);
+    let digest = sha2::Sha256::digest(content);
+    digest.iter().take(16).map(|b| format!("{b:02x}")).collect()
 }
 
 /// Write records to a Kafka topic.
@@ -307,7 +324,9 @@ impl Sink for KafkaSink {
                 for row in rows {
                     json.clear();
                     row.write_json(&mut json);
-                    self.send(Some(&row.key), &json, None).await?;
+                    let id = row_id(&json);
+                    let headers = OwnedHeaders::new().insert(Header { key: headers::ROW_ID, value: Some(&id) });
+                    self.send(Some(&row.key), &json, Some(headers)).await?;
                 }
             }
             Batch::DeadLetters(letters) => {
@@ -337,5 +356,38 @@ impl Sink for KafkaSink {
             Ok(Err(e)) => Err(error(format!("flush to `{}` did not complete: {e}", self.topic))),
             Err(e) => Err(error(format!("flush task failed: {e}"))),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use sluice_sink_api::{FeatureRow, FeatureValue, Features, Trigger};
+
+    use super::row_id;
+
+    fn json(count: i64, computed_at: i64) -> Vec<u8> {
+        let row = FeatureRow {
+            key: "u1".into(),
+            window_start: 0,
+            window_end: 300_000,
+            event_time: 299_000,
+            trigger: Trigger::Close,
+            features: Features(vec![("tx_count".into(), FeatureValue::Int(count))]),
+            computed_at,
+        };
+        let mut out = Vec::new();
+        row.write_json(&mut out);
+        out
+    }
+
+    /// A row computed again (after a restart) has the same id; another
+    /// result of the same window has another.
+    #[test]
+    fn a_row_written_again_has_the_same_id() {
+        let first = row_id(&json(3, 1_000));
+        assert_eq!(first.len(), 32);
+        assert!(first.bytes().all(|b| b.is_ascii_hexdigit()));
+        assert_eq!(row_id(&json(3, 9_999)), first);
+        assert_ne!(row_id(&json(4, 1_000)), first);
     }
 }
