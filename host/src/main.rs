@@ -1,8 +1,11 @@
 //! `sluice`: run and validate pipeline manifests. Signals and exit codes
 //! are handled here, and only here.
 
+use std::sync::Arc;
+
 use clap::{Parser, Subcommand};
-use sluice_host::manifest::{Document, reference};
+use sluice_host::manifest::{Document, SourceConfig, reference};
+use sluice_host::metrics::Metrics;
 use sluice_host::pipeline::{self, Pipeline, Plan, StopMode};
 use sluice_host::runtime::Runtime;
 use sluice_host::wasm::{Engine, Module};
@@ -170,6 +173,13 @@ fn run(file: &Path, overrides: &[String], fresh: bool) -> ExitCode {
     let Some((document, module)) = load(file, overrides, true, runtime.engine()) else {
         return ExitCode::FAILURE;
     };
+    // A bounded run (a backfill) shows its progress to a person at a
+    // terminal; logs and pipes get the final summary only.
+    let bounded = match &document.manifest.source {
+        SourceConfig::File { .. } => true,
+        SourceConfig::Kafka(k) => k.stop_at_end,
+    };
+    let with_progress = bounded && std::io::IsTerminal::is_terminal(&std::io::stderr());
     let outcome = tokio.block_on(async {
         let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
         let mut plan = Plan::with_module(document.manifest, module);
@@ -177,12 +187,22 @@ fn run(file: &Path, overrides: &[String], fresh: bool) -> ExitCode {
             plan = plan.fresh();
         }
         let handle = Pipeline::start(plan, &runtime).await?;
+        let progress = with_progress.then(|| {
+            let bar = progress_bar();
+            (bar.clone(), tokio::spawn(show_progress(bar, handle.metrics().clone())))
+        });
         let join = handle.join();
         tokio::pin!(join);
         let mut signals = 0;
         loop {
             tokio::select! {
-                summary = &mut join => break anyhow::Ok((summary?, signals)),
+                summary = &mut join => {
+                    if let Some((bar, task)) = &progress {
+                        task.abort();
+                        bar.finish_and_clear();
+                    }
+                    break anyhow::Ok((summary?, signals));
+                }
                 _ = tokio::signal::ctrl_c() => {}
                 _ = terminate.recv() => {}
             }
@@ -209,6 +229,41 @@ fn run(file: &Path, overrides: &[String], fresh: bool) -> ExitCode {
             eprintln!("{}: error: {e:#}", file.display());
             ExitCode::FAILURE
         }
+    }
+}
+
+/// A progress bar for a bounded run: how much of the source is read,
+/// events/s, the watermark. The caller clears it when the run ends.
+fn progress_bar() -> indicatif::ProgressBar {
+    use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+    let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr_with_hz(5));
+    // `wide_msg` is cut to the terminal's width: a wrapped line would not
+    // be redrawn in place.
+    if let Ok(style) = ProgressStyle::with_template("{bar:24} {percent:>3}% {wide_msg}") {
+        bar.set_style(style);
+    }
+    bar
+}
+
+/// Keep `bar` up to date with `metrics` until aborted.
+async fn show_progress(bar: indicatif::ProgressBar, metrics: Arc<Metrics>) {
+    let started = std::time::Instant::now();
+    let (mut last, mut at, mut rate) = (0, started, None);
+    let mut every = tokio::time::interval(std::time::Duration::from_millis(200));
+    loop {
+        every.tick().await;
+        let (read, total) = (Metrics::get(&metrics.source_read), Metrics::get(&metrics.source_total));
+        bar.set_length(total.max(1));
+        bar.set_position(read);
+        let events = Metrics::get(&metrics.events_read);
+        // Over the last second or so; from the start until then.
+        if at.elapsed().as_secs_f64() >= 1.0 {
+            rate = Some((events - last) as f64 / at.elapsed().as_secs_f64());
+            (last, at) = (events, std::time::Instant::now());
+        }
+        let rate = rate.unwrap_or(events as f64 / started.elapsed().as_secs_f64().max(1e-3));
+        let watermark = metrics.watermark().map_or_else(|| "none yet".into(), sluice_host::time::format_ms);
+        bar.set_message(format!("{events} events, {rate:.0}/s, watermark {watermark}"));
     }
 }
 

@@ -26,6 +26,10 @@ pub struct Metrics {
     pub guest_retries: AtomicU64,
     pub sink_retries: AtomicU64,
     pub keys_expired: AtomicU64,
+    /// A bounded source's progress: how much it has read of how much
+    /// (bytes of a file, records of the partitions).
+    pub source_read: AtomicU64,
+    pub source_total: AtomicU64,
     /// The operator's watermark; see [`Metrics::watermark`].
     pub watermark: TimeGauge,
     /// The last barrier every sink has committed (0: none yet).

@@ -176,3 +176,23 @@ fn a_stop_reaches_a_sink_stuck_retrying() -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// A bounded run's progress (what `sluice run` shows at a terminal): a
+/// file read to its end has read all its bytes.
+#[test]
+fn a_file_run_reports_its_progress_in_bytes() -> anyhow::Result<()> {
+    let config = Config { shape: Shape::Transactions, events: 1_000, users: 10, ..Config::default() };
+    let mut text = Vec::new();
+    sluice_examples::generate(&config, &mut text)?;
+    let dir = tempfile::tempdir()?;
+    let input = dir.path().join("in.jsonl");
+    std::fs::write(&input, &text)?;
+    let tokio = tokio()?;
+    let handle = start(&tokio, dir.path(), &[format!("source.path={}", input.display())])?;
+    let metrics = handle.metrics().clone();
+    tokio.block_on(handle.join())?;
+    assert_eq!(Metrics::get(&metrics.source_total), text.len() as u64);
+    assert_eq!(Metrics::get(&metrics.source_read), text.len() as u64);
+    assert_eq!(Metrics::get(&metrics.events_read), config.events);
+    Ok(())
+}

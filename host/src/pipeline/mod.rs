@@ -319,6 +319,10 @@ fn compute(
                 if let Some(first) = shares.first() {
                     metrics.set_watermark(first.watermark);
                 }
+                if let Some((read, total)) = source.progress() {
+                    Metrics::set(&metrics.source_read, read);
+                    Metrics::set(&metrics.source_total, total);
+                }
                 if let Some(control) = control {
                     epoch += 1;
                     barrier_due = every.map(|d| now + d);

@@ -16,6 +16,9 @@ pub struct FileSource {
     step: usize,
     max_line: usize,
     started: bool,
+    /// The file's size when opened, and the bytes read so far.
+    size: u64,
+    read: u64,
 }
 
 impl FileSource {
@@ -25,7 +28,8 @@ impl FileSource {
         let name = path.display().to_string();
         let err = |source| Error::File { path: name.clone(), source };
         let file = File::open(path).map_err(err)?;
-        if !file.metadata().map_err(err)?.is_file() {
+        let meta = file.metadata().map_err(err)?;
+        if !meta.is_file() {
             return Err(Error::File { path: name.clone(), source: std::io::Error::other("not a regular file") });
         }
         Ok(FileSource {
@@ -35,6 +39,8 @@ impl FileSource {
             step: step.max(1),
             max_line,
             started: false,
+            size: meta.len(),
+            read: 0,
         })
     }
 
@@ -59,6 +65,10 @@ impl FileSource {
                 chunk.mark_oversize(size);
             }
             chunk.seal(0, self.line);
+        }
+        // Where the buffered reader is in the file (no read, no discard).
+        if let Ok(at) = std::io::Seek::stream_position(&mut self.reader) {
+            self.read = at;
         }
         Ok((!chunk.is_empty()).then_some(chunk))
     }
@@ -101,6 +111,10 @@ fn read_line(reader: &mut impl BufRead, out: &mut Vec<u8>, limit: usize) -> std:
 }
 
 impl Source for FileSource {
+    fn progress(&self) -> Option<(u64, u64)> {
+        Some((self.read, self.size.max(self.read)))
+    }
+
     fn poll(&mut self) -> Result<Polled> {
         if !self.started {
             self.started = true;

@@ -336,6 +336,8 @@ struct Slot {
     next: i64,
     /// Bounded reading: the end offset at assignment.
     end: i64,
+    /// Where this host started reading it.
+    start: i64,
     /// Read to its end; reported as finished once its records are out.
     ended: bool,
     finished: bool,
@@ -452,6 +454,7 @@ impl KafkaSource {
                                     assigned: false,
                                     next: *start,
                                     end: *end,
+                                    start: *start,
                                     ended: false,
                                     finished: false,
                                 });
@@ -462,6 +465,7 @@ impl KafkaSource {
                         let s = &mut self.slots[slot];
                         if !s.assigned {
                             (s.assigned, s.next, s.end, s.ended, s.finished) = (true, *start, *end, false, false);
+                            s.start = *start;
                             assigned.push(Assignment {
                                 slot,
                                 topic: s.topic.clone(),
@@ -700,6 +704,18 @@ impl KafkaSource {
 }
 
 impl Source for KafkaSource {
+    fn progress(&self) -> Option<(u64, u64)> {
+        if !self.config.stop_at_end {
+            return None;
+        }
+        let held = self.slots.iter().filter(|s| s.assigned);
+        let (read, total) = held.fold((0, 0), |(r, t), s| {
+            let total = (s.end - s.start).max(0) as u64;
+            (r + ((s.next - s.start).max(0) as u64).min(total), t + total)
+        });
+        Some((read, total))
+    }
+
     fn poll(&mut self) -> Result<Polled> {
         self.held_since = None;
         self.note_waiting();

@@ -77,6 +77,12 @@ pub trait Source {
         Ok(())
     }
 
+    /// How far a bounded source is: (read, to read), in bytes of a file or
+    /// records of the partitions. `None` for an unbounded source.
+    fn progress(&self) -> Option<(u64, u64)> {
+        None
+    }
+
     /// The run's last commit: made before the source closes, waited for,
     /// and checked.
     fn commit_last(&mut self, offsets: &[(usize, i64)]) -> Result<()> {
