@@ -850,6 +850,21 @@ impl Rig {
         Ok(Running(self.command(group, false, name)?.spawn()?))
     }
 
+    /// `sluice checkpoints ARGS examples/tx-velocity.yaml` on this rig's
+    /// checkpoints: whether it succeeded, and what it printed.
+    fn checkpoints(&self, args: &[&str]) -> anyhow::Result<(bool, String)> {
+        let out = Command::new(e2e::sluice())
+            .current_dir(e2e::root())
+            .arg("checkpoints")
+            .args(args)
+            .arg("examples/tx-velocity.yaml")
+            .args(["--set", &format!("checkpoint={}", self.checkpoint)])
+            .args(["--set", &format!("source={{type: kafka, brokers: '{BROKERS}', topics: [t], group: g}}")])
+            .output()?;
+        let text = String::from_utf8(out.stdout)? + &String::from_utf8(out.stderr)?;
+        Ok((out.status.success(), text))
+    }
+
     fn restored(&self, name: &str) -> bool {
         std::fs::read_to_string(self.log(name)).unwrap_or_default().contains("state restored from a checkpoint")
     }
@@ -957,6 +972,18 @@ fn a_host_takes_over_a_dead_hosts_partitions_from_its_checkpoints() -> anyhow::R
     producing.join().map_err(|_| anyhow::anyhow!("the producer panicked"))??;
     let status = second.terminate()?;
     assert!(status.success(), "{}", std::fs::read_to_string(rig.log("second"))?);
+
+    // What the directory holds: each checkpoint, then the newest read whole.
+    let (ok, listed) = rig.checkpoints(&["list"])?;
+    let files = listed.lines().filter(|l| l.contains(".ckpt ")).count();
+    assert!(ok && files >= 3, "{listed}");
+    assert!(listed.lines().next().is_some_and(|l| l.starts_with(&format!("{files} checkpoint(s) in "))), "{listed}");
+    let (ok, inspected) = rig.checkpoints(&["inspect"])?;
+    assert!(ok && inspected.contains(": intact ("), "{inspected}");
+    for p in 0..4 {
+        assert!(inspected.contains(&format!("-in[{p}] next offset ")), "partition {p} missing:\n{inspected}");
+    }
+    assert!(!inspected.contains("cannot restore"), "{inspected}");
     rig.finish_and_check("takeover")
 }
 
