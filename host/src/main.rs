@@ -105,7 +105,12 @@ fn main() -> ExitCode {
 
 /// Load and check a manifest and its module on `engine`; every problem is
 /// printed.
-fn load(file: &Path, overrides: &[String], online: bool, engine: &Engine) -> Option<(Document, Module)> {
+fn load(
+    file: &Path,
+    overrides: &[String],
+    (online, fresh): (bool, bool),
+    engine: &Engine,
+) -> Option<(Document, Module)> {
     let document = match Document::load(file, overrides) {
         Ok(d) => d,
         Err(e) => {
@@ -113,7 +118,7 @@ fn load(file: &Path, overrides: &[String], online: bool, engine: &Engine) -> Opt
             return None;
         }
     };
-    let mut findings = preflight::check(&document.manifest, online);
+    let mut findings = preflight::check(&document.manifest, online, fresh);
     let module = match pipeline::load_module(&document.manifest, engine) {
         Ok(module) => Some(module),
         Err(e) => {
@@ -142,7 +147,7 @@ fn validate(file: &Path, overrides: &[String], offline: bool) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match load(file, overrides, !offline, &engine) {
+    match load(file, overrides, (!offline, false), &engine) {
         Some(_) => {
             println!("{}: ok", file.display());
             ExitCode::SUCCESS
@@ -170,7 +175,7 @@ fn run(file: &Path, overrides: &[String], fresh: bool) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let Some((document, module)) = load(file, overrides, true, runtime.engine()) else {
+    let Some((document, module)) = load(file, overrides, (true, fresh), runtime.engine()) else {
         return ExitCode::FAILURE;
     };
     // A bounded run (a backfill) shows its progress to a person at a

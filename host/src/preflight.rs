@@ -23,8 +23,9 @@ use crate::manifest::{Finding, Manifest, SinkConfig, SourceConfig};
 /// How long a broker or Redis server may take to answer.
 const TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Every problem found; none means the pipeline can start.
-pub fn check(manifest: &Manifest, online: bool) -> Vec<Finding> {
+/// Every problem found; none means the pipeline can start. `fresh`: the
+/// run starts over, so checkpoints of another pipeline are no problem.
+pub fn check(manifest: &Manifest, online: bool, fresh: bool) -> Vec<Finding> {
     let mut found = Vec::new();
     let mut files: Vec<(String, Identity)> = Vec::new();
     match &manifest.source {
@@ -96,7 +97,7 @@ pub fn check(manifest: &Manifest, online: bool) -> Vec<Finding> {
             found.push(("checkpoint.dir".into(), problem, Some("give a folder you can write".into())));
         }
         let expected = crate::checkpoint::fingerprint(manifest);
-        let listed = crate::checkpoint::list(&c.dir).unwrap_or_default();
+        let listed = if fresh { Vec::new() } else { crate::checkpoint::list(&c.dir).unwrap_or_default() };
         let other = listed.iter().find_map(|l| {
             let h = l.header.as_ref().ok()?;
             (h.pipeline == manifest.name && h.fingerprint != expected).then_some((l, h))

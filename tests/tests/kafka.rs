@@ -850,14 +850,13 @@ impl Rig {
         Ok(Running(self.command(group, false, name)?.spawn()?))
     }
 
-    /// `sluice checkpoints ARGS examples/tx-velocity.yaml` on this rig's
-    /// checkpoints: whether it succeeded, and what it printed.
-    fn checkpoints(&self, args: &[&str]) -> anyhow::Result<(bool, String)> {
+    /// `sluice checkpoints COMMAND examples/tx-velocity.yaml [NAME]` on
+    /// this rig's checkpoints: whether it succeeded, and what it printed.
+    fn checkpoints(&self, command: &str, name: Option<&str>) -> anyhow::Result<(bool, String)> {
         let out = Command::new(e2e::sluice())
             .current_dir(e2e::root())
-            .arg("checkpoints")
-            .args(args)
-            .arg("examples/tx-velocity.yaml")
+            .args(["checkpoints", command, "examples/tx-velocity.yaml"])
+            .args(name)
             .args(["--set", &format!("checkpoint={}", self.checkpoint)])
             .args(["--set", &format!("source={{type: kafka, brokers: '{BROKERS}', topics: [t], group: g}}")])
             .output()?;
@@ -973,17 +972,21 @@ fn a_host_takes_over_a_dead_hosts_partitions_from_its_checkpoints() -> anyhow::R
     let status = second.terminate()?;
     assert!(status.success(), "{}", std::fs::read_to_string(rig.log("second"))?);
 
-    // What the directory holds: each checkpoint, then the newest read whole.
-    let (ok, listed) = rig.checkpoints(&["list"])?;
-    let files = listed.lines().filter(|l| l.contains(".ckpt ")).count();
-    assert!(ok && files >= 3, "{listed}");
-    assert!(listed.lines().next().is_some_and(|l| l.starts_with(&format!("{files} checkpoint(s) in "))), "{listed}");
-    let (ok, inspected) = rig.checkpoints(&["inspect"])?;
-    assert!(ok && inspected.contains(": intact ("), "{inspected}");
-    for p in 0..4 {
-        assert!(inspected.contains(&format!("-in[{p}] next offset ")), "partition {p} missing:\n{inspected}");
+    // What the directory holds: each checkpoint (of the three hosts), and
+    // each read whole. Together they hold every partition; which holds
+    // which depends on when the group rebalanced.
+    let (ok, listed) = rig.checkpoints("list", None)?;
+    let names: Vec<&str> =
+        listed.lines().filter_map(|l| l.split_whitespace().next()).filter(|n| n.ends_with(".ckpt")).collect();
+    assert!(ok && names.len() >= 3, "{listed}");
+    assert!(listed.starts_with(&format!("{} checkpoint(s) in ", names.len())), "{listed}");
+    let mut held = BTreeSet::new();
+    for name in names {
+        let (ok, inspected) = rig.checkpoints("inspect", Some(name))?;
+        assert!(ok && inspected.contains(": intact (") && !inspected.contains("cannot restore"), "{inspected}");
+        held.extend((0..4).filter(|p| inspected.contains(&format!("-in[{p}] next offset "))));
     }
-    assert!(!inspected.contains("cannot restore"), "{inspected}");
+    assert_eq!(held.len(), 4, "partitions in the checkpoints: {held:?}");
     rig.finish_and_check("takeover")
 }
 
@@ -1014,4 +1017,33 @@ fn members_that_overlap_never_count_an_event_twice() -> anyhow::Result<()> {
     let status = c.terminate()?;
     assert!(status.success(), "{}", std::fs::read_to_string(rig.log("c"))?);
     rig.finish_and_check("overlap")
+}
+
+/// A checkpoint of another window cannot be restored: `sluice run` refuses
+/// with both descriptions and the way out, and `--fresh` moves the old
+/// checkpoints aside and starts over.
+#[test]
+fn a_changed_window_is_refused_until_the_run_starts_fresh() -> anyhow::Result<()> {
+    let rig = Rig::new("fresh", 400)?;
+    produce_placed(&rig.t.input, &rig.events, false)?;
+    let first = rig.command(&format!("{}-1", rig.t.id), true, "first")?.status()?;
+    assert!(first.success(), "{}", std::fs::read_to_string(rig.log("first"))?);
+
+    let mut changed = rig.command(&format!("{}-2", rig.t.id), true, "changed")?;
+    changed.args(["--set", "window.size=10m"]);
+    assert!(!changed.status()?.success(), "a changed window ran");
+    let said = std::fs::read_to_string(rig.log("changed"))?;
+    assert!(said.contains("error: ") && said.contains("was written by an incompatible pipeline"), "{said}");
+    assert!(said.contains("tumbling window size 5m") && said.contains("tumbling window size 10m"), "{said}");
+    assert!(said.contains("(at `checkpoint.dir`)") && said.contains("hint: run with --fresh"), "{said}");
+
+    let mut fresh = rig.command(&format!("{}-3", rig.t.id), true, "fresh")?;
+    fresh.args(["--set", "window.size=10m", "--fresh"]);
+    assert!(fresh.status()?.success(), "{}", std::fs::read_to_string(rig.log("fresh"))?);
+    let aside = std::fs::read_dir(rig.dir.path().join("checkpoints"))?
+        .filter_map(|e| e.ok())
+        .find(|e| e.file_name().to_string_lossy().starts_with("superseded-"));
+    let Some(aside) = aside else { panic!("the old checkpoints were not moved aside") };
+    assert!(std::fs::read_dir(aside.path())?.count() >= 1, "nothing in {}", aside.path().display());
+    Ok(())
 }

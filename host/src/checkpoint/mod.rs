@@ -30,7 +30,7 @@ pub enum Error {
     File { path: String, message: String },
     #[error(
         "{path} was written by an incompatible pipeline: it has {found}, the manifest has {expected}; \
-         its state cannot be restored"
+         its state cannot be restored (run with --fresh to start over: the old checkpoints are moved aside)"
     )]
     Incompatible { path: String, found: String, expected: String },
 }
@@ -206,9 +206,11 @@ impl Store {
     }
 
     /// The newest intact state of each partition of `wanted` that some
-    /// checkpoint of this pipeline holds.
+    /// checkpoint of this pipeline holds. Each file is read (and checked)
+    /// once, however many of the partitions it holds.
     pub fn restore(&self, wanted: &[(String, i32)]) -> Result<HashMap<(String, i32), Restored>> {
         let listed = self.list()?;
+        let mut read: HashMap<&Path, Option<Checkpoint>> = HashMap::new();
         let mut out = HashMap::new();
         for tp in wanted {
             // Best first: the furthest offset, then the newest.
@@ -223,26 +225,21 @@ impl Store {
                 .collect();
             candidates.sort_by_key(|(_, h, e)| std::cmp::Reverse((e.offset, h.created_ms)));
             for (l, h, _) in candidates {
-                match file::read(&l.path) {
-                    Ok(checkpoint) => {
-                        let Some(state) =
-                            checkpoint.partitions.into_iter().find(|p| p.topic == tp.0 && p.partition == tp.1)
-                        else {
-                            continue;
-                        };
-                        let from = l.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-                        out.insert(
-                            tp.clone(),
-                            Restored { state, watermark: h.watermark, last_sweep: h.last_sweep, from },
-                        );
-                        break;
-                    }
-                    Err(e) => tracing::warn!(
-                        topic = tp.0,
-                        partition = tp.1,
-                        "skipping a checkpoint that does not read back, trying an older one: {e}"
-                    ),
-                }
+                let checkpoint = read.entry(&l.path).or_insert_with(|| {
+                    file::read(&l.path)
+                        .inspect_err(|e| {
+                            tracing::warn!("skipping a checkpoint that does not read back, trying an older one: {e}")
+                        })
+                        .ok()
+                });
+                let Some(checkpoint) = checkpoint else { continue };
+                let Some(at) = checkpoint.partitions.iter().position(|p| p.topic == tp.0 && p.partition == tp.1) else {
+                    continue;
+                };
+                let state = checkpoint.partitions.swap_remove(at);
+                let from = l.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+                out.insert(tp.clone(), Restored { state, watermark: h.watermark, last_sweep: h.last_sweep, from });
+                break;
             }
         }
         Ok(out)

@@ -171,13 +171,15 @@ fn open_source(manifest: &Manifest, store: Option<Arc<Store>>) -> Result<Box<dyn
     })
 }
 
-/// Per worker, the keys of restored partitions it owns.
-fn restores(assigned: &[Assignment], workers: usize) -> Vec<Option<Snapshot>> {
+/// Per worker, the keys of restored partitions it owns (taken out of
+/// `assigned`).
+fn restores(assigned: &mut [Assignment], workers: usize) -> Vec<Option<Snapshot>> {
     let mut out: Vec<Option<Snapshot>> = (0..workers).map(|_| None).collect();
     for a in assigned {
-        let Some(r) = &a.restored else { continue };
-        for bytes in &r.state.keys {
-            let worker = KeyState::peek_key(bytes).map_or(0, |key| reader::owner(key, workers));
+        let Some(r) = a.restored.take() else { continue };
+        for bytes in r.state.keys {
+            // A key that does not decode fails the restore on any worker.
+            let worker = KeyState::peek_key(&bytes).map_or(0, |key| reader::owner(key, workers));
             let s = out[worker].get_or_insert_with(|| Snapshot {
                 watermark: r.watermark,
                 last_sweep: r.last_sweep,
@@ -185,7 +187,7 @@ fn restores(assigned: &[Assignment], workers: usize) -> Vec<Option<Snapshot>> {
             });
             // Restored from several checkpoints: the least advanced.
             (s.watermark, s.last_sweep) = (s.watermark.min(r.watermark), s.last_sweep.min(r.last_sweep));
-            s.partitions.entry(a.slot as u32).or_default().push(bytes.clone());
+            s.partitions.entry(a.slot as u32).or_default().push(bytes);
         }
     }
     out
@@ -270,7 +272,7 @@ fn compute(
                             seq += 1;
                             (reader.read(Arc::new(chunk), seq, caught_up, &mut progress), None)
                         }
-                        Polled::Assigned(assigned) => {
+                        Polled::Assigned(mut assigned) => {
                             for a in &assigned {
                                 reader.watermarks.assign(a.slot, now);
                                 let latest = a.restored.as_ref().and_then(|r| r.state.max_event_time);
@@ -289,7 +291,7 @@ fn compute(
                             // Restored state goes in before the partitions'
                             // first records.
                             let mut shares = reader.tick(seq, &[], false);
-                            for (share, restore) in shares.iter_mut().zip(restores(&assigned, count)) {
+                            for (share, restore) in shares.iter_mut().zip(restores(&mut assigned, count)) {
                                 share.restore = restore;
                             }
                             (shares, None)

@@ -278,22 +278,21 @@ impl Context {
             let (low, high) = consumer
                 .fetch_watermarks(&tp.0, tp.1, REQUEST_TIMEOUT)
                 .map_err(|err| format!("cannot read the offsets of {}[{}]: {err}", tp.0, tp.1))?;
+            // Held here: where it is. Restored: where its state is (state
+            // and position move together). Otherwise as the manifest says.
             let checkpointed = restored.as_ref().map(|r| r.state.offset);
-            let start = match (held.get(&tp), &self.start, from_broker.get(&tp)) {
-                (Some(&next), _, _) => next,
-                // State and position move together.
-                (None, _, _) if checkpointed.is_some() => checkpointed.unwrap_or(low),
-                (None, StartConfig::Latest, _) => high,
-                (None, StartConfig::Earliest, _) => low,
+            let start = held.get(&tp).copied().or(checkpointed).unwrap_or(match (&self.start, from_broker.get(&tp)) {
+                (StartConfig::Latest, _) => high,
+                (StartConfig::Earliest, _) => low,
                 // Not clamped to [low, high]: Tansu reports a short high,
                 // and an offset out of range is librdkafka's to handle
                 // (`auto.offset.reset`).
-                (None, _, Some(Offset::Offset(o))) => *o,
+                (_, Some(Offset::Offset(o))) => *o,
                 // No committed offset: the earliest. No record at or after
                 // the timestamp: the end.
-                (None, StartConfig::Timestamp(_), _) => high,
-                (None, _, _) => low,
-            };
+                (StartConfig::Timestamp(_), _) => high,
+                (_, _) => low,
+            });
             if self.checkpoints.is_some() && restored.is_none() && !held.contains_key(&tp) {
                 tracing::info!(
                     topic = tp.0,
