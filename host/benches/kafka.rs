@@ -9,11 +9,17 @@
 //!    size from `SLUICE_BENCH_EVENTS`) to a fresh 4-partition topic, then
 //!    run the pipeline over it to the end and print the events consumed
 //!    per second, from its first record to its end (joining the consumer
-//!    group is not counted): without checkpoints, with a checkpoint every
-//!    10 s and every second, twice over, interleaved. Then the largest
+//!    group is not counted): with memory state without checkpoints, with
+//!    a checkpoint every 10 s and every second, and with RocksDB state
+//!    (the default budget, which this state fits) without checkpoints and
+//!    with one every 10 s; twice over, interleaved. Then the largest
 //!    checkpoint taken: its size per key and the time to restore it (read,
 //!    check, decode into window state).
-//! 2. Freshness: with the on-event trigger, produce live clicks (event time
+//! 2. State larger than memory: the same number of clicks from 200,000
+//!    users (`SLUICE_BENCH_USERS`), read by `sluice run` with memory state
+//!    and then with RocksDB state within 32MiB (`SLUICE_BENCH_BUDGET`):
+//!    events/s and the peak resident memory of each process.
+//! 3. Freshness: with the on-event trigger, produce live clicks (event time
 //!    now) at a steady rate (`SLUICE_BENCH_RATE`, default 20,000/s) for
 //!    `SLUICE_BENCH_SECONDS` (default 20) while the pipeline runs. Every
 //!    100th click is a probe, the only click of its own user; a poller
@@ -135,10 +141,15 @@ fn throughput(events: u64) -> anyhow::Result<()> {
         events as f64 / produced.as_secs_f64()
     );
 
-    // Memory state without checkpoints, then with a checkpoint every 10 s
-    // and every second, twice over, interleaved.
-    let modes: [(&str, Option<&str>); 3] =
-        [("no checkpoints", None), ("checkpoint/10s", Some("10s")), ("checkpoint/1s", Some("1s"))];
+    // Memory and RocksDB state, each without checkpoints and with one every
+    // 10 s, and memory with one every second; twice over, interleaved.
+    let modes: [(&str, Option<&str>); 5] = [
+        ("memory", None),
+        ("memory, checkpoint/10s", Some("10s")),
+        ("memory, checkpoint/1s", Some("1s")),
+        ("rocksdb", None),
+        ("rocksdb, checkpoint/10s", Some("10s")),
+    ];
     let mut largest: Option<(u64, PathBuf, Manifest)> = None;
     for round in 0..2 {
         for (name, interval) in modes {
@@ -150,6 +161,9 @@ fn throughput(events: u64) -> anyhow::Result<()> {
             sets.push(format!("source.group='{group}'"));
             if let Some(every) = interval {
                 sets.push(format!("checkpoint={{dir: '{}', interval: {every}}}", checkpoints.display()));
+            }
+            if name.starts_with("rocksdb") {
+                sets.push(format!("state={{backend: rocksdb, path: '{}'}}", data_dir().join("state").display()));
             }
             let manifest = Manifest::load(&root().join(MANIFEST), &sets)?;
             let (summary, secs, metrics) = run_to_end(manifest.clone())?;

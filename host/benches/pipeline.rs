@@ -10,8 +10,14 @@
 //! events/s and peak memory of each, and the skewed run's time over the
 //! even one's. `SLUICE_BENCH_EVENTS` changes the size;
 //! `SLUICE_BENCH_ONLY=session-features` (or `tx-velocity`) runs one
-//! pipeline, for profiling; `SLUICE_BENCH_MODULES=DIR` takes the modules
+//! pipeline, for profiling (`many-keys`: the last part alone);
+//! `SLUICE_BENCH_MODULES=DIR` takes the modules
 //! from `DIR` (a build that keeps the guest's function names for `perf`).
+//!
+//! Last, state larger than memory: session-features over the same number
+//! of clicks from 200,000 users (`SLUICE_BENCH_USERS`), with memory state
+//! and then with RocksDB state within 32MiB (`SLUICE_BENCH_BUDGET`), far
+//! below what the memory run holds: events/s and peak memory of each.
 
 use std::path::{Path, PathBuf};
 
@@ -32,19 +38,25 @@ fn data_dir() -> PathBuf {
     target.join("sluice-bench")
 }
 
+/// Users of the throughput runs.
+const USERS: u64 = 10_000;
+
 /// Users evenly, or by a Zipf law of exponent 1.
 const SKEWS: [(&str, f64); 2] = [("even", 0.0), ("skewed", 1.0)];
 
-fn input(shape: Shape, events: u64, skew: f64) -> anyhow::Result<PathBuf> {
+fn input(shape: Shape, events: u64, users: u64, skew: f64) -> anyhow::Result<PathBuf> {
     let name = match shape {
         Shape::Clicks => "clicks",
         Shape::Transactions => "transactions",
     };
-    let suffix = if skew > 0.0 { format!("-zipf{skew}") } else { String::new() };
+    let mut suffix = if skew > 0.0 { format!("-zipf{skew}") } else { String::new() };
+    if users != USERS {
+        suffix.push_str(&format!("-users{users}"));
+    }
     let path = data_dir().join(format!("{name}-{events}{suffix}.jsonl"));
     if !path.exists() {
         std::fs::create_dir_all(data_dir())?;
-        let config = Config { shape, events, users: 10_000, rate: 1_000.0, max_delay: 20.0, skew, ..Config::default() };
+        let config = Config { shape, events, users, rate: 1_000.0, max_delay: 20.0, skew, ..Config::default() };
         let tmp = path.with_extension("tmp");
         sluice_examples::generate(&config, &mut std::io::BufWriter::new(std::fs::File::create(&tmp)?))?;
         std::fs::rename(&tmp, &path)?;
@@ -52,20 +64,23 @@ fn input(shape: Shape, events: u64, skew: f64) -> anyhow::Result<PathBuf> {
     Ok(path)
 }
 
-fn run(example: &str, input: &Path) -> anyhow::Result<pipeline::Summary> {
+fn run(example: &str, input: &Path, state: &str) -> anyhow::Result<pipeline::Summary> {
     let modules = std::env::var_os("SLUICE_BENCH_MODULES").map_or_else(|| root().join("target/modules"), PathBuf::from);
     let out = data_dir().join(format!("out-{example}"));
     // Freeing the last run's 600 MB of output is not this run's work.
     if out.exists() {
         std::fs::remove_dir_all(&out)?;
     }
-    let overrides = vec![
+    let mut overrides = vec![
         format!("source.path={}", input.display()),
         format!("transform.module={}", modules.join(format!("{example}.wasm")).display()),
         format!("outputs.features.0.path={}/features.jsonl", out.display()),
         format!("outputs.dead_letters.0.path={}/dead-letters.jsonl", out.display()),
         format!("outputs.late_events.0.path={}/late-events.jsonl", out.display()),
     ];
+    if !state.is_empty() {
+        overrides.push(format!("state={state}"));
+    }
     let manifest = Manifest::load(&root().join(format!("examples/{example}.yaml")), &overrides)?;
     let tokio = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
     let runtime = Runtime::new(tokio.handle().clone())?;
@@ -83,13 +98,17 @@ fn peak_memory_mib() -> u64 {
     kib.unwrap_or(0) / 1024
 }
 
-/// Set for a child that runs one pipeline: `example<TAB>input`.
+/// Set for a child that runs one pipeline: `example<TAB>input<TAB>state`
+/// (the manifest's `state`, empty for the default).
 const CHILD: &str = "SLUICE_BENCH_CHILD";
 
 fn main() -> anyhow::Result<()> {
     sluice_host::alloc::tune();
-    if let Some((example, input)) = std::env::var(CHILD).ok().as_deref().and_then(|c| c.split_once('\t')) {
-        let summary = run(example, Path::new(input))?;
+    if let Ok(child) = std::env::var(CHILD) {
+        let mut parts = child.split('\t');
+        let (example, input, state) =
+            (parts.next().unwrap_or(""), parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+        let summary = run(example, Path::new(input), state)?;
         println!(
             "{} {} events in {:.2} s = {:.0} events/s ({} feature rows, {} dead letters), peak memory {} MiB",
             summary.elapsed.as_secs_f64(),
@@ -116,21 +135,41 @@ fn main() -> anyhow::Result<()> {
         }
         let mut seconds = Vec::new();
         for (users, skew) in SKEWS {
-            let input = input(shape, events, skew)?;
-            // Each run in a process of its own, for its own peak memory.
-            let child = std::process::Command::new(std::env::current_exe()?)
-                .args(std::env::args().skip(1))
-                .env(CHILD, format!("{example}\t{}", input.display()))
-                .output()?;
-            let report = String::from_utf8(child.stdout)?;
-            anyhow::ensure!(child.status.success(), "{example}: {}", String::from_utf8_lossy(&child.stderr));
-            let seconds_taken: f64 = report.split_whitespace().next().unwrap_or("0").parse()?;
-            println!("{example} ({users} users): {}", report.split_once(' ').map_or("", |r| r.1).trim());
+            let input = input(shape, events, USERS, skew)?;
+            let (seconds_taken, report) = child(example, &input, "")?;
+            println!("{example} ({users} users): {report}");
             seconds.push(seconds_taken);
         }
         if let [even, skewed] = seconds[..] {
             println!("{example}: the skewed run took {:.2}x the even one's time", skewed / even.max(1e-9));
         }
     }
+    if only.as_deref().is_none_or(|o| o == "many-keys") {
+        let users = match std::env::var("SLUICE_BENCH_USERS") {
+            Ok(n) => n.parse()?,
+            Err(_) if quick => 2_000,
+            Err(_) => 200_000,
+        };
+        let budget = std::env::var("SLUICE_BENCH_BUDGET").unwrap_or_else(|_| "32MiB".into());
+        let input = input(Shape::Clicks, events, users, 0.0)?;
+        let rocksdb = format!("{{backend: rocksdb, memory: {budget}, path: '{}'}}", data_dir().join("state").display());
+        for state in ["{backend: memory}", rocksdb.as_str()] {
+            let (_, report) = child("session-features", &input, state)?;
+            println!("session-features ({users} users, state {state}): {report}");
+        }
+    }
     Ok(())
+}
+
+/// Run one pipeline in a process of its own, for its own peak memory: its
+/// seconds, and its report.
+fn child(example: &str, input: &Path, state: &str) -> anyhow::Result<(f64, String)> {
+    let child = std::process::Command::new(std::env::current_exe()?)
+        .args(std::env::args().skip(1))
+        .env(CHILD, format!("{example}\t{}\t{state}", input.display()))
+        .output()?;
+    let report = String::from_utf8(child.stdout)?;
+    anyhow::ensure!(child.status.success(), "{example}: {}", String::from_utf8_lossy(&child.stderr));
+    let seconds: f64 = report.split_whitespace().next().unwrap_or("0").parse()?;
+    Ok((seconds, report.split_once(' ').map_or("", |r| r.1).trim().to_string()))
 }

@@ -41,6 +41,9 @@ pub struct Metrics {
     pub checkpoint_bytes: AtomicU64,
     /// Time spent writing checkpoints (with `checkpoints`, the mean).
     pub checkpoint_ms: AtomicU64,
+    /// RocksDB state: keys written out of memory, and read back.
+    pub state_spilled: AtomicU64,
+    pub state_loaded: AtomicU64,
 }
 
 /// A time gauge (ms since the epoch) that starts unset.
@@ -112,6 +115,8 @@ impl Metrics {
             ("sluice_checkpoint_failures_total", "", g(&self.checkpoint_failures)),
             ("sluice_checkpoint_last_bytes", "", g(&self.checkpoint_bytes)),
             ("sluice_checkpoint_duration_ms_total", "", g(&self.checkpoint_ms)),
+            ("sluice_state_keys_spilled_total", "", g(&self.state_spilled)),
+            ("sluice_state_keys_loaded_total", "", g(&self.state_loaded)),
         ]
     }
 

@@ -92,6 +92,11 @@ pub fn check(manifest: &Manifest, online: bool, fresh: bool) -> Vec<Finding> {
             }
         }
     }
+    if let Some(path) = &manifest.state.path
+        && let Some(problem) = writable_dir(path)
+    {
+        found.push(("state.path".into(), problem, Some("give a folder on a local disk you can write".into())));
+    }
     if let Some(c) = &manifest.checkpoint {
         if let Some(problem) = writable_dir(&c.dir) {
             found.push(("checkpoint.dir".into(), problem, Some("give a folder you can write".into())));
@@ -117,7 +122,7 @@ pub fn check(manifest: &Manifest, online: bool, fresh: bool) -> Vec<Finding> {
     found
 }
 
-/// Why checkpoints could not be written in `dir`, if they could not.
+/// Why files could not be written in `dir`, if they could not.
 /// Creates nothing: an existing folder gets an unnamed temporary file, a
 /// new one's nearest existing parent too.
 fn writable_dir(dir: &Path) -> Option<String> {

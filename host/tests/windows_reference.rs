@@ -12,12 +12,19 @@
 //!
 //! Each case also runs with a restart: after a random step the operator's
 //! snapshot is restored into a fresh operator, which goes on from there
-//! and must give the same fires.
+//! and must give the same fires. And each runs on RocksDB state with a
+//! budget so small that every key goes to disk after every step (and with
+//! a restart from a RocksDB snapshot into memory state). Events carry a
+//! string too, checked on every row: it is released on the way to disk and
+//! interned again on the way back.
 
 use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use proptest::prelude::*;
 use sluice_host::decode::{self, FieldType};
+use sluice_host::state::{Backend, MemoryState, RocksState, RocksStore};
 use sluice_host::window::{Batch, Bounds, ColumnData, Kind, Mode, Operator, Spec, TriggerMode};
 use sluice_sink_api::Trigger;
 use sluice_tests::{self as reference, Fire, Record};
@@ -60,10 +67,48 @@ fn case() -> impl Strategy<Value = Case> {
     })
 }
 
-/// Ids of `rows` in a batch (column 0 holds the event id).
+/// Ids of `rows` in a batch (column 0 holds the event id), after checking
+/// each row's tag (column 1).
 fn ids(batch: &Batch, rows: &[u32]) -> Vec<usize> {
     let ColumnData::Ints(v) = &batch.columns[0].data else { panic!("id column is not ints") };
-    rows.iter().map(|&r| v[r as usize] as usize).collect()
+    let ColumnData::Strs(tags) = &batch.columns[1].data else { panic!("tag column is not strings") };
+    rows.iter()
+        .map(|&r| {
+            let id = v[r as usize] as usize;
+            assert_eq!(batch.strings[tags[r as usize] as usize], tag(id), "the tag of event {id}");
+            id
+        })
+        .collect()
+}
+
+fn tag(id: usize) -> String {
+    format!("tag-{}", id % 5)
+}
+
+/// Where the window state of a run lives.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum State {
+    Memory,
+    /// RocksDB, every key put away after every step.
+    Rocks,
+}
+
+/// One RocksDB for the whole test binary; each run takes a prefix of its own.
+fn rocks() -> Backend {
+    static STORE: OnceLock<Arc<RocksStore>> = OnceLock::new();
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let store = STORE.get_or_init(|| {
+        RocksStore::open(&std::env::temp_dir(), "windows-reference", 64 << 20, 1)
+            .unwrap_or_else(|e| panic!("open RocksDB: {e}"))
+    });
+    Backend::Rocks(RocksState::new(Arc::clone(store), NEXT.fetch_add(1, Ordering::Relaxed) % 65_536).with_budget(0))
+}
+
+fn backend(state: State) -> Backend {
+    match state {
+        State::Memory => Backend::Memory(MemoryState::new()),
+        State::Rocks => rocks(),
+    }
 }
 
 fn acc_decode(bytes: &[u8]) -> BTreeSet<usize> {
@@ -83,7 +128,7 @@ fn trigger(t: Trigger) -> reference::Trigger {
 }
 
 /// Evaluate a batch the way the pipeline does, with a stand-in guest.
-fn evaluate(op: &mut Operator, mode: Mode, batch: Batch, times: &[i64], out: &mut Vec<Fire>) {
+fn evaluate(op: &mut Operator<Backend>, mode: Mode, batch: Batch, times: &[i64], out: &mut Vec<Fire>) {
     for w in &batch.windows {
         let mut members: Vec<usize> = w.accs.iter().flat_map(|a| acc_decode(a)).collect();
         let rows = ids(&batch, &w.rows);
@@ -116,7 +161,7 @@ fn evaluate(op: &mut Operator, mode: Mode, batch: Batch, times: &[i64], out: &mu
 
 /// Drive the operator as the pipeline does: steps of `step` records, a
 /// watermark between steps, and a final watermark at the end.
-fn run_operator(case: &Case, mode: Mode, restart: bool) -> reference::Outcome {
+fn run_operator(case: &Case, mode: Mode, state: State, restart: bool) -> reference::Outcome {
     let s = &case.spec;
     let kind = match s.kind {
         reference::Kind::Tumbling { size } => Kind::Tumbling { size },
@@ -125,8 +170,8 @@ fn run_operator(case: &Case, mode: Mode, restart: bool) -> reference::Outcome {
     };
     let trigger = if s.on_event { TriggerMode::Event } else { TriggerMode::Close };
     let spec = Spec { kind, trigger, allowed_lateness: s.lateness, state_ttl: i64::MAX / 4 };
-    let fields = vec![("id".to_string(), FieldType::Int)];
-    let mut op = Operator::in_memory(spec, mode, fields.clone());
+    let fields = vec![("id".to_string(), FieldType::Int), ("tag".to_string(), FieldType::String)];
+    let mut op = Operator::new(spec, mode, fields.clone(), backend(state));
     let times: Vec<i64> = case.records.iter().map(|r| r.as_ref().map_or(0, |(_, t)| *t)).collect();
     let mut out = reference::Outcome { steps: Vec::new(), late: BTreeSet::new() };
     let mut max_time = i64::MIN;
@@ -137,8 +182,9 @@ fn run_operator(case: &Case, mode: Mode, restart: bool) -> reference::Outcome {
         let mut fires = Vec::new();
         for record in chunk.iter() {
             let Some((key, time)) = record else { continue };
-            let event =
-                decode::Event { key: key.as_str().into(), time: *time, values: vec![decode::Value::Int(id as i64)] };
+            let tag = tag(id);
+            let values = vec![decode::Value::Int(id as i64), decode::Value::Str(tag.as_str().into())];
+            let event = decode::Event { key: key.as_str().into(), time: *time, values };
             if op.process(&event, 0).is_err() {
                 out.late.insert(id);
             }
@@ -175,9 +221,14 @@ fn run_operator(case: &Case, mode: Mode, restart: bool) -> reference::Outcome {
         let batch = op.take_batch();
         evaluate(&mut op, mode, batch, &times, &mut fires);
         out.steps.push(fires);
+        op.spill();
+        assert!(op.take_state_error().is_none());
+        if let Backend::Rocks(rocks) = op.state() {
+            assert_eq!(rocks.resident().0, 0, "keys left in memory");
+        }
         if restart && c == case.restart {
             let snapshot = op.snapshot();
-            op = Operator::in_memory(spec, mode, fields.clone());
+            op = Operator::new(spec, mode, fields.clone(), backend(State::Memory));
             let restored = op.restore(&snapshot, |_| true).unwrap_or_else(|e| panic!("restore: {e}"));
             assert_eq!(restored, snapshot.partitions.values().map(Vec::len).sum::<usize>());
         }
@@ -188,12 +239,14 @@ fn run_operator(case: &Case, mode: Mode, restart: bool) -> reference::Outcome {
 }
 
 fn check(case: &Case, mode: Mode) {
-    check_run(case, mode, false);
-    check_run(case, mode, true);
+    for state in [State::Memory, State::Rocks] {
+        check_run(case, mode, state, false);
+        check_run(case, mode, state, true);
+    }
 }
 
-fn check_run(case: &Case, mode: Mode, restart: bool) {
-    let got = run_operator(case, mode, restart);
+fn check_run(case: &Case, mode: Mode, state: State, restart: bool) {
+    let got = run_operator(case, mode, state, restart);
     let want = reference::model(&case.records, &case.spec);
     assert_eq!(got.late, want.late, "late events differ");
     let (got, want) = (got.normalized(), want.normalized());

@@ -286,3 +286,39 @@ fn checkpoints_of_another_window_are_refused() -> anyhow::Result<()> {
     assert!(said.contains("sliding window size 30m slide 1m") && said.contains("hint: run with --fresh"), "{said}");
     Ok(())
 }
+
+/// `state`: settings of the RocksDB backend under the memory backend are a
+/// mistake; a budget too small to work and a path that cannot be written
+/// are refused; a good RocksDB state passes.
+#[test]
+fn state_settings_are_checked() -> anyhow::Result<()> {
+    let with = |state: &str| good().replace("transform:", &format!("state:\n{state}transform:"));
+    refused(
+        &with("  memory: 64MiB\n"),
+        &["--offline"],
+        (16, 3),
+        "state.memory",
+        "`memory` is a setting of the rocksdb backend",
+    )?;
+    refused(
+        &with("  backend: rocksdb\n  memory: 1MiB\n"),
+        &["--offline"],
+        (17, 3),
+        "state.memory",
+        "the budget must be at least 4MiB",
+    )?;
+    // A file where the folder should be.
+    refused(
+        &with("  backend: rocksdb\n  path: '{dir}/in.jsonl/state'\n"),
+        &["--offline"],
+        (17, 3),
+        "state.path",
+        "cannot create `{dir}/in.jsonl/state`: `{dir}/in.jsonl` is not a folder",
+    )?;
+    let dir = folder()?;
+    let text = with("  backend: rocksdb\n  path: '{dir}/state'\n  memory: 64MiB\n")
+        .replace("{dir}", &dir.path().display().to_string());
+    let (ok, said) = validate(dir.path(), &text, &["--offline"])?;
+    assert!(ok, "{said}");
+    Ok(())
+}

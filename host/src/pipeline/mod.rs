@@ -24,11 +24,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::checkpoint::Store;
-use crate::manifest::{Manifest, SourceConfig, TransformKind};
+use crate::manifest::{Manifest, SourceConfig, StateBackendKind, TransformKind};
 use crate::metrics::Metrics;
 use crate::runtime::Runtime;
 use crate::source::{Assignment, FileSource, KafkaSource, Polled, Source};
-use crate::state::KeyState;
+use crate::state::{Backend, KeyState, MemoryState, RocksState, RocksStore};
 use crate::time::Watermarks;
 use crate::wasm::{self, Module};
 use crate::window::Mode;
@@ -62,6 +62,8 @@ pub enum Error {
     Checkpoint(#[from] crate::checkpoint::Error),
     #[error("cannot restore the state of a checkpoint: {0}")]
     Restore(String),
+    #[error(transparent)]
+    State(#[from] crate::state::Error),
     /// A worker gave up because the pipeline was stopped at once (never
     /// reported: the step's records are not committed).
     #[error("stopped")]
@@ -224,6 +226,13 @@ fn compute(
         None => manifest.source.commit_interval(),
     };
     let mut names: Vec<Option<(Arc<str>, i32)>> = Vec::new();
+    let rocks = match manifest.state.backend {
+        StateBackendKind::Memory => None,
+        StateBackendKind::RocksDb => {
+            let parent = manifest.state.path.clone().unwrap_or_else(std::env::temp_dir);
+            Some(RocksStore::open(&parent, &manifest.name, manifest.state.memory(), count)?)
+        }
+    };
     let read = std::thread::scope(|scope| {
         let mut inboxes = Vec::with_capacity(count);
         let mut workers = Vec::with_capacity(count);
@@ -232,7 +241,11 @@ fn compute(
             // with work, little enough to bound memory.
             let (inbox, shares) = crossbeam_channel::bounded::<Routed>(2);
             inboxes.push(inbox);
-            let mut worker = Worker::new(index, manifest, module, &tx, metrics, stop)?;
+            let state = match &rocks {
+                None => Backend::Memory(MemoryState::new()),
+                Some(store) => Backend::Rocks(RocksState::new(Arc::clone(store), index)),
+            };
+            let mut worker = Worker::new(index, manifest, module, state, (&tx, metrics, stop))?;
             let thread = std::thread::Builder::new()
                 .name(format!("sluice-worker-{index}"))
                 .spawn_scoped(scope, move || -> Result<()> {

@@ -14,12 +14,13 @@ use super::{Error, Output, Result, evaluate, kinds};
 use crate::decode;
 use crate::manifest::Manifest;
 use crate::metrics::Metrics;
+use crate::state::Backend;
 use crate::wasm::{Instance, Module};
 use crate::window::{Bounds, Mode, Operator};
 
 pub(super) struct Worker<'a> {
     index: usize,
-    operator: Operator,
+    operator: Operator<Backend>,
     instance: Instance,
     mode: Mode,
     width: usize,
@@ -43,14 +44,13 @@ impl<'a> Worker<'a> {
         index: usize,
         manifest: &Manifest,
         module: &Module,
-        tx: &'a Sender<Output>,
-        metrics: &'a Metrics,
-        stop: &'a Stop,
+        state: Backend,
+        (tx, metrics, stop): (&'a Sender<Output>, &'a Metrics, &'a Stop),
     ) -> Result<Self> {
         let mode = kinds(manifest).1;
         Ok(Worker {
             index,
-            operator: Operator::in_memory(manifest.window_spec(), mode, manifest.fields()),
+            operator: Operator::new(manifest.window_spec(), mode, manifest.fields(), state),
             instance: module.instantiate().map_err(|e| Error::Instantiate(format!("{e:#}")))?,
             mode,
             width: manifest.events.fields.len(),
@@ -119,6 +119,11 @@ impl<'a> Worker<'a> {
             Err(Error::Stopped) => return Ok(()),
             r => r?,
         }
+        self.operator.spill();
+        let io = self.operator.take_state_io();
+        Metrics::add(&self.metrics.state_spilled, io.spilled);
+        Metrics::add(&self.metrics.state_loaded, io.loaded);
+        self.check_state()?;
         match routed.control {
             Some(control) if !self.cancelled() => self.barrier(routed.seq, control),
             _ => Ok(()),
@@ -131,6 +136,7 @@ impl<'a> Worker<'a> {
         debug_assert_eq!(self.operator.pending_windows(), 0, "a flushed step leaves no window waiting");
         let done = Done { seq, oldest: self.operator.oldest_state() };
         let snapshot = self.checkpoints.then(|| self.operator.snapshot());
+        self.check_state()?;
         self.send(Item::Barrier { control, done, snapshot })
     }
 
@@ -175,7 +181,17 @@ impl<'a> Worker<'a> {
         self.evaluate()
     }
 
+    /// A state backend that failed has lost or could not read some key's
+    /// windows: nothing computed since may go out.
+    fn check_state(&mut self) -> Result<()> {
+        match self.operator.take_state_error() {
+            Some(e) => Err(e.into()),
+            None => Ok(()),
+        }
+    }
+
     fn evaluate(&mut self) -> Result<()> {
+        self.check_state()?;
         self.pending_since = None;
         let batch = self.operator.take_batch();
         if batch.is_empty() {

@@ -1,6 +1,6 @@
 use rustc_hash::FxHashMap;
 
-use super::{KeyId, KeyState, StateBackend};
+use super::{Interner, KeyId, KeyState, Meta, StateBackend};
 
 /// Keyed state in memory: a slab of key states and an index by key.
 #[derive(Debug, Default)]
@@ -13,6 +13,18 @@ pub struct MemoryState {
 impl MemoryState {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    pub fn get(&self, id: KeyId) -> Option<&KeyState> {
+        self.slots.get(id as usize).and_then(Option::as_ref)
+    }
+
+    /// Forget `id`, handing its state over (strings still interned).
+    pub fn take(&mut self, id: KeyId) -> Option<KeyState> {
+        let state = self.slots.get_mut(id as usize)?.take()?;
+        self.index.remove(&state.key);
+        self.free.push(id);
+        Some(state)
     }
 }
 
@@ -40,19 +52,19 @@ impl StateBackend for MemoryState {
         self.index.get(key).copied()
     }
 
-    fn get(&self, id: KeyId) -> Option<&KeyState> {
-        self.slots.get(id as usize).and_then(Option::as_ref)
-    }
-
-    fn get_mut(&mut self, id: KeyId) -> Option<&mut KeyState> {
+    fn get_mut(&mut self, id: KeyId, _: &mut Interner) -> Option<&mut KeyState> {
         self.slots.get_mut(id as usize).and_then(Option::as_mut)
     }
 
-    fn remove(&mut self, id: KeyId) -> Option<KeyState> {
-        let state = self.slots.get_mut(id as usize)?.take()?;
-        self.index.remove(&state.key);
-        self.free.push(id);
-        Some(state)
+    fn meta(&self, id: KeyId) -> Option<Meta> {
+        self.get(id).map(KeyState::meta)
+    }
+
+    fn remove(&mut self, id: KeyId, interner: &mut Interner) -> Option<bool> {
+        let mut state = self.take(id)?;
+        let held = !state.is_empty();
+        state.release(interner);
+        Some(held)
     }
 
     fn len(&self) -> usize {
@@ -61,6 +73,14 @@ impl StateBackend for MemoryState {
 
     fn ids(&self) -> Vec<KeyId> {
         self.index.values().copied().collect()
+    }
+
+    fn encode_all(&mut self, interner: &Interner, out: &mut dyn FnMut(u32, Vec<u8>)) {
+        for ks in self.slots.iter().flatten() {
+            let mut bytes = Vec::new();
+            ks.encode(interner, &mut bytes);
+            out(ks.partition, bytes);
+        }
     }
 }
 
@@ -75,7 +95,7 @@ mod tests {
         let b = s.lookup_or_insert("b");
         assert_eq!(s.lookup_or_insert("a"), a);
         assert_eq!(s.get(b).map(|k| &*k.key), Some("b"));
-        assert_eq!(s.remove(a).map(|k| k.key), Some("a".into()));
+        assert_eq!(s.take(a).map(|k| k.key), Some("a".into()));
         assert!(s.get(a).is_none());
         assert_eq!(s.len(), 1);
         let c = s.lookup_or_insert("c");

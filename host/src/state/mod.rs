@@ -1,17 +1,19 @@
 //! Keyed window state behind one boundary.
 //!
-//! The operator reaches its state through [`StateBackend`]; the in-memory
-//! [`MemoryState`] is the one backend today. Everything a backend stores
-//! encodes to bytes ([`KeyState::encode`]), so a RocksDB backend and
-//! checkpoints can hold the same state.
+//! The operator reaches its state through [`StateBackend`]: all in memory
+//! ([`MemoryState`]), or the recently used keys in memory and the rest in
+//! RocksDB ([`RocksState`]). Everything a backend stores encodes to bytes
+//! ([`KeyState::encode`]), the same bytes checkpoints hold.
 
 mod codec;
 pub mod intern;
 mod memory;
+mod rocks;
 
 pub use codec::CodecError;
 pub use intern::{Interner, Sym};
 pub use memory::MemoryState;
+pub use rocks::{RocksState, RocksStore};
 
 use std::collections::VecDeque;
 
@@ -267,19 +269,166 @@ impl KeyState {
 /// A key's handle in a backend; reused after the key is removed.
 pub type KeyId = u32;
 
+/// What the operator reads of every key without its windows (scans over
+/// all keys, and timers that may be out of date): a backend keeps it in
+/// memory for keys whose state is on disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Meta {
+    pub partition: u32,
+    pub last_event: i64,
+    pub next_close: Option<i64>,
+    /// The earliest slice or session start, `i64::MAX` for none.
+    pub oldest: i64,
+}
+
+impl KeyState {
+    pub fn meta(&self) -> Meta {
+        let first = self.slices.front().map_or(i64::MAX, |s| s.start);
+        let session = self.sessions.first().map_or(i64::MAX, |s| s.start);
+        Meta {
+            partition: self.partition,
+            last_event: self.last_event,
+            next_close: self.next_close,
+            oldest: first.min(session),
+        }
+    }
+
+    /// Memory the state holds, roughly: what a backend's budget counts.
+    /// Strings count their length, although keys may share them.
+    pub fn heap_bytes(&self) -> usize {
+        fn slice(s: &Slice) -> usize {
+            let columns: usize = s
+                .columns
+                .iter()
+                .map(|c| match c {
+                    Column::Bools(v) => v.capacity() + 24,
+                    Column::Ints(v) => v.capacity() * 8 + 24,
+                    Column::Floats(v) => v.capacity() * 8 + 24,
+                    Column::Strs(v) => v.capacity() * 4 + 24,
+                })
+                .sum();
+            size_of::<Slice>()
+                + s.times.capacity() * 8
+                + s.nulls.capacity() * 8
+                + columns
+                + s.acc.as_ref().map_or(0, Vec::capacity)
+                + s.text_bytes as usize
+        }
+        let slices: usize = self.slices.iter().map(slice).sum();
+        let sessions: usize =
+            self.sessions.iter().map(|s| size_of::<Session>() + s.parts.iter().map(slice).sum::<usize>()).sum();
+        size_of::<KeyState>() + self.key.len() + slices + sessions
+    }
+}
+
+/// A backend failed; the pipeline stops (a restart resumes from the last
+/// checkpoint).
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("RocksDB at {path}: {source}")]
+    Rocks { path: std::path::PathBuf, source: rocksdb::Error },
+    #[error("cannot make the state directory {path}: {source}")]
+    Dir { path: std::path::PathBuf, source: std::io::Error },
+    #[error("the stored state of key `{key}` is unreadable: {source}")]
+    Codec { key: String, source: CodecError },
+    #[error("the state of key `{0}` is missing from RocksDB")]
+    Missing(String),
+}
+
 /// Where the operator keeps keyed state.
+///
+/// A backend may keep a key's state as bytes (on disk) until
+/// [`StateBackend::get_mut`] asks for it: strings are then interned into
+/// the operator's interner, and released again when the state goes back.
 pub trait StateBackend {
     /// The id of `key`, adding an empty state when it is new.
     fn lookup_or_insert(&mut self, key: &str) -> KeyId;
     /// The id of `key`, if it has state.
     fn lookup(&self, key: &str) -> Option<KeyId>;
-    fn get(&self, id: KeyId) -> Option<&KeyState>;
-    fn get_mut(&mut self, id: KeyId) -> Option<&mut KeyState>;
-    fn remove(&mut self, id: KeyId) -> Option<KeyState>;
+    /// The state of `id`, loaded if it was put away.
+    fn get_mut(&mut self, id: KeyId, interner: &mut Interner) -> Option<&mut KeyState>;
+    /// What scans and timers read, without loading the state.
+    fn meta(&self, id: KeyId) -> Option<Meta>;
+    /// Forget `id` and release its strings. Returns whether it held any
+    /// window (`None`: no such key).
+    fn remove(&mut self, id: KeyId, interner: &mut Interner) -> Option<bool>;
     /// Live keys.
     fn len(&self) -> usize;
     fn is_empty(&self) -> bool {
         self.len() == 0
     }
     fn ids(&self) -> Vec<KeyId>;
+    /// Every key's state encoded ([`KeyState::encode`]), with its
+    /// partition.
+    fn encode_all(&mut self, interner: &Interner, out: &mut dyn FnMut(u32, Vec<u8>));
+    /// Between steps: bring memory back within budget.
+    fn spill(&mut self, _interner: &mut Interner) {}
+    /// The first failure since the last call: the operator's view of state
+    /// is wrong from then on, and the pipeline must stop.
+    fn take_error(&mut self) -> Option<Error> {
+        None
+    }
+    /// Keys put away and read back since the last call.
+    fn take_io(&mut self) -> Io {
+        Io::default()
+    }
+}
+
+/// Keys a backend moved between memory and disk.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Io {
+    pub spilled: u64,
+    pub loaded: u64,
+}
+
+/// The backend a manifest chose.
+#[derive(Debug)]
+pub enum Backend {
+    Memory(MemoryState),
+    Rocks(RocksState),
+}
+
+macro_rules! each {
+    ($self:expr, $s:ident => $e:expr) => {
+        match $self {
+            Backend::Memory($s) => $e,
+            Backend::Rocks($s) => $e,
+        }
+    };
+}
+
+impl StateBackend for Backend {
+    fn lookup_or_insert(&mut self, key: &str) -> KeyId {
+        each!(self, s => s.lookup_or_insert(key))
+    }
+    fn lookup(&self, key: &str) -> Option<KeyId> {
+        each!(self, s => s.lookup(key))
+    }
+    fn get_mut(&mut self, id: KeyId, interner: &mut Interner) -> Option<&mut KeyState> {
+        each!(self, s => s.get_mut(id, interner))
+    }
+    fn meta(&self, id: KeyId) -> Option<Meta> {
+        each!(self, s => s.meta(id))
+    }
+    fn remove(&mut self, id: KeyId, interner: &mut Interner) -> Option<bool> {
+        each!(self, s => s.remove(id, interner))
+    }
+    fn len(&self) -> usize {
+        each!(self, s => s.len())
+    }
+    fn ids(&self) -> Vec<KeyId> {
+        each!(self, s => s.ids())
+    }
+    fn encode_all(&mut self, interner: &Interner, out: &mut dyn FnMut(u32, Vec<u8>)) {
+        each!(self, s => s.encode_all(interner, out))
+    }
+    fn spill(&mut self, interner: &mut Interner) {
+        each!(self, s => s.spill(interner))
+    }
+    fn take_error(&mut self) -> Option<Error> {
+        each!(self, s => s.take_error())
+    }
+    fn take_io(&mut self) -> Io {
+        each!(self, s => s.take_io())
+    }
 }

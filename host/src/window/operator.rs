@@ -24,7 +24,7 @@ use sluice_sink_api::Trigger;
 use super::batch::{Batch, BatchBuilder, Bounds, Fired, Fold, SliceRef, slice_bytes};
 use super::{Grid, Kind, Spec, TriggerMode};
 use crate::decode::{self, FieldType};
-use crate::state::{CodecError, Interner, KeyId, KeyState, MemoryState, Session, Slice, StateBackend, Value};
+use crate::state::{self, CodecError, Interner, KeyId, KeyState, MemoryState, Session, Slice, StateBackend, Value};
 
 /// What the transform does with window contents.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -96,8 +96,13 @@ pub struct Operator<S: StateBackend = MemoryState> {
     /// Types of the declared fields.
     types: Vec<FieldType>,
     last_sweep: i64,
+    /// Windows closed since the state backend last spilled.
+    closed_since_spill: u32,
     pub stats: Stats,
 }
+
+/// Windows closed between two spills within one watermark advance.
+const SPILL_EVERY: u32 = 256;
 
 /// Place a slice's events in the call (once per call and version) and
 /// append their rows to `rows`.
@@ -145,6 +150,7 @@ impl<S: StateBackend> Operator<S> {
             scratch_text: 0,
             types,
             last_sweep: i64::MIN,
+            closed_since_spill: 0,
             stats: Stats::default(),
         }
     }
@@ -174,8 +180,8 @@ impl<S: StateBackend> Operator<S> {
     /// Rows and bytes the window `[start, end)` of key `id` (a grid
     /// window, or the session that starts at `start`) would add to the
     /// call being built: slices already in it add rows but no bytes.
-    fn measure(&self, id: KeyId, start: i64, end: i64) -> (usize, usize) {
-        let Some(ks) = self.state.get(id) else {
+    fn measure(&mut self, id: KeyId, start: i64, end: i64) -> (usize, usize) {
+        let Some(ks) = self.state.get_mut(id, &mut self.interner) else {
             return (0, 0);
         };
         let (call, width) = (self.builder.id(), self.builder.width());
@@ -196,12 +202,14 @@ impl<S: StateBackend> Operator<S> {
 
     /// Whether the call being built has room for the window of key `id`
     /// that closes at `end` (for sessions, its first session due).
-    fn room_for_close(&self, bounds: &Bounds, id: KeyId, end: i64) -> bool {
+    fn room_for_close(&mut self, bounds: &Bounds, id: KeyId, end: i64) -> bool {
         let start = match self.shape {
             Shape::Grid(grid) => end - grid.size,
             Shape::Session(_) => {
-                let due = self.state.get(id).and_then(|ks| ks.sessions.iter().find(|s| !s.fired));
-                match due.filter(|s| s.end <= self.watermark) {
+                let w = self.watermark;
+                let ks = self.state.get_mut(id, &mut self.interner);
+                let due = ks.and_then(|ks| ks.sessions.iter().find(|s| !s.fired));
+                match due.filter(|s| s.end <= w) {
                     Some(s) => s.start,
                     None => return true,
                 }
@@ -241,7 +249,7 @@ impl<S: StateBackend> Operator<S> {
 
     fn mark_dirty(&mut self, id: KeyId) {
         if self.mode == Mode::Aggregate
-            && let Some(ks) = self.state.get_mut(id).filter(|ks| !ks.dirty)
+            && let Some(ks) = self.state.get_mut(id, &mut self.interner).filter(|ks| !ks.dirty)
         {
             ks.dirty = true;
             self.dirty.push(id);
@@ -268,7 +276,7 @@ impl<S: StateBackend> Operator<S> {
         }
         self.store(event);
         let id = self.state.lookup_or_insert(&event.key);
-        let Some(ks) = self.state.get_mut(id) else {
+        let Some(ks) = self.state.get_mut(id, &mut self.interner) else {
             return Ok(());
         };
         ks.last_event = ks.last_event.max(t);
@@ -307,7 +315,10 @@ impl<S: StateBackend> Operator<S> {
         let (t, w, lateness) = (event.time, self.watermark, self.spec.allowed_lateness);
         let (mut start, mut end) = (t, t.saturating_add(gap));
         // Sessions that touch [t, t + gap) merge with it (Flink's rule).
-        let existing = self.state.lookup(&event.key).and_then(|id| self.state.get(id));
+        let existing = match self.state.lookup(&event.key) {
+            Some(id) => self.state.get_mut(id, &mut self.interner).map(|ks| &*ks),
+            None => None,
+        };
         let range = existing.map_or(0..0, |ks| {
             let from = ks.sessions.partition_point(|s| s.end < t);
             let to = ks.sessions.partition_point(|s| s.start <= end);
@@ -325,7 +336,7 @@ impl<S: StateBackend> Operator<S> {
         self.store(event);
         let id = self.state.lookup_or_insert(&event.key);
         let mode = self.mode;
-        let Some(ks) = self.state.get_mut(id) else {
+        let Some(ks) = self.state.get_mut(id, &mut self.interner) else {
             return Ok(());
         };
         ks.last_event = ks.last_event.max(t);
@@ -371,7 +382,7 @@ impl<S: StateBackend> Operator<S> {
 
     fn fire_grid(&mut self, grid: Grid, id: KeyId, end: i64, trigger: Trigger) {
         let start = end - grid.size;
-        let Some(ks) = self.state.get_mut(id) else {
+        let Some(ks) = self.state.get_mut(id, &mut self.interner) else {
             return;
         };
         // Cleanup keeps the front within a window's reach of what fires:
@@ -397,7 +408,7 @@ impl<S: StateBackend> Operator<S> {
     }
 
     fn fire_session(&mut self, id: KeyId, start: i64, trigger: Trigger) {
-        let Some(ks) = self.state.get_mut(id) else {
+        let Some(ks) = self.state.get_mut(id, &mut self.interner) else {
             return;
         };
         let Some(session) = ks.sessions.iter_mut().find(|s| s.start == start) else {
@@ -441,7 +452,7 @@ impl<S: StateBackend> Operator<S> {
                     // still closed. Refires are sorted, so two that resolve
                     // to one session are next to each other.
                     for &(id, start, _) in &refires {
-                        let Some(ks) = self.state.get(id) else {
+                        let Some(ks) = self.state.get_mut(id, &mut self.interner) else {
                             continue;
                         };
                         let Some(s) = ks.sessions.iter().find(|s| s.start <= start && start < s.end) else {
@@ -482,7 +493,7 @@ impl<S: StateBackend> Operator<S> {
             if e > watermark {
                 break;
             }
-            if self.state.get(id).is_none_or(|ks| ks.next_close != Some(e)) {
+            if self.state.meta(id).is_none_or(|m| m.next_close != Some(e)) {
                 self.close_timers.pop();
                 continue;
             }
@@ -493,6 +504,14 @@ impl<S: StateBackend> Operator<S> {
             match self.shape {
                 Shape::Grid(grid) => self.close_grid(grid, id, e),
                 Shape::Session(_) => self.close_sessions(id),
+            }
+            // A watermark that passes a slide boundary fires nearly every
+            // key: a backend that keeps state on disk must put keys back as
+            // it goes, not once the step is over.
+            self.closed_since_spill += 1;
+            if self.closed_since_spill >= SPILL_EVERY {
+                self.closed_since_spill = 0;
+                self.state.spill(&mut self.interner);
             }
         }
         while let Some(&Reverse((t, id))) = self.cleanup_timers.peek() {
@@ -508,7 +527,7 @@ impl<S: StateBackend> Operator<S> {
 
     fn close_grid(&mut self, grid: Grid, id: KeyId, e: i64) {
         self.fire_grid(grid, id, e, Trigger::Close);
-        let Some(ks) = self.state.get_mut(id) else {
+        let Some(ks) = self.state.get_mut(id, &mut self.interner) else {
             return;
         };
         // The next window with data: the one after this, or the first that
@@ -525,7 +544,7 @@ impl<S: StateBackend> Operator<S> {
     /// timer (and its own check for room in the call).
     fn close_sessions(&mut self, id: KeyId) {
         let w = self.watermark;
-        let Some(ks) = self.state.get_mut(id) else {
+        let Some(ks) = self.state.get_mut(id, &mut self.interner) else {
             return;
         };
         // Sessions are disjoint and in order: the first unfired is due first.
@@ -544,10 +563,10 @@ impl<S: StateBackend> Operator<S> {
 
     fn cleanup(&mut self, id: KeyId) {
         let (w, lateness) = (self.watermark, self.spec.allowed_lateness);
-        let Some(ks) = self.state.get_mut(id) else {
+        let interner = &mut self.interner;
+        let Some(ks) = self.state.get_mut(id, interner) else {
             return;
         };
-        let interner = &mut self.interner;
         match self.shape {
             Shape::Grid(grid) => {
                 while let Some(front) = ks.slices.front_mut() {
@@ -569,7 +588,7 @@ impl<S: StateBackend> Operator<S> {
             }
         }
         if ks.is_empty() {
-            self.state.remove(id);
+            self.state.remove(id, &mut self.interner);
         }
     }
 
@@ -580,12 +599,9 @@ impl<S: StateBackend> Operator<S> {
         }
         self.last_sweep = w;
         for id in self.state.ids() {
-            let idle = self.state.get(id).is_some_and(|ks| ks.last_event.saturating_add(ttl) <= w);
-            if idle && let Some(mut ks) = self.state.remove(id) {
-                if !ks.is_empty() {
-                    self.stats.keys_expired += 1;
-                }
-                ks.release(&mut self.interner);
+            let idle = self.state.meta(id).is_some_and(|m| m.last_event.saturating_add(ttl) <= w);
+            if idle && self.state.remove(id, &mut self.interner) == Some(true) {
+                self.stats.keys_expired += 1;
             }
         }
     }
@@ -600,7 +616,7 @@ impl<S: StateBackend> Operator<S> {
                 return false;
             }
             self.dirty.pop();
-            let Some(ks) = self.state.get_mut(id) else {
+            let Some(ks) = self.state.get_mut(id, &mut self.interner) else {
                 continue;
             };
             ks.dirty = false;
@@ -629,7 +645,7 @@ impl<S: StateBackend> Operator<S> {
     /// had (its events went to the dead-letter output).
     pub fn apply_folds(&mut self, folds: Vec<Fold>, results: Vec<Option<Vec<u8>>>) {
         for (fold, result) in folds.into_iter().zip(results) {
-            let Some(ks) = self.state.get_mut(fold.key) else {
+            let Some(ks) = self.state.get_mut(fold.key, &mut self.interner) else {
                 continue;
             };
             let slice = match fold.slice {
@@ -645,6 +661,24 @@ impl<S: StateBackend> Operator<S> {
         }
     }
 
+    /// Between steps: the state backend brings its memory back within
+    /// budget.
+    pub fn spill(&mut self) {
+        self.state.spill(&mut self.interner);
+    }
+
+    /// A failure of the state backend since the last call: from then on
+    /// the operator's view of state may be wrong.
+    pub fn take_state_error(&mut self) -> Option<state::Error> {
+        self.state.take_error()
+    }
+
+    /// Keys the state backend moved between memory and disk since the last
+    /// call.
+    pub fn take_state_io(&mut self) -> state::Io {
+        self.state.take_io()
+    }
+
     /// Keys with state.
     pub fn keys(&self) -> usize {
         self.state.len()
@@ -657,10 +691,9 @@ impl<S: StateBackend> Operator<S> {
     pub fn drop_partition(&mut self, partition: u32) -> usize {
         let mut dropped = 0;
         for id in self.state.ids() {
-            if self.state.get(id).is_some_and(|ks| ks.partition == partition)
-                && let Some(mut ks) = self.state.remove(id)
+            if self.state.meta(id).is_some_and(|m| m.partition == partition)
+                && self.state.remove(id, &mut self.interner).is_some()
             {
-                ks.release(&mut self.interner);
                 dropped += 1;
             }
         }
@@ -669,15 +702,16 @@ impl<S: StateBackend> Operator<S> {
 
     /// Everything the operator holds, between steps (no call being built,
     /// no late update queued: a barrier leaves it so).
-    pub fn snapshot(&self) -> Snapshot {
+    pub fn snapshot(&mut self) -> Snapshot {
         debug_assert!(self.pending_windows() == 0 && self.late_queue.is_empty() && self.late_refires.is_empty());
         let mut snapshot = Snapshot { watermark: self.watermark, last_sweep: self.last_sweep, ..Snapshot::default() };
-        for id in self.state.ids() {
-            if let Some(ks) = self.state.get(id) {
-                let mut bytes = Vec::new();
-                ks.encode(&self.interner, &mut bytes);
-                snapshot.partitions.entry(ks.partition).or_default().push(bytes);
-            }
+        let partitions = &mut snapshot.partitions;
+        self.state
+            .encode_all(&self.interner, &mut |partition, bytes| partitions.entry(partition).or_default().push(bytes));
+        // The same keys in the same order whatever the backend (and however
+        // many keys it holds on disk).
+        for keys in partitions.values_mut() {
+            keys.sort_unstable();
         }
         snapshot
     }
@@ -697,7 +731,7 @@ impl<S: StateBackend> Operator<S> {
             for bytes in keys {
                 let ks = KeyState::decode(bytes, &mut self.interner)?;
                 let id = self.state.lookup_or_insert(&ks.key);
-                if let Some(mut old) = self.state.get_mut(id).map(std::mem::take) {
+                if let Some(mut old) = self.state.get_mut(id, &mut self.interner).map(std::mem::take) {
                     old.release(&mut self.interner);
                 }
                 if let Some(e) = ks.next_close {
@@ -712,13 +746,16 @@ impl<S: StateBackend> Operator<S> {
                         .extend(ks.sessions.iter().map(|s| Reverse((s.end.saturating_add(lateness), id)))),
                 }
                 let unfolded = ks.slices.iter().chain(ks.sessions.iter().flat_map(|s| &s.parts)).any(|s| !s.is_empty());
-                if let Some(slot) = self.state.get_mut(id) {
+                if let Some(slot) = self.state.get_mut(id, &mut self.interner) {
                     *slot = KeyState { dirty: false, partition, ..ks };
                 }
                 if unfolded {
                     self.mark_dirty(id);
                 }
                 restored += 1;
+                if restored % 1024 == 0 {
+                    self.state.spill(&mut self.interner);
+                }
             }
         }
         Ok(restored)
@@ -730,14 +767,6 @@ impl<S: StateBackend> Operator<S> {
     /// will have: their source offsets may be committed once those effects
     /// reached the sinks. O(keys): call it now and then, not per event.
     pub fn oldest_state(&self) -> i64 {
-        let mut oldest = i64::MAX;
-        for id in self.state.ids() {
-            if let Some(ks) = self.state.get(id) {
-                let first = ks.slices.front().map(|s| s.start);
-                let session = ks.sessions.first().map(|s| s.start);
-                oldest = oldest.min(first.unwrap_or(i64::MAX)).min(session.unwrap_or(i64::MAX));
-            }
-        }
-        oldest
+        self.state.ids().into_iter().filter_map(|id| self.state.meta(id)).map(|m| m.oldest).min().unwrap_or(i64::MAX)
     }
 }

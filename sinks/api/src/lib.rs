@@ -8,6 +8,7 @@
 
 pub mod duration;
 mod record;
+pub mod size;
 
 pub use duration::Duration;
 pub use record::{
