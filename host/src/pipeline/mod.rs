@@ -357,7 +357,12 @@ fn compute(
                 }
                 // A worker that stopped has failed; its error is reported
                 // below.
-                if !send(&inboxes, shares, source.as_mut())? || last.is_some() {
+                let sending = Instant::now();
+                let sent = send(&inboxes, shares, source.as_mut())?;
+                // Time the workers could take nothing does not make a
+                // partition idle: its records are waiting, not absent.
+                reader.watermarks.hold(sending.elapsed());
+                if !sent || last.is_some() {
                     return Ok(());
                 }
             }

@@ -68,6 +68,16 @@ impl Watermarks {
         self.slot(partition, now).last_active = now;
     }
 
+    /// The pipeline took no records for `held` (its workers were busy): that
+    /// time does not count toward any partition's idleness. A pipeline
+    /// slower than its input leaves records waiting in partitions that are
+    /// not idle, and must not move the watermark past them.
+    pub fn hold(&mut self, held: Duration) {
+        for p in &mut self.partitions {
+            p.last_active += held;
+        }
+    }
+
     /// A bounded partition reached its end: it no longer holds anything back.
     pub fn finish(&mut self, partition: usize) {
         if let Some(p) = self.partitions.get_mut(partition) {
@@ -158,5 +168,21 @@ mod tests {
         w.revoke(0);
         w.revoke(1);
         assert_eq!(w.current(t0), i64::MIN);
+    }
+
+    /// Time the pipeline could take no records does not make a partition
+    /// idle: after 60 s of which 55 were held, a partition silent since the
+    /// start has been idle for 5 s, not 60.
+    #[test]
+    fn time_held_back_does_not_count_as_idle() {
+        let t0 = Instant::now();
+        let mut w = Watermarks::new(0, Some(Duration::from_secs(10)));
+        w.assign(0, t0);
+        w.assign(1, t0);
+        w.observe(0, 1_000, t0);
+        w.hold(Duration::from_secs(55));
+        w.observe(1, 5_000, t0 + Duration::from_secs(60));
+        assert_eq!(w.current(t0 + Duration::from_secs(60)), 1_000);
+        assert_eq!(w.current(t0 + Duration::from_secs(66)), 5_000);
     }
 }
