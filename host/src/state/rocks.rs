@@ -2,7 +2,8 @@
 //!
 //! Every key has an id, an entry in the index and its [`Meta`] in memory;
 //! its windows are either decoded (resident) or encoded in RocksDB
-//! (spilled). Between steps, [`StateBackend::spill`] writes the least
+//! (spilled). Between steps, and every few hundred windows while a
+//! watermark fires many keys, [`StateBackend::spill`] writes the least
 //! recently used resident keys out until the decoded ones fit the budget
 //! again (the clock algorithm: a key used since the hand last passed gets
 //! a second chance). A spilled key is read back when the operator asks for
@@ -10,8 +11,8 @@
 //!
 //! RocksDB is a working store here, not a durable one: each run opens a
 //! new directory, removed at the end (or by the next run, if the process
-//! was killed), and writes without a write-ahead log. What outlives a run is in the checkpoints (as with Flink's local
-//! RocksDB directory).
+//! was killed), and writes without a write-ahead log. What outlives a run
+//! is in the checkpoints (as with Flink's local RocksDB directory).
 
 use std::collections::VecDeque;
 use std::hash::BuildHasher;
