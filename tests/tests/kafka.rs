@@ -850,6 +850,13 @@ impl Rig {
         Ok(Running(self.command(group, false, name)?.spawn()?))
     }
 
+    /// Stop member `name` with SIGTERM: it must end well (its log if not).
+    fn stop(&self, member: &mut Running, name: &str) -> anyhow::Result<()> {
+        let status = member.terminate()?;
+        assert!(status.success(), "{name}: {status}\n{}", std::fs::read_to_string(self.log(name))?);
+        Ok(())
+    }
+
     /// `sluice checkpoints COMMAND examples/tx-velocity.yaml [NAME]` on
     /// this rig's checkpoints: whether it succeeded, and what it printed.
     fn checkpoints(&self, command: &str, name: Option<&str>) -> anyhow::Result<(bool, String)> {
@@ -957,8 +964,7 @@ fn a_host_takes_over_a_dead_hosts_partitions_from_its_checkpoints() -> anyhow::R
     std::thread::sleep(Duration::from_millis(7_000));
     let mut third = rig.spawn(&group, "third")?;
     wait_for_log(&rig.log("third"), "partitions assigned")?;
-    let status = third.terminate()?;
-    assert!(status.success(), "{}", std::fs::read_to_string(rig.log("third"))?);
+    rig.stop(&mut third, "third")?;
     let every = |text: &str| {
         (0..4).all(|p| text.lines().any(|l| l.contains("state restored") && l.contains(&format!("-in[{p}]"))))
     };
@@ -969,8 +975,7 @@ fn a_host_takes_over_a_dead_hosts_partitions_from_its_checkpoints() -> anyhow::R
         anyhow::bail!("{e}; the second host's log:\n{}", std::fs::read_to_string(rig.log("second"))?);
     }
     producing.join().map_err(|_| anyhow::anyhow!("the producer panicked"))??;
-    let status = second.terminate()?;
-    assert!(status.success(), "{}", std::fs::read_to_string(rig.log("second"))?);
+    rig.stop(&mut second, "second")?;
 
     // What the directory holds: each checkpoint (of the three hosts), and
     // each read whole. Together they hold every partition; which holds
@@ -1006,16 +1011,14 @@ fn members_that_overlap_never_count_an_event_twice() -> anyhow::Result<()> {
     std::thread::sleep(Duration::from_millis(800));
     let mut c = rig.spawn(&group, "c")?;
     // a leaves cleanly while c is joining.
-    let status = a.terminate()?;
-    assert!(status.success(), "{}", std::fs::read_to_string(rig.log("a"))?);
+    rig.stop(&mut a, "a")?;
     std::thread::sleep(Duration::from_millis(1_200));
     b.0.kill()?;
     b.0.wait()?;
     producing.join().map_err(|_| anyhow::anyhow!("the producer panicked"))??;
     // c ends up with every partition once b's session expires.
     std::thread::sleep(Duration::from_millis(8_000));
-    let status = c.terminate()?;
-    assert!(status.success(), "{}", std::fs::read_to_string(rig.log("c"))?);
+    rig.stop(&mut c, "c")?;
     rig.finish_and_check("overlap")
 }
 

@@ -325,7 +325,10 @@ impl KeyState {
 /// checkpoint).
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("RocksDB at {path}: {source}")]
+    #[error(
+        "RocksDB state at {path} failed: {source} (check the disk under `state.path`; a restart resumes from the \
+         last checkpoint)"
+    )]
     Rocks { path: std::path::PathBuf, source: rocksdb::Error },
     #[error("cannot make the state directory {path}: {source}")]
     Dir { path: std::path::PathBuf, source: std::io::Error },

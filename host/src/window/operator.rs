@@ -708,11 +708,6 @@ impl<S: StateBackend> Operator<S> {
         let partitions = &mut snapshot.partitions;
         self.state
             .encode_all(&self.interner, &mut |partition, bytes| partitions.entry(partition).or_default().push(bytes));
-        // The same keys in the same order whatever the backend (and however
-        // many keys it holds on disk).
-        for keys in partitions.values_mut() {
-            keys.sort_unstable();
-        }
         snapshot
     }
 
