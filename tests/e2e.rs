@@ -17,6 +17,29 @@ pub fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
+/// The Python of the virtualenv `scripts/setup` makes (pyiceberg and the
+/// other real clients): `$SLUICE_PYTHON`, or `~/.cache/sluice/venv`'s.
+pub fn python() -> PathBuf {
+    match std::env::var_os("SLUICE_PYTHON") {
+        Some(p) => PathBuf::from(p),
+        None => Path::new(&std::env::var_os("HOME").unwrap_or_default()).join(".cache/sluice/venv/bin/python"),
+    }
+}
+
+/// The rows of the Iceberg table `table` (`namespace.table`) in
+/// `warehouse`, as pyiceberg reads them (`scripts/iceberg-read`): times in
+/// milliseconds, one JSON object per row.
+pub fn iceberg_rows(warehouse: &Path, table: &str) -> anyhow::Result<Vec<serde_json::Value>> {
+    let out = std::process::Command::new(python())
+        .arg(root().join("scripts/iceberg-read"))
+        .arg("--warehouse")
+        .arg(warehouse)
+        .args(["--table", table])
+        .output()?;
+    anyhow::ensure!(out.status.success(), "scripts/iceberg-read failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout)?.lines().map(|l| Ok(serde_json::from_str(l)?)).collect()
+}
+
 /// The release `sluice` binary next to the running test binary's folder.
 pub fn sluice() -> PathBuf {
     let exe = std::env::current_exe().unwrap_or_default();

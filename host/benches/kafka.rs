@@ -91,7 +91,7 @@ fn unique(what: &str) -> String {
 }
 
 /// Overrides that point the example manifest at fresh topics and a fresh
-/// Redis key prefix, features to Redis only.
+/// Redis key prefix, features to Redis only, no checkpoints.
 fn overrides(topic: &str, prefix: &str, bounded: bool) -> anyhow::Result<Vec<String>> {
     let (dead, late) = (format!("{topic}-dead"), format!("{topic}-late"));
     create_topic(BROKERS, &dead, 1)?;
@@ -105,6 +105,7 @@ fn overrides(topic: &str, prefix: &str, bounded: bool) -> anyhow::Result<Vec<Str
         format!("outputs.features=[{{type: redis, url: '{REDIS}', key: '{prefix}:{{key}}', ttl: 10m}}]"),
         format!("outputs.dead_letters=[{{type: kafka, brokers: '{BROKERS}', topic: '{dead}'}}]"),
         format!("outputs.late_events=[{{type: kafka, brokers: '{BROKERS}', topic: '{late}'}}]"),
+        "checkpoint=null".into(),
     ])
 }
 

@@ -80,6 +80,11 @@ pub fn check(manifest: &Manifest, online: bool, fresh: bool) -> Vec<Finding> {
                     files.push((path_at, id));
                 }
                 SinkConfig::Redis(r) => found.extend(redis(&r.url, &format!("{at}.url"), online)),
+                SinkConfig::Iceberg(i) => {
+                    if let Some(problem) = writable_dir(&i.warehouse) {
+                        found.push((format!("{at}.warehouse"), problem, Some("give a folder you can write".into())));
+                    }
+                }
                 SinkConfig::Kafka(k) => {
                     let config = client_config(&k.brokers, &k.properties);
                     found.extend(bad_properties(&config, &format!("{at}.properties")));

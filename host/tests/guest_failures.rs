@@ -141,3 +141,42 @@ fn a_module_that_is_not_a_component_is_a_clear_error() -> anyhow::Result<()> {
     assert!(message.contains("is an aggregate transform but the manifest says `transform.kind: window`"), "{message}");
     Ok(())
 }
+
+/// Rows that break the module's declared features (`count: i64`) go to the
+/// dead letters with what is wrong; the rows around them, in the same call,
+/// are written.
+#[test]
+fn rows_that_break_the_declared_features_are_dead_letters() -> anyhow::Result<()> {
+    let run = common::run(&manifest(16_384), &input(&["ok1", "undeclared", "ok2", "wrong-type"]))?;
+    let good: Vec<&str> = run.features.iter().filter_map(|f| f["key"].as_str()).collect();
+    assert_eq!(good.len(), 2);
+    assert!(good.contains(&"ok1") && good.contains(&"ok2"), "{good:?}");
+    assert_eq!(
+        dead_by_key(&run.dead),
+        vec![("undeclared".into(), "schema".into()), ("wrong-type".into(), "schema".into())]
+    );
+    let message = |key: &str| {
+        run.dead
+            .iter()
+            .find(|d| d["raw"].as_str().is_some_and(|r| r.contains(&format!("\"key\":\"{key}\""))))
+            .and_then(|d| d["message"].as_str())
+            .unwrap_or_default()
+            .to_string()
+    };
+    assert!(message("undeclared").contains("feature `surprise` is not among the module's declared features"));
+    assert!(message("wrong-type").contains("feature `count` is declared int but the row holds a string"));
+    // The module's declaration, as the host read it.
+    let limits = sluice_host::wasm::Limits { timeout: std::time::Duration::from_secs(1), memory_bytes: 1 << 24 };
+    let engine = sluice_host::wasm::Engine::new()?;
+    let module = sluice_host::wasm::Module::load(
+        &engine,
+        &common::module("misbehave"),
+        sluice_host::wasm::Kind::Window,
+        limits,
+    )?;
+    let specs = module.schema().specs();
+    assert_eq!(specs.len(), 1);
+    assert_eq!((&*specs[0].name, specs[0].ty, specs[0].nullable), ("count", sluice_sink_api::FeatureType::Int, false));
+    assert_eq!(specs[0].description, "Events in the window.");
+    Ok(())
+}

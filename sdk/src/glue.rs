@@ -8,7 +8,8 @@ pub use crate::bindings::exports::sluice::transform::aggregate_transform::{
 };
 pub use crate::bindings::exports::sluice::transform::guest::Guest as GuestKind;
 pub use crate::bindings::exports::sluice::transform::window_transform::{Guest as WindowGuest, Window as RawWindow};
-pub use crate::bindings::sluice::transform::types::{Events as RawEvents, Kind};
+pub use crate::bindings::sluice::transform::types::{Events as RawEvents, FeatureSpec, Kind};
+pub use crate::schema::spec;
 
 pub use crate::bindings::sluice::transform::types::FeatureRows as RawFeatureRows;
 type AccResult = Result<Vec<u8>, String>;

@@ -30,7 +30,15 @@
 //!     Ok(features)
 //! }
 //!
-//! sluice_sdk::window_transform!(click_features);
+//! sluice_sdk::window_transform!(click_features, features {
+//!     /// Events in the window.
+//!     item_count: i64,
+//!     /// Distinct item ids.
+//!     distinct_items: i64,
+//!     /// The item ids, oldest first.
+//!     items: Vec<String>,
+//!     spent: f64,
+//! });
 //! ```
 //!
 //! ## An aggregate transform
@@ -73,7 +81,7 @@
 //!     }
 //! }
 //!
-//! sluice_sdk::aggregate_transform!(Spend);
+//! sluice_sdk::aggregate_transform!(Spend, features { count: i64, total: f64 });
 //! ```
 //!
 //! ## Building
@@ -92,10 +100,12 @@ mod event;
 mod features;
 #[doc(hidden)]
 pub mod glue;
+mod schema;
 
 pub use codec::{Reader, put_bytes, put_f64, put_i64, put_str, put_u32, put_u64};
 pub use event::{ColumnStats, Event, Events, StrColumn, Window, WindowInfo};
 pub use features::Features;
+pub use schema::FeatureKind;
 
 #[doc(hidden)]
 pub mod bindings {
@@ -162,14 +172,25 @@ pub trait Aggregate {
 }
 
 /// Export `fn(&Window) -> Result<Features, Error>` as this module's
-/// transform.
+/// transform, with the features its rows hold.
+///
+/// Each feature is declared as `name: Type`, its doc comment describing
+/// it. The type is the Rust type of its values (see [`FeatureKind`]):
+/// `bool`, `i64`, `f64`, `String`, a `Vec` of one of them for a list, an
+/// `Option` of any of these when a row may hold null or leave it out. The
+/// host checks every row against the declaration (a row that breaks it
+/// goes to the dead-letter output) and makes typed outputs, such as an
+/// Iceberg table's columns, from it.
 #[macro_export]
 macro_rules! window_transform {
-    ($function:path) => {
+    ($function:path, features { $($features:tt)* }) => {
         struct __SluiceWindowTransform;
         impl $crate::glue::GuestKind for __SluiceWindowTransform {
             fn transform_kind() -> $crate::glue::Kind {
                 $crate::glue::Kind::Window
+            }
+            fn features() -> ::std::vec::Vec<$crate::glue::FeatureSpec> {
+                $crate::__features!($($features)*)
             }
         }
         impl $crate::glue::WindowGuest for __SluiceWindowTransform {
@@ -183,16 +204,35 @@ macro_rules! window_transform {
         $crate::glue::no_aggregate!(__SluiceWindowTransform);
         $crate::bindings::__export_transform!(__SluiceWindowTransform);
     };
+    ($function:path) => {
+        ::core::compile_error!(
+            "declare the features the transform returns: `window_transform!(f, features { name: i64, ... })`"
+        );
+    };
 }
 
-/// Export a type implementing [`Aggregate`] as this module's transform.
+/// The declared features as the contract's list.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __features {
+    ($($(#[doc = $doc:literal])* $name:ident : $ty:ty),* $(,)?) => {
+        ::std::vec![$($crate::glue::spec::<$ty>(::core::stringify!($name), ::core::concat!($($doc, "\n",)*))),*]
+    };
+}
+
+/// Export a type implementing [`Aggregate`] as this module's transform,
+/// with the features its rows hold (declared as for
+/// [`window_transform!`]).
 #[macro_export]
 macro_rules! aggregate_transform {
-    ($aggregate:ty) => {
+    ($aggregate:ty, features { $($features:tt)* }) => {
         struct __SluiceAggregateTransform;
         impl $crate::glue::GuestKind for __SluiceAggregateTransform {
             fn transform_kind() -> $crate::glue::Kind {
                 $crate::glue::Kind::Aggregate
+            }
+            fn features() -> ::std::vec::Vec<$crate::glue::FeatureSpec> {
+                $crate::__features!($($features)*)
             }
         }
         impl $crate::glue::AggregateGuest for __SluiceAggregateTransform {
@@ -213,5 +253,10 @@ macro_rules! aggregate_transform {
         }
         $crate::glue::no_window!(__SluiceAggregateTransform);
         $crate::bindings::__export_transform!(__SluiceAggregateTransform);
+    };
+    ($aggregate:ty) => {
+        ::core::compile_error!(
+            "declare the features the transform returns: `aggregate_transform!(A, features { name: i64, ... })`"
+        );
     };
 }

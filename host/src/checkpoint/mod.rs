@@ -146,9 +146,7 @@ impl Store {
         let shown = dir.display().to_string();
         let dir_err = |message: String| Error::Dir { dir: shown.clone(), message };
         std::fs::create_dir_all(&dir).map_err(|e| dir_err(e.to_string()))?;
-        // Unique per process: the start time and the process id.
-        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
-        let host = format!("{:x}{:05x}", nanos & 0xffff_ffff_ffff, std::process::id() & 0xfffff);
+        let host = run_id();
         let store = Store {
             dir,
             host,
@@ -185,6 +183,26 @@ impl Store {
 
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// This process's name in its checkpoints.
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
+    /// For each run of this pipeline, the epoch of the last checkpoint it
+    /// took (of those that can be read).
+    pub fn last_epochs(&self) -> Result<HashMap<String, u64>> {
+        let mut out: HashMap<String, u64> = HashMap::new();
+        for l in self.list()? {
+            if let Ok(h) = l.header
+                && h.pipeline == self.pipeline
+            {
+                let e = out.entry(h.host).or_default();
+                *e = (*e).max(h.epoch);
+            }
+        }
+        Ok(out)
     }
 
     /// Every complete checkpoint file of the directory, oldest first, with
@@ -278,6 +296,13 @@ impl Store {
     }
 }
 
+/// A name for this run of a pipeline, unique per process: its start time
+/// and its process id.
+pub fn run_id() -> String {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+    format!("{:x}{:05x}", nanos & 0xffff_ffff_ffff, std::process::id() & 0xfffff)
+}
+
 /// Every complete checkpoint file in `dir`, oldest first.
 pub fn list(dir: &Path) -> Result<Vec<Listed>> {
     let entries = match std::fs::read_dir(dir) {
@@ -301,10 +326,11 @@ pub fn list(dir: &Path) -> Result<Vec<Listed>> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn manifest(dir: &Path, window: &str) -> anyhow::Result<Manifest> {
+    /// A Kafka pipeline's manifest whose checkpoints go to `dir`.
+    pub(crate) fn manifest(dir: &Path, window: &str) -> anyhow::Result<Manifest> {
         let text = format!(
             "name: clicks
 source: {{type: kafka, brokers: '127.0.0.1:9092', topics: [t], group: g}}

@@ -402,7 +402,8 @@ pub struct OutputsConfig {
 }
 
 /// The sinks that take raw records (dead letters, late events): the
-/// reference's view of [`SinkConfig`] there, as validation refuses Redis.
+/// reference's view of [`SinkConfig`] there, as validation refuses Redis
+/// and Iceberg.
 #[derive(JsonSchema)]
 #[serde(tag = "type", rename_all = "lowercase")]
 #[allow(dead_code)]
@@ -424,6 +425,9 @@ pub enum SinkConfig {
     /// A Kafka topic: feature rows as JSON keyed by entity; dead letters and
     /// late events as their raw bytes with the context in headers.
     Kafka(sluice_sink_kafka::KafkaSinkConfig),
+    /// An Apache Iceberg table (feature rows only): the offline store,
+    /// exactly once with checkpoints.
+    Iceberg(sluice_sink_iceberg::IcebergSinkConfig),
 }
 
 /// A problem in a manifest, located.
@@ -908,10 +912,15 @@ impl Manifest {
             [("outputs.dead_letters", &self.outputs.dead_letters), ("outputs.late_events", &self.outputs.late_events)];
         for (path, sinks) in side {
             for (i, sink) in sinks.iter().enumerate() {
-                if matches!(sink, SinkConfig::Redis(_)) {
+                let only_features = match sink {
+                    SinkConfig::Redis(_) => Some("redis"),
+                    SinkConfig::Iceberg(_) => Some("iceberg"),
+                    SinkConfig::File(_) | SinkConfig::Kafka(_) => None,
+                };
+                if let Some(kind) = only_features {
                     problem(
                         &format!("{path}[{i}]"),
-                        "the redis sink stores feature rows only".into(),
+                        format!("the {kind} sink stores feature rows only"),
                         Some("send dead letters and late events to a Kafka topic or a file"),
                     );
                 }

@@ -92,18 +92,29 @@ fn every_semantic_problem_is_reported() {
 }
 
 #[test]
-fn redis_takes_feature_rows_only() {
-    let text = GOOD.replace(
-        "  late_events: [{type: file, path: out/l.jsonl}]",
-        "  late_events: [{type: redis, url: 'redis://127.0.0.1', key: 'late:{key}'}]",
-    );
+fn redis_and_iceberg_take_feature_rows_only() {
+    let text = GOOD
+        .replace(
+            "  late_events: [{type: file, path: out/l.jsonl}]",
+            "  late_events: [{type: redis, url: 'redis://127.0.0.1', key: 'late:{key}'}]",
+        )
+        .replace(
+            "  dead_letters: [{type: file, path: out/d.jsonl}]",
+            "  dead_letters: [{type: iceberg, warehouse: out/w, table: dead}]",
+        );
     let p = problems(&text, &[]);
-    assert_eq!(p.len(), 1, "{p:?}");
-    assert_eq!(p[0].path, "outputs.late_events[0]");
-    assert!(p[0].message.contains("feature rows only"));
+    let found: Vec<(&str, &str)> = p.iter().map(|p| (p.path.as_str(), p.message.as_str())).collect();
+    assert_eq!(
+        found,
+        [
+            ("outputs.dead_letters[0]", "the iceberg sink stores feature rows only"),
+            ("outputs.late_events[0]", "the redis sink stores feature rows only")
+        ]
+    );
     let features = GOOD.replace(
         "  features: [{type: file, path: out/f.jsonl}]",
-        "  features: [{type: file, path: out/f.jsonl}, {type: redis, url: 'redis://127.0.0.1', key: 'u:{key}', ttl: 2h}]",
+        "  features: [{type: file, path: out/f.jsonl}, {type: redis, url: 'redis://127.0.0.1', key: 'u:{key}', ttl: 2h}, \
+         {type: iceberg, warehouse: out/w, namespace: offline, table: features, catalog: {type: sql, name: c}}]",
     );
     assert!(problems(&features, &[]).is_empty());
 }
@@ -243,11 +254,14 @@ fn reference_documents_every_field() {
     for start in ["committed", "earliest", "latest", "{timestamp: …}"] {
         assert!(md.contains(&format!("| `source.start: {start}` |")), "source.start: {start} missing:\n{md}");
     }
-    // Redis takes feature rows only: listed there alone.
+    // Redis and Iceberg take feature rows only: listed there alone.
     assert!(md.contains("`outputs.features[].type: redis`"));
+    assert!(md.contains("`outputs.features[].type: iceberg`"));
     for output in ["dead_letters", "late_events"] {
         assert!(md.contains(&format!("`outputs.{output}[].type: kafka`")));
-        assert!(!md.contains(&format!("`outputs.{output}[].type: redis`")), "{output} lists redis");
+        for only in ["redis", "iceberg"] {
+            assert!(!md.contains(&format!("`outputs.{output}[].type: {only}`")), "{output} lists {only}");
+        }
     }
 }
 

@@ -18,7 +18,7 @@ use sluice_sink_api::{DeadLetter, FeatureRow, Stage};
 use super::control::Stop;
 use crate::metrics::Metrics;
 use crate::time::now_ms;
-use crate::wasm::{AddGroup, CallError, Instance};
+use crate::wasm::{AddGroup, CallError, Instance, RowError};
 use crate::window::{Batch, Bounds, Fired, Fold, Mode};
 
 /// Aggregate slices and their new accumulators (`None` where the fold
@@ -61,21 +61,21 @@ fn row(w: &Fired, features: sluice_sink_api::Features, computed_at: i64) -> Feat
 /// Why one input of a call failed: its own error, or the whole call's.
 #[derive(Debug, Clone)]
 enum Failure {
-    Returned(String),
+    Row(RowError),
     Call(CallError),
 }
 
 impl Failure {
     fn class(&self) -> &'static str {
         match self {
-            Failure::Returned(_) => "transform_error",
+            Failure::Row(e) => e.class,
             Failure::Call(e) => e.class(),
         }
     }
 
     fn message(self) -> String {
         match self {
-            Failure::Returned(m) => m,
+            Failure::Row(e) => e.message,
             Failure::Call(e) => e.to_string(),
         }
     }
@@ -83,7 +83,7 @@ impl Failure {
 
 /// A call on a range of a batch's inputs, under a deadline: one result per
 /// input, or the whole call's failure.
-type Call<'c, R> = dyn FnMut(&mut Instance, Range<usize>, Duration) -> Result<Vec<Result<R, String>>, CallError> + 'c;
+type Call<'c, R> = dyn FnMut(&mut Instance, Range<usize>, Duration) -> Result<Vec<Result<R, RowError>>, CallError> + 'c;
 
 /// Makes calls into one instance and isolates the inputs that make a call
 /// fail (see the module's comment).
@@ -108,7 +108,7 @@ impl Caller<'_> {
     ) -> Vec<Result<R, Failure>> {
         Metrics::add(&self.metrics.guest_calls, 1);
         let error = match call(self.instance, range.clone(), deadline) {
-            Ok(results) => return results.into_iter().map(|r| r.map_err(Failure::Returned)).collect(),
+            Ok(results) => return results.into_iter().map(|r| r.map_err(Failure::Row)).collect(),
             Err(e) => e,
         };
         Metrics::add(&self.metrics.guest_failures, 1);

@@ -67,7 +67,17 @@ impl Pipeline {
         let started = Instant::now();
         let name = manifest.name.clone();
         let (stop, metrics) = (Arc::new(Stop::default()), Arc::new(Metrics::default()));
-        let outputs = Outputs::open(&manifest.outputs).await?;
+        let context = sluice_sink_api::Context {
+            pipeline: manifest.name.clone(),
+            run: store.as_ref().map_or_else(crate::checkpoint::run_id, |s| s.host().to_string()),
+            schema: module.schema().clone(),
+            checkpointed: match &store {
+                Some(s) => s.last_epochs()?,
+                None => Default::default(),
+            },
+            checkpoints: store.is_some(),
+        };
+        let outputs = Outputs::open(&manifest.outputs, &context).await?;
         let (tx, rx) = mpsc::channel::<Output>(4);
         let (acks, acked) = std::sync::mpsc::channel::<Ack>();
         let (cut_tx, cuts) = std::sync::mpsc::channel::<SourceCut>();

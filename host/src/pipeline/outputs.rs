@@ -8,7 +8,7 @@
 use std::collections::VecDeque;
 use std::time::Duration;
 
-use sluice_sink_api::{Batch, DeadLetter, FeatureRow, LateEvent, Rejected, Sink, Stage};
+use sluice_sink_api::{Batch, Context, DeadLetter, FeatureRow, LateEvent, Rejected, Sink, Stage};
 use tokio::sync::mpsc::Receiver;
 
 use super::control::{Control, Stop};
@@ -46,11 +46,15 @@ pub(super) struct Outputs {
     late_events: Vec<(String, Box<dyn Sink>)>,
 }
 
-async fn open_all(output: &str, configs: &[SinkConfig]) -> sluice_sink_api::Result<Vec<(String, Box<dyn Sink>)>> {
+async fn open_all(
+    output: &str,
+    configs: &[SinkConfig],
+    context: &Context,
+) -> sluice_sink_api::Result<Vec<(String, Box<dyn Sink>)>> {
     let mut sinks = Vec::new();
     for (i, c) in configs.iter().enumerate() {
         let name = format!("outputs.{output}[{i}]");
-        sinks.push((name.clone(), crate::sinks::build(&name, c).await?));
+        sinks.push((name.clone(), crate::sinks::build(&name, c, context).await?));
     }
     Ok(sinks)
 }
@@ -186,6 +190,21 @@ pub(super) struct Coordinator {
     pub store: Option<std::sync::Arc<Store>>,
 }
 
+/// What became of a barrier's checkpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Taken {
+    Checkpointed,
+    Failed,
+    /// The pipeline takes none.
+    Without,
+}
+
+impl From<bool> for Taken {
+    fn from(durable: bool) -> Taken {
+        if durable { Taken::Checkpointed } else { Taken::Failed }
+    }
+}
+
 /// A barrier whose checkpoint is being written while the outputs go on
 /// (the sinks commit it, and the source hears of it, once it is durable).
 struct Pending {
@@ -282,11 +301,11 @@ impl Pending {
 }
 
 impl Outputs {
-    pub(super) async fn open(config: &OutputsConfig) -> sluice_sink_api::Result<Self> {
+    pub(super) async fn open(config: &OutputsConfig, context: &Context) -> sluice_sink_api::Result<Self> {
         Ok(Outputs {
-            features: open_all("features", &config.features).await?,
-            dead_letters: open_all("dead_letters", &config.dead_letters).await?,
-            late_events: open_all("late_events", &config.late_events).await?,
+            features: open_all("features", &config.features, context).await?,
+            dead_letters: open_all("dead_letters", &config.dead_letters, context).await?,
+            late_events: open_all("late_events", &config.late_events, context).await?,
         })
     }
 
@@ -323,7 +342,7 @@ impl Outputs {
                 r = rx.recv() => r,
                 durable = async { pending.as_mut()?.durable(metrics).await.into() }, if pending.is_some() => {
                     if let (Some(p), Some(checkpointed)) = (pending.take(), durable) {
-                        finished |= self.committed(p.control, p.done, checkpointed, &coordinator.acks, metrics, stop).await?;
+                        finished |= self.committed(p.control, p.done, checkpointed.into(), &coordinator.acks, metrics, stop).await?;
                     }
                     continue;
                 }
@@ -345,7 +364,12 @@ impl Outputs {
                 self.pre_commit(control, metrics, stop).await?;
                 match coordinator.start(control, done, snapshots) {
                     Some(p) => pending = Some(p),
-                    None => finished |= self.committed(control, done, false, &coordinator.acks, metrics, stop).await?,
+                    None => {
+                        // Without checkpoints the sinks commit at every
+                        // barrier; a checkpoint skipped is one that failed.
+                        let taken = if coordinator.store.is_none() { Taken::Without } else { Taken::Failed };
+                        finished |= self.committed(control, done, taken, &coordinator.acks, metrics, stop).await?;
+                    }
                 }
                 for w in 0..workers {
                     while align.arrived[w].is_none()
@@ -378,24 +402,28 @@ impl Outputs {
             return Ok(false);
         };
         let checkpointed = p.durable(metrics).await;
-        self.committed(p.control, p.done, checkpointed, acks, metrics, stop).await
+        self.committed(p.control, p.done, checkpointed.into(), acks, metrics, stop).await
     }
 
     /// The barrier's checkpoint is durable (or there is none): the sinks
-    /// commit, and the source hears of it. Whether it was the last.
+    /// commit, and the source hears of it. A checkpoint that failed is not
+    /// committed: what the sinks staged for it waits for the next one, as
+    /// the source's position does. Whether it was the last barrier.
     async fn committed(
         &mut self,
         control: Control,
         done: Done,
-        checkpointed: bool,
+        taken: Taken,
         acks: &std::sync::mpsc::Sender<Ack>,
         metrics: &Metrics,
         stop: &Stop,
     ) -> sluice_sink_api::Result<bool> {
-        self.commit(control, metrics, stop).await?;
-        Metrics::set(&metrics.last_barrier, control.epoch());
+        if taken != Taken::Failed {
+            self.commit(control, metrics, stop).await?;
+            Metrics::set(&metrics.last_barrier, control.epoch());
+        }
         // The source may be gone already (a bounded run that ended).
-        let _ = acks.send(Ack { done, checkpointed });
+        let _ = acks.send(Ack { done, checkpointed: taken == Taken::Checkpointed });
         Ok(control.is_last())
     }
 
@@ -612,6 +640,38 @@ mod tests {
         let acked: Vec<Done> = acked.try_iter().map(|a: Ack| a.done).collect();
         assert_eq!(acked, [Done { seq: 3, oldest: 50 }, Done { seq: 4, oldest: i64::MAX }]);
         assert_eq!(Metrics::get(&metrics.last_barrier), 2);
+        Ok(())
+    }
+
+    /// A barrier whose checkpoint fails (here: no source position for it)
+    /// is pre-committed but not committed (what the sinks staged waits for
+    /// a checkpoint that is taken), and the source hears it was not
+    /// checkpointed.
+    #[tokio::test]
+    async fn a_failed_checkpoint_is_not_committed() -> anyhow::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let manifest = crate::checkpoint::tests::manifest(dir.path(), "{type: tumbling, size: 1m}")?;
+        let config = manifest.checkpoint.clone().ok_or_else(|| anyhow::anyhow!("no checkpoint config"))?;
+        let store = Arc::new(Store::open(&config, &manifest, false)?);
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let sink: Box<dyn Sink> = Box::new(Recorder(log.clone()));
+        let outputs = Outputs { features: vec![("f".into(), sink)], dead_letters: Vec::new(), late_events: Vec::new() };
+        let (tx, rx) = tokio::sync::mpsc::channel(16);
+        for item in [rows("a"), barrier(Control::Barrier(1), 3, 0), rows("b"), barrier(Control::End(2), 4, i64::MAX)] {
+            tx.send(Output { worker: 0, item }).await?;
+        }
+        drop(tx);
+        let (acks, acked) = std::sync::mpsc::channel();
+        let (_, cuts) = std::sync::mpsc::channel();
+        let metrics = Metrics::default();
+        let coordinator = Coordinator { workers: 1, acks, cuts, store: Some(store.clone()) };
+        outputs.drain(rx, coordinator, &metrics, &Stop::default()).await?;
+        let log = log.lock().map(|l| l.clone()).unwrap_or_default();
+        assert_eq!(log, ["write a", "pre_commit 1", "write b", "pre_commit 2"]);
+        let acked: Vec<bool> = acked.try_iter().map(|a: Ack| a.checkpointed).collect();
+        assert_eq!(acked, [false, false]);
+        assert_eq!(Metrics::get(&metrics.last_barrier), 0);
+        assert!(store.last_epochs()?.is_empty());
         Ok(())
     }
 }

@@ -7,7 +7,7 @@ use sluice_sink_api::{FeatureValue, Features as FeatureMap, Scalar, StrTable, Tr
 
 use super::bindings::exports::sluice::transform::window_transform as wt;
 use super::bindings::sluice::transform::types as wit;
-use super::{CallError, Features};
+use super::{CallError, Features, RowError};
 use crate::window::{Batch, ColumnData};
 
 /// A feature value the host cannot accept.
@@ -117,7 +117,7 @@ pub(super) fn results(
     out: wit::FeatureRows,
     expected: usize,
     strings: &[String],
-) -> Result<Vec<Result<Features, String>>, CallError> {
+) -> Result<Vec<Result<Features, RowError>>, CallError> {
     let wit::FeatureRows { names, features, rows } = out;
     let rows = check_len(rows, expected)?;
     let claimed: u64 = rows.iter().filter_map(|r| r.as_ref().ok()).map(|&n| u64::from(n)).sum();
@@ -133,8 +133,8 @@ pub(super) fn results(
     Ok(rows
         .into_iter()
         .map(|r| {
-            let n = r? as usize;
-            row(features.by_ref().take(n), n, &names, &mut table).map_err(|e| e.to_string())
+            let n = r.map_err(RowError::returned)? as usize;
+            row(features.by_ref().take(n), n, &names, &mut table).map_err(|e| RowError::returned(e.to_string()))
         })
         .collect())
 }
@@ -225,14 +225,14 @@ mod tests {
         wit::Feature { name, value: wit::FeatureValue::Int(value) }
     }
 
-    fn ints(row: &Result<Features, String>) -> Result<Vec<(&str, i64)>, &str> {
+    fn ints(row: &Result<Features, RowError>) -> Result<Vec<(&str, i64)>, &str> {
         match row {
             Ok(map) => Ok(map
                 .0
                 .iter()
                 .map(|(name, v)| (&**name, if let FeatureValue::Int(i) = v { *i } else { i64::MIN }))
                 .collect()),
-            Err(e) => Err(e.as_str()),
+            Err(e) => Err(e.message.as_str()),
         }
     }
 

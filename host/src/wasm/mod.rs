@@ -28,8 +28,9 @@ mod bindings {
 }
 
 use bindings::exports::sluice::transform::aggregate_transform as agg;
-use bindings::sluice::transform::types::Kind as WitKind;
+use bindings::sluice::transform::types::{FeatureType as WitType, Kind as WitKind};
 use bindings::{Transform, TransformPre};
+use sluice_sink_api::{FeatureSchema, FeatureSpec, FeatureType};
 
 /// The transform's result for one window.
 pub type Features = sluice_sink_api::Features;
@@ -37,6 +38,26 @@ pub type Features = sluice_sink_api::Features;
 /// Aggregates: an accumulator (or none yet) and the rows of a call to fold
 /// into it.
 pub use agg::AddGroup;
+
+/// Why one input of a call has no result (the call itself went well).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RowError {
+    /// A stable name (see [`sluice_sink_api::DeadLetter::error_class`]).
+    pub class: &'static str,
+    pub message: String,
+}
+
+impl RowError {
+    /// The transform returned an error, or a result the host cannot read.
+    pub fn returned(message: String) -> RowError {
+        RowError { class: "transform_error", message }
+    }
+
+    /// The row breaks the module's declared features.
+    fn schema(message: String) -> RowError {
+        RowError { class: "schema", message }
+    }
+}
 
 /// Which contract a module implements.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -140,6 +161,7 @@ pub struct Module {
     limits: Limits,
     kind: Kind,
     name: Arc<str>,
+    schema: Arc<FeatureSchema>,
 }
 
 impl std::fmt::Debug for Module {
@@ -265,14 +287,29 @@ impl Module {
         Transform::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s).map_err(engine_err)?;
         let contract = |e: wasmtime::Error| LoadError::Contract { path: name.to_string(), message: format!("{e:#}") };
         let pre = TransformPre::new(linker.instantiate_pre(&component).map_err(contract)?).map_err(contract)?;
-        let module = Module { engine, pre, limits, kind: expected, name: name.into() };
+        let mut module = Module {
+            engine,
+            pre,
+            limits,
+            kind: expected,
+            name: name.into(),
+            schema: Arc::new(FeatureSchema::default()),
+        };
         let mut instance = module.instantiate().map_err(contract)?;
-        let found =
-            instance.kind().map_err(|e| LoadError::Contract { path: name.to_string(), message: e.to_string() })?;
+        let broken = |message: String| LoadError::Contract { path: name.to_string(), message };
+        let found = instance.kind().map_err(|e| broken(e.to_string()))?;
         if found != expected {
             return Err(LoadError::WrongKind { path: name.to_string(), expected, found });
         }
+        let specs = instance.features().map_err(|e| broken(e.to_string()))?;
+        let schema = FeatureSchema::new(specs).map_err(|e| broken(format!("its declared features: {e}")))?;
+        module.schema = Arc::new(schema);
         Ok(module)
+    }
+
+    /// The features the module declares its rows hold.
+    pub fn schema(&self) -> &Arc<FeatureSchema> {
+        &self.schema
     }
 
     pub fn kind(&self) -> Kind {
@@ -334,6 +371,50 @@ impl Instance {
         })
     }
 
+    fn features(&mut self) -> Result<Vec<FeatureSpec>, CallError> {
+        let timeout = self.timeout();
+        let specs = self.call(timeout, |b, s| b.sluice_transform_guest().call_features(s))?;
+        Ok(specs
+            .into_iter()
+            .map(|s| FeatureSpec {
+                name: s.name.into(),
+                ty: match s.type_ {
+                    WitType::Boolean => FeatureType::Bool,
+                    WitType::Int => FeatureType::Int,
+                    WitType::Float => FeatureType::Float,
+                    WitType::Str => FeatureType::Str,
+                    WitType::Bools => FeatureType::Bools,
+                    WitType::Ints => FeatureType::Ints,
+                    WitType::Floats => FeatureType::Floats,
+                    WitType::Strs => FeatureType::Strs,
+                },
+                nullable: s.nullable,
+                description: s.description,
+            })
+            .collect())
+    }
+
+    /// Rows that break the declared features fail. The rows of a call
+    /// share their name strings, so each is looked up once, then known by
+    /// its address.
+    fn checked(&self, rows: Vec<Result<Features, RowError>>) -> Vec<Result<Features, RowError>> {
+        let schema = &self.module.schema;
+        let mut known: Vec<(Arc<str>, Option<usize>)> = Vec::new();
+        let mut index = |name: &Arc<str>| match known.iter().find(|(n, _)| Arc::ptr_eq(n, name)) {
+            Some(&(_, i)) => i,
+            // A call names a few features; past that, no list to scan.
+            None if known.len() >= 64 => schema.index(name),
+            None => {
+                let i = schema.index(name);
+                known.push((name.clone(), i));
+                i
+            }
+        };
+        rows.into_iter()
+            .map(|r| r.and_then(|f| schema.check_with(&f, &mut index).map(|()| f).map_err(RowError::schema)))
+            .collect()
+    }
+
     /// Run `f` under `deadline`; classify and recover from failures.
     fn call<R>(
         &mut self,
@@ -374,14 +455,14 @@ impl Instance {
         &mut self,
         batch: &mut Batch,
         deadline: Duration,
-    ) -> Result<Vec<Result<Features, String>>, CallError> {
+    ) -> Result<Vec<Result<Features, RowError>>, CallError> {
         let events = convert::events(batch);
         let windows = convert::windows(batch);
         let n = windows.len();
         let out = self.call(deadline, |b, s| b.sluice_transform_window_transform().call_process(s, &events, &windows));
         // Back into the batch whatever happened: dead letters need them.
         convert::give_back(batch, events, windows);
-        convert::results(out?, n, &batch.strings)
+        Ok(self.checked(convert::results(out?, n, &batch.strings)?))
     }
 
     /// Aggregates: fold `groups` (accumulator or none, rows of the batch).
@@ -390,10 +471,10 @@ impl Instance {
         batch: &Batch,
         groups: &[AddGroup],
         deadline: Duration,
-    ) -> Result<Vec<Result<Vec<u8>, String>>, CallError> {
+    ) -> Result<Vec<Result<Vec<u8>, RowError>>, CallError> {
         let events = convert::events_ref(batch);
         let out = self.call(deadline, |b, s| b.sluice_transform_aggregate_transform().call_add(s, &events, groups))?;
-        convert::check_len(out, groups.len())
+        accumulators(convert::check_len(out, groups.len())?)
     }
 
     /// Aggregates: merge each group of accumulators.
@@ -401,9 +482,9 @@ impl Instance {
         &mut self,
         groups: &[Vec<Vec<u8>>],
         deadline: Duration,
-    ) -> Result<Vec<Result<Vec<u8>, String>>, CallError> {
+    ) -> Result<Vec<Result<Vec<u8>, RowError>>, CallError> {
         let out = self.call(deadline, |b, s| b.sluice_transform_aggregate_transform().call_merge(s, groups))?;
-        convert::check_len(out, groups.len())
+        accumulators(convert::check_len(out, groups.len())?)
     }
 
     /// Aggregates: features of each window's accumulator.
@@ -411,7 +492,7 @@ impl Instance {
         &mut self,
         windows: &[(&crate::window::Fired, Vec<u8>)],
         deadline: Duration,
-    ) -> Result<Vec<Result<Features, String>>, CallError> {
+    ) -> Result<Vec<Result<Features, RowError>>, CallError> {
         let windows: Vec<agg::FinishWindow> = windows
             .iter()
             .map(|(w, acc)| agg::FinishWindow {
@@ -425,6 +506,10 @@ impl Instance {
         let n = windows.len();
         let out = self.call(deadline, |b, s| b.sluice_transform_aggregate_transform().call_finish(s, &windows))?;
         // Finish sees no events, so it has no string table to refer to.
-        convert::results(out, n, &[])
+        Ok(self.checked(convert::results(out, n, &[])?))
     }
+}
+
+fn accumulators(out: Vec<Result<Vec<u8>, String>>) -> Result<Vec<Result<Vec<u8>, RowError>>, CallError> {
+    Ok(out.into_iter().map(|r| r.map_err(RowError::returned)).collect())
 }

@@ -8,6 +8,7 @@
 
 pub mod duration;
 mod record;
+pub mod schema;
 pub mod size;
 
 pub use duration::Duration;
@@ -15,6 +16,7 @@ pub use record::{
     DeadLetter, FeatureRow, FeatureValue, Features, LateEvent, MAX_RAW_BYTES, Position, Scalar, Stage, StrTable,
     Trigger, truncate_raw,
 };
+pub use schema::{FeatureSchema, FeatureSpec, FeatureType};
 
 /// A sink's failure, of one of two classes. Retriable (an outage, a
 /// timeout): the host backs off and writes the same batch again, holding
@@ -46,6 +48,27 @@ pub struct Rejected {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// What a sink is told of the pipeline it writes for, when it opens.
+#[derive(Debug, Clone, Default)]
+pub struct Context {
+    /// The pipeline's name.
+    pub pipeline: String,
+    /// This run of the pipeline, unique to it (the name its checkpoints
+    /// carry): what a sink stages is named after it.
+    pub run: String,
+    /// The features the module declares (typed sinks make their columns
+    /// from them).
+    pub schema: std::sync::Arc<FeatureSchema>,
+    /// For each run that took checkpoints, the last one it took: what
+    /// that run staged up to that barrier is to be published (it may have
+    /// died between its checkpoint and its commit), whatever it staged
+    /// after is not (its input is read again from the checkpoint).
+    pub checkpointed: std::collections::HashMap<String, u64>,
+    /// Whether checkpoints are taken: without, what is staged at a barrier
+    /// is committed at once.
+    pub checkpoints: bool,
+}
 
 /// One batch of one output.
 #[derive(Debug, Clone, Copy)]
@@ -89,7 +112,9 @@ pub trait Sink: Send {
         self.flush().await
     }
 
-    /// The checkpoint is durable: publish what was staged for it.
+    /// The checkpoint is durable: publish what was staged for it and for
+    /// any earlier barrier whose checkpoint failed (a failed checkpoint
+    /// is not followed by a commit; what it staged waits for the next).
     async fn commit(&mut self, _checkpoint: u64) -> Result<()> {
         Ok(())
     }

@@ -5,6 +5,8 @@
 //! - `panic`: panics (a trap);
 //! - `oom`: allocates without bound (the memory limit must stop it);
 //! - `error`: returns an error;
+//! - `undeclared`, `wrong-type`: returns a row that breaks the declared
+//!   features (a feature not declared; `count` as a string);
 //! - anything else: `{"count": <events>}`.
 
 use sluice_sdk::{Error, Features, Level, Window};
@@ -26,6 +28,16 @@ fn misbehave(window: &Window<'_>) -> Result<Features, Error> {
             }
         }
         "error" => Err(Error::from("misbehave: asked to fail")),
+        "undeclared" => {
+            let mut features = Features::new();
+            features.int("count", window.len() as i64).int("surprise", 1);
+            Ok(features)
+        }
+        "wrong-type" => {
+            let mut features = Features::new();
+            features.str("count", "many");
+            Ok(features)
+        }
         _ => {
             sluice_sdk::log(Level::Debug, "misbehave: behaving");
             let mut features = Features::new();
@@ -35,4 +47,10 @@ fn misbehave(window: &Window<'_>) -> Result<Features, Error> {
     }
 }
 
-sluice_sdk::window_transform!(misbehave);
+sluice_sdk::window_transform!(
+    misbehave,
+    features {
+        /// Events in the window.
+        count: i64,
+    }
+);

@@ -26,4 +26,17 @@ fn session_features(window: &Window<'_>) -> Result<Features, Error> {
     Ok(features)
 }
 
-sluice_sdk::window_transform!(session_features);
+sluice_sdk::window_transform!(session_features, features {
+    /// The items clicked in the window, oldest first: the most recent 100
+    /// when there were more.
+    items_clicked_30m: Vec<String>,
+    /// Clicks in the window.
+    item_count_30m: i64,
+    /// Distinct items clicked.
+    distinct_items_30m: i64,
+    /// Distinct categories clicked.
+    distinct_categories_30m: i64,
+    /// The category clicked most (the first to reach the count on a tie);
+    /// null when no click had one.
+    top_category_30m: Option<String>,
+});

@@ -62,4 +62,14 @@ impl Aggregate for TxVelocity {
     }
 }
 
-sluice_sdk::aggregate_transform!(TxVelocity);
+sluice_sdk::aggregate_transform!(
+    TxVelocity,
+    features {
+        /// Transactions in the window.
+        tx_count: i64,
+        /// Their total amount.
+        tx_sum: f64,
+        /// Distinct merchants paid.
+        distinct_merchants: i64,
+    }
+);

@@ -16,4 +16,12 @@ fn user_session(window: &Window<'_>) -> Result<Features, Error> {
     Ok(features)
 }
 
-sluice_sdk::window_transform!(user_session);
+sluice_sdk::window_transform!(
+    user_session,
+    features {
+        /// Clicks in the session.
+        clicks_in_session: i64,
+        /// From the session's first click to its last, whole seconds.
+        session_duration_s: i64,
+    }
+);

@@ -1,0 +1,390 @@
+//! Apache Iceberg sink: feature rows appended to a table, the offline store
+//! models train on, exactly once across crashes.
+//!
+//! The table has one typed column per declared feature besides the row's
+//! own (key, window bounds, trigger, times), Parquet data files, and is
+//! partitioned by day of `window_end`. It is created from the module's
+//! declared features when missing, registered in the SQL catalog on a
+//! SQLite file (what pyiceberg's `SqlCatalog` and Java's `JdbcCatalog`
+//! read).
+//!
+//! Two-phase commit on the checkpoint, as Flink's Iceberg committer: rows
+//! go to data files as they come; at a barrier the files are closed and
+//! listed in a staging file named after the run and the barrier
+//! (pre-commit); once the checkpoint is durable they are appended to the
+//! table in one snapshot whose summary carries the run and barrier
+//! (commit). A run that dies between its checkpoint and its commit
+//! leaves the staging file behind, and the next run to open the table
+//! publishes it, unless the table's snapshots say it was published
+//! already. What a run staged after its last checkpoint is never
+//! published: its input is read again from that checkpoint.
+
+mod columns;
+mod staging;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use iceberg::arrow::RecordBatchPartitionSplitter;
+use iceberg::spec::{DataFile, DataFileFormat};
+use iceberg::table::Table;
+use iceberg::transaction::{ApplyTransactionAction, Transaction};
+use iceberg::writer::base_writer::data_file_writer::DataFileWriterBuilder;
+use iceberg::writer::file_writer::ParquetWriterBuilder;
+use iceberg::writer::file_writer::location_generator::{DefaultFileNameGenerator, DefaultLocationGenerator};
+use iceberg::writer::file_writer::rolling_writer::RollingFileWriterBuilder;
+use iceberg::writer::partitioning::PartitioningWriter;
+use iceberg::writer::partitioning::fanout_writer::FanoutWriter;
+use iceberg::{Catalog, CatalogBuilder, NamespaceIdent, TableCreation, TableIdent};
+use iceberg_catalog_sql::{SqlBindStyle, SqlCatalog, SqlCatalogBuilder};
+use parquet::file::properties::WriterProperties;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use sluice_sink_api::{Batch, Context, Error, Result, Sink};
+
+use columns::Columns;
+use staging::Staging;
+
+/// Feature rows appended to an Apache Iceberg table (the offline store),
+/// exactly once when the pipeline takes checkpoints. Feature rows only.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct IcebergSinkConfig {
+    /// Local directory the tables' data and metadata go under
+    /// (`{warehouse}/{namespace}/{table}`); created when missing.
+    pub warehouse: PathBuf,
+    /// The catalog the table is registered in.
+    #[serde(default)]
+    pub catalog: CatalogConfig,
+    /// The table's namespace (database); created when missing.
+    #[serde(default = "default_namespace")]
+    pub namespace: String,
+    /// The table; created from the module's declared features when
+    /// missing. An existing table must have the columns the features make.
+    pub table: String,
+}
+
+fn default_namespace() -> String {
+    "sluice".to_string()
+}
+
+/// Where tables are registered.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
+pub enum CatalogConfig {
+    /// The SQL catalog on a SQLite file, as pyiceberg's `SqlCatalog` and
+    /// Java's `JdbcCatalog` keep it.
+    Sql {
+        /// The SQLite file; default `{warehouse}/catalog.db`.
+        #[serde(default)]
+        path: Option<PathBuf>,
+        /// The catalog's name in the file (pyiceberg's
+        /// `SqlCatalog(name, ...)`).
+        #[serde(default = "default_catalog_name")]
+        name: String,
+    },
+}
+
+fn default_catalog_name() -> String {
+    "sluice".to_string()
+}
+
+impl Default for CatalogConfig {
+    fn default() -> Self {
+        CatalogConfig::Sql { path: None, name: default_catalog_name() }
+    }
+}
+
+/// The writers of one barrier's data files, one per partition.
+type Writer =
+    FanoutWriter<DataFileWriterBuilder<ParquetWriterBuilder, DefaultLocationGenerator, DefaultFileNameGenerator>>;
+
+/// The snapshot summary keys that say which run and barrier a snapshot
+/// published.
+const SUMMARY_RUN: &str = "sluice.run";
+const SUMMARY_BARRIER: &str = "sluice.barrier";
+const SUMMARY_PIPELINE: &str = "sluice.pipeline";
+
+pub struct IcebergSink {
+    name: String,
+    catalog: SqlCatalog,
+    table: Table,
+    columns: Columns,
+    splitter: RecordBatchPartitionSplitter,
+    /// Data files of the rows since the last barrier.
+    writer: Option<Writer>,
+    /// Writers made so far: numbers the files.
+    writers: u64,
+    run: String,
+    pipeline: String,
+    staging: Staging,
+    /// Staged at barriers, not yet committed, oldest first.
+    staged: Vec<(u64, Vec<DataFile>)>,
+    /// Without checkpoints, what is staged at a barrier is committed at
+    /// once and nothing is ever recovered.
+    checkpoints: bool,
+}
+
+/// Errors of the sink `name` (the closures own the name, so `self` stays
+/// free to borrow).
+fn fatal(name: &str) -> impl Fn(String) -> Error + use<> {
+    let sink = name.to_string();
+    move |message| Error { sink: sink.clone(), message, retriable: false }
+}
+
+fn retriable(name: &str) -> impl Fn(String) -> Error + use<> {
+    let sink = name.to_string();
+    move |message| Error { sink: sink.clone(), message, retriable: true }
+}
+
+/// `path` as a `file://` URL (absolute).
+fn file_url(path: &std::path::Path) -> std::io::Result<String> {
+    Ok(format!("file://{}", std::path::absolute(path)?.display()))
+}
+
+impl IcebergSink {
+    /// Open (or create) the table and publish what an earlier run left
+    /// staged for a checkpoint it took.
+    pub async fn open(name: &str, config: &IcebergSinkConfig, context: &Context) -> Result<Self> {
+        let fatal = fatal(name);
+        let warehouse = &config.warehouse;
+        std::fs::create_dir_all(warehouse)
+            .map_err(|e| fatal(format!("cannot create the warehouse {}: {e}", warehouse.display())))?;
+        let warehouse_url = file_url(warehouse).map_err(|e| fatal(format!("{}: {e}", warehouse.display())))?;
+        let CatalogConfig::Sql { path, name: catalog_name } = &config.catalog;
+        let db = path.clone().unwrap_or_else(|| warehouse.join("catalog.db"));
+        let catalog = SqlCatalogBuilder::default()
+            .uri(format!("sqlite:{}?mode=rwc", db.display()))
+            .warehouse_location(warehouse_url)
+            .sql_bind_style(SqlBindStyle::QMark)
+            .with_storage_factory(Arc::new(iceberg::io::LocalFsStorageFactory))
+            .load(catalog_name.clone(), HashMap::new())
+            .await
+            .map_err(|e| fatal(format!("cannot open the SQL catalog {}: {e}", db.display())))?;
+        let mut columns = Columns::new(&context.schema).map_err(&fatal)?;
+        let table = open_table(&catalog, config, &columns).await.map_err(&fatal)?;
+        columns.bind(table.metadata().current_schema()).map_err(&fatal)?;
+        let metadata = table.metadata();
+        let splitter = RecordBatchPartitionSplitter::try_new_with_computed_values(
+            metadata.current_schema().clone(),
+            metadata.default_partition_spec().clone(),
+        )
+        .map_err(|e| fatal(format!("partitioning by day of window_end: {e}")))?;
+        let staging = Staging::open(metadata.location(), &context.pipeline).map_err(&fatal)?;
+        let mut sink = IcebergSink {
+            name: name.to_string(),
+            catalog,
+            table,
+            columns,
+            splitter,
+            writer: None,
+            writers: 0,
+            run: context.run.clone(),
+            pipeline: context.pipeline.clone(),
+            staging,
+            staged: Vec::new(),
+            checkpoints: context.checkpoints,
+        };
+        sink.recover(&context.checkpointed).await?;
+        Ok(sink)
+    }
+
+    /// Publish what earlier runs staged up to their last checkpoint and
+    /// did not commit; drop what can never be published.
+    async fn recover(&mut self, checkpointed: &HashMap<String, u64>) -> Result<()> {
+        let fatal = fatal(&self.name);
+        let staged = self.staging.list().map_err(&fatal)?;
+        let mut runs: HashMap<String, Vec<staging::Entry>> = HashMap::new();
+        for entry in staged {
+            runs.entry(entry.run.clone()).or_default().push(entry);
+        }
+        for (run, mut entries) in runs {
+            entries.sort_by_key(|e| e.barrier);
+            let published = self.published(&run);
+            let last = checkpointed.get(&run).copied().filter(|_| self.checkpoints);
+            let (mut files, mut barriers) = (Vec::new(), Vec::new());
+            for e in &entries {
+                match last {
+                    Some(last) if e.barrier <= last && published.is_none_or(|p| e.barrier > p) => {
+                        files.extend(self.staging.read(e, &self.table).map_err(&fatal)?);
+                        barriers.push(e.barrier);
+                    }
+                    _ => {}
+                }
+            }
+            if let Some(&top) = barriers.last() {
+                tracing::info!(
+                    sink = %self.name, run = %run, barriers = ?barriers, files = files.len(),
+                    "publishing data files an earlier run staged for its last checkpoint"
+                );
+                self.append(files, &run, top).await?;
+            }
+            for e in entries {
+                let done = published.is_some_and(|p| e.barrier <= p) || barriers.contains(&e.barrier);
+                // Staged after the run's last checkpoint, or without
+                // checkpoints: never to be published (the input is read
+                // again). Kept a day in case the run is alive and about to
+                // checkpoint (hosts sharing a checkpoint directory).
+                let abandoned = last.is_none_or(|l| e.barrier > l) && e.age > staging::ABANDONED_AFTER;
+                if done || abandoned {
+                    self.staging.remove(&e);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The last barrier of `run` the table holds a snapshot of.
+    fn published(&self, run: &str) -> Option<u64> {
+        self.table
+            .metadata()
+            .snapshots()
+            .filter_map(|s| {
+                let props = &s.summary().additional_properties;
+                (props.get(SUMMARY_RUN).map(String::as_str) == Some(run))
+                    .then(|| props.get(SUMMARY_BARRIER)?.parse::<u64>().ok())?
+            })
+            .max()
+    }
+
+    /// Append `files` in one snapshot that says it published `run`'s
+    /// barriers up to `barrier`, unless the table has it already.
+    async fn append(&mut self, files: Vec<DataFile>, run: &str, barrier: u64) -> Result<()> {
+        let retriable = retriable(&self.name);
+        let ident = self.table.identifier().clone();
+        self.table =
+            self.catalog.load_table(&ident).await.map_err(|e| retriable(format!("cannot load table {ident}: {e}")))?;
+        if self.published(run).is_some_and(|p| p >= barrier) {
+            return Ok(());
+        }
+        let properties = HashMap::from([
+            (SUMMARY_RUN.to_string(), run.to_string()),
+            (SUMMARY_BARRIER.to_string(), barrier.to_string()),
+            (SUMMARY_PIPELINE.to_string(), self.pipeline.clone()),
+        ]);
+        let tx = Transaction::new(&self.table);
+        let action = tx.fast_append().add_data_files(files).set_snapshot_properties(properties);
+        let tx = action.apply(tx).map_err(|e| retriable(format!("cannot append to {ident}: {e}")))?;
+        self.table = tx.commit(&self.catalog).await.map_err(|e| retriable(format!("cannot commit to {ident}: {e}")))?;
+        Ok(())
+    }
+
+    fn new_writer(&mut self) -> Result<Writer> {
+        let metadata = self.table.metadata();
+        let location = DefaultLocationGenerator::new(metadata)
+            .map_err(|e| fatal(&self.name)(format!("data file locations: {e}")))?;
+        // Named after the run: a file tells where it came from.
+        self.writers += 1;
+        let names =
+            DefaultFileNameGenerator::new(format!("{}-{:06}", self.run, self.writers), None, DataFileFormat::Parquet);
+        let parquet = ParquetWriterBuilder::new(WriterProperties::default(), metadata.current_schema().clone());
+        let rolling = RollingFileWriterBuilder::new_with_default_file_size(
+            parquet,
+            self.table.file_io().clone(),
+            location,
+            names,
+        );
+        Ok(FanoutWriter::new(DataFileWriterBuilder::new(rolling)))
+    }
+}
+
+/// Load the table, or create it (and its namespace) from `columns`. An
+/// existing table must have the columns the module's features make.
+async fn open_table(catalog: &SqlCatalog, config: &IcebergSinkConfig, columns: &Columns) -> Result<Table, String> {
+    let namespace = NamespaceIdent::new(config.namespace.clone());
+    let ident = TableIdent::new(namespace.clone(), config.table.clone());
+    let err = |what: &str, e: iceberg::Error| format!("{what} {ident}: {e}");
+    if catalog.table_exists(&ident).await.map_err(|e| err("cannot look up", e))? {
+        let table = catalog.load_table(&ident).await.map_err(|e| err("cannot load", e))?;
+        columns.check(table.metadata().current_schema()).map_err(|e| format!("table {ident} {e}"))?;
+        return Ok(table);
+    }
+    if !catalog.namespace_exists(&namespace).await.map_err(|e| err("cannot look up the namespace of", e))? {
+        // Another host may create it at the same time.
+        if let Err(e) = catalog.create_namespace(&namespace, HashMap::new()).await
+            && !catalog.namespace_exists(&namespace).await.unwrap_or(false)
+        {
+            return Err(err("cannot create the namespace of", e));
+        }
+    }
+    let creation = TableCreation::builder()
+        .name(config.table.clone())
+        .schema(columns.schema().clone())
+        .partition_spec(columns.partition_spec())
+        .build();
+    match catalog.create_table(&namespace, creation).await {
+        Ok(table) => {
+            tracing::info!(table = %ident, "created the Iceberg table");
+            Ok(table)
+        }
+        // Created by another host meanwhile.
+        Err(e) => match catalog.load_table(&ident).await {
+            Ok(table) => Ok(table),
+            Err(_) => Err(err("cannot create", e)),
+        },
+    }
+}
+
+#[async_trait]
+impl Sink for IcebergSink {
+    async fn write(&mut self, batch: Batch<'_>) -> Result<()> {
+        let Batch::Features(rows) = batch else {
+            return Err(fatal(&self.name)("the Iceberg sink takes feature rows only".to_string()));
+        };
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let retriable = retriable(&self.name);
+        let records = self.columns.batch(rows).map_err(&retriable)?;
+        let parts = self.splitter.split(&records).map_err(|e| retriable(format!("partitioning rows: {e}")))?;
+        if self.writer.is_none() {
+            self.writer = Some(self.new_writer()?);
+        }
+        if let Some(writer) = self.writer.as_mut() {
+            for (key, part) in parts {
+                // A failed write leaves the barrier's files in doubt: the
+                // pipeline fails and its input is read again.
+                writer.write(key, part).await.map_err(|e| fatal(&self.name)(format!("writing a data file: {e}")))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Rows are durable at a barrier, when their files are closed.
+    async fn flush(&mut self) -> Result<()> {
+        Ok(())
+    }
+
+    async fn pre_commit(&mut self, barrier: u64) -> Result<()> {
+        let files = match self.writer.take() {
+            Some(writer) => writer.close().await.map_err(|e| fatal(&self.name)(format!("closing data files: {e}")))?,
+            None => Vec::new(),
+        };
+        if files.is_empty() {
+            return Ok(());
+        }
+        if self.checkpoints {
+            self.staging
+                .write(&self.run, barrier, &files, &self.table)
+                .map_err(|e| fatal(&self.name)(format!("staging the data files of barrier {barrier}: {e}")))?;
+        }
+        self.staged.push((barrier, files));
+        Ok(())
+    }
+
+    async fn commit(&mut self, barrier: u64) -> Result<()> {
+        let ready = self.staged.iter().take_while(|(b, _)| *b <= barrier).count();
+        if ready == 0 {
+            return Ok(());
+        }
+        let files: Vec<DataFile> = self.staged[..ready].iter().flat_map(|(_, f)| f.iter().cloned()).collect();
+        let run = self.run.clone();
+        self.append(files, &run, barrier).await?;
+        for (b, _) in self.staged.drain(..ready) {
+            self.staging.remove_barrier(&run, b);
+        }
+        Ok(())
+    }
+}

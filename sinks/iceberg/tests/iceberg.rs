@@ -1,0 +1,290 @@
+//! The Iceberg sink against a real table on the local disk, read back with
+//! pyiceberg (the SQL catalog on the same SQLite file): what a training
+//! job sees.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde_json::{Value, json};
+use sluice_sink_api::{
+    Batch, Context, FeatureRow, FeatureSchema, FeatureSpec, FeatureType, FeatureValue, Features, Scalar, Sink, Trigger,
+};
+use sluice_sink_iceberg::{IcebergSink, IcebergSinkConfig};
+
+fn spec(name: &str, ty: FeatureType, nullable: bool) -> FeatureSpec {
+    FeatureSpec { name: name.into(), ty, nullable, description: format!("the {name}") }
+}
+
+/// One feature of each type.
+fn schema() -> anyhow::Result<Arc<FeatureSchema>> {
+    let specs = vec![
+        spec("count", FeatureType::Int, false),
+        spec("sum", FeatureType::Float, false),
+        spec("bot", FeatureType::Bool, false),
+        spec("top", FeatureType::Str, true),
+        spec("items", FeatureType::Strs, false),
+        spec("amounts", FeatureType::Floats, true),
+        spec("sizes", FeatureType::Ints, true),
+        spec("flags", FeatureType::Bools, true),
+    ];
+    FeatureSchema::new(specs).map(Arc::new).map_err(anyhow::Error::msg)
+}
+
+const DAY: i64 = 86_400_000;
+
+/// Row `i`: windows spread over three days (three partitions), values
+/// that differ row by row, nulls in the nullable features of every third.
+fn row(i: i64) -> FeatureRow {
+    let end = 1_700_000_000_000 + (i % 3) * DAY + i * 60_000;
+    let mut f: Vec<(Arc<str>, FeatureValue)> = vec![
+        ("count".into(), FeatureValue::Int(i)),
+        ("sum".into(), FeatureValue::Float(i as f64 / 4.0)),
+        ("bot".into(), FeatureValue::Bool(i % 2 == 0)),
+        ("items".into(), FeatureValue::strs((0..i % 4).map(|n| ["a", "b\"c", "ü", ""][n as usize]))),
+    ];
+    if i % 3 != 0 {
+        f.push(("top".into(), FeatureValue::Str(format!("cat-{i}"))));
+        f.push(("amounts".into(), FeatureValue::Floats(vec![1.5, i as f64])));
+        f.push(("sizes".into(), FeatureValue::Mixed(vec![Scalar::Int(i), Scalar::Null])));
+        f.push(("flags".into(), FeatureValue::Bools(vec![true, false])));
+    } else {
+        f.push(("top".into(), FeatureValue::Null));
+    }
+    FeatureRow {
+        key: format!("user-{}", i % 7),
+        window_start: end - 1_800_000,
+        window_end: end,
+        event_time: end - 1,
+        trigger: if i % 5 == 0 { Trigger::Late } else { Trigger::Close },
+        features: Features(f),
+        computed_at: end + 5,
+    }
+}
+
+/// Row `i` as pyiceberg gives it back.
+fn expected(i: i64) -> Value {
+    let r = row(i);
+    let items: Vec<&str> = (0..i % 4).map(|n| ["a", "b\"c", "ü", ""][n as usize]).collect();
+    let full = i % 3 != 0;
+    json!({
+        "key": r.key,
+        "window_start": r.window_start,
+        "window_end": r.window_end,
+        "trigger": if i % 5 == 0 { "late" } else { "close" },
+        "event_time": r.event_time,
+        "computed_at": r.computed_at,
+        "count": i,
+        "sum": i as f64 / 4.0,
+        "bot": i % 2 == 0,
+        "top": if full { json!(format!("cat-{i}")) } else { Value::Null },
+        "items": items,
+        "amounts": if full { json!([1.5, i as f64]) } else { Value::Null },
+        "sizes": if full { json!([i, null]) } else { Value::Null },
+        "flags": if full { json!([true, false]) } else { Value::Null },
+    })
+}
+
+struct Table {
+    dir: tempfile::TempDir,
+}
+
+impl Table {
+    fn new() -> anyhow::Result<Table> {
+        Ok(Table { dir: tempfile::tempdir()? })
+    }
+
+    fn warehouse(&self) -> PathBuf {
+        self.dir.path().join("warehouse")
+    }
+
+    fn config(&self) -> IcebergSinkConfig {
+        let yaml = format!("{{warehouse: '{}', namespace: offline, table: features}}", self.warehouse().display());
+        serde_yaml::from_str(&yaml).unwrap_or_else(|e| panic!("config: {e}"))
+    }
+
+    async fn open(&self, run: &str, checkpointed: &[(&str, u64)]) -> sluice_sink_api::Result<IcebergSink> {
+        self.open_with(
+            run,
+            checkpointed,
+            schema().map_err(|e| sluice_sink_api::Error {
+                sink: "t".into(),
+                message: e.to_string(),
+                retriable: false,
+            })?,
+        )
+        .await
+    }
+
+    async fn open_with(
+        &self,
+        run: &str,
+        checkpointed: &[(&str, u64)],
+        schema: Arc<FeatureSchema>,
+    ) -> sluice_sink_api::Result<IcebergSink> {
+        let context = Context {
+            pipeline: "clicks".into(),
+            run: run.into(),
+            schema,
+            checkpointed: checkpointed.iter().map(|(r, e)| (r.to_string(), *e)).collect(),
+            checkpoints: true,
+        };
+        IcebergSink::open("outputs.features[0]", &self.config(), &context).await
+    }
+
+    /// pyiceberg's `scripts/iceberg-read` with `args`: its output lines as
+    /// JSON.
+    fn read(&self, args: &[&str]) -> anyhow::Result<Vec<Value>> {
+        let python = std::env::var("SLUICE_PYTHON").map(PathBuf::from).unwrap_or_else(|_| {
+            Path::new(&std::env::var("HOME").unwrap_or_default()).join(".cache/sluice/venv/bin/python")
+        });
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/iceberg-read");
+        let out = std::process::Command::new(&python)
+            .arg(script)
+            .arg("--warehouse")
+            .arg(self.warehouse())
+            .args(["--table", "offline.features"])
+            .args(args)
+            .output()?;
+        anyhow::ensure!(
+            out.status.success(),
+            "{} scripts/iceberg-read failed: {}",
+            python.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout)?.lines().map(|l| Ok(serde_json::from_str(l)?)).collect()
+    }
+
+    /// The rows, ordered by `count` (unique per row).
+    fn rows(&self) -> anyhow::Result<Vec<Value>> {
+        let mut rows = self.read(&[])?;
+        rows.sort_by_key(|r| r["count"].as_i64());
+        Ok(rows)
+    }
+
+    fn staged(&self) -> anyhow::Result<Vec<String>> {
+        let dir = self.warehouse().join("offline/features/sluice-staging/clicks");
+        let mut names: Vec<String> =
+            std::fs::read_dir(dir)?.filter_map(|e| e.ok()?.file_name().into_string().ok()).collect();
+        names.sort();
+        Ok(names)
+    }
+}
+
+async fn write(sink: &mut IcebergSink, rows: std::ops::Range<i64>) -> anyhow::Result<()> {
+    let rows: Vec<FeatureRow> = rows.map(row).collect();
+    Ok(sink.write(Batch::Features(&rows)).await?)
+}
+
+fn rows(range: std::ops::Range<i64>) -> Vec<Value> {
+    range.map(expected).collect()
+}
+
+#[tokio::test]
+async fn committed_rows_read_back_with_their_types_partitioned_by_day() -> anyhow::Result<()> {
+    let t = Table::new()?;
+    let mut sink = t.open("run-a", &[]).await?;
+    write(&mut sink, 0..10).await?;
+    write(&mut sink, 10..25).await?;
+    sink.pre_commit(1).await?;
+    // Staged, not committed: nothing to read yet.
+    assert!(t.read(&["--snapshots"])?.is_empty());
+    assert_eq!(t.staged()?, ["run-a-00000001.json"]);
+    sink.commit(1).await?;
+    assert_eq!(t.rows()?, rows(0..25));
+    assert!(t.staged()?.is_empty());
+    // A barrier with no rows commits nothing.
+    sink.pre_commit(2).await?;
+    sink.commit(2).await?;
+    write(&mut sink, 25..40).await?;
+    sink.pre_commit(3).await?;
+    sink.commit(3).await?;
+    assert_eq!(t.rows()?, rows(0..40));
+    let snapshots = t.read(&["--snapshots"])?;
+    let published: Vec<(&str, &str, &str)> = snapshots
+        .iter()
+        .map(|s| {
+            let summary = &s["summary"];
+            let field = |k: &str| summary[k].as_str().unwrap_or("?");
+            (field("sluice.run"), field("sluice.barrier"), field("sluice.pipeline"))
+        })
+        .collect();
+    assert_eq!(published, [("run-a", "1", "clicks"), ("run-a", "3", "clicks")]);
+    let spec = t.read(&["--spec"])?;
+    let spec = spec.first().map(|s| s["partition_spec"].to_string()).unwrap_or_default();
+    assert!(spec.contains("day(") && spec.contains("window_end_day"), "{spec}");
+    // Three days of window ends: three partitions, each its own files.
+    let data = t.warehouse().join("offline/features/data");
+    let days: Vec<_> = std::fs::read_dir(&data)?.filter_map(|e| e.ok()).collect();
+    assert_eq!(days.len(), 3, "partition folders under {}", data.display());
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_run_that_died_after_its_checkpoint_is_published_once_by_the_next() -> anyhow::Result<()> {
+    let t = Table::new()?;
+    let mut a = t.open("run-a", &[]).await?;
+    write(&mut a, 0..5).await?;
+    a.pre_commit(1).await?;
+    a.commit(1).await?;
+    write(&mut a, 5..12).await?;
+    a.pre_commit(2).await?;
+    // The checkpoint of barrier 2 is written; the run dies before its
+    // commit. Rows after it are staged at barrier 3, whose checkpoint is
+    // never written.
+    write(&mut a, 12..20).await?;
+    a.pre_commit(3).await?;
+    drop(a);
+    assert_eq!(t.rows()?, rows(0..5));
+    // The next run finds run-a's last checkpoint at barrier 2.
+    let b = t.open("run-b", &[("run-a", 2)]).await?;
+    assert_eq!(t.rows()?, rows(0..12), "barrier 2 published, barrier 3 not");
+    // Barrier 3's staging stays (a day) in case run-a were alive.
+    assert_eq!(t.staged()?, ["run-a-00000003.json"]);
+    drop(b);
+    // Another run finding the same checkpoint publishes nothing again.
+    let _c = t.open("run-c", &[("run-a", 2)]).await?;
+    assert_eq!(t.rows()?, rows(0..12));
+    assert_eq!(t.read(&["--snapshots"])?.len(), 2);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_failed_checkpoint_is_published_with_the_next() -> anyhow::Result<()> {
+    let t = Table::new()?;
+    let mut sink = t.open("run-a", &[]).await?;
+    write(&mut sink, 0..6).await?;
+    sink.pre_commit(1).await?;
+    // Checkpoint 1 failed: no commit. Barrier 2's commits both.
+    write(&mut sink, 6..9).await?;
+    sink.pre_commit(2).await?;
+    assert_eq!(t.staged()?, ["run-a-00000001.json", "run-a-00000002.json"]);
+    sink.commit(2).await?;
+    assert_eq!(t.rows()?, rows(0..9));
+    assert!(t.staged()?.is_empty());
+    assert_eq!(t.read(&["--snapshots"])?.len(), 1);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_table_whose_columns_do_not_match_the_features_is_refused() -> anyhow::Result<()> {
+    let t = Table::new()?;
+    let mut sink = t.open("run-a", &[]).await?;
+    write(&mut sink, 0..3).await?;
+    sink.pre_commit(1).await?;
+    sink.commit(1).await?;
+    drop(sink);
+    let retyped = vec![spec("count", FeatureType::Float, false), spec("sum", FeatureType::Float, false)];
+    let schema = Arc::new(FeatureSchema::new(retyped).map_err(anyhow::Error::msg)?);
+    let err = t.open_with("run-b", &[], schema).await.err().map(|e| e.to_string()).unwrap_or_default();
+    assert!(
+        err.contains("table offline.features has column `count` as long, the module's features make it double"),
+        "{err}"
+    );
+    let clash = vec![spec("key", FeatureType::Int, false)];
+    let schema = Arc::new(FeatureSchema::new(clash).map_err(anyhow::Error::msg)?);
+    let err = t.open_with("run-c", &[], schema).await.err().map(|e| e.to_string()).unwrap_or_default();
+    assert!(err.contains("feature `key` has the name of one of the row's own columns"), "{err}");
+    // The table is as it was.
+    assert_eq!(t.rows()?, rows(0..3));
+    Ok(())
+}
