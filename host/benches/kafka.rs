@@ -10,7 +10,8 @@
 //!    run the pipeline over it to the end and print the events consumed
 //!    per second, from its first record to its end (joining the consumer
 //!    group is not counted): with memory state without checkpoints, with
-//!    a checkpoint every 10 s and every second, and with RocksDB state
+//!    a checkpoint every 10 s and every second, with a checkpoint every
+//!    10 s writing the Iceberg table as well, and with RocksDB state
 //!    (the default budget, which this state fits) without checkpoints and
 //!    with one every 10 s; twice over, interleaved. Then the largest
 //!    checkpoint taken: its size per key and the time to restore it (read,
@@ -144,10 +145,11 @@ fn throughput(events: u64) -> anyhow::Result<()> {
 
     // Memory and RocksDB state, each without checkpoints and with one every
     // 10 s, and memory with one every second; twice over, interleaved.
-    let modes: [(&str, Option<&str>); 5] = [
+    let modes: [(&str, Option<&str>); 6] = [
         ("memory", None),
         ("memory, checkpoint/10s", Some("10s")),
         ("memory, checkpoint/1s", Some("1s")),
+        ("memory, checkpoint/10s, + Iceberg", Some("10s")),
         ("rocksdb", None),
         ("rocksdb, checkpoint/10s", Some("10s")),
     ];
@@ -165,6 +167,17 @@ fn throughput(events: u64) -> anyhow::Result<()> {
             }
             if name.starts_with("rocksdb") {
                 sets.push(format!("state={{backend: rocksdb, path: '{}'}}", data_dir().join("state").display()));
+            }
+            // The offline store as well: rows to an Iceberg table, committed
+            // at each checkpoint.
+            let warehouse = data_dir().join(format!("warehouse-{round}"));
+            if name.ends_with("Iceberg") {
+                let _ = std::fs::remove_dir_all(&warehouse);
+                sets.push(format!(
+                    "outputs.features=[{{type: redis, url: '{REDIS}', key: '{prefix}:{{key}}', ttl: 10m}}, \
+                     {{type: iceberg, warehouse: '{}', table: session_features}}]",
+                    warehouse.display()
+                ));
             }
             let manifest = Manifest::load(&root().join(MANIFEST), &sets)?;
             let (summary, secs, metrics) = run_to_end(manifest.clone())?;

@@ -209,135 +209,125 @@ fn list<B: ArrayBuilder>(items: B, field: &FieldRef) -> ListBuilder<B> {
     }
 }
 
+/// A scalar column: `value` reads a row's value (`None` for another kind).
+fn scalars<'a, B, T>(
+    values: impl Iterator<Item = Option<&'a FeatureValue>>,
+    mut b: B,
+    value: fn(&FeatureValue) -> Option<T>,
+    wrong: impl Fn(&FeatureValue) -> String,
+) -> Result<ArrayRef, String>
+where
+    B: ArrayBuilder + Extend<Option<T>>,
+{
+    for v in values {
+        let item = match v {
+            None => None,
+            Some(v) => Some(value(v).ok_or_else(|| wrong(v))?),
+        };
+        b.extend(std::iter::once(item));
+    }
+    Ok(b.finish())
+}
+
+/// A list column of plain items: `plain` reads a row's list (`None` for
+/// another kind), `item` an item of a mixed list (`None` for a null or
+/// another kind).
+fn lists<'a, B, T: Copy>(
+    values: impl Iterator<Item = Option<&'a FeatureValue>>,
+    mut b: ListBuilder<B>,
+    plain: fn(&FeatureValue) -> Option<&[T]>,
+    item: fn(&Scalar) -> Option<T>,
+    wrong: impl Fn(&FeatureValue) -> String,
+) -> Result<ArrayRef, String>
+where
+    B: ArrayBuilder + Extend<Option<T>>,
+{
+    for v in values {
+        match v {
+            None => b.append_null(),
+            Some(FeatureValue::Mixed(xs)) => {
+                b.values().extend(xs.iter().map(item));
+                b.append(true);
+            }
+            Some(v) => {
+                let xs = plain(v).ok_or_else(|| wrong(v))?;
+                b.values().extend(xs.iter().map(|&x| Some(x)));
+                b.append(true);
+            }
+        }
+    }
+    Ok(Arc::new(b.finish()))
+}
+
 fn feature(rows: &[FeatureRow], name: &str, ty: FeatureType, field: &FieldRef) -> Result<ArrayRef, String> {
-    let values = rows.iter().map(|r| r.features.get(name).filter(|v| !matches!(v, FeatureValue::Null)));
+    use FeatureValue as V;
+    let values = rows.iter().map(|r| r.features.get(name).filter(|v| !matches!(v, V::Null)));
     let wrong = |v: &FeatureValue| format!("feature `{name}` is declared {} but a row holds {v:?}", ty.name());
-    Ok(match ty {
-        FeatureType::Bool => {
-            let mut b = BooleanBuilder::with_capacity(rows.len());
-            for v in values {
-                match v {
-                    None => b.append_null(),
-                    Some(FeatureValue::Bool(x)) => b.append_value(*x),
-                    Some(v) => return Err(wrong(v)),
-                }
-            }
-            Arc::new(b.finish())
-        }
+    let n = rows.len();
+    match ty {
+        FeatureType::Bool => scalars(
+            values,
+            BooleanBuilder::with_capacity(n),
+            |v| if let V::Bool(x) = v { Some(*x) } else { None },
+            wrong,
+        ),
         FeatureType::Int => {
-            let mut b = Int64Builder::with_capacity(rows.len());
-            for v in values {
-                match v {
-                    None => b.append_null(),
-                    Some(FeatureValue::Int(x)) => b.append_value(*x),
-                    Some(v) => return Err(wrong(v)),
-                }
-            }
-            Arc::new(b.finish())
+            scalars(values, Int64Builder::with_capacity(n), |v| if let V::Int(x) = v { Some(*x) } else { None }, wrong)
         }
-        FeatureType::Float => {
-            let mut b = Float64Builder::with_capacity(rows.len());
-            for v in values {
-                match v {
-                    None => b.append_null(),
-                    Some(FeatureValue::Float(x)) => b.append_value(*x),
-                    Some(v) => return Err(wrong(v)),
-                }
-            }
-            Arc::new(b.finish())
-        }
+        FeatureType::Float => scalars(
+            values,
+            Float64Builder::with_capacity(n),
+            |v| if let V::Float(x) = v { Some(*x) } else { None },
+            wrong,
+        ),
         FeatureType::Str => {
-            let mut b = StringBuilder::with_capacity(rows.len(), rows.len() * 8);
+            let mut b = StringBuilder::with_capacity(n, n * 8);
             for v in values {
                 match v {
                     None => b.append_null(),
-                    Some(FeatureValue::Str(x)) => b.append_value(x),
+                    Some(V::Str(x)) => b.append_value(x),
                     Some(v) => return Err(wrong(v)),
                 }
             }
-            Arc::new(b.finish())
+            Ok(Arc::new(b.finish()))
         }
-        FeatureType::Bools => {
-            let mut b = list(BooleanBuilder::new(), field);
-            for v in values {
-                match v {
-                    None => b.append_null(),
-                    Some(FeatureValue::Bools(xs)) => {
-                        b.values().append_slice(xs);
-                        b.append(true);
-                    }
-                    Some(FeatureValue::Mixed(xs)) => {
-                        for x in xs {
-                            b.values().append_option(if let Scalar::Bool(x) = x { Some(*x) } else { None });
-                        }
-                        b.append(true);
-                    }
-                    Some(v) => return Err(wrong(v)),
-                }
-            }
-            Arc::new(b.finish())
-        }
-        FeatureType::Ints => {
-            let mut b = list(Int64Builder::new(), field);
-            for v in values {
-                match v {
-                    None => b.append_null(),
-                    Some(FeatureValue::Ints(xs)) => {
-                        b.values().append_slice(xs);
-                        b.append(true);
-                    }
-                    Some(FeatureValue::Mixed(xs)) => {
-                        for x in xs {
-                            b.values().append_option(if let Scalar::Int(x) = x { Some(*x) } else { None });
-                        }
-                        b.append(true);
-                    }
-                    Some(v) => return Err(wrong(v)),
-                }
-            }
-            Arc::new(b.finish())
-        }
-        FeatureType::Floats => {
-            let mut b = list(Float64Builder::new(), field);
-            for v in values {
-                match v {
-                    None => b.append_null(),
-                    Some(FeatureValue::Floats(xs)) => {
-                        b.values().append_slice(xs);
-                        b.append(true);
-                    }
-                    Some(FeatureValue::Mixed(xs)) => {
-                        for x in xs {
-                            b.values().append_option(if let Scalar::Float(x) = x { Some(*x) } else { None });
-                        }
-                        b.append(true);
-                    }
-                    Some(v) => return Err(wrong(v)),
-                }
-            }
-            Arc::new(b.finish())
-        }
+        FeatureType::Bools => lists(
+            values,
+            list(BooleanBuilder::new(), field),
+            |v| if let V::Bools(xs) = v { Some(xs) } else { None },
+            |x| if let Scalar::Bool(x) = x { Some(*x) } else { None },
+            wrong,
+        ),
+        FeatureType::Ints => lists(
+            values,
+            list(Int64Builder::new(), field),
+            |v| if let V::Ints(xs) = v { Some(xs) } else { None },
+            |x| if let Scalar::Int(x) = x { Some(*x) } else { None },
+            wrong,
+        ),
+        FeatureType::Floats => lists(
+            values,
+            list(Float64Builder::new(), field),
+            |v| if let V::Floats(xs) = v { Some(xs) } else { None },
+            |x| if let Scalar::Float(x) = x { Some(*x) } else { None },
+            wrong,
+        ),
         FeatureType::Strs => {
             let mut b = list(StringBuilder::new(), field);
             for v in values {
                 match v {
                     None => b.append_null(),
-                    Some(FeatureValue::Mixed(xs)) => {
-                        for x in xs {
-                            b.values().append_option(if let Scalar::Str(x) = x { Some(x.as_str()) } else { None });
-                        }
+                    Some(V::Mixed(xs)) => {
+                        b.values().extend(xs.iter().map(|x| if let Scalar::Str(x) = x { Some(x) } else { None }));
                         b.append(true);
                     }
                     Some(v) => {
-                        let items = v.str_items().ok_or_else(|| wrong(v))?;
-                        for item in items {
-                            b.values().append_value(item);
-                        }
+                        b.values().extend(v.str_items().ok_or_else(|| wrong(v))?.into_iter().map(Some));
                         b.append(true);
                     }
                 }
             }
-            Arc::new(b.finish())
+            Ok(Arc::new(b.finish()))
         }
-    })
+    }
 }

@@ -122,6 +122,8 @@ pub struct IcebergSink {
     staging: Staging,
     /// Staged at barriers, not yet committed, oldest first.
     staged: Vec<(u64, Vec<DataFile>)>,
+    /// Closed at a barrier whose staging file is still to be written.
+    unlisted: Option<(u64, Vec<DataFile>)>,
     /// Without checkpoints, what is staged at a barrier is committed at
     /// once and nothing is ever recovered.
     checkpoints: bool,
@@ -185,6 +187,7 @@ impl IcebergSink {
             pipeline: context.pipeline.clone(),
             staging,
             staged: Vec::new(),
+            unlisted: None,
             checkpoints: context.checkpoints,
         };
         sink.recover(&context.checkpointed).await?;
@@ -336,9 +339,11 @@ impl Sink for IcebergSink {
         if rows.is_empty() {
             return Ok(());
         }
-        let retriable = retriable(&self.name);
-        let records = self.columns.batch(rows).map_err(&retriable)?;
-        let parts = self.splitter.split(&records).map_err(|e| retriable(format!("partitioning rows: {e}")))?;
+        // Rows were checked against the declared features before any sink:
+        // a batch that still does not fit would not fit on a retry either.
+        let fatal = fatal(&self.name);
+        let records = self.columns.batch(rows).map_err(&fatal)?;
+        let parts = self.splitter.split(&records).map_err(|e| fatal(format!("partitioning rows: {e}")))?;
         if self.writer.is_none() {
             self.writer = Some(self.new_writer()?);
         }
@@ -346,7 +351,7 @@ impl Sink for IcebergSink {
             for (key, part) in parts {
                 // A failed write leaves the barrier's files in doubt: the
                 // pipeline fails and its input is read again.
-                writer.write(key, part).await.map_err(|e| fatal(&self.name)(format!("writing a data file: {e}")))?;
+                writer.write(key, part).await.map_err(|e| fatal(format!("writing a data file: {e}")))?;
             }
         }
         Ok(())
@@ -357,18 +362,24 @@ impl Sink for IcebergSink {
         Ok(())
     }
 
+    /// Close the barrier's files and list them in its staging file. A
+    /// staging file that cannot be written (a full disk) is retried: the
+    /// closed files wait in `unlisted` meanwhile.
     async fn pre_commit(&mut self, barrier: u64) -> Result<()> {
-        let files = match self.writer.take() {
-            Some(writer) => writer.close().await.map_err(|e| fatal(&self.name)(format!("closing data files: {e}")))?,
-            None => Vec::new(),
-        };
-        if files.is_empty() {
-            return Ok(());
+        if let Some(writer) = self.writer.take() {
+            let files = writer.close().await.map_err(|e| fatal(&self.name)(format!("closing data files: {e}")))?;
+            if !files.is_empty() {
+                self.unlisted = Some((barrier, files));
+            }
         }
-        if self.checkpoints {
-            self.staging
-                .write(&self.run, barrier, &files, &self.table)
-                .map_err(|e| fatal(&self.name)(format!("staging the data files of barrier {barrier}: {e}")))?;
+        let Some((barrier, files)) = self.unlisted.take() else {
+            return Ok(());
+        };
+        if self.checkpoints
+            && let Err(e) = self.staging.write(&self.run, barrier, &files, &self.table)
+        {
+            self.unlisted = Some((barrier, files));
+            return Err(retriable(&self.name)(format!("staging the data files of barrier {barrier}: {e}")));
         }
         self.staged.push((barrier, files));
         Ok(())

@@ -175,6 +175,12 @@ async fn write(sink: &mut IcebergSink, rows: std::ops::Range<i64>) -> anyhow::Re
     Ok(sink.write(Batch::Features(&rows)).await?)
 }
 
+/// Barrier `n` with its checkpoint taken: pre-commit, then commit.
+async fn checkpointed(sink: &mut IcebergSink, n: u64) -> anyhow::Result<()> {
+    sink.pre_commit(n).await?;
+    Ok(sink.commit(n).await?)
+}
+
 fn rows(range: std::ops::Range<i64>) -> Vec<Value> {
     range.map(expected).collect()
 }
@@ -193,11 +199,9 @@ async fn committed_rows_read_back_with_their_types_partitioned_by_day() -> anyho
     assert_eq!(t.rows()?, rows(0..25));
     assert!(t.staged()?.is_empty());
     // A barrier with no rows commits nothing.
-    sink.pre_commit(2).await?;
-    sink.commit(2).await?;
+    checkpointed(&mut sink, 2).await?;
     write(&mut sink, 25..40).await?;
-    sink.pre_commit(3).await?;
-    sink.commit(3).await?;
+    checkpointed(&mut sink, 3).await?;
     assert_eq!(t.rows()?, rows(0..40));
     let snapshots = t.read(&["--snapshots"])?;
     let published: Vec<(&str, &str, &str)> = snapshots
@@ -224,8 +228,7 @@ async fn a_run_that_died_after_its_checkpoint_is_published_once_by_the_next() ->
     let t = Table::new()?;
     let mut a = t.open("run-a", &[]).await?;
     write(&mut a, 0..5).await?;
-    a.pre_commit(1).await?;
-    a.commit(1).await?;
+    checkpointed(&mut a, 1).await?;
     write(&mut a, 5..12).await?;
     a.pre_commit(2).await?;
     // The checkpoint of barrier 2 is written; the run dies before its
@@ -270,8 +273,7 @@ async fn a_table_whose_columns_do_not_match_the_features_is_refused() -> anyhow:
     let t = Table::new()?;
     let mut sink = t.open("run-a", &[]).await?;
     write(&mut sink, 0..3).await?;
-    sink.pre_commit(1).await?;
-    sink.commit(1).await?;
+    checkpointed(&mut sink, 1).await?;
     drop(sink);
     let retyped = vec![spec("count", FeatureType::Float, false), spec("sum", FeatureType::Float, false)];
     let schema = Arc::new(FeatureSchema::new(retyped).map_err(anyhow::Error::msg)?);
