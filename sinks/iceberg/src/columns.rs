@@ -136,7 +136,8 @@ impl Columns {
                 let shown =
                     |f: &NestedField| format!("{}{}", f.field_type, if f.required { "" } else { " (optional)" });
                 return Err(format!(
-                    "has column `{}` as {}, the module's features make it {}",
+                    "has column `{}` as {}, the module's features make it {} \
+                     (write to a new table, or declare the feature as the table has it)",
                     want.name,
                     shown(have),
                     shown(want)
@@ -145,7 +146,10 @@ impl Columns {
         }
         for have in existing.as_struct().fields() {
             if have.required && self.wanted.field_by_name(&have.name).is_none() {
-                return Err(format!("has a required column `{}` the module's features do not fill", have.name));
+                return Err(format!(
+                    "has a required column `{}` the module's features do not fill (write to a new table, or declare it)",
+                    have.name
+                ));
             }
         }
         Ok(())
