@@ -2,17 +2,21 @@
 //! engine, sinks and the pipeline that wires them.
 
 pub mod alloc;
+pub mod api;
 pub mod checkpoint;
+pub mod client;
 pub mod decode;
 pub mod files;
 pub mod manifest;
 pub mod metrics;
 pub mod pipeline;
 pub mod preflight;
+pub mod registry;
 pub mod runtime;
 pub mod sinks;
 pub mod source;
 pub mod state;
+pub mod supervisor;
 pub mod time;
 pub mod wasm;
 pub mod window;

@@ -4,12 +4,14 @@
 use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
+use sluice_host::client::Client;
 use sluice_host::manifest::{Document, SourceConfig, reference};
 use sluice_host::metrics::Metrics;
-use sluice_host::pipeline::{self, Pipeline, Plan, StopMode};
+use sluice_host::pipeline::{Pipeline, Plan, StopMode};
 use sluice_host::runtime::Runtime;
+use sluice_host::supervisor::Supervisor;
 use sluice_host::wasm::{Engine, Module};
-use sluice_host::{checkpoint, preflight};
+use sluice_host::{api, checkpoint, preflight};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -58,6 +60,80 @@ enum Command {
     },
     /// Print the manifest reference (Markdown).
     Reference,
+    /// Run a host managed over HTTP (the admin API): any number of
+    /// pipelines, modules uploaded to it, resumed after a restart.
+    Serve {
+        /// The host's data directory: modules, pipeline definitions,
+        /// checkpoints, and `files/`, where manifests' paths point.
+        #[arg(long, default_value = "sluice-data")]
+        data: PathBuf,
+        /// Address to listen on. Other than a loopback address, it needs a
+        /// token.
+        #[arg(long, default_value = "127.0.0.1:8083")]
+        bind: std::net::SocketAddr,
+        /// A file holding the bearer token every request but `/health`
+        /// must carry (or set SLUICE_TOKEN).
+        #[arg(long)]
+        token_file: Option<PathBuf>,
+    },
+    /// Upload and list the modules of a host (`sluice serve`).
+    Modules {
+        #[command(flatten)]
+        host: HostArgs,
+        #[command(subcommand)]
+        command: ModulesCommand,
+    },
+    /// Apply, list, watch and control the pipelines of a host
+    /// (`sluice serve`).
+    Pipelines {
+        #[command(flatten)]
+        host: HostArgs,
+        #[command(subcommand)]
+        command: PipelinesCommand,
+    },
+}
+
+/// Which host a client command talks to.
+#[derive(clap::Args)]
+struct HostArgs {
+    /// The host's URL.
+    #[arg(long, env = "SLUICE_HOST", default_value = "http://127.0.0.1:8083")]
+    host: String,
+    /// Its bearer token.
+    #[arg(long, env = "SLUICE_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+}
+
+#[derive(Subcommand)]
+enum ModulesCommand {
+    /// Upload a module (a `.wasm` component) as the next version of NAME.
+    Push { name: String, file: PathBuf },
+    /// The modules and their versions.
+    List,
+}
+
+#[derive(Subcommand)]
+enum PipelinesCommand {
+    /// Create or update the pipeline a manifest defines, and start it.
+    Apply {
+        file: PathBuf,
+        /// Override a manifest field before sending it: --set a.b.c=VALUE.
+        #[arg(long = "set", value_name = "PATH=VALUE")]
+        overrides: Vec<String>,
+        /// Start over: its checkpoints are moved aside.
+        #[arg(long)]
+        fresh: bool,
+    },
+    /// The pipelines and their states.
+    List,
+    /// A pipeline's status (JSON).
+    Status { name: String },
+    /// Take a checkpoint and stop, until resumed.
+    Pause { name: String },
+    /// Start a paused or stopped pipeline from its last checkpoint.
+    Resume { name: String },
+    /// Stop a pipeline and forget it (its checkpoints stay).
+    Delete { name: String },
 }
 
 #[derive(Subcommand)]
@@ -100,7 +176,155 @@ fn main() -> ExitCode {
             print!("{}", reference::markdown());
             ExitCode::SUCCESS
         }
+        Command::Serve { data, bind, token_file } => serve(&data, bind, token_file.as_deref()),
+        Command::Modules { host, command } => client(host, Request::Modules(command)),
+        Command::Pipelines { host, command } => client(host, Request::Pipelines(command)),
     }
+}
+
+fn tokio_runtime(threads: usize) -> Option<tokio::runtime::Runtime> {
+    match tokio::runtime::Builder::new_multi_thread().worker_threads(threads).enable_all().build() {
+        Ok(r) => Some(r),
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            None
+        }
+    }
+}
+
+/// `sluice serve`: until SIGTERM or Ctrl-C, then every pipeline stops
+/// with a checkpoint (they resume at the next start).
+fn serve(data: &Path, bind: std::net::SocketAddr, token_file: Option<&Path>) -> ExitCode {
+    let token = match token_file {
+        Some(f) => match std::fs::read_to_string(f) {
+            Ok(t) if !t.trim().is_empty() => Some(t.trim().to_string()),
+            Ok(_) => {
+                eprintln!("error: the token file {} is empty", f.display());
+                return ExitCode::FAILURE;
+            }
+            Err(e) => {
+                eprintln!("error: cannot read the token file {}: {e}", f.display());
+                return ExitCode::FAILURE;
+            }
+        },
+        None => std::env::var("SLUICE_TOKEN").ok().filter(|t| !t.is_empty()),
+    };
+    if token.is_none() && !bind.ip().is_loopback() {
+        eprintln!(
+            "error: listening on {bind} lets other machines manage this host: give a token (--token-file or SLUICE_TOKEN), or bind to 127.0.0.1"
+        );
+        return ExitCode::FAILURE;
+    }
+    let Some(tokio) = tokio_runtime(2) else { return ExitCode::FAILURE };
+    let outcome = tokio.block_on(async {
+        let runtime = Runtime::new(tokio::runtime::Handle::current())?;
+        let listener =
+            tokio::net::TcpListener::bind(bind).await.map_err(|e| anyhow::anyhow!("cannot listen on {bind}: {e}"))?;
+        let supervisor = Supervisor::open(data, runtime).await?;
+        let router = api::router(Arc::new(api::Api { supervisor: supervisor.clone(), token }));
+        let address = listener.local_addr()?;
+        // The address on stdout, for scripts (a port of 0 picks one).
+        println!("listening on http://{address}");
+        tracing::info!(%address, data = %data.display(), "serving the admin API");
+        let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        axum::serve(listener, router)
+            .with_graceful_shutdown(async move {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = terminate.recv() => {}
+                }
+                tracing::info!("shutting down: every pipeline stops with a checkpoint");
+            })
+            .await?;
+        supervisor.shutdown().await;
+        anyhow::Ok(())
+    });
+    exit_code(outcome)
+}
+
+enum Request {
+    Modules(ModulesCommand),
+    Pipelines(PipelinesCommand),
+}
+
+/// The client commands: one request, its answer printed.
+fn client(host: HostArgs, request: Request) -> ExitCode {
+    let Some(tokio) = tokio_runtime(1) else { return ExitCode::FAILURE };
+    let client = Client::new(&host.host, host.token);
+    let outcome = tokio.block_on(async {
+        use reqwest::Method;
+        let pretty = |v: &serde_json::Value| serde_json::to_string_pretty(v).unwrap_or_default();
+        match request {
+            Request::Modules(ModulesCommand::Push { name, file }) => {
+                let bytes = std::fs::read(&file).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", file.display()))?;
+                let v = client.push_module(&name, bytes).await?;
+                let field = |k: &str| v.get(k).map(ToString::to_string).unwrap_or_default();
+                println!("{name}@{} sha256:{}", field("version"), field("sha256").trim_matches('"'));
+            }
+            Request::Modules(ModulesCommand::List) => {
+                let modules = client.get("/modules").await?;
+                for m in modules.as_array().into_iter().flatten() {
+                    for v in m["versions"].as_array().into_iter().flatten() {
+                        println!(
+                            "{}@{}  {}  {} bytes  {}",
+                            v["name"].as_str().unwrap_or_default(),
+                            v["version"],
+                            v["kind"].as_str().unwrap_or_default(),
+                            v["size"],
+                            v["uploaded"].as_str().unwrap_or_default()
+                        );
+                    }
+                }
+            }
+            Request::Pipelines(PipelinesCommand::Apply { file, overrides, fresh }) => {
+                let text = std::fs::read_to_string(&file)
+                    .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", file.display()))?;
+                let text = if overrides.is_empty() {
+                    text
+                } else {
+                    sluice_host::manifest::with_overrides(&text, &overrides)
+                        .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?
+                };
+                let name = serde_yaml::from_str::<serde_yaml::Value>(&text)
+                    .ok()
+                    .and_then(|v| v.get("name").and_then(|n| n.as_str().map(str::to_string)))
+                    .ok_or_else(|| anyhow::anyhow!("{}: the manifest has no `name`", file.display()))?;
+                let (status, v) = client.apply(&name, &text, fresh).await?;
+                let verb = if status == reqwest::StatusCode::CREATED { "created" } else { "updated" };
+                println!("{name}: {verb}, {}", v["status"]["state"].as_str().unwrap_or("?"));
+            }
+            Request::Pipelines(PipelinesCommand::List) => {
+                let all = client.get("/pipelines?expand=status").await?;
+                for (name, v) in all.as_object().into_iter().flatten() {
+                    let s = &v["status"];
+                    println!(
+                        "{name}  {}  {} events, {} feature rows, watermark {}",
+                        s["state"].as_str().unwrap_or("?"),
+                        s["events_read"],
+                        s["feature_rows"],
+                        s["watermark"].as_str().unwrap_or("none yet")
+                    );
+                }
+            }
+            Request::Pipelines(PipelinesCommand::Status { name }) => {
+                println!("{}", pretty(&client.get(&format!("/pipelines/{name}/status")).await?));
+            }
+            Request::Pipelines(PipelinesCommand::Pause { name }) => {
+                client.call(Method::PUT, &format!("/pipelines/{name}/pause"), None).await?;
+                println!("{name}: paused");
+            }
+            Request::Pipelines(PipelinesCommand::Resume { name }) => {
+                client.call(Method::PUT, &format!("/pipelines/{name}/resume"), None).await?;
+                println!("{name}: resumed");
+            }
+            Request::Pipelines(PipelinesCommand::Delete { name }) => {
+                client.call(Method::DELETE, &format!("/pipelines/{name}"), None).await?;
+                println!("{name}: deleted");
+            }
+        }
+        anyhow::Ok(())
+    });
+    exit_code(outcome)
 }
 
 /// Load and check a manifest and its module on `engine`; every problem is
@@ -118,18 +342,7 @@ fn load(
             return None;
         }
     };
-    let mut findings = preflight::check(&document.manifest, online, fresh);
-    let module = match pipeline::load_module(&document.manifest, engine) {
-        Ok(module) => Some(module),
-        Err(e) => {
-            let hint = match &e {
-                pipeline::Error::Module(m) => m.hint(),
-                _ => "see the message above",
-            };
-            findings.push(("transform.module".into(), e.to_string(), Some(hint.into())));
-            None
-        }
-    };
+    let (module, findings) = preflight::check_with_module(&document.manifest, engine, online, fresh);
     match module {
         Some(module) if findings.is_empty() => Some((document, module)),
         _ => {
@@ -345,6 +558,17 @@ fn checkpoints(command: CheckpointsCommand) -> ExitCode {
         }
         Err(e) => {
             eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Success, or the error (with its causes) and a failure.
+fn exit_code(outcome: anyhow::Result<()>) -> ExitCode {
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
             ExitCode::FAILURE
         }
     }

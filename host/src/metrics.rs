@@ -1,9 +1,20 @@
-//! Every metric the host keeps, named in one place.
+//! Every metric the host keeps, named in one place: the counters a
+//! pipeline updates as it runs, and [`exposition`], which renders those of
+//! every pipeline of a host for Prometheus (with `prometheus-client`).
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::time::Duration;
 
-/// Counters of one pipeline. Names follow Prometheus conventions; see
-/// [`Metrics::render`].
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+
+/// Counters of one pipeline; [`COUNTERS`] and [`exposition`] name them
+/// for Prometheus.
 #[derive(Debug, Default)]
 pub struct Metrics {
     pub events_read: AtomicU64,
@@ -44,6 +55,29 @@ pub struct Metrics {
     /// RocksDB state: keys written out of memory, and read back.
     pub state_spilled: AtomicU64,
     pub state_loaded: AtomicU64,
+    /// How long calls into the module take.
+    pub guest_call_seconds: Latency,
+    /// How long a sink takes to write a batch (retries included).
+    pub sink_write_seconds: Latency,
+    /// How long checkpoints take to write.
+    pub checkpoint_seconds: Latency,
+}
+
+/// A distribution of durations, in seconds.
+#[derive(Debug)]
+pub struct Latency(Histogram);
+
+impl Default for Latency {
+    fn default() -> Self {
+        // 100 µs to 26 s, four times wider a bucket.
+        Latency(Histogram::new(exponential_buckets(0.000_1, 4.0, 10)))
+    }
+}
+
+impl Latency {
+    pub fn observe(&self, elapsed: Duration) {
+        self.0.observe(elapsed.as_secs_f64());
+    }
 }
 
 /// A time gauge (ms since the epoch) that starts unset.
@@ -89,46 +123,143 @@ impl Metrics {
     pub fn watermark(&self) -> Option<i64> {
         Some(self.watermark.0.load(Ordering::Relaxed)).filter(|&w| w != i64::MIN)
     }
+}
 
-    /// (name, labels, value) of every counter.
-    pub fn samples(&self) -> Vec<(&'static str, &'static str, u64)> {
-        let g = Self::get;
-        vec![
-            ("sluice_events_read_total", "", g(&self.events_read)),
-            ("sluice_events_accepted_total", "", g(&self.events_accepted)),
-            ("sluice_events_late_total", "", g(&self.events_late)),
-            ("sluice_dead_letters_total", "stage=\"decode\"", g(&self.dead_letters_decode)),
-            ("sluice_dead_letters_total", "stage=\"validate\"", g(&self.dead_letters_validate)),
-            ("sluice_dead_letters_total", "stage=\"transform\"", g(&self.dead_letters_transform)),
-            ("sluice_dead_letters_total", "stage=\"sink\"", g(&self.dead_letters_sink)),
-            ("sluice_dead_letters_dropped_total", "", g(&self.dead_letters_dropped)),
-            ("sluice_windows_fired_total", "trigger=\"close\"", g(&self.windows_fired_close)),
-            ("sluice_windows_fired_total", "trigger=\"event\"", g(&self.windows_fired_event)),
-            ("sluice_windows_fired_total", "trigger=\"late\"", g(&self.windows_fired_late)),
-            ("sluice_feature_rows_total", "", g(&self.feature_rows)),
-            ("sluice_guest_calls_total", "", g(&self.guest_calls)),
-            ("sluice_guest_failures_total", "", g(&self.guest_failures)),
-            ("sluice_guest_retries_total", "", g(&self.guest_retries)),
-            ("sluice_sink_retries_total", "", g(&self.sink_retries)),
-            ("sluice_keys_expired_total", "", g(&self.keys_expired)),
-            ("sluice_checkpoints_total", "", g(&self.checkpoints)),
-            ("sluice_checkpoint_failures_total", "", g(&self.checkpoint_failures)),
-            ("sluice_checkpoint_last_bytes", "", g(&self.checkpoint_bytes)),
-            ("sluice_checkpoint_duration_ms_total", "", g(&self.checkpoint_ms)),
-            ("sluice_state_keys_spilled_total", "", g(&self.state_spilled)),
-            ("sluice_state_keys_loaded_total", "", g(&self.state_loaded)),
-        ]
-    }
+/// A counter as Prometheus names it.
+#[derive(Debug)]
+pub struct Counter {
+    /// Without `_total`, which the exposition adds.
+    pub name: &'static str,
+    pub help: &'static str,
+    /// Tells apart the series of one name.
+    pub label: Option<(&'static str, &'static str)>,
+    pub read: fn(&Metrics) -> u64,
+}
 
-    /// Prometheus text exposition, with the pipeline as a label.
-    pub fn render(&self, pipeline: &str) -> String {
-        let mut out = String::new();
-        for (name, labels, value) in self.samples() {
-            let sep = if labels.is_empty() { "" } else { "," };
-            out.push_str(&format!("{name}{{pipeline=\"{pipeline}\"{sep}{labels}}} {value}\n"));
+const fn counter(
+    name: &'static str,
+    help: &'static str,
+    label: Option<(&'static str, &'static str)>,
+    read: fn(&Metrics) -> u64,
+) -> Counter {
+    Counter { name, help, label, read }
+}
+
+/// Every counter. Rows of one name are together; the first has the help.
+pub const COUNTERS: &[Counter] = &[
+    counter("sluice_events_read", "Records read from the source.", None, |m| Metrics::get(&m.events_read)),
+    counter("sluice_events_accepted", "Events decoded and put in windows.", None, |m| Metrics::get(&m.events_accepted)),
+    counter("sluice_events_late", "Events past their windows' allowed lateness.", None, |m| {
+        Metrics::get(&m.events_late)
+    }),
+    counter(
+        "sluice_dead_letters",
+        "Records and windows sent to the dead letters, by stage.",
+        Some(("stage", "decode")),
+        |m| Metrics::get(&m.dead_letters_decode),
+    ),
+    counter("sluice_dead_letters", "", Some(("stage", "validate")), |m| Metrics::get(&m.dead_letters_validate)),
+    counter("sluice_dead_letters", "", Some(("stage", "transform")), |m| Metrics::get(&m.dead_letters_transform)),
+    counter("sluice_dead_letters", "", Some(("stage", "sink")), |m| Metrics::get(&m.dead_letters_sink)),
+    counter("sluice_dead_letters_dropped", "Dead letters a dead-letter sink refused (lost, logged).", None, |m| {
+        Metrics::get(&m.dead_letters_dropped)
+    }),
+    counter("sluice_windows_fired", "Windows fired, by trigger.", Some(("trigger", "close")), |m| {
+        Metrics::get(&m.windows_fired_close)
+    }),
+    counter("sluice_windows_fired", "", Some(("trigger", "event")), |m| Metrics::get(&m.windows_fired_event)),
+    counter("sluice_windows_fired", "", Some(("trigger", "late")), |m| Metrics::get(&m.windows_fired_late)),
+    counter("sluice_feature_rows", "Feature rows computed.", None, |m| Metrics::get(&m.feature_rows)),
+    counter("sluice_guest_calls", "Calls into the transform module.", None, |m| Metrics::get(&m.guest_calls)),
+    counter("sluice_guest_failures", "Calls that trapped, timed out or broke the contract.", None, |m| {
+        Metrics::get(&m.guest_failures)
+    }),
+    counter("sluice_guest_retries", "Calls made again on part of a failed call's windows.", None, |m| {
+        Metrics::get(&m.guest_retries)
+    }),
+    counter("sluice_sink_retries", "Sink operations retried.", None, |m| Metrics::get(&m.sink_retries)),
+    counter("sluice_keys_expired", "Keys whose state expired.", None, |m| Metrics::get(&m.keys_expired)),
+    counter("sluice_checkpoints", "Checkpoints written.", None, |m| Metrics::get(&m.checkpoints)),
+    counter("sluice_checkpoint_failures", "Checkpoints that could not be written.", None, |m| {
+        Metrics::get(&m.checkpoint_failures)
+    }),
+    counter("sluice_state_keys_spilled", "Keys written out of memory to RocksDB.", None, |m| {
+        Metrics::get(&m.state_spilled)
+    }),
+    counter("sluice_state_keys_loaded", "Keys read back from RocksDB.", None, |m| Metrics::get(&m.state_loaded)),
+];
+
+/// The metrics of a host's pipelines, as one scrape sees them.
+#[derive(Debug)]
+struct Scrape {
+    pipelines: Vec<(String, Arc<Metrics>)>,
+    now_ms: i64,
+}
+
+impl Collector for Scrape {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let mut rows = COUNTERS.iter().peekable();
+        while let Some(&first) = rows.peek() {
+            let mut family = encoder.encode_descriptor(first.name, first.help, None, MetricType::Counter)?;
+            while let Some(&&Counter { label, read, .. }) = rows.peek().filter(|r| r.name == first.name) {
+                rows.next();
+                for (pipeline, m) in &self.pipelines {
+                    let mut labels = vec![("pipeline", pipeline.as_str())];
+                    labels.extend(label);
+                    ConstCounter::new(read(m)).encode(family.encode_family(&labels)?)?;
+                }
+            }
         }
-        out
+        type Gauge = fn(&Scrape, &Metrics) -> Option<i64>;
+        let gauges: [(&str, &str, Gauge); 4] = [
+            ("sluice_watermark_lag_seconds", "How far the watermark is behind the wall clock.", |s, m| {
+                m.watermark().map(|w| (s.now_ms - w) / 1000)
+            }),
+            ("sluice_watermark_seconds", "The watermark, in seconds since the epoch.", |_, m| {
+                m.watermark().map(|w| w / 1000)
+            }),
+            ("sluice_checkpoint_last_bytes", "Size of the last checkpoint.", |_, m| {
+                Some(Metrics::get(&m.checkpoint_bytes) as i64)
+            }),
+            ("sluice_checkpoint_last_committed", "The last checkpoint every sink has committed (0: none).", |_, m| {
+                Some(Metrics::get(&m.last_barrier) as i64)
+            }),
+        ];
+        for (name, help, read) in gauges {
+            let mut family = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
+            for (pipeline, m) in &self.pipelines {
+                if let Some(v) = read(self, m) {
+                    ConstGauge::new(v).encode(family.encode_family(&[("pipeline", pipeline.as_str())])?)?;
+                }
+            }
+        }
+        type Distribution = fn(&Metrics) -> &Latency;
+        let histograms: [(&str, &str, Distribution); 3] = [
+            ("sluice_guest_call_seconds", "How long calls into the transform module take.", |m| &m.guest_call_seconds),
+            ("sluice_sink_write_seconds", "How long a sink takes to write a batch, retries included.", |m| {
+                &m.sink_write_seconds
+            }),
+            ("sluice_checkpoint_seconds", "How long checkpoints take to write.", |m| &m.checkpoint_seconds),
+        ];
+        for (name, help, read) in histograms {
+            let mut family = encoder.encode_descriptor(name, help, None, MetricType::Histogram)?;
+            for (pipeline, m) in &self.pipelines {
+                read(m).0.encode(family.encode_family(&[("pipeline", pipeline.as_str())])?)?;
+            }
+        }
+        Ok(())
     }
+}
+
+/// The metrics of `pipelines` (name, metrics) in the OpenMetrics text
+/// format Prometheus scrapes, each series labelled with its pipeline.
+pub fn exposition(pipelines: Vec<(String, Arc<Metrics>)>) -> String {
+    let mut registry = prometheus_client::registry::Registry::default();
+    registry.register_collector(Box::new(Scrape { pipelines, now_ms: crate::time::now_ms() }));
+    let mut out = String::new();
+    // Writing to a String cannot fail.
+    let _ = prometheus_client::encoding::text::encode(&mut out, &registry);
+    out
 }
 
 #[cfg(test)]
@@ -136,13 +267,33 @@ mod tests {
     use super::*;
 
     #[test]
-    fn renders_prometheus_text_with_labels() {
-        let m = Metrics::default();
-        Metrics::add(&m.events_read, 3);
-        Metrics::add(&m.dead_letters_transform, 2);
-        let text = m.render("clicks");
-        assert!(text.contains("sluice_events_read_total{pipeline=\"clicks\"} 3\n"), "{text}");
-        assert!(text.contains("sluice_dead_letters_total{pipeline=\"clicks\",stage=\"transform\"} 2\n"), "{text}");
-        assert_eq!(text.lines().count(), m.samples().len());
+    fn renders_openmetrics_text_with_a_label_for_each_pipeline() {
+        let (a, b) = (Arc::new(Metrics::default()), Arc::new(Metrics::default()));
+        Metrics::add(&a.events_read, 3);
+        Metrics::add(&a.dead_letters_transform, 2);
+        Metrics::add(&b.events_read, 5);
+        a.guest_call_seconds.observe(Duration::from_millis(3));
+        a.set_watermark(crate::time::now_ms() - 90_000);
+        let text = exposition(vec![("clicks".into(), a), ("tx".into(), b)]);
+        for line in [
+            "# TYPE sluice_events_read counter",
+            "sluice_events_read_total{pipeline=\"clicks\"} 3",
+            "sluice_events_read_total{pipeline=\"tx\"} 5",
+            "sluice_dead_letters_total{pipeline=\"clicks\",stage=\"transform\"} 2",
+            "sluice_dead_letters_total{pipeline=\"tx\",stage=\"decode\"} 0",
+            "sluice_guest_call_seconds_count{pipeline=\"clicks\"} 1",
+            // 3 ms is past the 1.6 ms bucket, within the 6.4 ms one.
+            "sluice_guest_call_seconds_bucket{le=\"0.0016\",pipeline=\"clicks\"} 0",
+            "sluice_guest_call_seconds_bucket{le=\"0.0064\",pipeline=\"clicks\"} 1",
+            "sluice_watermark_lag_seconds{pipeline=\"clicks\"} 90",
+            "# EOF",
+        ] {
+            assert!(text.lines().any(|l| l == line), "no line {line:?} in:\n{text}");
+        }
+        // No watermark yet: no sample rather than a made-up one.
+        assert!(!text.contains("sluice_watermark_lag_seconds{pipeline=\"tx\"}"), "{text}");
+        let families = text.lines().filter(|l| l.starts_with("# TYPE")).count();
+        let names: std::collections::BTreeSet<&str> = COUNTERS.iter().map(|c| c.name).collect();
+        assert_eq!(families, names.len() + 4 + 3);
     }
 }

@@ -23,6 +23,29 @@ use crate::manifest::{Finding, Manifest, SinkConfig, SourceConfig};
 /// How long a broker or Redis server may take to answer.
 const TIMEOUT: Duration = Duration::from_secs(5);
 
+/// [`check`], and the manifest's module compiled on `engine` (`None` when
+/// it cannot be: a finding at `transform.module` says why).
+pub fn check_with_module(
+    manifest: &Manifest,
+    engine: &crate::wasm::Engine,
+    online: bool,
+    fresh: bool,
+) -> (Option<crate::wasm::Module>, Vec<Finding>) {
+    let mut findings = check(manifest, online, fresh);
+    let module = match crate::pipeline::load_module(manifest, engine) {
+        Ok(module) => Some(module),
+        Err(e) => {
+            let hint = match &e {
+                crate::pipeline::Error::Module(m) => m.hint(),
+                _ => "see the message above",
+            };
+            findings.push(("transform.module".into(), e.to_string(), Some(hint.into())));
+            None
+        }
+    };
+    (module, findings)
+}
+
 /// Every problem found; none means the pipeline can start. `fresh`: the
 /// run starts over, so checkpoints of another pipeline are no problem.
 pub fn check(manifest: &Manifest, online: bool, fresh: bool) -> Vec<Finding> {

@@ -2,7 +2,7 @@
 //! each partition's key states (length-prefixed), zstd-compressed, and a
 //! CRC-32 of all that.
 
-use std::io::{Read, Write};
+use std::io::Read;
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
@@ -58,19 +58,7 @@ pub(super) fn write(dir: &Path, name: &str, checkpoint: &Checkpoint) -> Result<u
     out.extend_from_slice(&crc.to_le_bytes());
 
     let path = dir.join(name);
-    let tmp = dir.join(format!("{name}.tmp"));
-    let written = (|| -> std::io::Result<()> {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(&out)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, &path)?;
-        // The rename is durable once the directory is.
-        std::fs::File::open(dir)?.sync_all()
-    })();
-    if let Err(e) = written {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(file_err(&path, e));
-    }
+    crate::files::write_atomic(&path, &out).map_err(|e| file_err(&path, e))?;
     Ok(out.len() as u64)
 }
 

@@ -120,6 +120,13 @@ pub struct CheckpointConfig {
     pub retain: usize,
 }
 
+impl CheckpointConfig {
+    /// Checkpoints in `dir`, at the default interval and retention.
+    pub fn in_dir(dir: PathBuf) -> CheckpointConfig {
+        CheckpointConfig { dir, interval: default_checkpoint_interval(), retain: default_retain() }
+    }
+}
+
 fn default_checkpoint_interval() -> Duration {
     Duration::from_millis(10_000)
 }
@@ -616,6 +623,59 @@ impl Manifest {
         Document::parse(file, text, overrides).map(|d| d.manifest)
     }
 
+    /// Every file the manifest names, with the dotted path of its field:
+    /// what `sluice serve` keeps inside its data directory. Client
+    /// properties naming files (`ssl.ca.location`, a Kerberos keytab) are
+    /// among them.
+    pub fn visit_paths(&mut self, f: &mut dyn FnMut(&str, &mut PathBuf)) {
+        let mut properties = |at: &str, props: &mut std::collections::BTreeMap<String, String>| {
+            for (key, value) in props.iter_mut() {
+                if key.ends_with(".location") || key.ends_with("keytab") {
+                    let mut path = PathBuf::from(&*value);
+                    f(&format!("{at}.{key}"), &mut path);
+                    *value = path.display().to_string();
+                }
+            }
+        };
+        let mut paths: Vec<(String, &mut PathBuf)> = Vec::new();
+        match &mut self.source {
+            SourceConfig::File { path, .. } => paths.push(("source.path".into(), path)),
+            SourceConfig::Kafka(k) => properties("source.properties", &mut k.properties),
+        }
+        paths.push(("transform.module".into(), &mut self.transform.module));
+        if let Some(c) = &mut self.checkpoint {
+            paths.push(("checkpoint.dir".into(), &mut c.dir));
+        }
+        if let Some(p) = &mut self.state.path {
+            paths.push(("state.path".into(), p));
+        }
+        let outputs = [
+            ("features", &mut self.outputs.features),
+            ("dead_letters", &mut self.outputs.dead_letters),
+            ("late_events", &mut self.outputs.late_events),
+        ];
+        for (output, sinks) in outputs {
+            for (i, sink) in sinks.iter_mut().enumerate() {
+                let at = format!("outputs.{output}[{i}]");
+                match sink {
+                    SinkConfig::File(c) => paths.push((format!("{at}.path"), &mut c.path)),
+                    SinkConfig::Iceberg(c) => {
+                        paths.push((format!("{at}.warehouse"), &mut c.warehouse));
+                        let sluice_sink_iceberg::CatalogConfig::Sql { path, .. } = &mut c.catalog;
+                        if let Some(p) = path {
+                            paths.push((format!("{at}.catalog.path"), p));
+                        }
+                    }
+                    SinkConfig::Kafka(k) => properties(&format!("{at}.properties"), &mut k.properties),
+                    SinkConfig::Redis(_) => {}
+                }
+            }
+        }
+        for (at, path) in paths {
+            f(&at, path);
+        }
+    }
+
     /// Semantic checks: (path, message, hint) for each problem.
     fn check(&self) -> Vec<Finding> {
         let mut out = Vec::new();
@@ -1059,6 +1119,16 @@ fn remove_field(doc: &mut serde_yaml::Value, path: &str, field: &str) -> bool {
         Some(serde_yaml::Value::Mapping(map)) => map.remove(field).is_some(),
         _ => false,
     }
+}
+
+/// Manifest text with `--set a.b.c=VALUE` overrides applied, as YAML:
+/// what the client sends a host (which checks it). Comments are lost.
+pub fn with_overrides(text: &str, overrides: &[String]) -> Result<String, String> {
+    let mut doc: serde_yaml::Value = serde_yaml::from_str(text).map_err(|e| format!("not valid YAML: {e}"))?;
+    for o in overrides {
+        apply_override(&mut doc, o).map_err(|e| format!("--set {o}: {e}"))?;
+    }
+    serde_yaml::to_string(&doc).map_err(|e| e.to_string())
 }
 
 /// Set `a.b.c=VALUE` (VALUE parsed as YAML) in `doc`; returns the path.

@@ -107,7 +107,10 @@ impl Caller<'_> {
         call: &mut Call<'_, R>,
     ) -> Vec<Result<R, Failure>> {
         Metrics::add(&self.metrics.guest_calls, 1);
-        let error = match call(self.instance, range.clone(), deadline) {
+        let started = std::time::Instant::now();
+        let called = call(self.instance, range.clone(), deadline);
+        self.metrics.guest_call_seconds.observe(started.elapsed());
+        let error = match called {
             Ok(results) => return results.into_iter().map(|r| r.map_err(Failure::Row)).collect(),
             Err(e) => e,
         };

@@ -88,7 +88,12 @@ async fn retry(
         message: format!("{what}: the pipeline was stopped at once"),
         retriable: false,
     };
-    let mut delay = RETRY_FIRST;
+    let (mut delay, started) = (RETRY_FIRST, std::time::Instant::now());
+    let written = || {
+        if let Op::Write(_) = op {
+            metrics.sink_write_seconds.observe(started.elapsed());
+        }
+    };
     loop {
         let attempt = async {
             match op {
@@ -103,7 +108,10 @@ async fn retry(
             () = stop.until_cancelled() => return Err(cancelled("abandoned")),
         };
         match outcome {
-            Ok(()) => return Ok(()),
+            Ok(()) => {
+                written();
+                return Ok(());
+            }
             Err(mut e) if e.retriable && stop.stopping() => {
                 e.message =
                     format!("{} (given up: the pipeline is stopping; nothing after it is committed)", e.message);
@@ -281,6 +289,7 @@ impl Pending {
             Ok(Ok(bytes)) => {
                 let ms = self.started.elapsed().as_millis() as u64;
                 Metrics::add(&metrics.checkpoints, 1);
+                metrics.checkpoint_seconds.observe(self.started.elapsed());
                 Metrics::set(&metrics.checkpoint_bytes, bytes);
                 Metrics::add(&metrics.checkpoint_ms, ms);
                 tracing::debug!(epoch, bytes, ms, "checkpoint written");

@@ -153,6 +153,11 @@ pub const MAX_MODULE_BYTES: u64 = 64 << 20;
 /// How often the deadline clock ticks.
 const TICK: Duration = Duration::from_millis(5);
 
+/// `deadline` in ticks of the deadline clock.
+fn ticks(deadline: Duration) -> u64 {
+    deadline.as_nanos().div_ceil(TICK.as_nanos()).max(1) as u64
+}
+
 /// A compiled module, ready to instantiate.
 #[derive(Clone)]
 pub struct Module {
@@ -278,6 +283,22 @@ impl Module {
         expected: Kind,
         limits: Limits,
     ) -> Result<Module, LoadError> {
+        Self::compile(engine, name, bytes, Some(expected), limits)
+    }
+
+    /// Compile a component of either kind and read what it declares (an
+    /// upload to the module registry, before any manifest names it).
+    pub fn inspect(engine: &Engine, name: &str, bytes: &[u8], limits: Limits) -> Result<Module, LoadError> {
+        Self::compile(engine, name, bytes, None, limits)
+    }
+
+    fn compile(
+        engine: &Engine,
+        name: &str,
+        bytes: &[u8],
+        expected: Option<Kind>,
+        limits: Limits,
+    ) -> Result<Module, LoadError> {
         let engine = engine.inner.clone();
         let component = Component::new(&engine, bytes)
             .map_err(|e| LoadError::Compile { path: name.to_string(), message: format!("{e:#}") })?;
@@ -291,15 +312,24 @@ impl Module {
             engine,
             pre,
             limits,
-            kind: expected,
+            kind: expected.unwrap_or(Kind::Window),
             name: name.into(),
             schema: Arc::new(FeatureSchema::default()),
         };
-        let mut instance = module.instantiate().map_err(contract)?;
+        let mut instance = module.instantiate().map_err(|e| match e.downcast_ref::<Trap>() {
+            Some(Trap::Interrupt) => LoadError::Contract {
+                path: name.to_string(),
+                message: format!("starting it ran past the {:?} deadline", limits.timeout),
+            },
+            _ => contract(e),
+        })?;
         let broken = |message: String| LoadError::Contract { path: name.to_string(), message };
         let found = instance.kind().map_err(|e| broken(e.to_string()))?;
-        if found != expected {
-            return Err(LoadError::WrongKind { path: name.to_string(), expected, found });
+        match expected {
+            Some(expected) if found != expected => {
+                return Err(LoadError::WrongKind { path: name.to_string(), expected, found });
+            }
+            _ => module.kind = found,
         }
         let specs = instance.features().map_err(|e| broken(e.to_string()))?;
         let schema = FeatureSchema::new(specs).map_err(|e| broken(format!("its declared features: {e}")))?;
@@ -341,8 +371,11 @@ impl Module {
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limits);
         store.epoch_deadline_trap();
-        store.set_epoch_deadline(u64::MAX / 2);
+        // A module's start functions run at instantiation: they get the
+        // deadline of a call, so one that never returns is stopped too.
+        store.set_epoch_deadline(ticks(self.limits.timeout));
         let bindings = self.pre.instantiate(&mut store)?;
+        store.set_epoch_deadline(u64::MAX / 2);
         Ok((store, bindings))
     }
 }
@@ -429,8 +462,7 @@ impl Instance {
             self.broken = false;
         }
         let limits = self.module.limits;
-        let ticks = deadline.as_nanos().div_ceil(TICK.as_nanos()).max(1) as u64;
-        self.store.set_epoch_deadline(ticks);
+        self.store.set_epoch_deadline(ticks(deadline));
         let result = f(&self.bindings, &mut self.store);
         self.store.set_epoch_deadline(u64::MAX / 2);
         result.map_err(|e| {

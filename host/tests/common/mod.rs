@@ -26,7 +26,8 @@ pub struct Run {
     pub late: Vec<Value>,
 }
 
-fn read(path: &Path) -> Vec<Value> {
+/// A JSON-lines file's values (`null` for a line that is not JSON).
+pub fn read_lines(path: &Path) -> Vec<Value> {
     std::fs::read_to_string(path)
         .unwrap_or_default()
         .lines()
@@ -70,9 +71,9 @@ fn execute(manifest: Manifest, dir: &Path) -> anyhow::Result<Run> {
     Ok(Run {
         summary,
         metrics,
-        features: read(&dir.join("features.jsonl")),
-        dead: read(&dir.join("dead.jsonl")),
-        late: read(&dir.join("late.jsonl")),
+        features: read_lines(&dir.join("features.jsonl")),
+        dead: read_lines(&dir.join("dead.jsonl")),
+        late: read_lines(&dir.join("late.jsonl")),
     })
 }
 

@@ -1,0 +1,460 @@
+//! The REST admin API of `sluice serve`, in Kafka Connect's conventions:
+//! `/pipelines` as its `/connectors` (create, config, status, pause,
+//! resume, stop, restart, offsets, validate), `/modules` as a registry of
+//! transform components, `/plugins`, `/health`. Errors are
+//! `{"error_code": <HTTP status>, "message": …}`, with `problems` (each
+//! located by field, line and column) when a manifest is at fault.
+//!
+//! [`router`] builds it over a [`Supervisor`]; tests call it without a
+//! socket.
+
+mod error;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
+use axum::http::{StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use utoipa::{IntoParams, OpenApi};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+pub use error::{Error, ErrorBody};
+
+use crate::manifest::MAX_MANIFEST_BYTES;
+use crate::registry::{self, MAX_MODULE_BYTES, Version};
+use crate::supervisor::{Offset, Status};
+use crate::supervisor::{Supervisor, Target};
+use crate::wasm::Kind;
+
+/// What every route shares.
+#[derive(Debug)]
+pub struct Api {
+    pub supervisor: Arc<Supervisor>,
+    /// The bearer token every route but `/health` requires, if any.
+    pub token: Option<String>,
+}
+
+type Shared = State<Arc<Api>>;
+type Reply = Result<Response, Error>;
+
+/// The admin API's routes, with the OpenAPI document generated from the
+/// same handlers at `/openapi.json`.
+pub fn router(api: Arc<Api>) -> Router {
+    let (router, openapi) = routes().split_for_parts();
+    let openapi = Arc::new(openapi);
+    let guarded = router
+        .route("/openapi.json", get(move || async move { Json(openapi.as_ref().clone()) }))
+        .fallback(|| async {
+            Error::new(StatusCode::NOT_FOUND, "no such resource; see the API reference in the README")
+        })
+        .layer(middleware::from_fn_with_state(api.clone(), authorize));
+    Router::new().route("/health", get(|| async { Json(json!({"status": "ok"})) })).merge(guarded).with_state(api)
+}
+
+/// The documented routes (all but `/health` and `/openapi.json`).
+pub fn routes() -> OpenApiRouter<Arc<Api>> {
+    let modules = OpenApiRouter::new()
+        .routes(routes!(list_modules))
+        .routes(routes!(push_module, get_module, delete_module))
+        .layer(DefaultBodyLimit::max(MAX_MODULE_BYTES as usize + 1));
+    let pipelines = OpenApiRouter::new()
+        .routes(routes!(list_pipelines, create_pipeline))
+        .routes(routes!(validate))
+        .routes(routes!(get_pipeline, delete_pipeline))
+        .routes(routes!(get_config, put_config))
+        .routes(routes!(status))
+        .routes(routes!(offsets))
+        .routes(routes!(pause))
+        .routes(routes!(resume))
+        .routes(routes!(stop))
+        .routes(routes!(restart))
+        .routes(routes!(plugins))
+        .routes(routes!(metrics))
+        .layer(DefaultBodyLimit::max(MAX_MANIFEST_BYTES as usize + 1));
+    OpenApiRouter::with_openapi(ApiDoc::openapi()).merge(modules).merge(pipelines)
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Sluice admin API", description = "Modules and pipelines of a `sluice serve` host, in Kafka Connect's conventions."),
+    modifiers(&BearerToken),
+    security(("bearer" = [])),
+    tags((name = "modules", description = "The module registry"), (name = "pipelines", description = "Pipelines, as Kafka Connect's connectors"), (name = "host", description = "The host"))
+)]
+struct ApiDoc;
+
+/// Every route needs the bearer token when the host has one.
+struct BearerToken;
+
+impl utoipa::Modify for BearerToken {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+/// Every route but `/health` needs `Authorization: Bearer <token>` when
+/// the host has a token.
+async fn authorize(State(api): Shared, request: Request, next: Next) -> Response {
+    if let Some(token) = &api.token {
+        let given = request
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "));
+        if !given.is_some_and(|g| same(g.as_bytes(), token.as_bytes())) {
+            let mut response =
+                Error::new(StatusCode::UNAUTHORIZED, "this host needs `Authorization: Bearer <token>`").into_response();
+            response.headers_mut().insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer"));
+            return response;
+        }
+    }
+    next.run(request).await
+}
+
+/// Equal, in a time that does not tell how much of a guess was right.
+fn same(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+fn body(bytes: Result<Bytes, BytesRejection>) -> Result<Bytes, Error> {
+    bytes.map_err(|r| Error::new(r.status(), r.body_text()))
+}
+
+fn text(bytes: Result<Bytes, BytesRejection>) -> Result<String, Error> {
+    String::from_utf8(body(bytes)?.to_vec()).map_err(|e| {
+        Error::bad_request(format!("the body is not UTF-8 text (byte {} is not)", e.utf8_error().valid_up_to()))
+    })
+}
+
+// ---- what the routes answer, for the OpenAPI document ----
+
+/// A module and its versions, oldest first.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct ModuleVersions {
+    pub name: String,
+    pub versions: Vec<Version>,
+}
+
+/// A pipeline: its name, manifest and status.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct PipelineInfo {
+    pub name: String,
+    /// The manifest as submitted, as JSON.
+    #[schema(value_type = Object)]
+    pub config: Value,
+    pub status: Status,
+}
+
+/// The source positions of a pipeline's newest checkpoint.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct Offsets {
+    pub offsets: Vec<Offset>,
+}
+
+/// A manifest's problems (none: it is fine).
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct Validation {
+    pub error_count: usize,
+    pub problems: Vec<error::ProblemBody>,
+}
+
+/// A kind of source, sink or transform this host has.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct Plugin {
+    /// `file`, `kafka`, `redis`, `iceberg`, `window`, `aggregate`.
+    pub class: &'static str,
+    /// `source`, `sink` or `transform`.
+    #[serde(rename = "type")]
+    pub ty: &'static str,
+    pub version: &'static str,
+}
+
+// ---- modules ----
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+struct PushQuery {
+    /// `window` or `aggregate`: refuse a module of the other kind.
+    kind: Option<String>,
+}
+
+#[utoipa::path(post, path = "/modules/{name}", tag = "modules",
+    params(("name" = String, Path, description = "The module's name"), PushQuery),
+    request_body(content = String, content_type = "application/wasm", description = "The component's bytes"),
+    responses(
+        (status = 201, body = Version, description = "A new version"),
+        (status = 200, body = Version, description = "The same bytes as the newest version"),
+        (status = 400, body = ErrorBody, description = "Not a Sluice transform, of another kind, or a bad name"),
+        (status = 413, body = ErrorBody, description = "Larger than a module may be"),
+        (status = 401, body = ErrorBody, description = "No token, or not this host's")))]
+async fn push_module(
+    State(api): Shared,
+    Path(name): Path<String>,
+    Query(q): Query<PushQuery>,
+    bytes: Result<Bytes, BytesRejection>,
+) -> Reply {
+    let kind = match q.kind.as_deref() {
+        None => None,
+        Some("window") => Some(Kind::Window),
+        Some("aggregate") => Some(Kind::Aggregate),
+        Some(other) => return Err(Error::bad_request(format!("kind `{other}`: use `window` or `aggregate`"))),
+    };
+    let bytes = body(bytes)?;
+    if bytes.is_empty() {
+        return Err(Error::bad_request("the body is empty: send the module's bytes (curl --data-binary @module.wasm)"));
+    }
+    let (version, created) = api.supervisor.push_module(&name, bytes.to_vec(), kind).await?;
+    let status = if created { StatusCode::CREATED } else { StatusCode::OK };
+    Ok((status, Json(version)).into_response())
+}
+
+#[utoipa::path(get, path = "/modules", tag = "modules",
+    responses((status = 200, body = [ModuleVersions], description = "Every module and its versions"), (status = 401, body = ErrorBody, description = "No token, or not this host's")))]
+async fn list_modules(State(api): Shared) -> Reply {
+    let modules: Vec<ModuleVersions> =
+        api.supervisor.modules().await.into_iter().map(|(name, versions)| ModuleVersions { name, versions }).collect();
+    Ok(Json(modules).into_response())
+}
+
+#[utoipa::path(get, path = "/modules/{name}", tag = "modules", params(("name" = String, Path)),
+    responses((status = 200, body = ModuleVersions), (status = 404, body = ErrorBody), (status = 401, body = ErrorBody, description = "No token, or not this host's")))]
+async fn get_module(State(api): Shared, Path(name): Path<String>) -> Reply {
+    let versions = api.supervisor.module(&name).await?;
+    Ok(Json(ModuleVersions { name, versions }).into_response())
+}
+
+#[utoipa::path(delete, path = "/modules/{name}", tag = "modules", params(("name" = String, Path)),
+    responses((status = 204, description = "Every version deleted"), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody, description = "A pipeline uses it"), (status = 401, body = ErrorBody, description = "No token, or not this host's")))]
+async fn delete_module(State(api): Shared, Path(name): Path<String>) -> Reply {
+    api.supervisor.delete_module(&name).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+// ---- pipelines ----
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+struct ApplyQuery {
+    /// Move the pipeline's checkpoints aside and start over.
+    #[serde(default)]
+    fresh: bool,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+struct ListQuery {
+    /// `status`: each pipeline's status, by name.
+    expand: Option<String>,
+}
+
+#[utoipa::path(get, path = "/pipelines", tag = "pipelines", params(ListQuery),
+    responses((status = 200, body = Object, description = "Names, or with `expand=status` each one's status by name"), (status = 401, body = ErrorBody, description = "No token, or not this host's")))]
+async fn list_pipelines(State(api): Shared, Query(q): Query<ListQuery>) -> Reply {
+    let names = api.supervisor.names().await;
+    match q.expand.as_deref() {
+        None => Ok(Json(names).into_response()),
+        Some("status") => {
+            let mut out = BTreeMap::new();
+            for name in names {
+                if let Ok(s) = api.supervisor.status(&name).await {
+                    out.insert(name, json!({"status": s}));
+                }
+            }
+            Ok(Json(out).into_response())
+        }
+        Some(other) => Err(Error::bad_request(format!("expand `{other}`: use `status`"))),
+    }
+}
+
+#[utoipa::path(post, path = "/pipelines", tag = "pipelines", params(ApplyQuery), request_body(content = String, content_type = "application/yaml", description = "A pipeline manifest, YAML or JSON"),
+    responses((status = 201, body = PipelineInfo), (status = 400, body = ErrorBody, description = "The manifest's problems, located"),
+        (status = 409, body = ErrorBody, description = "The name exists"), (status = 413, body = ErrorBody), (status = 401, body = ErrorBody, description = "No token, or not this host's")))]
+async fn create_pipeline(
+    State(api): Shared,
+    Query(q): Query<ApplyQuery>,
+    bytes: Result<Bytes, BytesRejection>,
+) -> Reply {
+    let text = text(bytes)?;
+    // Kafka Connect's POST creates only: a name in use is a conflict.
+    let name = crate::manifest::Manifest::parse("request", &text, &[]).map_err(Error::from)?.name;
+    if api.supervisor.names().await.contains(&name) {
+        return Err(Error::new(
+            StatusCode::CONFLICT,
+            format!("pipeline {name} exists; change it with PUT /pipelines/{name}/config"),
+        ));
+    }
+    let (name, _) = api.supervisor.apply(None, &text, q.fresh).await?;
+    Ok((StatusCode::CREATED, Json(info(&api, &name).await?)).into_response())
+}
+
+#[utoipa::path(put, path = "/pipelines/{name}/config", tag = "pipelines", params(("name" = String, Path), ApplyQuery), request_body(content = String, content_type = "application/yaml", description = "A pipeline manifest, YAML or JSON"),
+    responses((status = 201, body = PipelineInfo, description = "Created"), (status = 200, body = PipelineInfo, description = "Updated"),
+        (status = 400, body = ErrorBody, description = "The manifest's problems, located"), (status = 409, body = ErrorBody, description = "Being changed by another request"),
+        (status = 413, body = ErrorBody), (status = 401, body = ErrorBody, description = "No token, or not this host's")))]
+async fn put_config(
+    State(api): Shared,
+    Path(name): Path<String>,
+    Query(q): Query<ApplyQuery>,
+    bytes: Result<Bytes, BytesRejection>,
+) -> Reply {
+    let text = text(bytes)?;
+    let given = crate::manifest::Manifest::parse(&format!("pipelines/{name}"), &text, &[]).map_err(Error::from)?.name;
+    if given != name {
+        return Err(Error::bad_request(format!(
+            "the manifest's name is {given} but the path names pipeline {name}: they must agree"
+        )));
+    }
+    let (name, created) = api.supervisor.apply(Some(&name), &text, q.fresh).await?;
+    let status = if created { StatusCode::CREATED } else { StatusCode::OK };
+    Ok((status, Json(info(&api, &name).await?)).into_response())
+}
+
+async fn info(api: &Api, name: &str) -> Result<PipelineInfo, Error> {
+    Ok(PipelineInfo {
+        name: name.to_string(),
+        config: config_json(&api.supervisor.config(name).await?),
+        status: api.supervisor.status(name).await?,
+    })
+}
+
+/// The manifest as submitted, as JSON.
+fn config_json(text: &str) -> Value {
+    serde_yaml::from_str::<Value>(text).unwrap_or(Value::Null)
+}
+
+#[utoipa::path(get, path = "/pipelines/{name}", tag = "pipelines", params(("name" = String, Path)),
+    responses((status = 200, body = PipelineInfo), (status = 404, body = ErrorBody), (status = 401, body = ErrorBody, description = "No token, or not this host's")))]
+async fn get_pipeline(State(api): Shared, Path(name): Path<String>) -> Reply {
+    Ok(Json(info(&api, &name).await?).into_response())
+}
+
+#[utoipa::path(get, path = "/pipelines/{name}/config", tag = "pipelines", params(("name" = String, Path)),
+    responses((status = 200, body = Object, description = "The manifest as submitted, as JSON"), (status = 404, body = ErrorBody), (status = 401, body = ErrorBody, description = "No token, or not this host's")))]
+async fn get_config(State(api): Shared, Path(name): Path<String>) -> Reply {
+    Ok(Json(config_json(&api.supervisor.config(&name).await?)).into_response())
+}
+
+#[utoipa::path(get, path = "/pipelines/{name}/status", tag = "pipelines", params(("name" = String, Path)),
+    responses((status = 200, body = Status), (status = 404, body = ErrorBody), (status = 401, body = ErrorBody, description = "No token, or not this host's")))]
+async fn status(State(api): Shared, Path(name): Path<String>) -> Reply {
+    Ok(Json(api.supervisor.status(&name).await?).into_response())
+}
+
+#[utoipa::path(get, path = "/pipelines/{name}/offsets", tag = "pipelines", params(("name" = String, Path)),
+    responses((status = 200, body = Offsets), (status = 404, body = ErrorBody), (status = 401, body = ErrorBody, description = "No token, or not this host's")))]
+async fn offsets(State(api): Shared, Path(name): Path<String>) -> Reply {
+    Ok(Json(Offsets { offsets: api.supervisor.offsets(&name).await? }).into_response())
+}
+
+#[utoipa::path(put, path = "/pipelines/{name}/pause", tag = "pipelines", params(("name" = String, Path)),
+    responses((status = 202, description = "Checkpoint and stop until resumed"), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody, description = "Being changed by another request"), (status = 401, body = ErrorBody, description = "No token, or not this host's")))]
+async fn pause(State(api): Shared, Path(name): Path<String>) -> Reply {
+    api.supervisor.pause(&name, Target::Paused).await?;
+    Ok(StatusCode::ACCEPTED.into_response())
+}
+
+#[utoipa::path(put, path = "/pipelines/{name}/stop", tag = "pipelines", params(("name" = String, Path)),
+    responses((status = 202, description = "Checkpoint and stop until resumed"), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody, description = "Being changed by another request"), (status = 401, body = ErrorBody, description = "No token, or not this host's")))]
+async fn stop(State(api): Shared, Path(name): Path<String>) -> Reply {
+    api.supervisor.pause(&name, Target::Stopped).await?;
+    Ok(StatusCode::ACCEPTED.into_response())
+}
+
+#[utoipa::path(put, path = "/pipelines/{name}/resume", tag = "pipelines", params(("name" = String, Path)),
+    responses((status = 202, description = "Start from the last checkpoint"), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody, description = "Being changed by another request"), (status = 401, body = ErrorBody, description = "No token, or not this host's")))]
+async fn resume(State(api): Shared, Path(name): Path<String>) -> Reply {
+    api.supervisor.resume(&name).await?;
+    Ok(StatusCode::ACCEPTED.into_response())
+}
+
+#[utoipa::path(post, path = "/pipelines/{name}/restart", tag = "pipelines", params(("name" = String, Path)),
+    responses((status = 202, description = "Stop with a checkpoint and start again from it"), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody, description = "Being changed by another request"), (status = 401, body = ErrorBody, description = "No token, or not this host's")))]
+async fn restart(State(api): Shared, Path(name): Path<String>) -> Reply {
+    api.supervisor.resume(&name).await?;
+    Ok(StatusCode::ACCEPTED.into_response())
+}
+
+#[utoipa::path(delete, path = "/pipelines/{name}", tag = "pipelines", params(("name" = String, Path)),
+    responses((status = 204, description = "Stopped and forgotten; its checkpoints stay"), (status = 404, body = ErrorBody), (status = 401, body = ErrorBody, description = "No token, or not this host's")))]
+async fn delete_pipeline(State(api): Shared, Path(name): Path<String>) -> Reply {
+    api.supervisor.delete(&name).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+struct ValidateQuery {
+    /// Skip the checks that reach brokers and Redis servers.
+    #[serde(default)]
+    offline: bool,
+}
+
+/// Every problem of a manifest, nothing started: 200 with `error_count`
+/// and `problems`, as Kafka Connect's validate answers.
+#[utoipa::path(put, path = "/pipelines/validate", tag = "pipelines", params(ValidateQuery), request_body(content = String, content_type = "application/yaml", description = "A pipeline manifest, YAML or JSON"),
+    responses((status = 200, body = Validation), (status = 413, body = ErrorBody), (status = 401, body = ErrorBody, description = "No token, or not this host's")))]
+async fn validate(State(api): Shared, Query(q): Query<ValidateQuery>, bytes: Result<Bytes, BytesRejection>) -> Reply {
+    let text = text(bytes)?;
+    let problems = match api.supervisor.validate(&text, !q.offline).await {
+        Ok(()) => Vec::new(),
+        Err(crate::supervisor::Error::Manifest(e)) => e.problems.iter().map(error::problem).collect(),
+        Err(e) => return Err(e.into()),
+    };
+    Ok(Json(Validation { error_count: problems.len(), problems }).into_response())
+}
+
+/// Every pipeline's metrics, for Prometheus.
+#[utoipa::path(get, path = "/metrics", tag = "host",
+    responses((status = 200, content_type = "application/openmetrics-text", body = String, description = "Every pipeline's metrics, for Prometheus"), (status = 401, body = ErrorBody, description = "No token, or not this host's")))]
+async fn metrics(State(api): Shared) -> Reply {
+    let text = crate::metrics::exposition(api.supervisor.metrics().await);
+    let content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+    Ok(([(header::CONTENT_TYPE, content_type)], text).into_response())
+}
+
+/// The kinds of sources, sinks and transforms this host has.
+#[utoipa::path(get, path = "/plugins", tag = "host",
+    responses((status = 200, body = [Plugin]), (status = 401, body = ErrorBody, description = "No token, or not this host's")))]
+async fn plugins() -> Reply {
+    let plugin = |class, ty| Plugin { class, ty, version: env!("CARGO_PKG_VERSION") };
+    Ok(Json(vec![
+        plugin("file", "source"),
+        plugin("kafka", "source"),
+        plugin("file", "sink"),
+        plugin("redis", "sink"),
+        plugin("kafka", "sink"),
+        plugin("iceberg", "sink"),
+        plugin("window", "transform"),
+        plugin("aggregate", "transform"),
+    ])
+    .into_response())
+}
+
+impl From<registry::Error> for Error {
+    fn from(e: registry::Error) -> Error {
+        crate::supervisor::Error::Module(e).into()
+    }
+}

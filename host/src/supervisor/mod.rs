@@ -1,0 +1,689 @@
+//! What `sluice serve` runs: any number of pipelines on one shared
+//! [`Runtime`], their definitions kept in a data directory so that a host
+//! restarted resumes every pipeline that was running, and the module
+//! registry they take their transforms from. Kafka Connect's herder, for
+//! Sluice pipelines.
+//!
+//! The data directory:
+//!
+//! - `modules/`: the [module registry](crate::registry);
+//! - `pipelines/{name}.json`: a pipeline's definition (its manifest as
+//!   submitted, the module version it was applied with, and whether it
+//!   should run);
+//! - `checkpoints/{name}/`: its checkpoints, unless its manifest says
+//!   otherwise;
+//! - `files/`: where the paths of manifests point; relative paths are
+//!   relative to it, and no path may leave it.
+
+mod paths;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::Mutex;
+
+use crate::checkpoint;
+use crate::manifest::{CheckpointConfig, Document, Finding, Manifest, ManifestError};
+use crate::pipeline::{self, Handle, Pipeline, Plan, State, StopMode};
+use crate::registry::{self, Modules, Reference};
+use crate::runtime::Runtime;
+use crate::wasm::Module;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("no pipeline {0}")]
+    NotFound(String),
+    /// The manifest, located problem by problem.
+    #[error(transparent)]
+    Manifest(ManifestError),
+    #[error(transparent)]
+    Module(#[from] registry::Error),
+    #[error("pipeline {0} is being changed by another request; try again")]
+    Busy(String),
+    #[error("cannot start pipeline {name}: {source}")]
+    Start { name: String, source: pipeline::Error },
+    #[error("the data directory {dir}: {message}")]
+    Io { dir: String, message: String },
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Whether a pipeline should run: what a restarted host restores.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum Target {
+    Running,
+    Paused,
+    Stopped,
+}
+
+/// A pipeline as kept on disk.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Definition {
+    name: String,
+    /// The manifest as submitted (YAML or JSON).
+    config: String,
+    /// The registered module it was applied with: a restarted host runs
+    /// this version, not whatever the name's newest is by then.
+    #[serde(default)]
+    module: Option<registry::Version>,
+    target: Target,
+}
+
+/// A pipeline's state, as Kafka Connect names a connector's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum Phase {
+    /// Defined to run, not started yet.
+    Unassigned,
+    Running,
+    Paused,
+    /// Stopped on request, or its bounded input ended.
+    Stopped,
+    Failed,
+}
+
+/// What the status route reports.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[schema(as = PipelineStatus)]
+pub struct Status {
+    pub name: String,
+    pub state: Phase,
+    /// Why it failed, or why it stopped by itself.
+    pub trace: Option<String>,
+    /// `name@version` of its registered module, or the module's path.
+    pub module: String,
+    pub events_read: u64,
+    pub feature_rows: u64,
+    pub dead_letters: u64,
+    pub late_events: u64,
+    /// The operator's watermark (RFC 3339), once there is one.
+    pub watermark: Option<String>,
+    /// How far the watermark is behind the wall clock, in ms.
+    pub watermark_lag_ms: Option<i64>,
+    /// The last checkpoint every sink has committed.
+    pub last_checkpoint: Option<u64>,
+}
+
+/// A source position of a pipeline's newest checkpoint.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct Offset {
+    pub topic: String,
+    pub partition: i32,
+    /// The next offset to read (a file: the next line, 1-based).
+    pub offset: i64,
+    /// The checkpoint it is from.
+    pub checkpoint: String,
+}
+
+struct Entry {
+    definition: Definition,
+    handle: Option<Handle>,
+    /// Why it could not be started.
+    failed: Option<String>,
+    /// A request is stopping or starting it.
+    busy: bool,
+}
+
+struct Inner {
+    modules: Modules,
+    pipelines: BTreeMap<String, Entry>,
+}
+
+/// The pipelines of one host.
+pub struct Supervisor {
+    runtime: Runtime,
+    data: PathBuf,
+    inner: Mutex<Inner>,
+}
+
+impl std::fmt::Debug for Supervisor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Supervisor").field("data", &self.data).finish_non_exhaustive()
+    }
+}
+
+/// A manifest ready to start: checked, its paths confined, its module
+/// compiled.
+struct Prepared {
+    manifest: Manifest,
+    module: Module,
+    version: Option<registry::Version>,
+}
+
+impl Supervisor {
+    /// Open the data directory (created if needed) and start every
+    /// pipeline that was running when the host last stopped. A pipeline
+    /// that cannot start is reported as failed; the host still starts.
+    pub async fn open(data: &Path, runtime: Runtime) -> Result<Arc<Supervisor>> {
+        let io = |e: std::io::Error| Error::Io { dir: data.display().to_string(), message: e.to_string() };
+        for sub in ["pipelines", "checkpoints", "files"] {
+            std::fs::create_dir_all(data.join(sub)).map_err(io)?;
+        }
+        let data = std::fs::canonicalize(data).map_err(io)?;
+        let modules = Modules::open(&data.join("modules"))?;
+        let mut pipelines = BTreeMap::new();
+        for entry in std::fs::read_dir(data.join("pipelines")).map_err(io)? {
+            let path = entry.map_err(io)?.path();
+            if path.extension().is_none_or(|e| e != "json") {
+                continue;
+            }
+            let read = std::fs::read(&path).map_err(|e| e.to_string()).and_then(|bytes| {
+                serde_json::from_slice::<Definition>(&bytes).map_err(|e| format!("not a pipeline definition: {e}"))
+            });
+            match read {
+                Ok(d) => {
+                    let entry = Entry { definition: d, handle: None, failed: None, busy: false };
+                    pipelines.insert(entry.definition.name.clone(), entry);
+                }
+                // Kept for a person to look at; the others still run.
+                Err(e) => tracing::error!(file = %path.display(), "skipping a pipeline definition: {e}"),
+            }
+        }
+        let supervisor = Arc::new(Supervisor { runtime, data, inner: Mutex::new(Inner { modules, pipelines }) });
+        let names: Vec<String> = {
+            let inner = supervisor.inner.lock().await;
+            inner
+                .pipelines
+                .values()
+                .filter(|e| e.definition.target == Target::Running)
+                .map(|e| e.definition.name.clone())
+                .collect()
+        };
+        for name in names {
+            if let Err(e) = supervisor.start_defined(&name, false).await {
+                tracing::error!(pipeline = %name, "cannot resume: {e}");
+            }
+        }
+        Ok(supervisor)
+    }
+
+    pub fn runtime(&self) -> &Runtime {
+        &self.runtime
+    }
+
+    /// Where manifests' paths point.
+    pub fn files(&self) -> PathBuf {
+        self.data.join("files")
+    }
+
+    // ---- modules ----
+
+    /// Check and keep an uploaded module (see [`Modules::push`]).
+    pub async fn push_module(
+        &self,
+        name: &str,
+        bytes: Vec<u8>,
+        kind: Option<crate::wasm::Kind>,
+    ) -> Result<(registry::Version, bool)> {
+        // Compiling takes a while: the registry stays readable meanwhile.
+        // Two uploads of one name are ordered by the lock taken to record.
+        let engine = self.runtime.engine().clone();
+        registry::check_upload(name, &bytes)?;
+        let (check_name, bytes) = (name.to_string(), Arc::new(bytes));
+        let checked = tokio::task::spawn_blocking({
+            let bytes = bytes.clone();
+            move || Module::inspect(&engine, &check_name, &bytes, registry::CHECK_LIMITS)
+        })
+        .await
+        .map_err(|e| Error::Io { dir: String::new(), message: e.to_string() })?;
+        let module = checked.map_err(registry::Error::Invalid)?;
+        let mut inner = self.inner.lock().await;
+        Ok(inner.modules.record(name, &bytes, &module, kind)?)
+    }
+
+    pub async fn modules(&self) -> BTreeMap<String, Vec<registry::Version>> {
+        self.inner.lock().await.modules.list().clone()
+    }
+
+    pub async fn module(&self, name: &str) -> Result<Vec<registry::Version>> {
+        Ok(self.inner.lock().await.modules.versions(name)?.to_vec())
+    }
+
+    /// Delete every version of a module no pipeline uses.
+    pub async fn delete_module(&self, name: &str) -> Result<Vec<registry::Version>> {
+        let mut inner = self.inner.lock().await;
+        let Inner { modules, pipelines } = &mut *inner;
+        Ok(modules.delete(name, |v| {
+            pipelines
+                .values()
+                .filter(|e| e.definition.module.as_ref().is_some_and(|m| m.sha256 == v.sha256))
+                .map(|e| e.definition.name.clone())
+                .collect()
+        })?)
+    }
+
+    // ---- pipelines ----
+
+    /// Check a manifest as `apply` would, starting nothing: every problem,
+    /// located. `online` also reaches its brokers and Redis servers.
+    pub async fn validate(&self, text: &str, online: bool) -> Result<()> {
+        self.prepare("request", text, None, online, false).await.map(|_| ())
+    }
+
+    /// Create or replace pipeline `name` (the manifest's own name when
+    /// `None`) and start it. A running pipeline takes a checkpoint and
+    /// stops first; its state carries over unless the change makes it
+    /// incompatible (another key, window or fields), which needs `fresh`.
+    /// If the new one cannot start, the old one is started again.
+    /// Returns whether it was created.
+    pub async fn apply(&self, name: Option<&str>, text: &str, fresh: bool) -> Result<(String, bool)> {
+        let file = name.map_or_else(|| "request".to_string(), |n| format!("pipelines/{n}"));
+        let prepared = self.prepare(&file, text, None, true, fresh).await?;
+        let name = prepared.manifest.name.clone();
+        let definition = Definition {
+            name: name.clone(),
+            config: text.to_string(),
+            module: prepared.version.clone(),
+            target: Target::Running,
+        };
+        let old = self.claim(&name, true).await?;
+        let created = old.is_none();
+        let result = self.replace(&name, old.as_ref(), prepared, fresh).await;
+        let mut inner = self.inner.lock().await;
+        let entry_of = |handle, failed| Entry { definition: definition.clone(), handle, failed, busy: false };
+        match result {
+            Ok(handle) => {
+                if let Err(e) = self.save(&definition) {
+                    // Not kept, so not run: the old definition stays, stopped.
+                    drop(inner);
+                    stop_and_join(&name, handle.as_ref(), StopMode::Checkpoint).await;
+                    let mut inner = self.inner.lock().await;
+                    match old {
+                        Some(old) => {
+                            let failed = Some(e.to_string());
+                            inner.pipelines.insert(name, Entry { handle: None, busy: false, failed, ..old });
+                        }
+                        None => {
+                            inner.pipelines.remove(&name);
+                        }
+                    }
+                    return Err(e);
+                }
+                inner.pipelines.insert(name.clone(), entry_of(handle, None));
+                Ok((name, created))
+            }
+            Err((e, restored)) => {
+                match old {
+                    Some(old) => {
+                        inner
+                            .pipelines
+                            .insert(name.clone(), Entry { handle: restored, busy: false, failed: None, ..old });
+                    }
+                    None => {
+                        inner.pipelines.remove(&name);
+                    }
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Stop the old run (checkpoint first), start the new; on failure,
+    /// start the old definition again and give back its handle.
+    async fn replace(
+        &self,
+        name: &str,
+        old: Option<&Entry>,
+        prepared: Prepared,
+        fresh: bool,
+    ) -> Result<Option<Handle>, (Error, Option<Handle>)> {
+        // An incompatible change was refused by the checks already (the
+        // checkpoints' fingerprint), unless `fresh`.
+        if let Some(old) = old {
+            stop_and_join(name, old.handle.as_ref(), StopMode::Checkpoint).await;
+        }
+        let mut plan = Plan::with_module(prepared.manifest, prepared.module);
+        if fresh {
+            plan = plan.fresh();
+        }
+        match Pipeline::start(plan, &self.runtime).await {
+            Ok(handle) => Ok(Some(handle)),
+            Err(source) => {
+                let error = Error::Start { name: name.to_string(), source };
+                let restored = match old {
+                    Some(old) if old.definition.target == Target::Running => {
+                        tracing::warn!(
+                            pipeline = name,
+                            "the new definition cannot start ({error}); the old one runs again"
+                        );
+                        match self.start_definition(&old.definition, false).await {
+                            Ok(h) => Some(h),
+                            Err(e) => {
+                                tracing::error!(pipeline = name, "the old definition cannot start either: {e}");
+                                None
+                            }
+                        }
+                    }
+                    _ => None,
+                };
+                Err((error, restored))
+            }
+        }
+    }
+
+    /// The metrics of every pipeline that has run since the host started,
+    /// by name.
+    pub async fn metrics(&self) -> Vec<(String, Arc<crate::metrics::Metrics>)> {
+        let inner = self.inner.lock().await;
+        inner
+            .pipelines
+            .values()
+            .filter_map(|e| Some((e.definition.name.clone(), e.handle.as_ref()?.metrics().clone())))
+            .collect()
+    }
+
+    pub async fn names(&self) -> Vec<String> {
+        self.inner.lock().await.pipelines.keys().cloned().collect()
+    }
+
+    /// The manifest of `name` as submitted.
+    pub async fn config(&self, name: &str) -> Result<String> {
+        let inner = self.inner.lock().await;
+        let entry = inner.pipelines.get(name).ok_or_else(|| Error::NotFound(name.to_string()))?;
+        Ok(entry.definition.config.clone())
+    }
+
+    pub async fn status(&self, name: &str) -> Result<Status> {
+        let inner = self.inner.lock().await;
+        let entry = inner.pipelines.get(name).ok_or_else(|| Error::NotFound(name.to_string()))?;
+        Ok(status_of(entry))
+    }
+
+    /// The source positions of the pipeline's newest checkpoint, partition
+    /// by partition.
+    pub async fn offsets(&self, name: &str) -> Result<Vec<Offset>> {
+        let dir = {
+            let inner = self.inner.lock().await;
+            let entry = inner.pipelines.get(name).ok_or_else(|| Error::NotFound(name.to_string()))?;
+            self.definition_manifest(&entry.definition)?.checkpoint.map(|c| c.dir)
+        };
+        let Some(dir) = dir else { return Ok(Vec::new()) };
+        let listed =
+            checkpoint::list(&dir).map_err(|e| Error::Io { dir: dir.display().to_string(), message: e.to_string() })?;
+        let mut newest: BTreeMap<(String, i32), (i64, Offset)> = BTreeMap::new();
+        for l in listed {
+            let Ok(h) = l.header else { continue };
+            if h.pipeline != name {
+                continue;
+            }
+            let file = l.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            for p in h.partitions {
+                let offset = Offset {
+                    topic: p.topic.clone(),
+                    partition: p.partition,
+                    offset: p.offset,
+                    checkpoint: file.clone(),
+                };
+                let slot = newest.entry((p.topic, p.partition)).or_insert((h.created_ms, offset.clone()));
+                if h.created_ms > slot.0 {
+                    *slot = (h.created_ms, offset);
+                }
+            }
+        }
+        Ok(newest.into_values().map(|(_, o)| o).collect())
+    }
+
+    /// Pause (or stop) a pipeline: a checkpoint, then it stops; it stays
+    /// so across host restarts until resumed.
+    pub async fn pause(&self, name: &str, target: Target) -> Result<()> {
+        let entry = self.claim(name, false).await?.ok_or_else(|| Error::NotFound(name.to_string()))?;
+        stop_and_join(name, entry.handle.as_ref(), StopMode::Checkpoint).await;
+        let definition = Definition { target, ..entry.definition.clone() };
+        let saved = self.save(&definition);
+        self.put_back(Entry { definition: if saved.is_ok() { definition } else { entry.definition.clone() }, ..entry })
+            .await;
+        saved
+    }
+
+    /// Start a paused or stopped pipeline (or restart a running one) from
+    /// its last checkpoint.
+    pub async fn resume(&self, name: &str) -> Result<()> {
+        let entry = self.claim(name, false).await?.ok_or_else(|| Error::NotFound(name.to_string()))?;
+        stop_and_join(name, entry.handle.as_ref(), StopMode::Checkpoint).await;
+        let definition = Definition { target: Target::Running, ..entry.definition.clone() };
+        let started = match self.save(&definition) {
+            Ok(()) => self.start_definition(&definition, false).await,
+            Err(e) => Err(e),
+        };
+        let (handle, failed, result) = match started {
+            Ok(h) => (Some(h), None, Ok(())),
+            Err(e) => (None, Some(e.to_string()), Err(e)),
+        };
+        self.put_back(Entry { definition, handle, failed, busy: false }).await;
+        result
+    }
+
+    /// Stop and forget a pipeline. Its checkpoints stay: applying it again
+    /// resumes from them (`?fresh=true` starts over).
+    pub async fn delete(&self, name: &str) -> Result<()> {
+        let entry = self.claim(name, false).await?.ok_or_else(|| Error::NotFound(name.to_string()))?;
+        stop_and_join(name, entry.handle.as_ref(), StopMode::Checkpoint).await;
+        let file = self.definition_file(name);
+        match std::fs::remove_file(&file) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                let dir = file.display().to_string();
+                self.put_back(Entry { handle: None, ..entry }).await;
+                return Err(Error::Io { dir, message: e.to_string() });
+            }
+        }
+        self.inner.lock().await.pipelines.remove(name);
+        tracing::info!(pipeline = name, "deleted");
+        Ok(())
+    }
+
+    /// Stop every pipeline, each with a checkpoint; their definitions say
+    /// they run, so the next start of the host resumes them.
+    pub async fn shutdown(&self) {
+        let handles: Vec<(String, Handle)> = {
+            let mut inner = self.inner.lock().await;
+            inner.pipelines.values_mut().filter_map(|e| Some((e.definition.name.clone(), e.handle.take()?))).collect()
+        };
+        for (name, handle) in &handles {
+            tracing::info!(pipeline = %name, "stopping for the host's shutdown");
+            handle.stop(StopMode::Checkpoint);
+        }
+        for (name, handle) in handles {
+            stop_and_join(&name, Some(&handle), StopMode::Checkpoint).await;
+        }
+    }
+
+    /// Take a pipeline's entry out of the map for a long change, marking
+    /// it busy; `None` when there is none (and `create` allows that).
+    async fn claim(&self, name: &str, create: bool) -> Result<Option<Entry>> {
+        let mut inner = self.inner.lock().await;
+        let Some(entry) = inner.pipelines.get_mut(name) else {
+            if create {
+                // A placeholder, so that a concurrent apply of the same
+                // name is told to wait.
+                let config = String::new();
+                let definition = Definition { name: name.to_string(), config, module: None, target: Target::Running };
+                inner.pipelines.insert(name.to_string(), Entry { definition, handle: None, failed: None, busy: true });
+                return Ok(None);
+            }
+            return Err(Error::NotFound(name.to_string()));
+        };
+        if entry.busy {
+            return Err(Error::Busy(name.to_string()));
+        }
+        entry.busy = true;
+        let taken = Entry {
+            definition: entry.definition.clone(),
+            handle: entry.handle.take(),
+            failed: entry.failed.take(),
+            busy: true,
+        };
+        Ok(Some(taken))
+    }
+
+    async fn put_back(&self, entry: Entry) {
+        let mut inner = self.inner.lock().await;
+        inner.pipelines.insert(entry.definition.name.clone(), Entry { busy: false, ..entry });
+    }
+
+    /// Start pipeline `name` as defined (at the host's start).
+    async fn start_defined(&self, name: &str, fresh: bool) -> Result<()> {
+        let entry = self.claim(name, false).await?.ok_or_else(|| Error::NotFound(name.to_string()))?;
+        let started = self.start_definition(&entry.definition, fresh).await;
+        let (handle, failed, result) = match started {
+            Ok(h) => (Some(h), None, Ok(())),
+            Err(e) => (None, Some(e.to_string()), Err(e)),
+        };
+        self.put_back(Entry { handle, failed, ..entry }).await;
+        result
+    }
+
+    async fn start_definition(&self, definition: &Definition, fresh: bool) -> Result<Handle> {
+        let name = definition.name.clone();
+        let prepared = self
+            .prepare(&format!("pipelines/{name}"), &definition.config, definition.module.as_ref(), false, fresh)
+            .await?;
+        let mut plan = Plan::with_module(prepared.manifest, prepared.module);
+        if fresh {
+            plan = plan.fresh();
+        }
+        Pipeline::start(plan, &self.runtime).await.map_err(|source| Error::Start { name, source })
+    }
+
+    /// Parse and check a manifest, confine its paths to `files/`, resolve
+    /// and compile its module (`pinned`: the registered version a
+    /// definition was applied with).
+    async fn prepare(
+        &self,
+        file: &str,
+        text: &str,
+        pinned: Option<&registry::Version>,
+        online: bool,
+        fresh: bool,
+    ) -> Result<Prepared> {
+        let document = Document::parse(file, text, &[]).map_err(Error::Manifest)?;
+        let mut manifest = document.manifest.clone();
+        if !registry::valid_name(&manifest.name) {
+            let message = "a pipeline's name is 1 to 64 lowercase letters, digits, `-`, `_` or `.`".to_string();
+            return Err(Error::Manifest(document.error(vec![("name".into(), message, None)])));
+        }
+        let mut findings: Vec<Finding> = Vec::new();
+        // The module: a registered one, or a file under `files/`.
+        let written = manifest.transform.module.display().to_string();
+        let reference = match pinned {
+            Some(v) => Some(Reference::Sha256(v.sha256.clone())),
+            None => Reference::parse(&written),
+        };
+        let mut version = None;
+        if let Some(reference) = &reference {
+            let inner = self.inner.lock().await;
+            match inner.modules.resolve(reference) {
+                Ok((v, path)) => {
+                    manifest.transform.module = path;
+                    version = Some(v);
+                }
+                Err(e) => findings.push((
+                    "transform.module".into(),
+                    e.to_string(),
+                    Some("upload it first (POST /modules/{name}), or name an uploaded one".into()),
+                )),
+            }
+        }
+        let files = self.files();
+        manifest.visit_paths(&mut |at, path| {
+            if at == "transform.module" && reference.is_some() {
+                return;
+            }
+            if let Err(message) = paths::confine(&files, path) {
+                findings.push((at.to_string(), message, Some(format!("use a path inside {}", files.display()))));
+            }
+        });
+        if manifest.checkpoint.is_none() {
+            manifest.checkpoint = Some(CheckpointConfig::in_dir(self.data.join("checkpoints").join(&manifest.name)));
+        }
+        if !findings.is_empty() {
+            return Err(Error::Manifest(document.error(findings)));
+        }
+        // Compiling and reaching brokers block: off the async threads.
+        let engine = self.runtime.engine().clone();
+        let checked = tokio::task::spawn_blocking(move || {
+            let (module, findings) = crate::preflight::check_with_module(&manifest, &engine, online, fresh);
+            (manifest, module, findings)
+        })
+        .await
+        .map_err(|e| Error::Io { dir: String::new(), message: e.to_string() })?;
+        match checked {
+            (manifest, Some(module), findings) if findings.is_empty() => Ok(Prepared { manifest, module, version }),
+            (_, _, findings) => Err(Error::Manifest(document.error(findings))),
+        }
+    }
+
+    /// The manifest of a definition, with its paths as it runs them (for
+    /// its checkpoint directory and fingerprint), without compiling it.
+    fn definition_manifest(&self, definition: &Definition) -> Result<Manifest> {
+        let mut manifest = Manifest::parse(&definition.name, &definition.config, &[]).map_err(Error::Manifest)?;
+        let files = self.files();
+        manifest.visit_paths(&mut |_, path| {
+            let _ = paths::confine(&files, path);
+        });
+        if manifest.checkpoint.is_none() {
+            manifest.checkpoint = Some(CheckpointConfig::in_dir(self.data.join("checkpoints").join(&manifest.name)));
+        }
+        Ok(manifest)
+    }
+
+    fn definition_file(&self, name: &str) -> PathBuf {
+        self.data.join("pipelines").join(format!("{name}.json"))
+    }
+
+    fn save(&self, definition: &Definition) -> Result<()> {
+        let file = self.definition_file(&definition.name);
+        let io = |e: std::io::Error| Error::Io { dir: file.display().to_string(), message: e.to_string() };
+        let json = serde_json::to_vec_pretty(definition).map_err(|e| io(std::io::Error::other(e)))?;
+        crate::files::write_atomic(&file, &json).map_err(io)
+    }
+}
+
+/// Stop a run (if any is still going) and wait for it to end.
+async fn stop_and_join(name: &str, handle: Option<&Handle>, mode: StopMode) {
+    let Some(handle) = handle else { return };
+    if matches!(handle.status().state, State::Finished | State::Failed(_)) {
+        return;
+    }
+    handle.stop(mode);
+    match handle.join().await {
+        Ok(summary) => tracing::info!(pipeline = name, "stopped: {summary}"),
+        Err(e) => tracing::warn!(pipeline = name, "stopped with an error: {e}"),
+    }
+}
+
+fn status_of(entry: &Entry) -> Status {
+    let d = &entry.definition;
+    let run = entry.handle.as_ref().map(Handle::status);
+    let (state, trace) = match (d.target, run.as_ref().map(|s| &s.state), &entry.failed) {
+        (_, Some(State::Failed(e)), _) => (Phase::Failed, Some(e.clone())),
+        (Target::Running, None, Some(e)) => (Phase::Failed, Some(e.clone())),
+        (Target::Paused, _, _) => (Phase::Paused, None),
+        (Target::Stopped, _, _) => (Phase::Stopped, None),
+        (Target::Running, Some(State::Finished), _) => (Phase::Stopped, Some("its input ended".to_string())),
+        (Target::Running, Some(State::Running | State::Stopping(_)), _) => (Phase::Running, None),
+        (Target::Running, None, None) => (Phase::Unassigned, None),
+    };
+    let module = d.module.as_ref().map_or_else(|| "(a file)".to_string(), registry::Version::reference);
+    let metrics = entry.handle.as_ref().map(|h| h.metrics().clone());
+    let get = |f: fn(&crate::metrics::Metrics) -> u64| metrics.as_deref().map_or(0, f);
+    let watermark = run.as_ref().and_then(|s| s.watermark);
+    Status {
+        name: d.name.clone(),
+        state,
+        trace,
+        module,
+        events_read: get(|m| crate::metrics::Metrics::get(&m.events_read)),
+        feature_rows: get(|m| crate::metrics::Metrics::get(&m.feature_rows)),
+        dead_letters: get(crate::metrics::Metrics::dead_letters),
+        late_events: get(|m| crate::metrics::Metrics::get(&m.events_late)),
+        watermark: watermark.map(crate::time::format_ms),
+        watermark_lag_ms: watermark.map(|w| crate::time::now_ms() - w),
+        last_checkpoint: run.and_then(|s| s.last_barrier),
+    }
+}
