@@ -85,12 +85,12 @@ async fn run(supervisor: &Supervisor, pipelines: &[(String, String)]) -> anyhow:
     let mut shown = Instant::now();
     loop {
         let mut running = Vec::new();
-        for (name, _) in pipelines {
+        for (name, topic) in pipelines {
             let status = supervisor.status(name).await?;
             match status.state {
                 Phase::Stopped => {}
                 Phase::Failed => anyhow::bail!("{name} failed: {:?}", status.trace),
-                _ => running.push(format!("{name} ({} events)", status.events_read)),
+                _ => running.push(format!("{name} ({topic}: {} events)", status.events_read)),
             }
         }
         if running.is_empty() {
