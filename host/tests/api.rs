@@ -386,8 +386,10 @@ async fn the_openapi_document_describes_the_routes_there_are() -> anyhow::Result
     assert!(doc["openapi"].as_str().is_some_and(|v| v.starts_with("3.")), "{doc}");
     let mut operations = Vec::new();
     for (path, item) in doc["paths"].as_object().into_iter().flatten() {
-        for method in item.as_object().into_iter().flatten().map(|(m, _)| m.to_uppercase()) {
+        for (method, operation) in item.as_object().into_iter().flatten() {
+            let method = method.to_uppercase();
             operations.push(format!("{method} {path}"));
+            assert!(operation["responses"]["401"].is_object(), "{method} {path} does not say it needs the token");
             let uri = path.replace("{name}", "nothing-here");
             let (status, body) = host.call(Method::from_bytes(method.as_bytes())?, &uri, Body::empty()).await?;
             assert_ne!(status, StatusCode::METHOD_NOT_ALLOWED, "{method} {path}");

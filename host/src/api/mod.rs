@@ -49,7 +49,8 @@ type Reply = Result<Response, Error>;
 /// The admin API's routes, with the OpenAPI document generated from the
 /// same handlers at `/openapi.json`.
 pub fn router(api: Arc<Api>) -> Router {
-    let (router, openapi) = routes().split_for_parts();
+    let (router, mut openapi) = routes().split_for_parts();
+    unauthorized_everywhere(&mut openapi);
     let openapi = Arc::new(openapi);
     let guarded = router
         .route("/openapi.json", get(move || async move { Json(openapi.as_ref().clone()) }))
@@ -91,6 +92,21 @@ pub fn routes() -> OpenApiRouter<Arc<Api>> {
     tags((name = "modules", description = "The module registry"), (name = "pipelines", description = "Pipelines, as Kafka Connect's connectors"), (name = "host", description = "The host"))
 )]
 struct ApiDoc;
+
+/// Every documented route answers 401 without the host's token (the
+/// middleware says so for all of them at once).
+fn unauthorized_everywhere(openapi: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
+    let response = ResponseBuilder::new()
+        .description("No token, or not this host's")
+        .content("application/json", ContentBuilder::new().schema(Some(Ref::from_schema_name("ErrorBody"))).build())
+        .build();
+    for item in openapi.paths.paths.values_mut() {
+        for operation in [&mut item.get, &mut item.put, &mut item.post, &mut item.delete].into_iter().flatten() {
+            operation.responses.responses.insert("401".into(), RefOr::T(response.clone()));
+        }
+    }
+}
 
 /// Every route needs the bearer token when the host has one.
 struct BearerToken;
@@ -200,8 +216,7 @@ struct PushQuery {
         (status = 201, body = Version, description = "A new version"),
         (status = 200, body = Version, description = "The same bytes as the newest version"),
         (status = 400, body = ErrorBody, description = "Not a Sluice transform, of another kind, or a bad name"),
-        (status = 413, body = ErrorBody, description = "Larger than a module may be"),
-        (status = 401, body = ErrorBody, description = "No token, or not this host's")))]
+        (status = 413, body = ErrorBody, description = "Larger than a module may be")))]
 async fn push_module(
     State(api): Shared,
     Path(name): Path<String>,
@@ -224,7 +239,7 @@ async fn push_module(
 }
 
 #[utoipa::path(get, path = "/modules", tag = "modules",
-    responses((status = 200, body = [ModuleVersions], description = "Every module and its versions"), (status = 401, body = ErrorBody, description = "No token, or not this host's")))]
+    responses((status = 200, body = [ModuleVersions], description = "Every module and its versions")))]
 async fn list_modules(State(api): Shared) -> Reply {
     let modules: Vec<ModuleVersions> =
         api.supervisor.modules().await.into_iter().map(|(name, versions)| ModuleVersions { name, versions }).collect();
@@ -232,7 +247,7 @@ async fn list_modules(State(api): Shared) -> Reply {
 }
 
 #[utoipa::path(get, path = "/modules/{name}", tag = "modules", params(("name" = String, Path)),
-    responses((status = 200, body = ModuleVersions), (status = 404, body = ErrorBody), (status = 401, body = ErrorBody, description = "No token, or not this host's")))]
+    responses((status = 200, body = ModuleVersions), (status = 404, body = ErrorBody)))]
 async fn get_module(State(api): Shared, Path(name): Path<String>) -> Reply {
     let versions = api.supervisor.module(&name).await?;
     Ok(Json(ModuleVersions { name, versions }).into_response())
@@ -240,7 +255,7 @@ async fn get_module(State(api): Shared, Path(name): Path<String>) -> Reply {
 
 #[utoipa::path(delete, path = "/modules/{name}", tag = "modules", params(("name" = String, Path)),
     responses((status = 204, description = "Every version deleted"), (status = 404, body = ErrorBody),
-        (status = 409, body = ErrorBody, description = "A pipeline uses it"), (status = 401, body = ErrorBody, description = "No token, or not this host's")))]
+        (status = 409, body = ErrorBody, description = "A pipeline uses it")))]
 async fn delete_module(State(api): Shared, Path(name): Path<String>) -> Reply {
     api.supervisor.delete_module(&name).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
@@ -266,7 +281,7 @@ struct ListQuery {
 }
 
 #[utoipa::path(get, path = "/pipelines", tag = "pipelines", params(ListQuery),
-    responses((status = 200, body = Object, description = "Names, or with `expand=status` each one's status by name"), (status = 401, body = ErrorBody, description = "No token, or not this host's")))]
+    responses((status = 200, body = Object, description = "Names, or with `expand=status` each one's status by name")))]
 async fn list_pipelines(State(api): Shared, Query(q): Query<ListQuery>) -> Reply {
     let names = api.supervisor.names().await;
     match q.expand.as_deref() {
@@ -286,7 +301,7 @@ async fn list_pipelines(State(api): Shared, Query(q): Query<ListQuery>) -> Reply
 
 #[utoipa::path(post, path = "/pipelines", tag = "pipelines", params(ApplyQuery), request_body(content = String, content_type = "application/yaml", description = "A pipeline manifest, YAML or JSON"),
     responses((status = 201, body = PipelineInfo), (status = 400, body = ErrorBody, description = "The manifest's problems, located"),
-        (status = 409, body = ErrorBody, description = "The name exists"), (status = 413, body = ErrorBody), (status = 401, body = ErrorBody, description = "No token, or not this host's")))]
+        (status = 409, body = ErrorBody, description = "The name exists"), (status = 413, body = ErrorBody)))]
 async fn create_pipeline(
     State(api): Shared,
     Query(q): Query<ApplyQuery>,
@@ -308,7 +323,7 @@ async fn create_pipeline(
 #[utoipa::path(put, path = "/pipelines/{name}/config", tag = "pipelines", params(("name" = String, Path), ApplyQuery), request_body(content = String, content_type = "application/yaml", description = "A pipeline manifest, YAML or JSON"),
     responses((status = 201, body = PipelineInfo, description = "Created"), (status = 200, body = PipelineInfo, description = "Updated"),
         (status = 400, body = ErrorBody, description = "The manifest's problems, located"), (status = 409, body = ErrorBody, description = "Being changed by another request"),
-        (status = 413, body = ErrorBody), (status = 401, body = ErrorBody, description = "No token, or not this host's")))]
+        (status = 413, body = ErrorBody)))]
 async fn put_config(
     State(api): Shared,
     Path(name): Path<String>,
@@ -341,32 +356,32 @@ fn config_json(text: &str) -> Value {
 }
 
 #[utoipa::path(get, path = "/pipelines/{name}", tag = "pipelines", params(("name" = String, Path)),
-    responses((status = 200, body = PipelineInfo), (status = 404, body = ErrorBody), (status = 401, body = ErrorBody, description = "No token, or not this host's")))]
+    responses((status = 200, body = PipelineInfo), (status = 404, body = ErrorBody)))]
 async fn get_pipeline(State(api): Shared, Path(name): Path<String>) -> Reply {
     Ok(Json(info(&api, &name).await?).into_response())
 }
 
 #[utoipa::path(get, path = "/pipelines/{name}/config", tag = "pipelines", params(("name" = String, Path)),
-    responses((status = 200, body = Object, description = "The manifest as submitted, as JSON"), (status = 404, body = ErrorBody), (status = 401, body = ErrorBody, description = "No token, or not this host's")))]
+    responses((status = 200, body = Object, description = "The manifest as submitted, as JSON"), (status = 404, body = ErrorBody)))]
 async fn get_config(State(api): Shared, Path(name): Path<String>) -> Reply {
     Ok(Json(config_json(&api.supervisor.config(&name).await?)).into_response())
 }
 
 #[utoipa::path(get, path = "/pipelines/{name}/status", tag = "pipelines", params(("name" = String, Path)),
-    responses((status = 200, body = Status), (status = 404, body = ErrorBody), (status = 401, body = ErrorBody, description = "No token, or not this host's")))]
+    responses((status = 200, body = Status), (status = 404, body = ErrorBody)))]
 async fn status(State(api): Shared, Path(name): Path<String>) -> Reply {
     Ok(Json(api.supervisor.status(&name).await?).into_response())
 }
 
 #[utoipa::path(get, path = "/pipelines/{name}/offsets", tag = "pipelines", params(("name" = String, Path)),
-    responses((status = 200, body = Offsets), (status = 404, body = ErrorBody), (status = 401, body = ErrorBody, description = "No token, or not this host's")))]
+    responses((status = 200, body = Offsets), (status = 404, body = ErrorBody)))]
 async fn offsets(State(api): Shared, Path(name): Path<String>) -> Reply {
     Ok(Json(Offsets { offsets: api.supervisor.offsets(&name).await? }).into_response())
 }
 
 #[utoipa::path(put, path = "/pipelines/{name}/pause", tag = "pipelines", params(("name" = String, Path)),
     responses((status = 202, description = "Checkpoint and stop until resumed"), (status = 404, body = ErrorBody),
-        (status = 409, body = ErrorBody, description = "Being changed by another request"), (status = 401, body = ErrorBody, description = "No token, or not this host's")))]
+        (status = 409, body = ErrorBody, description = "Being changed by another request")))]
 async fn pause(State(api): Shared, Path(name): Path<String>) -> Reply {
     api.supervisor.pause(&name, Target::Paused).await?;
     Ok(StatusCode::ACCEPTED.into_response())
@@ -374,7 +389,7 @@ async fn pause(State(api): Shared, Path(name): Path<String>) -> Reply {
 
 #[utoipa::path(put, path = "/pipelines/{name}/stop", tag = "pipelines", params(("name" = String, Path)),
     responses((status = 202, description = "Checkpoint and stop until resumed"), (status = 404, body = ErrorBody),
-        (status = 409, body = ErrorBody, description = "Being changed by another request"), (status = 401, body = ErrorBody, description = "No token, or not this host's")))]
+        (status = 409, body = ErrorBody, description = "Being changed by another request")))]
 async fn stop(State(api): Shared, Path(name): Path<String>) -> Reply {
     api.supervisor.pause(&name, Target::Stopped).await?;
     Ok(StatusCode::ACCEPTED.into_response())
@@ -382,7 +397,7 @@ async fn stop(State(api): Shared, Path(name): Path<String>) -> Reply {
 
 #[utoipa::path(put, path = "/pipelines/{name}/resume", tag = "pipelines", params(("name" = String, Path)),
     responses((status = 202, description = "Start from the last checkpoint"), (status = 404, body = ErrorBody),
-        (status = 409, body = ErrorBody, description = "Being changed by another request"), (status = 401, body = ErrorBody, description = "No token, or not this host's")))]
+        (status = 409, body = ErrorBody, description = "Being changed by another request")))]
 async fn resume(State(api): Shared, Path(name): Path<String>) -> Reply {
     api.supervisor.resume(&name).await?;
     Ok(StatusCode::ACCEPTED.into_response())
@@ -390,14 +405,14 @@ async fn resume(State(api): Shared, Path(name): Path<String>) -> Reply {
 
 #[utoipa::path(post, path = "/pipelines/{name}/restart", tag = "pipelines", params(("name" = String, Path)),
     responses((status = 202, description = "Stop with a checkpoint and start again from it"), (status = 404, body = ErrorBody),
-        (status = 409, body = ErrorBody, description = "Being changed by another request"), (status = 401, body = ErrorBody, description = "No token, or not this host's")))]
+        (status = 409, body = ErrorBody, description = "Being changed by another request")))]
 async fn restart(State(api): Shared, Path(name): Path<String>) -> Reply {
     api.supervisor.resume(&name).await?;
     Ok(StatusCode::ACCEPTED.into_response())
 }
 
 #[utoipa::path(delete, path = "/pipelines/{name}", tag = "pipelines", params(("name" = String, Path)),
-    responses((status = 204, description = "Stopped and forgotten; its checkpoints stay"), (status = 404, body = ErrorBody), (status = 401, body = ErrorBody, description = "No token, or not this host's")))]
+    responses((status = 204, description = "Stopped and forgotten; its checkpoints stay"), (status = 404, body = ErrorBody)))]
 async fn delete_pipeline(State(api): Shared, Path(name): Path<String>) -> Reply {
     api.supervisor.delete(&name).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
@@ -415,7 +430,7 @@ struct ValidateQuery {
 /// Every problem of a manifest, nothing started: 200 with `error_count`
 /// and `problems`, as Kafka Connect's validate answers.
 #[utoipa::path(put, path = "/pipelines/validate", tag = "pipelines", params(ValidateQuery), request_body(content = String, content_type = "application/yaml", description = "A pipeline manifest, YAML or JSON"),
-    responses((status = 200, body = Validation), (status = 413, body = ErrorBody), (status = 401, body = ErrorBody, description = "No token, or not this host's")))]
+    responses((status = 200, body = Validation), (status = 413, body = ErrorBody)))]
 async fn validate(State(api): Shared, Query(q): Query<ValidateQuery>, bytes: Result<Bytes, BytesRejection>) -> Reply {
     let text = text(bytes)?;
     let problems = match api.supervisor.validate(&text, !q.offline).await {
@@ -428,7 +443,7 @@ async fn validate(State(api): Shared, Query(q): Query<ValidateQuery>, bytes: Res
 
 /// Every pipeline's metrics, for Prometheus.
 #[utoipa::path(get, path = "/metrics", tag = "host",
-    responses((status = 200, content_type = "application/openmetrics-text", body = String, description = "Every pipeline's metrics, for Prometheus"), (status = 401, body = ErrorBody, description = "No token, or not this host's")))]
+    responses((status = 200, content_type = "application/openmetrics-text", body = String, description = "Every pipeline's metrics, for Prometheus")))]
 async fn metrics(State(api): Shared) -> Reply {
     let text = crate::metrics::exposition(api.supervisor.metrics().await);
     let content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -437,7 +452,7 @@ async fn metrics(State(api): Shared) -> Reply {
 
 /// The kinds of sources, sinks and transforms this host has.
 #[utoipa::path(get, path = "/plugins", tag = "host",
-    responses((status = 200, body = [Plugin]), (status = 401, body = ErrorBody, description = "No token, or not this host's")))]
+    responses((status = 200, body = [Plugin])))]
 async fn plugins() -> Reply {
     let plugin = |class, ty| Plugin { class, ty, version: env!("CARGO_PKG_VERSION") };
     Ok(Json(vec![
