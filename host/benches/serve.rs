@@ -112,6 +112,16 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 }
 
 fn main() -> anyhow::Result<()> {
+    // Quiet but for errors, unless RUST_LOG asks (say, for a stalled
+    // pipeline: `RUST_LOG=sluice_host::source=trace`).
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("error")),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .init();
     let n = env_or("SLUICE_BENCH_PIPELINES", 20)? as usize;
     let events = env_or("SLUICE_BENCH_EVENTS", 50_000)?;
     let config =

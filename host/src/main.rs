@@ -75,6 +75,10 @@ enum Command {
         /// must carry (or set SLUICE_TOKEN).
         #[arg(long)]
         token_file: Option<PathBuf>,
+        /// How often each pipeline's throughput and lags are sampled for
+        /// the status page (the last 120 samples are kept).
+        #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+        sample_every: std::time::Duration,
     },
     /// Upload and list the modules of a host (`sluice serve`).
     Modules {
@@ -176,7 +180,9 @@ fn main() -> ExitCode {
             print!("{}", reference::markdown());
             ExitCode::SUCCESS
         }
-        Command::Serve { data, bind, token_file } => serve(&data, bind, token_file.as_deref()),
+        Command::Serve { data, bind, token_file, sample_every } => {
+            serve(&data, bind, token_file.as_deref(), sample_every)
+        }
         Command::Modules { host, command } => client(host, Request::Modules(command)),
         Command::Pipelines { host, command } => client(host, Request::Pipelines(command)),
     }
@@ -194,7 +200,12 @@ fn tokio_runtime(threads: usize) -> Option<tokio::runtime::Runtime> {
 
 /// `sluice serve`: until SIGTERM or Ctrl-C, then every pipeline stops
 /// with a checkpoint (they resume at the next start).
-fn serve(data: &Path, bind: std::net::SocketAddr, token_file: Option<&Path>) -> ExitCode {
+fn serve(
+    data: &Path,
+    bind: std::net::SocketAddr,
+    token_file: Option<&Path>,
+    sample_every: std::time::Duration,
+) -> ExitCode {
     let token = match token_file {
         Some(f) => match std::fs::read_to_string(f) {
             Ok(t) if !t.trim().is_empty() => Some(t.trim().to_string()),
@@ -221,6 +232,7 @@ fn serve(data: &Path, bind: std::net::SocketAddr, token_file: Option<&Path>) -> 
         let listener =
             tokio::net::TcpListener::bind(bind).await.map_err(|e| anyhow::anyhow!("cannot listen on {bind}: {e}"))?;
         let supervisor = Supervisor::open(data, runtime).await?;
+        supervisor.record_history(sample_every);
         let router = api::router(Arc::new(api::Api { supervisor: supervisor.clone(), token }));
         let address = listener.local_addr()?;
         // The address on stdout, for scripts (a port of 0 picks one).

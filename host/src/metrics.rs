@@ -2,8 +2,9 @@
 //! pipeline updates as it runs, and [`exposition`], which renders those of
 //! every pipeline of a host for Prometheus (with `prometheus-client`).
 
-use std::sync::Arc;
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use prometheus_client::collector::Collector;
@@ -12,6 +13,8 @@ use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use serde::Serialize;
+use sluice_sink_api::DeadLetter;
 
 /// Counters of one pipeline; [`COUNTERS`] and [`exposition`] name them
 /// for Prometheus.
@@ -61,6 +64,71 @@ pub struct Metrics {
     pub sink_write_seconds: Latency,
     /// How long checkpoints take to write.
     pub checkpoint_seconds: Latency,
+    /// Each partition the source reads, and how far behind its end.
+    pub partitions: Mutex<Vec<PartitionLag>>,
+    /// The last [`RECENT_DEAD_LETTERS`] dead letters, oldest first.
+    pub recent_dead_letters: Mutex<VecDeque<DeadLetterNote>>,
+}
+
+/// How many dead letters [`Metrics::recent_dead_letters`] keeps.
+pub const RECENT_DEAD_LETTERS: usize = 20;
+/// Most characters of a dead letter's input a [`DeadLetterNote`] shows.
+const EXCERPT_CHARS: usize = 160;
+
+/// Where a pipeline is in one partition of its input.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct PartitionLag {
+    pub topic: String,
+    pub partition: i32,
+    /// The next offset the pipeline reads.
+    pub position: i64,
+    /// The partition's end (its high watermark) as the broker last told
+    /// it; unknown until the first fetch answers.
+    pub end: Option<i64>,
+    /// Records between the position and the end: the consumer lag.
+    pub lag: Option<i64>,
+}
+
+impl PartitionLag {
+    pub fn new(topic: &str, partition: i32, position: i64, end: Option<i64>) -> Self {
+        let lag = end.map(|e| (e - position).max(0));
+        PartitionLag { topic: topic.to_string(), partition, position, end, lag }
+    }
+}
+
+/// A dead letter as the status page lists it: why, where, and the start
+/// of its input.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct DeadLetterNote {
+    /// When it was made, ms since the epoch.
+    pub at: i64,
+    /// `decode`, `validate`, `transform` or `sink`.
+    pub stage: String,
+    pub error_class: String,
+    pub message: String,
+    /// `topic[partition]@offset` (a file: `path[0]@line`), when known.
+    pub position: Option<String>,
+    /// The first characters of its input.
+    pub excerpt: String,
+}
+
+impl DeadLetterNote {
+    fn of(d: &DeadLetter) -> Self {
+        let text = String::from_utf8_lossy(&d.raw);
+        let mut excerpt: String = text.chars().take(EXCERPT_CHARS).collect();
+        if excerpt.len() < text.len() {
+            excerpt.push('…');
+        }
+        let stage = serde_json::to_value(d.stage).ok().and_then(|v| v.as_str().map(str::to_string));
+        DeadLetterNote {
+            at: d.at,
+            stage: stage.unwrap_or_default(),
+            error_class: d.error_class.clone(),
+            message: d.message.clone(),
+            position: d.position.as_ref().map(|p| format!("{}[{}]@{}", p.source, p.partition, p.offset)),
+            excerpt,
+        }
+    }
 }
 
 /// A distribution of durations, in seconds.
@@ -122,6 +190,36 @@ impl Metrics {
 
     pub fn watermark(&self) -> Option<i64> {
         Some(self.watermark.0.load(Ordering::Relaxed)).filter(|&w| w != i64::MIN)
+    }
+
+    pub fn set_partitions(&self, partitions: Vec<PartitionLag>) {
+        *self.partitions.lock().unwrap_or_else(PoisonError::into_inner) = partitions;
+    }
+
+    pub fn partitions(&self) -> Vec<PartitionLag> {
+        self.partitions.lock().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    /// The records behind the ends of all partitions whose end is known.
+    pub fn consumer_lag(&self) -> Option<i64> {
+        let partitions = self.partitions.lock().unwrap_or_else(PoisonError::into_inner);
+        partitions.iter().filter_map(|p| p.lag).reduce(|a, b| a + b)
+    }
+
+    /// Keep the newest of `letters` among the recent ones.
+    pub fn note_dead_letters(&self, letters: &[DeadLetter]) {
+        let skip = letters.len().saturating_sub(RECENT_DEAD_LETTERS);
+        let mut recent = self.recent_dead_letters.lock().unwrap_or_else(PoisonError::into_inner);
+        for d in &letters[skip..] {
+            if recent.len() == RECENT_DEAD_LETTERS {
+                recent.pop_front();
+            }
+            recent.push_back(DeadLetterNote::of(d));
+        }
+    }
+
+    pub fn recent_dead_letters(&self) -> Vec<DeadLetterNote> {
+        self.recent_dead_letters.lock().unwrap_or_else(PoisonError::into_inner).iter().cloned().collect()
     }
 }
 
@@ -233,6 +331,21 @@ impl Collector for Scrape {
                 }
             }
         }
+        let mut family = encoder.encode_descriptor(
+            "sluice_consumer_lag",
+            "Records between a partition's end and where the pipeline reads it.",
+            None,
+            MetricType::Gauge,
+        )?;
+        for (pipeline, m) in &self.pipelines {
+            for p in m.partitions() {
+                let Some(lag) = p.lag else { continue };
+                let partition = p.partition.to_string();
+                let labels =
+                    [("pipeline", pipeline.as_str()), ("topic", p.topic.as_str()), ("partition", partition.as_str())];
+                ConstGauge::new(lag).encode(family.encode_family(&labels)?)?;
+            }
+        }
         type Distribution = fn(&Metrics) -> &Latency;
         let histograms: [(&str, &str, Distribution); 3] = [
             ("sluice_guest_call_seconds", "How long calls into the transform module take.", |m| &m.guest_call_seconds),
@@ -274,6 +387,7 @@ mod tests {
         Metrics::add(&b.events_read, 5);
         a.guest_call_seconds.observe(Duration::from_millis(3));
         a.set_watermark(crate::time::now_ms() - 90_000);
+        a.set_partitions(vec![PartitionLag::new("clicks", 3, 40, Some(100)), PartitionLag::new("clicks", 4, 7, None)]);
         let text = exposition(vec![("clicks".into(), a), ("tx".into(), b)]);
         for line in [
             "# TYPE sluice_events_read counter",
@@ -286,14 +400,38 @@ mod tests {
             "sluice_guest_call_seconds_bucket{le=\"0.0016\",pipeline=\"clicks\"} 0",
             "sluice_guest_call_seconds_bucket{le=\"0.0064\",pipeline=\"clicks\"} 1",
             "sluice_watermark_lag_seconds{pipeline=\"clicks\"} 90",
+            "sluice_consumer_lag{pipeline=\"clicks\",topic=\"clicks\",partition=\"3\"} 60",
             "# EOF",
         ] {
             assert!(text.lines().any(|l| l == line), "no line {line:?} in:\n{text}");
         }
         // No watermark yet: no sample rather than a made-up one.
         assert!(!text.contains("sluice_watermark_lag_seconds{pipeline=\"tx\"}"), "{text}");
+        assert!(!text.contains("partition=\"4\""), "an unknown end is no lag of 0: {text}");
         let families = text.lines().filter(|l| l.starts_with("# TYPE")).count();
         let names: std::collections::BTreeSet<&str> = COUNTERS.iter().map(|c| c.name).collect();
-        assert_eq!(families, names.len() + 4 + 3);
+        assert_eq!(families, names.len() + 4 + 1 + 3);
+    }
+
+    #[test]
+    fn keeps_the_newest_dead_letters_with_an_excerpt_of_each() {
+        let m = Metrics::default();
+        let letter = |i: usize| {
+            let position = Some(sluice_sink_api::Position { source: "clicks".into(), partition: 2, offset: i as i64 });
+            let raw = format!("{{\"n\": {i}, \"pad\": \"{}\"}}", "x".repeat(300)).into_bytes();
+            DeadLetter::new(raw, position, sluice_sink_api::Stage::Decode, "invalid_json", format!("bad {i}"))
+        };
+        m.note_dead_letters(&(0..5).map(letter).collect::<Vec<_>>());
+        m.note_dead_letters(&(5..30).map(letter).collect::<Vec<_>>());
+        let recent = m.recent_dead_letters();
+        let messages: Vec<&str> = recent.iter().map(|n| n.message.as_str()).collect();
+        let want: Vec<String> = (10..30).map(|i| format!("bad {i}")).collect();
+        assert_eq!(messages, want);
+        let last = &recent[RECENT_DEAD_LETTERS - 1];
+        assert_eq!(
+            (last.stage.as_str(), last.position.as_deref(), last.excerpt.chars().count()),
+            ("decode", Some("clicks[2]@29"), EXCERPT_CHARS + 1)
+        );
+        assert!(last.excerpt.starts_with("{\"n\": 29, \"pad\": \"xxx") && last.excerpt.ends_with('…'));
     }
 }

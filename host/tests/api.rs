@@ -29,6 +29,7 @@ async fn host() -> anyhow::Result<Host> {
     let data = tempfile::tempdir()?;
     let supervisor = Supervisor::open(data.path(), Runtime::current()?).await?;
     let files = supervisor.files();
+    supervisor.record_history(Duration::from_millis(100));
     let router = api::router(Arc::new(Api { supervisor, token: Some(TOKEN.into()) }));
     Ok(Host { router, files, _data: data })
 }
@@ -211,11 +212,13 @@ async fn wait_for_state(host: &Host, name: &str, state: &str) -> anyhow::Result<
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pipeline_applied_over_the_api_runs_its_registered_module() -> anyhow::Result<()> {
     let host = host().await?;
-    // Keys a (3 events), b (2) in [0, 10s), a again (1) in [10s, 20s).
-    let input: String = [("a", 1_000), ("b", 2_000), ("a", 3_000), ("a", 4_000), ("b", 5_000), ("a", 12_000)]
+    // Keys a (3 events), b (2) in [0, 10s), a again (1) in [10s, 20s);
+    // line 7 is no JSON.
+    let mut input: String = [("a", 1_000), ("b", 2_000), ("a", 3_000), ("a", 4_000), ("b", 5_000), ("a", 12_000)]
         .iter()
         .map(|(k, t)| format!("{{\"user_id\":\"{k}\",\"timestamp\":{t}}}\n"))
         .collect();
+    input.push_str("not JSON at all\n");
     std::fs::write(host.files.join("in.jsonl"), &input)?;
     let (status, _) = host.call(Method::POST, "/modules/counter", module_bytes("misbehave")?).await?;
     assert_eq!(status, StatusCode::CREATED);
@@ -227,8 +230,9 @@ async fn a_pipeline_applied_over_the_api_runs_its_registered_module() -> anyhow:
     let status = wait_for_state(&host, "counts", "STOPPED").await?;
     assert_eq!(status["trace"], "its input ended");
     assert_eq!(status["module"], "counter@1");
-    assert_eq!(status["events_read"], 6);
+    assert_eq!(status["events_read"], 7);
     assert_eq!(status["feature_rows"], 3);
+    assert_eq!(status["dead_letters"], 1);
     let mut rows: Vec<(String, i64, Value)> = common::read_lines(&host.files.join("out/features.jsonl"))
         .iter()
         .map(|r| {
@@ -251,7 +255,8 @@ async fn a_pipeline_applied_over_the_api_runs_its_registered_module() -> anyhow:
     let (status, metrics) = host.text("/metrics").await?;
     assert_eq!(status, StatusCode::OK);
     for line in [
-        "sluice_events_read_total{pipeline=\"counts\"} 6",
+        "sluice_events_read_total{pipeline=\"counts\"} 7",
+        "sluice_dead_letters_total{pipeline=\"counts\",stage=\"decode\"} 1",
         "sluice_feature_rows_total{pipeline=\"counts\"} 3",
         "sluice_windows_fired_total{pipeline=\"counts\",trigger=\"close\"} 3",
     ] {
@@ -266,6 +271,21 @@ async fn a_pipeline_applied_over_the_api_runs_its_registered_module() -> anyhow:
     // next line, 1-based.
     let (_, offsets) = host.get("/pipelines/counts/offsets").await?;
     assert_eq!(offsets["offsets"][0]["offset"], input.lines().count() + 1, "{offsets}");
+
+    // What the status page shows: the dead letter, and samples.
+    let (status, activity) = host.get("/pipelines/counts/activity").await?;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(activity["interval_ms"], 100);
+    let dead = &activity["dead_letters"];
+    assert_eq!(dead.as_array().map(Vec::len), Some(1), "{activity}");
+    assert_eq!((&dead[0]["stage"], &dead[0]["error_class"]), (&json!("decode"), &json!("invalid_json")));
+    assert_eq!(dead[0]["excerpt"], "not JSON at all");
+    assert!(dead[0]["position"].as_str().is_some_and(|p| p.ends_with("in.jsonl[0]@7")), "{activity}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while host.get("/pipelines/counts/activity").await?.1["samples"].as_array().is_none_or(|s| s.len() < 2) {
+        anyhow::ensure!(Instant::now() < deadline, "no samples of counts");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 
     // In use: the module stays.
     let (status, body) = host.call(Method::DELETE, "/modules/counter", Body::empty()).await?;
@@ -351,10 +371,12 @@ async fn plugins_name_what_a_manifest_can_use() -> anyhow::Result<()> {
     let host = host().await?;
     let (status, body) = host.get("/plugins").await?;
     assert_eq!(status, StatusCode::OK);
-    let mut got: Vec<(String, String)> = body
-        .as_array()
-        .into_iter()
-        .flatten()
+    let plugins = body.as_array().cloned().unwrap_or_default();
+    for p in &plugins {
+        assert!(p["description"].as_str().is_some_and(|d| d.len() > 10), "{p}");
+    }
+    let mut got: Vec<(String, String)> = plugins
+        .iter()
         .map(|p| (p["type"].as_str().unwrap_or("").into(), p["class"].as_str().unwrap_or("").into()))
         .collect();
     got.sort();
@@ -406,6 +428,7 @@ async fn the_openapi_document_describes_the_routes_there_are() -> anyhow::Result
         "GET /modules/{name}",
         "GET /pipelines",
         "GET /pipelines/{name}",
+        "GET /pipelines/{name}/activity",
         "GET /pipelines/{name}/config",
         "GET /pipelines/{name}/offsets",
         "GET /pipelines/{name}/status",
@@ -421,5 +444,57 @@ async fn the_openapi_document_describes_the_routes_there_are() -> anyhow::Result
     ];
     assert_eq!(operations, want);
     assert!(doc["components"]["schemas"]["ErrorBody"].is_object(), "{doc}");
+    Ok(())
+}
+
+/// Kafka Connect's rule: a new config does not change whether a pipeline
+/// runs. A paused one keeps its new definition, paused, and runs it when
+/// resumed; a change its checkpoints cannot take needs `?fresh=true`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_pipeline_takes_a_new_config_and_stays_paused_until_resumed() -> anyhow::Result<()> {
+    let host = host().await?;
+    let input: String = [("a", 1_000), ("b", 2_000), ("a", 3_000), ("a", 4_000), ("b", 5_000), ("a", 12_000)]
+        .iter()
+        .map(|(k, t)| format!("{{\"user_id\":\"{k}\",\"timestamp\":{t}}}\n"))
+        .collect();
+    std::fs::write(host.files.join("in.jsonl"), &input)?;
+    let (status, _) = host.call(Method::POST, "/modules/counter", module_bytes("misbehave")?).await?;
+    assert_eq!(status, StatusCode::CREATED);
+    let (status, _) = host.call(Method::POST, "/pipelines", manifest("counts", "counter")).await?;
+    assert_eq!(status, StatusCode::CREATED);
+    wait_for_state(&host, "counts", "STOPPED").await?;
+    let (status, _) = host.call(Method::PUT, "/pipelines/counts/pause", Body::empty()).await?;
+    assert_eq!(status, StatusCode::ACCEPTED);
+
+    // 20 s windows into another file: the checkpoints hold 10 s ones.
+    let wider = manifest("counts", "counter")
+        .replace("size: 10s", "size: 20s")
+        .replace("out/features.jsonl", "out/features-20s.jsonl");
+    let (status, body) = host.call(Method::PUT, "/pipelines/counts/config", wider.clone()).await?;
+    assert_error(status, &body, StatusCode::BAD_REQUEST, "fresh");
+    let (status, body) = host.call(Method::PUT, "/pipelines/counts/config?fresh=true", wider).await?;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["status"]["state"], "PAUSED", "{body}");
+    let (_, config) = host.get("/pipelines/counts/config").await?;
+    assert_eq!(config["window"]["size"], "20s");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!host.files.join("out/features-20s.jsonl").exists(), "a paused pipeline does not run");
+
+    let (status, _) = host.call(Method::PUT, "/pipelines/counts/resume", Body::empty()).await?;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    wait_for_state(&host, "counts", "STOPPED").await?;
+    let mut rows: Vec<(String, i64, Value)> = common::read_lines(&host.files.join("out/features-20s.jsonl"))
+        .iter()
+        .map(|r| {
+            (
+                r["key"].as_str().unwrap_or("").to_string(),
+                r["window_start"].as_i64().unwrap_or(-1),
+                r["features"].clone(),
+            )
+        })
+        .collect();
+    rows.sort_by(|x, y| (&x.0, x.1).cmp(&(&y.0, y.1)));
+    // From the start of the file again (fresh): a has 4 events in [0, 20s), b 2.
+    assert_eq!(rows, vec![("a".into(), 0, json!({"count": 4})), ("b".into(), 0, json!({"count": 2}))]);
     Ok(())
 }

@@ -2,7 +2,9 @@
 //! pushed and a pipeline applied with the CLI client, features in Redis,
 //! pause, a restart of the host process, resume, a config update, delete.
 //! Through all of it the pipeline's state moves by its checkpoints, and
-//! Redis ends as a clean run of the same events leaves it.
+//! Redis ends as a clean run of the same events leaves it. A module
+//! swapped mid-stream (and a swap that fails and rolls back), read back
+//! from the Iceberg table with pyiceberg; the status page in Chromium.
 
 mod common;
 
@@ -11,9 +13,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::{REDIS, Running, Topics, produce, redis_hashes, stored_row};
+use common::{BROKERS, REDIS, Running, Topics, produce, redis_hashes, stored_row};
 use redis::Commands;
-use serde_json::Value;
+use serde_json::{Value, json};
 use sluice_tests::e2e::{self, expected, now_ms, wait_until};
 use sluice_tests::jsonl::parse_line;
 
@@ -29,7 +31,7 @@ struct Host {
 impl Host {
     fn start(data: &Path, log: PathBuf) -> anyhow::Result<Host> {
         let mut child = Command::new(e2e::sluice())
-            .args(["serve", "--bind", "127.0.0.1:0", "--data"])
+            .args(["serve", "--bind", "127.0.0.1:0", "--sample-every", "300ms", "--data"])
             .arg(data)
             .env("SLUICE_TOKEN", TOKEN)
             .stdout(Stdio::piped())
@@ -67,9 +69,15 @@ impl Host {
 
     /// `method path` over HTTP; the status and the JSON body.
     fn call(&self, method: reqwest::Method, path: &str) -> anyhow::Result<(u16, Value)> {
+        self.send(method, path, String::new())
+    }
+
+    /// `method path` with `body`; the status and the JSON body.
+    fn send(&self, method: reqwest::Method, path: &str, body: String) -> anyhow::Result<(u16, Value)> {
         let response = reqwest::blocking::Client::new()
             .request(method, format!("{}{path}", self.url))
             .bearer_auth(TOKEN)
+            .body(body)
             .timeout(Duration::from_secs(120))
             .send()?;
         let status = response.status().as_u16();
@@ -143,6 +151,14 @@ fn a_host_runs_a_pipeline_through_pause_restart_resume_and_update_and_ends_as_a_
     let read = host.wait("clicks", "every event read", |s| s["events_read"] == lines.len())?;
     assert_eq!(read["state"], "RUNNING");
     assert_eq!(read["module"], "session-features@1");
+    // Its lag: the partition's end is the records produced, all read.
+    let caught_up = host.wait("clicks", "no lag", |s| s["consumer_lag"] == 0)?;
+    let partition = json!({"topic": t.input, "partition": 0, "position": lines.len(), "end": lines.len(), "lag": 0});
+    assert_eq!(caught_up["partitions"], json!([partition]), "{caught_up}");
+    let metrics =
+        reqwest::blocking::Client::new().get(format!("{}/metrics", host.url)).bearer_auth(TOKEN).send()?.text()?;
+    let lag = format!("sluice_consumer_lag{{pipeline=\"clicks\",topic=\"{}\",partition=\"0\"}} 0", t.input);
+    assert!(metrics.lines().any(|l| l == lag), "no {lag:?} in\n{metrics}");
 
     // Paused: a checkpoint at the topic's end, and it stays paused.
     let (code, _) = host.call(reqwest::Method::PUT, "/pipelines/clicks/pause")?;
@@ -191,5 +207,253 @@ fn a_host_runs_a_pipeline_through_pause_restart_resume_and_update_and_ends_as_a_
     assert_eq!((code, body["error_code"].clone()), (404, Value::from(404)));
     let (code, _) = host.call(reqwest::Method::DELETE, "/modules/session-features")?;
     assert_eq!(code, 204);
+    Ok(())
+}
+
+/// Events a second apart from 2026-01-01, keyed by a small generator so
+/// that windows hold different counts: (key, event time in ms).
+fn counted_events(n: usize) -> Vec<(String, i64)> {
+    const START: i64 = 1_767_225_600_000;
+    let mut seed: u64 = 7;
+    (0..n)
+        .map(|i| {
+            seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+            (format!("u{}", (seed >> 33) % 17), START + i as i64 * 1_000)
+        })
+        .collect()
+}
+
+fn produce_counted(topic: &str, events: &[(String, i64)]) -> anyhow::Result<()> {
+    use rdkafka::producer::Producer;
+    let producer = sluice_examples::kafka::producer(BROKERS, &[])?;
+    for (key, at) in events {
+        let line = format!("{{\"user_id\":\"{key}\",\"timestamp\":{at}}}");
+        sluice_examples::kafka::send(&producer, topic, Some(key), line.as_bytes())?;
+    }
+    producer.flush(Duration::from_secs(60))?;
+    Ok(())
+}
+
+/// Pipeline `counts`: one-minute windows per user of `t.input`, computed
+/// by `module`, each window a row of the Iceberg table `offline.counts`.
+fn counts_manifest(t: &Topics, module: &str, bounded: bool) -> String {
+    format!(
+        "name: counts
+source: {source}
+events:
+  key: user_id
+  timestamp: {{field: timestamp, format: millis}}
+  max_future_skew: off
+time: {{out_of_orderness: 0s}}
+window: {{type: tumbling, size: 1m}}
+transform: {{module: '{module}'}}
+outputs:
+  features: [{{type: iceberg, warehouse: out/warehouse, namespace: offline, table: counts}}]
+  dead_letters: [{{type: file, path: out/dead.jsonl}}]
+  late_events: [{{type: file, path: out/late.jsonl}}]
+",
+        source = t.source(100, bounded).replace("linger: 2s", "linger: 100ms"),
+    )
+}
+
+/// A module swapped in a running pipeline takes over at one point: every
+/// window is one row of the offline table (none lost, none twice), the
+/// windows that closed before the swap computed by the old module and all
+/// later ones by the new, with the events from before the swap still in
+/// them (its state carried over). A swap to a module the table cannot
+/// take fails to start and rolls back to the module that ran.
+#[test]
+fn a_module_swapped_mid_stream_takes_over_at_one_point_and_a_failed_swap_rolls_back() -> anyhow::Result<()> {
+    let t = Topics::create("swap", 1)?;
+    let dir = tempfile::tempdir()?;
+    let data = dir.path().join("data");
+    let host = Host::start(&data, dir.path().join("serve.log"))?;
+    let module = |name: &str| e2e::root().join(format!("target/modules/{name}.wasm")).display().to_string();
+    // Version 1 counts a window's events; version 2 (another build, the
+    // same feature) counts them times 1,000.
+    assert!(host.cli(&["modules", "push", "count", &module("misbehave")])?.starts_with("count@1 "));
+    let events = counted_events(3_000);
+    produce_counted(&t.input, &events[..1_000])?;
+    let (code, body) = host.send(reqwest::Method::POST, "/pipelines", counts_manifest(&t, "count@1", false))?;
+    assert_eq!(code, 201, "{body}");
+    host.wait("counts", "the first third read", |s| s["events_read"].as_u64() >= Some(1_000))?;
+
+    assert!(host.cli(&["modules", "push", "count", &module("tally")])?.starts_with("count@2 "));
+    let producing = std::thread::spawn({
+        let (topic, rest) = (t.input.clone(), events[1_000..].to_vec());
+        move || -> anyhow::Result<()> {
+            for part in rest.chunks(100) {
+                produce_counted(&topic, part)?;
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            Ok(())
+        }
+    });
+    let (code, body) =
+        host.send(reqwest::Method::PUT, "/pipelines/counts/config", counts_manifest(&t, "count@2", false))?;
+    assert_eq!(code, 200, "the swap: {body}");
+    assert_eq!(host.status("counts")?["module"], "count@2");
+
+    // session-features makes columns the table does not have: it cannot
+    // start, and count@2 runs on.
+    assert!(host.cli(&["modules", "push", "clicks", &module("session-features")])?.starts_with("clicks@1 "));
+    let (code, body) =
+        host.send(reqwest::Method::PUT, "/pipelines/counts/config", counts_manifest(&t, "clicks", false))?;
+    assert_eq!(code, 400, "{body}");
+    assert!(body["message"].as_str().is_some_and(|m| m.contains("has no column")), "{body}");
+    let after = host.wait("counts", "running again", |s| s["state"] == "RUNNING")?;
+    assert_eq!(after["module"], "count@2", "{after}");
+    assert!(host.log_text().contains("the old one runs again"), "{}", host.log_text());
+
+    producing.join().map_err(|_| anyhow::anyhow!("the producer panicked"))??;
+    let (code, body) =
+        host.send(reqwest::Method::PUT, "/pipelines/counts/config", counts_manifest(&t, "count@2", true))?;
+    assert_eq!(code, 200, "{body}");
+    host.wait("counts", "the end of the topic", |s| s["state"] == "STOPPED")?;
+
+    // The windows, counted here from the events.
+    let mut want: std::collections::BTreeMap<(String, i64), i64> = Default::default();
+    for (key, at) in &events {
+        *want.entry((key.clone(), at - at.rem_euclid(60_000))).or_default() += 1;
+    }
+    let rows = e2e::iceberg_rows(&data.join("files/out/warehouse"), "offline.counts")?;
+    let mut got: std::collections::BTreeMap<(String, i64), Vec<(i64, i64)>> = Default::default();
+    for r in &rows {
+        let key = (r["key"].as_str().unwrap_or("?").to_string(), r["window_start"].as_i64().unwrap_or(i64::MIN));
+        got.entry(key).or_default().push((r["count"].as_i64().unwrap_or(-1), r["window_end"].as_i64().unwrap_or(-1)));
+    }
+    let (mut old, mut new) = (Vec::new(), Vec::new());
+    let mut wrong = Vec::new();
+    for (window, n) in &want {
+        match got.get(window).map(Vec::as_slice) {
+            Some(&[(count, end)]) if count == *n => old.push(end),
+            Some(&[(count, end)]) if count == n * 1_000 => new.push(end),
+            other => wrong.push(format!("{window:?} ({n} events): {other:?}")),
+        }
+    }
+    let unknown = got.keys().filter(|w| !want.contains_key(*w)).count();
+    assert!(
+        wrong.is_empty() && unknown == 0,
+        "{} rows for {} windows: {} wrong (first: {:?}), {unknown} unknown",
+        rows.len(),
+        want.len(),
+        wrong.len(),
+        wrong.first()
+    );
+    let (last_old, first_new) = (old.iter().max(), new.iter().min());
+    assert!(
+        !old.is_empty() && !new.is_empty() && last_old < first_new,
+        "the output must switch at one point: {} old rows ending up to {last_old:?}, {} new from {first_new:?}",
+        old.len(),
+        new.len()
+    );
+    Ok(())
+}
+
+/// `n` as the status page writes it (`12,345`).
+fn grouped(n: usize) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// Chromium, headless, with `args`; its stdout.
+fn chromium(args: &[&str]) -> anyhow::Result<String> {
+    let out = Command::new("chromium")
+        .args(["--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--virtual-time-budget=4000"])
+        .args(args)
+        .output()
+        .map_err(|e| anyhow::anyhow!("cannot run chromium ({e}): scripts/setup installs it"))?;
+    anyhow::ensure!(out.status.success(), "chromium failed: {}", String::from_utf8_lossy(&out.stderr));
+    Ok(String::from_utf8(out.stdout)?)
+}
+
+/// The status page, in a real browser: each pipeline with its state and
+/// figures, charts of its recent samples, and its last dead letters with
+/// why they were refused; without the token it asks for one and shows
+/// nothing. A screenshot is kept in `out/test-artifacts/`.
+#[test]
+fn the_status_page_shows_pipelines_their_charts_and_last_dead_letters_in_a_browser() -> anyhow::Result<()> {
+    let example = e2e::session_features();
+    let t = Topics::create("page", 1)?;
+    let dir = tempfile::tempdir()?;
+    let host = Host::start(&dir.path().join("data"), dir.path().join("serve.log"))?;
+    let module = e2e::root().join("target/modules/session-features.wasm");
+    host.cli(&["modules", "push", "session-features", &module.display().to_string()])?;
+    // Clean events, then the only two dead letters.
+    let clean = sluice_examples::Config { events: 2_000, malformed: 0.0, late: 0.0, ..example.config };
+    let lines = produce(&clean, &t.input)?;
+    let bad = ["this is not JSON", "[\"an\", \"array\"]"];
+    produce_lines(&t.input, &bad)?;
+    let prefix = format!("{}:", t.id);
+    let (code, body) = host.send(reqwest::Method::POST, "/pipelines", manifest(&t, &prefix, false)?)?;
+    assert_eq!(code, 201, "{body}");
+    let read = lines.len() + bad.len();
+    host.wait("clicks", "every record read", |s| s["events_read"] == read && s["dead_letters"] == 2)?;
+    // The consumer lag is known once librdkafka's statistics come (every
+    // second).
+    wait_until("samples with every series", Duration::from_secs(30), Duration::from_millis(100), || {
+        let (_, activity) = host.call(reqwest::Method::GET, "/pipelines/clicks/activity")?;
+        let samples = activity["samples"].as_array().cloned().unwrap_or_default();
+        let known = |field: &str| samples.iter().filter(|s| !s[field].is_null()).count();
+        Ok(known("consumer_lag") >= 2 && known("watermark_lag_ms") >= 2)
+    })?;
+
+    let page = format!("{}/#token={TOKEN}", host.url);
+    let dom = chromium(&["--dump-dom", &page])?;
+    for shown in [
+        "data-name=\"clicks\" data-state=\"RUNNING\"".to_string(),
+        format!("<dd data-figure=\"events read\">{}</dd>", grouped(read)),
+        "<dd data-figure=\"dead letters\">2</dd>".to_string(),
+        "<dd data-figure=\"module\">session-features@1</dd>".to_string(),
+        // Both refused records, with their class and where they were.
+        "<td>invalid_json</td>".to_string(),
+        "<td>not_an_object</td>".to_string(),
+        format!("<td>{}[0]@{}</td>", t.input, lines.len()),
+        "this is not JSON".to_string(),
+    ] {
+        assert!(dom.contains(&shown), "the page does not show {shown:?}:\n{dom}");
+    }
+    for series in ["events_per_second", "consumer_lag", "watermark_lag_ms"] {
+        let points = dom
+            .split(&format!("data-series=\"{series}\" data-points=\""))
+            .nth(1)
+            .and_then(|rest| rest.split('"').next())
+            .and_then(|n| n.parse::<usize>().ok());
+        assert!(points.is_some_and(|p| p >= 2), "chart {series}: {points:?} points\n{dom}");
+    }
+    assert!(dom.contains("<polyline points="), "{dom}");
+
+    let artifacts = e2e::root().join("out/test-artifacts");
+    std::fs::create_dir_all(&artifacts)?;
+    let shot = artifacts.join("status-page.png");
+    let _ = std::fs::remove_file(&shot);
+    chromium(&["--window-size=1280,1000", &format!("--screenshot={}", shot.display()), &page])?;
+    let png = std::fs::read(&shot)?;
+    assert!(png.starts_with(b"\x89PNG") && png.len() > 10_000, "{}: {} bytes", shot.display(), png.len());
+    eprintln!("the status page: {}", shot.display());
+
+    // No token: the form asks for it, and nothing is shown.
+    let dom = chromium(&["--dump-dom", &format!("{}/", host.url)])?;
+    assert!(dom.contains("this host needs its token") && !dom.contains("data-name="), "{dom}");
+    assert!(!dom.contains("<form id=\"login\" hidden"), "{dom}");
+    let (code, _) = host.call(reqwest::Method::DELETE, "/pipelines/clicks")?;
+    assert_eq!(code, 204);
+    Ok(())
+}
+
+fn produce_lines(topic: &str, lines: &[&str]) -> anyhow::Result<()> {
+    use rdkafka::producer::Producer;
+    let producer = sluice_examples::kafka::producer(BROKERS, &[])?;
+    for line in lines {
+        sluice_examples::kafka::send(&producer, topic, None, line.as_bytes())?;
+    }
+    producer.flush(Duration::from_secs(60))?;
     Ok(())
 }

@@ -31,7 +31,7 @@ pub use error::{Error, ErrorBody};
 
 use crate::manifest::MAX_MANIFEST_BYTES;
 use crate::registry::{self, MAX_MODULE_BYTES, Version};
-use crate::supervisor::{Offset, Status};
+use crate::supervisor::{Activity, Offset, Status};
 use crate::supervisor::{Supervisor, Target};
 use crate::wasm::Kind;
 
@@ -58,10 +58,28 @@ pub fn router(api: Arc<Api>) -> Router {
             Error::new(StatusCode::NOT_FOUND, "no such resource; see the API reference in the README")
         })
         .layer(middleware::from_fn_with_state(api.clone(), authorize));
-    Router::new().route("/health", get(|| async { Json(json!({"status": "ok"})) })).merge(guarded).with_state(api)
+    // The page holds no data (its script asks the guarded routes, with
+    // the token the user gives it), so it needs no token itself.
+    Router::new()
+        .route("/", get(page))
+        .route("/health", get(|| async { Json(json!({"status": "ok"})) }))
+        .merge(guarded)
+        .with_state(api)
 }
 
-/// The documented routes (all but `/health` and `/openapi.json`).
+/// The status page: a static page whose script charts what
+/// `/pipelines?expand=status` and `/pipelines/{name}/activity` answer.
+async fn page() -> Response {
+    let headers = [
+        (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+        // Everything it shows is built as text nodes; this keeps any other
+        // script (say, one smuggled in a dead letter) from running.
+        (header::CONTENT_SECURITY_POLICY, "default-src 'self'; script-src 'unsafe-inline'; style-src 'unsafe-inline'"),
+    ];
+    (headers, include_str!("page.html")).into_response()
+}
+
+/// The documented routes (all but `/`, `/health` and `/openapi.json`).
 pub fn routes() -> OpenApiRouter<Arc<Api>> {
     let modules = OpenApiRouter::new()
         .routes(routes!(list_modules))
@@ -73,6 +91,7 @@ pub fn routes() -> OpenApiRouter<Arc<Api>> {
         .routes(routes!(get_pipeline, delete_pipeline))
         .routes(routes!(get_config, put_config))
         .routes(routes!(status))
+        .routes(routes!(activity))
         .routes(routes!(offsets))
         .routes(routes!(pause))
         .routes(routes!(resume))
@@ -191,12 +210,15 @@ pub struct Validation {
 /// A kind of source, sink or transform this host has.
 #[derive(Debug, serde::Serialize, utoipa::ToSchema)]
 pub struct Plugin {
-    /// `file`, `kafka`, `redis`, `iceberg`, `window`, `aggregate`.
-    pub class: &'static str,
+    /// What a manifest names it by: `file`, `kafka`, `redis`, `iceberg`,
+    /// `window`, `aggregate`.
+    pub class: String,
     /// `source`, `sink` or `transform`.
     #[serde(rename = "type")]
     pub ty: &'static str,
     pub version: &'static str,
+    /// What it is, from the manifest reference.
+    pub description: String,
 }
 
 // ---- modules ----
@@ -373,6 +395,14 @@ async fn status(State(api): Shared, Path(name): Path<String>) -> Reply {
     Ok(Json(api.supervisor.status(&name).await?).into_response())
 }
 
+/// What the status page charts: samples of its throughput and lags, and
+/// its last dead letters.
+#[utoipa::path(get, path = "/pipelines/{name}/activity", tag = "pipelines", params(("name" = String, Path)),
+    responses((status = 200, body = Activity), (status = 404, body = ErrorBody)))]
+async fn activity(State(api): Shared, Path(name): Path<String>) -> Reply {
+    Ok(Json(api.supervisor.activity(&name).await?).into_response())
+}
+
 #[utoipa::path(get, path = "/pipelines/{name}/offsets", tag = "pipelines", params(("name" = String, Path)),
     responses((status = 200, body = Offsets), (status = 404, body = ErrorBody)))]
 async fn offsets(State(api): Shared, Path(name): Path<String>) -> Reply {
@@ -454,18 +484,13 @@ async fn metrics(State(api): Shared) -> Reply {
 #[utoipa::path(get, path = "/plugins", tag = "host",
     responses((status = 200, body = [Plugin])))]
 async fn plugins() -> Reply {
-    let plugin = |class, ty| Plugin { class, ty, version: env!("CARGO_PKG_VERSION") };
-    Ok(Json(vec![
-        plugin("file", "source"),
-        plugin("kafka", "source"),
-        plugin("file", "sink"),
-        plugin("redis", "sink"),
-        plugin("kafka", "sink"),
-        plugin("iceberg", "sink"),
-        plugin("window", "transform"),
-        plugin("aggregate", "transform"),
-    ])
-    .into_response())
+    use crate::manifest::{SinkConfig, SourceConfig, reference::tags};
+    let plugin = |ty, (class, description)| Plugin { class, ty, version: env!("CARGO_PKG_VERSION"), description };
+    // From the manifest's own types, so a new source or sink shows here.
+    let sources = tags::<SourceConfig>().into_iter().map(|t| plugin("source", t));
+    let sinks = tags::<SinkConfig>().into_iter().map(|t| plugin("sink", t));
+    let transforms = Kind::ALL.into_iter().map(|k| plugin("transform", (k.name().to_string(), k.about().to_string())));
+    Ok(Json(sources.chain(sinks).chain(transforms).collect::<Vec<_>>()).into_response())
 }
 
 impl From<registry::Error> for Error {

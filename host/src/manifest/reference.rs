@@ -16,6 +16,23 @@ pub fn markdown() -> String {
     out
 }
 
+/// The `type` tags of an internally tagged enum's variants, each with its
+/// doc comment (one line): the kinds of source or sink a manifest names.
+pub fn tags<T: schemars::JsonSchema>() -> Vec<(String, String)> {
+    let schema = schemars::schema_for!(T);
+    let root = schema.as_value();
+    let variants = root.get("oneOf").and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default();
+    variants
+        .iter()
+        .filter_map(|v| {
+            let v = resolve(root, v);
+            let tag = v.get("properties")?.get("type")?.get("const")?.as_str()?;
+            let description = v.get("description").and_then(Value::as_str).map(one_line).unwrap_or_default();
+            Some((tag.to_string(), description))
+        })
+        .collect()
+}
+
 fn resolve<'a>(root: &'a Value, v: &'a Value) -> &'a Value {
     match v.get("$ref").and_then(Value::as_str).and_then(|r| r.strip_prefix("#/$defs/")) {
         Some(name) => root.get("$defs").and_then(|d| d.get(name)).map_or(v, |d| resolve(root, d)),

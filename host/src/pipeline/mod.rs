@@ -195,6 +195,10 @@ fn restores(assigned: &mut [Assignment], workers: usize) -> Vec<Option<Snapshot>
     out
 }
 
+/// How often the partitions' consumer lag is brought up to date (the
+/// broker's side of it comes every second, with librdkafka's statistics).
+const LAG_EVERY: Duration = Duration::from_millis(500);
+
 /// How long the reading thread waits for a busy worker before it tends
 /// the source (a Kafka consumer must keep polling).
 const HOLD: Duration = Duration::from_millis(1);
@@ -262,6 +266,7 @@ fn compute(
         }
         let (mut seq, mut epoch) = (0u64, 0u64);
         let mut barrier_due = every.map(|d| Instant::now() + d);
+        let mut lag_due = Instant::now();
         let read = (|| -> Result<()> {
             loop {
                 while let Ok(ack) = acked.try_recv() {
@@ -337,6 +342,10 @@ fn compute(
                 if let Some((read, total)) = source.progress() {
                     Metrics::set(&metrics.source_read, read);
                     Metrics::set(&metrics.source_total, total);
+                }
+                if now >= lag_due {
+                    metrics.set_partitions(source.lag());
+                    lag_due = now + LAG_EVERY;
                 }
                 if let Some(control) = control {
                     epoch += 1;

@@ -447,7 +447,10 @@ impl Outputs {
     ) -> sluice_sink_api::Result<()> {
         let (sinks, batch) = match &item {
             Item::Features(r) => (&mut self.features, Batch::Features(r)),
-            Item::DeadLetters(r) => (&mut self.dead_letters, Batch::DeadLetters(r)),
+            Item::DeadLetters(r) => {
+                metrics.note_dead_letters(r);
+                (&mut self.dead_letters, Batch::DeadLetters(r))
+            }
             Item::LateEvents(r) => (&mut self.late_events, Batch::LateEvents(r)),
             Item::Barrier { .. } => {
                 if let (Item::Barrier { control, done, snapshot }, Some(slot)) = (item, align.arrived.get_mut(worker)) {
@@ -526,6 +529,7 @@ impl Outputs {
                 DeadLetter::new(r.raw, None, Stage::Sink, &r.error_class, format!("{sink}: {}", r.message))
             })
             .collect();
+        metrics.note_dead_letters(&letters);
         for (name, sink) in self.dead_letters.iter_mut() {
             retry(name, sink.as_mut(), Op::Write(Batch::DeadLetters(&letters)), metrics, stop).await?;
             drop_refused(name, sink.as_mut(), metrics);

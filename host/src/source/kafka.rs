@@ -26,6 +26,7 @@ use serde::{Deserialize, Serialize};
 use super::{Assignment, Chunk, Error, Partitions, Polled, Result, Source};
 use crate::checkpoint::{Restored, Store};
 use crate::manifest::Duration;
+use crate::metrics::PartitionLag;
 use crate::time::TimestampFormat;
 
 /// A Kafka source: topics read through a consumer group.
@@ -75,10 +76,12 @@ pub struct KafkaSourceConfig {
     /// `fetch.wait.max.ms: "5"` (brokers such as Tansu hold a fetch that
     /// long even when records are waiting), `fetch.queue.backoff.ms: "10"`
     /// (librdkafka otherwise stops fetching for a second whenever its
-    /// prefetch queue is full), and `session.timeout.ms: "6000"` with
+    /// prefetch queue is full), `session.timeout.ms: "6000"` with
     /// `heartbeat.interval.ms: "2000"` (a host restarted after a crash gets
-    /// its partitions back within seconds, not librdkafka's 45) unless
-    /// given here. Refused, because the
+    /// its partitions back within seconds, not librdkafka's 45), and
+    /// `statistics.interval.ms: "1000"` (the partitions' ends, for the
+    /// consumer lag; `"0"` turns it off) unless given here. Refused,
+    /// because the
     /// delivery guarantee and rebalance handling depend on them:
     /// `bootstrap.servers` and `group.id` (use `brokers` and `group`),
     /// `enable.auto.commit` other than `"false"`, a cooperative
@@ -172,6 +175,39 @@ struct Shared {
     /// Per slot: the partition, and the next offset while this host holds it.
     positions: Vec<(TopicPartition, Option<i64>)>,
     changes: Vec<Change>,
+    /// Each partition's end (high watermark), from librdkafka's statistics.
+    ends: HashMap<TopicPartition, i64>,
+}
+
+/// How often librdkafka reports statistics, where the partitions' ends
+/// (and so the consumer lag) come from.
+const STATISTICS_INTERVAL: &str = "1000";
+
+/// The part of librdkafka's statistics the source reads.
+#[derive(Deserialize)]
+struct Statistics {
+    #[serde(default)]
+    topics: HashMap<String, TopicStatistics>,
+}
+
+#[derive(Deserialize)]
+struct TopicStatistics {
+    #[serde(default)]
+    partitions: HashMap<String, PartitionStatistics>,
+}
+
+#[derive(Deserialize)]
+struct PartitionStatistics {
+    partition: i32,
+    /// -1 until a fetch has answered.
+    hi_offset: i64,
+    // For the trace of a partition that stops moving: librdkafka's side.
+    #[serde(default)]
+    fetch_state: String,
+    #[serde(default)]
+    next_offset: i64,
+    #[serde(default)]
+    fetchq_cnt: i64,
 }
 
 struct Context {
@@ -183,6 +219,32 @@ struct Context {
 }
 
 impl ClientContext for Context {
+    fn stats_raw(&self, statistics: &[u8]) {
+        let parsed: Statistics = match serde_json::from_slice(statistics) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::debug!(error = %e, "librdkafka statistics not understood; consumer lag unknown");
+                return;
+            }
+        };
+        let Ok(mut shared) = self.shared.lock() else { return };
+        for (topic, t) in parsed.topics {
+            // librdkafka's internal partition -1 is no real one.
+            for p in t.partitions.into_values().filter(|p| p.partition >= 0 && p.hi_offset >= 0) {
+                tracing::trace!(
+                    topic,
+                    partition = p.partition,
+                    end = p.hi_offset,
+                    fetch_state = p.fetch_state,
+                    next_offset = p.next_offset,
+                    queued = p.fetchq_cnt,
+                    "librdkafka statistics"
+                );
+                shared.ends.insert((topic.clone(), p.partition), p.hi_offset);
+            }
+        }
+    }
+
     fn error(&self, error: KafkaError, reason: &str) {
         match error {
             // Bounded reading asks for these; they arrive through `poll`.
@@ -396,7 +458,8 @@ impl KafkaSource {
             // Heartbeats come from librdkafka's own thread, so a busy
             // pipeline does not miss them.
             .set("session.timeout.ms", "6000")
-            .set("heartbeat.interval.ms", "2000");
+            .set("heartbeat.interval.ms", "2000")
+            .set("statistics.interval.ms", STATISTICS_INTERVAL);
         if config.stop_at_end {
             client.set("enable.partition.eof", "true");
         }
@@ -703,6 +766,18 @@ impl KafkaSource {
 }
 
 impl Source for KafkaSource {
+    fn lag(&self) -> Vec<PartitionLag> {
+        let ends = self.consumer.context().shared.lock().map(|s| s.ends.clone()).unwrap_or_default();
+        self.slots
+            .iter()
+            .filter(|s| s.assigned)
+            .map(|s| {
+                let end = ends.get(&(s.topic.to_string(), s.partition)).copied();
+                PartitionLag::new(&s.topic, s.partition, s.next, end)
+            })
+            .collect()
+    }
+
     fn progress(&self) -> Option<(u64, u64)> {
         if !self.config.stop_at_end {
             return None;

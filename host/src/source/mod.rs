@@ -83,6 +83,12 @@ pub trait Source {
         None
     }
 
+    /// Each partition read and how far behind its end; empty when the
+    /// source cannot tell (a file).
+    fn lag(&self) -> Vec<crate::metrics::PartitionLag> {
+        Vec::new()
+    }
+
     /// The run's last commit: made before the source closes, waited for,
     /// and checked.
     fn commit_last(&mut self, offsets: &[(usize, i64)]) -> Result<()> {

@@ -15,21 +15,27 @@
 //! - `files/`: where the paths of manifests point; relative paths are
 //!   relative to it, and no path may leave it.
 
+mod history;
 mod paths;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, PoisonError};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use tokio::sync::Mutex;
 
 use crate::checkpoint;
 use crate::manifest::{CheckpointConfig, Document, Finding, Manifest, ManifestError};
+use crate::metrics::{DeadLetterNote, Metrics, PartitionLag};
 use crate::pipeline::{self, Handle, Pipeline, Plan, State, StopMode};
 use crate::registry::{self, Modules, Reference};
 use crate::runtime::Runtime;
 use crate::wasm::Module;
+use history::History;
+pub use history::Sample;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -94,7 +100,8 @@ pub struct Status {
     pub state: Phase,
     /// Why it failed, or why it stopped by itself.
     pub trace: Option<String>,
-    /// `name@version` of its registered module, or the module's path.
+    /// `name@version` of its registered module, or `file <path>` for one
+    /// named by its path.
     pub module: String,
     pub events_read: u64,
     pub feature_rows: u64,
@@ -106,6 +113,22 @@ pub struct Status {
     pub watermark_lag_ms: Option<i64>,
     /// The last checkpoint every sink has committed.
     pub last_checkpoint: Option<u64>,
+    /// Records behind the ends of all its partitions (a Kafka source),
+    /// once the broker has told their ends.
+    pub consumer_lag: Option<i64>,
+    /// Each partition it reads: position, end and lag.
+    pub partitions: Vec<PartitionLag>,
+}
+
+/// What a pipeline has done lately: what the status page shows.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct Activity {
+    /// Time between samples, in ms (`sluice serve --sample-every`).
+    pub interval_ms: u64,
+    /// Oldest first; ten minutes at most at the default interval.
+    pub samples: Vec<Sample>,
+    /// Its current run's last dead letters, oldest first.
+    pub dead_letters: Vec<DeadLetterNote>,
 }
 
 /// A source position of a pipeline's newest checkpoint.
@@ -138,6 +161,10 @@ pub struct Supervisor {
     runtime: Runtime,
     data: PathBuf,
     inner: Mutex<Inner>,
+    /// Short critical sections only, never across an await.
+    history: std::sync::Mutex<History>,
+    /// ms between samples of the history; 0 until it is recorded.
+    sample_ms: AtomicU64,
 }
 
 impl std::fmt::Debug for Supervisor {
@@ -183,7 +210,13 @@ impl Supervisor {
                 Err(e) => tracing::error!(file = %path.display(), "skipping a pipeline definition: {e}"),
             }
         }
-        let supervisor = Arc::new(Supervisor { runtime, data, inner: Mutex::new(Inner { modules, pipelines }) });
+        let supervisor = Arc::new(Supervisor {
+            runtime,
+            data,
+            inner: Mutex::new(Inner { modules, pipelines }),
+            history: Default::default(),
+            sample_ms: AtomicU64::new(0),
+        });
         let names: Vec<String> = {
             let inner = supervisor.inner.lock().await;
             inner
@@ -203,6 +236,29 @@ impl Supervisor {
 
     pub fn runtime(&self) -> &Runtime {
         &self.runtime
+    }
+
+    /// Sample every pipeline's throughput and lags `every` so long as the
+    /// supervisor lives, for [`Supervisor::activity`].
+    pub fn record_history(self: &Arc<Self>, every: Duration) {
+        let every = every.max(Duration::from_millis(100));
+        self.sample_ms.store(every.as_millis() as u64, Ordering::Relaxed);
+        let weak = Arc::downgrade(self);
+        self.runtime.tokio().spawn(async move {
+            let mut ticks = tokio::time::interval(every);
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                ticks.tick().await;
+                let Some(supervisor) = weak.upgrade() else { return };
+                let runs: Vec<(String, Option<Arc<Metrics>>)> = {
+                    let inner = supervisor.inner.lock().await;
+                    let run = |e: &Entry| e.handle.as_ref().map(|h| h.metrics().clone());
+                    inner.pipelines.iter().map(|(name, e)| (name.clone(), run(e))).collect()
+                };
+                let mut history = supervisor.history.lock().unwrap_or_else(PoisonError::into_inner);
+                history.record(std::time::Instant::now(), crate::time::now_ms(), runs);
+            }
+        });
     }
 
     /// Where manifests' paths point.
@@ -268,7 +324,8 @@ impl Supervisor {
     /// `None`) and start it. A running pipeline takes a checkpoint and
     /// stops first; its state carries over unless the change makes it
     /// incompatible (another key, window or fields), which needs `fresh`.
-    /// If the new one cannot start, the old one is started again.
+    /// If the new one cannot start, the old one is started again. A paused
+    /// or stopped pipeline stays so, with the new definition.
     /// Returns whether it was created.
     pub async fn apply(&self, name: Option<&str>, text: &str, fresh: bool) -> Result<(String, bool)> {
         let file = name.map_or_else(|| "request".to_string(), |n| format!("pipelines/{n}"));
@@ -282,6 +339,18 @@ impl Supervisor {
         };
         let old = self.claim(&name, true).await?;
         let created = old.is_none();
+        let old = match old {
+            // Kafka Connect's rule: a new config does not change whether a
+            // pipeline runs. A paused one takes it when resumed.
+            Some(old) if old.definition.target != Target::Running => {
+                let definition = Definition { target: old.definition.target, ..definition };
+                let kept = self.keep_paused(&prepared, &definition, fresh);
+                let definition = if kept.is_ok() { definition } else { old.definition };
+                self.put_back(Entry { definition, handle: old.handle, failed: old.failed, busy: false }).await;
+                return kept.map(|()| (name, false));
+            }
+            old => old,
+        };
         let result = self.replace(&name, old.as_ref(), prepared, fresh).await;
         let mut inner = self.inner.lock().await;
         let entry_of = |handle, failed| Entry { definition: definition.clone(), handle, failed, busy: false };
@@ -320,6 +389,17 @@ impl Supervisor {
                 Err(e)
             }
         }
+    }
+
+    /// Save the new definition of a paused (or stopped) pipeline without
+    /// starting it; `fresh` moves its checkpoints aside now, as a start
+    /// would.
+    fn keep_paused(&self, prepared: &Prepared, definition: &Definition, fresh: bool) -> Result<()> {
+        if fresh && let Some(c) = &prepared.manifest.checkpoint {
+            checkpoint::Store::open(c, &prepared.manifest, true)
+                .map_err(|e| Error::Io { dir: c.dir.display().to_string(), message: e.to_string() })?;
+        }
+        self.save(definition)
     }
 
     /// Stop the old run (checkpoint first), start the new; on failure,
@@ -385,6 +465,17 @@ impl Supervisor {
         let inner = self.inner.lock().await;
         let entry = inner.pipelines.get(name).ok_or_else(|| Error::NotFound(name.to_string()))?;
         Ok(entry.definition.config.clone())
+    }
+
+    /// Its samples and last dead letters.
+    pub async fn activity(&self, name: &str) -> Result<Activity> {
+        let dead_letters = {
+            let inner = self.inner.lock().await;
+            let entry = inner.pipelines.get(name).ok_or_else(|| Error::NotFound(name.to_string()))?;
+            entry.handle.as_ref().map(|h| h.metrics().recent_dead_letters()).unwrap_or_default()
+        };
+        let samples = self.history.lock().unwrap_or_else(PoisonError::into_inner).samples(name);
+        Ok(Activity { interval_ms: self.sample_ms.load(Ordering::Relaxed), samples, dead_letters })
     }
 
     pub async fn status(&self, name: &str) -> Result<Status> {
@@ -669,21 +760,30 @@ fn status_of(entry: &Entry) -> Status {
         (Target::Running, Some(State::Running | State::Stopping(_)), _) => (Phase::Running, None),
         (Target::Running, None, None) => (Phase::Unassigned, None),
     };
-    let module = d.module.as_ref().map_or_else(|| "(a file)".to_string(), registry::Version::reference);
+    let module = d.module.as_ref().map_or_else(|| module_path(&d.config), registry::Version::reference);
     let metrics = entry.handle.as_ref().map(|h| h.metrics().clone());
-    let get = |f: fn(&crate::metrics::Metrics) -> u64| metrics.as_deref().map_or(0, f);
+    let get = |f: fn(&Metrics) -> u64| metrics.as_deref().map_or(0, f);
     let watermark = run.as_ref().and_then(|s| s.watermark);
     Status {
         name: d.name.clone(),
         state,
         trace,
         module,
-        events_read: get(|m| crate::metrics::Metrics::get(&m.events_read)),
-        feature_rows: get(|m| crate::metrics::Metrics::get(&m.feature_rows)),
-        dead_letters: get(crate::metrics::Metrics::dead_letters),
-        late_events: get(|m| crate::metrics::Metrics::get(&m.events_late)),
+        events_read: get(|m| Metrics::get(&m.events_read)),
+        feature_rows: get(|m| Metrics::get(&m.feature_rows)),
+        dead_letters: get(Metrics::dead_letters),
+        late_events: get(|m| Metrics::get(&m.events_late)),
         watermark: watermark.map(crate::time::format_ms),
         watermark_lag_ms: watermark.map(|w| crate::time::now_ms() - w),
         last_checkpoint: run.and_then(|s| s.last_barrier),
+        consumer_lag: metrics.as_deref().and_then(Metrics::consumer_lag),
+        partitions: metrics.as_deref().map(Metrics::partitions).unwrap_or_default(),
     }
+}
+
+/// The module path a manifest names (one not in the registry), as
+/// written: relative to the data directory's `files/`.
+fn module_path(config: &str) -> String {
+    let manifest: serde_yaml::Value = serde_yaml::from_str(config).unwrap_or_default();
+    manifest["transform"]["module"].as_str().map_or_else(|| "?".to_string(), |p| format!("file {p}"))
 }

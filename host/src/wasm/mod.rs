@@ -67,6 +67,16 @@ pub enum Kind {
 }
 
 impl Kind {
+    pub const ALL: [Kind; 2] = [Kind::Window, Kind::Aggregate];
+
+    /// What a module of this kind does, in a line.
+    pub fn about(self) -> &'static str {
+        match self {
+            Kind::Window => "Gets a window's events when it fires and returns its features.",
+            Kind::Aggregate => "Folds each event into a per-window accumulator; returns the features when it fires.",
+        }
+    }
+
     /// As written in a manifest.
     pub fn name(self) -> &'static str {
         match self {
