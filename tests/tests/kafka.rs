@@ -661,6 +661,11 @@ struct Rig {
     checkpoint: String,
     /// Features go to an Iceberg table in this warehouse too.
     iceberg: Option<std::path::PathBuf>,
+    /// The offline table may hold corrections: a window closed early
+    /// (its partition moved and caught up behind the new host's
+    /// watermark) has later rows marked `late`, the newest with all its
+    /// events.
+    corrections: bool,
 }
 
 impl Rig {
@@ -690,7 +695,7 @@ impl Rig {
              late_events: [{{type: file, path: '{d}/late.jsonl'}}]}}"
         );
         let checkpoint = format!("{{dir: '{d}/checkpoints', interval: 200ms}}");
-        Ok(Rig { t, events, dir, prefix, outputs, checkpoint, iceberg: warehouse })
+        Ok(Rig { t, events, dir, prefix, outputs, checkpoint, iceberg: warehouse, corrections: false })
     }
 
     /// Produce the events over a few seconds, one record a batch (Tansu
@@ -805,35 +810,55 @@ impl Rig {
         assert!(wrong.is_empty(), "{what}: {} of {} windows differ; the first: {}", wrong.len(), want.len(), wrong[0]);
         assert_eq!(stored.len(), want.len(), "{what}: windows in Redis");
         if let Some(warehouse) = &self.iceberg {
-            check_offline(what, warehouse, &want)?;
+            check_offline(what, warehouse, &want, self.corrections)?;
         }
         Ok(())
     }
 }
 
 /// The Iceberg table, read with pyiceberg, holds exactly one row per window
-/// (none missing, none twice) with the window's features.
+/// (none missing, none twice) with the window's features. With
+/// `corrections`, a window may have more rows, each different, all but
+/// one `close` marked `late`, and the newest has its features.
 fn check_offline(
     what: &str,
     warehouse: &std::path::Path,
     want: &BTreeMap<(String, i64), Vec<&Value>>,
+    corrections: bool,
 ) -> anyhow::Result<()> {
     let rows = e2e::iceberg_rows(warehouse, "offline.tx")?;
-    let mut got: BTreeMap<(String, i64), Vec<String>> = BTreeMap::new();
+    // Each window's rows, oldest first, as (computed_at, trigger, features).
+    type Rows = Vec<(i64, String, String)>;
+    let mut got: BTreeMap<(String, i64), Rows> = BTreeMap::new();
     for r in &rows {
         let key = (r["key"].as_str().unwrap_or("?").to_string(), r["window_start"].as_i64().unwrap_or(i64::MIN));
         let features: Map<String, Value> =
             ["tx_count", "tx_sum", "distinct_merchants"].into_iter().map(|f| (f.to_string(), r[f].clone())).collect();
-        got.entry(key).or_default().push(format!("{} {}", r["trigger"], canonical(&features)));
+        let at = r["computed_at"].as_i64().unwrap_or(i64::MIN);
+        got.entry(key).or_default().push((at, r["trigger"].to_string(), canonical(&features)));
     }
+    // Stable: rows of one millisecond stay in the order written.
+    got.values_mut().for_each(|rows| rows.sort_by_key(|r| r.0));
     let (mut missing, mut repeated, mut wrong) = (0, 0, Vec::new());
     for ((key, start), events) in want {
-        let expected = format!("\"close\" {}", canonical(&features::tx_velocity(events)));
-        match got.get(&(key.clone(), *start)).map(Vec::as_slice) {
-            None => missing += 1,
-            Some([one]) if *one == expected => {}
-            Some([one]) => wrong.push(format!("{key}:{start}: got {one}, want {expected}")),
-            Some(_) => repeated += 1,
+        let expected = canonical(&features::tx_velocity(events));
+        let Some(rows) = got.get(&(key.clone(), *start)) else {
+            missing += 1;
+            continue;
+        };
+        let distinct: BTreeSet<(&str, &str)> = rows.iter().map(|(_, t, f)| (t.as_str(), f.as_str())).collect();
+        let triggers: Vec<&str> = rows.iter().map(|(_, t, _)| t.as_str()).collect();
+        let newest = &rows[rows.len() - 1];
+        // A window can also start behind the watermark: all its rows late.
+        let closes = triggers.iter().filter(|t| **t == "\"close\"").count();
+        let shape_ok = match corrections {
+            false => triggers == ["\"close\""],
+            true => closes <= 1 && triggers.iter().all(|t| *t == "\"close\"" || *t == "\"late\""),
+        };
+        if distinct.len() < rows.len() || (!corrections && rows.len() > 1) {
+            repeated += 1;
+        } else if !shape_ok || newest.2 != expected {
+            wrong.push(format!("{key}:{start}: got {rows:?}, want the newest {expected}"));
         }
     }
     let unknown = got.keys().filter(|k| !want.contains_key(*k)).count();
@@ -961,6 +986,39 @@ fn members_that_overlap_never_count_an_event_twice() -> anyhow::Result<()> {
     std::thread::sleep(Duration::from_millis(8_000));
     rig.stop(&mut c, "c")?;
     rig.finish_and_check("overlap")
+}
+
+/// A partition that moves on a rebalance goes with a checkpoint of all
+/// its old owner read of it, taken when the group revokes it, and its new
+/// owner starts from exactly there. Checkpoints are otherwise 5 s apart,
+/// so the rebalances fall between them: without the hand-over, the old
+/// owner would publish the rows since its last checkpoint with its next
+/// one while the new owner writes them again from that last one.
+#[test]
+fn a_rebalance_between_checkpoints_writes_each_offline_row_once() -> anyhow::Result<()> {
+    let mut rig = Rig::with_iceberg("handover", 8_000)?;
+    rig.checkpoint = format!("{{dir: '{}/checkpoints', interval: 5s}}", rig.dir.path().display());
+    // A moved partition is read behind its new host's watermark (one per
+    // host, not per partition): windows it closes early are corrected by
+    // `late` rows. Those are new rows; a row written twice is the defect.
+    rig.corrections = true;
+    let group = format!("{}-group", rig.t.id);
+    let producing = rig.produce_slowly();
+    let mut a = rig.spawn(&group, "a")?;
+    wait_for_log(&rig.log("a"), "partitions assigned")?;
+    std::thread::sleep(Duration::from_millis(1_500));
+    // b joins: a hands some partitions over; then b leaves and hands them
+    // back.
+    let mut b = rig.spawn(&group, "b")?;
+    wait_for_log(&rig.log("b"), "partitions assigned")?;
+    std::thread::sleep(Duration::from_millis(1_500));
+    rig.stop(&mut b, "b")?;
+    producing.join().map_err(|_| anyhow::anyhow!("the producer panicked"))??;
+    std::thread::sleep(Duration::from_millis(2_000));
+    rig.stop(&mut a, "a")?;
+    let said = std::fs::read_to_string(rig.log("a"))?;
+    assert!(said.contains("revoked partitions let go checkpointed=true"), "a never handed over:\n{said}");
+    rig.finish_and_check("handover")
 }
 
 /// A checkpoint of another window cannot be restored: `sluice run` refuses

@@ -267,15 +267,23 @@ fn compute(
         let (mut seq, mut epoch) = (0u64, 0u64);
         let mut barrier_due = every.map(|d| Instant::now() + d);
         let mut lag_due = Instant::now();
+        // The barrier a hand-over of revoked partitions waits for.
+        let mut handing_over: Option<u64> = None;
         let read = (|| -> Result<()> {
             loop {
                 while let Ok(ack) = acked.try_recv() {
+                    let epoch = ack.epoch;
                     source.commit(&committable(&mut progress, ack))?;
+                    if handing_over.is_some_and(|e| epoch >= e) {
+                        handing_over = None;
+                        source.release(ack.checkpointed);
+                    }
                 }
                 if stop.cancelled() {
                     return Ok(());
                 }
                 let now = Instant::now();
+                let mut hand_over = false;
                 let (mut shares, last) = match stop.requested() {
                     Some(StopMode::Drain) => {
                         tracing::info!("draining: firing every open window, then writing and committing");
@@ -326,6 +334,14 @@ fn compute(
                             (reader.tick(seq, &[], true), None)
                         }
                         Polled::Idle => (reader.tick(seq, &[], true), None),
+                        // Everything read of the revoked partitions is in
+                        // this barrier's checkpoint; windows are not
+                        // flushed (the partitions' new owner fires them).
+                        Polled::HandOver => {
+                            hand_over = true;
+                            (reader.tick(seq, &[], false), None)
+                        }
+                        Polled::Waiting => continue,
                         // The end of a bounded input: the final watermark
                         // fires every remaining window.
                         Polled::End => (reader.end(seq), Some(Control::End(0))),
@@ -333,7 +349,7 @@ fn compute(
                 };
                 let control = match last {
                     Some(last) => Some(last),
-                    None if barrier_due.is_some_and(|due| now >= due) => Some(Control::Barrier(0)),
+                    None if hand_over || barrier_due.is_some_and(|due| now >= due) => Some(Control::Barrier(0)),
                     None => None,
                 };
                 if let Some(first) = shares.first() {
@@ -350,6 +366,9 @@ fn compute(
                 if let Some(control) = control {
                     epoch += 1;
                     barrier_due = every.map(|d| now + d);
+                    if hand_over {
+                        handing_over = Some(epoch);
+                    }
                     shares.iter_mut().for_each(|s| s.control = Some(control.numbered(epoch)));
                     if checkpoints {
                         let partitions = progress

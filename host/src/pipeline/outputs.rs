@@ -183,6 +183,8 @@ pub(super) struct CutPartition {
 /// What the outputs report back to the source, per barrier.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) struct Ack {
+    /// The barrier's number.
+    pub epoch: u64,
     pub done: Done,
     /// A checkpoint of the barrier is durable: every record before it may
     /// be committed, whatever the windows still hold.
@@ -432,7 +434,7 @@ impl Outputs {
             Metrics::set(&metrics.last_barrier, control.epoch());
         }
         // The source may be gone already (a bounded run that ended).
-        let _ = acks.send(Ack { done, checkpointed: taken == Taken::Checkpointed });
+        let _ = acks.send(Ack { epoch: control.epoch(), done, checkpointed: taken == Taken::Checkpointed });
         Ok(control.is_last())
     }
 

@@ -10,15 +10,26 @@
 //!
 //! The assignment callback re-assigns with explicit offsets, which needs
 //! the eager rebalance protocol (librdkafka's default `range,roundrobin`).
+//!
+//! With checkpoints, revoked partitions are handed over rather than
+//! dropped: the revocation callback pauses them and returns without
+//! letting them go (the group waits, up to `max.poll.interval.ms`), the
+//! pipeline takes a checkpoint of all that was read, and only once it is
+//! acknowledged does the source unassign. The partitions' new owner then
+//! restores exactly the state and position at which this host's outputs
+//! stop (Kafka Streams commits its tasks on revocation for the same
+//! reason).
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration as StdDuration, Instant};
 
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::Message;
+use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -164,7 +175,12 @@ type TopicPartition = (String, i32);
 enum Change {
     /// Each partition's start, end, and state restored from a checkpoint.
     Assign(Vec<(TopicPartition, i64, i64, Option<Restored>)>),
-    Revoke(Vec<TopicPartition>),
+    /// `deferred`: the partitions are paused, not let go, until the
+    /// pipeline has checkpointed them.
+    Revoke {
+        gone: Vec<TopicPartition>,
+        deferred: bool,
+    },
     Failed(String),
 }
 
@@ -177,6 +193,9 @@ struct Shared {
     changes: Vec<Change>,
     /// Each partition's end (high watermark), from librdkafka's statistics.
     ends: HashMap<TopicPartition, i64>,
+    /// A revocation is waiting for the hand-over checkpoint: the
+    /// partitions are still assigned.
+    deferred: bool,
 }
 
 /// How often librdkafka reports statistics, where the partitions' ends
@@ -216,6 +235,8 @@ struct Context {
     /// Checkpoints: a partition given to this host starts from the newest
     /// checkpoint that holds it, with that checkpoint's state.
     checkpoints: Option<Arc<Store>>,
+    /// The consumer is closing: revocations let go at once.
+    closing: AtomicBool,
 }
 
 impl ClientContext for Context {
@@ -269,25 +290,45 @@ impl ConsumerContext for Context {
         }
     }
 
-    fn pre_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        if let Rebalance::Revoke(tpl) = rebalance {
-            let gone = tpl.elements().iter().map(|e| (e.topic().to_string(), e.partition())).collect();
-            self.record(Change::Revoke(gone));
-        }
-    }
-
-    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        match rebalance {
-            Rebalance::Assign(tpl) => {
+    /// Replaces rdkafka's default, which lets revoked partitions go at
+    /// once, to defer a revocation until its hand-over checkpoint (see the
+    /// module's documentation). Runs inside `poll`.
+    fn rebalance(&self, consumer: &BaseConsumer<Self>, err: RDKafkaRespErr, tpl: &mut TopicPartitionList) {
+        match err {
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
                 let change = match self.starts(consumer, tpl) {
                     Ok(starts) => starts,
                     Err(e) => Change::Failed(e),
                 };
                 self.record(change);
             }
-            Rebalance::Revoke(_) => {}
-            Rebalance::Error(e) => self.record(Change::Failed(format!("rebalance failed: {e}"))),
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
+                let gone = tpl.elements().iter().map(|e| (e.topic().to_string(), e.partition())).collect();
+                let deferred = self.checkpoints.is_some() && !self.closing.load(Ordering::SeqCst);
+                if deferred && let Err(e) = consumer.pause(tpl) {
+                    // Records read past the pause are dropped before the
+                    // checkpoint's cut is taken anyway.
+                    tracing::warn!(error = %e, "cannot pause the revoked partitions");
+                }
+                if let Ok(mut shared) = self.shared.lock() {
+                    shared.deferred = deferred;
+                    shared.changes.push(Change::Revoke { gone, deferred });
+                }
+                if !deferred {
+                    unassign(consumer);
+                }
+            }
+            e => {
+                self.record(Change::Failed(format!("rebalance failed: {}", KafkaError::Rebalance(e.into()))));
+                unassign(consumer);
+            }
         }
+    }
+}
+
+fn unassign(consumer: &BaseConsumer<Context>) {
+    if let Err(e) = consumer.unassign() {
+        tracing::warn!(error = %e, "cannot let the revoked partitions go");
     }
 }
 
@@ -428,6 +469,20 @@ pub struct KafkaSource {
     /// A record of a partition assigned inside a poll, kept for after the
     /// assignment.
     pending: Option<rdkafka::message::OwnedMessage>,
+    /// Where a hand-over of revoked partitions is.
+    handing_over: Option<HandingOver>,
+}
+
+/// The steps of a hand-over (see the module's documentation).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum HandingOver {
+    /// The group revoked partitions; the pipeline has yet to be told
+    /// (records read before the revocation go out first).
+    Asked,
+    /// The pipeline is taking the hand-over checkpoint.
+    Told,
+    /// The partitions were let go; the group's next assignment ends it.
+    Released,
 }
 
 /// How long a consumer without partitions waits before it says so, and
@@ -466,7 +521,12 @@ impl KafkaSource {
         for (k, v) in &config.properties {
             client.set(k, v);
         }
-        let context = Context { start: config.start.clone(), shared: Mutex::default(), checkpoints };
+        let context = Context {
+            start: config.start.clone(),
+            shared: Mutex::default(),
+            checkpoints,
+            closing: AtomicBool::new(false),
+        };
         let consumer: BaseConsumer<Context> =
             client.create_with_context(context).map_err(kafka_err("cannot create the consumer"))?;
         let topics: Vec<&str> = config.topics.iter().map(String::as_str).collect();
@@ -486,6 +546,7 @@ impl KafkaSource {
             said_waiting: None,
             again: 0,
             pending: None,
+            handing_over: None,
         })
     }
 
@@ -499,7 +560,13 @@ impl KafkaSource {
         for change in changes.unwrap_or_default() {
             match change {
                 Change::Failed(e) => return Err(Error::Kafka(e)),
-                Change::Revoke(gone) => self.revoking.extend(gone),
+                Change::Revoke { gone, deferred } => {
+                    if deferred {
+                        tracing::info!(partitions = ?gone, "partitions revoked: handing them over at a checkpoint");
+                        self.handing_over = Some(HandingOver::Asked);
+                    }
+                    self.revoking.extend(gone);
+                }
                 Change::Assign(mut starts) => {
                     let mut assigned = Vec::new();
                     for ((topic, partition), start, end, restored) in &mut starts {
@@ -561,6 +628,12 @@ impl KafkaSource {
                         tracing::info!(partitions = ?revoked, "partitions revoked");
                         self.notes.push_back(Polled::Revoked(revoked));
                     }
+                    // librdkafka keeps a partition paused across unassign
+                    // and assign (a hand-over pauses it); a long hold
+                    // pauses again when it has to.
+                    self.handing_over = None;
+                    self.consumer.resume(&self.assignment()).map_err(kafka_err("cannot resume"))?;
+                    self.paused = false;
                     if !assigned.is_empty() {
                         let slots: Vec<usize> = assigned.iter().map(|a| a.slot).collect();
                         tracing::info!(partitions = ?self.describe(&slots), "partitions assigned");
@@ -793,14 +866,17 @@ impl Source for KafkaSource {
     fn poll(&mut self) -> Result<Polled> {
         self.held_since = None;
         self.note_waiting();
-        if self.paused {
-            self.consumer.resume(&self.assignment()).map_err(kafka_err("cannot resume"))?;
-            self.paused = false;
-        }
         self.take_changes()?;
         // Assignments come before the records of what they assign.
         if let Some(note) = self.notes.pop_front() {
             return Ok(note);
+        }
+        if let Some(polled) = self.hand_over()? {
+            return Ok(polled);
+        }
+        if self.paused {
+            self.consumer.resume(&self.assignment()).map_err(kafka_err("cannot resume"))?;
+            self.paused = false;
         }
         // A partition's end comes after its records (it lets the
         // watermark pass them).
@@ -810,12 +886,7 @@ impl Source for KafkaSource {
         if self.at_end() {
             return Ok(Polled::End);
         }
-        let mut chunk = self.held.take().unwrap_or_else(|| Chunk::new(self.partitions.clone()));
-        if let Some(m) = self.pending.take()
-            && let Some(slot) = self.slot_of(m.topic(), m.partition())
-        {
-            keep(&mut self.slots, self.consumer.context(), &mut chunk, (slot, m.offset(), m.payload()), self.max_bytes);
-        }
+        let mut chunk = self.held_chunk();
         let step = self.config.step.max(1);
         let linger = self.config.linger.std();
         let mut started = (!chunk.is_empty()).then(Instant::now);
@@ -861,14 +932,14 @@ impl Source for KafkaSource {
             self.consumer.pause(&self.assignment()).map_err(kafka_err("cannot pause"))?;
             self.paused = true;
         }
+        // Records read after the hand-over's cut are not this host's to
+        // keep.
+        if matches!(self.handing_over, Some(HandingOver::Told | HandingOver::Released)) {
+            return self.wait_out(wait);
+        }
         // The held chunk keeps at most a step: steps are the same size
         // however often the source is held.
-        let mut chunk = self.held.take().unwrap_or_else(|| Chunk::new(self.partitions.clone()));
-        if let Some(m) = self.pending.take()
-            && let Some(slot) = self.slot_of(m.topic(), m.partition())
-        {
-            keep(&mut self.slots, self.consumer.context(), &mut chunk, (slot, m.offset(), m.payload()), self.max_bytes);
-        }
+        let mut chunk = self.held_chunk();
         // At least one poll, even for a zero wait.
         let until = Instant::now() + wait;
         loop {
@@ -884,6 +955,24 @@ impl Source for KafkaSource {
         }
         self.held = (!chunk.is_empty()).then_some(chunk);
         Ok(())
+    }
+
+    fn release(&mut self, checkpointed: bool) {
+        if self.handing_over != Some(HandingOver::Told) {
+            return;
+        }
+        if !checkpointed {
+            tracing::warn!(
+                "the hand-over checkpoint failed: the partitions' new owner starts from an older checkpoint, and \
+                 feature rows since then may be written twice"
+            );
+        }
+        if let Ok(mut shared) = self.consumer.context().shared.lock() {
+            shared.deferred = false;
+        }
+        unassign(&self.consumer);
+        self.handing_over = Some(HandingOver::Released);
+        tracing::info!(checkpointed, "revoked partitions let go");
     }
 
     fn commit(&mut self, offsets: &[(usize, i64)]) -> Result<()> {
@@ -915,7 +1004,59 @@ impl Source for KafkaSource {
     }
 }
 
+/// How long a poll waits while a hand-over is under way: the pipeline
+/// is waiting for the checkpoint's acknowledgement meanwhile.
+const HAND_OVER_POLL: StdDuration = StdDuration::from_millis(10);
+
 impl KafkaSource {
+    /// The records held back, and a record kept for after its assignment.
+    fn held_chunk(&mut self) -> Chunk {
+        let mut chunk = self.held.take().unwrap_or_else(|| Chunk::new(self.partitions.clone()));
+        if let Some(m) = self.pending.take()
+            && let Some(slot) = self.slot_of(m.topic(), m.partition())
+        {
+            keep(&mut self.slots, self.consumer.context(), &mut chunk, (slot, m.offset(), m.payload()), self.max_bytes);
+        }
+        chunk
+    }
+
+    /// What to hand out while partitions are being handed over.
+    fn hand_over(&mut self) -> Result<Option<Polled>> {
+        match self.handing_over {
+            None => Ok(None),
+            Some(HandingOver::Asked) => {
+                // Records read before the revocation are in the checkpoint.
+                let chunk = self.held_chunk();
+                if !chunk.is_empty() {
+                    return Ok(Some(Polled::Chunk { chunk, caught_up: true }));
+                }
+                self.handing_over = Some(HandingOver::Told);
+                Ok(Some(Polled::HandOver))
+            }
+            Some(HandingOver::Told | HandingOver::Released) => {
+                self.wait_out(HAND_OVER_POLL)?;
+                Ok(Some(self.notes.pop_front().unwrap_or(Polled::Waiting)))
+            }
+        }
+    }
+
+    /// Keep polling (the rebalance goes on inside `poll`) without taking
+    /// records: one that arrives is dropped without moving its partition's
+    /// position, so whoever holds the partition next reads it.
+    fn wait_out(&mut self, wait: StdDuration) -> Result<()> {
+        match self.consumer.poll(wait) {
+            Some(Ok(m)) => tracing::trace!(
+                topic = m.topic(),
+                partition = m.partition(),
+                offset = m.offset(),
+                "record after the hand-over's cut, left to the next owner"
+            ),
+            Some(Err(KafkaError::PartitionEOF(_))) | None => {}
+            Some(Err(e)) => tracing::warn!(error = %e, "kafka consumer"),
+        }
+        self.take_changes()
+    }
+
     /// Offsets of assigned slots, for a commit.
     fn offsets(&self, offsets: &[(usize, i64)]) -> Result<TopicPartitionList> {
         let mut tpl = TopicPartitionList::new();
@@ -935,5 +1076,17 @@ impl KafkaSource {
                 self.slots.get(slot).map(|s| format!("{}[{}]@{offset}", s.topic, s.partition))
             })
             .collect()
+    }
+}
+
+impl Drop for KafkaSource {
+    /// A source dropped in the middle of a hand-over lets its partitions
+    /// go; closing the consumer then revokes without waiting.
+    fn drop(&mut self) {
+        let context = self.consumer.context();
+        context.closing.store(true, Ordering::SeqCst);
+        if context.shared.lock().is_ok_and(|s| s.deferred) {
+            unassign(&self.consumer);
+        }
     }
 }

@@ -34,10 +34,21 @@ pub enum Polled {
     /// Partitions now read, before any of their records.
     Assigned(Vec<Assignment>),
     /// Partitions taken away (a consumer-group rebalance): their windows
-    /// are dropped; their new owner rebuilds them from committed offsets.
+    /// are dropped; their new owner restores them from the checkpoint
+    /// taken at the hand-over, or (without checkpoints) rebuilds them
+    /// from committed offsets.
     Revoked(Vec<usize>),
     /// Bounded partitions that reached their end.
     Finished(Vec<usize>),
+    /// The group is taking partitions away and waits while this host
+    /// hands them over: everything read has been handed out, and the
+    /// pipeline is to take a checkpoint now and call
+    /// [`Source::release`] once it is acknowledged. The new owner then
+    /// starts from that checkpoint, where this host's outputs end.
+    HandOver,
+    /// A hand-over is under way: no records until the partitions are let
+    /// go and the group has assigned them again.
+    Waiting,
     /// Nothing arrived for a while: time to look at idle partitions.
     Idle,
     /// A bounded source was read to its end.
@@ -88,6 +99,11 @@ pub trait Source {
     fn lag(&self) -> Vec<crate::metrics::PartitionLag> {
         Vec::new()
     }
+
+    /// The checkpoint asked for by [`Polled::HandOver`] is acknowledged
+    /// (`checkpointed`: it is durable and the sinks committed it): let the
+    /// revoked partitions go.
+    fn release(&mut self, _checkpointed: bool) {}
 
     /// The run's last commit: made before the source closes, waited for,
     /// and checked.
