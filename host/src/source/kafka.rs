@@ -306,8 +306,9 @@ impl ConsumerContext for Context {
                 let gone = tpl.elements().iter().map(|e| (e.topic().to_string(), e.partition())).collect();
                 let deferred = self.checkpoints.is_some() && !self.closing.load(Ordering::SeqCst);
                 if deferred && let Err(e) = consumer.pause(tpl) {
-                    // Records read past the pause are dropped before the
-                    // checkpoint's cut is taken anyway.
+                    // Not fatal: records that still arrive once the
+                    // checkpoint is under way are dropped, left to the
+                    // next owner.
                     tracing::warn!(error = %e, "cannot pause the revoked partitions");
                 }
                 if let Ok(mut shared) = self.shared.lock() {
