@@ -661,8 +661,7 @@ impl Manifest {
                     SinkConfig::File(c) => paths.push((format!("{at}.path"), &mut c.path)),
                     SinkConfig::Iceberg(c) => {
                         paths.push((format!("{at}.warehouse"), &mut c.warehouse));
-                        let sluice_sink_iceberg::CatalogConfig::Sql { path, .. } = &mut c.catalog;
-                        if let Some(p) = path {
+                        if let sluice_sink_iceberg::CatalogConfig::Sql { path: Some(p), .. } = &mut c.catalog {
                             paths.push((format!("{at}.catalog.path"), p));
                         }
                     }

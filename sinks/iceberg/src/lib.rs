@@ -6,7 +6,9 @@
 //! partitioned by day of `window_end`. It is created from the module's
 //! declared features when missing, registered in the SQL catalog on a
 //! SQLite file (what pyiceberg's `SqlCatalog` and Java's `JdbcCatalog`
-//! read).
+//! read) or in a REST catalog (a cluster's: Polaris, Lakekeeper, Nessie,
+//! Gravitino, Unity, …). Data files go under a directory this host can
+//! write, local or shared.
 //!
 //! Two-phase commit on the checkpoint, as Flink's Iceberg committer: rows
 //! go to data files as they come; at a barrier the files are closed and
@@ -22,7 +24,7 @@
 mod columns;
 mod staging;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -38,7 +40,8 @@ use iceberg::writer::file_writer::rolling_writer::RollingFileWriterBuilder;
 use iceberg::writer::partitioning::PartitioningWriter;
 use iceberg::writer::partitioning::fanout_writer::FanoutWriter;
 use iceberg::{Catalog, CatalogBuilder, NamespaceIdent, TableCreation, TableIdent};
-use iceberg_catalog_sql::{SqlBindStyle, SqlCatalog, SqlCatalogBuilder};
+use iceberg_catalog_rest::{REST_CATALOG_PROP_URI, REST_CATALOG_PROP_WAREHOUSE, RestCatalogBuilder};
+use iceberg_catalog_sql::{SqlBindStyle, SqlCatalogBuilder};
 use parquet::file::properties::WriterProperties;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -52,8 +55,11 @@ use staging::Staging;
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct IcebergSinkConfig {
-    /// Local directory the tables' data and metadata go under
-    /// (`{warehouse}/{namespace}/{table}`); created when missing.
+    /// Directory the tables' data and metadata go under
+    /// (`{warehouse}/{namespace}/{table}`), local or a shared mount every
+    /// host writes the same; created when missing. With a REST catalog
+    /// too: a table this sink creates is placed here, whatever the
+    /// catalog's default.
     pub warehouse: PathBuf,
     /// The catalog the table is registered in.
     #[serde(default)]
@@ -85,6 +91,25 @@ pub enum CatalogConfig {
         #[serde(default = "default_catalog_name")]
         name: String,
     },
+    /// An Iceberg REST catalog: a cluster's (Polaris, Lakekeeper, Nessie,
+    /// Gravitino, Unity, AWS Glue's REST endpoint). The table's files must
+    /// be where this host can write them (`warehouse`): object stores are
+    /// not supported yet.
+    Rest {
+        /// The catalog's base URL, without `/v1`:
+        /// `https://catalog.example.com/api/catalog`.
+        uri: String,
+        /// The warehouse to ask the catalog for (the REST `warehouse`
+        /// property), where the catalog serves several.
+        #[serde(default)]
+        warehouse: Option<String>,
+        /// More client properties, passed as they are: `token` (a bearer
+        /// token), `credential` (`client_id:client_secret` for OAuth2) with
+        /// `oauth2-server-uri` and `scope`, `prefix`, `header.NAME` (a
+        /// header on every request).
+        #[serde(default)]
+        properties: BTreeMap<String, String>,
+    },
 }
 
 fn default_catalog_name() -> String {
@@ -109,7 +134,7 @@ const SUMMARY_PIPELINE: &str = "sluice.pipeline";
 
 pub struct IcebergSink {
     name: String,
-    catalog: SqlCatalog,
+    catalog: Arc<dyn Catalog>,
     table: Table,
     columns: Columns,
     splitter: RecordBatchPartitionSplitter,
@@ -155,18 +180,9 @@ impl IcebergSink {
         std::fs::create_dir_all(warehouse)
             .map_err(|e| fatal(format!("cannot create the warehouse {}: {e}", warehouse.display())))?;
         let warehouse_url = file_url(warehouse).map_err(|e| fatal(format!("{}: {e}", warehouse.display())))?;
-        let CatalogConfig::Sql { path, name: catalog_name } = &config.catalog;
-        let db = path.clone().unwrap_or_else(|| warehouse.join("catalog.db"));
-        let catalog = SqlCatalogBuilder::default()
-            .uri(format!("sqlite:{}?mode=rwc", db.display()))
-            .warehouse_location(warehouse_url)
-            .sql_bind_style(SqlBindStyle::QMark)
-            .with_storage_factory(Arc::new(iceberg::io::LocalFsStorageFactory))
-            .load(catalog_name.clone(), HashMap::new())
-            .await
-            .map_err(|e| fatal(format!("cannot open the SQL catalog {}: {e}", db.display())))?;
+        let catalog = open_catalog(config, warehouse_url).await.map_err(&fatal)?;
         let mut columns = Columns::new(&context.schema).map_err(&fatal)?;
-        let table = open_table(&catalog, config, &columns).await.map_err(&fatal)?;
+        let table = open_table(catalog.as_ref(), config, &columns).await.map_err(&fatal)?;
         columns.bind(table.metadata().current_schema()).map_err(&fatal)?;
         let metadata = table.metadata();
         let splitter = RecordBatchPartitionSplitter::try_new_with_computed_values(
@@ -270,7 +286,8 @@ impl IcebergSink {
         let tx = Transaction::new(&self.table);
         let action = tx.fast_append().add_data_files(files).set_snapshot_properties(properties);
         let tx = action.apply(tx).map_err(|e| retriable(format!("cannot append to {ident}: {e}")))?;
-        self.table = tx.commit(&self.catalog).await.map_err(|e| retriable(format!("cannot commit to {ident}: {e}")))?;
+        self.table =
+            tx.commit(self.catalog.as_ref()).await.map_err(|e| retriable(format!("cannot commit to {ident}: {e}")))?;
         Ok(())
     }
 
@@ -293,9 +310,41 @@ impl IcebergSink {
     }
 }
 
+/// Connect to the catalog `config` names; local files in either case.
+async fn open_catalog(config: &IcebergSinkConfig, warehouse_url: String) -> Result<Arc<dyn Catalog>, String> {
+    let files = Arc::new(iceberg::io::LocalFsStorageFactory);
+    Ok(match &config.catalog {
+        CatalogConfig::Sql { path, name } => {
+            let db = path.clone().unwrap_or_else(|| config.warehouse.join("catalog.db"));
+            let catalog = SqlCatalogBuilder::default()
+                .uri(format!("sqlite:{}?mode=rwc", db.display()))
+                .warehouse_location(warehouse_url)
+                .sql_bind_style(SqlBindStyle::QMark)
+                .with_storage_factory(files)
+                .load(name.clone(), HashMap::new())
+                .await
+                .map_err(|e| format!("cannot open the SQL catalog {}: {e}", db.display()))?;
+            Arc::new(catalog)
+        }
+        CatalogConfig::Rest { uri, warehouse, properties } => {
+            let mut props: HashMap<String, String> = properties.clone().into_iter().collect();
+            props.insert(REST_CATALOG_PROP_URI.to_string(), uri.clone());
+            if let Some(w) = warehouse {
+                props.insert(REST_CATALOG_PROP_WAREHOUSE.to_string(), w.clone());
+            }
+            let catalog = RestCatalogBuilder::default()
+                .with_storage_factory(files)
+                .load("sluice", props)
+                .await
+                .map_err(|e| format!("cannot open the REST catalog {uri}: {e}"))?;
+            Arc::new(catalog)
+        }
+    })
+}
+
 /// Load the table, or create it (and its namespace) from `columns`. An
 /// existing table must have the columns the module's features make.
-async fn open_table(catalog: &SqlCatalog, config: &IcebergSinkConfig, columns: &Columns) -> Result<Table, String> {
+async fn open_table(catalog: &dyn Catalog, config: &IcebergSinkConfig, columns: &Columns) -> Result<Table, String> {
     let namespace = NamespaceIdent::new(config.namespace.clone());
     let ident = TableIdent::new(namespace.clone(), config.table.clone());
     let err = |what: &str, e: iceberg::Error| format!("{what} {ident}: {e}");
@@ -312,8 +361,13 @@ async fn open_table(catalog: &SqlCatalog, config: &IcebergSinkConfig, columns: &
             return Err(err("cannot create the namespace of", e));
         }
     }
+    // Placed under the warehouse whichever the catalog: a REST catalog's
+    // default location may be where this host cannot write.
+    let location = file_url(&config.warehouse.join(&config.namespace).join(&config.table))
+        .map_err(|e| format!("{}: {e}", config.warehouse.display()))?;
     let creation = TableCreation::builder()
         .name(config.table.clone())
+        .location(location)
         .schema(columns.schema().clone())
         .partition_spec(columns.partition_spec())
         .build();

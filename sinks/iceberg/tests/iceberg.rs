@@ -86,11 +86,13 @@ fn expected(i: i64) -> Value {
 
 struct Table {
     dir: tempfile::TempDir,
+    /// The sink's `catalog`, as YAML; the SQL catalog when `None`.
+    catalog: Option<String>,
 }
 
 impl Table {
     fn new() -> anyhow::Result<Table> {
-        Ok(Table { dir: tempfile::tempdir()? })
+        Ok(Table { dir: tempfile::tempdir()?, catalog: None })
     }
 
     fn warehouse(&self) -> PathBuf {
@@ -98,7 +100,9 @@ impl Table {
     }
 
     fn config(&self) -> IcebergSinkConfig {
-        let yaml = format!("{{warehouse: '{}', namespace: offline, table: features}}", self.warehouse().display());
+        let catalog = self.catalog.as_ref().map(|c| format!(", catalog: {c}")).unwrap_or_default();
+        let yaml =
+            format!("{{warehouse: '{}', namespace: offline, table: features{catalog}}}", self.warehouse().display());
         serde_yaml::from_str(&yaml).unwrap_or_else(|e| panic!("config: {e}"))
     }
 
@@ -134,12 +138,9 @@ impl Table {
     /// pyiceberg's `scripts/iceberg-read` with `args`: its output lines as
     /// JSON.
     fn read(&self, args: &[&str]) -> anyhow::Result<Vec<Value>> {
-        let python = std::env::var("SLUICE_PYTHON").map(PathBuf::from).unwrap_or_else(|_| {
-            Path::new(&std::env::var("HOME").unwrap_or_default()).join(".cache/sluice/venv/bin/python")
-        });
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/iceberg-read");
+        let python = python();
         let out = std::process::Command::new(&python)
-            .arg(script)
+            .arg(script("iceberg-read"))
             .arg("--warehouse")
             .arg(self.warehouse())
             .args(["--table", "offline.features"])
@@ -167,6 +168,54 @@ impl Table {
             std::fs::read_dir(dir)?.filter_map(|e| e.ok()?.file_name().into_string().ok()).collect();
         names.sort();
         Ok(names)
+    }
+}
+
+/// The project's virtualenv Python (scripts/setup makes it).
+fn python() -> PathBuf {
+    std::env::var("SLUICE_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| Path::new(&std::env::var("HOME").unwrap_or_default()).join(".cache/sluice/venv/bin/python"))
+}
+
+fn script(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts").join(name)
+}
+
+/// `scripts/iceberg-rest`: a REST catalog over the SQL catalog of the
+/// table's warehouse (the same SQLite file `Table::read` reads through),
+/// requiring `token`.
+struct RestCatalog {
+    child: std::process::Child,
+    uri: String,
+}
+
+impl RestCatalog {
+    fn start(t: &Table, token: &str) -> anyhow::Result<RestCatalog> {
+        use std::io::BufRead;
+        let mut child = std::process::Command::new(python())
+            .arg(script("iceberg-rest"))
+            .arg("--warehouse")
+            .arg(t.warehouse())
+            .args(["--token", token])
+            .stdout(std::process::Stdio::piped())
+            .spawn()?;
+        let mut line = String::new();
+        if let Some(out) = child.stdout.take() {
+            std::io::BufReader::new(out).read_line(&mut line)?;
+        }
+        let Some(uri) = line.trim().strip_prefix("listening on ") else {
+            let _ = child.kill();
+            anyhow::bail!("scripts/iceberg-rest did not start: {line:?}");
+        };
+        Ok(RestCatalog { uri: uri.to_string(), child })
+    }
+}
+
+impl Drop for RestCatalog {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
@@ -288,5 +337,40 @@ async fn a_table_whose_columns_do_not_match_the_features_is_refused() -> anyhow:
     assert!(err.contains("feature `key` has the name of one of the row's own columns"), "{err}");
     // The table is as it was.
     assert_eq!(t.rows()?, rows(0..3));
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_table_in_a_rest_catalog_is_written_exactly_once() -> anyhow::Result<()> {
+    let mut t = Table::new()?;
+    let rest = RestCatalog::start(&t, "s3cret")?;
+    // A wrong token: the sink does not open.
+    t.catalog = Some(format!("{{type: rest, uri: '{}', properties: {{token: wrong}}}}", rest.uri));
+    let err = t.open("run-a", &[]).await.err().map(|e| e.to_string()).unwrap_or_default();
+    assert!(err.contains("offline.features"), "{err}");
+
+    t.catalog = Some(format!("{{type: rest, uri: '{}', properties: {{token: s3cret}}}}", rest.uri));
+    let mut a = t.open("run-a", &[]).await?;
+    write(&mut a, 0..10).await?;
+    checkpointed(&mut a, 1).await?;
+    // Read through the SQL catalog the REST one keeps its tables in.
+    assert_eq!(t.rows()?, rows(0..10));
+    // Dies after its checkpoint of barrier 2, before the commit.
+    write(&mut a, 10..16).await?;
+    a.pre_commit(2).await?;
+    drop(a);
+    let mut b = t.open("run-b", &[("run-a", 2)]).await?;
+    assert_eq!(t.rows()?, rows(0..16));
+    write(&mut b, 16..20).await?;
+    checkpointed(&mut b, 1).await?;
+    drop(b);
+    // A third run finds the same checkpoint of run-a: nothing again.
+    let _c = t.open("run-c", &[("run-a", 2)]).await?;
+    assert_eq!(t.rows()?, rows(0..20));
+    let runs: Vec<String> = t.read(&["--snapshots"])?.iter().map(|s| s["summary"]["sluice.run"].to_string()).collect();
+    assert_eq!(runs, [r#""run-a""#, r#""run-a""#, r#""run-b""#]);
+    // The table is where the sink's warehouse says, not the catalog's
+    // default.
+    assert!(t.warehouse().join("offline/features/metadata").is_dir());
     Ok(())
 }
