@@ -92,9 +92,8 @@ pub enum CatalogConfig {
         name: String,
     },
     /// An Iceberg REST catalog: a cluster's (Polaris, Lakekeeper, Nessie,
-    /// Gravitino, Unity, AWS Glue's REST endpoint). The table's files must
-    /// be where this host can write them (`warehouse`): object stores are
-    /// not supported yet.
+    /// Gravitino, Unity). The table's files must be where this host can
+    /// write them (`warehouse`): object stores are not supported yet.
     Rest {
         /// The catalog's base URL, without `/v1`:
         /// `https://catalog.example.com/api/catalog`.
