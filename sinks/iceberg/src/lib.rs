@@ -346,7 +346,11 @@ async fn open_catalog(config: &IcebergSinkConfig, warehouse_url: String) -> Resu
 async fn open_table(catalog: &dyn Catalog, config: &IcebergSinkConfig, columns: &Columns) -> Result<Table, String> {
     let namespace = NamespaceIdent::new(config.namespace.clone());
     let ident = TableIdent::new(namespace.clone(), config.table.clone());
-    let err = |what: &str, e: iceberg::Error| format!("{what} {ident}: {e}");
+    let at = match &config.catalog {
+        CatalogConfig::Sql { .. } => "the SQL catalog".to_string(),
+        CatalogConfig::Rest { uri, .. } => format!("the REST catalog {uri} (check its uri and properties)"),
+    };
+    let err = |what: &str, e: iceberg::Error| format!("{what} {ident} in {at}: {e}");
     if catalog.table_exists(&ident).await.map_err(|e| err("cannot look up", e))? {
         let table = catalog.load_table(&ident).await.map_err(|e| err("cannot load", e))?;
         columns.check(table.metadata().current_schema()).map_err(|e| format!("table {ident} {e}"))?;

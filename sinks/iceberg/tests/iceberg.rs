@@ -347,7 +347,8 @@ async fn a_table_in_a_rest_catalog_is_written_exactly_once() -> anyhow::Result<(
     // A wrong token: the sink does not open.
     t.catalog = Some(format!("{{type: rest, uri: '{}', properties: {{token: wrong}}}}", rest.uri));
     let err = t.open("run-a", &[]).await.err().map(|e| e.to_string()).unwrap_or_default();
-    assert!(err.contains("offline.features"), "{err}");
+    let said = format!("cannot look up offline.features in the REST catalog {}", rest.uri);
+    assert!(err.contains(&said) && err.contains("a bearer token is required"), "{err}");
 
     t.catalog = Some(format!("{{type: rest, uri: '{}', properties: {{token: s3cret}}}}", rest.uri));
     let mut a = t.open("run-a", &[]).await?;
