@@ -3,7 +3,9 @@
 //! production.
 //!
 //! `cargo bench -p sluice-host --bench kafka` (after `scripts/setup` and
-//! `scripts/build-transforms`). Two parts:
+//! `scripts/build-transforms`). Two parts (`SLUICE_BENCH_ONLY=throughput`
+//! or `freshness` runs one; state larger than memory is in the `pipeline`
+//! bench):
 //!
 //! 1. Throughput: produce generated clicks (2,000,000, 10,000 users; the
 //!    size from `SLUICE_BENCH_EVENTS`) to a fresh 4-partition topic, then
@@ -15,12 +17,9 @@
 //!    (the default budget, which this state fits) without checkpoints and
 //!    with one every 10 s; twice over, interleaved. Then the largest
 //!    checkpoint taken: its size per key and the time to restore it (read,
-//!    check, decode into window state).
-//! 2. State larger than memory: the same number of clicks from 200,000
-//!    users (`SLUICE_BENCH_USERS`), read by `sluice run` with memory state
-//!    and then with RocksDB state within 32MiB (`SLUICE_BENCH_BUDGET`):
-//!    events/s and the peak resident memory of each process.
-//! 3. Freshness: with the on-event trigger, produce live clicks (event time
+//!    check, decode into window state), the events it holds a key, and
+//!    what the same keys took in checkpoint format 1 (key by key).
+//! 2. Freshness: with the on-event trigger, produce live clicks (event time
 //!    now) at a steady rate (`SLUICE_BENCH_RATE`, default 20,000/s) for
 //!    `SLUICE_BENCH_SECONDS` (default 20) while the pipeline runs. Every
 //!    100th click is a probe, the only click of its own user; a poller
@@ -54,6 +53,7 @@ use sluice_host::manifest::Manifest;
 use sluice_host::metrics::Metrics;
 use sluice_host::pipeline::{self, Pipeline, Plan};
 use sluice_host::runtime::Runtime;
+use sluice_host::state::{Interner, KeyState};
 use sluice_host::window::{Mode, Operator, Snapshot};
 
 #[global_allocator]
@@ -240,7 +240,9 @@ fn run_to_end(manifest: Manifest) -> anyhow::Result<(pipeline::Summary, f64, Arc
 }
 
 /// The largest checkpoint taken: its size per key, and the time to read,
-/// check and decode it into window state (a restore).
+/// check and decode it into window state (a restore). Then what it holds:
+/// events a key, and what the same keys take compressed one after another
+/// (checkpoint format 1) rather than laid out by column.
 fn restore(size: u64, path: &Path, manifest: &Manifest) -> anyhow::Result<()> {
     let started = Instant::now();
     let checkpoint = sluice_host::checkpoint::read(path)?;
@@ -250,8 +252,8 @@ fn restore(size: u64, path: &Path, manifest: &Manifest) -> anyhow::Result<()> {
     };
     let mut operator = Operator::in_memory(manifest.window_spec(), mode, manifest.fields());
     let mut snapshot = Snapshot { watermark: checkpoint.header.watermark, ..Snapshot::default() };
-    for (slot, p) in checkpoint.partitions.into_iter().enumerate() {
-        snapshot.partitions.insert(slot as u32, p.keys);
+    for (slot, p) in checkpoint.partitions.iter().enumerate() {
+        snapshot.partitions.insert(slot as u32, p.keys.clone());
     }
     let keys = operator.restore(&snapshot, |_| true)?;
     let secs = started.elapsed().as_secs_f64();
@@ -260,6 +262,24 @@ fn restore(size: u64, path: &Path, manifest: &Manifest) -> anyhow::Result<()> {
         size as f64 / (1 << 20) as f64,
         size as f64 / keys.max(1) as f64,
         secs * 1000.0
+    );
+    let mut interner = Interner::new();
+    let mut events = 0;
+    let mut key_by_key = Vec::new();
+    for key in checkpoint.partitions.iter().flat_map(|p| &p.keys) {
+        let state = KeyState::decode(key, &mut interner)?;
+        events +=
+            state.slices.iter().chain(state.sessions.iter().flat_map(|s| &s.parts)).map(|s| s.len()).sum::<usize>();
+        key_by_key.extend_from_slice(&(key.len() as u32).to_le_bytes());
+        key_by_key.extend_from_slice(key);
+    }
+    let one_after_another = zstd::bulk::compress(&key_by_key, 1)?.len();
+    let keys = keys.max(1) as f64;
+    println!(
+        "  it holds {:.0} events a key, {:.1} bytes an event; key by key (format 1) it would take {:.0} bytes a key",
+        events as f64 / keys,
+        size as f64 / (events.max(1) as f64),
+        one_after_another as f64 / keys
     );
     Ok(())
 }
@@ -557,6 +577,12 @@ fn main() -> anyhow::Result<()> {
     let events = env_or("SLUICE_BENCH_EVENTS", if quick { 20_000 } else { 2_000_000 })?;
     let rate = env_or("SLUICE_BENCH_RATE", 20_000)?;
     let seconds = env_or("SLUICE_BENCH_SECONDS", if quick { 2 } else { 20 })?;
-    throughput(events)?;
-    freshness(rate, seconds)
+    let only = std::env::var("SLUICE_BENCH_ONLY").ok();
+    if only.as_deref().is_none_or(|o| o == "throughput") {
+        throughput(events)?;
+    }
+    if only.as_deref().is_none_or(|o| o == "freshness") {
+        freshness(rate, seconds)?;
+    }
+    Ok(())
 }

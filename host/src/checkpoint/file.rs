@@ -1,6 +1,8 @@
 //! The checkpoint file: a magic number, a format version, a JSON header,
-//! each partition's key states (length-prefixed), zstd-compressed, and a
-//! CRC-32 of all that.
+//! the key states of every partition in turn, laid out by kind of value
+//! ([`crate::state::columnar`]) and zstd-compressed, and a CRC-32 of all
+//! that. Format 1 held the key states one after another, length-prefixed;
+//! it is still read.
 
 use std::io::Read;
 use std::path::Path;
@@ -9,7 +11,9 @@ use std::time::{Duration, SystemTime};
 use super::{Checkpoint, Error, Header, PartitionEntry, PartitionState, Result};
 
 const MAGIC: &[u8; 8] = b"SLUICECK";
-const VERSION: u8 = 1;
+const VERSION: u8 = 2;
+/// Key states one after another, each length-prefixed.
+const VERSION_KEY_BY_KEY: u8 = 1;
 /// A header larger than this is not ours.
 const MAX_HEADER: usize = 64 << 20;
 /// zstd's fastest levels: window state is mostly short strings and close
@@ -44,13 +48,9 @@ pub(super) fn write(dir: &Path, name: &str, checkpoint: &Checkpoint) -> Result<u
     out.push(VERSION);
     out.extend_from_slice(&(json.len() as u32).to_le_bytes());
     out.extend_from_slice(&json);
-    let mut body = Vec::with_capacity(header.partitions.iter().map(|p| p.bytes as usize).sum());
-    for p in &checkpoint.partitions {
-        for k in &p.keys {
-            body.extend_from_slice(&(k.len() as u32).to_le_bytes());
-            body.extend_from_slice(k);
-        }
-    }
+    let keys = checkpoint.partitions.iter().flat_map(|p| p.keys.iter().map(Vec::as_slice));
+    let body = crate::state::columnar::pack(keys)
+        .map_err(|e| file_err(&dir.join(name), format!("a key's state does not encode: {e}")))?;
     let compressed = zstd::bulk::compress(&body, LEVEL).map_err(|e| file_err(&dir.join(name), e))?;
     drop(body);
     out.extend_from_slice(&compressed);
@@ -68,17 +68,18 @@ pub fn read_header(path: &Path) -> Result<Header> {
     let mut f = std::fs::File::open(path).map_err(|e| file_err(path, e))?;
     let mut head = [0u8; 13];
     f.read_exact(&mut head).map_err(|_| file_err(path, "shorter than a checkpoint's header"))?;
-    let len = header_len(path, &head)?;
+    let (_, len) = header_len(path, &head)?;
     let mut json = vec![0u8; len];
     f.read_exact(&mut json).map_err(|_| file_err(path, "the header is cut short"))?;
     serde_json::from_slice(&json).map_err(|e| file_err(path, format!("the header is not valid: {e}")))
 }
 
-fn header_len(path: &Path, head: &[u8]) -> Result<usize> {
+/// The file's format version and the length of its header.
+fn header_len(path: &Path, head: &[u8]) -> Result<(u8, usize)> {
     if head.get(..8) != Some(MAGIC.as_slice()) {
         return Err(file_err(path, "not a Sluice checkpoint"));
     }
-    if head[8] != VERSION {
+    if head[8] != VERSION && head[8] != VERSION_KEY_BY_KEY {
         return Err(file_err(
             path,
             format!("checkpoint format {} is not supported (this host reads {VERSION})", head[8]),
@@ -88,7 +89,7 @@ fn header_len(path: &Path, head: &[u8]) -> Result<usize> {
     if len > MAX_HEADER {
         return Err(file_err(path, "the header length is not plausible"));
     }
-    Ok(len)
+    Ok((head[8], len))
 }
 
 /// Read a whole checkpoint and check it.
@@ -102,35 +103,47 @@ pub fn read(path: &Path) -> Result<Checkpoint> {
     if crc32fast::hash(body) != crc {
         return Err(file_err(path, "the checksum does not match (a truncated or damaged file)"));
     }
-    let len = header_len(path, body)?;
+    let (version, len) = header_len(path, body)?;
     let json = body.get(13..13 + len).ok_or_else(|| file_err(path, "the header is cut short"))?;
     let header: Header =
         serde_json::from_slice(json).map_err(|e| file_err(path, format!("the header is not valid: {e}")))?;
     let compressed = body.get(13 + len..).unwrap_or_default();
     let body = zstd::stream::decode_all(compressed).map_err(|e| file_err(path, format!("the state: {e}")))?;
-    let mut at = 0;
-    let mut partitions = Vec::with_capacity(header.partitions.len());
-    for p in &header.partitions {
-        let mut keys = Vec::with_capacity((p.keys as usize).min(1 << 20));
-        for _ in 0..p.keys {
-            let n = body.get(at..at + 4).ok_or_else(|| file_err(path, "the state is cut short"))?;
-            let n = u32::from_le_bytes([n[0], n[1], n[2], n[3]]) as usize;
-            let key = body.get(at + 4..at + 4 + n).ok_or_else(|| file_err(path, "the state is cut short"))?;
-            keys.push(key.to_vec());
-            at += 4 + n;
-        }
-        partitions.push(PartitionState {
+    let mut keys = match version {
+        VERSION_KEY_BY_KEY => key_by_key(path, &body)?,
+        _ => crate::state::columnar::unpack(&body)
+            .map_err(|e| file_err(path, format!("the state does not read back: {e}")))?,
+    }
+    .into_iter();
+    let total: u64 = header.partitions.iter().map(|p| p.keys).sum();
+    if keys.len() as u64 != total {
+        return Err(file_err(path, format!("the state holds {} keys, its header says {total}", keys.len())));
+    }
+    let partitions = header
+        .partitions
+        .iter()
+        .map(|p| PartitionState {
             topic: p.topic.clone(),
             partition: p.partition,
             offset: p.offset,
             max_event_time: p.max_event_time,
-            keys,
-        });
-    }
-    if at != body.len() {
-        return Err(file_err(path, "the state is longer than its header says"));
-    }
+            keys: keys.by_ref().take(p.keys as usize).collect(),
+        })
+        .collect();
     Ok(Checkpoint { header, partitions })
+}
+
+/// Format 1's state: each key length-prefixed.
+fn key_by_key(path: &Path, mut body: &[u8]) -> Result<Vec<Vec<u8>>> {
+    let mut keys = Vec::new();
+    while !body.is_empty() {
+        let (n, rest) = body.split_first_chunk::<4>().ok_or_else(|| file_err(path, "the state is cut short"))?;
+        let n = u32::from_le_bytes(*n) as usize;
+        let key = rest.get(..n).ok_or_else(|| file_err(path, "the state is cut short"))?;
+        keys.push(key.to_vec());
+        body = &rest[n..];
+    }
+    Ok(keys)
 }
 
 /// Temporary files of writes that never finished (the host died), once
@@ -153,6 +166,13 @@ pub(super) fn remove_stale_temporaries(dir: &Path) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::state::{Interner, KeyState};
+
+    fn key_state(key: &str) -> Vec<u8> {
+        let mut bytes = Vec::new();
+        KeyState { key: key.into(), last_event: 1_000, ..KeyState::default() }.encode(&Interner::new(), &mut bytes);
+        bytes
+    }
 
     fn sample() -> Checkpoint {
         let header = Header {
@@ -171,7 +191,7 @@ mod tests {
                 partition: 0,
                 offset: 42,
                 max_event_time: Some(900),
-                keys: vec![b"abc".to_vec(), Vec::new()],
+                keys: vec![key_state("abc"), key_state("")],
             },
             PartitionState { topic: "t".into(), partition: 3, offset: 0, max_event_time: None, keys: Vec::new() },
         ];
@@ -205,6 +225,34 @@ mod tests {
         flipped[at] ^= 1;
         std::fs::write(&path, &flipped)?;
         assert!(read(&path).err().map(|e| e.to_string()).unwrap_or_default().contains("checksum"));
+        Ok(())
+    }
+
+    /// A file of format 1 (keys one after another, length-prefixed), as
+    /// hosts before format 2 wrote them, still restores.
+    #[test]
+    fn a_checkpoint_of_format_1_reads() -> anyhow::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let checkpoint = sample();
+        write(dir.path(), "new.ckpt", &checkpoint)?;
+        let header = read_header(&dir.path().join("new.ckpt"))?;
+        let json = serde_json::to_vec(&header)?;
+        let mut body = Vec::new();
+        for key in checkpoint.partitions.iter().flat_map(|p| &p.keys) {
+            body.extend_from_slice(&(key.len() as u32).to_le_bytes());
+            body.extend_from_slice(key);
+        }
+        let mut file = b"SLUICECK\x01".to_vec();
+        file.extend_from_slice(&(json.len() as u32).to_le_bytes());
+        file.extend_from_slice(&json);
+        file.extend_from_slice(&zstd::bulk::compress(&body, 1)?);
+        let crc = crc32fast::hash(&file);
+        file.extend_from_slice(&crc.to_le_bytes());
+        let path = dir.path().join("old.ckpt");
+        std::fs::write(&path, file)?;
+        let back = read(&path)?;
+        assert_eq!(back.partitions, checkpoint.partitions);
+        assert_eq!(back.header, header);
         Ok(())
     }
 }

@@ -328,6 +328,7 @@ pub fn list(dir: &Path) -> Result<Vec<Listed>> {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use crate::state::{Interner, KeyState};
 
     /// A Kafka pipeline's manifest whose checkpoints go to `dir`.
     pub(crate) fn manifest(dir: &Path, window: &str) -> anyhow::Result<Manifest> {
@@ -351,7 +352,14 @@ checkpoint: {{dir: '{}', retain: 2}}
         Ok(Manifest::parse("m.yaml", &text, &[])?)
     }
 
-    fn checkpoint(created_ms: i64, parts: &[(i32, i64, &[u8])]) -> Checkpoint {
+    /// A key's state as checkpoints hold it: a key with no windows.
+    fn key_state(key: &str) -> Vec<u8> {
+        let mut bytes = Vec::new();
+        KeyState { key: key.into(), ..KeyState::default() }.encode(&Interner::new(), &mut bytes);
+        bytes
+    }
+
+    fn checkpoint(created_ms: i64, parts: &[(i32, i64, &str)]) -> Checkpoint {
         let header = Header {
             pipeline: String::new(),
             fingerprint: String::new(),
@@ -369,16 +377,20 @@ checkpoint: {{dir: '{}', retain: 2}}
                 partition,
                 offset,
                 max_event_time: Some(offset * 10),
-                keys: vec![key.to_vec()],
+                keys: vec![key_state(key)],
             })
             .collect();
         Checkpoint { header, partitions }
     }
 
-    fn offsets(store: &Store) -> anyhow::Result<Vec<(i32, i64, Vec<u8>)>> {
+    /// Each restored partition's offset and its keys.
+    fn offsets(store: &Store) -> anyhow::Result<Vec<(i32, i64, String)>> {
         let wanted = [("t".to_string(), 0), ("t".to_string(), 1)];
-        let mut got: Vec<(i32, i64, Vec<u8>)> =
-            store.restore(&wanted)?.into_iter().map(|((_, p), r)| (p, r.state.offset, r.state.keys.concat())).collect();
+        let mut got = Vec::new();
+        for ((_, p), r) in store.restore(&wanted)? {
+            let keys = r.state.keys.iter().map(|k| KeyState::peek_key(k)).collect::<Result<String, _>>()?;
+            got.push((p, r.state.offset, keys));
+        }
         got.sort();
         Ok(got)
     }
@@ -393,26 +405,26 @@ checkpoint: {{dir: '{}', retain: 2}}
         let m = manifest(dir.path(), "{type: tumbling, size: 5m}")?;
         let Some(config) = &m.checkpoint else { anyhow::bail!("no checkpoint section") };
         let store = Store::open(config, &m, false)?;
-        store.write(1, &mut checkpoint(1_000, &[(0, 10, b"a"), (1, 5, b"b")]))?;
+        store.write(1, &mut checkpoint(1_000, &[(0, 10, "a"), (1, 5, "b")]))?;
         // Partition 1 moved away: the next ones hold partition 0 only.
-        store.write(2, &mut checkpoint(2_000, &[(0, 20, b"c")]))?;
-        store.write(3, &mut checkpoint(3_000, &[(0, 30, b"d")]))?;
+        store.write(2, &mut checkpoint(2_000, &[(0, 20, "c")]))?;
+        store.write(3, &mut checkpoint(3_000, &[(0, 30, "d")]))?;
         // A write cut short by a crash never has the final name.
         std::fs::write(dir.path().join("9999999999999-x-00000009.ckpt.tmp"), b"SLUICECK")?;
-        assert_eq!(offsets(&store)?, [(0, 30, b"d".to_vec()), (1, 5, b"b".to_vec())]);
+        assert_eq!(offsets(&store)?, [(0, 30, "d".into()), (1, 5, "b".into())]);
         // Retention kept two of partition 0's, and the one holding 1.
         let names = |store: &Store| -> anyhow::Result<Vec<i64>> {
             Ok(store.list()?.iter().filter_map(|l| l.header.as_ref().ok().map(|h| h.created_ms)).collect())
         };
         assert_eq!(names(&store)?, [1_000, 2_000, 3_000]);
-        store.write(4, &mut checkpoint(4_000, &[(0, 40, b"e")]))?;
+        store.write(4, &mut checkpoint(4_000, &[(0, 40, "e")]))?;
         assert_eq!(names(&store)?, [1_000, 3_000, 4_000]);
 
         // The newest is damaged: the one before it is used.
         let newest = store.list()?.pop().map(|l| l.path).unwrap_or_default();
         let bytes = std::fs::read(&newest)?;
         std::fs::write(&newest, &bytes[..bytes.len() - 3])?;
-        assert_eq!(offsets(&store)?, [(0, 30, b"d".to_vec()), (1, 5, b"b".to_vec())]);
+        assert_eq!(offsets(&store)?, [(0, 30, "d".into()), (1, 5, "b".into())]);
 
         // Another window cannot restore them, unless it starts fresh
         // (they are then kept aside).

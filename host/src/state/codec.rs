@@ -19,18 +19,31 @@ pub enum CodecError {
     BadUtf8,
     #[error("state format version {0} is not supported")]
     Version(u8),
+    #[error("state bytes hold {0} columns, more than a state can have")]
+    Width(u64),
+    #[error("state bytes go on after their last key")]
+    Trailing,
 }
 
 /// 2: varints, times as deltas, strings by a per-key dictionary.
-const VERSION: u8 = 2;
+pub(super) const VERSION: u8 = 2;
 
 /// Zigzag: small magnitudes of either sign become small varints.
-fn zigzag(v: i64) -> u64 {
+pub(super) fn zigzag(v: i64) -> u64 {
     ((v << 1) ^ (v >> 63)) as u64
 }
 
-fn unzigzag(v: u64) -> i64 {
+pub(super) fn unzigzag(v: u64) -> i64 {
     ((v >> 1) as i64) ^ -((v & 1) as i64)
+}
+
+/// LEB128.
+pub(super) fn put_uv(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
 }
 
 struct Writer<'a> {
@@ -43,13 +56,8 @@ impl Writer<'_> {
     fn u8(&mut self, v: u8) {
         self.out.push(v);
     }
-    /// LEB128.
-    fn uv(&mut self, mut v: u64) {
-        while v >= 0x80 {
-            self.out.push((v as u8) | 0x80);
-            v >>= 7;
-        }
-        self.out.push(v as u8);
+    fn uv(&mut self, v: u64) {
+        put_uv(self.out, v);
     }
     fn iv(&mut self, v: i64) {
         self.uv(zigzag(v));
@@ -122,17 +130,20 @@ impl Writer<'_> {
     }
 }
 
-struct Reader<'a> {
+pub(super) struct Reader<'a> {
     bytes: &'a [u8],
     /// The key's strings so far, in the order they were first written.
     dict: Vec<&'a str>,
 }
 
 impl<'a> Reader<'a> {
-    fn new(bytes: &'a [u8]) -> Self {
+    pub(super) fn new(bytes: &'a [u8]) -> Self {
         Reader { bytes, dict: Vec::new() }
     }
-    fn take(&mut self, n: usize) -> Result<&'a [u8], CodecError> {
+    pub(super) fn is_empty(&self) -> bool {
+        self.bytes.is_empty()
+    }
+    pub(super) fn take(&mut self, n: usize) -> Result<&'a [u8], CodecError> {
         if self.bytes.len() < n {
             return Err(CodecError::Truncated);
         }
@@ -140,10 +151,10 @@ impl<'a> Reader<'a> {
         self.bytes = tail;
         Ok(head)
     }
-    fn u8(&mut self) -> Result<u8, CodecError> {
+    pub(super) fn u8(&mut self) -> Result<u8, CodecError> {
         Ok(self.take(1)?[0])
     }
-    fn uv(&mut self) -> Result<u64, CodecError> {
+    pub(super) fn uv(&mut self) -> Result<u64, CodecError> {
         let mut v = 0u64;
         for shift in (0..64).step_by(7) {
             let b = self.u8()?;
@@ -163,7 +174,7 @@ impl<'a> Reader<'a> {
         let n = self.uv()? as usize;
         if n > self.bytes.len() { Err(CodecError::Truncated) } else { Ok(n) }
     }
-    fn bytes(&mut self) -> Result<&'a [u8], CodecError> {
+    pub(super) fn bytes(&mut self) -> Result<&'a [u8], CodecError> {
         let n = self.uv()? as usize;
         self.take(n)
     }

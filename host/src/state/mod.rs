@@ -6,6 +6,7 @@
 //! ([`KeyState::encode`]), the same bytes checkpoints hold.
 
 mod codec;
+pub mod columnar;
 pub mod intern;
 mod memory;
 mod rocks;
