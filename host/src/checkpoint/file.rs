@@ -82,7 +82,10 @@ fn header_len(path: &Path, head: &[u8]) -> Result<(u8, usize)> {
     if head[8] != VERSION && head[8] != VERSION_KEY_BY_KEY {
         return Err(file_err(
             path,
-            format!("checkpoint format {} is not supported (this host reads {VERSION})", head[8]),
+            format!(
+                "checkpoint format {} is not supported (this host reads formats {VERSION_KEY_BY_KEY} and {VERSION})",
+                head[8]
+            ),
         ));
     }
     let len = u32::from_le_bytes([head[9], head[10], head[11], head[12]]) as usize;
@@ -166,13 +169,7 @@ pub(super) fn remove_stale_temporaries(dir: &Path) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::state::{Interner, KeyState};
-
-    fn key_state(key: &str) -> Vec<u8> {
-        let mut bytes = Vec::new();
-        KeyState { key: key.into(), last_event: 1_000, ..KeyState::default() }.encode(&Interner::new(), &mut bytes);
-        bytes
-    }
+    use crate::checkpoint::tests::key_state;
 
     fn sample() -> Checkpoint {
         let header = Header {

@@ -353,7 +353,7 @@ checkpoint: {{dir: '{}', retain: 2}}
     }
 
     /// A key's state as checkpoints hold it: a key with no windows.
-    fn key_state(key: &str) -> Vec<u8> {
+    pub(crate) fn key_state(key: &str) -> Vec<u8> {
         let mut bytes = Vec::new();
         KeyState { key: key.into(), ..KeyState::default() }.encode(&Interner::new(), &mut bytes);
         bytes

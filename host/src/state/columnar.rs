@@ -130,6 +130,22 @@ fn slice(t: &mut impl Tokens) -> Result<(), CodecError> {
     Ok(())
 }
 
+/// The rest of a slice's head, after its start and latest time: the
+/// number of events, and the last one's distance from the start.
+fn accumulator_and_times(t: &mut impl Tokens) -> Result<(u64, i64), CodecError> {
+    match t.byte(Stream::Tags)? {
+        0 => {}
+        1 => t.bytes(Stream::Accumulators)?,
+        tag => return Err(CodecError::BadTag(tag)),
+    }
+    let n = t.uv(Stream::Counts)?;
+    let mut last = 0i64;
+    for _ in 0..n {
+        last = last.wrapping_add(unzigzag(t.uv(Stream::Times)?));
+    }
+    Ok((n, last))
+}
+
 /// Reads a key's bytes into the streams.
 struct Packer<'a> {
     input: Reader<'a>,
@@ -207,17 +223,7 @@ impl Tokens for Packer<'_> {
         let start = self.input.uv()?;
         let latest = unzigzag(self.input.uv()?);
         put_uv(&mut self.streams[Stream::Bounds as usize], start);
-        match self.byte(Stream::Tags)? {
-            0 => {}
-            1 => self.bytes(Stream::Accumulators)?,
-            tag => return Err(CodecError::BadTag(tag)),
-        }
-        let n = self.uv(Stream::Counts)?;
-        // The last event's distance from the start.
-        let mut last = 0i64;
-        for _ in 0..n {
-            last = last.wrapping_add(unzigzag(self.uv(Stream::Times)?));
-        }
+        let (n, last) = accumulator_and_times(self)?;
         put_uv(&mut self.streams[Stream::Bounds as usize], zigzag(latest.wrapping_sub(last)));
         Ok(n)
     }
@@ -330,16 +336,7 @@ impl Tokens for Unpacker<'_> {
         put_uv(&mut self.out, start);
         // The latest time goes here, once the times say where the last is.
         let at = self.out.len();
-        match self.byte(Stream::Tags)? {
-            0 => {}
-            1 => self.bytes(Stream::Accumulators)?,
-            tag => return Err(CodecError::BadTag(tag)),
-        }
-        let n = self.uv(Stream::Counts)?;
-        let mut last = 0i64;
-        for _ in 0..n {
-            last = last.wrapping_add(unzigzag(self.uv(Stream::Times)?));
-        }
+        let (n, last) = accumulator_and_times(self)?;
         let mut latest = Vec::with_capacity(10);
         put_uv(&mut latest, zigzag(from_last.wrapping_add(last)));
         self.out.splice(at..at, latest);
