@@ -253,8 +253,8 @@ fn restore(size: u64, path: &Path, manifest: &Manifest) -> anyhow::Result<()> {
     };
     let mut operator = Operator::in_memory(manifest.window_spec(), mode, manifest.fields());
     let mut snapshot = Snapshot { watermark: checkpoint.header.watermark, ..Snapshot::default() };
-    for (slot, p) in checkpoint.partitions.iter().enumerate() {
-        snapshot.partitions.insert(slot as u32, p.keys.clone());
+    for (slot, p) in checkpoint.partitions.into_iter().enumerate() {
+        snapshot.partitions.insert(slot as u32, p.keys);
     }
     let keys = operator.restore(&snapshot, |_| true)?;
     let secs = started.elapsed().as_secs_f64();
@@ -264,10 +264,13 @@ fn restore(size: u64, path: &Path, manifest: &Manifest) -> anyhow::Result<()> {
         size as f64 / keys.max(1) as f64,
         secs * 1000.0
     );
+    if keys == 0 {
+        return Ok(());
+    }
     let mut interner = Interner::new();
     let mut events = 0;
     let mut key_by_key = Vec::new();
-    for key in checkpoint.partitions.iter().flat_map(|p| &p.keys) {
+    for key in snapshot.partitions.values().flatten() {
         let state = KeyState::decode(key, &mut interner)?;
         events +=
             state.slices.iter().chain(state.sessions.iter().flat_map(|s| &s.parts)).map(|s| s.len()).sum::<usize>();
@@ -278,12 +281,11 @@ fn restore(size: u64, path: &Path, manifest: &Manifest) -> anyhow::Result<()> {
     let one_after_another = zstd::bulk::compress(&key_by_key, 1)?.len();
     let format_1 = started.elapsed().as_secs_f64();
     let started = Instant::now();
-    let packed =
-        sluice_host::state::columnar::pack(checkpoint.partitions.iter().flat_map(|p| &p.keys).map(Vec::as_slice))?;
+    let packed = sluice_host::state::columnar::pack(snapshot.partitions.values().flatten().map(Vec::as_slice))?;
     let packing = started.elapsed().as_secs_f64();
     let format_2 = zstd::bulk::compress(&packed, 1)?.len();
     let compressing = started.elapsed().as_secs_f64() - packing;
-    let keys = keys.max(1) as f64;
+    let keys = keys as f64;
     println!(
         "  it holds {:.0} events a key, {:.1} bytes an event; key by key (format 1) it would take {:.0} bytes a key",
         events as f64 / keys,
@@ -300,7 +302,7 @@ fn restore(size: u64, path: &Path, manifest: &Manifest) -> anyhow::Result<()> {
     );
     // A key holds its windows' events and the events read ahead of the
     // watermark, which waits for the partition read the least far.
-    let latest: Vec<i64> = checkpoint.partitions.iter().filter_map(|p| p.max_event_time).collect();
+    let latest: Vec<i64> = checkpoint.header.partitions.iter().filter_map(|p| p.max_event_time).collect();
     if let (Some(first), Some(last)) = (latest.iter().min(), latest.iter().max()) {
         println!(
             "  its partitions had been read to event times {:.1} min apart (the watermark follows the earliest)",
