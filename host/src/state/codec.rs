@@ -46,6 +46,12 @@ pub(super) fn put_uv(out: &mut Vec<u8>, mut v: u64) {
     out.push(v as u8);
 }
 
+/// Length-prefixed bytes.
+pub(super) fn put_bytes(out: &mut Vec<u8>, v: &[u8]) {
+    put_uv(out, v.len() as u64);
+    out.extend_from_slice(v);
+}
+
 struct Writer<'a> {
     out: &'a mut Vec<u8>,
     /// The key's strings so far, by symbol: their number in the dictionary.
@@ -63,8 +69,7 @@ impl Writer<'_> {
         self.uv(zigzag(v));
     }
     fn bytes(&mut self, v: &[u8]) {
-        self.uv(v.len() as u64);
-        self.out.extend_from_slice(v);
+        put_bytes(self.out, v);
     }
     /// A string value: 0 for null, its number if the key had it already,
     /// else the next number and the string.

@@ -20,7 +20,7 @@
 
 use rustc_hash::FxHashMap;
 
-use super::codec::{self, CodecError, Reader, put_uv, unzigzag, zigzag};
+use super::codec::{self, CodecError, Reader, put_bytes, put_uv, unzigzag, zigzag};
 
 /// Layout version, the container's first byte.
 const LAYOUT: u8 = 1;
@@ -185,9 +185,7 @@ impl Tokens for Packer<'_> {
     }
     fn bytes(&mut self, s: Stream) -> Result<(), CodecError> {
         let v = self.input.bytes()?;
-        let out = &mut self.streams[s as usize];
-        put_uv(out, v.len() as u64);
-        out.extend_from_slice(v);
+        put_bytes(&mut self.streams[s as usize], v);
         Ok(())
     }
     fn float(&mut self) -> Result<(), CodecError> {
@@ -212,9 +210,7 @@ impl Tokens for Packer<'_> {
         let next = self.tables[column].len() as u64 + 1;
         let number = *self.tables[column].entry(text).or_insert(next);
         if number == next {
-            let table = self.stream(table(column));
-            put_uv(table, text.len() as u64);
-            table.extend_from_slice(text);
+            put_bytes(self.stream(table(column)), text);
         }
         put_uv(self.stream(refs(column)), number);
         Ok(())
@@ -298,8 +294,7 @@ impl Tokens for Unpacker<'_> {
     }
     fn bytes(&mut self, s: Stream) -> Result<(), CodecError> {
         let v = self.stream(s as usize)?.bytes()?;
-        put_uv(&mut self.out, v.len() as u64);
-        self.out.extend_from_slice(v);
+        put_bytes(&mut self.out, v);
         Ok(())
     }
     fn float(&mut self) -> Result<(), CodecError> {
@@ -325,8 +320,7 @@ impl Tokens for Unpacker<'_> {
         let n = *self.dict.entry(text).or_insert(next);
         put_uv(&mut self.out, n);
         if n == next {
-            put_uv(&mut self.out, text.len() as u64);
-            self.out.extend_from_slice(text);
+            put_bytes(&mut self.out, text);
         }
         Ok(())
     }
