@@ -48,6 +48,9 @@ pub struct Config {
     /// about a thousandth.
     pub skew: f64,
     pub seed: u64,
+    /// Event time of the first nominal event, seconds since the epoch
+    /// (default [`BASE_SECONDS`]).
+    pub start: f64,
 }
 
 impl Default for Config {
@@ -66,6 +69,7 @@ impl Default for Config {
             malformed: 0.0,
             skew: 0.0,
             seed: 42,
+            start: BASE_SECONDS,
         }
     }
 }
@@ -102,7 +106,7 @@ pub fn generate(config: &Config, out: &mut impl Write) -> std::io::Result<()> {
                 rng.random::<f64>() * config.max_delay
             };
             // Millisecond precision, as clients send it.
-            let t = ((BASE_SECONDS + nominal - delay) * 1000.0).round() / 1000.0;
+            let t = ((config.start + nominal - delay) * 1000.0).round() / 1000.0;
             let user = match &zipf {
                 // Zipf gives 1..=users, the first the most frequent.
                 Some(z) => (rng.sample(z) as u64).clamp(1, users) - 1,

@@ -51,6 +51,11 @@ struct Args {
     skew: f64,
     #[arg(long, default_value_t = 42)]
     seed: u64,
+    /// Event time of the first event: an RFC 3339 time, or `ago:DURATION`
+    /// for that long before now (`ago:40m`: the stream ends near now, for a
+    /// watermark lag that means something). Default 2026-01-01T00:00:00Z.
+    #[arg(long, value_parser = start_seconds)]
+    start: Option<f64>,
     /// Output file (default: standard output).
     #[arg(long, conflicts_with = "kafka")]
     out: Option<PathBuf>,
@@ -66,6 +71,17 @@ struct Args {
     /// With --kafka: print the number of records in --topic and exit.
     #[arg(long, requires = "kafka")]
     count: bool,
+}
+
+/// `--start`: seconds since the epoch.
+fn start_seconds(text: &str) -> Result<f64, String> {
+    if let Some(ago) = text.strip_prefix("ago:") {
+        let ago = humantime::parse_duration(ago).map_err(|e| format!("`{ago}`: {e}"))?;
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_err(|e| e.to_string())?;
+        return Ok(now.saturating_sub(ago).as_secs_f64());
+    }
+    let at = humantime::parse_rfc3339_weak(text).map_err(|e| format!("`{text}` is not an RFC 3339 time: {e}"))?;
+    Ok(at.duration_since(std::time::UNIX_EPOCH).map_err(|e| e.to_string())?.as_secs_f64())
 }
 
 fn main() -> anyhow::Result<()> {
@@ -87,6 +103,7 @@ fn main() -> anyhow::Result<()> {
         malformed: a.malformed,
         skew: a.skew,
         seed: a.seed,
+        start: a.start.unwrap_or(sluice_examples::BASE_SECONDS),
     };
     if let (Some(brokers), Some(topic), true) = (&a.kafka, &a.topic, a.count) {
         println!("{}", sluice_examples::kafka::read_all(brokers, topic)?.len());

@@ -83,6 +83,9 @@ async fn run(supervisor: &Supervisor, pipelines: &[(String, String)]) -> anyhow:
         supervisor.apply(None, &manifest(name, topic)?, false).await?;
     }
     let mut shown = Instant::now();
+    // Per pipeline: its events read, since when, and whether it was
+    // restarted for standing still.
+    let mut moved: std::collections::HashMap<&str, (u64, Instant, bool)> = Default::default();
     loop {
         let mut running = Vec::new();
         for (name, topic) in pipelines {
@@ -91,6 +94,22 @@ async fn run(supervisor: &Supervisor, pipelines: &[(String, String)]) -> anyhow:
                 Phase::Stopped => {}
                 Phase::Failed => anyhow::bail!("{name} failed: {:?}", status.trace),
                 _ => running.push(format!("{name} ({topic}: {} events)", status.events_read)),
+            }
+            let seen = moved.entry(name).or_insert((status.events_read, Instant::now(), false));
+            if status.events_read != seen.0 {
+                (seen.0, seen.1) = (status.events_read, Instant::now());
+            } else if status.state == Phase::Running && !seen.2 && seen.1.elapsed() > STALLED {
+                // A stall seen once on Tansu (two of 20 at 60,000 records):
+                // say where it stands, then restart it from its checkpoint.
+                eprintln!(
+                    "{name} stalled at {} events for {} s: partitions {:?}, waiting {:?}; restarting it",
+                    status.events_read,
+                    seen.1.elapsed().as_secs(),
+                    status.partitions,
+                    status.waiting
+                );
+                supervisor.resume(name).await?;
+                seen.2 = true;
             }
         }
         if running.is_empty() {
@@ -103,6 +122,10 @@ async fn run(supervisor: &Supervisor, pipelines: &[(String, String)]) -> anyhow:
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// How long a running pipeline may read nothing before the bench calls it
+/// stalled.
+const STALLED: Duration = Duration::from_secs(30);
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
@@ -153,10 +176,11 @@ fn main() -> anyhow::Result<()> {
         let supervisor = Supervisor::open(data.path(), Runtime::current()?).await?;
         let module = std::fs::read(root().join("target/modules/session-features.wasm"))?;
         supervisor.push_module("session-features", module, None).await?;
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let url = format!("http://{}", listener.local_addr()?);
+        // As `sluice serve` runs it: the API on a thread of its own.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
         let router = api::router(Arc::new(Api { supervisor: supervisor.clone(), token: None }));
-        tokio::spawn(async move { axum::serve(listener, router).await });
+        let server = api::Server::start(listener, router)?;
+        let url = format!("http://{}", server.address());
         let before = resident();
 
         // The last topic is the lone pipeline's, so that the many do not
@@ -168,28 +192,32 @@ fn main() -> anyhow::Result<()> {
 
         let many: Vec<(String, String)> = (0..n).map(|i| (format!("p{i}"), topics[i].clone())).collect();
         let done = Arc::new(AtomicBool::new(false));
-        let prober = tokio::spawn({
+        // A client of its own, as another process would be.
+        let prober = std::thread::spawn({
             let (done, names) = (done.clone(), many.iter().map(|(p, _)| p.clone()).collect::<Vec<_>>());
-            async move {
-                let client = reqwest::Client::new();
-                let (mut latencies, mut peak, mut i) = (Vec::new(), 0u64, 0usize);
-                while !done.load(Ordering::Relaxed) {
-                    let started = Instant::now();
-                    let response =
-                        client.get(format!("{url}/pipelines/{}/status", names[i % names.len()])).send().await;
-                    if response.is_ok_and(|r| r.status().is_success()) {
-                        latencies.push(started.elapsed().as_secs_f64() * 1000.0);
+            let client_runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            move || {
+                client_runtime.block_on(async move {
+                    let client = reqwest::Client::new();
+                    let (mut latencies, mut peak, mut i) = (Vec::new(), 0u64, 0usize);
+                    while !done.load(Ordering::Relaxed) {
+                        let started = Instant::now();
+                        let response =
+                            client.get(format!("{url}/pipelines/{}/status", names[i % names.len()])).send().await;
+                        if response.is_ok_and(|r| r.status().is_success()) {
+                            latencies.push(started.elapsed().as_secs_f64() * 1000.0);
+                        }
+                        peak = peak.max(resident());
+                        i += 1;
+                        tokio::time::sleep(Duration::from_millis(10)).await;
                     }
-                    peak = peak.max(resident());
-                    i += 1;
-                    tokio::time::sleep(Duration::from_millis(10)).await;
-                }
-                (latencies, peak)
+                    (latencies, peak)
+                })
             }
         });
         let secs = run(&supervisor, &many).await?;
         done.store(true, Ordering::Relaxed);
-        let (mut latencies, peak) = prober.await?;
+        let (mut latencies, peak) = prober.join().map_err(|_| anyhow::anyhow!("the prober panicked"))?;
         let total = (events * n as u64) as f64 / secs;
         println!(
             "{n} pipelines: {} events in {secs:.2} s = {total:.0} events/s in all, {:.0} each ({:.2}x one alone)",
@@ -210,6 +238,7 @@ fn main() -> anyhow::Result<()> {
             percentile(&latencies, 0.99),
             latencies.last().copied().unwrap_or(f64::NAN)
         );
+        tokio::task::spawn_blocking(move || server.stop()).await??;
         supervisor.shutdown().await;
         anyhow::Ok(())
     })

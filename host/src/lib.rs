@@ -7,6 +7,7 @@ pub mod checkpoint;
 pub mod client;
 pub mod decode;
 pub mod files;
+pub mod librdkafka;
 pub mod manifest;
 pub mod metrics;
 pub mod pipeline;

@@ -9,11 +9,34 @@ use sluice_host::manifest::{Document, SourceConfig, reference};
 use sluice_host::metrics::Metrics;
 use sluice_host::pipeline::{Pipeline, Plan, StopMode};
 use sluice_host::runtime::Runtime;
-use sluice_host::supervisor::Supervisor;
+use sluice_host::supervisor::{Settings, Supervisor};
 use sluice_host::wasm::{Engine, Module};
 use sluice_host::{api, checkpoint, preflight};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+
+/// `println!` that ends the process quietly (exit 0) when the reader of
+/// standard output has gone, as Unix tools do (`sluice … | head -1`),
+/// where `println!` would panic.
+macro_rules! out {
+    ($($arg:tt)*) => {
+        print_line(format_args!($($arg)*))
+    };
+}
+
+fn print_line(line: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    let written = stdout.write_fmt(line).and_then(|()| stdout.write_all(b"\n")).and_then(|()| stdout.flush());
+    match written {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => std::process::exit(0),
+        Err(e) => {
+            eprintln!("error: cannot write to standard output: {e}");
+            std::process::exit(1);
+        }
+    }
+}
 
 // Rows are built on the compute thread and freed on the sinks' thread;
 // mimalloc handles that pattern far better than the system allocator.
@@ -79,6 +102,12 @@ enum Command {
         /// the status page (the last 120 samples are kept).
         #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
         sample_every: std::time::Duration,
+        /// Let manifests use a librdkafka property that loads code into the
+        /// host or runs a command on it (`plugin.library.paths`,
+        /// `ssl.engine.location`, `ssl.engine.id`, `ssl.providers`,
+        /// `sasl.kerberos.kinit.cmd`), refused by default. Repeatable.
+        #[arg(long = "allow-kafka-property", value_name = "PROPERTY", value_parser = kafka_code_property)]
+        allowed_kafka_properties: Vec<String>,
     },
     /// Upload and list the modules of a host (`sluice serve`).
     Modules {
@@ -177,14 +206,27 @@ fn main() -> ExitCode {
         Command::Checkpoints { command } => checkpoints(command),
         Command::Validate { file, overrides, offline } => validate(&file, &overrides, offline),
         Command::Reference => {
-            print!("{}", reference::markdown());
+            out!("{}", reference::markdown().trim_end());
             ExitCode::SUCCESS
         }
-        Command::Serve { data, bind, token_file, sample_every } => {
-            serve(&data, bind, token_file.as_deref(), sample_every)
+        Command::Serve { data, bind, token_file, sample_every, allowed_kafka_properties } => {
+            let settings = Settings { allowed_kafka_properties: allowed_kafka_properties.into_iter().collect() };
+            serve(&data, bind, token_file.as_deref(), sample_every, settings)
         }
         Command::Modules { host, command } => client(host, Request::Modules(command)),
         Command::Pipelines { host, command } => client(host, Request::Pipelines(command)),
+    }
+}
+
+/// A property `--allow-kafka-property` can name: one that loads code or
+/// runs a command (every other one needs no allowing).
+fn kafka_code_property(name: &str) -> Result<String, String> {
+    match sluice_host::librdkafka::loads_code(name) {
+        Some(_) => Ok(name.trim().to_string()),
+        None => {
+            let known: Vec<&str> = sluice_host::librdkafka::LOADS_CODE.iter().map(|(k, _)| *k).collect();
+            Err(format!("only properties that load code or run a command need allowing: {}", known.join(", ")))
+        }
     }
 }
 
@@ -205,6 +247,7 @@ fn serve(
     bind: std::net::SocketAddr,
     token_file: Option<&Path>,
     sample_every: std::time::Duration,
+    settings: Settings,
 ) -> ExitCode {
     let token = match token_file {
         Some(f) => match std::fs::read_to_string(f) {
@@ -226,28 +269,31 @@ fn serve(
         );
         return ExitCode::FAILURE;
     }
+    // The pipelines' sinks run on this runtime; the admin API on a thread
+    // of its own (api::Server).
     let Some(tokio) = tokio_runtime(2) else { return ExitCode::FAILURE };
     let outcome = tokio.block_on(async {
         let runtime = Runtime::new(tokio::runtime::Handle::current())?;
         let listener =
-            tokio::net::TcpListener::bind(bind).await.map_err(|e| anyhow::anyhow!("cannot listen on {bind}: {e}"))?;
-        let supervisor = Supervisor::open(data, runtime).await?;
+            std::net::TcpListener::bind(bind).map_err(|e| anyhow::anyhow!("cannot listen on {bind}: {e}"))?;
+        let supervisor = Supervisor::open_with(data, runtime, settings).await?;
         supervisor.record_history(sample_every);
         let router = api::router(Arc::new(api::Api { supervisor: supervisor.clone(), token }));
-        let address = listener.local_addr()?;
+        let server = api::Server::start(listener, router)?;
+        let address = server.address();
         // The address on stdout, for scripts (a port of 0 picks one).
-        println!("listening on http://{address}");
+        {
+            use std::io::Write;
+            let _ = writeln!(std::io::stdout(), "listening on http://{address}");
+        }
         tracing::info!(%address, data = %data.display(), "serving the admin API");
         let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-        axum::serve(listener, router)
-            .with_graceful_shutdown(async move {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = terminate.recv() => {}
-                }
-                tracing::info!("shutting down: every pipeline stops with a checkpoint");
-            })
-            .await?;
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = terminate.recv() => {}
+        }
+        tracing::info!("shutting down: every pipeline stops with a checkpoint");
+        tokio::task::spawn_blocking(move || server.stop()).await??;
         supervisor.shutdown().await;
         anyhow::Ok(())
     });
@@ -271,13 +317,13 @@ fn client(host: HostArgs, request: Request) -> ExitCode {
                 let bytes = std::fs::read(&file).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", file.display()))?;
                 let v = client.push_module(&name, bytes).await?;
                 let field = |k: &str| v.get(k).map(ToString::to_string).unwrap_or_default();
-                println!("{name}@{} sha256:{}", field("version"), field("sha256").trim_matches('"'));
+                out!("{name}@{} sha256:{}", field("version"), field("sha256").trim_matches('"'));
             }
             Request::Modules(ModulesCommand::List) => {
                 let modules = client.get("/modules").await?;
                 for m in modules.as_array().into_iter().flatten() {
                     for v in m["versions"].as_array().into_iter().flatten() {
-                        println!(
+                        out!(
                             "{}@{}  {}  {} bytes  {}",
                             v["name"].as_str().unwrap_or_default(),
                             v["version"],
@@ -303,13 +349,13 @@ fn client(host: HostArgs, request: Request) -> ExitCode {
                     .ok_or_else(|| anyhow::anyhow!("{}: the manifest has no `name`", file.display()))?;
                 let (status, v) = client.apply(&name, &text, fresh).await?;
                 let verb = if status == reqwest::StatusCode::CREATED { "created" } else { "updated" };
-                println!("{name}: {verb}, {}", v["status"]["state"].as_str().unwrap_or("?"));
+                out!("{name}: {verb}, {}", v["status"]["state"].as_str().unwrap_or("?"));
             }
             Request::Pipelines(PipelinesCommand::List) => {
                 let all = client.get("/pipelines?expand=status").await?;
                 for (name, v) in all.as_object().into_iter().flatten() {
                     let s = &v["status"];
-                    println!(
+                    out!(
                         "{name}  {}  {} events, {} feature rows, watermark {}",
                         s["state"].as_str().unwrap_or("?"),
                         s["events_read"],
@@ -319,19 +365,19 @@ fn client(host: HostArgs, request: Request) -> ExitCode {
                 }
             }
             Request::Pipelines(PipelinesCommand::Status { name }) => {
-                println!("{}", pretty(&client.get(&format!("/pipelines/{name}/status")).await?));
+                out!("{}", pretty(&client.get(&format!("/pipelines/{name}/status")).await?));
             }
             Request::Pipelines(PipelinesCommand::Pause { name }) => {
                 client.call(Method::PUT, &format!("/pipelines/{name}/pause"), None).await?;
-                println!("{name}: paused");
+                out!("{name}: paused");
             }
             Request::Pipelines(PipelinesCommand::Resume { name }) => {
                 client.call(Method::PUT, &format!("/pipelines/{name}/resume"), None).await?;
-                println!("{name}: resumed");
+                out!("{name}: resumed");
             }
             Request::Pipelines(PipelinesCommand::Delete { name }) => {
                 client.call(Method::DELETE, &format!("/pipelines/{name}"), None).await?;
-                println!("{name}: deleted");
+                out!("{name}: deleted");
             }
         }
         anyhow::Ok(())
@@ -347,16 +393,19 @@ fn load(
     (online, fresh): (bool, bool),
     engine: &Engine,
 ) -> Option<(Document, Module)> {
-    let document = match Document::load(file, overrides) {
+    // Every stage runs, whatever the manifest's own checks found, so that
+    // one answer lists every problem.
+    let document = match Document::read_file(file, overrides) {
         Ok(d) => d,
         Err(e) => {
             eprintln!("{e}");
             return None;
         }
     };
-    let (module, findings) = preflight::check_with_module(&document.manifest, engine, online, fresh);
+    let checks = preflight::Checks { online, fresh, refused: Vec::new() };
+    let (module, findings) = preflight::check_with_module(&document.manifest, engine, &checks);
     match module {
-        Some(module) if findings.is_empty() => Some((document, module)),
+        Some(module) if findings.is_empty() && document.is_clean() => Some((document, module)),
         _ => {
             eprintln!("{}", document.error(findings));
             None
@@ -374,7 +423,7 @@ fn validate(file: &Path, overrides: &[String], offline: bool) -> ExitCode {
     };
     match load(file, overrides, (!offline, false), &engine) {
         Some(_) => {
-            println!("{}: ok", file.display());
+            out!("{}: ok", file.display());
             ExitCode::SUCCESS
         }
         None => ExitCode::FAILURE,
@@ -452,7 +501,7 @@ fn run(file: &Path, overrides: &[String], fresh: bool) -> ExitCode {
     });
     match outcome {
         Ok((summary, signals)) => {
-            println!("{}: {summary}", file.display());
+            out!("{}: {summary}", file.display());
             if signals > 1 { ExitCode::from(130) } else { ExitCode::SUCCESS }
         }
         Err(e) => {
@@ -523,10 +572,10 @@ fn checkpoints(command: CheckpointsCommand) -> ExitCode {
     let name =
         |l: &checkpoint::Listed| l.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let Some(wanted) = inspect else {
-        println!("{} checkpoint(s) in {}", listed.len(), config.dir.display());
+        out!("{} checkpoint(s) in {}", listed.len(), config.dir.display());
         for l in &listed {
             match &l.header {
-                Ok(h) => println!(
+                Ok(h) => out!(
                     "{}  {}  {} partition(s), {} key(s), {} bytes",
                     name(l),
                     sluice_host::time::format_ms(h.created_ms),
@@ -534,7 +583,7 @@ fn checkpoints(command: CheckpointsCommand) -> ExitCode {
                     h.partitions.iter().map(|p| p.keys).sum::<u64>(),
                     l.size
                 ),
-                Err(e) => println!("{}  unreadable: {e}", name(l)),
+                Err(e) => out!("{}  unreadable: {e}", name(l)),
             }
         }
         return ExitCode::SUCCESS;
@@ -550,20 +599,24 @@ fn checkpoints(command: CheckpointsCommand) -> ExitCode {
     match checkpoint::read(&chosen.path) {
         Ok(c) => {
             let h = &c.header;
-            println!("{}: intact ({} bytes)", chosen.path.display(), chosen.size);
-            println!("pipeline {}, host {}, barrier {}", h.pipeline, h.host, h.epoch);
-            println!("written {}", sluice_host::time::format_ms(h.created_ms));
-            println!("watermark {}", sluice_host::time::format_ms(h.watermark));
-            println!("state of: {}", h.fingerprint);
+            out!("{}: intact ({} bytes)", chosen.path.display(), chosen.size);
+            out!("pipeline {}, host {}, barrier {}", h.pipeline, h.host, h.epoch);
+            out!("written {}", sluice_host::time::format_ms(h.created_ms));
+            out!("watermark {}", sluice_host::time::format_ms(h.watermark));
+            out!("state of: {}", h.fingerprint);
             let expected = checkpoint::fingerprint(&manifest);
             if h.fingerprint != expected {
-                println!("the manifest cannot restore it: it has {expected} (run with --fresh to start over)");
+                out!("the manifest cannot restore it: it has {expected} (run with --fresh to start over)");
             }
             for (p, e) in c.partitions.iter().zip(&h.partitions) {
                 let latest = p.max_event_time.map_or_else(|| "none".into(), sluice_host::time::format_ms);
-                println!(
+                out!(
                     "  {}[{}] next offset {}, latest event {latest}, {} key(s), {} bytes",
-                    p.topic, p.partition, p.offset, e.keys, e.bytes
+                    p.topic,
+                    p.partition,
+                    p.offset,
+                    e.keys,
+                    e.bytes
                 );
             }
             ExitCode::SUCCESS

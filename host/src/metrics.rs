@@ -66,6 +66,9 @@ pub struct Metrics {
     pub checkpoint_seconds: Latency,
     /// Each partition the source reads, and how far behind its end.
     pub partitions: Mutex<Vec<PartitionLag>>,
+    /// Why the source reads nothing, when something outside it holds it
+    /// up (see [`crate::source::Source::waiting`]).
+    pub waiting: Mutex<Option<String>>,
     /// The last [`RECENT_DEAD_LETTERS`] dead letters, oldest first.
     pub recent_dead_letters: Mutex<VecDeque<DeadLetterNote>>,
 }
@@ -194,6 +197,14 @@ impl Metrics {
 
     pub fn set_partitions(&self, partitions: Vec<PartitionLag>) {
         *self.partitions.lock().unwrap_or_else(PoisonError::into_inner) = partitions;
+    }
+
+    pub fn set_waiting(&self, waiting: Option<String>) {
+        *self.waiting.lock().unwrap_or_else(PoisonError::into_inner) = waiting;
+    }
+
+    pub fn waiting(&self) -> Option<String> {
+        self.waiting.lock().unwrap_or_else(PoisonError::into_inner).clone()
     }
 
     pub fn partitions(&self) -> Vec<PartitionLag> {

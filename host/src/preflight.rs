@@ -23,15 +23,37 @@ use crate::manifest::{Finding, Manifest, SinkConfig, SourceConfig};
 /// How long a broker or Redis server may take to answer.
 const TIMEOUT: Duration = Duration::from_secs(5);
 
+/// What a check is asked to do.
+#[derive(Debug, Clone, Default)]
+pub struct Checks {
+    /// Also reach the brokers and Redis servers.
+    pub online: bool,
+    /// The run starts over, so checkpoints of another pipeline are no
+    /// problem.
+    pub fresh: bool,
+    /// Fields refused already (a path outside a host's files directory, a
+    /// module not registered): what they name is not looked at.
+    pub refused: Vec<String>,
+}
+
+impl Checks {
+    fn looks_at(&self, at: &str) -> bool {
+        !self.refused.iter().any(|r| r == at)
+    }
+}
+
 /// [`check`], and the manifest's module compiled on `engine` (`None` when
-/// it cannot be: a finding at `transform.module` says why).
+/// it cannot be: a finding at `transform.module` says why, unless that
+/// field was refused already).
 pub fn check_with_module(
     manifest: &Manifest,
     engine: &crate::wasm::Engine,
-    online: bool,
-    fresh: bool,
+    checks: &Checks,
 ) -> (Option<crate::wasm::Module>, Vec<Finding>) {
-    let mut findings = check(manifest, online, fresh);
+    let mut findings = check(manifest, checks);
+    if !checks.looks_at("transform.module") {
+        return (None, findings);
+    }
     let module = match crate::pipeline::load_module(manifest, engine) {
         Ok(module) => Some(module),
         Err(e) => {
@@ -46,12 +68,13 @@ pub fn check_with_module(
     (module, findings)
 }
 
-/// Every problem found; none means the pipeline can start. `fresh`: the
-/// run starts over, so checkpoints of another pipeline are no problem.
-pub fn check(manifest: &Manifest, online: bool, fresh: bool) -> Vec<Finding> {
+/// Every problem found; none means the pipeline can start.
+pub fn check(manifest: &Manifest, checks: &Checks) -> Vec<Finding> {
+    let (online, fresh) = (checks.online, checks.fresh);
     let mut found = Vec::new();
     let mut files: Vec<(String, Identity)> = Vec::new();
     match &manifest.source {
+        SourceConfig::File { .. } if !checks.looks_at("source.path") => {}
         SourceConfig::File { path, .. } => {
             if let Some(problem) = readable(path) {
                 found.push(("source.path".into(), problem, Some("give the path of a JSON-lines file".into())));
@@ -59,7 +82,7 @@ pub fn check(manifest: &Manifest, online: bool, fresh: bool) -> Vec<Finding> {
             files.push(("source.path".into(), identity(path)));
         }
         SourceConfig::Kafka(k) => {
-            let config = client_config(&k.brokers, &k.properties);
+            let config = client_config(&k.brokers, &k.properties, "source.properties", checks);
             found.extend(bad_properties(&config, "source.properties"));
             if online {
                 let topics: Vec<(String, &str)> =
@@ -68,15 +91,11 @@ pub fn check(manifest: &Manifest, online: bool, fresh: bool) -> Vec<Finding> {
             }
         }
     }
-    let outputs = [
-        ("features", &manifest.outputs.features),
-        ("dead_letters", &manifest.outputs.dead_letters),
-        ("late_events", &manifest.outputs.late_events),
-    ];
-    for (output, sinks) in outputs {
+    for (output, sinks) in manifest.outputs.all() {
         for (i, sink) in sinks.iter().enumerate() {
             let at = format!("outputs.{output}[{i}]");
             match sink {
+                SinkConfig::File(_) if !checks.looks_at(&format!("{at}.path")) => {}
                 SinkConfig::File(f) => {
                     let path_at = format!("{at}.path");
                     if let Some(problem) = writable(&f.path) {
@@ -103,13 +122,14 @@ pub fn check(manifest: &Manifest, online: bool, fresh: bool) -> Vec<Finding> {
                     files.push((path_at, id));
                 }
                 SinkConfig::Redis(r) => found.extend(redis(&r.url, &format!("{at}.url"), online)),
+                SinkConfig::Iceberg(_) if !checks.looks_at(&format!("{at}.warehouse")) => {}
                 SinkConfig::Iceberg(i) => {
                     if let Some(problem) = writable_dir(&i.warehouse) {
                         found.push((format!("{at}.warehouse"), problem, Some("give a folder you can write".into())));
                     }
                 }
                 SinkConfig::Kafka(k) => {
-                    let config = client_config(&k.brokers, &k.properties);
+                    let config = client_config(&k.brokers, &k.properties, &format!("{at}.properties"), checks);
                     found.extend(bad_properties(&config, &format!("{at}.properties")));
                     if online {
                         let topic = [(format!("{at}.topic"), k.topic.as_str())];
@@ -121,11 +141,14 @@ pub fn check(manifest: &Manifest, online: bool, fresh: bool) -> Vec<Finding> {
         }
     }
     if let Some(path) = &manifest.state.path
+        && checks.looks_at("state.path")
         && let Some(problem) = writable_dir(path)
     {
         found.push(("state.path".into(), problem, Some("give a folder on a local disk you can write".into())));
     }
-    if let Some(c) = &manifest.checkpoint {
+    if let Some(c) = &manifest.checkpoint
+        && checks.looks_at("checkpoint.dir")
+    {
         if let Some(problem) = writable_dir(&c.dir) {
             found.push(("checkpoint.dir".into(), problem, Some("give a folder you can write".into())));
         }
@@ -198,11 +221,18 @@ fn writable(path: &Path) -> Option<String> {
     tempfile::tempfile_in(folder).err().map(|e| format!("cannot create `{shown}` in `{}`: {e}", folder.display()))
 }
 
-fn client_config(brokers: &str, properties: &BTreeMap<String, String>) -> ClientConfig {
+/// The client the checks make (the properties at `at`): the manifest's
+/// properties but those that load code or run a command
+/// ([`crate::librdkafka::loads_code`]), which librdkafka would act on as
+/// the client is created, and those refused already (a file outside a
+/// host's files directory). A check loads and runs nothing.
+fn client_config(brokers: &str, properties: &BTreeMap<String, String>, at: &str, checks: &Checks) -> ClientConfig {
     let mut config = ClientConfig::new();
     config.set("bootstrap.servers", brokers);
     for (k, v) in properties {
-        config.set(k, v);
+        if crate::librdkafka::loads_code(k).is_none() && checks.looks_at(&format!("{at}.{k}")) {
+            config.set(k, v);
+        }
     }
     config
 }

@@ -160,7 +160,7 @@ async fn bad_uploads_are_refused_and_change_nothing() -> anyhow::Result<()> {
     assert_error(status, &body, StatusCode::BAD_REQUEST, "the body is empty");
     let huge = vec![0u8; sluice_host::registry::MAX_MODULE_BYTES as usize + 1];
     let (status, body) = host.call(Method::POST, "/modules/huge", huge).await?;
-    assert_error(status, &body, StatusCode::PAYLOAD_TOO_LARGE, "bytes a module may have");
+    assert_error(status, &body, StatusCode::PAYLOAD_TOO_LARGE, "more than the 67108864 bytes");
     let (status, body) = host.call(Method::POST, "/modules/Bad%20Name", good.clone()).await?;
     assert_error(status, &body, StatusCode::BAD_REQUEST, "is not a module name");
     let (status, body) = host.call(Method::POST, "/modules/kept?kind=aggregate", good.clone()).await?;
@@ -496,5 +496,208 @@ async fn a_paused_pipeline_takes_a_new_config_and_stays_paused_until_resumed() -
     rows.sort_by(|x, y| (&x.0, x.1).cmp(&(&y.0, y.1)));
     // From the start of the file again (fresh): a has 4 events in [0, 20s), b 2.
     assert_eq!(rows, vec![("a".into(), 0, json!({"count": 4})), ("b".into(), 0, json!({"count": 2}))]);
+    Ok(())
+}
+
+/// A shared library whose constructor writes `marker` when it is loaded,
+/// built with the system's C compiler.
+fn marker_library(dir: &std::path::Path, marker: &std::path::Path) -> anyhow::Result<std::path::PathBuf> {
+    let source = dir.join("marker.c");
+    std::fs::write(
+        &source,
+        format!(
+            "#include <stdio.h>\n__attribute__((constructor)) static void mark(void) {{ FILE *f = fopen(\"{}\", \"w\"); \
+             if (f) {{ fputs(\"loaded\", f); fclose(f); }} }}\n",
+            marker.display()
+        ),
+    )?;
+    let library = dir.join("libmarker.so");
+    let built =
+        std::process::Command::new("cc").arg("-shared").arg("-fPIC").arg("-o").arg(&library).arg(&source).output()?;
+    anyhow::ensure!(built.status.success(), "cc: {}", String::from_utf8_lossy(&built.stderr));
+    Ok(library)
+}
+
+/// A Kafka pipeline whose source passes `properties` (YAML) through.
+fn kafka_manifest(name: &str, properties: &str) -> String {
+    format!(
+        "name: {name}
+source: {{type: kafka, brokers: '127.0.0.1:9', topics: [t], group: g, properties: {properties}}}
+events:
+  key: user_id
+  timestamp: {{field: timestamp, format: millis}}
+window: {{type: tumbling, size: 10s}}
+transform: {{module: counter}}
+outputs:
+  features: [{{type: file, path: out/features.jsonl}}]
+  dead_letters: [{{type: file, path: out/dead.jsonl}}]
+  late_events: [{{type: file, path: out/late.jsonl}}]
+"
+    )
+}
+
+/// No librdkafka property brings code into the host: one that loads a
+/// library (or runs a command) is refused at its line by validate and by
+/// apply, and the library is never loaded, even by a host that allows the
+/// property (validate passes it to no client); one that names a file is
+/// kept inside the files directory.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kafka_properties_load_no_code_and_name_no_file_outside() -> anyhow::Result<()> {
+    let host = host().await?;
+    let (status, _) = host.call(Method::POST, "/modules/counter", module_bytes("misbehave")?).await?;
+    assert_eq!(status, StatusCode::CREATED);
+    let outside = tempfile::tempdir()?;
+    let marker = outside.path().join("loaded");
+    let library = marker_library(outside.path(), &marker)?;
+    let plugin = kafka_manifest("plugin", &format!("{{plugin.library.paths: '{}'}}", library.display()));
+    // Online, the checks reach the brokers too (none answers there).
+    for uri in ["/pipelines/validate?offline=true", "/pipelines/validate"] {
+        let (status, body) = host.call(Method::PUT, uri, plugin.clone()).await?;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let found = located(&body);
+        assert_eq!(found[0], ("source.properties.plugin.library.paths".into(), Some(2)), "{uri}: {body}");
+        assert!(found[1..].iter().all(|(f, _)| f == "source.brokers"), "{uri}: {body}");
+        assert!(body["problems"][0]["message"].as_str().is_some_and(|m| m.contains("loads the shared libraries")));
+    }
+    let (status, body) = host.call(Method::POST, "/pipelines", plugin.clone()).await?;
+    assert_error(status, &body, StatusCode::BAD_REQUEST, "plugin.library.paths");
+    let kinit = kafka_manifest("kinit", &format!("{{sasl.kerberos.kinit.cmd: 'touch {}'}}", marker.display()));
+    let (status, body) = host.call(Method::PUT, "/pipelines/kinit/config", kinit).await?;
+    assert_error(status, &body, StatusCode::BAD_REQUEST, "shell command");
+    let key_file = kafka_manifest("key", "{sasl.oauthbearer.assertion.private.key.file: /etc/ssl/private/key.pem}");
+    let (status, body) = host.call(Method::PUT, "/pipelines/validate?offline=true", key_file).await?;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(located(&body), vec![("source.properties.sasl.oauthbearer.assertion.private.key.file".into(), Some(2))]);
+    assert_eq!(host.get("/pipelines").await?.1, json!([]));
+
+    // A host that allows the property takes the manifest, but validate
+    // still loads nothing.
+    let data = tempfile::tempdir()?;
+    let settings = sluice_host::supervisor::Settings {
+        allowed_kafka_properties: ["plugin.library.paths".to_string()].into_iter().collect(),
+    };
+    let allowing = Supervisor::open_with(data.path(), Runtime::current()?, settings).await?;
+    let bytes = module_bytes("misbehave")?;
+    allowing.push_module("counter", bytes, None).await?;
+    allowing.validate(&plugin, false).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+    assert!(!marker.exists(), "the library was loaded: {}", std::fs::read_to_string(&marker)?);
+    Ok(())
+}
+
+/// Kafka Connect's create: of many concurrent creates of one name, one
+/// gets 201 and keeps its config; every other gets 409.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn of_concurrent_creates_of_one_name_exactly_one_wins() -> anyhow::Result<()> {
+    let host = Arc::new(host().await?);
+    std::fs::write(host.files.join("in.jsonl"), "")?;
+    let (status, _) = host.call(Method::POST, "/modules/counter", module_bytes("misbehave")?).await?;
+    assert_eq!(status, StatusCode::CREATED);
+    let mut creates = tokio::task::JoinSet::new();
+    for i in 0..32 {
+        let host = host.clone();
+        let text = manifest("race", "counter").replace("out/features.jsonl", &format!("out/features-{i}.jsonl"));
+        creates.spawn(async move { (i, host.call(Method::POST, "/pipelines", text).await) });
+    }
+    let mut created = Vec::new();
+    while let Some(done) = creates.join_next().await {
+        let (i, answer) = done?;
+        let (status, body) = answer?;
+        match status {
+            StatusCode::CREATED => created.push(i),
+            StatusCode::CONFLICT => assert_error(status, &body, StatusCode::CONFLICT, "exists"),
+            other => anyhow::bail!("create {i}: {other} {body}"),
+        }
+    }
+    assert_eq!(created.len(), 1, "created by {created:?}");
+    let (_, config) = host.get("/pipelines/race/config").await?;
+    let kept = format!("out/features-{}.jsonl", created[0]);
+    assert_eq!(config["outputs"]["features"][0]["path"], kept.as_str());
+    Ok(())
+}
+
+/// Every error answer is `{"error_code", "message"}` JSON, axum's own
+/// (a 405, a query or path it cannot read) included; the bearer scheme's
+/// case does not matter.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_error_answer_is_json() -> anyhow::Result<()> {
+    let host = host().await?;
+    let (status, body) = host.call(Method::POST, "/", Body::empty()).await?;
+    assert_error(status, &body, StatusCode::METHOD_NOT_ALLOWED, "does not take POST");
+    let request =
+        Request::builder().method(Method::PUT).uri("/modules").header("authorization", format!("Bearer {TOKEN}"));
+    let response = host.router.clone().oneshot(request.body(Body::empty())?).await?;
+    assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(response.headers().get("allow").and_then(|v| v.to_str().ok()), Some("GET,HEAD"));
+    let bytes = axum::body::to_bytes(response.into_body(), 1 << 20).await?;
+    let body: Value = serde_json::from_slice(&bytes)?;
+    assert_error(StatusCode::METHOD_NOT_ALLOWED, &body, StatusCode::METHOD_NOT_ALLOWED, "does not take PUT");
+    for (method, uri) in [
+        (Method::GET, "/pipelines?bogus=1"),
+        (Method::PUT, "/pipelines/x/config?fresh=maybe"),
+        (Method::POST, "/modules/x?kind=window&kind=aggregate"),
+        (Method::GET, "/modules/%ff"),
+    ] {
+        let (status, body) = host.call(method.clone(), uri, Body::empty()).await?;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{method} {uri}: {body}");
+        assert_eq!(body["error_code"], 400, "{method} {uri}: {body}");
+        assert!(body["message"].as_str().is_some_and(|m| !m.is_empty()), "{method} {uri}: {body}");
+    }
+    for scheme in ["bearer", "BEARER", "Bearer"] {
+        let request = Request::builder().uri("/pipelines").header("authorization", format!("{scheme} {TOKEN}"));
+        let (status, body) = host.send(request, Body::empty()).await?;
+        assert_eq!((status, body), (StatusCode::OK, json!([])), "{scheme}");
+    }
+    let (status, body) =
+        host.send(Request::builder().uri("/pipelines").header("authorization", TOKEN), Body::empty()).await?;
+    assert_error(status, &body, StatusCode::UNAUTHORIZED, "Bearer");
+    Ok(())
+}
+
+/// One validate answers with the problems of every stage, each at its
+/// line: an unknown field (reading), a slide longer than the size (the
+/// manifest's checks), a path outside the files directory, a module not
+/// registered, a Redis URL that does not parse (the checks of what it
+/// names).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn validate_reports_the_problems_of_every_stage_at_once() -> anyhow::Result<()> {
+    let host = host().await?;
+    let text = "name: everything
+source: {type: file, path: /etc/passwd}
+events:
+  key: user_id
+  timestamp: {field: timestamp, format: millis}
+window:
+  type: sliding
+  size: 30m
+  slide: 45m
+  slid: 1m
+transform: {module: 'nothing@3'}
+outputs:
+  features: [{type: redis, url: 'http://not-redis', key: 'f:{key}'}]
+  dead_letters: [{type: file, path: out/dead.jsonl}]
+  late_events: [{type: file, path: out/late.jsonl}]
+";
+    let (status, body) = host.call(Method::PUT, "/pipelines/validate?offline=true", text).await?;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let mut got = located(&body);
+    got.sort();
+    let mut want: Vec<(String, Option<u64>)> = [
+        ("window.slid", 10),
+        ("window.slide", 9),
+        ("source.path", 2),
+        ("transform.module", 11),
+        ("outputs.features[0].url", 13),
+    ]
+    .iter()
+    .map(|(f, l)| (f.to_string(), Some(*l)))
+    .collect();
+    want.sort();
+    assert_eq!(got, want, "{body}");
+    assert_eq!(body["error_count"], 5);
+    for p in body["problems"].as_array().into_iter().flatten() {
+        assert!(p["column"].as_u64().is_some(), "{p}");
+    }
+    let (status, body) = host.call(Method::POST, "/pipelines", text).await?;
+    assert_error(status, &body, StatusCode::BAD_REQUEST, "5 problems");
     Ok(())
 }

@@ -457,3 +457,267 @@ fn produce_lines(topic: &str, lines: &[&str]) -> anyhow::Result<()> {
     producer.flush(Duration::from_secs(60))?;
     Ok(())
 }
+
+/// `examples/session-features.yaml` as pipeline `name`, reading the host's
+/// `in/clicks.jsonl`, every output appended to a file of `out/{name}/`.
+fn file_manifest(name: &str) -> anyhow::Result<String> {
+    appending_manifest(name, "{type: file, path: in/clicks.jsonl, step: 2000}")
+}
+
+/// `examples/session-features.yaml` as pipeline `name`, reading `source`
+/// (YAML), every output appended to a file of `out/{name}/`.
+fn appending_manifest(name: &str, source: &str) -> anyhow::Result<String> {
+    let text = std::fs::read_to_string(e2e::root().join("examples/session-features.yaml"))?;
+    let mut m: serde_yaml::Value = serde_yaml::from_str(&text)?;
+    let output = |what: &str| -> anyhow::Result<serde_yaml::Value> {
+        Ok(serde_yaml::from_str(&format!("[{{type: file, path: 'out/{name}/{what}.jsonl', append: true}}]"))?)
+    };
+    m["name"] = name.into();
+    m["source"] = serde_yaml::from_str(source)?;
+    m["parallelism"] = 1.into();
+    m["transform"]["module"] = "session-features".into();
+    m["outputs"]["features"] = output("features")?;
+    m["outputs"]["dead_letters"] = output("dead")?;
+    m["outputs"]["late_events"] = output("late")?;
+    Ok(serde_yaml::to_string(&m)?)
+}
+
+/// The lines of a file pipeline's output `what`, each as written but for
+/// the wall-clock times in it (when a row was computed, a dead letter
+/// made, how far an event is ahead of the clock), sorted: a multiset to compare runs by.
+fn appended(data: &Path, name: &str, what: &str) -> anyhow::Result<Vec<String>> {
+    let text = std::fs::read_to_string(data.join(format!("files/out/{name}/{what}.jsonl")))?;
+    let mut lines = Vec::new();
+    for line in text.lines() {
+        let mut v: Value = serde_json::from_str(line)?;
+        if let Some(row) = v.as_object_mut() {
+            row.remove("computed_at");
+            row.remove("at");
+            // "… ms ahead of the clock": a dead letter is told by its class.
+            if row.get("error_class").is_some_and(|c| c == "timestamp_out_of_range") {
+                row.remove("message");
+            }
+        }
+        lines.push(v.to_string());
+    }
+    lines.sort();
+    Ok(lines)
+}
+
+/// A file pipeline keeps its place as Flink's file source does: paused
+/// and resumed, stopped and started, through a restart of the host and
+/// an unchanged config it goes on from its last checkpoint, and once its
+/// file is read it stays finished across a restart. Its outputs, appended
+/// to, hold each row once: what a clean run of the same file writes.
+#[test]
+fn a_file_pipeline_goes_on_from_its_checkpoints_and_writes_each_row_once() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let data = dir.path().join("data");
+    let host = Host::start(&data, dir.path().join("serve-1.log"))?;
+    let module = e2e::root().join("target/modules/session-features.wasm");
+    host.cli(&["modules", "push", "session-features", &module.display().to_string()])?;
+    let config =
+        sluice_examples::Config { events: 400_000, users: 2_000, rate: 100.0, ..e2e::session_features().config };
+    let mut input = Vec::new();
+    sluice_examples::generate(&config, &mut input)?;
+    let lines = input.iter().filter(|&&b| b == b'\n').count();
+    std::fs::create_dir_all(data.join("files/in"))?;
+    std::fs::write(data.join("files/in/clicks.jsonl"), &input)?;
+
+    let (code, body) = host.send(reqwest::Method::POST, "/pipelines", file_manifest("clean")?)?;
+    assert_eq!(code, 201, "{body}");
+    let clean = host.wait("clean", "the clean run's end", |s| s["state"] == "STOPPED")?;
+    assert_eq!(clean["events_read"], lines, "{clean}");
+
+    let (code, body) = host.send(reqwest::Method::POST, "/pipelines", file_manifest("resumed")?)?;
+    assert_eq!(code, 201, "{body}");
+    // Where the newest checkpoint left the file: the next line.
+    let next_line = |host: &Host| -> anyhow::Result<u64> {
+        let (_, offsets) = host.call(reqwest::Method::GET, "/pipelines/resumed/offsets")?;
+        anyhow::ensure!(offsets["offsets"][0]["topic"] == "files/in/clicks.jsonl", "{offsets}");
+        offsets["offsets"][0]["offset"].as_u64().ok_or_else(|| anyhow::anyhow!("no offset: {offsets}"))
+    };
+    let mut stops = Vec::new();
+    for (verb, state) in [("pause", "PAUSED"), ("stop", "STOPPED")] {
+        host.wait("resumed", "some events read", |s| s["events_read"].as_u64() > Some(0))?;
+        let (code, body) = host.call(reqwest::Method::PUT, &format!("/pipelines/resumed/{verb}"))?;
+        assert_eq!(code, 202, "{body}");
+        assert_eq!(host.status("resumed")?["state"], state);
+        stops.push(next_line(&host)?);
+        let (code, body) = host.call(reqwest::Method::PUT, "/pipelines/resumed/resume")?;
+        assert_eq!(code, 202, "{body}");
+    }
+    host.wait("resumed", "some events read", |s| s["events_read"].as_u64() > Some(0))?;
+    let Host { mut process, .. } = host;
+    assert!(process.terminate()?.success());
+    let host = Host::start(&data, dir.path().join("serve-2.log"))?;
+    host.wait("resumed", "some events read", |s| s["events_read"].as_u64() > Some(0))?;
+    stops.push(next_line(&host)?);
+    let (code, body) = host.send(reqwest::Method::PUT, "/pipelines/resumed/config", file_manifest("resumed")?)?;
+    assert_eq!(code, 200, "{body}");
+    let ended = host.wait("resumed", "the end of the file", |s| s["state"] == "STOPPED")?;
+    assert_eq!(ended["trace"], "its input ended", "{ended}");
+    // Each stop was in the middle of the file, and the next went further.
+    stops.push(next_line(&host)?);
+    eprintln!("the checkpoints' next lines at each stop: {stops:?} of {lines} lines");
+    assert!(stops.windows(2).all(|w| w[0] <= w[1]) && stops[0] > 1, "{stops:?}");
+    assert_eq!(stops.last().copied(), Some(lines as u64 + 1), "{stops:?}");
+    assert!(stops[..3].iter().all(|&s| s < lines as u64 + 1), "a stop came after the end: {stops:?}");
+    assert!(host.log_text().contains("resuming where a checkpoint stopped"), "{}", host.log_text());
+
+    // A restart after the end reads nothing again.
+    let Host { mut process, .. } = host;
+    assert!(process.terminate()?.success());
+    let host = Host::start(&data, dir.path().join("serve-3.log"))?;
+    let again = host.wait("resumed", "the end, again", |s| s["state"] == "STOPPED")?;
+    assert_eq!(again["events_read"], 0, "{again}");
+
+    for what in ["features", "dead", "late"] {
+        let (want, got) = (appended(&data, "clean", what)?, appended(&data, "resumed", what)?);
+        let mut unique = got.clone();
+        unique.dedup();
+        assert_eq!(unique.len(), got.len(), "{what}: {} lines written more than once", got.len() - unique.len());
+        assert!(!want.is_empty() || what != "features", "the clean run wrote no features");
+        assert_eq!(got.len(), want.len(), "{what}: {} lines for the clean run's {}", got.len(), want.len());
+        let first = got.iter().zip(&want).find(|(g, w)| g != w);
+        assert!(first.is_none(), "{what}: the lines differ from the clean run's, first {first:?}");
+    }
+    Ok(())
+}
+
+/// The CLI is quiet when its reader goes away (`| head -c1`), as Unix
+/// tools are: no panic, no backtrace, exit 0.
+#[test]
+fn the_cli_exits_quietly_when_its_reader_goes_away() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let host = Host::start(&dir.path().join("data"), dir.path().join("serve.log"))?;
+    let module = e2e::root().join("target/modules/misbehave.wasm");
+    host.cli(&["modules", "push", "counter", &module.display().to_string()])?;
+    let sluice = e2e::sluice().display().to_string();
+    // `true` reads nothing and is gone by the time the answer comes.
+    for reader in ["head -c1", "true"] {
+        for command in ["modules list", "pipelines list", "reference"] {
+            let out = Command::new("bash")
+                .args(["-c", &format!("set -o pipefail; '{sluice}' {command} | {reader} >/dev/null")])
+                .env("SLUICE_HOST", &host.url)
+                .env("SLUICE_TOKEN", TOKEN)
+                .env("RUST_BACKTRACE", "1")
+                .output()?;
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert!(out.status.success() && stderr.is_empty(), "{command} | {reader}: {}: {stderr}", out.status);
+        }
+    }
+    Ok(())
+}
+
+/// A body whose declared length is over the limit is refused before it is
+/// sent: the 413 comes while the client still holds the rest of it (on
+/// main before, the host waited for the whole terabyte).
+#[test]
+fn a_body_declared_too_large_is_refused_before_it_is_read() -> anyhow::Result<()> {
+    use std::io::{Read, Write};
+    let dir = tempfile::tempdir()?;
+    let host = Host::start(&dir.path().join("data"), dir.path().join("serve.log"))?;
+    let address = host.url.trim_start_matches("http://");
+    for path in ["/modules/huge", "/pipelines"] {
+        let mut socket = std::net::TcpStream::connect(address)?;
+        // Only a guard: the answer must come with the body unsent.
+        socket.set_read_timeout(Some(Duration::from_secs(60)))?;
+        write!(
+            socket,
+            "POST {path} HTTP/1.1\r\nHost: {address}\r\nAuthorization: Bearer {TOKEN}\r\n\
+             Content-Length: 1099511627776\r\n\r\n"
+        )?;
+        // A start of the body, which the socket's buffers take at once.
+        socket.write_all(&vec![0u8; 64 << 10])?;
+        let mut answer = Vec::new();
+        let mut buffer = [0u8; 4096];
+        while !answer.windows(4).any(|w| w == b"\r\n\r\n") {
+            let n = socket.read(&mut buffer)?;
+            anyhow::ensure!(n > 0, "{path}: the connection closed without an answer");
+            answer.extend_from_slice(&buffer[..n]);
+        }
+        let text = String::from_utf8_lossy(&answer);
+        assert!(text.starts_with("HTTP/1.1 413"), "{path}: {text}");
+        assert!(text.to_ascii_lowercase().contains("content-type: application/json"), "{path}: {text}");
+    }
+    Ok(())
+}
+
+/// A Tansu broker of the test's own on a free port, with nothing in it:
+/// one test may stop it without stopping the others'. Killed when dropped.
+fn private_broker(log: &Path) -> anyhow::Result<(Running, String)> {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let url = format!("tcp://127.0.0.1:{port}");
+    let child = Command::new("tansu")
+        .args([
+            "broker",
+            "--storage-engine",
+            "memory://tansu/",
+            "--listener-url",
+            &url,
+            "--advertised-listener-url",
+            &url,
+        ])
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(log)?)
+        .spawn()
+        .map_err(|e| anyhow::anyhow!("cannot start tansu ({e}): scripts/setup installs it"))?;
+    let broker = Running(child);
+    let address = format!("127.0.0.1:{port}");
+    wait_until("the private broker", Duration::from_secs(30), Duration::from_millis(50), || {
+        Ok(std::net::TcpStream::connect(&address).is_ok())
+    })?;
+    Ok((broker, address))
+}
+
+/// A consumer whose group session is lost (its broker stopped past the
+/// session timeout) says so in its status, and after its bounded wait
+/// rejoins the group as a new member, which is given partitions again
+/// and restores them from the hand-over checkpoint. (Tansu's group then
+/// goes on naming members that are gone as its leader: its fault, so the
+/// test asks no more of the group than one assignment.)
+#[test]
+fn a_consumer_that_lost_its_group_session_says_so_and_rejoins_as_a_new_member() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let (broker, brokers) = private_broker(&dir.path().join("tansu.log"))?;
+    sluice_examples::kafka::create_topic(&brokers, "clicks", 2)?;
+    let config = sluice_examples::Config { events: 1_000, ..e2e::session_features().config };
+    let mut text = Vec::new();
+    sluice_examples::generate(&config, &mut text)?;
+    let produced = sluice_examples::kafka::produce_lines(&brokers, "clicks", &text)?;
+    let host = Host::start(&dir.path().join("data"), dir.path().join("serve.log"))?;
+    let module = e2e::root().join("target/modules/session-features.wasm");
+    host.cli(&["modules", "push", "session-features", &module.display().to_string()])?;
+    // A 3 s session: the member rejoins 15 s after it let go.
+    let source = format!(
+        "{{type: kafka, brokers: '{brokers}', topics: [clicks], group: lost, start: earliest, \
+         properties: {{session.timeout.ms: '3000', heartbeat.interval.ms: '1000'}}}}"
+    );
+    let manifest = appending_manifest("lost", &source)?;
+    let (code, body) = host.send(reqwest::Method::POST, "/pipelines", manifest)?;
+    assert_eq!(code, 201, "{body}");
+    host.wait("lost", "every record read", |s| s["events_read"] == produced)?;
+    assert_eq!(host.status("lost")?["waiting"], Value::Null);
+
+    let pid = broker.0.id().to_string();
+    anyhow::ensure!(Command::new("kill").args(["-STOP", &pid]).status()?.success(), "kill -STOP");
+    std::thread::sleep(Duration::from_secs(6));
+    anyhow::ensure!(Command::new("kill").args(["-CONT", &pid]).status()?.success(), "kill -CONT");
+    let waiting = host.wait("lost", "a status that says it waits", |s| s["waiting"].is_string())?;
+    assert!(waiting["waiting"].as_str().is_some_and(|w| w.contains("let go")), "{waiting}");
+    assert_eq!(waiting["state"], "RUNNING");
+    let log = |what: &str| host.log_text().lines().filter(|l| l.contains(what)).count();
+    let (assigned, restored) = (log("partitions assigned"), log("state restored from a checkpoint"));
+    wait_until("a new member with partitions", Duration::from_secs(60), Duration::from_millis(200), || {
+        Ok(log("rejoining the consumer group as a new member") > 0
+            && log("partitions assigned") > assigned
+            && log("state restored from a checkpoint") > restored)
+    })
+    .map_err(|e| anyhow::anyhow!("{e}\n{}", host.log_text()))?;
+    assert!(log("partitions let go after a revocation; waiting for the consumer group") > 0, "{}", host.log_text());
+    assert_ne!(host.status("lost")?["state"], "FAILED");
+    let Host { mut process, .. } = host;
+    assert!(process.terminate()?.success(), "the host stops cleanly");
+    Ok(())
+}

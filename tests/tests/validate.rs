@@ -322,3 +322,36 @@ fn state_settings_are_checked() -> anyhow::Result<()> {
     assert!(ok, "{said}");
     Ok(())
 }
+
+/// One run reports the problems of every stage, each at its line and
+/// column: a field it does not know (reading), a slide longer than the
+/// size (the manifest's checks), a source that is not there, a Redis URL
+/// that does not parse (what the manifest names), a module that is not
+/// there (compiling it).
+#[test]
+fn every_stage_reports_its_problems_in_one_run() -> anyhow::Result<()> {
+    let dir = folder()?;
+    let d = dir.path().display().to_string();
+    let text = manifest(dir.path())
+        .replace("  slide: 1m\n", "  slide: 45m\n  slid: 1m\n")
+        .replace(&format!("{d}/in.jsonl"), &format!("{d}/missing.jsonl"))
+        .replace(&root().join("target/modules/session-features.wasm").display().to_string(), &format!("{d}/none.wasm"))
+        .replace(
+            &format!("- {{type: file, path: '{d}/features.jsonl'}}"),
+            "- {type: redis, url: 'http://not-redis', key: 'f:{key}'}",
+        );
+    let (ok, said) = validate(dir.path(), &text, &["--offline"])?;
+    assert!(!ok, "{said}");
+    let at = |field: &str| said.lines().find(|l| l.contains(&format!("(at `{field}`)"))).map(str::to_string);
+    for (field, line, says) in [
+        ("window.slid", 15, "unknown field `slid`"),
+        ("window.slide", 14, "longer than `size`"),
+        ("source.path", 4, "cannot read"),
+        ("outputs.features[0].url", 20, "is not a Redis URL"),
+        ("transform.module", 17, "cannot read the module"),
+    ] {
+        let found = at(field).ok_or_else(|| anyhow::anyhow!("nothing at {field}:\n{said}"))?;
+        assert!(found.contains(&format!("m.yaml:{line}:")) && found.contains(says), "{field}: {found}\n{said}");
+    }
+    Ok(())
+}

@@ -2,7 +2,7 @@
 //! …}`, plus `problems` when a manifest is at fault.
 
 use axum::Json;
-use axum::http::StatusCode;
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
@@ -83,7 +83,7 @@ impl From<supervisor::Error> for Error {
             S::Module(registry::Error::Name(_) | registry::Error::Invalid(_)) => StatusCode::BAD_REQUEST,
             S::Module(registry::Error::TooLarge { .. }) => StatusCode::PAYLOAD_TOO_LARGE,
             S::Module(registry::Error::NotFound(_)) => StatusCode::NOT_FOUND,
-            S::Module(registry::Error::InUse { .. }) | S::Busy(_) => StatusCode::CONFLICT,
+            S::Module(registry::Error::InUse { .. }) | S::Busy(_) | S::Exists(_) => StatusCode::CONFLICT,
             // The manifest was fine: what it names could not be opened (a
             // sink's server, a checkpoint). The old definition still runs.
             S::Start { .. } => StatusCode::BAD_REQUEST,
@@ -93,6 +93,59 @@ impl From<supervisor::Error> for Error {
             tracing::error!("{e}");
         }
         Error::new(status, e.to_string())
+    }
+}
+
+/// Every error answer as an [`ErrorBody`], with `shown` applied to its
+/// texts (the host's own paths taken out). The answers the handlers build
+/// are bodies already, but axum's own (a 405, an extractor's rejection of
+/// a query or a path, a body over its limit) are plain text or empty.
+pub async fn as_json(method: &axum::http::Method, response: Response, shown: impl Fn(&str) -> String) -> Response {
+    let status = response.status();
+    if !(status.is_client_error() || status.is_server_error()) {
+        return response;
+    }
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    let (parts, body) = response.into_parts();
+    // Error texts are short; anything longer is cut.
+    let bytes = axum::body::to_bytes(body, 1 << 20).await.unwrap_or_default();
+    let mut value = match serde_json::from_slice::<serde_json::Value>(&bytes) {
+        Ok(value) if is_json && value.get("message").is_some() => value,
+        _ => {
+            let text = String::from_utf8_lossy(&bytes).trim().to_string();
+            let message = match (status, text.is_empty()) {
+                // The router adds the Allow header after this.
+                (StatusCode::METHOD_NOT_ALLOWED, _) => {
+                    format!("this route does not take {method}; its Allow header lists the methods it takes")
+                }
+                (_, true) => status.canonical_reason().unwrap_or("error").to_string(),
+                (_, false) => text,
+            };
+            serde_json::json!({"error_code": status.as_u16(), "message": message})
+        }
+    };
+    rewrite(&mut value, &shown);
+    let mut rebuilt = (status, Json(value)).into_response();
+    // What else was said (Allow, WWW-Authenticate) still holds.
+    for (name, value) in &parts.headers {
+        if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
+            rebuilt.headers_mut().insert(name.clone(), value.clone());
+        }
+    }
+    rebuilt
+}
+
+/// Every string in `value`, through `shown`.
+fn rewrite(value: &mut serde_json::Value, shown: &impl Fn(&str) -> String) {
+    match value {
+        serde_json::Value::String(s) => *s = shown(s),
+        serde_json::Value::Array(items) => items.iter_mut().for_each(|v| rewrite(v, shown)),
+        serde_json::Value::Object(map) => map.values_mut().for_each(|v| rewrite(v, shown)),
+        _ => {}
     }
 }
 

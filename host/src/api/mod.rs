@@ -9,6 +9,7 @@
 //! socket.
 
 mod error;
+mod server;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -28,6 +29,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 pub use error::{Error, ErrorBody};
+pub use server::Server;
 
 use crate::manifest::MAX_MANIFEST_BYTES;
 use crate::registry::{self, MAX_MODULE_BYTES, Version};
@@ -64,7 +66,15 @@ pub fn router(api: Arc<Api>) -> Router {
         .route("/", get(page))
         .route("/health", get(|| async { Json(json!({"status": "ok"})) }))
         .merge(guarded)
+        .layer(middleware::from_fn_with_state(api.clone(), errors))
         .with_state(api)
+}
+
+/// Every error answer as JSON, without the host's own paths.
+async fn errors(State(api): Shared, request: Request, next: Next) -> Response {
+    let method = request.method().clone();
+    let response = next.run(request).await;
+    error::as_json(&method, response, |text| api.supervisor.shown(text)).await
 }
 
 /// The status page: a static page whose script charts what
@@ -84,7 +94,9 @@ pub fn routes() -> OpenApiRouter<Arc<Api>> {
     let modules = OpenApiRouter::new()
         .routes(routes!(list_modules))
         .routes(routes!(push_module, get_module, delete_module))
-        .layer(DefaultBodyLimit::max(MAX_MODULE_BYTES as usize + 1));
+        // Streamed to a file, counted as it comes (push_module).
+        .layer(DefaultBodyLimit::disable())
+        .layer(middleware::from_fn_with_state(MAX_MODULE_BYTES, declared_length));
     let pipelines = OpenApiRouter::new()
         .routes(routes!(list_pipelines, create_pipeline))
         .routes(routes!(validate))
@@ -99,7 +111,8 @@ pub fn routes() -> OpenApiRouter<Arc<Api>> {
         .routes(routes!(restart))
         .routes(routes!(plugins))
         .routes(routes!(metrics))
-        .layer(DefaultBodyLimit::max(MAX_MANIFEST_BYTES as usize + 1));
+        .layer(DefaultBodyLimit::max(MAX_MANIFEST_BYTES as usize + 1))
+        .layer(middleware::from_fn_with_state(MAX_MANIFEST_BYTES + 1, declared_length));
     OpenApiRouter::with_openapi(ApiDoc::openapi()).merge(modules).merge(pipelines)
 }
 
@@ -141,15 +154,34 @@ impl utoipa::Modify for BearerToken {
     }
 }
 
+/// A body whose declared length is over `limit` bytes is refused before
+/// any of it is read, and the connection is not held while it comes. (A
+/// body without a declared length is counted as it is read.)
+async fn declared_length(State(limit): State<u64>, request: Request, next: Next) -> Response {
+    let declared =
+        request.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    match declared {
+        Some(length) if length > limit => Error::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("the body is {length} bytes, more than the {limit} bytes this route takes"),
+        )
+        .into_response(),
+        _ => next.run(request).await,
+    }
+}
+
+/// The credentials of an `Authorization: Bearer <token>` header; the
+/// scheme's case does not matter (RFC 9110, 11.1).
+fn bearer(value: &str) -> Option<&str> {
+    let (scheme, credentials) = value.trim().split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| credentials.trim_start())
+}
+
 /// Every route but `/health` needs `Authorization: Bearer <token>` when
 /// the host has a token.
 async fn authorize(State(api): Shared, request: Request, next: Next) -> Response {
     if let Some(token) = &api.token {
-        let given = request
-            .headers()
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "));
+        let given = request.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(bearer);
         if !given.is_some_and(|g| same(g.as_bytes(), token.as_bytes())) {
             let mut response =
                 Error::new(StatusCode::UNAUTHORIZED, "this host needs `Authorization: Bearer <token>`").into_response();
@@ -163,6 +195,35 @@ async fn authorize(State(api): Shared, request: Request, next: Next) -> Response
 /// Equal, in a time that does not tell how much of a guess was right.
 fn same(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Write a request's body to a new file in `dir` as it comes, refusing
+/// it once it is over `limit` bytes: an upload is never held in memory
+/// whole.
+async fn receive(body: axum::body::Body, limit: u64, dir: &std::path::Path) -> Result<tempfile::NamedTempFile, Error> {
+    use http_body_util::BodyExt;
+    use tokio::io::AsyncWriteExt;
+    let internal = |e: std::io::Error| {
+        tracing::error!(dir = %dir.display(), "cannot keep an upload: {e}");
+        Error::new(StatusCode::INTERNAL_SERVER_ERROR, format!("cannot keep the upload: {e}"))
+    };
+    let upload = tempfile::NamedTempFile::new_in(dir).map_err(internal)?;
+    let mut file = tokio::fs::File::from_std(upload.reopen().map_err(internal)?);
+    let (mut body, mut size) = (body, 0u64);
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| Error::bad_request(format!("the body could not be read: {e}")))?;
+        let Ok(data) = frame.into_data() else { continue };
+        size += data.len() as u64;
+        if size > limit {
+            return Err(Error::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("the body is more than the {limit} bytes this route takes"),
+            ));
+        }
+        file.write_all(&data).await.map_err(internal)?;
+    }
+    file.flush().await.map_err(internal)?;
+    Ok(upload)
 }
 
 fn body(bytes: Result<Bytes, BytesRejection>) -> Result<Bytes, Error> {
@@ -243,7 +304,7 @@ async fn push_module(
     State(api): Shared,
     Path(name): Path<String>,
     Query(q): Query<PushQuery>,
-    bytes: Result<Bytes, BytesRejection>,
+    body: axum::body::Body,
 ) -> Reply {
     let kind = match q.kind.as_deref() {
         None => None,
@@ -251,11 +312,12 @@ async fn push_module(
         Some("aggregate") => Some(Kind::Aggregate),
         Some(other) => return Err(Error::bad_request(format!("kind `{other}`: use `window` or `aggregate`"))),
     };
-    let bytes = body(bytes)?;
-    if bytes.is_empty() {
+    registry::check_name(&name)?;
+    let upload = receive(body, MAX_MODULE_BYTES, &api.supervisor.uploads()).await?;
+    if upload.as_file().metadata().map(|m| m.len()).unwrap_or(0) == 0 {
         return Err(Error::bad_request("the body is empty: send the module's bytes (curl --data-binary @module.wasm)"));
     }
-    let (version, created) = api.supervisor.push_module(&name, bytes.to_vec(), kind).await?;
+    let (version, created) = api.supervisor.push_module_file(&name, upload, kind).await?;
     let status = if created { StatusCode::CREATED } else { StatusCode::OK };
     Ok((status, Json(version)).into_response())
 }
@@ -331,14 +393,7 @@ async fn create_pipeline(
 ) -> Reply {
     let text = text(bytes)?;
     // Kafka Connect's POST creates only: a name in use is a conflict.
-    let name = crate::manifest::Manifest::parse("request", &text, &[]).map_err(Error::from)?.name;
-    if api.supervisor.names().await.contains(&name) {
-        return Err(Error::new(
-            StatusCode::CONFLICT,
-            format!("pipeline {name} exists; change it with PUT /pipelines/{name}/config"),
-        ));
-    }
-    let (name, _) = api.supervisor.apply(None, &text, q.fresh).await?;
+    let name = api.supervisor.create(&text, q.fresh).await?;
     Ok((StatusCode::CREATED, Json(info(&api, &name).await?)).into_response())
 }
 

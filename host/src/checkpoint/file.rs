@@ -36,6 +36,7 @@ pub(super) fn write(dir: &Path, name: &str, checkpoint: &Checkpoint) -> Result<u
             topic: p.topic.clone(),
             partition: p.partition,
             offset: p.offset,
+            byte_offset: p.byte_offset,
             max_event_time: p.max_event_time,
             keys: p.keys.len() as u64,
             bytes: p.keys.iter().map(|k| k.len() as u64 + 4).sum(),
@@ -129,6 +130,7 @@ pub fn read(path: &Path) -> Result<Checkpoint> {
             topic: p.topic.clone(),
             partition: p.partition,
             offset: p.offset,
+            byte_offset: p.byte_offset,
             max_event_time: p.max_event_time,
             keys: keys.by_ref().take(p.keys as usize).collect(),
         })
@@ -187,10 +189,18 @@ mod tests {
                 topic: "t".into(),
                 partition: 0,
                 offset: 42,
+                byte_offset: Some(4_096),
                 max_event_time: Some(900),
                 keys: vec![key_state("abc"), key_state("")],
             },
-            PartitionState { topic: "t".into(), partition: 3, offset: 0, max_event_time: None, keys: Vec::new() },
+            PartitionState {
+                topic: "t".into(),
+                partition: 3,
+                offset: 0,
+                byte_offset: None,
+                max_event_time: None,
+                keys: Vec::new(),
+            },
         ];
         Checkpoint { header, partitions }
     }

@@ -42,8 +42,11 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 pub struct PartitionState {
     pub topic: String,
     pub partition: i32,
-    /// The next offset to read: every record before it is in the state.
+    /// The next offset to read: every record before it is in the state
+    /// (a file: the next line, 1-based).
     pub offset: i64,
+    /// A file: the byte at which that line starts, where reading resumes.
+    pub byte_offset: Option<u64>,
     /// The largest event time the partition had delivered.
     pub max_event_time: Option<i64>,
     /// The partition's keys, each as [`crate::state::KeyState::encode`]
@@ -76,6 +79,9 @@ pub struct PartitionEntry {
     pub topic: String,
     pub partition: i32,
     pub offset: i64,
+    /// A file: the byte at which the next line starts (absent for Kafka).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub byte_offset: Option<u64>,
     pub max_event_time: Option<i64>,
     pub keys: u64,
     /// Bytes of the partition's key states.
@@ -376,6 +382,7 @@ checkpoint: {{dir: '{}', retain: 2}}
                 topic: "t".into(),
                 partition,
                 offset,
+                byte_offset: None,
                 max_event_time: Some(offset * 10),
                 keys: vec![key_state(key)],
             })

@@ -140,7 +140,10 @@ fn default_retain() -> usize {
 #[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
 pub enum SourceConfig {
     /// A JSON-lines file, one event per line: a bounded input. At its end a
-    /// final watermark fires every remaining window.
+    /// final watermark fires every remaining window. With `checkpoint` (a
+    /// `sluice serve` host takes them of every pipeline), a run resumes
+    /// at the line and byte the newest checkpoint holds, with its state:
+    /// a file read to its end is not read again.
     File {
         /// Path of the file, relative to the working directory.
         path: PathBuf,
@@ -408,6 +411,21 @@ pub struct OutputsConfig {
     pub late_events: Vec<SinkConfig>,
 }
 
+impl OutputsConfig {
+    /// Each output by its field's name, with its sinks.
+    pub fn all(&self) -> [(&'static str, &[SinkConfig]); 3] {
+        [("features", &self.features), ("dead_letters", &self.dead_letters), ("late_events", &self.late_events)]
+    }
+
+    fn all_mut(&mut self) -> [(&'static str, &mut [SinkConfig]); 3] {
+        [
+            ("features", &mut self.features),
+            ("dead_letters", &mut self.dead_letters),
+            ("late_events", &mut self.late_events),
+        ]
+    }
+}
+
 /// The sinks that take raw records (dead letters, late events): the
 /// reference's view of [`SinkConfig`] there, as validation refuses Redis
 /// and Iceberg.
@@ -487,6 +505,9 @@ pub struct Document {
     file: String,
     locator: Locator,
     overridden: Vec<String>,
+    /// What reading it found (unknown fields, the semantic checks): later
+    /// stages add theirs, so that one answer lists every problem.
+    problems: Vec<Problem>,
 }
 
 impl std::fmt::Debug for Document {
@@ -503,6 +524,12 @@ impl Document {
     /// Load a manifest file, apply `--set path=value` overrides, and
     /// validate it. Relative paths stay relative to the working directory.
     pub fn load(path: &Path, overrides: &[String]) -> Result<Document, ManifestError> {
+        let document = Self::read_file(path, overrides)?;
+        if document.problems.is_empty() { Ok(document) } else { Err(document.error(Vec::new())) }
+    }
+
+    /// [`Document::read`] of a manifest file.
+    pub fn read_file(path: &Path, overrides: &[String]) -> Result<Document, ManifestError> {
         let file = path.display().to_string();
         let fail = |message: String, hint: &str| ManifestError {
             file: file.clone(),
@@ -516,11 +543,25 @@ impl Document {
                 "save it as UTF-8",
             )
         })?;
-        Self::parse(&file, &text, overrides)
+        Self::read(&file, &text, overrides)
     }
 
-    /// Parse and validate manifest text; `file` names it in errors.
+    /// Parse and validate manifest text; `file` names it in errors. Any
+    /// problem is an error.
     pub fn parse(file: &str, text: &str, overrides: &[String]) -> Result<Document, ManifestError> {
+        let document = Self::read(file, text, overrides)?;
+        if document.problems.is_empty() { Ok(document) } else { Err(document.error(Vec::new())) }
+    }
+
+    /// Parse manifest text as far as a manifest can be built, keeping the
+    /// problems found on the way in the document for later stages to add
+    /// to ([`Document::error`]): unknown fields (each is reported, then
+    /// left out) and what the semantic checks find. An error when no
+    /// manifest can be built: not YAML, or a field of the wrong type or a
+    /// missing one (each such field is reported, the rest still read;
+    /// the semantic checks are skipped then, as the manifest is not what
+    /// was written).
+    pub fn read(file: &str, text: &str, overrides: &[String]) -> Result<Document, ManifestError> {
         let fail = |problems| ManifestError { file: file.to_string(), problems };
         // Editors on Windows start UTF-8 files with a byte-order mark, which
         // YAML allows; serde_yaml would read it as a second document.
@@ -569,8 +610,11 @@ impl Document {
         if !problems.is_empty() {
             return Err(fail(problems));
         }
-        // Every unknown field is reported (each is removed and the document
-        // read again); any other structural error ends the reading.
+        // Each field at fault is reported and taken out, and the document
+        // read again: an unknown field changes nothing by its absence; a
+        // field of the wrong type may have a default, and the reading goes
+        // on to the next problem. Up to 50.
+        let mut misread: Vec<String> = Vec::new();
         let manifest = loop {
             match serde_path_to_error::deserialize::<_, Manifest>(doc.clone()) {
                 Ok(manifest) => break manifest,
@@ -578,23 +622,45 @@ impl Document {
                     let path = e.path().to_string();
                     let path = if path == "." { String::new() } else { path };
                     let message = e.inner().to_string();
+                    let unknown = message.strip_prefix("unknown field `").and_then(|m| m.split('`').next());
+                    // "missing field `x`" after `x` was taken out for its
+                    // type: said already.
+                    let missing = message.strip_prefix("missing field `").and_then(|m| m.split('`').next());
+                    let joined = |f: &str| if path.is_empty() { f.to_string() } else { format!("{path}.{f}") };
+                    if missing.is_some_and(|f| misread.contains(&joined(f))) {
+                        return Err(fail(problems));
+                    }
                     problems.push(locator.problem(&path, &overridden, message.clone(), hint_for(&message)));
                     // "unknown field `x`, expected …": the path names the
                     // field, or (in tagged enums) the mapping holding it.
-                    let field = message.strip_prefix("unknown field `").and_then(|m| m.split('`').next());
-                    let removed = field.is_some_and(|f| remove_field(&mut doc, &path, f));
+                    let removed = match (unknown, missing) {
+                        (Some(field), _) => remove_field(&mut doc, &path, field),
+                        // Nothing to take out: the reading cannot go on.
+                        (None, Some(_)) => false,
+                        (None, None) => {
+                            let taken = path.rsplit_once('.').map_or(path.as_str(), |(_, last)| last).to_string();
+                            let out =
+                                !taken.is_empty() && !taken.contains('[') && remove_field(&mut doc, &path, &taken);
+                            if out {
+                                misread.push(path.clone());
+                            }
+                            out
+                        }
+                    };
                     if !removed || problems.len() >= 50 {
                         return Err(fail(problems));
                     }
                 }
             }
         };
-        if !problems.is_empty() {
+        if !misread.is_empty() {
             return Err(fail(problems));
         }
-        let document = Document { manifest, file: file.to_string(), locator, overridden };
+        let mut document = Document { manifest, file: file.to_string(), locator, overridden, problems };
         let findings = document.manifest.check();
-        if findings.is_empty() { Ok(document) } else { Err(document.error(findings)) }
+        let checked = document.error(findings).problems;
+        document.problems = checked;
+        Ok(document)
     }
 
     /// The name the manifest's file is reported under.
@@ -602,13 +668,21 @@ impl Document {
         &self.file
     }
 
-    /// Problems found in this manifest, located in its file.
+    /// What reading the manifest found, and `findings` of later stages,
+    /// located in its file.
     pub fn error(&self, findings: Vec<Finding>) -> ManifestError {
-        let problems = findings
-            .into_iter()
-            .map(|(path, message, hint)| self.locator.problem(&path, &self.overridden, message, hint))
-            .collect();
+        let mut problems = self.problems.clone();
+        problems.extend(
+            findings
+                .into_iter()
+                .map(|(path, message, hint)| self.locator.problem(&path, &self.overridden, message, hint)),
+        );
         ManifestError { file: self.file.clone(), problems }
+    }
+
+    /// Whether reading it found no problem.
+    pub fn is_clean(&self) -> bool {
+        self.problems.is_empty()
     }
 }
 
@@ -625,22 +699,21 @@ impl Manifest {
 
     /// Every file the manifest names, with the dotted path of its field:
     /// what `sluice serve` keeps inside its data directory. Client
-    /// properties naming files (`ssl.ca.location`, a Kerberos keytab) are
-    /// among them.
+    /// properties naming files (`ssl.ca.location`, a Kerberos keytab; see
+    /// [`crate::librdkafka::names_file`]) are among them.
     pub fn visit_paths(&mut self, f: &mut dyn FnMut(&str, &mut PathBuf)) {
-        let mut properties = |at: &str, props: &mut std::collections::BTreeMap<String, String>| {
+        for (at, props) in self.client_properties_mut() {
             for (key, value) in props.iter_mut() {
-                if key.ends_with(".location") || key.ends_with("keytab") {
+                if crate::librdkafka::names_file(key, value) {
                     let mut path = PathBuf::from(&*value);
                     f(&format!("{at}.{key}"), &mut path);
                     *value = path.display().to_string();
                 }
             }
-        };
+        }
         let mut paths: Vec<(String, &mut PathBuf)> = Vec::new();
-        match &mut self.source {
-            SourceConfig::File { path, .. } => paths.push(("source.path".into(), path)),
-            SourceConfig::Kafka(k) => properties("source.properties", &mut k.properties),
+        if let SourceConfig::File { path, .. } = &mut self.source {
+            paths.push(("source.path".into(), path));
         }
         paths.push(("transform.module".into(), &mut self.transform.module));
         if let Some(c) = &mut self.checkpoint {
@@ -649,12 +722,7 @@ impl Manifest {
         if let Some(p) = &mut self.state.path {
             paths.push(("state.path".into(), p));
         }
-        let outputs = [
-            ("features", &mut self.outputs.features),
-            ("dead_letters", &mut self.outputs.dead_letters),
-            ("late_events", &mut self.outputs.late_events),
-        ];
-        for (output, sinks) in outputs {
+        for (output, sinks) in self.outputs.all_mut() {
             for (i, sink) in sinks.iter_mut().enumerate() {
                 let at = format!("outputs.{output}[{i}]");
                 match sink {
@@ -665,14 +733,46 @@ impl Manifest {
                             paths.push((format!("{at}.catalog.path"), p));
                         }
                     }
-                    SinkConfig::Kafka(k) => properties(&format!("{at}.properties"), &mut k.properties),
-                    SinkConfig::Redis(_) => {}
+                    SinkConfig::Kafka(_) | SinkConfig::Redis(_) => {}
                 }
             }
         }
         for (at, path) in paths {
             f(&at, path);
         }
+    }
+
+    /// The librdkafka properties the manifest passes through, each set
+    /// with the dotted path of its field (`source.properties`,
+    /// `outputs.features[1].properties`).
+    pub fn client_properties(&self) -> Vec<(String, &std::collections::BTreeMap<String, String>)> {
+        let mut out = Vec::new();
+        if let SourceConfig::Kafka(k) = &self.source {
+            out.push(("source.properties".to_string(), &k.properties));
+        }
+        for (output, sinks) in self.outputs.all() {
+            for (i, sink) in sinks.iter().enumerate() {
+                if let SinkConfig::Kafka(k) = sink {
+                    out.push((format!("outputs.{output}[{i}].properties"), &k.properties));
+                }
+            }
+        }
+        out
+    }
+
+    fn client_properties_mut(&mut self) -> Vec<(String, &mut std::collections::BTreeMap<String, String>)> {
+        let mut out = Vec::new();
+        if let SourceConfig::Kafka(k) = &mut self.source {
+            out.push(("source.properties".to_string(), &mut k.properties));
+        }
+        for (output, sinks) in self.outputs.all_mut() {
+            for (i, sink) in sinks.iter_mut().enumerate() {
+                if let SinkConfig::Kafka(k) = sink {
+                    out.push((format!("outputs.{output}[{i}].properties"), &mut k.properties));
+                }
+            }
+        }
+        out
     }
 
     /// Semantic checks: (path, message, hint) for each problem.
@@ -787,13 +887,6 @@ impl Manifest {
             );
         }
         if let Some(c) = &self.checkpoint {
-            if matches!(self.source, SourceConfig::File { .. }) {
-                problem(
-                    "checkpoint",
-                    "checkpoints are taken of Kafka sources only".into(),
-                    Some("a file is read whole by every run: remove `checkpoint`"),
-                );
-            }
             if c.interval.millis() < 10 {
                 problem("checkpoint.interval", "the interval must be at least 10ms".into(), Some("the default is 10s"));
             }

@@ -58,11 +58,32 @@ pub struct Handle {
 impl Pipeline {
     /// Open the plan's sinks and start reading. Fails if a sink cannot be
     /// opened; everything after that is reported by [`Handle::join`].
+    /// Whatever runtime it is called from, the pipeline's tasks (and the
+    /// sinks' connections) are the runtime's: the admin API of a host
+    /// runs on a runtime of its own.
     pub async fn start(plan: Plan, runtime: &Runtime) -> Result<Handle> {
+        let on = runtime.clone();
+        let started = runtime.tokio().spawn(async move { Self::start_on(plan, &on).await });
+        started.await.map_err(|e| Error::Thread(format!("starting the pipeline: {e}")))?
+    }
+
+    async fn start_on(plan: Plan, runtime: &Runtime) -> Result<Handle> {
         let Plan { manifest, module, fresh } = plan;
-        let store = match &manifest.checkpoint {
-            Some(c) => Some(Arc::new(Store::open(c, &manifest, fresh)?)),
-            None => None,
+        // Reading (or moving aside) the checkpoints waits on the disk: off
+        // the async threads.
+        let (store, checkpointed) = match manifest.checkpoint.clone() {
+            Some(config) => {
+                let opened = tokio::task::spawn_blocking({
+                    let manifest = manifest.clone();
+                    move || -> Result<_> {
+                        let store = Store::open(&config, &manifest, fresh)?;
+                        let last = store.last_epochs()?;
+                        Ok((Some(Arc::new(store)), last))
+                    }
+                });
+                opened.await.map_err(|e| Error::Thread(format!("opening the checkpoints: {e}")))??
+            }
+            None => (None, Default::default()),
         };
         let started = Instant::now();
         let name = manifest.name.clone();
@@ -71,10 +92,7 @@ impl Pipeline {
             pipeline: manifest.name.clone(),
             run: store.as_ref().map_or_else(crate::checkpoint::run_id, |s| s.host().to_string()),
             schema: module.schema().clone(),
-            checkpointed: match &store {
-                Some(s) => s.last_epochs()?,
-                None => Default::default(),
-            },
+            checkpointed,
             checkpoints: store.is_some(),
         };
         let outputs = Outputs::open(&manifest.outputs, &context).await?;

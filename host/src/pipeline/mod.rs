@@ -168,7 +168,7 @@ pub async fn run(plan: Plan, runtime: &Runtime) -> Result<(Summary, Arc<Metrics>
 
 fn open_source(manifest: &Manifest, store: Option<Arc<Store>>) -> Result<Box<dyn Source>> {
     Ok(match &manifest.source {
-        SourceConfig::File { path, step } => Box::new(FileSource::open(path, *step, manifest.events.max_bytes)?),
+        SourceConfig::File { path, step } => Box::new(FileSource::open(path, *step, manifest.events.max_bytes, store)?),
         SourceConfig::Kafka(config) => Box::new(KafkaSource::open(config, manifest.events.max_bytes, store)?),
     })
 }
@@ -283,6 +283,13 @@ fn compute(
                     return Ok(());
                 }
                 let now = Instant::now();
+                // Before polling: a source waiting for its partitions
+                // hands out nothing for a long time.
+                if now >= lag_due {
+                    metrics.set_partitions(source.lag());
+                    metrics.set_waiting(source.waiting());
+                    lag_due = now + LAG_EVERY;
+                }
                 let mut hand_over = false;
                 let (mut shares, last) = match stop.requested() {
                     Some(StopMode::Drain) => {
@@ -359,10 +366,6 @@ fn compute(
                     Metrics::set(&metrics.source_read, read);
                     Metrics::set(&metrics.source_total, total);
                 }
-                if now >= lag_due {
-                    metrics.set_partitions(source.lag());
-                    lag_due = now + LAG_EVERY;
-                }
                 if let Some(control) = control {
                     epoch += 1;
                     barrier_due = every.map(|d| now + d);
@@ -376,7 +379,8 @@ fn compute(
                             .into_iter()
                             .filter_map(|(slot, offset, max_event_time)| {
                                 let (topic, partition) = names.get(slot)?.clone()?;
-                                Some(CutPartition { slot, topic, partition, offset, max_event_time })
+                                let byte_offset = source.byte_offset(slot);
+                                Some(CutPartition { slot, topic, partition, offset, byte_offset, max_event_time })
                             })
                             .collect();
                         // The outputs' side may be gone (it failed).
@@ -401,6 +405,9 @@ fn compute(
         }
         read
     });
+    // Where the partitions ended, rather than the last sample's figures.
+    metrics.set_partitions(source.lag());
+    metrics.set_waiting(None);
     // The sinks' side acknowledges the last barrier once every worker is
     // done: commit it before the source closes. Acks queued before it are
     // older: the last one counts.

@@ -176,6 +176,8 @@ pub(super) struct CutPartition {
     pub partition: i32,
     /// The next offset to read.
     pub offset: i64,
+    /// A file: the byte at which the next record starts.
+    pub byte_offset: Option<u64>,
     /// The largest event time it delivered.
     pub max_event_time: Option<i64>,
 }
@@ -250,6 +252,7 @@ impl Coordinator {
                     topic: p.topic.to_string(),
                     partition: p.partition,
                     offset: p.offset,
+                    byte_offset: p.byte_offset,
                     max_event_time: p.max_event_time,
                     keys: Vec::new(),
                 })

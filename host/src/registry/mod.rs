@@ -123,11 +123,17 @@ impl std::fmt::Display for Reference {
     }
 }
 
-/// What can be told of an upload before compiling it: its name and size.
-pub fn check_upload(name: &str, bytes: &[u8]) -> Result<()> {
+/// Whether `name` may name a module.
+pub fn check_name(name: &str) -> Result<()> {
     if !valid_name(name) || name.ends_with(".wasm") {
         return Err(Error::Name(name.to_string()));
     }
+    Ok(())
+}
+
+/// What can be told of an upload before compiling it: its name and size.
+pub fn check_upload(name: &str, bytes: &[u8]) -> Result<()> {
+    check_name(name)?;
     if bytes.len() as u64 > MAX_MODULE_BYTES {
         return Err(Error::TooLarge { size: bytes.len() as u64, limit: MAX_MODULE_BYTES });
     }

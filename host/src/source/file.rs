@@ -1,30 +1,48 @@
 use std::fs::File;
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Seek, SeekFrom};
 use std::path::Path;
+use std::sync::Arc;
 
 use super::{Chunk, Error, Partitions, Polled, Result, Source};
+use crate::checkpoint::{Restored, Store};
 
 /// A JSON-lines file read in chunks of `step` lines: a bounded source with
 /// one partition (slot 0). Blank lines are skipped; line numbers are kept
 /// for the dead-letter output. A line longer than the limit is read past
 /// without being held whole: the chunk keeps its first bytes, marked as too
 /// large.
+///
+/// With checkpoints, a checkpoint keeps the next line and the byte it
+/// starts at, and a run that restores one seeks there (Flink's file
+/// source keeps a split's offset the same way): a paused, stopped or
+/// restarted pipeline goes on where it was, and one that read its file to
+/// the end stays at the end.
 pub struct FileSource {
     reader: BufReader<File>,
     partitions: Partitions,
+    /// The line last read, 1-based.
     line: i64,
     step: usize,
     max_line: usize,
     started: bool,
-    /// The file's size when opened, and the bytes read so far.
+    /// The file's size when opened.
     size: u64,
-    read: u64,
+    /// Bytes read so far: where the next line starts.
+    consumed: u64,
+    /// The byte after the last line handed out in a chunk: where a run
+    /// that restores this one's checkpoint resumes. (Blank lines after it
+    /// are read again then, and skipped again.)
+    resume: u64,
+    /// The checkpoint's state and position, handed out with the
+    /// assignment.
+    restored: Option<Restored>,
 }
 
 impl FileSource {
     /// Open `path`, a regular file (a device or a pipe is refused: it may
-    /// never end).
-    pub fn open(path: &Path, step: usize, max_line: usize) -> Result<Self> {
+    /// never end). With `checkpoints`, the newest checkpoint that holds
+    /// this file says where to start, and with what state.
+    pub fn open(path: &Path, step: usize, max_line: usize, checkpoints: Option<Arc<Store>>) -> Result<Self> {
         let name = path.display().to_string();
         let err = |source| Error::File { path: name.clone(), source };
         let file = File::open(path).map_err(err)?;
@@ -32,16 +50,76 @@ impl FileSource {
         if !meta.is_file() {
             return Err(Error::File { path: name.clone(), source: std::io::Error::other("not a regular file") });
         }
-        Ok(FileSource {
+        let mut source = FileSource {
             reader: BufReader::with_capacity(1 << 20, file),
-            partitions: vec![(name.into(), 0)].into(),
+            partitions: vec![(name.as_str().into(), 0)].into(),
             line: 0,
             step: step.max(1),
             max_line,
             started: false,
             size: meta.len(),
-            read: 0,
-        })
+            consumed: 0,
+            resume: 0,
+            restored: None,
+        };
+        if let Some(store) = checkpoints {
+            let wanted = (name.clone(), 0);
+            let mut found = store.restore(std::slice::from_ref(&wanted)).map_err(|e| Error::Restore(e.to_string()))?;
+            if let Some(restored) = found.remove(&wanted) {
+                source.seek_to(&restored)?;
+                source.restored = Some(restored);
+            }
+        }
+        Ok(source)
+    }
+
+    /// Go to where a checkpoint says the next line starts, making sure
+    /// the file is still the one it was taken of (long enough, a line
+    /// starting there).
+    fn seek_to(&mut self, restored: &Restored) -> Result<()> {
+        let name = self.partitions[0].0.to_string();
+        let next_line = restored.state.offset.max(1);
+        let Some(byte) = restored.state.byte_offset else {
+            // A checkpoint that kept only the line: read up to it.
+            let mut skipped = Vec::new();
+            while self.line + 1 < next_line {
+                skipped.clear();
+                match read_line(&mut self.reader, &mut skipped, 0)
+                    .map_err(|source| Error::File { path: name.clone(), source })?
+                {
+                    Some((_, consumed)) => {
+                        self.line += 1;
+                        self.consumed += consumed;
+                    }
+                    None => break,
+                }
+            }
+            self.resume = self.consumed;
+            return Ok(());
+        };
+        let replaced = |why: String| {
+            Error::Restore(format!(
+                "{name}: checkpoint {} says reading stopped at line {next_line} (byte {byte}), but {why}: was the \
+                 file replaced? Start over to read it from the beginning (sluice run --fresh, or ?fresh=true)",
+                restored.from
+            ))
+        };
+        if byte > self.size {
+            return Err(replaced(format!("the file has {} bytes now", self.size)));
+        }
+        let io = |source| Error::File { path: name.clone(), source };
+        if byte > 0 && byte < self.size {
+            // The byte before a line's start ends the line before it.
+            let mut before = [0u8; 1];
+            self.reader.seek(SeekFrom::Start(byte - 1)).map_err(io)?;
+            std::io::Read::read_exact(&mut self.reader, &mut before).map_err(io)?;
+            if before[0] != b'\n' {
+                return Err(replaced("no line starts there".into()));
+            }
+        }
+        self.reader.seek(SeekFrom::Start(byte)).map_err(io)?;
+        (self.line, self.consumed, self.resume) = (next_line - 1, byte, byte);
+        Ok(())
     }
 
     /// Read the next chunk; `None` at the end of the file.
@@ -49,10 +127,11 @@ impl FileSource {
         let mut chunk = Chunk::new(self.partitions.clone());
         while chunk.len() < self.step {
             let start = chunk.buffer().len();
-            let Some(size) = read_line(&mut self.reader, chunk.buffer(), self.max_line)? else {
+            let Some((size, consumed)) = read_line(&mut self.reader, chunk.buffer(), self.max_line)? else {
                 break;
             };
             self.line += 1;
+            self.consumed += consumed;
             let data = chunk.buffer();
             while data.len() > start && matches!(data[data.len() - 1], b'\n' | b'\r') {
                 data.pop();
@@ -65,10 +144,7 @@ impl FileSource {
                 chunk.mark_oversize(size);
             }
             chunk.seal(0, self.line);
-        }
-        // Where the buffered reader is in the file (no read, no discard).
-        if let Ok(at) = std::io::Seek::stream_position(&mut self.reader) {
-            self.read = at;
+            self.resume = self.consumed;
         }
         Ok((!chunk.is_empty()).then_some(chunk))
     }
@@ -77,10 +153,11 @@ impl FileSource {
 /// Append the next line (its newline included) to `out`; of a line longer
 /// than `limit` bytes, only the first [`sluice_sink_api::MAX_RAW_BYTES`]
 /// (what its dead letter keeps; [`Chunk::push`] keeps the same). Returns
-/// the line's size without its newline, or `None` at the end of the input.
-fn read_line(reader: &mut impl BufRead, out: &mut Vec<u8>, limit: usize) -> std::io::Result<Option<u64>> {
+/// the line's size without its newline and the bytes read (with it), or
+/// `None` at the end of the input.
+fn read_line(reader: &mut impl BufRead, out: &mut Vec<u8>, limit: usize) -> std::io::Result<Option<(u64, u64)>> {
     let start = out.len();
-    let mut size = 0u64;
+    let (mut size, mut consumed) = (0u64, 0u64);
     loop {
         let buf = match reader.fill_buf() {
             Ok(b) => b,
@@ -88,7 +165,7 @@ fn read_line(reader: &mut impl BufRead, out: &mut Vec<u8>, limit: usize) -> std:
             Err(e) => return Err(e),
         };
         if buf.is_empty() {
-            return Ok((out.len() > start).then_some(size));
+            return Ok((consumed > 0).then_some((size, consumed)));
         }
         let (take, done) = match buf.iter().position(|&b| b == b'\n') {
             Some(i) => (i + 1, true),
@@ -104,27 +181,37 @@ fn read_line(reader: &mut impl BufRead, out: &mut Vec<u8>, limit: usize) -> std:
             out.extend_from_slice(&buf[..take]);
         }
         reader.consume(take);
+        consumed += take as u64;
         if done {
-            return Ok(Some(size));
+            return Ok(Some((size, consumed)));
         }
     }
 }
 
 impl Source for FileSource {
     fn progress(&self) -> Option<(u64, u64)> {
-        Some((self.read, self.size.max(self.read)))
+        Some((self.consumed, self.size.max(self.consumed)))
+    }
+
+    fn byte_offset(&self, _slot: usize) -> Option<u64> {
+        Some(self.resume)
     }
 
     fn poll(&mut self) -> Result<Polled> {
         if !self.started {
             self.started = true;
             let (topic, partition) = self.partitions.first().cloned().unwrap_or_else(|| ("".into(), 0));
+            let restored = self.restored.take();
+            if let Some(r) = &restored {
+                tracing::info!(file = %topic, line = r.state.offset, byte = self.resume, from = %r.from, "resuming where a checkpoint stopped");
+            }
             return Ok(Polled::Assigned(vec![super::Assignment {
                 slot: 0,
                 topic,
                 partition,
-                start: 0,
-                restored: None,
+                // The next line, 1-based.
+                start: self.line + 1,
+                restored,
             }]));
         }
         match self.next_chunk() {
@@ -144,7 +231,7 @@ mod tests {
         let dir = tempfile::tempdir()?;
         let path = dir.path().join("in.jsonl");
         std::fs::write(&path, "a\r\n\n  \nbb\nc\nd")?;
-        let mut src = FileSource::open(&path, 2, 1 << 20)?;
+        let mut src = FileSource::open(&path, 2, 1 << 20, None)?;
         let mut seen = Vec::new();
         while let Some(chunk) = src.next_chunk()? {
             assert_eq!(chunk.source(0), path.display().to_string());
@@ -166,7 +253,7 @@ mod tests {
         let long = "x".repeat(sluice_sink_api::MAX_RAW_BYTES + 5_000);
         std::fs::write(&path, format!("short\n{long}\n   \nafter"))?;
         // A small read buffer, so the long line spans many fills.
-        let mut src = FileSource::open(&path, 10, 100)?;
+        let mut src = FileSource::open(&path, 10, 100, None)?;
         src.reader = BufReader::with_capacity(4096, File::open(&path)?);
         let chunk = src.next_chunk()?.ok_or_else(|| anyhow::anyhow!("no chunk"))?;
         let records: Vec<(i64, usize)> = chunk.records().map(|r| (r.offset, r.bytes.len())).collect();
@@ -177,7 +264,7 @@ mod tests {
 
     #[test]
     fn a_device_is_not_a_source() {
-        let err = FileSource::open(Path::new("/dev/zero"), 10, 100).err().map(|e| e.to_string());
+        let err = FileSource::open(Path::new("/dev/zero"), 10, 100, None).err().map(|e| e.to_string());
         assert_eq!(err.as_deref(), Some("cannot read /dev/zero: not a regular file"));
     }
 }

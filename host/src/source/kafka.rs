@@ -448,6 +448,16 @@ struct Slot {
 
 pub struct KafkaSource {
     consumer: BaseConsumer<Context>,
+    /// What the consumer was made with: a fresh member is made the same.
+    client: ClientConfig,
+    checkpoints: Option<Arc<Store>>,
+    /// Since when partitions revoked from this host have been let go
+    /// without the group assigning any again (an eager rebalance revokes,
+    /// then assigns at once).
+    let_go_since: Option<Instant>,
+    /// How long that may last before this host rejoins the group as a
+    /// fresh member.
+    rejoin_after: StdDuration,
     config: KafkaSourceConfig,
     slots: Vec<Slot>,
     partitions: Partitions,
@@ -490,6 +500,28 @@ enum HandingOver {
 /// how often it says it again.
 const WAITING_NOTICE: StdDuration = StdDuration::from_secs(5);
 const WAITING_REPEAT: StdDuration = StdDuration::from_secs(30);
+/// Session timeouts (`session.timeout.ms`, 6 s by default: 30 s) after
+/// partitions were let go with no assignment since before this host
+/// rejoins the group as a new member. A group that lost this member's
+/// session may go on waiting for members that are gone (seen on Tansu,
+/// which kept naming one the group's leader); a healthy rebalance assigns
+/// within a few heartbeats.
+const REJOIN_AFTER_SESSIONS: u64 = 5;
+
+/// A consumer of `config`'s group, subscribed to its topics.
+fn join(
+    client: &ClientConfig,
+    config: &KafkaSourceConfig,
+    checkpoints: Option<Arc<Store>>,
+) -> Result<BaseConsumer<Context>> {
+    let context =
+        Context { start: config.start.clone(), shared: Mutex::default(), checkpoints, closing: AtomicBool::new(false) };
+    let consumer: BaseConsumer<Context> =
+        client.create_with_context(context).map_err(kafka_err("cannot create the consumer"))?;
+    let topics: Vec<&str> = config.topics.iter().map(String::as_str).collect();
+    consumer.subscribe(&topics).map_err(kafka_err("cannot subscribe"))?;
+    Ok(consumer)
+}
 
 fn kafka_err(what: &str) -> impl Fn(rdkafka::error::KafkaError) -> Error + '_ {
     move |e| Error::Kafka(format!("{what}: {e}"))
@@ -522,18 +554,14 @@ impl KafkaSource {
         for (k, v) in &config.properties {
             client.set(k, v);
         }
-        let context = Context {
-            start: config.start.clone(),
-            shared: Mutex::default(),
-            checkpoints,
-            closing: AtomicBool::new(false),
-        };
-        let consumer: BaseConsumer<Context> =
-            client.create_with_context(context).map_err(kafka_err("cannot create the consumer"))?;
-        let topics: Vec<&str> = config.topics.iter().map(String::as_str).collect();
-        consumer.subscribe(&topics).map_err(kafka_err("cannot subscribe"))?;
+        let consumer = join(&client, config, checkpoints.clone())?;
+        let session = client.get("session.timeout.ms").and_then(|v| v.parse::<u64>().ok()).unwrap_or(6_000);
         Ok(KafkaSource {
             consumer,
+            client,
+            checkpoints,
+            rejoin_after: StdDuration::from_millis(session.saturating_mul(REJOIN_AFTER_SESSIONS)),
+            let_go_since: None,
             config: config.clone(),
             slots: Vec::new(),
             partitions: Arc::from(Vec::new()),
@@ -565,6 +593,8 @@ impl KafkaSource {
                     if deferred {
                         tracing::info!(partitions = ?gone, "partitions revoked: handing them over at a checkpoint");
                         self.handing_over = Some(HandingOver::Asked);
+                    } else {
+                        self.let_go_since.get_or_insert_with(Instant::now);
                     }
                     self.revoking.extend(gone);
                 }
@@ -633,6 +663,7 @@ impl KafkaSource {
                     // and assign (a hand-over pauses it); a long hold
                     // pauses again when it has to.
                     self.handing_over = None;
+                    self.let_go_since = None;
                     self.consumer.resume(&self.assignment()).map_err(kafka_err("cannot resume"))?;
                     self.paused = false;
                     if !assigned.is_empty() {
@@ -819,23 +850,77 @@ fn keep(
 }
 
 impl KafkaSource {
+    /// Whether this host reads no partition: none assigned yet, or the
+    /// ones it had were let go and none came back.
+    fn without_partitions(&self) -> bool {
+        self.let_go_since.is_some() || !self.slots.iter().any(|s| s.assigned)
+    }
+
     /// A consumer waiting for the group to give it partitions says so: after
     /// a crash, the group waits for the dead member's session to expire.
     fn note_waiting(&mut self) {
-        if self.slots.iter().any(|s| s.assigned) {
+        if !self.without_partitions() {
             self.unassigned_since = None;
             return;
         }
         let since = *self.unassigned_since.get_or_insert_with(Instant::now);
         if since.elapsed() >= WAITING_NOTICE && self.said_waiting.is_none_or(|t| t.elapsed() >= WAITING_REPEAT) {
             self.said_waiting = Some(Instant::now());
-            tracing::info!(
-                group = self.config.group,
-                waited_s = since.elapsed().as_secs(),
-                "waiting for the consumer group to assign partitions (a rebalance is under way; after a crash, \
-                 the group first waits for the old member's session to time out: session.timeout.ms)"
-            );
+            tracing::info!(group = self.config.group, waited_s = since.elapsed().as_secs(), "{}", self.why_waiting());
         }
+    }
+
+    fn why_waiting(&self) -> String {
+        if self.let_go_since.is_some() {
+            format!(
+                "partitions let go after a revocation; waiting for the consumer group to assign partitions again (a \
+                 group that lost this member's session may not: this host rejoins as a new member after {} s)",
+                self.rejoin_after.as_secs()
+            )
+        } else {
+            "waiting for the consumer group to assign partitions (a rebalance is under way; after a crash, the group \
+             first waits for the old member's session to time out: session.timeout.ms)"
+                .into()
+        }
+    }
+
+    /// Rejoin the group as a new member when partitions were let go and
+    /// none were assigned for [`KafkaSource::rejoin_after`]: the revoked
+    /// partitions are given up (their state is dropped; a checkpoint or
+    /// the committed offsets have it), and the new member starts as a
+    /// restarted host would.
+    fn rejoin_if_stuck(&mut self) -> Result<()> {
+        let Some(since) = self.let_go_since else { return Ok(()) };
+        if since.elapsed() < self.rejoin_after {
+            return Ok(());
+        }
+        tracing::info!(
+            group = self.config.group,
+            waited_s = since.elapsed().as_secs(),
+            "no partitions assigned since the revoked ones were let go: rejoining the consumer group as a new member"
+        );
+        let revoked: Vec<usize> = std::mem::take(&mut self.revoking)
+            .iter()
+            .filter_map(|(t, p)| self.slot_of(t, *p))
+            .filter(|&slot| self.slots[slot].assigned)
+            .collect();
+        for &slot in &revoked {
+            self.slots[slot].assigned = false;
+        }
+        if !revoked.is_empty() {
+            self.notes.push_back(Polled::Revoked(revoked));
+        }
+        // The old member closes without waiting for any hand-over.
+        self.consumer.context().closing.store(true, Ordering::SeqCst);
+        let fresh = join(&self.client, &self.config, self.checkpoints.clone())?;
+        let positions = self.slots.iter().map(|s| ((s.topic.to_string(), s.partition), None)).collect();
+        if let Ok(mut shared) = fresh.context().shared.lock() {
+            shared.positions = positions;
+        }
+        self.consumer = fresh;
+        (self.handing_over, self.let_go_since, self.pending, self.held, self.paused) = (None, None, None, None, false);
+        self.unassigned_since = Some(Instant::now());
+        Ok(())
     }
 }
 
@@ -864,10 +949,17 @@ impl Source for KafkaSource {
         Some((read, total))
     }
 
+    fn waiting(&self) -> Option<String> {
+        let since = self.unassigned_since?;
+        (self.without_partitions() && since.elapsed() >= WAITING_NOTICE)
+            .then(|| format!("{} s: {}", since.elapsed().as_secs(), self.why_waiting()))
+    }
+
     fn poll(&mut self) -> Result<Polled> {
         self.held_since = None;
         self.note_waiting();
         self.take_changes()?;
+        self.rejoin_if_stuck()?;
         // Assignments come before the records of what they assign.
         if let Some(note) = self.notes.pop_front() {
             return Ok(note);
@@ -973,6 +1065,7 @@ impl Source for KafkaSource {
         }
         unassign(&self.consumer);
         self.handing_over = Some(HandingOver::Released);
+        self.let_go_since = Some(Instant::now());
         tracing::info!(checkpointed, "revoked partitions let go");
     }
 

@@ -21,6 +21,9 @@ pub enum Error {
     File { path: String, source: std::io::Error },
     #[error("kafka: {0}")]
     Kafka(String),
+    /// A checkpoint's position cannot be restored.
+    #[error("cannot restore a checkpoint: {0}")]
+    Restore(String),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -88,9 +91,24 @@ pub trait Source {
         Ok(())
     }
 
+    /// Where the next record of `slot` starts in bytes, for a source read
+    /// by seeking (a file): a checkpoint keeps it, and a restore seeks
+    /// there. Asked at a barrier, when everything read has been handed
+    /// out. `None` for sources that resume by offset (Kafka).
+    fn byte_offset(&self, _slot: usize) -> Option<u64> {
+        None
+    }
+
     /// How far a bounded source is: (read, to read), in bytes of a file or
     /// records of the partitions. `None` for an unbounded source.
     fn progress(&self) -> Option<(u64, u64)> {
+        None
+    }
+
+    /// Why the source reads nothing, when something outside it holds it
+    /// up (a consumer group that has assigned this host no partition),
+    /// and for how long: what the status shows.
+    fn waiting(&self) -> Option<String> {
         None
     }
 

@@ -48,6 +48,8 @@ pub enum Error {
     Module(#[from] registry::Error),
     #[error("pipeline {0} is being changed by another request; try again")]
     Busy(String),
+    #[error("pipeline {0} exists; change it with PUT /pipelines/{0}/config")]
+    Exists(String),
     #[error("cannot start pipeline {name}: {source}")]
     Start { name: String, source: pipeline::Error },
     #[error("the data directory {dir}: {message}")]
@@ -118,6 +120,9 @@ pub struct Status {
     pub consumer_lag: Option<i64>,
     /// Each partition it reads: position, end and lag.
     pub partitions: Vec<PartitionLag>,
+    /// Why it reads nothing, when something outside it holds it up, and
+    /// for how long (a consumer group that has assigned it no partition).
+    pub waiting: Option<String>,
 }
 
 /// What a pipeline has done lately: what the status page shows.
@@ -151,16 +156,35 @@ struct Entry {
     busy: bool,
 }
 
-struct Inner {
-    modules: Modules,
-    pipelines: BTreeMap<String, Entry>,
+/// What a change needs of the pipeline's entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Claim {
+    /// It must exist.
+    Existing,
+    /// It must not exist: a create.
+    New,
+    /// Either: a create or an update.
+    Any,
+}
+
+/// What a host lets the manifests applied to it do.
+#[derive(Debug, Clone, Default)]
+pub struct Settings {
+    /// librdkafka properties that load code or run a command
+    /// ([`crate::librdkafka::LOADS_CODE`]) that manifests may still use
+    /// (`sluice serve --allow-kafka-property`). None by default.
+    pub allowed_kafka_properties: std::collections::BTreeSet<String>,
 }
 
 /// The pipelines of one host.
 pub struct Supervisor {
     runtime: Runtime,
     data: PathBuf,
-    inner: Mutex<Inner>,
+    settings: Settings,
+    /// The module registry. Taken before `pipelines` where both are.
+    modules: Mutex<Modules>,
+    /// Short critical sections only: what the status calls wait for.
+    pipelines: Mutex<BTreeMap<String, Entry>>,
     /// Short critical sections only, never across an await.
     history: std::sync::Mutex<History>,
     /// ms between samples of the history; 0 until it is recorded.
@@ -186,9 +210,18 @@ impl Supervisor {
     /// pipeline that was running when the host last stopped. A pipeline
     /// that cannot start is reported as failed; the host still starts.
     pub async fn open(data: &Path, runtime: Runtime) -> Result<Arc<Supervisor>> {
+        Self::open_with(data, runtime, Settings::default()).await
+    }
+
+    /// [`Supervisor::open`], with `settings` for what manifests may do.
+    pub async fn open_with(data: &Path, runtime: Runtime, settings: Settings) -> Result<Arc<Supervisor>> {
         let io = |e: std::io::Error| Error::Io { dir: data.display().to_string(), message: e.to_string() };
-        for sub in ["pipelines", "checkpoints", "files"] {
+        for sub in ["pipelines", "checkpoints", "files", "uploads"] {
             std::fs::create_dir_all(data.join(sub)).map_err(io)?;
+        }
+        // Uploads a stop cut short.
+        for entry in std::fs::read_dir(data.join("uploads")).map_err(io)?.flatten() {
+            let _ = std::fs::remove_file(entry.path());
         }
         let data = std::fs::canonicalize(data).map_err(io)?;
         let modules = Modules::open(&data.join("modules"))?;
@@ -213,14 +246,15 @@ impl Supervisor {
         let supervisor = Arc::new(Supervisor {
             runtime,
             data,
-            inner: Mutex::new(Inner { modules, pipelines }),
+            settings,
+            modules: Mutex::new(modules),
+            pipelines: Mutex::new(pipelines),
             history: Default::default(),
             sample_ms: AtomicU64::new(0),
         });
         let names: Vec<String> = {
-            let inner = supervisor.inner.lock().await;
-            inner
-                .pipelines
+            let pipelines = supervisor.pipelines.lock().await;
+            pipelines
                 .values()
                 .filter(|e| e.definition.target == Target::Running)
                 .map(|e| e.definition.name.clone())
@@ -251,9 +285,9 @@ impl Supervisor {
                 ticks.tick().await;
                 let Some(supervisor) = weak.upgrade() else { return };
                 let runs: Vec<(String, Option<Arc<Metrics>>)> = {
-                    let inner = supervisor.inner.lock().await;
+                    let pipelines = supervisor.pipelines.lock().await;
                     let run = |e: &Entry| e.handle.as_ref().map(|h| h.metrics().clone());
-                    inner.pipelines.iter().map(|(name, e)| (name.clone(), run(e))).collect()
+                    pipelines.iter().map(|(name, e)| (name.clone(), run(e))).collect()
                 };
                 let mut history = supervisor.history.lock().unwrap_or_else(PoisonError::into_inner);
                 history.record(std::time::Instant::now(), crate::time::now_ms(), runs);
@@ -266,9 +300,38 @@ impl Supervisor {
         self.data.join("files")
     }
 
+    /// Where uploads are received before they are checked.
+    pub fn uploads(&self) -> PathBuf {
+        self.data.join("uploads")
+    }
+
+    /// `text` with the data directory's path taken out of it: what the API
+    /// shows of paths and messages (a host's layout is its own business).
+    /// Paths under it read as relative to it (`files/in/clicks.jsonl`).
+    pub fn shown(&self, text: &str) -> String {
+        let mut prefix = self.data.display().to_string();
+        prefix.push('/');
+        text.replace(&prefix, "")
+    }
+
     // ---- modules ----
 
-    /// Check and keep an uploaded module (see [`Modules::push`]).
+    /// [`Supervisor::push_module`] of an upload received in a file (in
+    /// [`Supervisor::uploads`]); the file is removed.
+    pub async fn push_module_file(
+        &self,
+        name: &str,
+        upload: tempfile::NamedTempFile,
+        kind: Option<crate::wasm::Kind>,
+    ) -> Result<(registry::Version, bool)> {
+        let path = upload.path().to_path_buf();
+        let read = blocking(move || crate::files::read_limited(&path, registry::MAX_MODULE_BYTES, "module")).await?;
+        drop(upload);
+        let bytes = read.map_err(|message| Error::Io { dir: self.uploads().display().to_string(), message })?;
+        self.push_module(name, bytes, kind).await
+    }
+
+    /// Check and keep an uploaded module (see [`Modules::record`]).
     pub async fn push_module(
         &self,
         name: &str,
@@ -287,22 +350,21 @@ impl Supervisor {
         .await
         .map_err(|e| Error::Io { dir: String::new(), message: e.to_string() })?;
         let module = checked.map_err(registry::Error::Invalid)?;
-        let mut inner = self.inner.lock().await;
-        Ok(inner.modules.record(name, &bytes, &module, kind)?)
+        Ok(self.modules.lock().await.record(name, &bytes, &module, kind)?)
     }
 
     pub async fn modules(&self) -> BTreeMap<String, Vec<registry::Version>> {
-        self.inner.lock().await.modules.list().clone()
+        self.modules.lock().await.list().clone()
     }
 
     pub async fn module(&self, name: &str) -> Result<Vec<registry::Version>> {
-        Ok(self.inner.lock().await.modules.versions(name)?.to_vec())
+        Ok(self.modules.lock().await.versions(name)?.to_vec())
     }
 
     /// Delete every version of a module no pipeline uses.
     pub async fn delete_module(&self, name: &str) -> Result<Vec<registry::Version>> {
-        let mut inner = self.inner.lock().await;
-        let Inner { modules, pipelines } = &mut *inner;
+        let mut modules = self.modules.lock().await;
+        let pipelines = self.pipelines.lock().await;
         Ok(modules.delete(name, |v| {
             pipelines
                 .values()
@@ -329,7 +391,18 @@ impl Supervisor {
     /// Returns whether it was created.
     pub async fn apply(&self, name: Option<&str>, text: &str, fresh: bool) -> Result<(String, bool)> {
         let file = name.map_or_else(|| "request".to_string(), |n| format!("pipelines/{n}"));
-        let prepared = self.prepare(&file, text, None, true, fresh).await?;
+        self.apply_as(&file, Claim::Any, text, fresh).await
+    }
+
+    /// Create the pipeline a manifest defines and start it: of concurrent
+    /// creates of one name, one succeeds and the others get
+    /// [`Error::Exists`] (Kafka Connect's `POST /connectors`).
+    pub async fn create(&self, text: &str, fresh: bool) -> Result<String> {
+        self.apply_as("request", Claim::New, text, fresh).await.map(|(name, _)| name)
+    }
+
+    async fn apply_as(&self, file: &str, claim: Claim, text: &str, fresh: bool) -> Result<(String, bool)> {
+        let prepared = self.prepare(file, text, None, true, fresh).await?;
         let name = prepared.manifest.name.clone();
         let definition = Definition {
             name: name.clone(),
@@ -337,14 +410,14 @@ impl Supervisor {
             module: prepared.version.clone(),
             target: Target::Running,
         };
-        let old = self.claim(&name, true).await?;
+        let old = self.claim(&name, claim).await?;
         let created = old.is_none();
         let old = match old {
             // Kafka Connect's rule: a new config does not change whether a
             // pipeline runs. A paused one takes it when resumed.
             Some(old) if old.definition.target != Target::Running => {
                 let definition = Definition { target: old.definition.target, ..definition };
-                let kept = self.keep_paused(&prepared, &definition, fresh);
+                let kept = self.keep_paused(&prepared, &definition, fresh).await;
                 let definition = if kept.is_ok() { definition } else { old.definition };
                 self.put_back(Entry { definition, handle: old.handle, failed: old.failed, busy: false }).await;
                 return kept.map(|()| (name, false));
@@ -352,38 +425,37 @@ impl Supervisor {
             old => old,
         };
         let result = self.replace(&name, old.as_ref(), prepared, fresh).await;
-        let mut inner = self.inner.lock().await;
         let entry_of = |handle, failed| Entry { definition: definition.clone(), handle, failed, busy: false };
         match result {
             Ok(handle) => {
-                if let Err(e) = self.save(&definition) {
+                // The entry is claimed: the definition is saved without the
+                // lock (an fsync can take seconds while pipelines write).
+                if let Err(e) = self.save(&definition).await {
                     // Not kept, so not run: the old definition stays, stopped.
-                    drop(inner);
                     stop_and_join(&name, handle.as_ref(), StopMode::Checkpoint).await;
-                    let mut inner = self.inner.lock().await;
+                    let mut pipelines = self.pipelines.lock().await;
                     match old {
                         Some(old) => {
                             let failed = Some(e.to_string());
-                            inner.pipelines.insert(name, Entry { handle: None, busy: false, failed, ..old });
+                            pipelines.insert(name, Entry { handle: None, busy: false, failed, ..old });
                         }
                         None => {
-                            inner.pipelines.remove(&name);
+                            pipelines.remove(&name);
                         }
                     }
                     return Err(e);
                 }
-                inner.pipelines.insert(name.clone(), entry_of(handle, None));
+                self.pipelines.lock().await.insert(name.clone(), entry_of(handle, None));
                 Ok((name, created))
             }
             Err((e, restored)) => {
+                let mut pipelines = self.pipelines.lock().await;
                 match old {
                     Some(old) => {
-                        inner
-                            .pipelines
-                            .insert(name.clone(), Entry { handle: restored, busy: false, failed: None, ..old });
+                        pipelines.insert(name.clone(), Entry { handle: restored, busy: false, failed: None, ..old });
                     }
                     None => {
-                        inner.pipelines.remove(&name);
+                        pipelines.remove(&name);
                     }
                 }
                 Err(e)
@@ -394,12 +466,14 @@ impl Supervisor {
     /// Save the new definition of a paused (or stopped) pipeline without
     /// starting it; `fresh` moves its checkpoints aside now, as a start
     /// would.
-    fn keep_paused(&self, prepared: &Prepared, definition: &Definition, fresh: bool) -> Result<()> {
+    async fn keep_paused(&self, prepared: &Prepared, definition: &Definition, fresh: bool) -> Result<()> {
         if fresh && let Some(c) = &prepared.manifest.checkpoint {
-            checkpoint::Store::open(c, &prepared.manifest, true)
+            let (config, manifest) = (c.clone(), prepared.manifest.clone());
+            blocking(move || checkpoint::Store::open(&config, &manifest, true))
+                .await?
                 .map_err(|e| Error::Io { dir: c.dir.display().to_string(), message: e.to_string() })?;
         }
-        self.save(definition)
+        self.save(definition).await
     }
 
     /// Stop the old run (checkpoint first), start the new; on failure,
@@ -448,53 +522,73 @@ impl Supervisor {
     /// The metrics of every pipeline that has run since the host started,
     /// by name.
     pub async fn metrics(&self) -> Vec<(String, Arc<crate::metrics::Metrics>)> {
-        let inner = self.inner.lock().await;
-        inner
-            .pipelines
+        let pipelines = self.pipelines.lock().await;
+        pipelines
             .values()
             .filter_map(|e| Some((e.definition.name.clone(), e.handle.as_ref()?.metrics().clone())))
             .collect()
     }
 
     pub async fn names(&self) -> Vec<String> {
-        self.inner.lock().await.pipelines.keys().cloned().collect()
+        self.pipelines.lock().await.keys().cloned().collect()
     }
 
     /// The manifest of `name` as submitted.
     pub async fn config(&self, name: &str) -> Result<String> {
-        let inner = self.inner.lock().await;
-        let entry = inner.pipelines.get(name).ok_or_else(|| Error::NotFound(name.to_string()))?;
+        let pipelines = self.pipelines.lock().await;
+        let entry = pipelines.get(name).ok_or_else(|| Error::NotFound(name.to_string()))?;
         Ok(entry.definition.config.clone())
     }
 
     /// Its samples and last dead letters.
     pub async fn activity(&self, name: &str) -> Result<Activity> {
         let dead_letters = {
-            let inner = self.inner.lock().await;
-            let entry = inner.pipelines.get(name).ok_or_else(|| Error::NotFound(name.to_string()))?;
+            let pipelines = self.pipelines.lock().await;
+            let entry = pipelines.get(name).ok_or_else(|| Error::NotFound(name.to_string()))?;
             entry.handle.as_ref().map(|h| h.metrics().recent_dead_letters()).unwrap_or_default()
         };
+        let dead_letters = dead_letters
+            .into_iter()
+            .map(|d| DeadLetterNote {
+                message: self.shown(&d.message),
+                position: d.position.as_deref().map(|p| self.shown(p)),
+                ..d
+            })
+            .collect();
         let samples = self.history.lock().unwrap_or_else(PoisonError::into_inner).samples(name);
         Ok(Activity { interval_ms: self.sample_ms.load(Ordering::Relaxed), samples, dead_letters })
     }
 
     pub async fn status(&self, name: &str) -> Result<Status> {
-        let inner = self.inner.lock().await;
-        let entry = inner.pipelines.get(name).ok_or_else(|| Error::NotFound(name.to_string()))?;
-        Ok(status_of(entry))
+        let pipelines = self.pipelines.lock().await;
+        let entry = pipelines.get(name).ok_or_else(|| Error::NotFound(name.to_string()))?;
+        let status = status_of(entry);
+        Ok(Status {
+            trace: status.trace.as_deref().map(|t| self.shown(t)),
+            partitions: status
+                .partitions
+                .into_iter()
+                .map(|p| PartitionLag { topic: self.shown(&p.topic), ..p })
+                .collect(),
+            ..status
+        })
     }
 
     /// The source positions of the pipeline's newest checkpoint, partition
     /// by partition.
     pub async fn offsets(&self, name: &str) -> Result<Vec<Offset>> {
         let dir = {
-            let inner = self.inner.lock().await;
-            let entry = inner.pipelines.get(name).ok_or_else(|| Error::NotFound(name.to_string()))?;
+            let pipelines = self.pipelines.lock().await;
+            let entry = pipelines.get(name).ok_or_else(|| Error::NotFound(name.to_string()))?;
             self.definition_manifest(&entry.definition)?.checkpoint.map(|c| c.dir)
         };
         let Some(dir) = dir else { return Ok(Vec::new()) };
-        let listed =
-            checkpoint::list(&dir).map_err(|e| Error::Io { dir: dir.display().to_string(), message: e.to_string() })?;
+        let listed = blocking({
+            let dir = dir.clone();
+            move || checkpoint::list(&dir)
+        })
+        .await?
+        .map_err(|e| Error::Io { dir: self.shown(&dir.display().to_string()), message: e.to_string() })?;
         let mut newest: BTreeMap<(String, i32), (i64, Offset)> = BTreeMap::new();
         for l in listed {
             let Ok(h) = l.header else { continue };
@@ -504,7 +598,7 @@ impl Supervisor {
             let file = l.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
             for p in h.partitions {
                 let offset = Offset {
-                    topic: p.topic.clone(),
+                    topic: self.shown(&p.topic),
                     partition: p.partition,
                     offset: p.offset,
                     checkpoint: file.clone(),
@@ -521,10 +615,10 @@ impl Supervisor {
     /// Pause (or stop) a pipeline: a checkpoint, then it stops; it stays
     /// so across host restarts until resumed.
     pub async fn pause(&self, name: &str, target: Target) -> Result<()> {
-        let entry = self.claim(name, false).await?.ok_or_else(|| Error::NotFound(name.to_string()))?;
+        let entry = self.claim(name, Claim::Existing).await?.ok_or_else(|| Error::NotFound(name.to_string()))?;
         stop_and_join(name, entry.handle.as_ref(), StopMode::Checkpoint).await;
         let definition = Definition { target, ..entry.definition.clone() };
-        let saved = self.save(&definition);
+        let saved = self.save(&definition).await;
         self.put_back(Entry { definition: if saved.is_ok() { definition } else { entry.definition.clone() }, ..entry })
             .await;
         saved
@@ -533,10 +627,10 @@ impl Supervisor {
     /// Start a paused or stopped pipeline (or restart a running one) from
     /// its last checkpoint.
     pub async fn resume(&self, name: &str) -> Result<()> {
-        let entry = self.claim(name, false).await?.ok_or_else(|| Error::NotFound(name.to_string()))?;
+        let entry = self.claim(name, Claim::Existing).await?.ok_or_else(|| Error::NotFound(name.to_string()))?;
         stop_and_join(name, entry.handle.as_ref(), StopMode::Checkpoint).await;
         let definition = Definition { target: Target::Running, ..entry.definition.clone() };
-        let started = match self.save(&definition) {
+        let started = match self.save(&definition).await {
             Ok(()) => self.start_definition(&definition, false).await,
             Err(e) => Err(e),
         };
@@ -551,7 +645,7 @@ impl Supervisor {
     /// Stop and forget a pipeline. Its checkpoints stay: applying it again
     /// resumes from them (`?fresh=true` starts over).
     pub async fn delete(&self, name: &str) -> Result<()> {
-        let entry = self.claim(name, false).await?.ok_or_else(|| Error::NotFound(name.to_string()))?;
+        let entry = self.claim(name, Claim::Existing).await?.ok_or_else(|| Error::NotFound(name.to_string()))?;
         stop_and_join(name, entry.handle.as_ref(), StopMode::Checkpoint).await;
         let file = self.definition_file(name);
         match std::fs::remove_file(&file) {
@@ -563,7 +657,7 @@ impl Supervisor {
                 return Err(Error::Io { dir, message: e.to_string() });
             }
         }
-        self.inner.lock().await.pipelines.remove(name);
+        self.pipelines.lock().await.remove(name);
         tracing::info!(pipeline = name, "deleted");
         Ok(())
     }
@@ -572,8 +666,8 @@ impl Supervisor {
     /// they run, so the next start of the host resumes them.
     pub async fn shutdown(&self) {
         let handles: Vec<(String, Handle)> = {
-            let mut inner = self.inner.lock().await;
-            inner.pipelines.values_mut().filter_map(|e| Some((e.definition.name.clone(), e.handle.take()?))).collect()
+            let mut pipelines = self.pipelines.lock().await;
+            pipelines.values_mut().filter_map(|e| Some((e.definition.name.clone(), e.handle.take()?))).collect()
         };
         for (name, handle) in &handles {
             tracing::info!(pipeline = %name, "stopping for the host's shutdown");
@@ -585,16 +679,21 @@ impl Supervisor {
     }
 
     /// Take a pipeline's entry out of the map for a long change, marking
-    /// it busy; `None` when there is none (and `create` allows that).
-    async fn claim(&self, name: &str, create: bool) -> Result<Option<Entry>> {
-        let mut inner = self.inner.lock().await;
-        let Some(entry) = inner.pipelines.get_mut(name) else {
-            if create {
+    /// it busy; `None` when there is none (and `claim` allows that). The
+    /// lock held for the look-up and the placeholder is what makes a
+    /// create atomic.
+    async fn claim(&self, name: &str, claim: Claim) -> Result<Option<Entry>> {
+        let mut pipelines = self.pipelines.lock().await;
+        if claim == Claim::New && pipelines.contains_key(name) {
+            return Err(Error::Exists(name.to_string()));
+        }
+        let Some(entry) = pipelines.get_mut(name) else {
+            if claim != Claim::Existing {
                 // A placeholder, so that a concurrent apply of the same
                 // name is told to wait.
                 let config = String::new();
                 let definition = Definition { name: name.to_string(), config, module: None, target: Target::Running };
-                inner.pipelines.insert(name.to_string(), Entry { definition, handle: None, failed: None, busy: true });
+                pipelines.insert(name.to_string(), Entry { definition, handle: None, failed: None, busy: true });
                 return Ok(None);
             }
             return Err(Error::NotFound(name.to_string()));
@@ -613,13 +712,13 @@ impl Supervisor {
     }
 
     async fn put_back(&self, entry: Entry) {
-        let mut inner = self.inner.lock().await;
-        inner.pipelines.insert(entry.definition.name.clone(), Entry { busy: false, ..entry });
+        let mut pipelines = self.pipelines.lock().await;
+        pipelines.insert(entry.definition.name.clone(), Entry { busy: false, ..entry });
     }
 
     /// Start pipeline `name` as defined (at the host's start).
     async fn start_defined(&self, name: &str, fresh: bool) -> Result<()> {
-        let entry = self.claim(name, false).await?.ok_or_else(|| Error::NotFound(name.to_string()))?;
+        let entry = self.claim(name, Claim::Existing).await?.ok_or_else(|| Error::NotFound(name.to_string()))?;
         let started = self.start_definition(&entry.definition, fresh).await;
         let (handle, failed, result) = match started {
             Ok(h) => (Some(h), None, Ok(())),
@@ -652,13 +751,18 @@ impl Supervisor {
         online: bool,
         fresh: bool,
     ) -> Result<Prepared> {
-        let document = Document::parse(file, text, &[]).map_err(Error::Manifest)?;
+        // Every stage runs, whatever the ones before found, so that one
+        // answer lists every problem; what a stage refused, the next ones
+        // do not look at.
+        let document = Document::read(file, text, &[]).map_err(Error::Manifest)?;
         let mut manifest = document.manifest.clone();
-        if !registry::valid_name(&manifest.name) {
-            let message = "a pipeline's name is 1 to 64 lowercase letters, digits, `-`, `_` or `.`".to_string();
-            return Err(Error::Manifest(document.error(vec![("name".into(), message, None)])));
-        }
         let mut findings: Vec<Finding> = Vec::new();
+        let mut refused: Vec<String> = Vec::new();
+        let named = registry::valid_name(&manifest.name);
+        if !named {
+            let message = "a pipeline's name is 1 to 64 lowercase letters, digits, `-`, `_` or `.`".to_string();
+            findings.push(("name".into(), message, None));
+        }
         // The module: a registered one, or a file under `files/`.
         let written = manifest.transform.module.display().to_string();
         let reference = match pinned {
@@ -667,17 +771,19 @@ impl Supervisor {
         };
         let mut version = None;
         if let Some(reference) = &reference {
-            let inner = self.inner.lock().await;
-            match inner.modules.resolve(reference) {
+            match self.modules.lock().await.resolve(reference) {
                 Ok((v, path)) => {
                     manifest.transform.module = path;
                     version = Some(v);
                 }
-                Err(e) => findings.push((
-                    "transform.module".into(),
-                    e.to_string(),
-                    Some("upload it first (POST /modules/{name}), or name an uploaded one".into()),
-                )),
+                Err(e) => {
+                    findings.push((
+                        "transform.module".into(),
+                        e.to_string(),
+                        Some("upload it first (POST /modules/{name}), or name an uploaded one".into()),
+                    ));
+                    refused.push("transform.module".into());
+                }
             }
         }
         let files = self.files();
@@ -686,26 +792,50 @@ impl Supervisor {
                 return;
             }
             if let Err(message) = paths::confine(&files, path) {
-                findings.push((at.to_string(), message, Some(format!("use a path inside {}", files.display()))));
+                let hint = "use a path inside the host's files directory (a relative path is relative to it)";
+                findings.push((at.to_string(), message, Some(hint.into())));
+                refused.push(at.to_string());
             }
         });
-        if manifest.checkpoint.is_none() {
-            manifest.checkpoint = Some(CheckpointConfig::in_dir(self.data.join("checkpoints").join(&manifest.name)));
+        for (at, properties) in manifest.client_properties() {
+            for key in properties.keys() {
+                if let Some(why) = crate::librdkafka::loads_code(key)
+                    && !self.settings.allowed_kafka_properties.contains(key.trim())
+                {
+                    findings.push((
+                        format!("{at}.{key}"),
+                        format!("`{key}` {why}: this host does not take it from a manifest"),
+                        Some(format!(
+                            "remove it; a host's operator can allow it with sluice serve --allow-kafka-property {}",
+                            key.trim()
+                        )),
+                    ));
+                }
+            }
         }
-        if !findings.is_empty() {
-            return Err(Error::Manifest(document.error(findings)));
+        if manifest.checkpoint.is_none() {
+            if named {
+                let dir = self.data.join("checkpoints").join(&manifest.name);
+                manifest.checkpoint = Some(CheckpointConfig::in_dir(dir));
+            } else {
+                // No directory can be named after it.
+                refused.push("checkpoint.dir".into());
+            }
         }
         // Compiling and reaching brokers block: off the async threads.
         let engine = self.runtime.engine().clone();
+        let checks = crate::preflight::Checks { online, fresh, refused };
         let checked = tokio::task::spawn_blocking(move || {
-            let (module, findings) = crate::preflight::check_with_module(&manifest, &engine, online, fresh);
-            (manifest, module, findings)
+            let (module, found) = crate::preflight::check_with_module(&manifest, &engine, &checks);
+            (manifest, module, found)
         })
         .await
         .map_err(|e| Error::Io { dir: String::new(), message: e.to_string() })?;
-        match checked {
-            (manifest, Some(module), findings) if findings.is_empty() => Ok(Prepared { manifest, module, version }),
-            (_, _, findings) => Err(Error::Manifest(document.error(findings))),
+        let (manifest, module, found) = checked;
+        findings.extend(found);
+        match module {
+            Some(module) if findings.is_empty() && document.is_clean() => Ok(Prepared { manifest, module, version }),
+            _ => Err(Error::Manifest(document.error(findings))),
         }
     }
 
@@ -727,12 +857,21 @@ impl Supervisor {
         self.data.join("pipelines").join(format!("{name}.json"))
     }
 
-    fn save(&self, definition: &Definition) -> Result<()> {
+    /// Write a definition durably, off the async threads.
+    async fn save(&self, definition: &Definition) -> Result<()> {
         let file = self.definition_file(&definition.name);
         let io = |e: std::io::Error| Error::Io { dir: file.display().to_string(), message: e.to_string() };
         let json = serde_json::to_vec_pretty(definition).map_err(|e| io(std::io::Error::other(e)))?;
-        crate::files::write_atomic(&file, &json).map_err(io)
+        let path = file.clone();
+        blocking(move || crate::files::write_atomic(&path, &json)).await?.map_err(io)
     }
+}
+
+/// `work` on a blocking thread: file system calls that may wait on the
+/// disk (an fsync, a directory of checkpoints) stay off the async threads
+/// the API and the sinks share.
+async fn blocking<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(work).await.map_err(|e| Error::Io { dir: String::new(), message: e.to_string() })
 }
 
 /// Stop a run (if any is still going) and wait for it to end.
@@ -778,6 +917,7 @@ fn status_of(entry: &Entry) -> Status {
         last_checkpoint: run.and_then(|s| s.last_barrier),
         consumer_lag: metrics.as_deref().and_then(Metrics::consumer_lag),
         partitions: metrics.as_deref().map(Metrics::partitions).unwrap_or_default(),
+        waiting: metrics.as_deref().and_then(Metrics::waiting).filter(|_| state == Phase::Running),
     }
 }
 
