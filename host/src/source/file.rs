@@ -262,6 +262,61 @@ mod tests {
         Ok(())
     }
 
+    /// A checkpoint's line and byte: the next run reads on from there with
+    /// the same line numbers; a file that no longer fits it is an error
+    /// that says so.
+    #[test]
+    fn a_checkpoint_resumes_at_its_line_and_byte_and_a_replaced_file_is_refused() -> anyhow::Result<()> {
+        use crate::checkpoint::{Checkpoint, Header, PartitionState, Store};
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("in.jsonl");
+        std::fs::write(&path, "a\nbb\n\nccc\nd\n")?;
+        let manifest = crate::checkpoint::tests::manifest(&dir.path().join("ck"), "{type: tumbling, size: 5m}")?;
+        let Some(config) = &manifest.checkpoint else { anyhow::bail!("no checkpoint section") };
+        let store = Arc::new(Store::open(config, &manifest, false)?);
+        // Read the first two lines, as a run would before its barrier.
+        let mut first = FileSource::open(&path, 2, 1 << 20, None)?;
+        let chunk = first.next_chunk()?.ok_or_else(|| anyhow::anyhow!("no chunk"))?;
+        assert_eq!(chunk.records().map(|r| r.offset).collect::<Vec<_>>(), [1, 2]);
+        let (line, byte) = (first.line + 1, first.byte_offset(0));
+        assert_eq!((line, byte), (3, Some(5)));
+        let header = Header {
+            pipeline: String::new(),
+            fingerprint: String::new(),
+            host: String::new(),
+            epoch: 0,
+            created_ms: 1,
+            watermark: 0,
+            last_sweep: 0,
+            partitions: Vec::new(),
+        };
+        let partition = PartitionState {
+            topic: path.display().to_string(),
+            partition: 0,
+            offset: line,
+            byte_offset: byte,
+            max_event_time: None,
+            keys: Vec::new(),
+        };
+        store.write(1, &mut Checkpoint { header, partitions: vec![partition] })?;
+
+        let mut resumed = FileSource::open(&path, 10, 1 << 20, Some(store.clone()))?;
+        let Polled::Assigned(assigned) = resumed.poll()? else { anyhow::bail!("no assignment first") };
+        assert_eq!((assigned[0].start, assigned[0].restored.is_some()), (3, true));
+        let Polled::Chunk { chunk, .. } = resumed.poll()? else { anyhow::bail!("no chunk") };
+        let rest: Vec<(i64, String)> =
+            chunk.records().map(|r| (r.offset, String::from_utf8_lossy(r.bytes).into_owned())).collect();
+        assert_eq!(rest, [(4, "ccc".to_string()), (5, "d".to_string())]);
+        assert!(matches!(resumed.poll()?, Polled::End));
+
+        for replaced in ["abc", "abcdefgh\n"] {
+            std::fs::write(&path, replaced)?;
+            let refused = FileSource::open(&path, 10, 1 << 20, Some(store.clone())).err().map(|e| e.to_string());
+            assert!(refused.as_deref().is_some_and(|m| m.contains("was the file replaced")), "{refused:?}");
+        }
+        Ok(())
+    }
+
     #[test]
     fn a_device_is_not_a_source() {
         let err = FileSource::open(Path::new("/dev/zero"), 10, 100, None).err().map(|e| e.to_string());
