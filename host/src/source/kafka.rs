@@ -453,11 +453,15 @@ pub struct KafkaSource {
     checkpoints: Option<Arc<Store>>,
     /// Since when partitions revoked from this host have been let go
     /// without the group assigning any again (an eager rebalance revokes,
-    /// then assigns at once).
+    /// then assigns at once), or since this host last rejoined the group
+    /// without an assignment since.
     let_go_since: Option<Instant>,
     /// How long that may last before this host rejoins the group as a
-    /// fresh member.
+    /// fresh member, the first time; each rejoin without an assignment
+    /// since doubles it (see [`rejoin_wait`]).
     rejoin_after: StdDuration,
+    /// Rejoins since the last assignment.
+    rejoins: u32,
     config: KafkaSourceConfig,
     slots: Vec<Slot>,
     partitions: Partitions,
@@ -503,10 +507,24 @@ const WAITING_REPEAT: StdDuration = StdDuration::from_secs(30);
 /// Session timeouts (`session.timeout.ms`, 6 s by default: 30 s) after
 /// partitions were let go with no assignment since before this host
 /// rejoins the group as a new member. A group that lost this member's
-/// session may go on waiting for members that are gone (seen on Tansu,
-/// which kept naming one the group's leader); a healthy rebalance assigns
-/// within a few heartbeats.
+/// session may go on waiting for members that are gone; a healthy
+/// rebalance assigns within a few heartbeats. (Tansu 0.6 can keep naming
+/// a member that is gone the group's leader for good: when a stale
+/// heartbeat of the member is the request that finds its session over,
+/// the leader is not reset, and no later member can complete a
+/// rebalance. No rejoin helps there; the status says so until the broker
+/// is restarted.)
 const REJOIN_AFTER_SESSIONS: u64 = 5;
+/// Longest wait between two rejoins that got no assignment.
+const REJOIN_MAX: StdDuration = StdDuration::from_secs(600);
+
+/// How long to wait for an assignment before rejoining, after `rejoins`
+/// rejoins that got none: `first`, doubled each time up to
+/// [`REJOIN_MAX`], so a rebalance that is merely slow (a member taking a
+/// long hand-over checkpoint) is not restarted over and over.
+fn rejoin_wait(first: StdDuration, rejoins: u32) -> StdDuration {
+    first.saturating_mul(1 << rejoins.min(16)).min(REJOIN_MAX.max(first))
+}
 
 /// A consumer of `config`'s group, subscribed to its topics.
 fn join(
@@ -562,6 +580,7 @@ impl KafkaSource {
             checkpoints,
             rejoin_after: StdDuration::from_millis(session.saturating_mul(REJOIN_AFTER_SESSIONS)),
             let_go_since: None,
+            rejoins: 0,
             config: config.clone(),
             slots: Vec::new(),
             partitions: Arc::from(Vec::new()),
@@ -664,6 +683,7 @@ impl KafkaSource {
                     // pauses again when it has to.
                     self.handing_over = None;
                     self.let_go_since = None;
+                    self.rejoins = 0;
                     self.consumer.resume(&self.assignment()).map_err(kafka_err("cannot resume"))?;
                     self.paused = false;
                     if !assigned.is_empty() {
@@ -871,11 +891,18 @@ impl KafkaSource {
     }
 
     fn why_waiting(&self) -> String {
-        if self.let_go_since.is_some() {
+        let next = rejoin_wait(self.rejoin_after, self.rejoins).as_secs();
+        if self.rejoins > 0 {
+            format!(
+                "rejoined the consumer group as a new member {} time(s) and still no assignment: the group's \
+                 coordinator may be stuck on members that are gone (see the broker's log); rejoining again after \
+                 {next} s",
+                self.rejoins
+            )
+        } else if self.let_go_since.is_some() {
             format!(
                 "partitions let go after a revocation; waiting for the consumer group to assign partitions again (a \
-                 group that lost this member's session may not: this host rejoins as a new member after {} s)",
-                self.rejoin_after.as_secs()
+                 group that lost this member's session may not: this host rejoins as a new member after {next} s)"
             )
         } else {
             "waiting for the consumer group to assign partitions (a rebalance is under way; after a crash, the group \
@@ -884,19 +911,20 @@ impl KafkaSource {
         }
     }
 
-    /// Rejoin the group as a new member when partitions were let go and
-    /// none were assigned for [`KafkaSource::rejoin_after`]: the revoked
-    /// partitions are given up (their state is dropped; a checkpoint or
-    /// the committed offsets have it), and the new member starts as a
-    /// restarted host would.
+    /// Rejoin the group as a new member when partitions were let go (or
+    /// this host rejoined) and none were assigned for [`rejoin_wait`]:
+    /// the revoked partitions are given up (their state is dropped; a
+    /// checkpoint or the committed offsets have it), and the new member
+    /// starts as a restarted host would.
     fn rejoin_if_stuck(&mut self) -> Result<()> {
         let Some(since) = self.let_go_since else { return Ok(()) };
-        if since.elapsed() < self.rejoin_after {
+        if since.elapsed() < rejoin_wait(self.rejoin_after, self.rejoins) {
             return Ok(());
         }
         tracing::info!(
             group = self.config.group,
             waited_s = since.elapsed().as_secs(),
+            rejoined_before = self.rejoins,
             "no partitions assigned since the revoked ones were let go: rejoining the consumer group as a new member"
         );
         let revoked: Vec<usize> = std::mem::take(&mut self.revoking)
@@ -918,7 +946,10 @@ impl KafkaSource {
             shared.positions = positions;
         }
         self.consumer = fresh;
-        (self.handing_over, self.let_go_since, self.pending, self.held, self.paused) = (None, None, None, None, false);
+        (self.handing_over, self.pending, self.held, self.paused) = (None, None, None, false);
+        // Waiting for the new member's assignment, which may not come
+        // either: the wait starts again, longer.
+        (self.let_go_since, self.rejoins) = (Some(Instant::now()), self.rejoins.saturating_add(1));
         self.unassigned_since = Some(Instant::now());
         Ok(())
     }
@@ -1182,5 +1213,21 @@ impl Drop for KafkaSource {
         if context.shared.lock().is_ok_and(|s| s.deferred) {
             unassign(&self.consumer);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_rejoin_without_an_assignment_waits_twice_as_long_up_to_a_bound() {
+        let first = StdDuration::from_secs(30);
+        let waits: Vec<u64> = (0..7).map(|n| rejoin_wait(first, n).as_secs()).collect();
+        assert_eq!(waits, [30, 60, 120, 240, 480, 600, 600]);
+        assert_eq!(rejoin_wait(first, u32::MAX), REJOIN_MAX);
+        // A session longer than the bound is not cut short.
+        let long = StdDuration::from_secs(900);
+        assert_eq!(rejoin_wait(long, 3), long);
     }
 }
