@@ -55,7 +55,7 @@ use sluice_host::metrics::Metrics;
 use sluice_host::pipeline::{self, Pipeline, Plan};
 use sluice_host::runtime::Runtime;
 use sluice_host::state::{Interner, KeyState};
-use sluice_host::window::{Mode, Operator, Snapshot};
+use sluice_host::window::{Operator, Snapshot};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -215,7 +215,7 @@ fn throughput(events: u64) -> anyhow::Result<()> {
 fn run_to_end(manifest: Manifest) -> anyhow::Result<(pipeline::Summary, f64, Arc<Metrics>)> {
     let tokio = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
     let runtime = Runtime::new(tokio.handle().clone())?;
-    let plan = Plan::new(manifest, &runtime)?;
+    let plan = Plan::new(manifest.lower(), &runtime)?;
     let handle = tokio.block_on(Pipeline::start(plan, &runtime))?;
     let metrics = handle.metrics().clone();
     let first = Arc::new(Mutex::new(None::<Instant>));
@@ -247,11 +247,8 @@ fn run_to_end(manifest: Manifest) -> anyhow::Result<(pipeline::Summary, f64, Arc
 fn restore(size: u64, path: &Path, manifest: &Manifest) -> anyhow::Result<()> {
     let started = Instant::now();
     let checkpoint = sluice_host::checkpoint::read(path)?;
-    let mode = match manifest.transform.kind {
-        sluice_host::manifest::TransformKind::Window => Mode::Window,
-        sluice_host::manifest::TransformKind::Aggregate => Mode::Aggregate,
-    };
-    let mut operator = Operator::in_memory(manifest.window_spec(), mode, manifest.fields());
+    let spec = manifest.lower();
+    let mut operator = Operator::in_memory(spec.window, spec.transform.mode(), spec.fields());
     let mut snapshot = Snapshot { watermark: checkpoint.header.watermark, ..Snapshot::default() };
     for (slot, p) in checkpoint.partitions.into_iter().enumerate() {
         snapshot.partitions.insert(slot as u32, p.keys);

@@ -84,7 +84,7 @@ fn run(example: &str, input: &Path, state: &str) -> anyhow::Result<pipeline::Sum
     let manifest = Manifest::load(&root().join(format!("examples/{example}.yaml")), &overrides)?;
     let tokio = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
     let runtime = Runtime::new(tokio.handle().clone())?;
-    let plan = Plan::new(manifest, &runtime)?;
+    let plan = Plan::new(manifest.lower(), &runtime)?;
     Ok(tokio.block_on(pipeline::run(plan, &runtime))?.0)
 }
 

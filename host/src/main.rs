@@ -5,10 +5,11 @@ use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 use sluice_host::client::Client;
-use sluice_host::manifest::{Document, SourceConfig, reference};
+use sluice_host::manifest::{Document, reference};
 use sluice_host::metrics::Metrics;
 use sluice_host::pipeline::{Pipeline, Plan, StopMode};
 use sluice_host::runtime::Runtime;
+use sluice_host::source::SourceConfig;
 use sluice_host::supervisor::{Settings, Supervisor};
 use sluice_host::wasm::{Engine, Module};
 use sluice_host::{api, checkpoint, preflight};
@@ -461,7 +462,7 @@ fn run(file: &Path, overrides: &[String], fresh: bool) -> ExitCode {
     let with_progress = bounded && std::io::IsTerminal::is_terminal(&std::io::stderr());
     let outcome = tokio.block_on(async {
         let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-        let mut plan = Plan::with_module(document.manifest, module);
+        let mut plan = Plan::with_module(document.manifest.lower(), module);
         if fresh {
             plan = plan.fresh();
         }
@@ -604,9 +605,8 @@ fn checkpoints(command: CheckpointsCommand) -> ExitCode {
             out!("written {}", sluice_host::time::format_ms(h.created_ms));
             out!("watermark {}", sluice_host::time::format_ms(h.watermark));
             out!("state of: {}", h.fingerprint);
-            let expected = checkpoint::fingerprint(&manifest);
-            if h.fingerprint != expected {
-                out!("the manifest cannot restore it: it has {expected} (run with --fresh to start over)");
+            if let Err(m) = manifest.lower().layout().admits(h.layout.as_ref(), &h.fingerprint) {
+                out!("the manifest cannot restore it: it has {} (run with --fresh to start over)", m.expected);
             }
             for (p, e) in c.partitions.iter().zip(&h.partitions) {
                 let latest = p.max_event_time.map_or_else(|| "none".into(), sluice_host::time::format_ms);

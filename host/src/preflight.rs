@@ -18,7 +18,9 @@ use rdkafka::metadata::Metadata;
 use rdkafka::producer::{BaseProducer, Producer};
 
 use crate::files::{Identity, identity};
-use crate::manifest::{Finding, Manifest, SinkConfig, SourceConfig};
+use crate::manifest::{Finding, Manifest};
+use crate::sinks::SinkConfig;
+use crate::source::SourceConfig;
 
 /// How long a broker or Redis server may take to answer.
 const TIMEOUT: Duration = Duration::from_secs(5);
@@ -54,7 +56,7 @@ pub fn check_with_module(
     if !checks.looks_at("transform.module") {
         return (None, findings);
     }
-    let module = match crate::pipeline::load_module(manifest, engine) {
+    let module = match crate::pipeline::load_module(&manifest.lower().transform, engine) {
         Ok(module) => Some(module),
         Err(e) => {
             let hint = match &e {
@@ -152,19 +154,16 @@ pub fn check(manifest: &Manifest, checks: &Checks) -> Vec<Finding> {
         if let Some(problem) = writable_dir(&c.dir) {
             found.push(("checkpoint.dir".into(), problem, Some("give a folder you can write".into())));
         }
-        let expected = crate::checkpoint::fingerprint(manifest);
         let listed = if fresh { Vec::new() } else { crate::checkpoint::list(&c.dir).unwrap_or_default() };
-        let other = listed.iter().find_map(|l| {
-            let h = l.header.as_ref().ok()?;
-            (h.pipeline == manifest.name && h.fingerprint != expected).then_some((l, h))
-        });
-        if let Some((l, h)) = other {
+        let layout = manifest.lower().layout();
+        if let Some((l, mismatch)) = crate::checkpoint::refused(&listed, &manifest.name, &layout).next() {
             found.push((
                 "checkpoint.dir".into(),
                 format!(
-                    "{} was written by an incompatible pipeline: it has {}, the manifest has {expected}",
+                    "{} was written by an incompatible pipeline: it has {}, the manifest has {}",
                     l.path.display(),
-                    h.fingerprint
+                    mismatch.found,
+                    mismatch.expected
                 ),
                 Some("run with --fresh to start over (the old checkpoints are moved aside)".into()),
             ));

@@ -42,7 +42,7 @@ fn start(tokio: &tokio::runtime::Runtime, dir: &Path, overrides: &[String]) -> a
     all.extend(overrides.iter().cloned());
     let manifest = Manifest::load(&root().join("examples/tx-velocity.yaml"), &all)?;
     let runtime = Runtime::new(tokio.handle().clone())?;
-    let plan = Plan::new(manifest, &runtime)?;
+    let plan = Plan::new(manifest.lower(), &runtime)?;
     Ok(tokio.block_on(Pipeline::start(plan, &runtime))?)
 }
 

@@ -539,7 +539,9 @@ async fn metrics(State(api): Shared) -> Reply {
 #[utoipa::path(get, path = "/plugins", tag = "host",
     responses((status = 200, body = [Plugin])))]
 async fn plugins() -> Reply {
-    use crate::manifest::{SinkConfig, SourceConfig, reference::tags};
+    use crate::manifest::reference::tags;
+    use crate::sinks::SinkConfig;
+    use crate::source::SourceConfig;
     let plugin = |ty, (class, description)| Plugin { class, ty, version: env!("CARGO_PKG_VERSION"), description };
     // From the manifest's own types, so a new source or sink shows here.
     let sources = tags::<SourceConfig>().into_iter().map(|t| plugin("source", t));

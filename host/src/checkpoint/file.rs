@@ -177,6 +177,7 @@ mod tests {
         let header = Header {
             pipeline: "p".into(),
             fingerprint: "f".into(),
+            layout: Some(crate::checkpoint::tests::layout(crate::window::Kind::Session { gap: 60_000 })),
             host: "h".into(),
             epoch: 7,
             created_ms: 1_000,

@@ -12,15 +12,50 @@
 //! with a logged reason, and the one before it is used.
 
 mod file;
+mod layout;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 pub use file::{read, read_header};
+pub use layout::{LAYOUT_VERSION, Layout, Mismatch, Shape, TransformKind};
 
-use crate::manifest::{CheckpointConfig, Manifest};
+use sluice_sink_api::Duration;
+
+/// Where and how often checkpoints are taken.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CheckpointConfig {
+    /// Directory of the checkpoints. Hosts of one consumer group may share
+    /// it (a network file system): a partition that moves takes its state
+    /// from the newest checkpoint that holds it, whichever host wrote it.
+    pub dir: PathBuf,
+    /// Time between checkpoints. A graceful stop takes one too.
+    #[serde(default = "default_checkpoint_interval")]
+    pub interval: Duration,
+    /// Checkpoints of this host kept; older ones are deleted, unless one is
+    /// the newest that holds some partition.
+    #[serde(default = "default_retain")]
+    pub retain: usize,
+}
+
+impl CheckpointConfig {
+    /// Checkpoints in `dir`, at the default interval and retention.
+    pub fn in_dir(dir: PathBuf) -> CheckpointConfig {
+        CheckpointConfig { dir, interval: default_checkpoint_interval(), retain: default_retain() }
+    }
+}
+
+fn default_checkpoint_interval() -> Duration {
+    Duration::from_millis(10_000)
+}
+
+fn default_retain() -> usize {
+    3
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -55,11 +90,15 @@ pub struct PartitionState {
 }
 
 /// What a checkpoint file says about itself, ahead of the state.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Header {
     pub pipeline: String,
-    /// What the state's layout depends on (see [`fingerprint`]).
+    /// The state's layout as text: all that headers before versioned
+    /// layouts say of it (see [`Layout`]).
     pub fingerprint: String,
+    /// The state's layout: what a pipeline must have to restore it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub layout: Option<Layout>,
     /// The process that wrote it.
     pub host: String,
     /// Its barrier number in that process.
@@ -105,32 +144,13 @@ pub struct Restored {
     pub from: String,
 }
 
-/// What the state's layout depends on: a checkpoint of another key,
-/// window shape, fields or kind of transform cannot be restored.
-pub fn fingerprint(manifest: &Manifest) -> String {
-    let w = &manifest.window;
-    let shape = [("size", w.size), ("slide", w.slide), ("gap", w.gap)]
-        .iter()
-        .filter_map(|(name, d)| d.map(|d| format!(" {name} {d}")))
-        .collect::<String>();
-    let name = |t: &dyn std::fmt::Debug| format!("{t:?}").to_lowercase();
-    let fields: Vec<String> = manifest.events.fields.iter().map(|f| format!("{}: {}", f.name, name(&f.ty))).collect();
-    format!(
-        "key {}, {} window{shape}, fields [{}], {} transform",
-        manifest.events.key,
-        name(&w.kind),
-        fields.join(", "),
-        name(&manifest.transform.kind)
-    )
-}
-
 /// Checkpoint files in a directory, for one pipeline.
 #[derive(Debug)]
 pub struct Store {
     dir: PathBuf,
     host: String,
     pipeline: String,
-    fingerprint: String,
+    layout: Layout,
     retain: usize,
 }
 
@@ -144,22 +164,18 @@ pub struct Listed {
 }
 
 impl Store {
-    /// The store of `config.dir`, created if needed. With `fresh`, the
-    /// checkpoints already there are moved aside (to `superseded-{time}/`);
-    /// without, a checkpoint of an incompatible pipeline is an error.
-    pub fn open(config: &CheckpointConfig, manifest: &Manifest, fresh: bool) -> Result<Store> {
+    /// The store of `config.dir` for pipeline `pipeline`, whose state has
+    /// `layout`, created if needed. With `fresh`, the checkpoints already
+    /// there are moved aside (to `superseded-{time}/`); without, a
+    /// checkpoint of the pipeline that the layout does not admit is an
+    /// error.
+    pub fn open(config: &CheckpointConfig, pipeline: &str, layout: Layout, fresh: bool) -> Result<Store> {
         let dir = config.dir.clone();
         let shown = dir.display().to_string();
         let dir_err = |message: String| Error::Dir { dir: shown.clone(), message };
         std::fs::create_dir_all(&dir).map_err(|e| dir_err(e.to_string()))?;
         let host = run_id();
-        let store = Store {
-            dir,
-            host,
-            pipeline: manifest.name.clone(),
-            fingerprint: fingerprint(manifest),
-            retain: config.retain.max(1),
-        };
+        let store = Store { dir, host, pipeline: pipeline.to_string(), layout, retain: config.retain.max(1) };
         let found = store.list()?;
         if fresh && !found.is_empty() {
             let aside = store.dir.join(format!("superseded-{}", crate::time::now_ms()));
@@ -172,23 +188,24 @@ impl Store {
             tracing::info!(checkpoints = found.len(), to = %aside.display(), "starting fresh: checkpoints moved aside");
             return Ok(store);
         }
-        for f in &found {
-            if let Ok(h) = &f.header
-                && h.pipeline == store.pipeline
-                && h.fingerprint != store.fingerprint
-            {
-                return Err(Error::Incompatible {
-                    path: f.path.display().to_string(),
-                    found: h.fingerprint.clone(),
-                    expected: store.fingerprint.clone(),
-                });
-            }
+        if let Some((listed, mismatch)) = store.refused(&found).next() {
+            return Err(Error::Incompatible {
+                path: listed.path.display().to_string(),
+                found: mismatch.found,
+                expected: mismatch.expected,
+            });
         }
         Ok(store)
     }
 
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// The checkpoints of this pipeline in `listed` that its layout does
+    /// not admit, each with why.
+    fn refused<'l>(&self, listed: &'l [Listed]) -> impl Iterator<Item = (&'l Listed, Mismatch)> {
+        refused(listed, &self.pipeline, &self.layout)
     }
 
     /// This process's name in its checkpoints.
@@ -221,8 +238,8 @@ impl Store {
     /// Returns the file's size.
     pub fn write(&self, epoch: u64, checkpoint: &mut Checkpoint) -> Result<u64> {
         let h = &mut checkpoint.header;
-        (h.pipeline, h.fingerprint, h.host, h.epoch) =
-            (self.pipeline.clone(), self.fingerprint.clone(), self.host.clone(), epoch);
+        (h.pipeline, h.fingerprint, h.layout, h.host, h.epoch) =
+            (self.pipeline.clone(), self.layout.to_string(), Some(self.layout.clone()), self.host.clone(), epoch);
         let name = format!("{:013}-{}-{epoch:08}.ckpt", h.created_ms.max(0), self.host);
         let size = file::write(&self.dir, &name, checkpoint)?;
         self.prune();
@@ -241,7 +258,9 @@ impl Store {
             let mut candidates: Vec<(&Listed, &Header, &PartitionEntry)> = listed
                 .iter()
                 .filter_map(|l| Some((l, l.header.as_ref().ok()?)))
-                .filter(|(_, h)| h.pipeline == self.pipeline && h.fingerprint == self.fingerprint)
+                .filter(|(_, h)| {
+                    h.pipeline == self.pipeline && self.layout.admits(h.layout.as_ref(), &h.fingerprint).is_ok()
+                })
                 .filter_map(|(l, h)| {
                     let entry = h.partitions.iter().find(|p| p.topic == tp.0 && p.partition == tp.1)?;
                     Some((l, h, entry))
@@ -309,6 +328,19 @@ pub fn run_id() -> String {
     format!("{:x}{:05x}", nanos & 0xffff_ffff_ffff, std::process::id() & 0xfffff)
 }
 
+/// The checkpoints of `pipeline` in `listed` whose state `layout` cannot
+/// restore, each with why: what `validate`, `run` and `inspect` refuse.
+pub fn refused<'l>(
+    listed: &'l [Listed],
+    pipeline: &str,
+    layout: &Layout,
+) -> impl Iterator<Item = (&'l Listed, Mismatch)> {
+    listed.iter().filter_map(move |l| {
+        let h = l.header.as_ref().ok().filter(|h| h.pipeline == pipeline)?;
+        layout.admits(h.layout.as_ref(), &h.fingerprint).err().map(|m| (l, m))
+    })
+}
+
 /// Every complete checkpoint file in `dir`, oldest first.
 pub fn list(dir: &Path) -> Result<Vec<Listed>> {
     let entries = match std::fs::read_dir(dir) {
@@ -336,26 +368,17 @@ pub(crate) mod tests {
     use super::*;
     use crate::state::{Interner, KeyState};
 
-    /// A Kafka pipeline's manifest whose checkpoints go to `dir`.
-    pub(crate) fn manifest(dir: &Path, window: &str) -> anyhow::Result<Manifest> {
-        let text = format!(
-            "name: clicks
-source: {{type: kafka, brokers: '127.0.0.1:9092', topics: [t], group: g}}
-events:
-  key: user_id
-  timestamp: {{field: timestamp}}
-  fields: [{{name: item_id, type: string}}]
-window: {window}
-transform: {{module: m.wasm}}
-outputs:
-  features: [{{type: file, path: f.jsonl}}]
-  dead_letters: [{{type: file, path: d.jsonl}}]
-  late_events: [{{type: file, path: l.jsonl}}]
-checkpoint: {{dir: '{}', retain: 2}}
-",
-            dir.display()
-        );
-        Ok(Manifest::parse("m.yaml", &text, &[])?)
+    /// The layout of a pipeline keyed by `user_id` with one string field.
+    pub(crate) fn layout(window: crate::window::Kind) -> Layout {
+        let fields = vec![("item_id".to_string(), crate::decode::FieldType::String)];
+        Layout::new("user_id", window, fields, crate::wasm::Kind::Window)
+    }
+
+    /// A store in `dir` keeping two checkpoints, for pipeline `clicks` with
+    /// a tumbling window of `size_ms`.
+    pub(crate) fn store(dir: &Path, size_ms: i64, fresh: bool) -> Result<Store> {
+        let config = CheckpointConfig { retain: 2, ..CheckpointConfig::in_dir(dir.to_path_buf()) };
+        Store::open(&config, "clicks", layout(crate::window::Kind::Tumbling { size: size_ms }), fresh)
     }
 
     /// A key's state as checkpoints hold it: a key with no windows.
@@ -366,16 +389,7 @@ checkpoint: {{dir: '{}', retain: 2}}
     }
 
     fn checkpoint(created_ms: i64, parts: &[(i32, i64, &str)]) -> Checkpoint {
-        let header = Header {
-            pipeline: String::new(),
-            fingerprint: String::new(),
-            host: String::new(),
-            epoch: 0,
-            created_ms,
-            watermark: created_ms,
-            last_sweep: 0,
-            partitions: Vec::new(),
-        };
+        let header = Header { created_ms, watermark: created_ms, ..Header::default() };
         let partitions = parts
             .iter()
             .map(|&(partition, offset, key)| PartitionState {
@@ -409,9 +423,7 @@ checkpoint: {{dir: '{}', retain: 2}}
     #[test]
     fn partitions_restore_from_the_newest_intact_checkpoint() -> anyhow::Result<()> {
         let dir = tempfile::tempdir()?;
-        let m = manifest(dir.path(), "{type: tumbling, size: 5m}")?;
-        let Some(config) = &m.checkpoint else { anyhow::bail!("no checkpoint section") };
-        let store = Store::open(config, &m, false)?;
+        let store = store(dir.path(), 300_000, false)?;
         store.write(1, &mut checkpoint(1_000, &[(0, 10, "a"), (1, 5, "b")]))?;
         // Partition 1 moved away: the next ones hold partition 0 only.
         store.write(2, &mut checkpoint(2_000, &[(0, 20, "c")]))?;
@@ -435,10 +447,9 @@ checkpoint: {{dir: '{}', retain: 2}}
 
         // Another window cannot restore them, unless it starts fresh
         // (they are then kept aside).
-        let other = manifest(dir.path(), "{type: tumbling, size: 10m}")?;
-        let refused = Store::open(config, &other, false).err().map(|e| e.to_string()).unwrap_or_default();
+        let refused = self::store(dir.path(), 600_000, false).err().map(|e| e.to_string()).unwrap_or_default();
         assert!(refused.contains("incompatible") && refused.contains("size 5m") && refused.contains("size 10m"));
-        let fresh = Store::open(config, &other, true)?;
+        let fresh = self::store(dir.path(), 600_000, true)?;
         assert!(fresh.list()?.is_empty());
         assert!(
             std::fs::read_dir(dir.path())?

@@ -6,6 +6,7 @@
 //! problem it can find with its line, column and a hint.
 
 mod locate;
+mod lower;
 pub mod reference;
 
 use std::path::{Path, PathBuf};
@@ -16,9 +17,12 @@ use serde::{Deserialize, Serialize};
 use locate::Locator;
 pub use sluice_sink_api::duration::{self, Duration};
 
-use crate::decode::{self, FieldType};
+use crate::checkpoint::CheckpointConfig;
+use crate::decode::FieldType;
+use crate::sinks::{OutputsConfig, SinkConfig};
+use crate::source::SourceConfig;
+use crate::state::{StateBackendKind, StateConfig};
 use crate::time::TimestampFormat;
-use crate::window;
 
 /// A Sluice pipeline: where events come from, what they look like, how
 /// they are windowed, which transform computes features, and where the
@@ -56,120 +60,6 @@ pub struct Manifest {
     /// Where the window state is kept while the pipeline runs.
     #[serde(default)]
     pub state: StateConfig,
-}
-
-/// Where window state lives. Either way, what outlives a run is in the
-/// checkpoints: a restart restores from them, whichever backend wrote
-/// them.
-#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct StateConfig {
-    /// `memory` (the default) keeps every key's state in memory: the
-    /// fastest, for state that fits. `rocksdb` keeps the recently used
-    /// keys in memory and the rest on local disk in RocksDB, so the number
-    /// of keys can grow past `memory`.
-    #[serde(default)]
-    pub backend: StateBackendKind,
-    /// `rocksdb`: the directory for RocksDB's files. Each run makes its own
-    /// directory inside and removes it at the end (a run that was killed
-    /// leaves its directory to the next run to remove). Put it on a local
-    /// disk.
-    /// Default: the system's temporary directory.
-    #[serde(default)]
-    pub path: Option<PathBuf>,
-    /// `rocksdb`: memory for state across all workers, split between
-    /// recently used keys kept decoded (half), RocksDB's block cache (a
-    /// quarter) and its write buffers (a quarter). The key index and
-    /// timers stay in memory besides, about 100 bytes a key. At least
-    /// 4MiB. Default: 256MiB.
-    #[serde(default)]
-    pub memory: Option<sluice_sink_api::size::Size>,
-}
-
-/// The state backends.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum StateBackendKind {
-    #[default]
-    Memory,
-    #[serde(rename = "rocksdb")]
-    RocksDb,
-}
-
-impl StateConfig {
-    /// The `rocksdb` backend's memory budget.
-    pub fn memory(&self) -> u64 {
-        self.memory.unwrap_or(sluice_sink_api::size::Size::mib(256)).bytes()
-    }
-}
-
-/// Where and how often checkpoints are taken.
-#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct CheckpointConfig {
-    /// Directory of the checkpoints. Hosts of one consumer group may share
-    /// it (a network file system): a partition that moves takes its state
-    /// from the newest checkpoint that holds it, whichever host wrote it.
-    pub dir: PathBuf,
-    /// Time between checkpoints. A graceful stop takes one too.
-    #[serde(default = "default_checkpoint_interval")]
-    pub interval: Duration,
-    /// Checkpoints of this host kept; older ones are deleted, unless one is
-    /// the newest that holds some partition.
-    #[serde(default = "default_retain")]
-    pub retain: usize,
-}
-
-impl CheckpointConfig {
-    /// Checkpoints in `dir`, at the default interval and retention.
-    pub fn in_dir(dir: PathBuf) -> CheckpointConfig {
-        CheckpointConfig { dir, interval: default_checkpoint_interval(), retain: default_retain() }
-    }
-}
-
-fn default_checkpoint_interval() -> Duration {
-    Duration::from_millis(10_000)
-}
-
-fn default_retain() -> usize {
-    3
-}
-
-/// A source of events.
-#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
-#[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
-pub enum SourceConfig {
-    /// A JSON-lines file, one event per line: a bounded input. At its end a
-    /// final watermark fires every remaining window. With `checkpoint` (a
-    /// `sluice serve` host takes them of every pipeline), a run resumes
-    /// at the line and byte the newest checkpoint holds, with its state:
-    /// a file read to its end is not read again.
-    File {
-        /// Path of the file, relative to the working directory.
-        path: PathBuf,
-        /// Lines read per step. The watermark advances between steps (as
-        /// Flink's periodic watermarks do), so 1 gives a watermark after
-        /// every event.
-        #[serde(default = "default_step")]
-        step: usize,
-    },
-    /// Kafka topics, read through a consumer group: an unbounded input
-    /// (unless `stop_at_end`).
-    Kafka(crate::source::KafkaSourceConfig),
-}
-
-impl SourceConfig {
-    /// How often offsets are committed; `None` for sources without offsets.
-    pub fn commit_interval(&self) -> Option<std::time::Duration> {
-        match self {
-            SourceConfig::File { .. } => None,
-            SourceConfig::Kafka(k) => Some(k.commit_interval.std().max(std::time::Duration::from_millis(10))),
-        }
-    }
-}
-
-fn default_step() -> usize {
-    4096
 }
 
 /// The event schema.
@@ -394,65 +284,6 @@ fn default_max_rows() -> usize {
 
 fn default_max_bytes_per_call() -> usize {
     32 << 20
-}
-
-/// Where results go. Each output takes any number of sinks; all of them
-/// receive every record (dual write).
-#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct OutputsConfig {
-    /// Feature rows.
-    pub features: Vec<SinkConfig>,
-    /// Events and windows that could not be processed, with the reason.
-    #[schemars(with = "Vec<RecordSinkConfig>")]
-    pub dead_letters: Vec<SinkConfig>,
-    /// Events that arrived after their windows' allowed lateness.
-    #[schemars(with = "Vec<RecordSinkConfig>")]
-    pub late_events: Vec<SinkConfig>,
-}
-
-impl OutputsConfig {
-    /// Each output by its field's name, with its sinks.
-    pub fn all(&self) -> [(&'static str, &[SinkConfig]); 3] {
-        [("features", &self.features), ("dead_letters", &self.dead_letters), ("late_events", &self.late_events)]
-    }
-
-    fn all_mut(&mut self) -> [(&'static str, &mut [SinkConfig]); 3] {
-        [
-            ("features", &mut self.features),
-            ("dead_letters", &mut self.dead_letters),
-            ("late_events", &mut self.late_events),
-        ]
-    }
-}
-
-/// The sinks that take raw records (dead letters, late events): the
-/// reference's view of [`SinkConfig`] there, as validation refuses Redis
-/// and Iceberg.
-#[derive(JsonSchema)]
-#[serde(tag = "type", rename_all = "lowercase")]
-#[allow(dead_code)]
-enum RecordSinkConfig {
-    /// JSON lines in a local file.
-    File(sluice_sink_file::FileSinkConfig),
-    /// A Kafka topic: the raw bytes with the context in headers.
-    Kafka(sluice_sink_kafka::KafkaSinkConfig),
-}
-
-/// A sink, chosen by `type`.
-#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema, PartialEq)]
-#[serde(tag = "type", rename_all = "lowercase")]
-pub enum SinkConfig {
-    /// JSON lines in a local file.
-    File(sluice_sink_file::FileSinkConfig),
-    /// Redis hashes, one per entity (feature rows only): the online store.
-    Redis(sluice_sink_redis::RedisSinkConfig),
-    /// A Kafka topic: feature rows as JSON keyed by entity; dead letters and
-    /// late events as their raw bytes with the context in headers.
-    Kafka(sluice_sink_kafka::KafkaSinkConfig),
-    /// An Apache Iceberg table (feature rows only): the offline store,
-    /// exactly once with checkpoints.
-    Iceberg(sluice_sink_iceberg::IcebergSinkConfig),
 }
 
 /// A problem in a manifest, located.
@@ -1081,64 +912,12 @@ impl Manifest {
         out
     }
 
-    /// Worker threads to run.
-    pub fn parallelism(&self) -> usize {
-        self.parallelism.unwrap_or_else(cores).max(1)
-    }
-
     /// Window length (size, or gap for sessions), ms.
     fn span(&self) -> Option<i64> {
         match self.window.kind {
             WindowType::Session => self.window.gap.map(Duration::millis),
             _ => self.window.size.map(Duration::millis),
         }
-    }
-
-    /// What one call into the transform may carry.
-    pub fn bounds(&self) -> window::Bounds {
-        let t = &self.transform;
-        window::Bounds { windows: t.max_batch.max(1), rows: t.max_rows.max(1), bytes: t.max_bytes.max(1) }
-    }
-
-    /// The decoder's schema.
-    pub fn schema(&self) -> decode::Schema {
-        let e = &self.events;
-        decode::Schema {
-            key: e.key.clone(),
-            timestamp: e.timestamp.field.clone(),
-            timestamp_format: e.timestamp.format,
-            fields: e
-                .fields
-                .iter()
-                .map(|f| decode::Field { name: f.name.clone(), ty: f.ty, required: f.required })
-                .collect(),
-            max_future_skew_ms: e.max_future_skew.map(Duration::millis),
-            min_timestamp_ms: e.min_timestamp.as_deref().and_then(|m| TimestampFormat::Rfc3339.from_str(m).ok()),
-        }
-    }
-
-    /// The declared fields, as the transform sees them.
-    pub fn fields(&self) -> Vec<(String, FieldType)> {
-        self.events.fields.iter().map(|f| (f.name.clone(), f.ty)).collect()
-    }
-
-    /// The window operator's spec (after [`Manifest::parse`] checked it).
-    pub fn window_spec(&self) -> window::Spec {
-        let w = &self.window;
-        let ms = |d: Option<Duration>| d.map_or(1, Duration::millis).max(1);
-        let kind = match w.kind {
-            WindowType::Tumbling => window::Kind::Tumbling { size: ms(w.size) },
-            WindowType::Sliding => window::Kind::Sliding { size: ms(w.size), slide: ms(w.slide) },
-            WindowType::Session => window::Kind::Session { gap: ms(w.gap) },
-        };
-        let lateness = w.allowed_lateness.millis();
-        let span = self.span().unwrap_or(0);
-        let state_ttl = w.state_ttl.map_or(span + lateness + 3_600_000, Duration::millis);
-        let trigger = match w.trigger {
-            TriggerConfig::Close => window::TriggerMode::Close,
-            TriggerConfig::Event => window::TriggerMode::Event,
-        };
-        window::Spec { kind, trigger, allowed_lateness: lateness, state_ttl }
     }
 }
 

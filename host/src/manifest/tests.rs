@@ -30,15 +30,24 @@ fn problems(text: &str, overrides: &[&str]) -> Vec<Problem> {
 
 #[test]
 fn a_good_manifest_loads_with_defaults() -> Result<(), ManifestError> {
+    use crate::window;
     let m = Manifest::parse("m.yaml", GOOD, &[])?;
-    let spec = m.window_spec();
+    let lowered = m.lower();
+    let spec = lowered.window;
     assert_eq!(spec.kind, window::Kind::Sliding { size: 1_800_000, slide: 60_000 });
     assert_eq!(spec.allowed_lateness, 120_000);
     assert_eq!(spec.trigger, window::TriggerMode::Close);
     assert_eq!(spec.state_ttl, 1_800_000 + 120_000 + 3_600_000);
-    assert_eq!(m.time.out_of_orderness.millis(), 0);
-    assert_eq!(m.schema().max_future_skew_ms, Some(60_000));
-    assert!(m.events.fields[0].required && !m.events.fields[1].required);
+    assert_eq!(lowered.out_of_orderness_ms, 0);
+    assert_eq!(lowered.idle_timeout, Some(std::time::Duration::from_secs(60)));
+    assert_eq!(lowered.schema.max_future_skew_ms, Some(60_000));
+    assert!(lowered.schema.fields[0].required && !lowered.schema.fields[1].required);
+    assert_eq!(lowered.transform.kind, crate::wasm::Kind::Window);
+    assert_eq!(lowered.transform.limits.memory_bytes, 256 << 20);
+    assert_eq!(lowered.transform.bounds.windows, 16_384);
+    assert_eq!(lowered.transform.max_delay, std::time::Duration::from_secs(1));
+    assert_eq!(lowered.max_event_bytes, 1 << 20);
+    assert!(lowered.checkpoint.is_none());
     Ok(())
 }
 

@@ -68,15 +68,15 @@ impl Pipeline {
     }
 
     async fn start_on(plan: Plan, runtime: &Runtime) -> Result<Handle> {
-        let Plan { manifest, module, fresh } = plan;
+        let Plan { spec, module, fresh } = plan;
         // Reading (or moving aside) the checkpoints waits on the disk: off
         // the async threads.
-        let (store, checkpointed) = match manifest.checkpoint.clone() {
+        let (store, checkpointed) = match spec.checkpoint.clone() {
             Some(config) => {
                 let opened = tokio::task::spawn_blocking({
-                    let manifest = manifest.clone();
+                    let (name, layout) = (spec.name.clone(), spec.layout());
                     move || -> Result<_> {
-                        let store = Store::open(&config, &manifest, fresh)?;
+                        let store = Store::open(&config, &name, layout, fresh)?;
                         let last = store.last_epochs()?;
                         Ok((Some(Arc::new(store)), last))
                     }
@@ -86,21 +86,21 @@ impl Pipeline {
             None => (None, Default::default()),
         };
         let started = Instant::now();
-        let name = manifest.name.clone();
+        let name = spec.name.clone();
         let (stop, metrics) = (Arc::new(Stop::default()), Arc::new(Metrics::default()));
         let context = sluice_sink_api::Context {
-            pipeline: manifest.name.clone(),
+            pipeline: spec.name.clone(),
             run: store.as_ref().map_or_else(crate::checkpoint::run_id, |s| s.host().to_string()),
             schema: module.schema().clone(),
             checkpointed,
             checkpoints: store.is_some(),
         };
-        let outputs = Outputs::open(&manifest.outputs, &context).await?;
+        let outputs = Outputs::open(&spec.outputs, &context).await?;
         let (tx, rx) = mpsc::channel::<Output>(4);
         let (acks, acked) = std::sync::mpsc::channel::<Ack>();
         let (cut_tx, cuts) = std::sync::mpsc::channel::<SourceCut>();
-        tracing::info!(pipeline = %manifest.name, workers = manifest.parallelism(), module = module.name(), "running");
-        let coordinator = Coordinator { workers: manifest.parallelism(), acks, cuts, store: store.clone() };
+        tracing::info!(pipeline = %spec.name, workers = spec.parallelism, module = module.name(), "running");
+        let coordinator = Coordinator { workers: spec.parallelism.max(1), acks, cuts, store: store.clone() };
         let written = runtime.tokio().spawn({
             let (metrics, stop) = (metrics.clone(), stop.clone());
             async move { outputs.drain(rx, coordinator, &metrics, &stop).await }
@@ -111,7 +111,7 @@ impl Pipeline {
             .spawn({
                 let (metrics, stop) = (metrics.clone(), stop.clone());
                 move || {
-                    let r = compute(&manifest, &module, tx, (&acked, cut_tx, store), &metrics, &stop);
+                    let r = compute(&spec, &module, tx, (&acked, cut_tx, store), &metrics, &stop);
                     let _ = computed_tx.send(r);
                 }
             })

@@ -1,7 +1,8 @@
 //! A running pipeline: source → decode → windows → transform → sinks.
 //!
-//! [`Pipeline::start`] takes a [`Plan`] (a manifest and its compiled
-//! module) and a shared [`Runtime`], and gives a [`Handle`]: stop it in one
+//! [`Pipeline::start`] takes a [`Plan`] (a [`Spec`], which a checked
+//! manifest lowers to, and its compiled module) and a shared [`Runtime`],
+//! and gives a [`Handle`]: stop it in one
 //! of three [`StopMode`]s, ask its status and metrics, join it.
 //!
 //! Reading and decoding run on one thread, windows and guest calls on
@@ -18,20 +19,19 @@ mod handle;
 mod outputs;
 mod progress;
 mod reader;
+mod spec;
 mod worker;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::checkpoint::Store;
-use crate::manifest::{Manifest, SourceConfig, StateBackendKind, TransformKind};
 use crate::metrics::Metrics;
 use crate::runtime::Runtime;
-use crate::source::{Assignment, FileSource, KafkaSource, Polled, Source};
-use crate::state::{Backend, KeyState, MemoryState, RocksState, RocksStore};
+use crate::source::{Assignment, FileSource, KafkaSource, Polled, Source, SourceConfig};
+use crate::state::{Backend, KeyState, MemoryState, RocksState, RocksStore, StateBackendKind};
 use crate::time::Watermarks;
 use crate::wasm::{self, Module};
-use crate::window::Mode;
 use crate::window::Snapshot;
 pub use control::{Control, Stop, StopMode};
 use crossbeam_channel::{SendTimeoutError, Sender as Inbox};
@@ -41,6 +41,7 @@ pub(crate) use outputs::Output;
 use outputs::{Ack, CutPartition, SourceCut};
 use progress::{Done, Progress};
 use reader::{Reader, Routed};
+pub use spec::{Spec, TransformSpec};
 use tokio::sync::mpsc::Sender;
 use worker::Worker;
 
@@ -105,45 +106,30 @@ impl std::fmt::Display for Summary {
     }
 }
 
-/// Limits of the manifest's transform.
-pub fn limits(manifest: &Manifest) -> wasm::Limits {
-    wasm::Limits {
-        timeout: manifest.transform.timeout.std(),
-        memory_bytes: manifest.transform.memory_mib as usize * 1024 * 1024,
-    }
+/// Compile the transform's module and check it is of the kind declared.
+pub fn load_module(transform: &TransformSpec, engine: &wasm::Engine) -> Result<Module> {
+    Ok(Module::load(engine, &transform.module, transform.kind, transform.limits)?)
 }
 
-fn kinds(manifest: &Manifest) -> (wasm::Kind, Mode) {
-    match manifest.transform.kind {
-        TransformKind::Window => (wasm::Kind::Window, Mode::Window),
-        TransformKind::Aggregate => (wasm::Kind::Aggregate, Mode::Aggregate),
-    }
-}
-
-/// Compile the manifest's module and check it against the manifest.
-pub fn load_module(manifest: &Manifest, engine: &wasm::Engine) -> Result<Module> {
-    Ok(Module::load(engine, &manifest.transform.module, kinds(manifest).0, limits(manifest))?)
-}
-
-/// A pipeline ready to start: its manifest and its compiled module.
+/// A pipeline ready to start: its spec and its compiled module.
 #[derive(Debug)]
 pub struct Plan {
-    manifest: Manifest,
+    spec: Spec,
     module: Module,
     /// Move existing checkpoints aside instead of restoring them.
     fresh: bool,
 }
 
 impl Plan {
-    /// Compile the manifest's module on the runtime's engine.
-    pub fn new(manifest: Manifest, runtime: &Runtime) -> Result<Plan> {
-        let module = load_module(&manifest, runtime.engine())?;
-        Ok(Plan { manifest, module, fresh: false })
+    /// Compile the spec's module on the runtime's engine.
+    pub fn new(spec: Spec, runtime: &Runtime) -> Result<Plan> {
+        let module = load_module(&spec.transform, runtime.engine())?;
+        Ok(Plan { spec, module, fresh: false })
     }
 
     /// With a module already compiled (on the same runtime's engine).
-    pub fn with_module(manifest: Manifest, module: Module) -> Plan {
-        Plan { manifest, module, fresh: false }
+    pub fn with_module(spec: Spec, module: Module) -> Plan {
+        Plan { spec, module, fresh: false }
     }
 
     /// Start over: checkpoints already taken are moved aside, not restored
@@ -153,8 +139,8 @@ impl Plan {
         self
     }
 
-    pub fn manifest(&self) -> &Manifest {
-        &self.manifest
+    pub fn spec(&self) -> &Spec {
+        &self.spec
     }
 }
 
@@ -166,10 +152,10 @@ pub async fn run(plan: Plan, runtime: &Runtime) -> Result<(Summary, Arc<Metrics>
     Ok((handle.join().await?, metrics))
 }
 
-fn open_source(manifest: &Manifest, store: Option<Arc<Store>>) -> Result<Box<dyn Source>> {
-    Ok(match &manifest.source {
-        SourceConfig::File { path, step } => Box::new(FileSource::open(path, *step, manifest.events.max_bytes, store)?),
-        SourceConfig::Kafka(config) => Box::new(KafkaSource::open(config, manifest.events.max_bytes, store)?),
+fn open_source(spec: &Spec, store: Option<Arc<Store>>) -> Result<Box<dyn Source>> {
+    Ok(match &spec.source {
+        SourceConfig::File { path, step } => Box::new(FileSource::open(path, *step, spec.max_event_bytes, store)?),
+        SourceConfig::Kafka(config) => Box::new(KafkaSource::open(config, spec.max_event_bytes, store)?),
     })
 }
 
@@ -209,7 +195,7 @@ const HOLD: Duration = Duration::from_millis(1);
 /// sinks are gone; commits source positions as the sinks' side
 /// acknowledges barriers.
 fn compute(
-    manifest: &Manifest,
+    spec: &Spec,
     module: &Module,
     tx: Sender<Output>,
     (acked, cuts, store): (&std::sync::mpsc::Receiver<Ack>, std::sync::mpsc::Sender<SourceCut>, Option<Arc<Store>>),
@@ -217,24 +203,23 @@ fn compute(
     stop: &Stop,
 ) -> Result<()> {
     let checkpoints = store.is_some();
-    let mut source = open_source(manifest, store)?;
-    let count = manifest.parallelism();
-    let idle = manifest.time.idle_timeout.map(|d| d.std());
-    let watermarks = Watermarks::new(manifest.time.out_of_orderness.millis(), idle);
-    let mut reader = Reader::new(manifest.schema(), manifest.events.max_bytes, watermarks, count, metrics);
+    let mut source = open_source(spec, store)?;
+    let count = spec.parallelism.max(1);
+    let watermarks = Watermarks::new(spec.out_of_orderness_ms, spec.idle_timeout);
+    let mut reader = Reader::new(spec.schema.clone(), spec.max_event_bytes, watermarks, count, metrics);
     let mut progress = Progress::default();
     // Barriers go through as often as checkpoints are taken, or else as
     // the source commits; a source that does neither only has the last.
-    let every = match &manifest.checkpoint {
+    let every = match &spec.checkpoint {
         Some(c) => Some(c.interval.std()),
-        None => manifest.source.commit_interval(),
+        None => spec.commit_interval(),
     };
     let mut names: Vec<Option<(Arc<str>, i32)>> = Vec::new();
-    let rocks = match manifest.state.backend {
+    let rocks = match spec.state.backend {
         StateBackendKind::Memory => None,
         StateBackendKind::RocksDb => {
-            let parent = manifest.state.path.clone().unwrap_or_else(std::env::temp_dir);
-            Some(RocksStore::open(&parent, &manifest.name, manifest.state.memory(), count)?)
+            let parent = spec.state.path.clone().unwrap_or_else(std::env::temp_dir);
+            Some(RocksStore::open(&parent, &spec.name, spec.state.memory(), count)?)
         }
     };
     let read = std::thread::scope(|scope| {
@@ -249,7 +234,7 @@ fn compute(
                 None => Backend::Memory(MemoryState::new()),
                 Some(store) => Backend::Rocks(RocksState::new(Arc::clone(store), index)),
             };
-            let mut worker = Worker::new(index, manifest, module, state, (&tx, metrics, stop))?;
+            let mut worker = Worker::new(index, spec, module, state, (&tx, metrics, stop))?;
             let thread = std::thread::Builder::new()
                 .name(format!("sluice-worker-{index}"))
                 .spawn_scoped(scope, move || -> Result<()> {

@@ -14,8 +14,8 @@ use tokio::sync::mpsc::Receiver;
 use super::control::{Control, Stop};
 use super::progress::Done;
 use crate::checkpoint::{Checkpoint, Header, PartitionState, Store};
-use crate::manifest::{OutputsConfig, SinkConfig};
 use crate::metrics::Metrics;
+use crate::sinks::{OutputsConfig, SinkConfig};
 use crate::window::Snapshot;
 
 /// What a worker sends to the sinks' side.
@@ -268,16 +268,9 @@ impl Coordinator {
                     }
                 }
             }
-            let header = Header {
-                pipeline: String::new(),
-                fingerprint: String::new(),
-                host: String::new(),
-                epoch,
-                created_ms: crate::time::now_ms(),
-                watermark,
-                last_sweep,
-                partitions: Vec::new(),
-            };
+            // The store fills in whose it is.
+            let header =
+                Header { epoch, created_ms: crate::time::now_ms(), watermark, last_sweep, ..Header::default() };
             store.write(epoch, &mut Checkpoint { header, partitions })
         });
         Some(Pending { control, done, started, write })
@@ -668,9 +661,7 @@ mod tests {
     #[tokio::test]
     async fn a_failed_checkpoint_is_not_committed() -> anyhow::Result<()> {
         let dir = tempfile::tempdir()?;
-        let manifest = crate::checkpoint::tests::manifest(dir.path(), "{type: tumbling, size: 1m}")?;
-        let config = manifest.checkpoint.clone().ok_or_else(|| anyhow::anyhow!("no checkpoint config"))?;
-        let store = Arc::new(Store::open(&config, &manifest, false)?);
+        let store = Arc::new(crate::checkpoint::tests::store(dir.path(), 60_000, false)?);
         let log = Arc::new(Mutex::new(Vec::new()));
         let sink: Box<dyn Sink> = Box::new(Recorder(log.clone()));
         let outputs = Outputs { features: vec![("f".into(), sink)], dead_letters: Vec::new(), late_events: Vec::new() };

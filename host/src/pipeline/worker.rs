@@ -10,9 +10,8 @@ use super::control::{Control, Stop};
 use super::outputs::Item;
 use super::progress::Done;
 use super::reader::Routed;
-use super::{Error, Output, Result, evaluate, kinds};
+use super::{Error, Output, Result, Spec, evaluate};
 use crate::decode;
-use crate::manifest::Manifest;
 use crate::metrics::Metrics;
 use crate::state::Backend;
 use crate::wasm::{Instance, Module};
@@ -42,27 +41,27 @@ pub(super) struct Worker<'a> {
 impl<'a> Worker<'a> {
     pub fn new(
         index: usize,
-        manifest: &Manifest,
+        spec: &Spec,
         module: &Module,
         state: Backend,
         (tx, metrics, stop): (&'a Sender<Output>, &'a Metrics, &'a Stop),
     ) -> Result<Self> {
-        let mode = kinds(manifest).1;
+        let mode = spec.transform.mode();
         Ok(Worker {
             index,
-            operator: Operator::new(manifest.window_spec(), mode, manifest.fields(), state),
+            operator: Operator::new(spec.window, mode, spec.fields(), state),
             instance: module.instantiate().map_err(|e| Error::Instantiate(format!("{e:#}")))?,
             mode,
-            width: manifest.events.fields.len(),
-            bounds: manifest.bounds(),
-            max_delay: manifest.transform.max_delay.std(),
+            width: spec.schema.fields.len(),
+            bounds: spec.transform.bounds,
+            max_delay: spec.transform.max_delay,
             pending_since: None,
             tx,
             metrics,
             stop,
             dead: Vec::new(),
             late: Vec::new(),
-            checkpoints: manifest.checkpoint.is_some(),
+            checkpoints: spec.checkpoint.is_some(),
         })
     }
 

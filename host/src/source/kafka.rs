@@ -36,9 +36,9 @@ use serde::{Deserialize, Serialize};
 
 use super::{Assignment, Chunk, Error, Partitions, Polled, Result, Source};
 use crate::checkpoint::{Restored, Store};
-use crate::manifest::Duration;
 use crate::metrics::PartitionLag;
 use crate::time::TimestampFormat;
+use sluice_sink_api::Duration;
 
 /// A Kafka source: topics read through a consumer group.
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema, PartialEq)]

@@ -17,8 +17,57 @@ pub use memory::MemoryState;
 pub use rocks::{RocksState, RocksStore};
 
 use std::collections::VecDeque;
+use std::path::PathBuf;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
 
 use crate::decode::FieldType;
+
+/// Where window state lives. Either way, what outlives a run is in the
+/// checkpoints: a restart restores from them, whichever backend wrote
+/// them.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StateConfig {
+    /// `memory` (the default) keeps every key's state in memory: the
+    /// fastest, for state that fits. `rocksdb` keeps the recently used
+    /// keys in memory and the rest on local disk in RocksDB, so the number
+    /// of keys can grow past `memory`.
+    #[serde(default)]
+    pub backend: StateBackendKind,
+    /// `rocksdb`: the directory for RocksDB's files. Each run makes its own
+    /// directory inside and removes it at the end (a run that was killed
+    /// leaves its directory to the next run to remove). Put it on a local
+    /// disk.
+    /// Default: the system's temporary directory.
+    #[serde(default)]
+    pub path: Option<PathBuf>,
+    /// `rocksdb`: memory for state across all workers, split between
+    /// recently used keys kept decoded (half), RocksDB's block cache (a
+    /// quarter) and its write buffers (a quarter). The key index and
+    /// timers stay in memory besides, about 100 bytes a key. At least
+    /// 4MiB. Default: 256MiB.
+    #[serde(default)]
+    pub memory: Option<sluice_sink_api::size::Size>,
+}
+
+/// The state backends.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum StateBackendKind {
+    #[default]
+    Memory,
+    #[serde(rename = "rocksdb")]
+    RocksDb,
+}
+
+impl StateConfig {
+    /// The `rocksdb` backend's memory budget.
+    pub fn memory(&self) -> u64 {
+        self.memory.unwrap_or(sluice_sink_api::size::Size::mib(256)).bytes()
+    }
+}
 
 /// A stored field value; strings are interned.
 #[derive(Debug, Clone, Copy, PartialEq)]

@@ -68,7 +68,7 @@ impl std::fmt::Debug for RocksStore {
 
 impl RocksStore {
     /// Open a new store in a directory of its own under `parent`, within
-    /// `memory` bytes for `workers` workers (see [`crate::manifest::StateConfig`]).
+    /// `memory` bytes for `workers` workers (see [`crate::state::StateConfig`]).
     pub fn open(parent: &Path, pipeline: &str, memory: u64, workers: usize) -> Result<Arc<Self>, Error> {
         let dir_error = |source| Error::Dir { path: parent.to_path_buf(), source };
         std::fs::create_dir_all(parent).map_err(dir_error)?;

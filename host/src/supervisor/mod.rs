@@ -28,7 +28,8 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::Mutex;
 
 use crate::checkpoint;
-use crate::manifest::{CheckpointConfig, Document, Finding, Manifest, ManifestError};
+use crate::checkpoint::CheckpointConfig;
+use crate::manifest::{Document, Finding, Manifest, ManifestError};
 use crate::metrics::{DeadLetterNote, Metrics, PartitionLag};
 use crate::pipeline::{self, Handle, Pipeline, Plan, State, StopMode};
 use crate::registry::{self, Modules, Reference};
@@ -468,8 +469,9 @@ impl Supervisor {
     /// would.
     async fn keep_paused(&self, prepared: &Prepared, definition: &Definition, fresh: bool) -> Result<()> {
         if fresh && let Some(c) = &prepared.manifest.checkpoint {
-            let (config, manifest) = (c.clone(), prepared.manifest.clone());
-            blocking(move || checkpoint::Store::open(&config, &manifest, true))
+            let spec = prepared.manifest.lower();
+            let config = c.clone();
+            blocking(move || checkpoint::Store::open(&config, &spec.name, spec.layout(), true))
                 .await?
                 .map_err(|e| Error::Io { dir: c.dir.display().to_string(), message: e.to_string() })?;
         }
@@ -490,7 +492,7 @@ impl Supervisor {
         if let Some(old) = old {
             stop_and_join(name, old.handle.as_ref(), StopMode::Checkpoint).await;
         }
-        let mut plan = Plan::with_module(prepared.manifest, prepared.module);
+        let mut plan = Plan::with_module(prepared.manifest.lower(), prepared.module);
         if fresh {
             plan = plan.fresh();
         }
@@ -733,7 +735,7 @@ impl Supervisor {
         let prepared = self
             .prepare(&format!("pipelines/{name}"), &definition.config, definition.module.as_ref(), false, fresh)
             .await?;
-        let mut plan = Plan::with_module(prepared.manifest, prepared.module);
+        let mut plan = Plan::with_module(prepared.manifest.lower(), prepared.module);
         if fresh {
             plan = plan.fresh();
         }

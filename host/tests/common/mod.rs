@@ -66,7 +66,7 @@ pub fn run_example(name: &str, input: &str, overrides: &[&str]) -> anyhow::Resul
 fn execute(manifest: Manifest, dir: &Path) -> anyhow::Result<Run> {
     let tokio = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
     let runtime = Runtime::new(tokio.handle().clone())?;
-    let plan = Plan::new(manifest, &runtime)?;
+    let plan = Plan::new(manifest.lower(), &runtime)?;
     let (summary, metrics) = tokio.block_on(pipeline::run(plan, &runtime))?;
     Ok(Run {
         summary,
