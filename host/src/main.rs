@@ -606,7 +606,12 @@ fn checkpoints(command: CheckpointsCommand) -> ExitCode {
             out!("watermark {}", sluice_host::time::format_ms(h.watermark));
             out!("state of: {}", h.fingerprint);
             if let Err(m) = manifest.lower().layout().admits(h.layout.as_ref(), &h.fingerprint) {
-                out!("the manifest cannot restore it: it has {} (run with --fresh to start over)", m.expected);
+                out!(
+                    "the manifest cannot restore it: the checkpoint has {}, the manifest has {} (run with --fresh to \
+                     start over)",
+                    m.found,
+                    m.expected
+                );
             }
             for (p, e) in c.partitions.iter().zip(&h.partitions) {
                 let latest = p.max_event_time.map_or_else(|| "none".into(), sluice_host::time::format_ms);

@@ -188,7 +188,7 @@ impl Store {
             tracing::info!(checkpoints = found.len(), to = %aside.display(), "starting fresh: checkpoints moved aside");
             return Ok(store);
         }
-        if let Some((listed, mismatch)) = store.refused(&found).next() {
+        if let Some((listed, mismatch)) = refused(&found, &store.pipeline, &store.layout).next() {
             return Err(Error::Incompatible {
                 path: listed.path.display().to_string(),
                 found: mismatch.found,
@@ -200,12 +200,6 @@ impl Store {
 
     pub fn dir(&self) -> &Path {
         &self.dir
-    }
-
-    /// The checkpoints of this pipeline in `listed` that its layout does
-    /// not admit, each with why.
-    fn refused<'l>(&self, listed: &'l [Listed]) -> impl Iterator<Item = (&'l Listed, Mismatch)> {
-        refused(listed, &self.pipeline, &self.layout)
     }
 
     /// This process's name in its checkpoints.

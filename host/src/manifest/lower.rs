@@ -30,7 +30,7 @@ impl Manifest {
     }
 
     /// Worker threads to run.
-    pub fn parallelism(&self) -> usize {
+    fn parallelism(&self) -> usize {
         self.parallelism.unwrap_or_else(super::cores).max(1)
     }
 

@@ -100,7 +100,7 @@ impl Pipeline {
         let (acks, acked) = std::sync::mpsc::channel::<Ack>();
         let (cut_tx, cuts) = std::sync::mpsc::channel::<SourceCut>();
         tracing::info!(pipeline = %spec.name, workers = spec.parallelism, module = module.name(), "running");
-        let coordinator = Coordinator { workers: spec.parallelism.max(1), acks, cuts, store: store.clone() };
+        let coordinator = Coordinator { workers: spec.parallelism, acks, cuts, store: store.clone() };
         let written = runtime.tokio().spawn({
             let (metrics, stop) = (metrics.clone(), stop.clone());
             async move { outputs.drain(rx, coordinator, &metrics, &stop).await }

@@ -204,7 +204,7 @@ fn compute(
 ) -> Result<()> {
     let checkpoints = store.is_some();
     let mut source = open_source(spec, store)?;
-    let count = spec.parallelism.max(1);
+    let count = spec.parallelism;
     let watermarks = Watermarks::new(spec.out_of_orderness_ms, spec.idle_timeout);
     let mut reader = Reader::new(spec.schema.clone(), spec.max_event_bytes, watermarks, count, metrics);
     let mut progress = Progress::default();
@@ -212,7 +212,7 @@ fn compute(
     // the source commits; a source that does neither only has the last.
     let every = match &spec.checkpoint {
         Some(c) => Some(c.interval.std()),
-        None => spec.commit_interval(),
+        None => spec.source.commit_interval(),
     };
     let mut names: Vec<Option<(Arc<str>, i32)>> = Vec::new();
     let rocks = match spec.state.backend {

@@ -70,10 +70,4 @@ impl Spec {
     pub fn layout(&self) -> Layout {
         Layout::new(&self.schema.key, self.window.kind, self.fields(), self.transform.kind)
     }
-
-    /// How often offsets are committed without checkpoints; `None` for
-    /// sources without offsets.
-    pub fn commit_interval(&self) -> Option<Duration> {
-        self.source.commit_interval()
-    }
 }
