@@ -9,7 +9,6 @@ use sluice_host::manifest::{Document, reference};
 use sluice_host::metrics::Metrics;
 use sluice_host::pipeline::{Pipeline, Plan, StopMode};
 use sluice_host::runtime::Runtime;
-use sluice_host::source::SourceConfig;
 use sluice_host::supervisor::{Settings, Supervisor};
 use sluice_host::wasm::{Engine, Module};
 use sluice_host::{api, checkpoint, preflight};
@@ -455,10 +454,7 @@ fn run(file: &Path, overrides: &[String], fresh: bool) -> ExitCode {
     };
     // A bounded run (a backfill) shows its progress to a person at a
     // terminal; logs and pipes get the final summary only.
-    let bounded = match &document.manifest.source {
-        SourceConfig::File { .. } => true,
-        SourceConfig::Kafka(k) => k.stop_at_end,
-    };
+    let bounded = document.manifest.source.component().bounded();
     let with_progress = bounded && std::io::IsTerminal::is_terminal(&std::io::stderr());
     let outcome = tokio.block_on(async {
         let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;

@@ -9,21 +9,11 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::time::Duration;
 
-use rdkafka::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::error::KafkaError;
-use rdkafka::metadata::Metadata;
-use rdkafka::producer::{BaseProducer, Producer};
+use sluice_sink_api::{Access, Preflight, Problem};
 
 use crate::files::{Identity, identity};
-use crate::manifest::{Finding, Manifest};
-use crate::sinks::SinkConfig;
-use crate::source::SourceConfig;
-
-/// How long a broker or Redis server may take to answer.
-const TIMEOUT: Duration = Duration::from_secs(5);
+use crate::manifest::{Finding, Manifest, ManifestPath, field_at};
 
 /// What a check is asked to do.
 #[derive(Debug, Clone, Default)]
@@ -70,91 +60,37 @@ pub fn check_with_module(
     (module, findings)
 }
 
-/// Every problem found; none means the pipeline can start.
+/// Every problem found; none means the pipeline can start. In the
+/// manifest's order: the source, each sink, the state, the checkpoints;
+/// for each, the files it names and then its own checks of the world.
 pub fn check(manifest: &Manifest, checks: &Checks) -> Vec<Finding> {
-    let (online, fresh) = (checks.online, checks.fresh);
     let mut found = Vec::new();
-    let mut files: Vec<(String, Identity)> = Vec::new();
-    match &manifest.source {
-        SourceConfig::File { .. } if !checks.looks_at("source.path") => {}
-        SourceConfig::File { path, .. } => {
-            if let Some(problem) = readable(path) {
-                found.push(("source.path".into(), problem, Some("give the path of a JSON-lines file".into())));
-            }
-            files.push(("source.path".into(), identity(path)));
-        }
-        SourceConfig::Kafka(k) => {
-            let config = client_config(&k.brokers, &k.properties, "source.properties", checks);
-            found.extend(bad_properties(&config, "source.properties"));
-            if online {
-                let topics: Vec<(String, &str)> =
-                    k.topics.iter().enumerate().map(|(i, t)| (format!("source.topics[{i}]"), t.as_str())).collect();
-                found.extend(topics_exist(&config, Client::Consumer, "source.brokers", &k.brokers, &topics));
+    let mut files = Files::default();
+    let mut manifest_paths = manifest.clone();
+    let mut paths = manifest_paths.named_paths().into_iter().peekable();
+    // Each component's paths come before the next's.
+    let mut check_paths_under = |entry: &str, found: &mut Vec<Finding>| {
+        while let Some(named) = paths.next_if(|p| p.field == entry || p.field.starts_with(&format!("{entry}."))) {
+            if checks.looks_at(&named.field) {
+                found.extend(files.check(&named));
             }
         }
+    };
+    check_paths_under("source", &mut found);
+    let source = manifest.source.component();
+    let skip = skipped("source", source.client_properties(), checks);
+    found.extend(located("source", source.preflight(&Preflight { online: checks.online, skip: &skip })));
+    for (entry, _, sink) in manifest.outputs.entries() {
+        check_paths_under(&entry, &mut found);
+        let skip = skipped(&entry, sink.client_properties(), checks);
+        found.extend(located(&entry, sink.preflight(&Preflight { online: checks.online, skip: &skip })));
     }
-    for (output, sinks) in manifest.outputs.all() {
-        for (i, sink) in sinks.iter().enumerate() {
-            let at = format!("outputs.{output}[{i}]");
-            match sink {
-                SinkConfig::File(_) if !checks.looks_at(&format!("{at}.path")) => {}
-                SinkConfig::File(f) => {
-                    let path_at = format!("{at}.path");
-                    if let Some(problem) = writable(&f.path) {
-                        found.push((path_at.clone(), problem, Some("give a path in a folder you can write".into())));
-                    }
-                    let id = identity(&f.path);
-                    if let Some((other, _)) = files.iter().find(|(_, seen)| *seen == id) {
-                        let (message, hint) = if other == "source.path" {
-                            (
-                                format!(
-                                    "`{}` is the source file: writing it would destroy the input",
-                                    f.path.display()
-                                ),
-                                "write outputs to other files than the one read",
-                            )
-                        } else {
-                            (
-                                format!("`{}` is also written by `{other}`: their lines would mix", f.path.display()),
-                                "give each output its own file",
-                            )
-                        };
-                        found.push((path_at.clone(), message, Some(hint.into())));
-                    }
-                    files.push((path_at, id));
-                }
-                SinkConfig::Redis(r) => found.extend(redis(&r.url, &format!("{at}.url"), online)),
-                SinkConfig::Iceberg(_) if !checks.looks_at(&format!("{at}.warehouse")) => {}
-                SinkConfig::Iceberg(i) => {
-                    if let Some(problem) = writable_dir(&i.warehouse) {
-                        found.push((format!("{at}.warehouse"), problem, Some("give a folder you can write".into())));
-                    }
-                }
-                SinkConfig::Kafka(k) => {
-                    let config = client_config(&k.brokers, &k.properties, &format!("{at}.properties"), checks);
-                    found.extend(bad_properties(&config, &format!("{at}.properties")));
-                    if online {
-                        let topic = [(format!("{at}.topic"), k.topic.as_str())];
-                        let brokers_at = format!("{at}.brokers");
-                        found.extend(topics_exist(&config, Client::Producer, &brokers_at, &k.brokers, &topic));
-                    }
-                }
-            }
-        }
-    }
-    if let Some(path) = &manifest.state.path
-        && checks.looks_at("state.path")
-        && let Some(problem) = writable_dir(path)
-    {
-        found.push(("state.path".into(), problem, Some("give a folder on a local disk you can write".into())));
-    }
+    check_paths_under("state", &mut found);
+    check_paths_under("checkpoint", &mut found);
     if let Some(c) = &manifest.checkpoint
         && checks.looks_at("checkpoint.dir")
     {
-        if let Some(problem) = writable_dir(&c.dir) {
-            found.push(("checkpoint.dir".into(), problem, Some("give a folder you can write".into())));
-        }
-        let listed = if fresh { Vec::new() } else { crate::checkpoint::list(&c.dir).unwrap_or_default() };
+        let listed = if checks.fresh { Vec::new() } else { crate::checkpoint::list(&c.dir).unwrap_or_default() };
         let layout = manifest.lower().layout();
         if let Some((l, mismatch)) = crate::checkpoint::refused(&listed, &manifest.name, &layout).next() {
             found.push((
@@ -170,6 +106,73 @@ pub fn check(manifest: &Manifest, checks: &Checks) -> Vec<Finding> {
         }
     }
     found
+}
+
+/// A component's problems at their fields in the manifest.
+fn located(entry: &str, problems: Vec<Problem>) -> Vec<Finding> {
+    problems
+        .into_iter()
+        .map(|p| (field_at(entry, &p.field), p.message, Some(p.hint).filter(|h| !h.is_empty())))
+        .collect()
+}
+
+/// The fields under `entry` (relative to it) a component's preflight is
+/// to leave alone: those refused already, and the client properties that
+/// load code or run a command ([`crate::librdkafka::loads_code`]), which
+/// librdkafka would act on as the check's client is created. A check
+/// loads and runs nothing.
+fn skipped(entry: &str, properties: Option<&BTreeMap<String, String>>, checks: &Checks) -> Vec<String> {
+    let loading =
+        properties.into_iter().flat_map(BTreeMap::keys).filter(|k| crate::librdkafka::loads_code(k).is_some());
+    let prefix = format!("{entry}.");
+    let refused = checks.refused.iter().filter_map(|r| r.strip_prefix(&prefix)).map(str::to_string);
+    loading.map(|k| format!("properties.{k}")).chain(refused).collect()
+}
+
+/// The files named so far, to find two components on one file.
+#[derive(Default)]
+struct Files {
+    seen: Vec<(String, Identity, Access)>,
+}
+
+impl Files {
+    /// Whether the component can use the path as it says, and (a file)
+    /// whether another reads or writes it too.
+    fn check(&mut self, named: &ManifestPath<'_>) -> Vec<Finding> {
+        let path: &Path = named.path;
+        let problem = match named.access {
+            Access::ReadFile => readable(path),
+            Access::WriteFile => writable(path),
+            Access::WriteFolder => writable_dir(path),
+        };
+        let mut found = Vec::new();
+        if let Some(problem) = problem {
+            found.push((named.field.clone(), problem, Some(named.access.hint().into())));
+        }
+        if named.access == Access::WriteFolder {
+            return found;
+        }
+        let id = identity(path);
+        if named.access == Access::WriteFile
+            && let Some((other, _, access)) = self.seen.iter().find(|(_, seen, _)| *seen == id)
+        {
+            let shown = path.display();
+            let (message, hint) = if *access == Access::ReadFile {
+                (
+                    format!("`{shown}` is the source file: writing it would destroy the input"),
+                    "write outputs to other files than the one read",
+                )
+            } else {
+                (
+                    format!("`{shown}` is also written by `{other}`: their lines would mix"),
+                    "give each output its own file",
+                )
+            };
+            found.push((named.field.clone(), message, Some(hint.into())));
+        }
+        self.seen.push((named.field.clone(), id, named.access));
+        found
+    }
 }
 
 /// Why files could not be written in `dir`, if they could not.
@@ -218,118 +221,4 @@ fn writable(path: &Path) -> Option<String> {
         return Some(format!("cannot create `{shown}`: `{}` is not a folder", folder.display()));
     }
     tempfile::tempfile_in(folder).err().map(|e| format!("cannot create `{shown}` in `{}`: {e}", folder.display()))
-}
-
-/// The client the checks make (the properties at `at`): the manifest's
-/// properties but those that load code or run a command
-/// ([`crate::librdkafka::loads_code`]), which librdkafka would act on as
-/// the client is created, and those refused already (a file outside a
-/// host's files directory). A check loads and runs nothing.
-fn client_config(brokers: &str, properties: &BTreeMap<String, String>, at: &str, checks: &Checks) -> ClientConfig {
-    let mut config = ClientConfig::new();
-    config.set("bootstrap.servers", brokers);
-    for (k, v) in properties {
-        if crate::librdkafka::loads_code(k).is_none() && checks.looks_at(&format!("{at}.{k}")) {
-            config.set(k, v);
-        }
-    }
-    config
-}
-
-/// The librdkafka properties it refuses, each at its own path: unknown
-/// names and values it cannot take.
-fn bad_properties(config: &ClientConfig, at: &str) -> Vec<Finding> {
-    let mut config = config.clone();
-    let mut found = Vec::new();
-    // librdkafka names the first bad property: leave it out and ask again.
-    for _ in 0..64 {
-        match config.create_native_config() {
-            Err(KafkaError::ClientConfig(_, description, key, _)) => {
-                found.push((
-                    format!("{at}.{key}"),
-                    format!("librdkafka refuses `{key}`: {description}"),
-                    Some("see librdkafka's CONFIGURATION.md for the properties and their values".into()),
-                ));
-                config.remove(&key);
-            }
-            _ => break,
-        }
-    }
-    found
-}
-
-/// Which client asks: the properties are a consumer's or a producer's.
-#[derive(Clone, Copy)]
-enum Client {
-    Consumer,
-    Producer,
-}
-
-/// Whether the brokers answer and every topic exists. Asks for every
-/// topic's metadata rather than the named ones: asking by name can create
-/// a topic on a broker that creates topics on first use.
-fn topics_exist(
-    config: &ClientConfig,
-    client: Client,
-    brokers_at: &str,
-    brokers: &str,
-    topics: &[(String, &str)],
-) -> Vec<Finding> {
-    let metadata = match client {
-        Client::Consumer => config.create::<BaseConsumer>().and_then(|c| c.fetch_metadata(None, TIMEOUT)),
-        Client::Producer => config.create::<BaseProducer>().and_then(|p| p.client().fetch_metadata(None, TIMEOUT)),
-    };
-    let metadata: Metadata = match metadata {
-        Ok(m) => m,
-        Err(e) => {
-            return vec![(
-                brokers_at.to_string(),
-                format!("cannot reach the brokers at `{brokers}`: {e}"),
-                Some("check that the brokers run and that the address and security properties are right".into()),
-            )];
-        }
-    };
-    topics
-        .iter()
-        // A pattern subscription (`^clicks-.*`) names no single topic.
-        .filter(|(_, topic)| !topic.starts_with('^'))
-        .filter(|(_, topic)| !metadata.topics().iter().any(|t| t.name() == *topic && t.error().is_none()))
-        .map(|(at, topic)| {
-            (
-                at.clone(),
-                format!("topic `{topic}` does not exist on `{brokers}`"),
-                Some("create it first (sluice-gen --kafka creates topics), or check the name".into()),
-            )
-        })
-        .collect()
-}
-
-/// A Redis URL that parses, and (online) a server that answers PING.
-fn redis(url: &str, at: &str, online: bool) -> Vec<Finding> {
-    let hint = |h: &str| Some(h.to_string());
-    let client = match redis::Client::open(url) {
-        Ok(c) => c,
-        Err(e) => {
-            return vec![(
-                at.to_string(),
-                format!("`{url}` is not a Redis URL: {e}"),
-                hint("write redis://[user:password@]host[:port][/db], or rediss:// for TLS"),
-            )];
-        }
-    };
-    if !online {
-        return Vec::new();
-    }
-    let pong = client.get_connection_with_timeout(TIMEOUT).and_then(|mut c| {
-        c.set_read_timeout(Some(TIMEOUT))?;
-        redis::cmd("PING").query::<String>(&mut c)
-    });
-    match pong {
-        Ok(_) => Vec::new(),
-        Err(e) => vec![(
-            at.to_string(),
-            format!("Redis at `{url}` does not answer: {e}"),
-            hint("check that Redis runs there and that the password and database are right"),
-        )],
-    }
 }

@@ -375,6 +375,15 @@ async fn plugins_name_what_a_manifest_can_use() -> anyhow::Result<()> {
     for p in &plugins {
         assert!(p["description"].as_str().is_some_and(|d| d.len() > 10), "{p}");
     }
+    // A sink says which outputs it serves; the online and offline stores
+    // take feature rows only.
+    let outputs = |class: &str| {
+        let sink = plugins.iter().find(|p| p["type"] == "sink" && p["class"] == class);
+        sink.map(|p| p["outputs"].clone())
+    };
+    assert_eq!(outputs("redis"), Some(serde_json::json!(["features"])));
+    assert_eq!(outputs("iceberg"), Some(serde_json::json!(["features"])));
+    assert_eq!(outputs("kafka"), Some(serde_json::json!(["features", "dead_letters", "late_events"])));
     let mut got: Vec<(String, String)> = plugins
         .iter()
         .map(|p| (p["type"].as_str().unwrap_or("").into(), p["class"].as_str().unwrap_or("").into()))

@@ -280,6 +280,10 @@ pub struct Plugin {
     pub version: &'static str,
     /// What it is, from the manifest reference.
     pub description: String,
+    /// A sink's outputs: which of `features`, `dead_letters` and
+    /// `late_events` it may be given.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub outputs: Vec<&'static str>,
 }
 
 // ---- modules ----
@@ -542,10 +546,19 @@ async fn plugins() -> Reply {
     use crate::manifest::reference::tags;
     use crate::sinks::SinkConfig;
     use crate::source::SourceConfig;
-    let plugin = |ty, (class, description)| Plugin { class, ty, version: env!("CARGO_PKG_VERSION"), description };
+    let plugin = |ty, (class, description)| Plugin {
+        class,
+        ty,
+        version: env!("CARGO_PKG_VERSION"),
+        description,
+        outputs: Vec::new(),
+    };
     // From the manifest's own types, so a new source or sink shows here.
     let sources = tags::<SourceConfig>().into_iter().map(|t| plugin("source", t));
-    let sinks = tags::<SinkConfig>().into_iter().map(|t| plugin("sink", t));
+    let sinks = tags::<SinkConfig>().into_iter().map(|t| {
+        let serves = SinkConfig::KINDS.iter().find(|(kind, _)| *kind == t.0).map_or(&[][..], |(_, serves)| serves);
+        Plugin { outputs: serves.iter().map(|o| o.field()).collect(), ..plugin("sink", t) }
+    });
     let transforms = Kind::ALL.into_iter().map(|k| plugin("transform", (k.name().to_string(), k.about().to_string())));
     Ok(Json(sources.chain(sinks).chain(transforms).collect::<Vec<_>>()).into_response())
 }

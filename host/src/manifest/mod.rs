@@ -23,6 +23,7 @@ use crate::sinks::{OutputsConfig, SinkConfig};
 use crate::source::SourceConfig;
 use crate::state::{StateBackendKind, StateConfig};
 use crate::time::TimestampFormat;
+use sluice_sink_api::{Access, NamedPath, Output};
 
 /// A Sluice pipeline: where events come from, what they look like, how
 /// they are windowed, which transform computes features, and where the
@@ -329,6 +330,21 @@ pub const MAX_MANIFEST_BYTES: u64 = 1 << 20;
 /// A problem not yet located: (dotted path, message, hint).
 pub type Finding = (String, String, Option<String>);
 
+/// The dotted path of a component's `field` (relative to its entry, empty
+/// for the entry itself) in the manifest: `outputs.features[0]` and `url`
+/// make `outputs.features[0].url`.
+pub(crate) fn field_at(entry: &str, field: &str) -> String {
+    if field.is_empty() { entry.to_string() } else { format!("{entry}.{field}") }
+}
+
+/// A file or folder a manifest names, at the dotted path of its field.
+#[derive(Debug)]
+pub(crate) struct ManifestPath<'a> {
+    pub field: String,
+    pub path: &'a mut PathBuf,
+    pub access: Access,
+}
+
 /// A loaded manifest, with where each field is in its file: problems found
 /// later (by [`crate::preflight`]) are reported at their line too.
 pub struct Document {
@@ -542,35 +558,31 @@ impl Manifest {
                 }
             }
         }
-        let mut paths: Vec<(String, &mut PathBuf)> = Vec::new();
-        if let SourceConfig::File { path, .. } = &mut self.source {
-            paths.push(("source.path".into(), path));
+        f("transform.module", &mut self.transform.module);
+        for named in self.named_paths() {
+            f(&named.field, named.path);
         }
-        paths.push(("transform.module".into(), &mut self.transform.module));
-        if let Some(c) = &mut self.checkpoint {
-            paths.push(("checkpoint.dir".into(), &mut c.dir));
+    }
+
+    /// The files and folders the source, the sinks, the state and the
+    /// checkpoints name (the module aside), each with how it is used and
+    /// the dotted path of its field: what a preflight checks.
+    pub(crate) fn named_paths(&mut self) -> Vec<ManifestPath<'_>> {
+        fn at<'a>(entry: &str, named: NamedPath<'a>) -> ManifestPath<'a> {
+            ManifestPath { field: field_at(entry, named.field), path: named.path, access: named.access }
+        }
+        let mut out: Vec<ManifestPath<'_>> =
+            self.source.component_mut().paths().into_iter().map(|n| at("source", n)).collect();
+        for (entry, sink) in self.outputs.entries_mut() {
+            out.extend(sink.paths().into_iter().map(|n| at(&entry, n)));
         }
         if let Some(p) = &mut self.state.path {
-            paths.push(("state.path".into(), p));
+            out.push(at("state", NamedPath { field: "path", path: p, access: Access::WriteFolder }));
         }
-        for (output, sinks) in self.outputs.all_mut() {
-            for (i, sink) in sinks.iter_mut().enumerate() {
-                let at = format!("outputs.{output}[{i}]");
-                match sink {
-                    SinkConfig::File(c) => paths.push((format!("{at}.path"), &mut c.path)),
-                    SinkConfig::Iceberg(c) => {
-                        paths.push((format!("{at}.warehouse"), &mut c.warehouse));
-                        if let sluice_sink_iceberg::CatalogConfig::Sql { path: Some(p), .. } = &mut c.catalog {
-                            paths.push((format!("{at}.catalog.path"), p));
-                        }
-                    }
-                    SinkConfig::Kafka(_) | SinkConfig::Redis(_) => {}
-                }
-            }
+        if let Some(c) = &mut self.checkpoint {
+            out.push(at("checkpoint", NamedPath { field: "dir", path: &mut c.dir, access: Access::WriteFolder }));
         }
-        for (at, path) in paths {
-            f(&at, path);
-        }
+        out
     }
 
     /// The librdkafka properties the manifest passes through, each set
@@ -578,14 +590,12 @@ impl Manifest {
     /// `outputs.features[1].properties`).
     pub fn client_properties(&self) -> Vec<(String, &std::collections::BTreeMap<String, String>)> {
         let mut out = Vec::new();
-        if let SourceConfig::Kafka(k) = &self.source {
-            out.push(("source.properties".to_string(), &k.properties));
+        if let Some(properties) = self.source.component().client_properties() {
+            out.push(("source.properties".to_string(), properties));
         }
-        for (output, sinks) in self.outputs.all() {
-            for (i, sink) in sinks.iter().enumerate() {
-                if let SinkConfig::Kafka(k) = sink {
-                    out.push((format!("outputs.{output}[{i}].properties"), &k.properties));
-                }
+        for (entry, _, sink) in self.outputs.entries() {
+            if let Some(properties) = sink.client_properties() {
+                out.push((format!("{entry}.properties"), properties));
             }
         }
         out
@@ -593,14 +603,12 @@ impl Manifest {
 
     fn client_properties_mut(&mut self) -> Vec<(String, &mut std::collections::BTreeMap<String, String>)> {
         let mut out = Vec::new();
-        if let SourceConfig::Kafka(k) = &mut self.source {
-            out.push(("source.properties".to_string(), &mut k.properties));
+        if let Some(properties) = self.source.component_mut().client_properties_mut() {
+            out.push(("source.properties".to_string(), properties));
         }
-        for (output, sinks) in self.outputs.all_mut() {
-            for (i, sink) in sinks.iter_mut().enumerate() {
-                if let SinkConfig::Kafka(k) = sink {
-                    out.push((format!("outputs.{output}[{i}].properties"), &mut k.properties));
-                }
+        for (entry, sink) in self.outputs.entries_mut() {
+            if let Some(properties) = sink.client_properties_mut() {
+                out.push((format!("{entry}.properties"), properties));
             }
         }
         out
@@ -843,70 +851,39 @@ impl Manifest {
                 );
             }
         }
-        match &self.source {
-            SourceConfig::File { path, step } => {
-                check_step(&mut problem, *step);
-                if path.as_os_str().is_empty() {
-                    problem("source.path", "the path is empty".into(), Some("name the JSON-lines file to read"));
-                }
-            }
-            SourceConfig::Kafka(k) => {
-                check_step(&mut problem, k.step);
-                if k.topics.is_empty() {
-                    problem("source.topics", "no topic to read".into(), Some("for example topics: [clicks]"));
-                }
-                if k.brokers.trim().is_empty() {
-                    problem("source.brokers", "no broker".into(), Some("for example brokers: 127.0.0.1:9092"));
-                }
-                if k.group.trim().is_empty() {
-                    problem(
-                        "source.group",
-                        "the consumer group is empty".into(),
-                        Some("name the group, e.g. group: session-features"),
-                    );
-                }
-                if let crate::source::StartConfig::Timestamp(at) = &k.start
-                    && TimestampFormat::Rfc3339.from_str(at).is_err()
-                {
-                    problem(
-                        "source.start.timestamp",
-                        format!("`{at}` is not an RFC 3339 time"),
-                        Some("for example 2026-11-21T10:00:00Z"),
-                    );
-                }
-                for (key, value) in &k.properties {
-                    if let Some((why, hint)) = crate::source::managed_property(key, value) {
-                        problem(&format!("source.properties.{key}"), why.into(), Some(hint));
-                    }
-                }
-            }
+        for found in self.source.component().check() {
+            let hint = Some(found.hint.as_str()).filter(|h| !h.is_empty());
+            problem(&field_at("source", &found.field), found.message, hint);
         }
-        let outputs = [
-            ("outputs.features", &self.outputs.features, "features would be computed and thrown away"),
-            ("outputs.dead_letters", &self.outputs.dead_letters, "bad events would be lost"),
-            ("outputs.late_events", &self.outputs.late_events, "late events would be lost"),
-        ];
-        for (path, sinks, why) in outputs {
+        for (output, sinks) in self.outputs.all() {
             if sinks.is_empty() {
-                problem(path, format!("no sink: {why}"), Some("add one, e.g. - {type: file, path: out/records.jsonl}"));
+                let why = match output {
+                    Output::Features => "features would be computed and thrown away",
+                    Output::DeadLetters => "bad events would be lost",
+                    Output::LateEvents => "late events would be lost",
+                };
+                problem(
+                    &format!("outputs.{}", output.field()),
+                    format!("no sink: {why}"),
+                    Some("add one, e.g. - {type: file, path: out/records.jsonl}"),
+                );
             }
         }
-        let side =
-            [("outputs.dead_letters", &self.outputs.dead_letters), ("outputs.late_events", &self.outputs.late_events)];
-        for (path, sinks) in side {
-            for (i, sink) in sinks.iter().enumerate() {
-                let only_features = match sink {
-                    SinkConfig::Redis(_) => Some("redis"),
-                    SinkConfig::Iceberg(_) => Some("iceberg"),
-                    SinkConfig::File(_) | SinkConfig::Kafka(_) => None,
-                };
-                if let Some(kind) = only_features {
-                    problem(
-                        &format!("{path}[{i}]"),
-                        format!("the {kind} sink stores feature rows only"),
-                        Some("send dead letters and late events to a Kafka topic or a file"),
-                    );
-                }
+        for (entry, output, sink) in self.outputs.entries() {
+            let serves = sink.serves();
+            if !serves.contains(&output) {
+                let records: Vec<&str> = serves.iter().map(|o| o.records()).collect();
+                let kinds: Vec<&str> = SinkConfig::serving(output).collect();
+                let hint = format!("send {} to a sink of one of these types: {}", output.records(), kinds.join(", "));
+                problem(
+                    &entry,
+                    format!("the {} sink stores {} only", sink.kind(), records.join(" and ")),
+                    Some(hint.as_str()),
+                );
+            }
+            for found in sink.check() {
+                let hint = Some(found.hint.as_str()).filter(|h| !h.is_empty());
+                problem(&field_at(&entry, &found.field), found.message, hint);
             }
         }
         out
@@ -928,17 +905,7 @@ pub const MAX_WINDOWS_PER_EVENT: i64 = 10_000;
 pub const MAX_WORKERS_PER_CORE: usize = 8;
 /// Most linear memory of a (32-bit) WebAssembly instance.
 pub const MAX_MEMORY_MIB: u32 = 4096;
-/// Most records per step: a step's records are held in memory at once.
-pub const MAX_STEP: usize = 1 << 20;
 pub use crate::time::MAX_DURATION_MS;
-
-fn check_step(problem: &mut impl FnMut(&str, String, Option<&str>), step: usize) {
-    if step == 0 {
-        problem("source.step", "step must be at least 1".into(), None);
-    } else if step > MAX_STEP {
-        problem("source.step", format!("step must be at most {MAX_STEP}"), Some("a step is held in memory at once"));
-    }
-}
 
 /// Cores this process may run on.
 fn cores() -> usize {

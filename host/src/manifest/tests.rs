@@ -190,7 +190,7 @@ fn overrides_set_any_field_and_are_blamed_for_their_errors() -> Result<(), Manif
         ["source.path=other.jsonl", "window.trigger=event", "outputs.features.0.path=x.jsonl", "transform.max_batch=7"];
     let over: Vec<String> = over.iter().map(|s| s.to_string()).collect();
     let m = Manifest::parse("m.yaml", GOOD, &over)?;
-    assert!(matches!(&m.source, SourceConfig::File { path, .. } if path == &PathBuf::from("other.jsonl")));
+    assert!(matches!(&m.source, SourceConfig::File(f) if f.path == std::path::Path::new("other.jsonl")));
     assert_eq!(m.window.trigger, TriggerConfig::Event);
     assert_eq!(
         m.outputs.features[0],

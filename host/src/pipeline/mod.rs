@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 use crate::checkpoint::Store;
 use crate::metrics::Metrics;
 use crate::runtime::Runtime;
-use crate::source::{Assignment, FileSource, KafkaSource, Polled, Source, SourceConfig};
+use crate::source::{Assignment, Polled, Source};
 use crate::state::{Backend, KeyState, MemoryState, RocksState, RocksStore, StateBackendKind};
 use crate::time::Watermarks;
 use crate::wasm::{self, Module};
@@ -153,10 +153,7 @@ pub async fn run(plan: Plan, runtime: &Runtime) -> Result<(Summary, Arc<Metrics>
 }
 
 fn open_source(spec: &Spec, store: Option<Arc<Store>>) -> Result<Box<dyn Source>> {
-    Ok(match &spec.source {
-        SourceConfig::File { path, step } => Box::new(FileSource::open(path, *step, spec.max_event_bytes, store)?),
-        SourceConfig::Kafka(config) => Box::new(KafkaSource::open(config, spec.max_event_bytes, store)?),
-    })
+    Ok(spec.source.component().open(spec.max_event_bytes, store)?)
 }
 
 /// Per worker, the keys of restored partitions it owns (taken out of
@@ -212,7 +209,7 @@ fn compute(
     // the source commits; a source that does neither only has the last.
     let every = match &spec.checkpoint {
         Some(c) => Some(c.interval.std()),
-        None => spec.source.commit_interval(),
+        None => spec.source.component().commit_interval(),
     };
     let mut names: Vec<Option<(Arc<str>, i32)>> = Vec::new();
     let rocks = match spec.state.backend {

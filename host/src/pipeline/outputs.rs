@@ -54,7 +54,7 @@ async fn open_all(
     let mut sinks = Vec::new();
     for (i, c) in configs.iter().enumerate() {
         let name = format!("outputs.{output}[{i}]");
-        sinks.push((name.clone(), crate::sinks::build(&name, c, context).await?));
+        sinks.push((name.clone(), c.build(&name, context).await?));
     }
     Ok(sinks)
 }

@@ -1,10 +1,58 @@
 use std::fs::File;
 use std::io::{BufRead, BufReader, Seek, SeekFrom};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use sluice_sink_api::{Access, NamedPath, Problem};
+
+use super::component::{SourceComponent, check_step};
 use super::{Chunk, Error, Partitions, Polled, Result, Source};
 use crate::checkpoint::{Restored, Store};
+
+/// A JSON-lines file, one event per line: a bounded input. At its end a
+/// final watermark fires every remaining window. With `checkpoint` (a
+/// `sluice serve` host takes them of every pipeline), a run resumes at
+/// the line and byte the newest checkpoint holds, with its state: a file
+/// read to its end is not read again.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct FileSourceConfig {
+    /// Path of the file, relative to the working directory.
+    pub path: PathBuf,
+    /// Lines read per step. The watermark advances between steps (as
+    /// Flink's periodic watermarks do), so 1 gives a watermark after
+    /// every event.
+    #[serde(default = "default_step")]
+    pub step: usize,
+}
+
+fn default_step() -> usize {
+    4096
+}
+
+impl SourceComponent for FileSourceConfig {
+    fn check(&self) -> Vec<Problem> {
+        let mut found: Vec<Problem> = check_step(self.step).into_iter().collect();
+        if self.path.as_os_str().is_empty() {
+            found.push(Problem::new("path", "the path is empty", "name the JSON-lines file to read"));
+        }
+        found
+    }
+
+    fn paths(&mut self) -> Vec<NamedPath<'_>> {
+        vec![NamedPath { field: "path", path: &mut self.path, access: Access::ReadFile }]
+    }
+
+    fn bounded(&self) -> bool {
+        true
+    }
+
+    fn open(&self, max_event_bytes: usize, checkpoints: Option<Arc<Store>>) -> Result<Box<dyn Source>> {
+        Ok(Box::new(FileSource::open(&self.path, self.step, max_event_bytes, checkpoints)?))
+    }
+}
 
 /// A JSON-lines file read in chunks of `step` lines: a bounded source with
 /// one partition (slot 0). Blank lines are skipped; line numbers are kept

@@ -34,13 +34,18 @@ use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use sluice_sink_api::{Preflight, Problem};
+use sluice_sink_kafka::preflight;
+
+use super::component::{SourceComponent, check_step};
 use super::{Assignment, Chunk, Error, Partitions, Polled, Result, Source};
 use crate::checkpoint::{Restored, Store};
 use crate::metrics::PartitionLag;
 use crate::time::TimestampFormat;
 use sluice_sink_api::Duration;
 
-/// A Kafka source: topics read through a consumer group.
+/// Kafka topics, read through a consumer group: an unbounded input
+/// (unless `stop_at_end`).
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct KafkaSourceConfig {
@@ -156,6 +161,73 @@ fn default_linger() -> Duration {
 
 fn default_commit_interval() -> Duration {
     Duration::from_millis(1_000)
+}
+
+impl SourceComponent for KafkaSourceConfig {
+    fn check(&self) -> Vec<Problem> {
+        let mut found: Vec<Problem> = check_step(self.step).into_iter().collect();
+        if self.topics.is_empty() {
+            found.push(Problem::new("topics", "no topic to read", "for example topics: [clicks]"));
+        }
+        if self.brokers.trim().is_empty() {
+            found.push(Problem::new("brokers", "no broker", "for example brokers: 127.0.0.1:9092"));
+        }
+        if self.group.trim().is_empty() {
+            found.push(Problem::new(
+                "group",
+                "the consumer group is empty",
+                "name the group, e.g. group: session-features",
+            ));
+        }
+        if let StartConfig::Timestamp(at) = &self.start
+            && TimestampFormat::Rfc3339.from_str(at).is_err()
+        {
+            found.push(Problem::new(
+                "start.timestamp",
+                format!("`{at}` is not an RFC 3339 time"),
+                "for example 2026-11-21T10:00:00Z",
+            ));
+        }
+        for (key, value) in &self.properties {
+            if let Some((why, hint)) = managed_property(key, value) {
+                found.push(Problem::new(format!("properties.{key}"), why, hint));
+            }
+        }
+        found
+    }
+
+    fn client_properties(&self) -> Option<&BTreeMap<String, String>> {
+        Some(&self.properties)
+    }
+
+    fn client_properties_mut(&mut self) -> Option<&mut BTreeMap<String, String>> {
+        Some(&mut self.properties)
+    }
+
+    /// The properties librdkafka takes, and (online) brokers that answer
+    /// and topics that exist.
+    fn preflight(&self, checks: &Preflight<'_>) -> Vec<Problem> {
+        let config = preflight::client_config(&self.brokers, &self.properties, checks);
+        let mut found = preflight::bad_properties(&config);
+        if checks.online {
+            let topics: Vec<(String, &str)> =
+                self.topics.iter().enumerate().map(|(i, t)| (format!("topics[{i}]"), t.as_str())).collect();
+            found.extend(preflight::topics_exist(&config, preflight::Client::Consumer, &self.brokers, &topics));
+        }
+        found
+    }
+
+    fn bounded(&self) -> bool {
+        self.stop_at_end
+    }
+
+    fn commit_interval(&self) -> Option<StdDuration> {
+        Some(self.commit_interval.std().max(StdDuration::from_millis(10)))
+    }
+
+    fn open(&self, max_event_bytes: usize, checkpoints: Option<Arc<Store>>) -> Result<Box<dyn Source>> {
+        Ok(Box::new(KafkaSource::open(self, max_event_bytes, checkpoints)?))
+    }
 }
 
 /// Longest a poll waits when nothing arrives; idle partitions are looked

@@ -6,54 +6,44 @@
 //! and the window state use.
 
 mod chunk;
+mod component;
 mod file;
 mod kafka;
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 pub use chunk::{Chunk, Partitions, Record};
-pub use file::FileSource;
+pub use component::{MAX_STEP, SourceComponent};
+pub use file::{FileSource, FileSourceConfig};
 pub use kafka::{KafkaSource, KafkaSourceConfig, StartConfig, managed_property};
 
 /// A source of events.
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
-#[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
+#[serde(tag = "type", rename_all = "lowercase")]
 pub enum SourceConfig {
-    /// A JSON-lines file, one event per line: a bounded input. At its end a
-    /// final watermark fires every remaining window. With `checkpoint` (a
-    /// `sluice serve` host takes them of every pipeline), a run resumes
-    /// at the line and byte the newest checkpoint holds, with its state:
-    /// a file read to its end is not read again.
-    File {
-        /// Path of the file, relative to the working directory.
-        path: PathBuf,
-        /// Lines read per step. The watermark advances between steps (as
-        /// Flink's periodic watermarks do), so 1 gives a watermark after
-        /// every event.
-        #[serde(default = "default_step")]
-        step: usize,
-    },
-    /// Kafka topics, read through a consumer group: an unbounded input
-    /// (unless `stop_at_end`).
+    File(FileSourceConfig),
     Kafka(KafkaSourceConfig),
 }
 
 impl SourceConfig {
-    /// How often offsets are committed; `None` for sources without offsets.
-    pub fn commit_interval(&self) -> Option<std::time::Duration> {
+    /// What the source says of itself.
+    pub fn component(&self) -> &dyn SourceComponent {
         match self {
-            SourceConfig::File { .. } => None,
-            SourceConfig::Kafka(k) => Some(k.commit_interval.std().max(std::time::Duration::from_millis(10))),
+            SourceConfig::File(c) => c,
+            SourceConfig::Kafka(c) => c,
         }
     }
-}
 
-fn default_step() -> usize {
-    4096
+    /// [`SourceConfig::component`], to rewrite.
+    pub fn component_mut(&mut self) -> &mut dyn SourceComponent {
+        match self {
+            SourceConfig::File(c) => c,
+            SourceConfig::Kafka(c) => c,
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]

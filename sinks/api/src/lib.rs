@@ -6,11 +6,13 @@
 //! is written and [`Sink::commit`] once it is durable, so a transactional
 //! sink can make its writes visible exactly once.
 
+pub mod component;
 pub mod duration;
 mod record;
 pub mod schema;
 pub mod size;
 
+pub use component::{Access, NamedPath, Output, Preflight, Problem, SinkComponent};
 pub use duration::Duration;
 pub use record::{
     DeadLetter, FeatureRow, FeatureValue, Features, LateEvent, MAX_RAW_BYTES, Position, Scalar, Stage, StrTable,

@@ -13,10 +13,10 @@ use std::path::PathBuf;
 use async_trait::async_trait;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
-use sluice_sink_api::{Batch, Error, Result, Sink};
+use sluice_sink_api::{Access, Batch, Context, Error, NamedPath, Output, Result, Sink, SinkComponent};
 use std::io::Write;
 
-/// Write records as JSON lines to a local file.
+/// JSON lines in a local file.
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct FileSinkConfig {
@@ -26,6 +26,19 @@ pub struct FileSinkConfig {
     /// Append to an existing file instead of replacing it.
     #[serde(default)]
     pub append: bool,
+}
+
+#[async_trait]
+impl SinkComponent for FileSinkConfig {
+    const SERVES: &'static [Output] = &Output::ALL;
+
+    fn paths(&mut self) -> Vec<NamedPath<'_>> {
+        vec![NamedPath { field: "path", path: &mut self.path, access: Access::WriteFile }]
+    }
+
+    async fn build(&self, name: &str, _context: &Context) -> Result<Box<dyn Sink>> {
+        Ok(Box::new(FileSink::open(name, self).await?))
+    }
 }
 
 /// Writes go straight to the file with `std::fs`: a 1 MiB write to the

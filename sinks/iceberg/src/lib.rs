@@ -45,13 +45,13 @@ use iceberg_catalog_sql::{SqlBindStyle, SqlCatalogBuilder};
 use parquet::file::properties::WriterProperties;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
-use sluice_sink_api::{Batch, Context, Error, Result, Sink};
+use sluice_sink_api::{Access, Batch, Context, Error, NamedPath, Output, Result, Sink, SinkComponent};
 
 use columns::Columns;
 use staging::Staging;
 
-/// Feature rows appended to an Apache Iceberg table (the offline store),
-/// exactly once when the pipeline takes checkpoints. Feature rows only.
+/// An Apache Iceberg table (feature rows only): the offline store,
+/// exactly once with checkpoints.
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct IcebergSinkConfig {
@@ -70,6 +70,23 @@ pub struct IcebergSinkConfig {
     /// The table; created from the module's declared features when
     /// missing. An existing table must have the columns the features make.
     pub table: String,
+}
+
+#[async_trait]
+impl SinkComponent for IcebergSinkConfig {
+    const SERVES: &'static [Output] = &[Output::Features];
+
+    fn paths(&mut self) -> Vec<NamedPath<'_>> {
+        let mut paths = vec![NamedPath { field: "warehouse", path: &mut self.warehouse, access: Access::WriteFolder }];
+        if let CatalogConfig::Sql { path: Some(path), .. } = &mut self.catalog {
+            paths.push(NamedPath { field: "catalog.path", path, access: Access::WriteFile });
+        }
+        paths
+    }
+
+    async fn build(&self, name: &str, context: &Context) -> Result<Box<dyn Sink>> {
+        Ok(Box::new(IcebergSink::open(name, self, context).await?))
+    }
 }
 
 fn default_namespace() -> String {

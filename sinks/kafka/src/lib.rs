@@ -54,7 +54,12 @@ use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, T
 use rdkafka::{ClientContext, Message};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
-use sluice_sink_api::{Batch, DeadLetter, Error, LateEvent, Position, Rejected, Result, Sink, Stage};
+use sluice_sink_api::{
+    Batch, Context, DeadLetter, Error, LateEvent, Output, Position, Preflight, Problem, Rejected, Result, Sink,
+    SinkComponent, Stage,
+};
+
+pub mod preflight;
 
 /// Header names of dead letters and late events.
 pub mod headers {
@@ -81,7 +86,8 @@ pub fn row_id(json: &[u8]) -> String {
     digest.iter().take(16).map(|b| format!("{b:02x}")).collect()
 }
 
-/// Write records to a Kafka topic.
+/// A Kafka topic: feature rows as JSON keyed by entity; dead letters and
+/// late events as their raw bytes with the context in headers.
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct KafkaSinkConfig {
@@ -95,6 +101,35 @@ pub struct KafkaSinkConfig {
     /// `compression.type: lz4`, `linger.ms: "5"`.
     #[serde(default)]
     pub properties: BTreeMap<String, String>,
+}
+
+#[async_trait]
+impl SinkComponent for KafkaSinkConfig {
+    const SERVES: &'static [Output] = &Output::ALL;
+
+    fn client_properties(&self) -> Option<&BTreeMap<String, String>> {
+        Some(&self.properties)
+    }
+
+    fn client_properties_mut(&mut self) -> Option<&mut BTreeMap<String, String>> {
+        Some(&mut self.properties)
+    }
+
+    /// The properties librdkafka takes, and (online) brokers that answer
+    /// and a topic that exists.
+    fn preflight(&self, checks: &Preflight<'_>) -> Vec<Problem> {
+        let config = preflight::client_config(&self.brokers, &self.properties, checks);
+        let mut found = preflight::bad_properties(&config);
+        if checks.online {
+            let topic = [("topic".to_string(), self.topic.as_str())];
+            found.extend(preflight::topics_exist(&config, preflight::Client::Producer, &self.brokers, &topic));
+        }
+        found
+    }
+
+    async fn build(&self, name: &str, _context: &Context) -> Result<Box<dyn Sink>> {
+        Ok(Box::new(KafkaSink::open(name, self).await?))
+    }
 }
 
 /// Longest a flush waits for the broker's acknowledgements.

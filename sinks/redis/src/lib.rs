@@ -30,9 +30,12 @@ use async_trait::async_trait;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
-use sluice_sink_api::{Batch, Duration, Error, FeatureRow, FeatureValue, Rejected, Result, Sink, Trigger};
+use sluice_sink_api::{
+    Batch, Context, Duration, Error, FeatureRow, FeatureValue, Output, Preflight, Problem, Rejected, Result, Sink,
+    SinkComponent, Trigger,
+};
 
-/// Write feature rows to Redis hashes.
+/// Redis hashes, one per entity (feature rows only): the online store.
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct RedisSinkConfig {
@@ -47,6 +50,46 @@ pub struct RedisSinkConfig {
     /// forever.
     #[serde(default, deserialize_with = "sluice_sink_api::duration::optional")]
     pub ttl: Option<Duration>,
+}
+
+#[async_trait]
+impl SinkComponent for RedisSinkConfig {
+    const SERVES: &'static [Output] = &[Output::Features];
+
+    /// A URL that parses, and (online) a server that answers `PING`.
+    fn preflight(&self, checks: &Preflight<'_>) -> Vec<Problem> {
+        const TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+        let url = &self.url;
+        let client = match redis::Client::open(url.as_str()) {
+            Ok(client) => client,
+            Err(e) => {
+                return vec![Problem::new(
+                    "url",
+                    format!("`{url}` is not a Redis URL: {e}"),
+                    "write redis://[user:password@]host[:port][/db], or rediss:// for TLS",
+                )];
+            }
+        };
+        if !checks.online {
+            return Vec::new();
+        }
+        let pong = client.get_connection_with_timeout(TIMEOUT).and_then(|mut c| {
+            c.set_read_timeout(Some(TIMEOUT))?;
+            redis::cmd("PING").query::<String>(&mut c)
+        });
+        match pong {
+            Ok(_) => Vec::new(),
+            Err(e) => vec![Problem::new(
+                "url",
+                format!("Redis at `{url}` does not answer: {e}"),
+                "check that Redis runs there and that the password and database are right",
+            )],
+        }
+    }
+
+    async fn build(&self, name: &str, _context: &Context) -> Result<Box<dyn Sink>> {
+        Ok(Box::new(RedisSink::open(name, self).await?))
+    }
 }
 
 pub struct RedisSink {
