@@ -72,6 +72,7 @@ sinks! {
     "redis" => Redis(sluice_sink_redis::RedisSinkConfig),
     "kafka" => Kafka(sluice_sink_kafka::KafkaSinkConfig),
     "iceberg" => Iceberg(sluice_sink_iceberg::IcebergSinkConfig),
+    "blackhole" => Blackhole(sluice_sink_blackhole::BlackholeSinkConfig),
 }
 
 impl SinkConfig {

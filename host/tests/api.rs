@@ -390,6 +390,7 @@ async fn plugins_name_what_a_manifest_can_use() -> anyhow::Result<()> {
         .collect();
     got.sort();
     let want: Vec<(String, String)> = [
+        ("sink", "blackhole"),
         ("sink", "file"),
         ("sink", "iceberg"),
         ("sink", "kafka"),

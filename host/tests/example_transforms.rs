@@ -151,6 +151,34 @@ fn user_session_by_hand() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The blackhole sink takes every row, dead letter and late event a file
+/// sink would, and writes nothing: the summary counts what the file holds
+/// in the run with files.
+#[test]
+fn a_blackhole_sink_takes_what_a_file_sink_would_and_keeps_nothing() -> anyhow::Result<()> {
+    let input = [
+        click("u1", 0, "i1", "c1"),
+        click("u2", 10, "i2", "c2"),
+        format!("{{\"user_id\": \"u1\", \"item_id\": 5, \"category\": \"c1\", \"timestamp\": {BASE}}}\n"),
+        click("u1", 4000, "i3", "c1"),
+        click("u2", 20, "i4", "c1"),
+    ]
+    .concat();
+    let files = common::run_example("session-features", &input, &["source.step=1"])?;
+    assert!(!files.features.is_empty() && !files.dead.is_empty() && !files.late.is_empty(), "every output is used");
+    let blackholes = [
+        "outputs.features.0={type: blackhole}",
+        "outputs.dead_letters.0={type: blackhole, report_every: off}",
+        "outputs.late_events.0={type: blackhole, report_every: 1s}",
+        "source.step=1",
+    ];
+    let run = common::run_example("session-features", &input, &blackholes)?;
+    assert!(run.features.is_empty() && run.dead.is_empty() && run.late.is_empty(), "nothing is written");
+    let counted = (run.summary.feature_rows, run.summary.dead_letters, run.summary.late_events);
+    assert_eq!(counted, (files.features.len() as u64, files.dead.len() as u64, files.late.len() as u64));
+    Ok(())
+}
+
 /// Dual write: the same rows to the file and to Redis, one hash per user
 /// holding the latest window's features.
 #[test]
