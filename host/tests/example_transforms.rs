@@ -179,6 +179,29 @@ fn a_blackhole_sink_takes_what_a_file_sink_would_and_keeps_nothing() -> anyhow::
     Ok(())
 }
 
+/// Keys typed `int` reach the sink as JSON numbers; a key that is not an
+/// integer is a dead letter. Typed `string` (the default), the same
+/// integer keys are text.
+#[test]
+fn integer_keys_keep_their_type_to_the_sinks() -> anyhow::Result<()> {
+    let tx = |user: &str, at: i64| {
+        format!("{{\"user_id\":{user},\"merchant_id\":\"m\",\"amount\":1,\"timestamp\":{}}}\n", BASE + at)
+    };
+    let input = [tx("7", 0), tx("42", 10), tx("7", 20), tx("\"u1\"", 30)].concat();
+    let run = common::run_example("tx-velocity", &input, &["events.key_type=int"])?;
+    let mut keys: Vec<(Value, Value)> =
+        run.features.iter().map(|f| (f["key"].clone(), f["features"]["tx_count"].clone())).collect();
+    keys.sort_by_key(|(k, _)| k.as_i64());
+    assert_eq!(keys, [(json!(7), json!(2)), (json!(42), json!(1))]);
+    let dead: Vec<&str> = run.dead.iter().filter_map(|d| d["error_class"].as_str()).collect();
+    assert_eq!(dead, ["wrong_type"]);
+    let text = common::run_example("tx-velocity", &input, &[])?;
+    let mut keys: Vec<Value> = text.features.iter().map(|f| f["key"].clone()).collect();
+    keys.sort_by_key(|k| k.as_str().map(str::to_string));
+    assert_eq!(keys, [json!("42"), json!("7"), json!("u1")]);
+    Ok(())
+}
+
 /// Dual write: the same rows to the file and to Redis, one hash per user
 /// holding the latest window's features.
 #[test]

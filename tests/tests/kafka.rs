@@ -383,6 +383,59 @@ fn an_idle_partition_does_not_hold_windows_back() -> anyhow::Result<()> {
     })
 }
 
+/// The key and the event time taken from the Kafka record (`key: {from:
+/// kafka_key}`, `timestamp: {from: kafka_timestamp}`). The payloads carry
+/// decoys where the example reads its key and time (`user_id: decoy`,
+/// `timestamp: 0`): every window must hold the events of its record's key
+/// and time, and the key must reach the features as the record's key.
+#[test]
+fn the_key_and_the_event_time_from_the_kafka_record() -> anyhow::Result<()> {
+    let t = Topics::create("metadata", 1)?;
+    let events = in_order_transactions(2_000, 1)?;
+    let kafka = producer(BROKERS, &[])?;
+    for (_, key, ms, v) in &events {
+        let mut decoy = v.clone();
+        decoy["user_id"] = Value::from("decoy");
+        decoy["timestamp"] = Value::from(0);
+        let payload = decoy.to_string();
+        let record = rdkafka::producer::BaseRecord::to(&t.input).key(key).payload(&payload).timestamp(*ms);
+        kafka.send(record).map_err(|(e, _)| e)?;
+        kafka.poll(Duration::ZERO);
+    }
+    kafka.flush(Duration::from_secs(60))?;
+
+    let dir = tempfile::tempdir()?;
+    run_to_end(
+        "tx-velocity",
+        &[
+            ("source", &t.source(100, true)),
+            ("outputs", &file_outputs(dir.path())),
+            ("events.key", "{from: kafka_key}"),
+            ("events.timestamp", "{from: kafka_timestamp}"),
+        ],
+    )?;
+    // The input is bounded: at its end every window fires.
+    let mut want: BTreeMap<(String, i64), Vec<&Value>> = BTreeMap::new();
+    for (_, key, ms, v) in &events {
+        want.entry((key.clone(), ms - ms.rem_euclid(300_000))).or_default().push(v);
+    }
+    let rows = sluice_tests::jsonl::read_output(&dir.path().join("features.jsonl"));
+    let got: BTreeMap<(String, i64), String> = rows
+        .iter()
+        .map(|r| {
+            let key = r["key"].as_str().unwrap_or_default().to_string();
+            let features = canonical(r["features"].as_object().unwrap_or(&Map::new()));
+            ((key, r["window_start"].as_i64().unwrap_or_default()), features)
+        })
+        .collect();
+    let want: BTreeMap<(String, i64), String> =
+        want.into_iter().map(|(window, events)| (window, canonical(&features::tx_velocity(&events)))).collect();
+    assert_eq!(got, want);
+    assert_eq!(rows.len(), got.len(), "one row per window");
+    assert!(sluice_tests::jsonl::read_output(&dir.path().join("dead.jsonl")).is_empty(), "no dead letters");
+    Ok(())
+}
+
 /// Wait until `log` (a sluice's standard error) says `what`.
 fn wait_for_log(log: &std::path::Path, what: &str) -> anyhow::Result<()> {
     wait_until(&format!("\"{what}\" in {}", log.display()), Duration::from_secs(60), Duration::from_millis(50), || {

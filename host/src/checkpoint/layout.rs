@@ -24,7 +24,8 @@ pub const LAYOUT_VERSION: u32 = 1;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Layout {
     pub version: u32,
-    /// The event field holding the key.
+    /// Where the key comes from: the event field holding it, or `(the
+    /// Kafka key)`.
     pub key: String,
     pub window: Shape,
     /// The declared fields, in order, with their types.

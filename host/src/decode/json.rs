@@ -1,4 +1,5 @@
-//! One pass over a JSON object that keeps the fields a [`Schema`] names.
+//! JSON: one pass over a JSON object that keeps the fields a [`Schema`]
+//! names and skips the rest unparsed.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -6,51 +7,43 @@ use std::fmt;
 use serde::Deserializer as _;
 use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
-use super::{DecodeError, Schema};
+use super::{DecodeError, Decoder, Event, Format, Found, Scalar, Schema};
+use crate::source::Record;
 
-/// A JSON value as found, before type checks.
+/// `events.format: json`: a JSON object per record.
 #[derive(Debug)]
-pub(super) enum Scalar<'a> {
-    Null,
-    Bool(bool),
-    Int(i64),
-    Float(f64),
-    Str(Cow<'a, str>),
-    Array,
-    Object,
+pub struct JsonDecoder {
+    schema: Schema,
 }
 
-impl Scalar<'_> {
-    pub(super) fn kind(&self) -> &'static str {
-        match self {
-            Scalar::Null => "null",
-            Scalar::Bool(_) => "a boolean",
-            Scalar::Int(_) => "an integer",
-            // serde_json reads an integer literal past 64 bits as a float.
-            Scalar::Float(f) if f.fract() == 0.0 && f.abs() >= 2f64.powi(63) => {
-                "a number too large for a 64-bit integer (send it as a string)"
-            }
-            Scalar::Float(_) => "a fractional number",
-            Scalar::Str(_) => "a string",
-            Scalar::Array => "an array",
-            Scalar::Object => "an object",
-        }
+impl JsonDecoder {
+    pub fn new(schema: Schema) -> JsonDecoder {
+        JsonDecoder { schema }
     }
 }
 
-pub(super) struct Raw<'a> {
-    pub key: Option<Scalar<'a>>,
-    pub timestamp: Option<Scalar<'a>>,
-    pub fields: Vec<Option<Scalar<'a>>>,
+impl Decoder for JsonDecoder {
+    fn decode<'a>(&self, record: &Record<'a>, now_ms: i64) -> Result<Event<'a>, DecodeError> {
+        let found = parse(&self.schema, record.bytes)?;
+        self.schema.event(found, record, now_ms)
+    }
 }
 
-pub(super) fn parse<'a>(schema: &Schema, input: &'a [u8]) -> Result<Raw<'a>, DecodeError> {
+fn malformed(class: &'static str, detail: String) -> DecodeError {
+    DecodeError::Malformed { format: Format::Json, class, detail }
+}
+
+fn parse<'a>(schema: &Schema, input: &'a [u8]) -> Result<Found<'a>, DecodeError> {
     let mut de = serde_json::Deserializer::from_slice(input);
-    let raw = de
-        .deserialize_any(EventVisitor { schema })
-        .map_err(|e| if e.is_data() { DecodeError::NotAnObject } else { DecodeError::InvalidJson(e.to_string()) })?;
-    de.end().map_err(|e| DecodeError::InvalidJson(e.to_string()))?;
-    Ok(raw)
+    let found = de.deserialize_any(EventVisitor { schema }).map_err(|e| {
+        if e.is_data() {
+            malformed("not_an_object", "expected a JSON object".into())
+        } else {
+            malformed("invalid_json", format!("not valid JSON: {e}"))
+        }
+    })?;
+    de.end().map_err(|e| malformed("invalid_json", format!("not valid JSON: {e}")))?;
+    Ok(found)
 }
 
 struct EventVisitor<'s> {
@@ -58,29 +51,30 @@ struct EventVisitor<'s> {
 }
 
 impl<'de> Visitor<'de> for EventVisitor<'_> {
-    type Value = Raw<'de>;
+    type Value = Found<'de>;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("a JSON object")
     }
 
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Raw<'de>, A::Error> {
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Found<'de>, A::Error> {
         let schema = self.schema;
-        let mut raw = Raw { key: None, timestamp: None, fields: (0..schema.fields.len()).map(|_| None).collect() };
+        let (key, timestamp) = (schema.key_field(), schema.timestamp_field());
+        let mut found = Found { key: None, timestamp: None, fields: (0..schema.fields.len()).map(|_| None).collect() };
         while let Some(name) = map.next_key_seed(Str)? {
-            let slot = if *name == *schema.key {
-                &mut raw.key
-            } else if *name == *schema.timestamp {
-                &mut raw.timestamp
+            let slot = if Some(&*name) == key {
+                &mut found.key
+            } else if Some(&*name) == timestamp {
+                &mut found.timestamp
             } else if let Some(i) = schema.fields.iter().position(|f| *f.name == *name) {
-                &mut raw.fields[i]
+                &mut found.fields[i]
             } else {
                 map.next_value::<IgnoredAny>()?;
                 continue;
             };
             *slot = Some(map.next_value_seed(AnyScalar)?);
         }
-        Ok(raw)
+        Ok(found)
     }
 }
 

@@ -1,9 +1,14 @@
-//! Decode and validate events: JSON in, the manifest's declared fields out.
+//! Decode and validate events: a record in, the manifest's declared
+//! fields out.
 //!
-//! The decoder walks the JSON object once and keeps only the declared
-//! fields, the key and the timestamp; other fields are skipped unparsed.
-//! Every way an event can be wrong is a [`DecodeError`] with a stable class
-//! name, which the pipeline routes to the dead-letter output.
+//! Decoding is a seam, as Vector's codecs are: a [`Decoder`] for each
+//! `events.format` (JSON lines today) finds the key, the timestamp and the
+//! declared fields in a record's payload as [`Found`] scalars, and what
+//! follows is the same for every format: the key and the time may come
+//! from the record's Kafka metadata instead ([`KeySource`],
+//! [`TimeSource`]), and the scalars are checked against the declared
+//! types. Every way an event can be wrong is a [`DecodeError`] with a
+//! stable class name, which the pipeline routes to the dead-letter output.
 
 mod json;
 
@@ -12,6 +17,11 @@ use std::borrow::Cow;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+pub use json::JsonDecoder;
+
+pub use sluice_sink_api::KeyType;
+
+use crate::source::Record;
 use crate::time::TimestampFormat;
 
 /// Type of a declared event field.
@@ -28,12 +38,70 @@ pub enum FieldType {
     Bool,
 }
 
+/// How events are encoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Format {
+    /// A JSON object per record (per line of a file).
+    #[default]
+    Json,
+}
+
+impl Format {
+    /// Its name in messages.
+    pub fn name(self) -> &'static str {
+        match self {
+            Format::Json => "JSON",
+        }
+    }
+}
+
+/// Where an event's key comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeySource {
+    /// A field of the payload (a string or an integer).
+    Field(String),
+    /// The Kafka record's key, as UTF-8 text.
+    KafkaKey,
+}
+
+impl KeySource {
+    /// What it is called in messages and checkpoints' layouts.
+    pub fn name(&self) -> &str {
+        match self {
+            KeySource::Field(name) => name,
+            KeySource::KafkaKey => "(the Kafka key)",
+        }
+    }
+}
+
+/// Where an event's time comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TimeSource {
+    /// A field of the payload, in a format.
+    Field { name: String, format: TimestampFormat },
+    /// The Kafka record's timestamp (CreateTime or LogAppendTime).
+    KafkaTimestamp,
+}
+
+impl TimeSource {
+    /// What it is called in messages.
+    pub fn name(&self) -> &str {
+        match self {
+            TimeSource::Field { name, .. } => name,
+            TimeSource::KafkaTimestamp => "(the Kafka timestamp)",
+        }
+    }
+}
+
 /// What an event must look like.
 #[derive(Debug, Clone)]
 pub struct Schema {
-    pub key: String,
-    pub timestamp: String,
-    pub timestamp_format: TimestampFormat,
+    pub format: Format,
+    pub key: KeySource,
+    /// What the key must be, and what the sinks write it as.
+    pub key_type: KeyType,
+    pub timestamp: TimeSource,
     pub fields: Vec<Field>,
     /// Events newer than now plus this are rejected.
     pub max_future_skew_ms: Option<i64>,
@@ -67,14 +135,90 @@ pub struct Event<'a> {
     pub values: Vec<Value<'a>>,
 }
 
+/// A value as a format found it, before type checks.
+#[derive(Debug)]
+pub enum Scalar<'a> {
+    Null,
+    Bool(bool),
+    Int(i64),
+    Float(f64),
+    Str(Cow<'a, str>),
+    Array,
+    Object,
+}
+
+impl Scalar<'_> {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Scalar::Null => "null",
+            Scalar::Bool(_) => "a boolean",
+            Scalar::Int(_) => "an integer",
+            // JSON reads an integer literal past 64 bits as a float.
+            Scalar::Float(f) if f.fract() == 0.0 && f.abs() >= 2f64.powi(63) => {
+                "a number too large for a 64-bit integer (send it as a string)"
+            }
+            Scalar::Float(_) => "a fractional number",
+            Scalar::Str(_) => "a string",
+            Scalar::Array => "an array",
+            Scalar::Object => "an object",
+        }
+    }
+}
+
+/// What a format found in a payload: the key and timestamp fields (when
+/// they come from the payload) and each declared field, `None` where
+/// absent.
+#[derive(Debug)]
+pub struct Found<'a> {
+    pub key: Option<Scalar<'a>>,
+    pub timestamp: Option<Scalar<'a>>,
+    pub fields: Vec<Option<Scalar<'a>>>,
+}
+
+/// Decodes the records of one format into events.
+pub trait Decoder: Send + Sync {
+    /// The event `record` holds; `now_ms` is the wall clock, for the
+    /// future-skew check.
+    fn decode<'a>(&self, record: &Record<'a>, now_ms: i64) -> Result<Event<'a>, DecodeError>;
+}
+
+impl Schema {
+    /// The decoder of the schema's format.
+    pub fn decoder(&self) -> Box<dyn Decoder> {
+        match self.format {
+            Format::Json => Box::new(JsonDecoder::new(self.clone())),
+        }
+    }
+
+    /// The payload field the key is read from, if it is read from one.
+    pub fn key_field(&self) -> Option<&str> {
+        match &self.key {
+            KeySource::Field(name) => Some(name),
+            KeySource::KafkaKey => None,
+        }
+    }
+
+    /// The payload field the time is read from, if it is read from one.
+    pub fn timestamp_field(&self) -> Option<&str> {
+        match &self.timestamp {
+            TimeSource::Field { name, .. } => Some(name),
+            TimeSource::KafkaTimestamp => None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum DecodeError {
-    #[error("not valid JSON: {0}")]
-    InvalidJson(String),
-    #[error("expected a JSON object")]
-    NotAnObject,
+    /// The payload is not a datum of its format: `class` names how
+    /// (`invalid_json`, `not_an_object`), `detail` is the format's own
+    /// account of it.
+    #[error("{detail}")]
+    Malformed { format: Format, class: &'static str, detail: String },
     #[error("field `{0}` is missing")]
     MissingField(String),
+    /// The record has no Kafka key or timestamp to take the event's from.
+    #[error("the record has no {0}")]
+    MissingMetadata(&'static str),
     #[error("field `{field}` is null")]
     NullField { field: String },
     #[error("field `{field}` should be {expected}, found {found}")]
@@ -98,9 +242,8 @@ impl DecodeError {
     /// A stable name for dashboards and dead-letter headers.
     pub fn class(&self) -> &'static str {
         match self {
-            DecodeError::InvalidJson(_) => "invalid_json",
-            DecodeError::NotAnObject => "not_an_object",
-            DecodeError::MissingField(_) => "missing_field",
+            DecodeError::Malformed { class, .. } => class,
+            DecodeError::MissingField(_) | DecodeError::MissingMetadata(_) => "missing_field",
             DecodeError::NullField { .. } => "null_field",
             DecodeError::WrongType { .. } => "wrong_type",
             DecodeError::BadTimestamp { .. } => "bad_timestamp",
@@ -110,36 +253,48 @@ impl DecodeError {
         }
     }
 
-    /// Decoding (not JSON) or validation (JSON, but not a valid event).
+    /// Decoding (not a datum of the format) or validation (a datum, but
+    /// not a valid event).
     pub fn stage(&self) -> sluice_sink_api::Stage {
         match self {
-            DecodeError::InvalidJson(_) | DecodeError::NotAnObject => sluice_sink_api::Stage::Decode,
+            DecodeError::Malformed { .. } => sluice_sink_api::Stage::Decode,
             _ => sluice_sink_api::Stage::Validate,
         }
     }
 }
 
 impl Schema {
-    /// Decode one event. `now_ms` is the wall clock, for the future-skew
-    /// check.
-    pub fn decode<'a>(&self, input: &'a [u8], now_ms: i64) -> Result<Event<'a>, DecodeError> {
-        let raw = json::parse(self, input)?;
-        let key = match raw.key {
-            Some(json::Scalar::Str(s)) => s,
-            Some(json::Scalar::Int(i)) => Cow::Owned(i.to_string()),
-            Some(json::Scalar::Null) => {
-                return Err(DecodeError::NullField { field: self.key.clone() });
+    /// The event of what a format found in `record`: the key and time from
+    /// the payload or the record's metadata, each value checked against
+    /// its declared type. The same for every format.
+    pub fn event<'a>(&self, found: Found<'a>, record: &Record<'a>, now_ms: i64) -> Result<Event<'a>, DecodeError> {
+        let key = match &self.key {
+            KeySource::Field(name) => key_of(name, found.key, self.key_type)?,
+            KeySource::KafkaKey => {
+                let key = record.metadata.key.ok_or(DecodeError::MissingMetadata("Kafka key"))?;
+                let wrong = |expected, found| DecodeError::WrongType { field: self.key.name().into(), expected, found };
+                let key = std::str::from_utf8(key).map_err(|_| wrong("UTF-8 text", "bytes that are not UTF-8"))?;
+                match self.key_type {
+                    KeyType::String => Cow::Borrowed(key),
+                    // One spelling per key: `007` and `7` are one entity.
+                    KeyType::Int => match key.parse::<i64>() {
+                        Ok(i) => Cow::Owned(i.to_string()),
+                        Err(_) => return Err(wrong("an integer in decimal", "other text")),
+                    },
+                }
             }
-            Some(other) => {
-                return Err(DecodeError::WrongType {
-                    field: self.key.clone(),
-                    expected: "a string or an integer",
-                    found: other.kind(),
-                });
-            }
-            None => return Err(DecodeError::MissingField(self.key.clone())),
         };
-        let time = self.event_time(raw.timestamp)?;
+        let time = match &self.timestamp {
+            TimeSource::Field { name, format } => event_time(name, *format, found.timestamp)?,
+            TimeSource::KafkaTimestamp => {
+                let ms = record.metadata.timestamp.ok_or(DecodeError::MissingMetadata("Kafka timestamp"))?;
+                if !crate::time::in_range(ms) {
+                    let field = self.timestamp.name().to_string();
+                    return Err(DecodeError::UnsupportedTimestamp { field, value: format!("{ms} (millis)") });
+                }
+                ms
+            }
+        };
         if let Some(limit_ms) = self.max_future_skew_ms {
             let ahead_ms = time.saturating_sub(now_ms);
             if ahead_ms > limit_ms {
@@ -150,39 +305,58 @@ impl Schema {
             return Err(DecodeError::AncientTimestamp { time_ms: time, limit_ms });
         }
         let mut values = Vec::with_capacity(self.fields.len());
-        for (field, slot) in self.fields.iter().zip(raw.fields) {
+        for (field, slot) in self.fields.iter().zip(found.fields) {
             values.push(check(field, slot)?);
         }
         Ok(Event { key, time, values })
     }
+}
 
-    fn event_time(&self, raw: Option<json::Scalar<'_>>) -> Result<i64, DecodeError> {
-        let bad = |reason: String| DecodeError::BadTimestamp { field: self.timestamp.clone(), reason };
-        let format = self.timestamp_format;
-        let ms = match &raw {
-            None => return Err(DecodeError::MissingField(self.timestamp.clone())),
-            Some(json::Scalar::Int(i)) => format.from_int(*i).map_err(bad)?,
-            Some(json::Scalar::Float(f)) => format.from_number(*f).map_err(bad)?,
-            Some(json::Scalar::Str(s)) => format.from_str(s).map_err(bad)?,
-            Some(other) => return Err(bad(format!("expected a number or a string, found {}", other.kind()))),
-        };
-        if crate::time::in_range(ms) {
-            return Ok(ms);
-        }
-        // Only now, off the hot path: the value as it was written.
-        let value = match raw {
-            Some(json::Scalar::Int(i)) => i.to_string(),
-            Some(json::Scalar::Float(f)) => f.to_string(),
-            Some(json::Scalar::Str(s)) => format!("{s:?}"),
-            _ => String::new(),
-        };
-        let value = format!("{value} ({})", format.name());
-        Err(DecodeError::UnsupportedTimestamp { field: self.timestamp.clone(), value })
+/// The key a payload field holds, as text: a string, or an integer in
+/// decimal; only an integer when the keys are typed `int`.
+fn key_of<'a>(name: &str, found: Option<Scalar<'a>>, key_type: KeyType) -> Result<Cow<'a, str>, DecodeError> {
+    match (found, key_type) {
+        (Some(Scalar::Str(s)), KeyType::String) => Ok(s),
+        (Some(Scalar::Int(i)), _) => Ok(Cow::Owned(i.to_string())),
+        (Some(Scalar::Null), _) => Err(DecodeError::NullField { field: name.to_string() }),
+        (Some(other), _) => Err(DecodeError::WrongType {
+            field: name.to_string(),
+            expected: match key_type {
+                KeyType::String => "a string or an integer",
+                KeyType::Int => "an integer",
+            },
+            found: other.kind(),
+        }),
+        (None, _) => Err(DecodeError::MissingField(name.to_string())),
     }
 }
 
-fn check<'a>(field: &Field, slot: Option<json::Scalar<'a>>) -> Result<Value<'a>, DecodeError> {
-    use json::Scalar as S;
+/// The time a payload field holds, in milliseconds.
+fn event_time(name: &str, format: TimestampFormat, found: Option<Scalar<'_>>) -> Result<i64, DecodeError> {
+    let bad = |reason: String| DecodeError::BadTimestamp { field: name.to_string(), reason };
+    let ms = match &found {
+        None => return Err(DecodeError::MissingField(name.to_string())),
+        Some(Scalar::Int(i)) => format.from_int(*i).map_err(bad)?,
+        Some(Scalar::Float(f)) => format.from_number(*f).map_err(bad)?,
+        Some(Scalar::Str(s)) => format.from_str(s).map_err(bad)?,
+        Some(other) => return Err(bad(format!("expected a number or a string, found {}", other.kind()))),
+    };
+    if crate::time::in_range(ms) {
+        return Ok(ms);
+    }
+    // Only now, off the hot path: the value as it was written.
+    let value = match found {
+        Some(Scalar::Int(i)) => i.to_string(),
+        Some(Scalar::Float(f)) => f.to_string(),
+        Some(Scalar::Str(s)) => format!("{s:?}"),
+        _ => String::new(),
+    };
+    let value = format!("{value} ({})", format.name());
+    Err(DecodeError::UnsupportedTimestamp { field: name.to_string(), value })
+}
+
+fn check<'a>(field: &Field, slot: Option<Scalar<'a>>) -> Result<Value<'a>, DecodeError> {
+    use Scalar as S;
     let wrong =
         |expected, found: &S<'_>| DecodeError::WrongType { field: field.name.clone(), expected, found: found.kind() };
     match (field.ty, slot) {
@@ -204,12 +378,14 @@ fn check<'a>(field: &Field, slot: Option<json::Scalar<'a>>) -> Result<Value<'a>,
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::source::{Header, Metadata};
 
     fn schema() -> Schema {
         Schema {
-            key: "user_id".into(),
-            timestamp: "timestamp".into(),
-            timestamp_format: TimestampFormat::Seconds,
+            format: Format::Json,
+            key: KeySource::Field("user_id".into()),
+            key_type: KeyType::String,
+            timestamp: TimeSource::Field { name: "timestamp".into(), format: TimestampFormat::Seconds },
             fields: vec![
                 Field { name: "item_id".into(), ty: FieldType::String, required: true },
                 Field { name: "amount".into(), ty: FieldType::Float, required: false },
@@ -221,6 +397,17 @@ mod tests {
     }
 
     const NOW: i64 = 1_718_000_000_000;
+
+    /// A line of a file: a record without metadata.
+    fn line(bytes: &[u8]) -> Record<'_> {
+        Record { slot: 0, offset: 1, bytes, metadata: Metadata::default() }
+    }
+
+    impl Schema {
+        fn decode<'a>(&self, input: &'a [u8], now_ms: i64) -> Result<Event<'a>, DecodeError> {
+            self.decoder().decode(&line(input), now_ms)
+        }
+    }
 
     #[test]
     fn decodes_declared_fields_in_order_and_skips_the_rest() {
@@ -285,5 +472,108 @@ mod tests {
     fn messages_name_the_field() {
         let e = schema().decode(br#"{"user_id":"u","timestamp":1,"item_id":7}"#, NOW).err();
         assert_eq!(e.map(|e| e.to_string()).as_deref(), Some("field `item_id` should be a string, found an integer"));
+    }
+
+    /// The key and the time taken from a Kafka record's key and
+    /// timestamp: fields of those names in the payload are then plain
+    /// fields (or ignored), and a record without them is a dead letter
+    /// that says which is missing.
+    #[test]
+    fn key_and_time_from_the_kafka_record() {
+        let s = Schema { key: KeySource::KafkaKey, timestamp: TimeSource::KafkaTimestamp, ..schema() };
+        let headers = [Header { name: "trace".into(), value: None }];
+        let payload = br#"{"item_id":"i1","user_id":"not-the-key","timestamp":"not-the-time"}"#;
+        let record = |key: Option<&'static [u8]>, timestamp| Record {
+            slot: 0,
+            offset: 7,
+            bytes: payload,
+            metadata: Metadata { key, timestamp, headers: &headers },
+        };
+        let decoded = s.decoder().decode(&record(Some(b"u-9"), Some(NOW - 5)), NOW).map_err(|e| e.to_string());
+        assert_eq!(
+            decoded,
+            Ok(Event {
+                key: Cow::Borrowed("u-9"),
+                time: NOW - 5,
+                values: vec![Value::Str("i1".into()), Value::Null, Value::Null]
+            })
+        );
+        let error = |r: Record<'_>| s.decoder().decode(&r, NOW).err().map(|e| (e.class(), e.to_string()));
+        assert_eq!(error(record(None, Some(NOW))), Some(("missing_field", "the record has no Kafka key".into())));
+        assert_eq!(
+            error(record(Some(b"u"), None)),
+            Some(("missing_field", "the record has no Kafka timestamp".into()))
+        );
+        assert_eq!(error(record(Some(b"\xff"), Some(NOW))).map(|e| e.0), Some("wrong_type"));
+        // The skew and range checks hold for a Kafka timestamp as for a field.
+        assert_eq!(error(record(Some(b"u"), Some(NOW + 61_000))).map(|e| e.0), Some("timestamp_out_of_range"));
+        // A file's line has no metadata.
+        assert_eq!(s.decode(payload, NOW).err().map(|e| e.class()), Some("missing_field"));
+    }
+
+    /// Another format plugs in by finding scalars: here a test format of
+    /// comma-separated `key,time,item_id`. The key, time and type checks
+    /// after it are the shared ones, with the same classes and messages.
+    #[test]
+    fn a_format_is_a_decoder_that_finds_scalars() {
+        struct Csv(Schema);
+        impl Decoder for Csv {
+            fn decode<'a>(&self, record: &Record<'a>, now_ms: i64) -> Result<Event<'a>, DecodeError> {
+                let text = std::str::from_utf8(record.bytes).map_err(|e| DecodeError::Malformed {
+                    format: Format::Json,
+                    class: "invalid_csv",
+                    detail: e.to_string(),
+                })?;
+                let mut cells = text.split(',').map(|c| match c.parse::<i64>() {
+                    Ok(i) => Some(Scalar::Int(i)),
+                    Err(_) if c.is_empty() => None,
+                    Err(_) => Some(Scalar::Str(Cow::Borrowed(c))),
+                });
+                let (key, timestamp) = (cells.next().flatten(), cells.next().flatten());
+                let fields = vec![cells.next().flatten(), None, None];
+                self.0.event(Found { key, timestamp, fields }, record, now_ms)
+            }
+        }
+        let csv = Csv(schema());
+        let decode = |text: &'static str| csv.decode(&line(text.as_bytes()), NOW).map_err(|e| e.to_string());
+        assert_eq!(
+            decode("u1,1718000000,i1"),
+            Ok(Event {
+                key: "u1".into(),
+                time: 1_718_000_000_000,
+                values: vec![Value::Str("i1".into()), Value::Null, Value::Null]
+            })
+        );
+        assert_eq!(decode("7,1718000000,i1").map(|e| e.key), Ok("7".into()));
+        assert_eq!(decode(",1718000000,i1"), Err("field `user_id` is missing".into()));
+        assert_eq!(decode("u1,1718000000,5"), Err("field `item_id` should be a string, found an integer".into()));
+        assert_eq!(
+            csv.decode(&line(b"u1,1718000999,i1"), NOW).err().map(|e| e.class()),
+            Some("timestamp_out_of_range")
+        );
+    }
+
+    /// Keys typed `int`: an integer field, or a Kafka key of decimal text
+    /// (one spelling per key); anything else is a wrong type.
+    #[test]
+    fn int_keys_are_integers_in_one_spelling() {
+        let from_field = Schema { key_type: KeyType::Int, ..schema() };
+        let key = |s: &Schema, line: &'static str| s.decode(line.as_bytes(), NOW).map(|e| e.key.into_owned());
+        assert_eq!(key(&from_field, r#"{"user_id":42,"timestamp":1,"item_id":"i"}"#), Ok("42".into()));
+        assert_eq!(
+            key(&from_field, r#"{"user_id":"42","timestamp":1,"item_id":"i"}"#).map_err(|e| e.to_string()),
+            Err("field `user_id` should be an integer, found a string".into())
+        );
+        let from_kafka = Schema { key: KeySource::KafkaKey, ..from_field };
+        let record = |key: &'static [u8]| Record {
+            slot: 0,
+            offset: 0,
+            bytes: br#"{"timestamp":1,"item_id":"i"}"#,
+            metadata: Metadata { key: Some(key), timestamp: None, headers: &[] },
+        };
+        let decoded = |key| from_kafka.decoder().decode(&record(key), NOW).map(|e| e.key.into_owned());
+        assert_eq!(decoded(b"007"), Ok("7".into()));
+        assert_eq!(decoded(b"-12"), Ok("-12".into()));
+        assert_eq!(decoded(b"u1").map_err(|e| e.class()), Err("wrong_type"));
     }
 }

@@ -2,7 +2,7 @@
 //! filled in, durations in milliseconds, each part in the form the
 //! component that runs it takes.
 
-use super::{Duration, Manifest, TransformKind, TriggerConfig, WindowType};
+use super::{Duration, KeyConfig, KeyFrom, Manifest, TimestampFrom, TransformKind, TriggerConfig, WindowType};
 use crate::decode;
 use crate::pipeline::{Spec, TransformSpec};
 use crate::time::TimestampFormat;
@@ -37,10 +37,22 @@ impl Manifest {
     /// The decoder's schema.
     fn schema(&self) -> decode::Schema {
         let e = &self.events;
+        let key = match &e.key {
+            KeyConfig::Field(name) => decode::KeySource::Field(name.clone()),
+            KeyConfig::From { from: KeyFrom::KafkaKey } => decode::KeySource::KafkaKey,
+        };
+        let timestamp = match e.timestamp.from {
+            Some(TimestampFrom::KafkaTimestamp) => decode::TimeSource::KafkaTimestamp,
+            None => decode::TimeSource::Field {
+                name: e.timestamp.field.clone().unwrap_or_default(),
+                format: e.timestamp.format,
+            },
+        };
         decode::Schema {
-            key: e.key.clone(),
-            timestamp: e.timestamp.field.clone(),
-            timestamp_format: e.timestamp.format,
+            format: e.format,
+            key,
+            key_type: e.key_type,
+            timestamp,
             fields: e
                 .fields
                 .iter()

@@ -18,7 +18,7 @@ use locate::Locator;
 pub use sluice_sink_api::duration::{self, Duration};
 
 use crate::checkpoint::CheckpointConfig;
-use crate::decode::FieldType;
+use crate::decode::{FieldType, Format, KeyType};
 use crate::sinks::{OutputsConfig, SinkConfig};
 use crate::source::SourceConfig;
 use crate::state::{StateBackendKind, StateConfig};
@@ -67,9 +67,22 @@ pub struct Manifest {
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EventsConfig {
-    /// Field holding the entity key (string or integer): windows and
-    /// features are per key.
-    pub key: String,
+    /// How each record's payload is encoded: `json`, a JSON object per
+    /// Kafka record or line of a file.
+    #[serde(default)]
+    pub format: Format,
+    /// Where the entity key comes from: the name of a payload field (a
+    /// string or an integer), or `{from: kafka_key}`, the Kafka record's
+    /// key read as UTF-8 text (what a producer's string serializer
+    /// writes). Windows and features are per key.
+    pub key: KeyConfig,
+    /// How keys are typed, which is how the sinks write them: `string`
+    /// (an integer key is written as its decimal text) or `int` (a 64-bit
+    /// integer: a number in JSON rows, a `long` column in Iceberg; an
+    /// event whose key is not an integer, or a Kafka key that is not one
+    /// in decimal text, is a dead letter).
+    #[serde(default)]
+    pub key_type: KeyType,
     /// Where event time comes from.
     pub timestamp: TimestampConfig,
     /// Fields the transform receives, in this order.
@@ -99,16 +112,52 @@ fn default_future_skew() -> Option<Duration> {
     Some(Duration::from_millis(60_000))
 }
 
-/// The timestamp field.
+/// Where the entity key comes from.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
+#[serde(untagged, expecting = "a field's name, or {from: kafka_key}")]
+pub enum KeyConfig {
+    /// A field of the payload.
+    Field(String),
+    /// The record's metadata.
+    From {
+        /// `kafka_key`: the Kafka record's key, as UTF-8 text.
+        from: KeyFrom,
+    },
+}
+
+/// Metadata of a record that can be its key.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum KeyFrom {
+    /// The Kafka record's key, as UTF-8 text.
+    KafkaKey,
+}
+
+/// Where event time comes from: a field of the payload, or the Kafka
+/// record's timestamp.
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TimestampConfig {
-    /// Name of the field.
-    pub field: String,
-    /// How it is encoded: `seconds` (integer or fractional), `millis`,
-    /// `micros` or `rfc3339`.
+    /// Name of the payload field (unless `from`).
+    #[serde(default)]
+    pub field: Option<String>,
+    /// How the field is encoded: `seconds` (integer or fractional),
+    /// `millis`, `micros` or `rfc3339`.
     #[serde(default)]
     pub format: TimestampFormat,
+    /// `kafka_timestamp`: the Kafka record's timestamp (its producer's
+    /// CreateTime, or the broker's LogAppendTime where the topic says so)
+    /// instead of a field.
+    #[serde(default)]
+    pub from: Option<TimestampFrom>,
+}
+
+/// Metadata of a record that can be its event time.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum TimestampFrom {
+    /// The Kafka record's timestamp, in milliseconds.
+    KafkaTimestamp,
 }
 
 /// One field the transform receives.
@@ -749,23 +798,66 @@ impl Manifest {
             problem("state.memory", "the budget must be at least 4MiB".into(), Some("the default is 256MiB"));
         }
         let e = &self.events;
-        if e.key.trim().is_empty() {
+        let from_kafka = matches!(self.source, SourceConfig::Kafka(_));
+        let key_field = match &e.key {
+            KeyConfig::Field(name) => Some(name.as_str()),
+            KeyConfig::From { .. } => None,
+        };
+        if key_field.is_some_and(|k| k.trim().is_empty()) {
             problem(
                 "events.key",
                 "the key field is empty".into(),
                 Some("name the field holding the entity, e.g. key: user_id"),
             );
         }
-        if e.timestamp.field.trim().is_empty() {
+        if key_field.is_none() && !from_kafka {
+            problem(
+                "events.key",
+                "a file's lines have no Kafka key".into(),
+                Some("name the field holding the entity, e.g. key: user_id"),
+            );
+        }
+        let time_field = match (&e.timestamp.field, e.timestamp.from) {
+            (Some(field), None) => Some(field.as_str()),
+            (None, Some(TimestampFrom::KafkaTimestamp)) => {
+                if !from_kafka {
+                    problem(
+                        "events.timestamp.from",
+                        "a file's lines have no Kafka timestamp".into(),
+                        Some("name the field holding the event's time, e.g. field: timestamp"),
+                    );
+                }
+                None
+            }
+            (Some(_), Some(_)) => {
+                problem(
+                    "events.timestamp",
+                    "both `field` and `from` are given".into(),
+                    Some("the time comes from a field or from the Kafka record: keep one"),
+                );
+                None
+            }
+            (None, None) => {
+                problem(
+                    "events.timestamp",
+                    "neither `field` nor `from` is given".into(),
+                    Some("for example field: timestamp, or from: kafka_timestamp"),
+                );
+                None
+            }
+        };
+        if time_field.is_some_and(|t| t.trim().is_empty()) {
             problem(
                 "events.timestamp.field",
                 "the timestamp field is empty".into(),
                 Some("for example field: timestamp"),
             );
-        } else if e.timestamp.field == e.key {
+        } else if let Some(time) = time_field
+            && key_field == Some(time)
+        {
             problem(
                 "events.timestamp.field",
-                format!("`{}` is both the key and the timestamp", e.key),
+                format!("`{time}` is both the key and the timestamp"),
                 Some("the key names the entity and the timestamp the event's time: two different fields"),
             );
         }
@@ -777,8 +869,10 @@ impl Manifest {
             if !seen.insert(&f.name) {
                 problem(&format!("events.fields[{i}].name"), format!("field `{}` is declared twice", f.name), None);
             }
-            for (what, name) in [("key", &e.key), ("timestamp", &e.timestamp.field)] {
-                if f.name == *name {
+            for (what, name) in [("key", key_field), ("timestamp", time_field)] {
+                if let Some(name) = name
+                    && f.name == name
+                {
                     problem(
                         &format!("events.fields[{i}].name"),
                         format!("`{name}` is the {what}, and cannot also be declared as a field"),

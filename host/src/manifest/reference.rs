@@ -65,6 +65,10 @@ fn type_name(root: &Value, v: &Value) -> String {
         "duration".to_string()
     } else if v.get("properties").is_some() || v.get("oneOf").is_some() {
         "object".to_string()
+    } else if let Some(any) = v.get("anyOf").and_then(Value::as_array) {
+        // An untagged enum: one of several shapes (`key: user_id` or
+        // `key: {from: kafka_key}`).
+        any.iter().map(|a| type_name(root, a)).collect::<Vec<_>>().join(" or ")
     } else {
         match v.get("type") {
             Some(Value::String(t)) if t == "array" => {
@@ -143,6 +147,12 @@ fn walk(root: &Value, v: &Value, path: &str, out: &mut String) {
             {
                 walk(root, node, &p, out);
             }
+        }
+    }
+    // The object shapes of an untagged enum, field by field.
+    if let Some(any) = v.get("anyOf").and_then(Value::as_array) {
+        for shape in any.iter().map(|a| resolve(root, a)).filter(|a| a.get("properties").is_some()) {
+            walk(root, shape, path, out);
         }
     }
     if let Some(variants) = v.get("oneOf").and_then(Value::as_array) {

@@ -325,6 +325,44 @@ fn the_key_and_the_timestamp_are_not_fields_and_not_empty() {
     assert!(p.iter().any(|p| p.message.contains("is both the key and the timestamp")), "{p:?}");
 }
 
+/// `{from: kafka_key}` and `{from: kafka_timestamp}` lower to the
+/// record's metadata, for a Kafka source only; a field of the key's or
+/// the time's name is then an ordinary field.
+#[test]
+fn the_key_and_the_time_may_come_from_the_kafka_record() -> Result<(), ManifestError> {
+    use crate::decode::{KeySource, TimeSource};
+    let from_kafka = ["events.key={from: kafka_key}", "events.timestamp={from: kafka_timestamp}"];
+    let found = |p: Vec<Problem>| p.into_iter().map(|p| (p.path, p.message)).collect::<Vec<_>>();
+    assert_eq!(
+        found(problems(GOOD, &from_kafka)),
+        [
+            ("events.key".to_string(), "a file's lines have no Kafka key (value given by --set events.key=…)".into()),
+            (
+                "events.timestamp.from".to_string(),
+                "a file's lines have no Kafka timestamp (value given by --set events.timestamp=…)".into()
+            ),
+        ]
+    );
+    let kafka = GOOD
+        .replace(
+            "  type: file\n  path: in.jsonl",
+            "  type: kafka\n  brokers: 127.0.0.1:9092\n  topics: [clicks]\n  group: g",
+        )
+        .replace("    - {name: item_id, type: string}", "    - {name: user_id, type: string}");
+    let m = Manifest::parse("m.yaml", &kafka, &from_kafka.map(String::from))?;
+    let schema = m.lower().schema;
+    assert_eq!((schema.key, schema.timestamp), (KeySource::KafkaKey, TimeSource::KafkaTimestamp));
+    assert_eq!(schema.fields[0].name, "user_id");
+    // Neither, or both.
+    let p = found(problems(&kafka.replace("{field: timestamp, format: seconds}", "{format: seconds}"), &[]));
+    assert!(p.iter().any(|(at, m)| at == "events.timestamp" && m.contains("neither")), "{p:?}");
+    let p = found(problems(&kafka, &["events.timestamp.from=kafka_timestamp"]));
+    assert!(p.iter().any(|(at, m)| at == "events.timestamp" && m.contains("both")), "{p:?}");
+    let p = found(problems(&kafka, &["events.key={from: kafka_value}"]));
+    assert!(p.iter().any(|(at, m)| at == "events.key" && m.contains("{from: kafka_key}")), "{p:?}");
+    Ok(())
+}
+
 #[test]
 fn a_byte_order_mark_is_not_a_second_document() -> Result<(), ManifestError> {
     let m = Manifest::parse("m.yaml", &format!("\u{feff}{GOOD}"), &[])?;

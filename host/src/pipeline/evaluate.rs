@@ -13,7 +13,7 @@
 use std::ops::Range;
 use std::time::Duration;
 
-use sluice_sink_api::{DeadLetter, FeatureRow, Stage};
+use sluice_sink_api::{DeadLetter, EntityKey, FeatureRow, Stage};
 
 use super::control::Stop;
 use crate::metrics::Metrics;
@@ -48,7 +48,7 @@ fn dead_fold(batch: &Batch, fold: &Fold, class: &str, message: String) -> DeadLe
 
 fn row(w: &Fired, features: sluice_sink_api::Features, computed_at: i64) -> FeatureRow {
     FeatureRow {
-        key: w.key.clone(),
+        key: EntityKey::Str(w.key.clone()),
         window_start: w.start,
         window_end: w.end,
         event_time: w.latest,

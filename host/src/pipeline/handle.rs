@@ -94,6 +94,7 @@ impl Pipeline {
             schema: module.schema().clone(),
             checkpointed,
             checkpoints: store.is_some(),
+            key_type: spec.schema.key_type,
         };
         let outputs = Outputs::open(&spec.outputs, &context).await?;
         let (tx, rx) = mpsc::channel::<Output>(4);

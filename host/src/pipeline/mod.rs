@@ -203,7 +203,7 @@ fn compute(
     let mut source = open_source(spec, store)?;
     let count = spec.parallelism;
     let watermarks = Watermarks::new(spec.out_of_orderness_ms, spec.idle_timeout);
-    let mut reader = Reader::new(spec.schema.clone(), spec.max_event_bytes, watermarks, count, metrics);
+    let mut reader = Reader::new(spec.schema.decoder(), spec.max_event_bytes, watermarks, count, metrics);
     let mut progress = Progress::default();
     // Barriers go through as often as checkpoints are taken, or else as
     // the source commits; a source that does neither only has the last.

@@ -16,7 +16,7 @@ use super::control::Control;
 use super::progress::Progress;
 use crate::window::Snapshot;
 
-use crate::decode::{self, Schema};
+use crate::decode::{self, Decoder};
 use crate::metrics::Metrics;
 use crate::source::Chunk;
 use crate::time::Watermarks;
@@ -109,7 +109,7 @@ pub(super) fn owner(key: &str, workers: usize) -> usize {
 }
 
 pub(super) struct Reader<'a> {
-    schema: Schema,
+    decoder: Box<dyn Decoder>,
     /// `events.max_bytes`, for the message of a record over it.
     max_bytes: usize,
     pub watermarks: Watermarks,
@@ -118,8 +118,14 @@ pub(super) struct Reader<'a> {
 }
 
 impl<'a> Reader<'a> {
-    pub fn new(schema: Schema, max_bytes: usize, watermarks: Watermarks, workers: usize, metrics: &'a Metrics) -> Self {
-        Reader { schema, max_bytes, watermarks, workers: workers.max(1), metrics }
+    pub fn new(
+        decoder: Box<dyn Decoder>,
+        max_bytes: usize,
+        watermarks: Watermarks,
+        workers: usize,
+        metrics: &'a Metrics,
+    ) -> Self {
+        Reader { decoder, max_bytes, watermarks, workers: workers.max(1), metrics }
     }
 
     /// Shares without records: a step that only moves the watermark (idle
@@ -180,7 +186,7 @@ impl<'a> Reader<'a> {
                 dead.push(letter);
                 continue;
             }
-            let decoded = self.schema.decode(record.bytes, now_ms);
+            let decoded = self.decoder.decode(&record, now_ms);
             progress.read(record.slot, record.offset, decoded.as_ref().ok().map(|e| e.time));
             match decoded {
                 Ok(event) => {

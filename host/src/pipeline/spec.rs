@@ -68,6 +68,6 @@ impl Spec {
 
     /// What its checkpoints' state depends on.
     pub fn layout(&self) -> Layout {
-        Layout::new(&self.schema.key, self.window.kind, self.fields(), self.transform.kind)
+        Layout::new(self.schema.key.name(), self.window.kind, self.fields(), self.transform.kind)
     }
 }

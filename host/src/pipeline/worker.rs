@@ -3,7 +3,7 @@
 use std::borrow::Cow;
 use std::time::{Duration, Instant};
 
-use sluice_sink_api::{DeadLetter, LateEvent};
+use sluice_sink_api::{DeadLetter, EntityKey, KeyType, LateEvent};
 use tokio::sync::mpsc::Sender;
 
 use super::control::{Control, Stop};
@@ -24,6 +24,8 @@ pub(super) struct Worker<'a> {
     mode: Mode,
     width: usize,
     bounds: Bounds,
+    /// How the rows' keys are typed.
+    key_type: KeyType,
     max_delay: Duration,
     /// When the oldest window waiting for a call fired.
     pending_since: Option<Instant>,
@@ -54,6 +56,7 @@ impl<'a> Worker<'a> {
             mode,
             width: spec.schema.fields.len(),
             bounds: spec.transform.bounds,
+            key_type: spec.schema.key_type,
             max_delay: spec.transform.max_delay,
             pending_since: None,
             tx,
@@ -204,8 +207,15 @@ impl<'a> Worker<'a> {
         Metrics::add(&self.metrics.dead_letters_transform, out.dead.len() as u64);
         self.dead.extend(out.dead);
         if !out.rows.is_empty() {
-            Metrics::add(&self.metrics.feature_rows, out.rows.len() as u64);
-            self.send(Item::Features(out.rows))?;
+            let mut rows = out.rows;
+            if self.key_type != KeyType::String {
+                for row in &mut rows {
+                    let typed = EntityKey::typed(&row.key.text(), self.key_type);
+                    row.key = typed;
+                }
+            }
+            Metrics::add(&self.metrics.feature_rows, rows.len() as u64);
+            self.send(Item::Features(rows))?;
         }
         Ok(())
     }

@@ -28,7 +28,7 @@ use std::time::{Duration as StdDuration, Instant};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::Message;
+use rdkafka::message::{Headers, Message};
 use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use schemars::JsonSchema;
@@ -38,7 +38,7 @@ use sluice_sink_api::{Preflight, Problem};
 use sluice_sink_kafka::preflight;
 
 use super::component::{SourceComponent, check_step};
-use super::{Assignment, Chunk, Error, Partitions, Polled, Result, Source};
+use super::{Assignment, Chunk, Error, Header, Metadata, Partitions, Polled, Result, Source};
 use crate::checkpoint::{Restored, Store};
 use crate::metrics::PartitionLag;
 use crate::time::TimestampFormat;
@@ -873,13 +873,11 @@ impl KafkaSource {
                     self.pending = Some(message);
                     return Ok(Got::Nothing);
                 }
-                let record = (slot, message.offset(), message.payload());
-                let kept = keep(&mut self.slots, self.consumer.context(), chunk, record, self.max_bytes);
+                let kept = keep(&mut self.slots, self.consumer.context(), chunk, slot, &message, self.max_bytes);
                 return Ok(again(kept, &mut self.again, &self.slots[slot], message.offset()));
             }
         };
-        let record = (slot, message.offset(), message.payload());
-        let kept = keep(&mut self.slots, self.consumer.context(), chunk, record, self.max_bytes);
+        let kept = keep(&mut self.slots, self.consumer.context(), chunk, slot, &message, self.max_bytes);
         Ok(again(kept, &mut self.again, &self.slots[slot], message.offset()))
     }
 
@@ -922,13 +920,20 @@ fn keep(
     slots: &mut [Slot],
     context: &Context,
     chunk: &mut Chunk,
-    (slot, offset, payload): (usize, i64, Option<&[u8]>),
+    slot: usize,
+    message: &impl Message,
     limit: usize,
 ) -> bool {
+    let offset = message.offset();
     if offset < slots[slot].next {
         return false;
     }
-    chunk.push(slot, offset, payload.unwrap_or_default(), limit);
+    // Most records carry no headers: then nothing is allocated.
+    let headers: Vec<Header> = message.headers().map_or_else(Vec::new, |headers| {
+        headers.iter().map(|h| Header { name: h.key.into(), value: h.value.map(Into::into) }).collect()
+    });
+    let metadata = Metadata { key: message.key(), timestamp: message.timestamp().to_millis(), headers: &headers };
+    chunk.push(slot, offset, message.payload().unwrap_or_default(), metadata, limit);
     slots[slot].next = offset + 1;
     // More came after the end (the topic is still being written).
     slots[slot].ended = false;
@@ -1212,7 +1217,7 @@ impl KafkaSource {
         if let Some(m) = self.pending.take()
             && let Some(slot) = self.slot_of(m.topic(), m.partition())
         {
-            keep(&mut self.slots, self.consumer.context(), &mut chunk, (slot, m.offset(), m.payload()), self.max_bytes);
+            keep(&mut self.slots, self.consumer.context(), &mut chunk, slot, &m, self.max_bytes);
         }
         chunk
     }

@@ -15,7 +15,7 @@ use std::time::Duration;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-pub use chunk::{Chunk, Partitions, Record};
+pub use chunk::{Chunk, Header, Metadata, Partitions, Record};
 pub use component::{MAX_STEP, SourceComponent};
 pub use file::{FileSource, FileSourceConfig};
 pub use kafka::{KafkaSource, KafkaSourceConfig, StartConfig, managed_property};

@@ -15,8 +15,8 @@ pub mod size;
 pub use component::{Access, NamedPath, Output, Preflight, Problem, SinkComponent};
 pub use duration::Duration;
 pub use record::{
-    DeadLetter, FeatureRow, FeatureValue, Features, LateEvent, MAX_RAW_BYTES, Position, Scalar, Stage, StrTable,
-    Trigger, truncate_raw,
+    DeadLetter, EntityKey, FeatureRow, FeatureValue, Features, KeyType, LateEvent, MAX_RAW_BYTES, Position, Scalar,
+    Stage, StrTable, Trigger, truncate_raw,
 };
 pub use schema::{FeatureSchema, FeatureSpec, FeatureType};
 
@@ -70,6 +70,8 @@ pub struct Context {
     /// Whether checkpoints are taken: without, what is staged at a barrier
     /// is committed at once.
     pub checkpoints: bool,
+    /// How the entity keys are typed (a typed sink's key column).
+    pub key_type: KeyType,
 }
 
 /// One batch of one output.

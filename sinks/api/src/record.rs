@@ -1,7 +1,8 @@
 use std::sync::Arc;
 
-use serde::Serialize;
+use schemars::JsonSchema;
 use serde::ser::{SerializeMap, SerializeSeq, Serializer};
+use serde::{Deserialize, Serialize};
 
 /// Why a feature row was emitted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
@@ -216,11 +217,86 @@ impl Features {
     }
 }
 
+/// How a pipeline's entity keys are typed (`events.key_type`): what the
+/// sinks write them as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum KeyType {
+    /// Text (an integer key is its decimal text).
+    #[default]
+    String,
+    /// A 64-bit integer.
+    Int,
+}
+
+/// An entity key, typed as its pipeline declares: written as a JSON
+/// string or number, an Iceberg `string` or `long` column.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum EntityKey {
+    Str(String),
+    Int(i64),
+}
+
+impl EntityKey {
+    /// The key a window's key (its text) makes under `key_type`: an
+    /// integer key's text is the decimal the decoder wrote, so it parses.
+    pub fn typed(text: &str, key_type: KeyType) -> EntityKey {
+        match key_type {
+            KeyType::Int => text.parse().map_or_else(|_| EntityKey::Str(text.to_string()), EntityKey::Int),
+            KeyType::String => EntityKey::Str(text.to_string()),
+        }
+    }
+
+    /// The key as text: a Redis key's `{key}`, a Kafka record's key.
+    pub fn text(&self) -> std::borrow::Cow<'_, str> {
+        match self {
+            EntityKey::Str(s) => std::borrow::Cow::Borrowed(s),
+            EntityKey::Int(i) => std::borrow::Cow::Owned(i.to_string()),
+        }
+    }
+}
+
+impl From<&str> for EntityKey {
+    fn from(text: &str) -> EntityKey {
+        EntityKey::Str(text.to_string())
+    }
+}
+
+impl From<String> for EntityKey {
+    fn from(text: String) -> EntityKey {
+        EntityKey::Str(text)
+    }
+}
+
+impl From<i64> for EntityKey {
+    fn from(key: i64) -> EntityKey {
+        EntityKey::Int(key)
+    }
+}
+
+impl std::fmt::Display for EntityKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            EntityKey::Str(s) => f.write_str(s),
+            EntityKey::Int(i) => write!(f, "{i}"),
+        }
+    }
+}
+
+impl Serialize for EntityKey {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            EntityKey::Str(text) => s.serialize_str(text),
+            EntityKey::Int(i) => s.serialize_i64(*i),
+        }
+    }
+}
+
 /// One feature row: what every sink writes.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct FeatureRow {
-    /// The entity key (the manifest's key field).
-    pub key: String,
+    /// The entity key, typed as the pipeline declares it.
+    pub key: EntityKey,
     /// Window start, milliseconds since the Unix epoch (inclusive).
     pub window_start: i64,
     /// Window end, milliseconds (exclusive).
@@ -240,7 +316,10 @@ impl FeatureRow {
     /// most strings need no escaping and are copied as they are.
     pub fn write_json(&self, out: &mut Vec<u8>) {
         out.extend_from_slice(b"{\"key\":");
-        json::string(out, &self.key);
+        match &self.key {
+            EntityKey::Str(text) => json::string(out, text),
+            EntityKey::Int(i) => json::int(out, *i),
+        }
         out.extend_from_slice(b",\"window_start\":");
         json::int(out, self.window_start);
         out.extend_from_slice(b",\"window_end\":");
@@ -546,6 +625,35 @@ mod tests {
         row.write_json(&mut fast);
         let serde = serde_json::to_vec(&row).unwrap_or_default();
         assert_eq!(String::from_utf8_lossy(&fast), String::from_utf8_lossy(&serde));
+    }
+
+    /// An integer key is a JSON number, in both writers; a key of an
+    /// `int` pipeline that is not an integer stays text.
+    #[test]
+    fn an_integer_key_is_written_as_a_number() {
+        let row = |key: EntityKey| FeatureRow {
+            key,
+            window_start: 0,
+            window_end: 1,
+            event_time: 0,
+            trigger: Trigger::Close,
+            features: Features(vec![]),
+            computed_at: 0,
+        };
+        for (key, json) in [
+            (EntityKey::typed("42", KeyType::Int), "42"),
+            (EntityKey::typed("-9223372036854775808", KeyType::Int), "-9223372036854775808"),
+            (EntityKey::typed("42", KeyType::String), "\"42\""),
+            (EntityKey::typed("u1", KeyType::Int), "\"u1\""),
+        ] {
+            let row = row(key);
+            let mut fast = Vec::new();
+            row.write_json(&mut fast);
+            let want = format!(r#"{{"key":{json},"window_start":0"#);
+            assert!(String::from_utf8_lossy(&fast).starts_with(&want), "{}", String::from_utf8_lossy(&fast));
+            assert_eq!(serde_json::to_vec(&row).ok(), Some(fast));
+        }
+        assert_eq!(EntityKey::Int(-3).text(), "-3");
     }
 
     #[test]

@@ -5,17 +5,17 @@
 use std::sync::Arc;
 
 use arrow_array::builder::{ArrayBuilder, BooleanBuilder, Float64Builder, Int64Builder, ListBuilder, StringBuilder};
-use arrow_array::{ArrayRef, RecordBatch, StringArray, TimestampMicrosecondArray};
+use arrow_array::{ArrayRef, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray};
 use arrow_schema::{DataType, FieldRef, SchemaRef};
 use iceberg::spec::{
     ListType, NestedField, PrimitiveType, Schema, SchemaRef as IcebergSchemaRef, Transform, Type, UnboundPartitionSpec,
 };
-use sluice_sink_api::{FeatureRow, FeatureSchema, FeatureType, FeatureValue, Scalar, Trigger};
+use sluice_sink_api::{EntityKey, FeatureRow, FeatureSchema, FeatureType, FeatureValue, KeyType, Scalar, Trigger};
 
 /// The row's own columns, ahead of the features: name and whether it is a
 /// time (microseconds, UTC) or a string.
 const FIXED: [(&str, Fixed); 6] = [
-    ("key", Fixed::Str),
+    ("key", Fixed::Key),
     ("window_start", Fixed::Time),
     ("window_end", Fixed::Time),
     ("trigger", Fixed::Str),
@@ -25,6 +25,8 @@ const FIXED: [(&str, Fixed); 6] = [
 
 #[derive(Clone, Copy)]
 enum Fixed {
+    /// The entity key: a string or a long, as the pipeline types it.
+    Key,
     Str,
     Time,
 }
@@ -68,13 +70,14 @@ fn same_type(a: &Type, b: &Type) -> bool {
 impl Columns {
     /// The columns of `features`; an error names a feature that clashes
     /// with a column of the row's own.
-    pub fn new(features: &Arc<FeatureSchema>) -> Result<Columns, String> {
+    pub fn new(features: &Arc<FeatureSchema>, key_type: KeyType) -> Result<Columns, String> {
         let mut fields = Vec::new();
         let mut id = 0;
         for (name, fixed) in FIXED {
             id += 1;
             let ty = match fixed {
-                Fixed::Str => PrimitiveType::String,
+                Fixed::Key if key_type == KeyType::Int => PrimitiveType::Long,
+                Fixed::Key | Fixed::Str => PrimitiveType::String,
                 Fixed::Time => PrimitiveType::Timestamptz,
             };
             fields.push(Arc::new(NestedField::required(id, name, Type::Primitive(ty))));
@@ -171,7 +174,16 @@ impl Columns {
         for field in arrow.fields() {
             let name = field.name().as_str();
             let column: ArrayRef = match name {
-                "key" => Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.key.as_str()))),
+                "key" if field.data_type() == &DataType::Int64 => {
+                    // A key that is not an integer makes a null, which the
+                    // required column refuses below.
+                    let ints = rows.iter().map(|r| match &r.key {
+                        EntityKey::Int(i) => Some(*i),
+                        EntityKey::Str(text) => text.parse().ok(),
+                    });
+                    Arc::new(Int64Array::from_iter(ints))
+                }
+                "key" => Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.key.text()))),
                 "trigger" => Arc::new(StringArray::from_iter_values(rows.iter().map(|r| trigger(r.trigger)))),
                 "window_start" => time(rows, field, |r| r.window_start),
                 "window_end" => time(rows, field, |r| r.window_end),

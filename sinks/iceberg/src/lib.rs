@@ -197,7 +197,7 @@ impl IcebergSink {
             .map_err(|e| fatal(format!("cannot create the warehouse {}: {e}", warehouse.display())))?;
         let warehouse_url = file_url(warehouse).map_err(|e| fatal(format!("{}: {e}", warehouse.display())))?;
         let catalog = open_catalog(config, warehouse_url).await.map_err(&fatal)?;
-        let mut columns = Columns::new(&context.schema).map_err(&fatal)?;
+        let mut columns = Columns::new(&context.schema, context.key_type).map_err(&fatal)?;
         let table = open_table(catalog.as_ref(), config, &columns).await.map_err(&fatal)?;
         columns.bind(table.metadata().current_schema()).map_err(&fatal)?;
         let metadata = table.metadata();

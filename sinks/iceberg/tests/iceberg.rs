@@ -7,7 +7,8 @@ use std::sync::Arc;
 
 use serde_json::{Value, json};
 use sluice_sink_api::{
-    Batch, Context, FeatureRow, FeatureSchema, FeatureSpec, FeatureType, FeatureValue, Features, Scalar, Sink, Trigger,
+    Batch, Context, EntityKey, FeatureRow, FeatureSchema, FeatureSpec, FeatureType, FeatureValue, Features, KeyType,
+    Scalar, Sink, Trigger,
 };
 use sluice_sink_iceberg::{IcebergSink, IcebergSinkConfig};
 
@@ -51,7 +52,7 @@ fn row(i: i64) -> FeatureRow {
         f.push(("top".into(), FeatureValue::Null));
     }
     FeatureRow {
-        key: format!("user-{}", i % 7),
+        key: format!("user-{}", i % 7).into(),
         window_start: end - 1_800_000,
         window_end: end,
         event_time: end - 1,
@@ -86,13 +87,15 @@ fn expected(i: i64) -> Value {
 
 struct Table {
     dir: tempfile::TempDir,
+    /// The pipeline's keys' type.
+    key_type: KeyType,
     /// The sink's `catalog`, as YAML; the SQL catalog when `None`.
     catalog: Option<String>,
 }
 
 impl Table {
     fn new() -> anyhow::Result<Table> {
-        Ok(Table { dir: tempfile::tempdir()?, catalog: None })
+        Ok(Table { dir: tempfile::tempdir()?, key_type: KeyType::String, catalog: None })
     }
 
     fn warehouse(&self) -> PathBuf {
@@ -131,6 +134,7 @@ impl Table {
             schema,
             checkpointed: checkpointed.iter().map(|(r, e)| (r.to_string(), *e)).collect(),
             checkpoints: true,
+            key_type: self.key_type,
         };
         IcebergSink::open("outputs.features[0]", &self.config(), &context).await
     }
@@ -269,6 +273,25 @@ async fn committed_rows_read_back_with_their_types_partitioned_by_day() -> anyho
     let data = t.warehouse().join("offline/features/data");
     let days: Vec<_> = std::fs::read_dir(&data)?.filter_map(|e| e.ok()).collect();
     assert_eq!(days.len(), 3, "partition folders under {}", data.display());
+    Ok(())
+}
+
+/// A pipeline whose keys are typed `int` makes the key column a `long`,
+/// which pyiceberg reads back as integers; a table made for string keys
+/// refuses it.
+#[tokio::test]
+async fn integer_keys_make_a_long_key_column() -> anyhow::Result<()> {
+    let t = Table { key_type: KeyType::Int, ..Table::new()? };
+    let mut sink = t.open("run-a", &[]).await?;
+    let rows: Vec<FeatureRow> = (0..6).map(|i| FeatureRow { key: EntityKey::Int(i % 3 - 1), ..row(i) }).collect();
+    sink.write(Batch::Features(&rows)).await?;
+    checkpointed(&mut sink, 1).await?;
+    let keys: Vec<Value> = t.rows()?.iter().map(|r| r["key"].clone()).collect();
+    assert_eq!(keys, [json!(-1), json!(0), json!(1), json!(-1), json!(0), json!(1)]);
+    drop(sink);
+    let strings = Table { key_type: KeyType::String, ..t };
+    let refused = strings.open("run-b", &[]).await.err().map(|e| e.message);
+    assert!(refused.as_ref().is_some_and(|m| m.contains("`key` as long")), "{refused:?}");
     Ok(())
 }
 

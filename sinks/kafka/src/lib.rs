@@ -361,7 +361,7 @@ impl Sink for KafkaSink {
                     row.write_json(&mut json);
                     let id = row_id(&json);
                     let headers = OwnedHeaders::new().insert(Header { key: headers::ROW_ID, value: Some(&id) });
-                    self.send(Some(&row.key), &json, Some(headers)).await?;
+                    self.send(Some(&row.key.text()), &json, Some(headers)).await?;
                 }
             }
             Batch::DeadLetters(letters) => {

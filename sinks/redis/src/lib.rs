@@ -244,12 +244,12 @@ impl RedisSink {
         // Window bounds first, so an entity key that happens to contain
         // `{window_start}` stays as it is.
         if !template.contains("{window_") {
-            return template.replace("{key}", &row.key);
+            return template.replace("{key}", &row.key.text());
         }
         template
             .replace("{window_start}", &row.window_start.to_string())
             .replace("{window_end}", &row.window_end.to_string())
-            .replace("{key}", &row.key)
+            .replace("{key}", &row.key.text())
     }
 }
 
