@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
-use sluice_sink_api::{Context, NamedPath, Output, Preflight, Problem, Result, Sink, SinkComponent};
+use sluice_sink_api::{Component, Context, NamedPath, Output, Preflight, Problem, Result, Sink, SinkComponent};
 
 /// The registration list: `"type" => Variant(config type)`.
 macro_rules! sinks {

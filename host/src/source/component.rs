@@ -1,14 +1,15 @@
 //! What a source says of itself, as a sink does through
-//! [`sluice_sink_api::SinkComponent`]: what is wrong with its config, the
-//! files it names, the librdkafka properties it passes through, what it
-//! checks of the world before a run, and how it opens. A new source is
+//! [`sluice_sink_api::SinkComponent`]: through [`Component`], what is
+//! wrong with its config, the files it names, the librdkafka properties
+//! it passes through, what it checks of the world before a run; here,
+//! whether it ends and how it opens. A new source is
 //! its module, an impl of this trait and one variant of
 //! [`super::SourceConfig`].
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use sluice_sink_api::{NamedPath, Preflight, Problem};
+pub use sluice_sink_api::Component;
+use sluice_sink_api::Problem;
 
 use super::{Result, Source};
 use crate::checkpoint::Store;
@@ -16,33 +17,8 @@ use crate::checkpoint::Store;
 /// Most records or lines one step holds: a step is held in memory at once.
 pub const MAX_STEP: usize = 1 << 20;
 
-pub trait SourceComponent {
-    /// Problems in the config alone, at fields relative to `source`.
-    fn check(&self) -> Vec<Problem>;
-
-    /// The files it names.
-    fn paths(&mut self) -> Vec<NamedPath<'_>> {
-        Vec::new()
-    }
-
-    /// The librdkafka properties it hands to a client as they are, if it
-    /// takes any.
-    fn client_properties(&self) -> Option<&BTreeMap<String, String>> {
-        None
-    }
-
-    /// [`SourceComponent::client_properties`], to rewrite.
-    fn client_properties_mut(&mut self) -> Option<&mut BTreeMap<String, String>> {
-        None
-    }
-
-    /// Checks of the world before a run (it may block on the network
-    /// when `checks.online`); the files of [`SourceComponent::paths`] are
-    /// the host's to check.
-    fn preflight(&self, _checks: &Preflight<'_>) -> Vec<Problem> {
-        Vec::new()
-    }
-
+/// A kind of source: [`Component`]'s questions, and these.
+pub trait SourceComponent: Component {
     /// Whether a run ends by itself (a file, topics read to their end).
     fn bounded(&self) -> bool;
 

@@ -7,7 +7,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use sluice_sink_api::{Access, NamedPath, Problem};
 
-use super::component::{SourceComponent, check_step};
+use super::component::{Component, SourceComponent, check_step};
 use super::{Chunk, Error, Partitions, Polled, Result, Source};
 use crate::checkpoint::{Restored, Store};
 
@@ -32,7 +32,7 @@ fn default_step() -> usize {
     4096
 }
 
-impl SourceComponent for FileSourceConfig {
+impl Component for FileSourceConfig {
     fn check(&self) -> Vec<Problem> {
         let mut found: Vec<Problem> = check_step(self.step).into_iter().collect();
         if self.path.as_os_str().is_empty() {
@@ -44,7 +44,9 @@ impl SourceComponent for FileSourceConfig {
     fn paths(&mut self) -> Vec<NamedPath<'_>> {
         vec![NamedPath { field: "path", path: &mut self.path, access: Access::ReadFile }]
     }
+}
 
+impl SourceComponent for FileSourceConfig {
     fn bounded(&self) -> bool {
         true
     }

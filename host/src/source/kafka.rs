@@ -37,7 +37,7 @@ use serde::{Deserialize, Serialize};
 use sluice_sink_api::{Preflight, Problem};
 use sluice_sink_kafka::preflight;
 
-use super::component::{SourceComponent, check_step};
+use super::component::{Component, SourceComponent, check_step};
 use super::{Assignment, Chunk, Error, Header, Metadata, Partitions, Polled, Result, Source};
 use crate::checkpoint::{Restored, Store};
 use crate::metrics::PartitionLag;
@@ -163,7 +163,7 @@ fn default_commit_interval() -> Duration {
     Duration::from_millis(1_000)
 }
 
-impl SourceComponent for KafkaSourceConfig {
+impl Component for KafkaSourceConfig {
     fn check(&self) -> Vec<Problem> {
         let mut found: Vec<Problem> = check_step(self.step).into_iter().collect();
         if self.topics.is_empty() {
@@ -207,16 +207,13 @@ impl SourceComponent for KafkaSourceConfig {
     /// The properties librdkafka takes, and (online) brokers that answer
     /// and topics that exist.
     fn preflight(&self, checks: &Preflight<'_>) -> Vec<Problem> {
-        let config = preflight::client_config(&self.brokers, &self.properties, checks);
-        let mut found = preflight::bad_properties(&config);
-        if checks.online {
-            let topics: Vec<(String, &str)> =
-                self.topics.iter().enumerate().map(|(i, t)| (format!("topics[{i}]"), t.as_str())).collect();
-            found.extend(preflight::topics_exist(&config, preflight::Client::Consumer, &self.brokers, &topics));
-        }
-        found
+        let topics: Vec<(String, &str)> =
+            self.topics.iter().enumerate().map(|(i, t)| (format!("topics[{i}]"), t.as_str())).collect();
+        preflight::check(&self.brokers, &self.properties, preflight::Client::Consumer, &topics, checks)
     }
+}
 
+impl SourceComponent for KafkaSourceConfig {
     fn bounded(&self) -> bool {
         self.stop_at_end
     }

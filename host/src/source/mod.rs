@@ -16,7 +16,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 pub use chunk::{Chunk, Header, Metadata, Partitions, Record};
-pub use component::{MAX_STEP, SourceComponent};
+pub use component::{Component, MAX_STEP, SourceComponent};
 pub use file::{FileSource, FileSourceConfig};
 pub use kafka::{KafkaSource, KafkaSourceConfig, StartConfig, managed_property};
 

@@ -113,15 +113,9 @@ impl Preflight<'_> {
     }
 }
 
-/// A kind of sink: its config, as a manifest holds it under its `type`,
-/// and all the host asks of it. The config's doc comment documents it
-/// (for `sluice reference` and `GET /plugins`), its fields' doc comments
-/// its fields.
-#[async_trait::async_trait]
-pub trait SinkComponent: Send + Sync {
-    /// The outputs it may be given.
-    const SERVES: &'static [Output];
-
+/// What every component (a source or a sink) says of its config: a
+/// manifest entry's checks, files, client properties and preflight.
+pub trait Component {
     /// Problems in the config alone.
     fn check(&self) -> Vec<Problem> {
         Vec::new()
@@ -134,22 +128,32 @@ pub trait SinkComponent: Send + Sync {
 
     /// The librdkafka properties it hands to a client as they are, if it
     /// takes any: the host refuses those that load code and confines the
-    /// files they name, as it does the source's.
+    /// files they name.
     fn client_properties(&self) -> Option<&BTreeMap<String, String>> {
         None
     }
 
-    /// [`SinkComponent::client_properties`], to rewrite.
+    /// [`Component::client_properties`], to rewrite.
     fn client_properties_mut(&mut self) -> Option<&mut BTreeMap<String, String>> {
         None
     }
 
     /// Checks of the world before a run: that servers answer, topics
     /// exist. It may block (on the network, when `checks.online`). The
-    /// files of [`SinkComponent::paths`] are the host's to check.
+    /// files of [`Component::paths`] are the host's to check.
     fn preflight(&self, _checks: &Preflight<'_>) -> Vec<Problem> {
         Vec::new()
     }
+}
+
+/// A kind of sink: its config, as a manifest holds it under its `type`,
+/// and all the host asks of it. The config's doc comment documents it
+/// (for `sluice reference` and `GET /plugins`), its fields' doc comments
+/// its fields.
+#[async_trait::async_trait]
+pub trait SinkComponent: Component + Send + Sync {
+    /// The outputs it may be given.
+    const SERVES: &'static [Output];
 
     /// The running sink; `name` names it in errors.
     async fn build(&self, name: &str, context: &Context) -> Result<Box<dyn Sink>>;

@@ -12,7 +12,7 @@ mod record;
 pub mod schema;
 pub mod size;
 
-pub use component::{Access, NamedPath, Output, Preflight, Problem, SinkComponent};
+pub use component::{Access, Component, NamedPath, Output, Preflight, Problem, SinkComponent};
 pub use duration::Duration;
 pub use record::{
     DeadLetter, EntityKey, FeatureRow, FeatureValue, Features, KeyType, LateEvent, MAX_RAW_BYTES, Position, Scalar,

@@ -12,7 +12,7 @@ use std::time::Instant;
 use async_trait::async_trait;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
-use sluice_sink_api::{Batch, Context, Duration, Output, Result, Sink, SinkComponent};
+use sluice_sink_api::{Batch, Component, Context, Duration, Output, Result, Sink, SinkComponent};
 
 /// Counts records and drops them (benchmarks, trials).
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema, PartialEq)]
@@ -32,6 +32,9 @@ impl Default for BlackholeSinkConfig {
         BlackholeSinkConfig { report_every: default_report_every() }
     }
 }
+
+/// Nothing to check: it names no file and reaches no server.
+impl Component for BlackholeSinkConfig {}
 
 #[async_trait]
 impl SinkComponent for BlackholeSinkConfig {

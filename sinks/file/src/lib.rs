@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use async_trait::async_trait;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
-use sluice_sink_api::{Access, Batch, Context, Error, NamedPath, Output, Result, Sink, SinkComponent};
+use sluice_sink_api::{Access, Batch, Component, Context, Error, NamedPath, Output, Result, Sink, SinkComponent};
 use std::io::Write;
 
 /// JSON lines in a local file.
@@ -28,13 +28,15 @@ pub struct FileSinkConfig {
     pub append: bool,
 }
 
-#[async_trait]
-impl SinkComponent for FileSinkConfig {
-    const SERVES: &'static [Output] = &Output::ALL;
-
+impl Component for FileSinkConfig {
     fn paths(&mut self) -> Vec<NamedPath<'_>> {
         vec![NamedPath { field: "path", path: &mut self.path, access: Access::WriteFile }]
     }
+}
+
+#[async_trait]
+impl SinkComponent for FileSinkConfig {
+    const SERVES: &'static [Output] = &Output::ALL;
 
     async fn build(&self, name: &str, _context: &Context) -> Result<Box<dyn Sink>> {
         Ok(Box::new(FileSink::open(name, self).await?))

@@ -45,7 +45,7 @@ use iceberg_catalog_sql::{SqlBindStyle, SqlCatalogBuilder};
 use parquet::file::properties::WriterProperties;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
-use sluice_sink_api::{Access, Batch, Context, Error, NamedPath, Output, Result, Sink, SinkComponent};
+use sluice_sink_api::{Access, Batch, Component, Context, Error, NamedPath, Output, Result, Sink, SinkComponent};
 
 use columns::Columns;
 use staging::Staging;
@@ -72,10 +72,7 @@ pub struct IcebergSinkConfig {
     pub table: String,
 }
 
-#[async_trait]
-impl SinkComponent for IcebergSinkConfig {
-    const SERVES: &'static [Output] = &[Output::Features];
-
+impl Component for IcebergSinkConfig {
     fn paths(&mut self) -> Vec<NamedPath<'_>> {
         let mut paths = vec![NamedPath { field: "warehouse", path: &mut self.warehouse, access: Access::WriteFolder }];
         if let CatalogConfig::Sql { path: Some(path), .. } = &mut self.catalog {
@@ -83,6 +80,11 @@ impl SinkComponent for IcebergSinkConfig {
         }
         paths
     }
+}
+
+#[async_trait]
+impl SinkComponent for IcebergSinkConfig {
+    const SERVES: &'static [Output] = &[Output::Features];
 
     async fn build(&self, name: &str, context: &Context) -> Result<Box<dyn Sink>> {
         Ok(Box::new(IcebergSink::open(name, self, context).await?))

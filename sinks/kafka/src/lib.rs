@@ -55,8 +55,8 @@ use rdkafka::{ClientContext, Message};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use sluice_sink_api::{
-    Batch, Context, DeadLetter, Error, LateEvent, Output, Position, Preflight, Problem, Rejected, Result, Sink,
-    SinkComponent, Stage,
+    Batch, Component, Context, DeadLetter, Error, LateEvent, Output, Position, Preflight, Problem, Rejected, Result,
+    Sink, SinkComponent, Stage,
 };
 
 pub mod preflight;
@@ -103,10 +103,7 @@ pub struct KafkaSinkConfig {
     pub properties: BTreeMap<String, String>,
 }
 
-#[async_trait]
-impl SinkComponent for KafkaSinkConfig {
-    const SERVES: &'static [Output] = &Output::ALL;
-
+impl Component for KafkaSinkConfig {
     fn client_properties(&self) -> Option<&BTreeMap<String, String>> {
         Some(&self.properties)
     }
@@ -118,14 +115,14 @@ impl SinkComponent for KafkaSinkConfig {
     /// The properties librdkafka takes, and (online) brokers that answer
     /// and a topic that exists.
     fn preflight(&self, checks: &Preflight<'_>) -> Vec<Problem> {
-        let config = preflight::client_config(&self.brokers, &self.properties, checks);
-        let mut found = preflight::bad_properties(&config);
-        if checks.online {
-            let topic = [("topic".to_string(), self.topic.as_str())];
-            found.extend(preflight::topics_exist(&config, preflight::Client::Producer, &self.brokers, &topic));
-        }
-        found
+        let topic = [("topic".to_string(), self.topic.as_str())];
+        preflight::check(&self.brokers, &self.properties, preflight::Client::Producer, &topic, checks)
     }
+}
+
+#[async_trait]
+impl SinkComponent for KafkaSinkConfig {
+    const SERVES: &'static [Output] = &Output::ALL;
 
     async fn build(&self, name: &str, _context: &Context) -> Result<Box<dyn Sink>> {
         Ok(Box::new(KafkaSink::open(name, self).await?))

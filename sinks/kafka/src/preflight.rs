@@ -17,10 +17,28 @@ use sluice_sink_api::{Preflight, Problem};
 /// How long the brokers may take to answer.
 const TIMEOUT: Duration = Duration::from_secs(5);
 
+/// A Kafka client's whole preflight: the properties librdkafka refuses,
+/// and (online) brokers that answer and `topics` (each with its field)
+/// that exist.
+pub fn check(
+    brokers: &str,
+    properties: &BTreeMap<String, String>,
+    client: Client,
+    topics: &[(String, &str)],
+    checks: &Preflight<'_>,
+) -> Vec<Problem> {
+    let config = client_config(brokers, properties, checks);
+    let mut found = bad_properties(&config);
+    if checks.online {
+        found.extend(topics_exist(&config, client, brokers, topics));
+    }
+    found
+}
+
 /// The client a check makes: `brokers` and the properties but those the
 /// check is to leave alone (refused already, or loading code: see
 /// [`Preflight::skip`]), each at `properties.{key}`.
-pub fn client_config(brokers: &str, properties: &BTreeMap<String, String>, checks: &Preflight<'_>) -> ClientConfig {
+fn client_config(brokers: &str, properties: &BTreeMap<String, String>, checks: &Preflight<'_>) -> ClientConfig {
     let mut config = ClientConfig::new();
     config.set("bootstrap.servers", brokers);
     for (key, value) in properties {
@@ -33,7 +51,7 @@ pub fn client_config(brokers: &str, properties: &BTreeMap<String, String>, check
 
 /// The properties librdkafka refuses, each at its own field: unknown
 /// names and values it cannot take.
-pub fn bad_properties(config: &ClientConfig) -> Vec<Problem> {
+fn bad_properties(config: &ClientConfig) -> Vec<Problem> {
     let mut config = config.clone();
     let mut found = Vec::new();
     // librdkafka names the first bad property: leave it out and ask again.
@@ -64,7 +82,7 @@ pub enum Client {
 /// topic exists (else a problem at its field). Asks for every topic's
 /// metadata rather than the named ones: asking by name can create a topic
 /// on a broker that creates topics on first use.
-pub fn topics_exist(config: &ClientConfig, client: Client, brokers: &str, topics: &[(String, &str)]) -> Vec<Problem> {
+fn topics_exist(config: &ClientConfig, client: Client, brokers: &str, topics: &[(String, &str)]) -> Vec<Problem> {
     let metadata = match client {
         Client::Consumer => config.create::<BaseConsumer>().and_then(|c| c.fetch_metadata(None, TIMEOUT)),
         Client::Producer => config.create::<BaseProducer>().and_then(|p| p.client().fetch_metadata(None, TIMEOUT)),

@@ -31,8 +31,8 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use sluice_sink_api::{
-    Batch, Context, Duration, Error, FeatureRow, FeatureValue, Output, Preflight, Problem, Rejected, Result, Sink,
-    SinkComponent, Trigger,
+    Batch, Component, Context, Duration, Error, FeatureRow, FeatureValue, Output, Preflight, Problem, Rejected, Result,
+    Sink, SinkComponent, Trigger,
 };
 
 /// Redis hashes, one per entity (feature rows only): the online store.
@@ -52,10 +52,7 @@ pub struct RedisSinkConfig {
     pub ttl: Option<Duration>,
 }
 
-#[async_trait]
-impl SinkComponent for RedisSinkConfig {
-    const SERVES: &'static [Output] = &[Output::Features];
-
+impl Component for RedisSinkConfig {
     /// A URL that parses, and (online) a server that answers `PING`.
     fn preflight(&self, checks: &Preflight<'_>) -> Vec<Problem> {
         const TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
@@ -86,6 +83,11 @@ impl SinkComponent for RedisSinkConfig {
             )],
         }
     }
+}
+
+#[async_trait]
+impl SinkComponent for RedisSinkConfig {
+    const SERVES: &'static [Output] = &[Output::Features];
 
     async fn build(&self, name: &str, _context: &Context) -> Result<Box<dyn Sink>> {
         Ok(Box::new(RedisSink::open(name, self).await?))
