@@ -13,7 +13,7 @@
 use std::ops::Range;
 use std::time::Duration;
 
-use sluice_sink_api::{DeadLetter, EntityKey, FeatureRow, Stage};
+use sluice_sink_api::{DeadLetter, EntityKey, FeatureRow, KeyType, Stage};
 
 use super::control::Stop;
 use crate::metrics::Metrics;
@@ -46,9 +46,9 @@ fn dead_fold(batch: &Batch, fold: &Fold, class: &str, message: String) -> DeadLe
     DeadLetter::new(batch.rows_json(&fold.rows), None, Stage::Transform, class, message)
 }
 
-fn row(w: &Fired, features: sluice_sink_api::Features, computed_at: i64) -> FeatureRow {
+fn row(w: &Fired, features: sluice_sink_api::Features, computed_at: i64, key_type: KeyType) -> FeatureRow {
     FeatureRow {
-        key: EntityKey::Str(w.key.clone()),
+        key: EntityKey::typed(&w.key, key_type),
         window_start: w.start,
         window_end: w.end,
         event_time: w.latest,
@@ -94,6 +94,8 @@ struct Caller<'a> {
     /// Cancelled: a failed call is not split any more (its windows'
     /// results are not sent; they are read again after a restart).
     stop: &'a Stop,
+    /// How the rows' keys are typed.
+    key_type: KeyType,
 }
 
 impl Caller<'_> {
@@ -148,9 +150,10 @@ pub fn evaluate(
     bounds: &Bounds,
     metrics: &Metrics,
     stop: &Stop,
+    key_type: KeyType,
 ) -> (Evaluated, Batch) {
     let timeout = instance.timeout();
-    let mut caller = Caller { instance, metrics, timeout, stop };
+    let mut caller = Caller { instance, metrics, timeout, stop, key_type };
     let out = match mode {
         Mode::Window => windows(&mut caller, &mut batch, bounds),
         Mode::Aggregate => aggregate(&mut caller, &mut batch),
@@ -183,7 +186,7 @@ fn windows(caller: &mut Caller<'_>, batch: &mut Batch, bounds: &Bounds) -> Evalu
     let mut out = Evaluated::default();
     for (w, r) in batch.windows.iter().zip(results) {
         match r {
-            Ok(features) => out.rows.push(row(w, features, computed_at)),
+            Ok(features) => out.rows.push(row(w, features, computed_at, caller.key_type)),
             Err(f) => out.dead.push(dead_window(batch, w, f.class(), f.message())),
         }
     }
@@ -282,7 +285,7 @@ fn aggregate(caller: &mut Caller<'_>, batch: &mut Batch) -> Evaluated {
         let computed_at = now_ms();
         for ((w, _), r) in ready.iter().zip(finished) {
             match r {
-                Ok(features) => out.rows.push(row(w, features, computed_at)),
+                Ok(features) => out.rows.push(row(w, features, computed_at, caller.key_type)),
                 Err(f) => out.dead.push(dead_window(batch, w, f.class(), f.message())),
             }
         }

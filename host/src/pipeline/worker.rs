@@ -3,7 +3,7 @@
 use std::borrow::Cow;
 use std::time::{Duration, Instant};
 
-use sluice_sink_api::{DeadLetter, EntityKey, KeyType, LateEvent};
+use sluice_sink_api::{DeadLetter, KeyType, LateEvent};
 use tokio::sync::mpsc::Sender;
 
 use super::control::{Control, Stop};
@@ -199,7 +199,8 @@ impl<'a> Worker<'a> {
         if batch.is_empty() {
             return Ok(());
         }
-        let (out, batch) = evaluate(&mut self.instance, self.mode, batch, &self.bounds, self.metrics, self.stop);
+        let (out, batch) =
+            evaluate(&mut self.instance, self.mode, batch, &self.bounds, self.metrics, self.stop, self.key_type);
         self.operator.recycle(batch);
         if let Some((folds, results)) = out.folds {
             self.operator.apply_folds(folds, results);
@@ -207,15 +208,8 @@ impl<'a> Worker<'a> {
         Metrics::add(&self.metrics.dead_letters_transform, out.dead.len() as u64);
         self.dead.extend(out.dead);
         if !out.rows.is_empty() {
-            let mut rows = out.rows;
-            if self.key_type != KeyType::String {
-                for row in &mut rows {
-                    let typed = EntityKey::typed(&row.key.text(), self.key_type);
-                    row.key = typed;
-                }
-            }
-            Metrics::add(&self.metrics.feature_rows, rows.len() as u64);
-            self.send(Item::Features(rows))?;
+            Metrics::add(&self.metrics.feature_rows, out.rows.len() as u64);
+            self.send(Item::Features(out.rows))?;
         }
         Ok(())
     }
