@@ -50,6 +50,7 @@ use rdkafka::producer::Producer;
 use rdkafka::{Message, Offset, TopicPartitionList};
 use sluice_examples::kafka::{create_topic, key_of, producer, send};
 use sluice_examples::{Config, Shape};
+use sluice_host::checkpoint::{Listed, Storage};
 use sluice_host::manifest::Manifest;
 use sluice_host::metrics::Metrics;
 use sluice_host::pipeline::{self, Pipeline, Plan};
@@ -154,7 +155,7 @@ fn throughput(events: u64) -> anyhow::Result<()> {
         ("rocksdb", None),
         ("rocksdb, checkpoint/10s", Some("10s")),
     ];
-    let mut largest: Option<(u64, PathBuf, Manifest)> = None;
+    let mut largest: Option<(u64, Storage, Listed, Manifest)> = None;
     for round in 0..2 {
         for (name, interval) in modes {
             let checkpoints = data_dir().join(format!("checkpoints-{round}-{}", name.replace('/', "-")));
@@ -196,16 +197,17 @@ fn throughput(events: u64) -> anyhow::Result<()> {
                 summary.events_read as f64 / secs,
                 summary.feature_rows
             );
-            for listed in sluice_host::checkpoint::list(&checkpoints)? {
-                if largest.as_ref().is_none_or(|(size, _, _)| listed.size > *size) {
-                    largest = Some((listed.size, listed.path, manifest.clone()));
+            let storage = sluice_host::checkpoint::Storage::local(&checkpoints)?;
+            for listed in sluice_host::checkpoint::list(&storage)? {
+                if largest.as_ref().is_none_or(|(size, _, _, _)| listed.size > *size) {
+                    largest = Some((listed.size, storage.clone(), listed, manifest.clone()));
                 }
             }
             clean_redis(&prefix)?;
         }
     }
-    if let Some((size, path, manifest)) = largest {
-        restore(size, &path, &manifest)?;
+    if let Some((size, storage, listed, manifest)) = largest {
+        restore(size, &storage, &listed, &manifest)?;
     }
     Ok(())
 }
@@ -244,9 +246,9 @@ fn run_to_end(manifest: Manifest) -> anyhow::Result<(pipeline::Summary, f64, Arc
 /// check and decode it into window state (a restore). Then what it holds:
 /// events a key, and what the same keys take compressed one after another
 /// (checkpoint format 1) rather than laid out by column.
-fn restore(size: u64, path: &Path, manifest: &Manifest) -> anyhow::Result<()> {
+fn restore(size: u64, storage: &Storage, listed: &Listed, manifest: &Manifest) -> anyhow::Result<()> {
     let started = Instant::now();
-    let checkpoint = sluice_host::checkpoint::read(path)?;
+    let checkpoint = sluice_host::checkpoint::read(storage, listed)?;
     let spec = manifest.lower();
     let mut operator = Operator::in_memory(spec.window, spec.transform.mode(), spec.fields());
     let mut snapshot = Snapshot { watermark: checkpoint.header.watermark, ..Snapshot::default() };

@@ -66,7 +66,7 @@ enum Command {
         #[arg(long)]
         fresh: bool,
     },
-    /// Show the checkpoints of a manifest's `checkpoint.dir`.
+    /// Show the checkpoints of a manifest (its `checkpoint.dir` or `checkpoint.url`).
     Checkpoints {
         #[command(subcommand)]
         command: CheckpointsCommand,
@@ -559,44 +559,50 @@ fn checkpoints(command: CheckpointsCommand) -> ExitCode {
         eprintln!("{}: the manifest takes no checkpoints (no `checkpoint` section)", file.display());
         return ExitCode::FAILURE;
     };
-    let listed = match checkpoint::list(&config.dir) {
-        Ok(l) => l,
+    let at = config.shown();
+    let missing = config.dir.as_ref().is_some_and(|d| !d.exists());
+    let opened = if missing {
+        Ok(None)
+    } else {
+        checkpoint::Storage::open(config).and_then(|s| Ok(Some((checkpoint::list(&s)?, s))))
+    };
+    let (listed, storage) = match opened {
+        Ok(Some((listed, storage))) => (listed, Some(storage)),
+        Ok(None) => (Vec::new(), None),
         Err(e) => {
             eprintln!("error: {e}");
             return ExitCode::FAILURE;
         }
     };
-    let name =
-        |l: &checkpoint::Listed| l.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let Some(wanted) = inspect else {
-        out!("{} checkpoint(s) in {}", listed.len(), config.dir.display());
+        out!("{} checkpoint(s) in {at}", listed.len());
         for l in &listed {
             match &l.header {
                 Ok(h) => out!(
                     "{}  {}  {} partition(s), {} key(s), {} bytes",
-                    name(l),
+                    l.name,
                     sluice_host::time::format_ms(h.created_ms),
                     h.partitions.len(),
                     h.partitions.iter().map(|p| p.keys).sum::<u64>(),
                     l.size
                 ),
-                Err(e) => out!("{}  unreadable: {e}", name(l)),
+                Err(e) => out!("{}  unreadable: {e}", l.name),
             }
         }
         return ExitCode::SUCCESS;
     };
     let chosen = match &wanted {
-        Some(w) => listed.iter().find(|l| name(l) == *w),
+        Some(w) => listed.iter().find(|l| l.name == *w),
         None => listed.last(),
     };
-    let Some(chosen) = chosen else {
-        eprintln!("no checkpoint {} in {}", wanted.unwrap_or_default(), config.dir.display());
+    let (Some(chosen), Some(storage)) = (chosen, storage) else {
+        eprintln!("no checkpoint {} in {at}", wanted.unwrap_or_default());
         return ExitCode::FAILURE;
     };
-    match checkpoint::read(&chosen.path) {
+    match checkpoint::read(&storage, chosen) {
         Ok(c) => {
             let h = &c.header;
-            out!("{}: intact ({} bytes)", chosen.path.display(), chosen.size);
+            out!("{}: intact ({} bytes)", storage.show(&chosen.data), chosen.size);
             out!("pipeline {}, host {}, barrier {}", h.pipeline, h.host, h.epoch);
             out!("written {}", sluice_host::time::format_ms(h.created_ms));
             out!("watermark {}", sluice_host::time::format_ms(h.watermark));

@@ -88,21 +88,36 @@ pub fn check(manifest: &Manifest, checks: &Checks) -> Vec<Finding> {
     check_paths_under("state", &mut found);
     check_paths_under("checkpoint", &mut found);
     if let Some(c) = &manifest.checkpoint
-        && checks.looks_at("checkpoint.dir")
+        && checks.looks_at(&format!("checkpoint.{}", c.field()))
     {
-        let listed = if checks.fresh { Vec::new() } else { crate::checkpoint::list(&c.dir).unwrap_or_default() };
-        let layout = manifest.lower().layout();
-        if let Some((l, mismatch)) = crate::checkpoint::refused(&listed, &manifest.name, &layout).next() {
-            found.push((
-                "checkpoint.dir".into(),
-                format!(
-                    "{} was written by an incompatible pipeline: it has {}, the manifest has {}",
-                    l.path.display(),
-                    mismatch.found,
-                    mismatch.expected
-                ),
-                Some("run with --fresh to start over (the old checkpoints are moved aside)".into()),
-            ));
+        let field = format!("checkpoint.{}", c.field());
+        // A directory not made yet holds none; an object store is looked
+        // at online only.
+        let listable = match &c.dir {
+            Some(dir) => dir.is_dir(),
+            None => checks.online,
+        };
+        let listed =
+            listable.then(|| crate::checkpoint::Storage::open(c).and_then(|s| Ok((crate::checkpoint::list(&s)?, s))));
+        match listed {
+            // A directory's own problems are the path checks' to say.
+            Some(Err(e)) if c.dir.is_none() => found.push((field, e.to_string(), None)),
+            Some(Ok((listed, storage))) if !checks.fresh => {
+                let layout = manifest.lower().layout();
+                if let Some((l, mismatch)) = crate::checkpoint::refused(&listed, &manifest.name, &layout).next() {
+                    found.push((
+                        field,
+                        format!(
+                            "{} was written by an incompatible pipeline: it has {}, the manifest has {}",
+                            storage.show(&l.data),
+                            mismatch.found,
+                            mismatch.expected
+                        ),
+                        Some("run with --fresh to start over (the old checkpoints are moved aside)".into()),
+                    ));
+                }
+            }
+            _ => {}
         }
     }
     found

@@ -1,12 +1,8 @@
-//! The checkpoint file: a magic number, a format version, a JSON header,
+//! A checkpoint's data: a magic number, a format version, a JSON header,
 //! the key states of every partition in turn, laid out by kind of value
 //! ([`crate::state::columnar`]) and zstd-compressed, and a CRC-32 of all
 //! that. Format 1 held the key states one after another, length-prefixed;
 //! it is still read.
-
-use std::io::Read;
-use std::path::Path;
-use std::time::{Duration, SystemTime};
 
 use super::{Checkpoint, Error, Header, PartitionEntry, PartitionState, Result};
 
@@ -21,13 +17,13 @@ const MAX_HEADER: usize = 64 << 20;
 /// pipeline up for long.
 const LEVEL: i32 = 1;
 
-fn file_err(path: &Path, message: impl std::fmt::Display) -> Error {
-    Error::File { path: path.display().to_string(), message: message.to_string() }
+fn file_err(at: &str, message: impl std::fmt::Display) -> Error {
+    Error::File { path: at.to_string(), message: message.to_string() }
 }
 
-/// Write `checkpoint` as `dir/name`: to a temporary file, synced, then
-/// renamed, and the directory synced. Returns the size.
-pub(super) fn write(dir: &Path, name: &str, checkpoint: &Checkpoint) -> Result<u64> {
+/// `checkpoint` as bytes, and the header they begin with (the header given,
+/// with each partition's entry filled in).
+pub fn encode(checkpoint: &Checkpoint) -> Result<(Vec<u8>, Header)> {
     let mut header = checkpoint.header.clone();
     header.partitions = checkpoint
         .partitions
@@ -42,7 +38,8 @@ pub(super) fn write(dir: &Path, name: &str, checkpoint: &Checkpoint) -> Result<u
             bytes: p.keys.iter().map(|k| k.len() as u64 + 4).sum(),
         })
         .collect();
-    let json = serde_json::to_vec(&header).map_err(|e| file_err(&dir.join(name), e))?;
+    let at = "(being written)";
+    let json = serde_json::to_vec(&header).map_err(|e| file_err(at, e))?;
     let mut out =
         Vec::with_capacity(json.len() + header.partitions.iter().map(|p| p.bytes as usize).sum::<usize>() + 32);
     out.extend_from_slice(MAGIC);
@@ -50,39 +47,33 @@ pub(super) fn write(dir: &Path, name: &str, checkpoint: &Checkpoint) -> Result<u
     out.extend_from_slice(&(json.len() as u32).to_le_bytes());
     out.extend_from_slice(&json);
     let keys = checkpoint.partitions.iter().flat_map(|p| p.keys.iter().map(Vec::as_slice));
-    let body = crate::state::columnar::pack(keys)
-        .map_err(|e| file_err(&dir.join(name), format!("a key's state does not encode: {e}")))?;
-    let compressed = zstd::bulk::compress(&body, LEVEL).map_err(|e| file_err(&dir.join(name), e))?;
+    let body =
+        crate::state::columnar::pack(keys).map_err(|e| file_err(at, format!("a key's state does not encode: {e}")))?;
+    let compressed = zstd::bulk::compress(&body, LEVEL).map_err(|e| file_err(at, e))?;
     drop(body);
     out.extend_from_slice(&compressed);
     let crc = crc32fast::hash(&out);
     out.extend_from_slice(&crc.to_le_bytes());
-
-    let path = dir.join(name);
-    crate::files::write_atomic(&path, &out).map_err(|e| file_err(&path, e))?;
-    Ok(out.len() as u64)
+    Ok((out, header))
 }
 
-/// The header of the checkpoint at `path` (the state is not read, nor the
-/// checksum checked).
-pub fn read_header(path: &Path) -> Result<Header> {
-    let mut f = std::fs::File::open(path).map_err(|e| file_err(path, e))?;
-    let mut head = [0u8; 13];
-    f.read_exact(&mut head).map_err(|_| file_err(path, "shorter than a checkpoint's header"))?;
-    let (_, len) = header_len(path, &head)?;
-    let mut json = vec![0u8; len];
-    f.read_exact(&mut json).map_err(|_| file_err(path, "the header is cut short"))?;
-    serde_json::from_slice(&json).map_err(|e| file_err(path, format!("the header is not valid: {e}")))
+/// The header `bytes` begin with (the state is not read, nor the checksum
+/// checked). `at` names them in errors.
+pub fn decode_header(at: &str, bytes: &[u8]) -> Result<Header> {
+    let head = bytes.get(..13).ok_or_else(|| file_err(at, "shorter than a checkpoint's header"))?;
+    let (_, len) = header_len(at, head)?;
+    let json = bytes.get(13..13 + len).ok_or_else(|| file_err(at, "the header is cut short"))?;
+    serde_json::from_slice(json).map_err(|e| file_err(at, format!("the header is not valid: {e}")))
 }
 
 /// The file's format version and the length of its header.
-fn header_len(path: &Path, head: &[u8]) -> Result<(u8, usize)> {
+fn header_len(at: &str, head: &[u8]) -> Result<(u8, usize)> {
     if head.get(..8) != Some(MAGIC.as_slice()) {
-        return Err(file_err(path, "not a Sluice checkpoint"));
+        return Err(file_err(at, "not a Sluice checkpoint"));
     }
     if head[8] != VERSION && head[8] != VERSION_KEY_BY_KEY {
         return Err(file_err(
-            path,
+            at,
             format!(
                 "checkpoint format {} is not supported (this host reads formats {VERSION_KEY_BY_KEY} and {VERSION})",
                 head[8]
@@ -91,37 +82,36 @@ fn header_len(path: &Path, head: &[u8]) -> Result<(u8, usize)> {
     }
     let len = u32::from_le_bytes([head[9], head[10], head[11], head[12]]) as usize;
     if len > MAX_HEADER {
-        return Err(file_err(path, "the header length is not plausible"));
+        return Err(file_err(at, "the header length is not plausible"));
     }
     Ok((head[8], len))
 }
 
-/// Read a whole checkpoint and check it.
-pub fn read(path: &Path) -> Result<Checkpoint> {
-    let bytes = std::fs::read(path).map_err(|e| file_err(path, e))?;
+/// A whole checkpoint from its bytes, checked. `at` names them in errors.
+pub fn decode(at: &str, bytes: &[u8]) -> Result<Checkpoint> {
     if bytes.len() < 17 {
-        return Err(file_err(path, "shorter than a checkpoint"));
+        return Err(file_err(at, "shorter than a checkpoint"));
     }
     let (body, crc) = bytes.split_at(bytes.len() - 4);
     let crc = u32::from_le_bytes([crc[0], crc[1], crc[2], crc[3]]);
     if crc32fast::hash(body) != crc {
-        return Err(file_err(path, "the checksum does not match (a truncated or damaged file)"));
+        return Err(file_err(at, "the checksum does not match (a truncated or damaged file)"));
     }
-    let (version, len) = header_len(path, body)?;
-    let json = body.get(13..13 + len).ok_or_else(|| file_err(path, "the header is cut short"))?;
+    let (version, len) = header_len(at, body)?;
+    let json = body.get(13..13 + len).ok_or_else(|| file_err(at, "the header is cut short"))?;
     let header: Header =
-        serde_json::from_slice(json).map_err(|e| file_err(path, format!("the header is not valid: {e}")))?;
+        serde_json::from_slice(json).map_err(|e| file_err(at, format!("the header is not valid: {e}")))?;
     let compressed = body.get(13 + len..).unwrap_or_default();
-    let body = zstd::stream::decode_all(compressed).map_err(|e| file_err(path, format!("the state: {e}")))?;
+    let body = zstd::stream::decode_all(compressed).map_err(|e| file_err(at, format!("the state: {e}")))?;
     let mut keys = match version {
-        VERSION_KEY_BY_KEY => key_by_key(path, &body)?,
+        VERSION_KEY_BY_KEY => key_by_key(at, &body)?,
         _ => crate::state::columnar::unpack(&body)
-            .map_err(|e| file_err(path, format!("the state does not read back: {e}")))?,
+            .map_err(|e| file_err(at, format!("the state does not read back: {e}")))?,
     }
     .into_iter();
     let total: u64 = header.partitions.iter().map(|p| p.keys).sum();
     if keys.len() as u64 != total {
-        return Err(file_err(path, format!("the state holds {} keys, its header says {total}", keys.len())));
+        return Err(file_err(at, format!("the state holds {} keys, its header says {total}", keys.len())));
     }
     let partitions = header
         .partitions
@@ -139,33 +129,16 @@ pub fn read(path: &Path) -> Result<Checkpoint> {
 }
 
 /// Format 1's state: each key length-prefixed.
-fn key_by_key(path: &Path, mut body: &[u8]) -> Result<Vec<Vec<u8>>> {
+fn key_by_key(at: &str, mut body: &[u8]) -> Result<Vec<Vec<u8>>> {
     let mut keys = Vec::new();
     while !body.is_empty() {
-        let (n, rest) = body.split_first_chunk::<4>().ok_or_else(|| file_err(path, "the state is cut short"))?;
+        let (n, rest) = body.split_first_chunk::<4>().ok_or_else(|| file_err(at, "the state is cut short"))?;
         let n = u32::from_le_bytes(*n) as usize;
-        let key = rest.get(..n).ok_or_else(|| file_err(path, "the state is cut short"))?;
+        let key = rest.get(..n).ok_or_else(|| file_err(at, "the state is cut short"))?;
         keys.push(key.to_vec());
         body = &rest[n..];
     }
     Ok(keys)
-}
-
-/// Temporary files of writes that never finished (the host died), once
-/// an hour old: a younger one may be another host's write in progress.
-pub(super) fn remove_stale_temporaries(dir: &Path) {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return;
-    };
-    for path in entries.filter_map(|e| e.ok()).map(|e| e.path()) {
-        let stale = path.extension().is_some_and(|x| x == "tmp")
-            && std::fs::metadata(&path)
-                .and_then(|m| m.modified())
-                .is_ok_and(|t| SystemTime::now().duration_since(t).unwrap_or_default() > Duration::from_secs(3600));
-        if stale {
-            let _ = std::fs::remove_file(&path);
-        }
-    }
 }
 
 #[cfg(test)]
@@ -208,42 +181,34 @@ mod tests {
 
     #[test]
     fn a_checkpoint_reads_back_and_damage_is_found() -> anyhow::Result<()> {
-        let dir = tempfile::tempdir()?;
         let checkpoint = sample();
-        let size = write(dir.path(), "a.ckpt", &checkpoint)?;
-        let path = dir.path().join("a.ckpt");
-        assert_eq!(std::fs::metadata(&path)?.len(), size);
-        let back = read(&path)?;
+        let (bytes, header) = encode(&checkpoint)?;
+        let back = decode("a", &bytes)?;
         assert_eq!(back.partitions, checkpoint.partitions);
+        assert_eq!(back.header, header);
         assert_eq!(back.header.partitions.len(), 2);
         assert_eq!(back.header.partitions[0].keys, 2);
-        assert_eq!(read_header(&path)?, back.header);
-        assert!(!dir.path().join("a.ckpt.tmp").exists());
+        assert_eq!(decode_header("a", &bytes)?, back.header);
 
-        let bytes = std::fs::read(&path)?;
         // Cut short, anywhere.
         for cut in [bytes.len() - 1, bytes.len() / 2, 20, 3] {
-            std::fs::write(&path, &bytes[..cut])?;
-            let e = read(&path).err().map(|e| e.to_string()).unwrap_or_default();
+            let e = decode("a", &bytes[..cut]).err().map(|e| e.to_string()).unwrap_or_default();
             assert!(e.contains("checksum") || e.contains("shorter"), "cut at {cut}: {e}");
         }
         // One bit flipped in the state.
         let mut flipped = bytes.clone();
         let at = flipped.len() - 8;
         flipped[at] ^= 1;
-        std::fs::write(&path, &flipped)?;
-        assert!(read(&path).err().map(|e| e.to_string()).unwrap_or_default().contains("checksum"));
+        assert!(decode("a", &flipped).err().map(|e| e.to_string()).unwrap_or_default().contains("checksum"));
         Ok(())
     }
 
-    /// A file of format 1 (keys one after another, length-prefixed), as
+    /// Data of format 1 (keys one after another, length-prefixed), as
     /// hosts before format 2 wrote them, still restores.
     #[test]
     fn a_checkpoint_of_format_1_reads() -> anyhow::Result<()> {
-        let dir = tempfile::tempdir()?;
         let checkpoint = sample();
-        write(dir.path(), "new.ckpt", &checkpoint)?;
-        let header = read_header(&dir.path().join("new.ckpt"))?;
+        let (_, header) = encode(&checkpoint)?;
         let json = serde_json::to_vec(&header)?;
         let mut body = Vec::new();
         for key in checkpoint.partitions.iter().flat_map(|p| &p.keys) {
@@ -256,9 +221,7 @@ mod tests {
         file.extend_from_slice(&zstd::bulk::compress(&body, 1)?);
         let crc = crc32fast::hash(&file);
         file.extend_from_slice(&crc.to_le_bytes());
-        let path = dir.path().join("old.ckpt");
-        std::fs::write(&path, file)?;
-        let back = read(&path)?;
+        let back = decode("old", &file)?;
         assert_eq!(back.partitions, checkpoint.partitions);
         assert_eq!(back.header, header);
         Ok(())

@@ -1,27 +1,38 @@
 //! Checkpoints: a consistent cut of source positions, watermarks and
-//! window state, taken at a barrier, in a directory.
+//! window state, taken at a barrier, kept in an object store (a local
+//! directory by default, or an S3-compatible bucket: [`storage`]).
 //!
-//! One file per checkpoint, `{time}-{host}-{epoch}.ckpt`, written under a
-//! temporary name, synced and renamed: a file with its final name is
-//! complete, and its checksum says whether it is intact. State is kept by
-//! input partition (Kafka Streams' model), so hosts of one consumer group
-//! can share the directory: a partition's state is found in the newest
-//! checkpoint that holds it (the furthest position, then the newest
-//! time), whichever host wrote it, together with the offset it reflects.
-//! A checkpoint that does not read back (truncated, corrupt) is skipped
-//! with a logged reason, and the one before it is used.
+//! A checkpoint is written as a data object, `data/{time}-{host}-{epoch}.ckpt`,
+//! and then published by a small entry in the index,
+//! `index/{time}-{host}-{epoch}.json`, that repeats its header: a
+//! checkpoint without an entry (its host died between the two writes) is
+//! never restored, and nothing relies on an atomic rename. Listing,
+//! restoring and pruning read the index, and a restore reads only the data
+//! it restores; the data's checksum says whether it is intact.
+//!
+//! State is kept by input partition (Kafka Streams' model), so hosts of
+//! one consumer group can share the store: a partition's state is found in
+//! the newest checkpoint that holds it (the furthest position, then the
+//! newest time), whichever host wrote it, together with the offset it
+//! reflects. A checkpoint that does not read back (truncated, corrupt) is
+//! skipped with a logged reason, and the one before it is used.
+//! Checkpoint files of hosts before the index (`{name}.ckpt` at the root)
+//! are still listed and restored.
 
 mod file;
+mod index;
 mod layout;
+pub mod storage;
 
-use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-pub use file::{read, read_header};
+pub use file::{decode, decode_header, encode};
 pub use layout::{LAYOUT_VERSION, Layout, Mismatch, Shape, TransformKind};
+pub use storage::Storage;
 
 use sluice_sink_api::Duration;
 
@@ -29,10 +40,26 @@ use sluice_sink_api::Duration;
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CheckpointConfig {
-    /// Directory of the checkpoints. Hosts of one consumer group may share
-    /// it (a network file system): a partition that moves takes its state
+    /// Directory of the checkpoints (the local filesystem; each is synced
+    /// to disk as it is written). Hosts of one consumer group may share it
+    /// (a network file system): a partition that moves takes its state
     /// from the newest checkpoint that holds it, whichever host wrote it.
-    pub dir: PathBuf,
+    /// Give `dir` or `url`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dir: Option<PathBuf>,
+    /// An object store instead of a directory: `s3://bucket/prefix`, on
+    /// AWS or any S3-compatible store (MinIO, Ceph, R2: set
+    /// `options.aws_endpoint`). Credentials and region come from
+    /// `options` or from the `AWS_*` environment variables, as AWS's own
+    /// clients read them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// Options of the store named by `url`, as the `object_store` crate's
+    /// S3 builder takes them: `aws_endpoint`, `aws_region`,
+    /// `aws_access_key_id`, `aws_secret_access_key`, `aws_allow_http`
+    /// (`"true"` for an `http://` endpoint), `aws_virtual_hosted_style_request`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub options: BTreeMap<String, String>,
     /// Time between checkpoints. A graceful stop takes one too.
     #[serde(default = "default_checkpoint_interval")]
     pub interval: Duration,
@@ -45,7 +72,67 @@ pub struct CheckpointConfig {
 impl CheckpointConfig {
     /// Checkpoints in `dir`, at the default interval and retention.
     pub fn in_dir(dir: PathBuf) -> CheckpointConfig {
-        CheckpointConfig { dir, interval: default_checkpoint_interval(), retain: default_retain() }
+        CheckpointConfig {
+            dir: Some(dir),
+            url: None,
+            options: BTreeMap::new(),
+            interval: default_checkpoint_interval(),
+            retain: default_retain(),
+        }
+    }
+
+    /// Where the checkpoints are, as people name it.
+    pub fn shown(&self) -> String {
+        match (&self.dir, &self.url) {
+            (Some(dir), _) => dir.display().to_string(),
+            (None, Some(url)) => url.clone(),
+            (None, None) => String::new(),
+        }
+    }
+
+    /// The field that says where they are.
+    pub fn field(&self) -> &'static str {
+        if self.dir.is_none() && self.url.is_some() { "url" } else { "dir" }
+    }
+
+    /// What is wrong with where the checkpoints are: each field, why, and
+    /// what to do.
+    pub fn problems(&self) -> Vec<(String, String, &'static str)> {
+        let mut found = Vec::new();
+        match (&self.dir, &self.url) {
+            (Some(_), Some(_)) => found.push((
+                "url".into(),
+                "both `dir` and `url` are given".into(),
+                "keep `dir` for a local directory, or `url` for an object store",
+            )),
+            (None, None) => found.push((
+                "dir".into(),
+                "no `dir` or `url` says where the checkpoints go".into(),
+                "for example dir: /var/lib/sluice/checkpoints, or url: s3://bucket/checkpoints",
+            )),
+            (None, Some(url)) => {
+                let scheme = url.split_once("://").map(|(s, _)| s);
+                if !scheme.is_some_and(|s| storage::SCHEMES.contains(&s)) {
+                    found.push((
+                        "url".into(),
+                        format!("`{url}` is not an s3:// URL"),
+                        "for example s3://bucket/checkpoints (a local directory is `dir`)",
+                    ));
+                }
+            }
+            (Some(_), None) => {}
+        }
+        if self.url.is_none() && !self.options.is_empty() {
+            found.push(("options".into(), "options are for an object store's `url`".into(), "remove them"));
+        }
+        for key in self.options.keys().filter(|k| !storage::s3_option(k)) {
+            found.push((
+                format!("options.{key}"),
+                format!("`{key}` is not an option of the S3 store"),
+                "for example aws_endpoint, aws_region, aws_access_key_id, aws_secret_access_key, aws_allow_http",
+            ));
+        }
+        found
     }
 }
 
@@ -59,10 +146,18 @@ fn default_retain() -> usize {
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("checkpoint directory {dir}: {message}")]
+    #[error("checkpoints at {dir}: {message}")]
     Dir { dir: String, message: String },
     #[error("checkpoint {path}: {message}")]
     File { path: String, message: String },
+    #[error("checkpoint storage at {at}: {source}")]
+    Storage {
+        at: String,
+        #[source]
+        source: Box<object_store::Error>,
+    },
+    #[error("checkpoint storage: {0}")]
+    Runtime(String),
     #[error(
         "{path} was written by an incompatible pipeline: it has {found}, the manifest has {expected}; \
          its state cannot be restored (run with --fresh to start over: the old checkpoints are moved aside)"
@@ -89,7 +184,8 @@ pub struct PartitionState {
     pub keys: Vec<Vec<u8>>,
 }
 
-/// What a checkpoint file says about itself, ahead of the state.
+/// What a checkpoint says about itself, ahead of the state (in its data
+/// and in its index entry).
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Header {
     pub pipeline: String,
@@ -140,57 +236,56 @@ pub struct Restored {
     pub state: PartitionState,
     pub watermark: i64,
     pub last_sweep: i64,
-    /// The checkpoint's file name.
+    /// The checkpoint's name.
     pub from: String,
 }
 
-/// Checkpoint files in a directory, for one pipeline.
+/// The checkpoints of one pipeline in a store.
 #[derive(Debug)]
 pub struct Store {
-    dir: PathBuf,
+    storage: Storage,
     host: String,
     pipeline: String,
     layout: Layout,
     retain: usize,
 }
 
-/// A checkpoint file found in the directory.
-#[derive(Debug)]
+/// A published checkpoint.
+#[derive(Debug, Clone)]
 pub struct Listed {
-    pub path: PathBuf,
+    /// Its name, `{time}-{host}-{epoch}.ckpt`.
+    pub name: String,
+    /// Its data's key in the store.
+    pub data: String,
+    /// Its data's size in bytes.
     pub size: u64,
     /// Its header, or why it cannot be read.
     pub header: Result<Header, String>,
 }
 
 impl Store {
-    /// The store of `config.dir` for pipeline `pipeline`, whose state has
-    /// `layout`, created if needed. With `fresh`, the checkpoints already
-    /// there are moved aside (to `superseded-{time}/`); without, a
-    /// checkpoint of the pipeline that the layout does not admit is an
-    /// error.
+    /// The store of `config` for pipeline `pipeline`, whose state has
+    /// `layout`. With `fresh`, the checkpoints already there are moved
+    /// aside (to `superseded-{time}/`); without, a checkpoint of the
+    /// pipeline that the layout does not admit is an error.
     pub fn open(config: &CheckpointConfig, pipeline: &str, layout: Layout, fresh: bool) -> Result<Store> {
-        let dir = config.dir.clone();
-        let shown = dir.display().to_string();
-        let dir_err = |message: String| Error::Dir { dir: shown.clone(), message };
-        std::fs::create_dir_all(&dir).map_err(|e| dir_err(e.to_string()))?;
+        let storage = Storage::create(config)?;
         let host = run_id();
-        let store = Store { dir, host, pipeline: pipeline.to_string(), layout, retain: config.retain.max(1) };
-        let found = store.list()?;
+        let store = Store { storage, host, pipeline: pipeline.to_string(), layout, retain: config.retain.max(1) };
+        let found = list(&store.storage)?;
         if fresh && !found.is_empty() {
-            let aside = store.dir.join(format!("superseded-{}", crate::time::now_ms()));
-            std::fs::create_dir_all(&aside).map_err(|e| dir_err(e.to_string()))?;
-            for f in &found {
-                if let Some(name) = f.path.file_name() {
-                    std::fs::rename(&f.path, aside.join(name)).map_err(|e| dir_err(e.to_string()))?;
-                }
-            }
-            tracing::info!(checkpoints = found.len(), to = %aside.display(), "starting fresh: checkpoints moved aside");
+            let aside = format!("superseded-{}", crate::time::now_ms());
+            index::move_aside(&store.storage, &aside)?;
+            tracing::info!(
+                checkpoints = found.len(),
+                to = store.storage.show(&aside),
+                "starting fresh: checkpoints moved aside"
+            );
             return Ok(store);
         }
         if let Some((listed, mismatch)) = refused(&found, &store.pipeline, &store.layout).next() {
             return Err(Error::Incompatible {
-                path: listed.path.display().to_string(),
+                path: store.storage.show(&listed.data),
                 found: mismatch.found,
                 expected: mismatch.expected,
             });
@@ -198,8 +293,8 @@ impl Store {
         Ok(store)
     }
 
-    pub fn dir(&self) -> &Path {
-        &self.dir
+    pub fn storage(&self) -> &Storage {
+        &self.storage
     }
 
     /// This process's name in its checkpoints.
@@ -222,30 +317,29 @@ impl Store {
         Ok(out)
     }
 
-    /// Every complete checkpoint file of the directory, oldest first, with
-    /// its header (or why it could not be read).
+    /// Every published checkpoint of the store, oldest first.
     pub fn list(&self) -> Result<Vec<Listed>> {
-        list(&self.dir)
+        list(&self.storage)
     }
 
-    /// Write `checkpoint` durably, then delete this host's old ones.
-    /// Returns the file's size.
+    /// Write `checkpoint` durably and publish it, then delete this host's
+    /// old ones. Returns the data's size.
     pub fn write(&self, epoch: u64, checkpoint: &mut Checkpoint) -> Result<u64> {
         let h = &mut checkpoint.header;
         (h.pipeline, h.fingerprint, h.layout, h.host, h.epoch) =
             (self.pipeline.clone(), self.layout.to_string(), Some(self.layout.clone()), self.host.clone(), epoch);
         let name = format!("{:013}-{}-{epoch:08}.ckpt", h.created_ms.max(0), self.host);
-        let size = file::write(&self.dir, &name, checkpoint)?;
+        let size = index::publish(&self.storage, &name, checkpoint)?;
         self.prune();
         Ok(size)
     }
 
     /// The newest intact state of each partition of `wanted` that some
-    /// checkpoint of this pipeline holds. Each file is read (and checked)
-    /// once, however many of the partitions it holds.
+    /// checkpoint of this pipeline holds. Each checkpoint's data is read
+    /// (and checked) once, however many of the partitions it holds.
     pub fn restore(&self, wanted: &[(String, i32)]) -> Result<HashMap<(String, i32), Restored>> {
         let listed = self.list()?;
-        let mut read: HashMap<&Path, Option<Checkpoint>> = HashMap::new();
+        let mut read: HashMap<&str, Option<Checkpoint>> = HashMap::new();
         let mut out = HashMap::new();
         for tp in wanted {
             // Best first: the furthest offset, then the newest.
@@ -262,8 +356,8 @@ impl Store {
                 .collect();
             candidates.sort_by_key(|(_, h, e)| std::cmp::Reverse((e.offset, h.created_ms)));
             for (l, h, _) in candidates {
-                let checkpoint = read.entry(&l.path).or_insert_with(|| {
-                    file::read(&l.path)
+                let checkpoint = read.entry(&l.data).or_insert_with(|| {
+                    self.read(l)
                         .inspect_err(|e| {
                             tracing::warn!("skipping a checkpoint that does not read back, trying an older one: {e}")
                         })
@@ -274,29 +368,36 @@ impl Store {
                     continue;
                 };
                 let state = checkpoint.partitions.swap_remove(at);
-                let from = l.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-                out.insert(tp.clone(), Restored { state, watermark: h.watermark, last_sweep: h.last_sweep, from });
+                out.insert(
+                    tp.clone(),
+                    Restored { state, watermark: h.watermark, last_sweep: h.last_sweep, from: l.name.clone() },
+                );
                 break;
             }
         }
         Ok(out)
     }
 
+    /// A published checkpoint, whole and checked.
+    pub fn read(&self, listed: &Listed) -> Result<Checkpoint> {
+        read(&self.storage, listed)
+    }
+
     /// Delete this host's checkpoints beyond the newest `retain`, except
-    /// one that is the newest of some partition; and temporary files of a
-    /// write that never finished, once an hour old.
+    /// one that is the newest of some partition (its entry first, so no
+    /// entry outlives its data); and data never published (its host died
+    /// before the entry was written), once an hour old.
     fn prune(&self) {
         let Ok(listed) = self.list() else {
             return;
         };
-        let mut newest: HashMap<(String, i32), (i64, i64, PathBuf)> = HashMap::new();
+        let mut newest: HashMap<(String, i32), (i64, i64, &str)> = HashMap::new();
         for l in &listed {
             let Ok(h) = &l.header else { continue };
             for p in &h.partitions {
-                let entry =
-                    newest.entry((p.topic.clone(), p.partition)).or_insert((i64::MIN, i64::MIN, PathBuf::new()));
+                let entry = newest.entry((p.topic.clone(), p.partition)).or_insert((i64::MIN, i64::MIN, ""));
                 if (p.offset, h.created_ms) > (entry.0, entry.1) {
-                    *entry = (p.offset, h.created_ms, l.path.clone());
+                    *entry = (p.offset, h.created_ms, &l.name);
                 }
             }
         }
@@ -304,14 +405,14 @@ impl Store {
             listed.iter().filter(|l| l.header.as_ref().is_ok_and(|h| h.host == self.host)).collect();
         let keep_from = mine.len().saturating_sub(self.retain);
         for l in &mine[..keep_from] {
-            if newest.values().any(|(_, _, p)| *p == l.path) {
+            if newest.values().any(|(_, _, name)| *name == l.name) {
                 continue;
             }
-            if let Err(e) = std::fs::remove_file(&l.path) {
-                tracing::warn!(path = %l.path.display(), "cannot delete an old checkpoint: {e}");
+            if let Err(e) = index::remove(&self.storage, l) {
+                tracing::warn!(checkpoint = l.name, "cannot delete an old checkpoint: {e}");
             }
         }
-        file::remove_stale_temporaries(&self.dir);
+        index::remove_unpublished(&self.storage, &listed);
     }
 }
 
@@ -335,26 +436,15 @@ pub fn refused<'l>(
     })
 }
 
-/// Every complete checkpoint file in `dir`, oldest first.
-pub fn list(dir: &Path) -> Result<Vec<Listed>> {
-    let entries = match std::fs::read_dir(dir) {
-        Ok(e) => e,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(Error::Dir { dir: dir.display().to_string(), message: e.to_string() }),
-    };
-    let mut out: Vec<Listed> = entries
-        .filter_map(|e| e.ok())
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|x| x == "ckpt") && p.is_file())
-        .map(|path| {
-            let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
-            let header = read_header(&path).map_err(|e| e.to_string());
-            Listed { path, size, header }
-        })
-        .collect();
-    // Names start with the creation time.
-    out.sort_by(|a, b| a.path.file_name().cmp(&b.path.file_name()));
-    Ok(out)
+/// Every published checkpoint in `storage`, oldest first.
+pub fn list(storage: &Storage) -> Result<Vec<Listed>> {
+    index::list(storage)
+}
+
+/// A published checkpoint, whole and checked.
+pub fn read(storage: &Storage, listed: &Listed) -> Result<Checkpoint> {
+    let bytes = storage.get(&listed.data)?;
+    decode(&storage.show(&listed.data), &bytes)
 }
 
 #[cfg(test)]
@@ -370,7 +460,7 @@ pub(crate) mod tests {
 
     /// A store in `dir` keeping two checkpoints, for pipeline `clicks` with
     /// a tumbling window of `size_ms`.
-    pub(crate) fn store(dir: &Path, size_ms: i64, fresh: bool) -> Result<Store> {
+    pub(crate) fn store(dir: &std::path::Path, size_ms: i64, fresh: bool) -> Result<Store> {
         let config = CheckpointConfig { retain: 2, ..CheckpointConfig::in_dir(dir.to_path_buf()) };
         Store::open(&config, "clicks", layout(crate::window::Kind::Tumbling { size: size_ms }), fresh)
     }
@@ -411,9 +501,8 @@ pub(crate) mod tests {
     }
 
     /// Each partition comes from the newest checkpoint that holds it; a
-    /// damaged newest one (and a write that never finished) is passed
-    /// over for the one before; old checkpoints go, except the newest of
-    /// a partition.
+    /// damaged newest one is passed over for the one before; old
+    /// checkpoints go, except the newest of a partition.
     #[test]
     fn partitions_restore_from_the_newest_intact_checkpoint() -> anyhow::Result<()> {
         let dir = tempfile::tempdir()?;
@@ -422,8 +511,6 @@ pub(crate) mod tests {
         // Partition 1 moved away: the next ones hold partition 0 only.
         store.write(2, &mut checkpoint(2_000, &[(0, 20, "c")]))?;
         store.write(3, &mut checkpoint(3_000, &[(0, 30, "d")]))?;
-        // A write cut short by a crash never has the final name.
-        std::fs::write(dir.path().join("9999999999999-x-00000009.ckpt.tmp"), b"SLUICECK")?;
         assert_eq!(offsets(&store)?, [(0, 30, "d".into()), (1, 5, "b".into())]);
         // Retention kept two of partition 0's, and the one holding 1.
         let names = |store: &Store| -> anyhow::Result<Vec<i64>> {
@@ -432,9 +519,12 @@ pub(crate) mod tests {
         assert_eq!(names(&store)?, [1_000, 2_000, 3_000]);
         store.write(4, &mut checkpoint(4_000, &[(0, 40, "e")]))?;
         assert_eq!(names(&store)?, [1_000, 3_000, 4_000]);
+        // Deleted with its entry: no data is left of the one pruned.
+        let data = std::fs::read_dir(dir.path().join("data"))?.count();
+        assert_eq!(data, 3);
 
         // The newest is damaged: the one before it is used.
-        let newest = store.list()?.pop().map(|l| l.path).unwrap_or_default();
+        let newest = store.list()?.pop().map(|l| dir.path().join(l.data)).unwrap_or_default();
         let bytes = std::fs::read(&newest)?;
         std::fs::write(&newest, &bytes[..bytes.len() - 3])?;
         assert_eq!(offsets(&store)?, [(0, 30, "d".into()), (1, 5, "b".into())]);
@@ -445,11 +535,68 @@ pub(crate) mod tests {
         assert!(refused.contains("incompatible") && refused.contains("size 5m") && refused.contains("size 10m"));
         let fresh = self::store(dir.path(), 600_000, true)?;
         assert!(fresh.list()?.is_empty());
-        assert!(
-            std::fs::read_dir(dir.path())?
-                .filter_map(|e| e.ok())
-                .any(|e| e.file_name().to_string_lossy().starts_with("superseded-"))
-        );
+        let aside = std::fs::read_dir(dir.path())?
+            .filter_map(|e| e.ok())
+            .find(|e| e.file_name().to_string_lossy().starts_with("superseded-"))
+            .map(|e| e.path())
+            .unwrap_or_default();
+        assert_eq!(std::fs::read_dir(aside.join("index"))?.count(), 3);
+        assert_eq!(std::fs::read_dir(aside.join("data"))?.count(), 3);
+        Ok(())
+    }
+
+    /// A host killed between writing a checkpoint's data and publishing it
+    /// leaves data without an entry: it is never restored (the one before
+    /// it is), however much further it is, and it is deleted once it is
+    /// old enough that no host can still be publishing it.
+    #[test]
+    fn a_checkpoint_not_published_is_never_restored() -> anyhow::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let store = store(dir.path(), 300_000, false)?;
+        store.write(1, &mut checkpoint(1_000, &[(0, 10, "a"), (1, 5, "b")]))?;
+        // What `publish` writes first, and then the host dies.
+        let mut half = checkpoint(2_000, &[(0, 99, "z"), (1, 99, "z")]);
+        half.header.pipeline = "clicks".into();
+        half.header.layout = Some(layout(crate::window::Kind::Tumbling { size: 300_000 }));
+        let (bytes, _) = encode(&half)?;
+        let unpublished = "data/0000000002000-dead-00000002.ckpt";
+        store.storage().put(unpublished, bytes)?;
+
+        assert_eq!(offsets(&store)?, [(0, 10, "a".into()), (1, 5, "b".into())]);
+        assert_eq!(store.list()?.len(), 1);
+        assert_eq!(store.last_epochs()?.into_values().collect::<Vec<_>>(), [1]);
+        // A reopened store (a restarted host) does not see it either.
+        let again = self::store(dir.path(), 300_000, false)?;
+        assert_eq!(offsets(&again)?, [(0, 10, "a".into()), (1, 5, "b".into())]);
+
+        // Young unpublished data is left alone (it may be another host's
+        // write in progress); once an hour old, a prune deletes it.
+        store.write(2, &mut checkpoint(3_000, &[(0, 20, "c")]))?;
+        assert!(dir.path().join(unpublished).exists());
+        let file = std::fs::File::options().write(true).open(dir.path().join(unpublished))?;
+        file.set_modified(std::time::SystemTime::now() - std::time::Duration::from_secs(7_200))?;
+        store.write(3, &mut checkpoint(4_000, &[(0, 30, "d")]))?;
+        assert!(!dir.path().join(unpublished).exists());
+        assert_eq!(offsets(&store)?, [(0, 30, "d".into()), (1, 5, "b".into())]);
+        Ok(())
+    }
+
+    /// A checkpoint file of a host before the index (`{name}.ckpt` at the
+    /// root, its header inside) is listed and restored.
+    #[test]
+    fn a_checkpoint_file_from_before_the_index_restores() -> anyhow::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let store = store(dir.path(), 300_000, false)?;
+        let mut old = checkpoint(1_000, &[(0, 10, "a")]);
+        old.header.pipeline = "clicks".into();
+        old.header.host = "old".into();
+        old.header.layout = Some(layout(crate::window::Kind::Tumbling { size: 300_000 }));
+        let (bytes, _) = encode(&old)?;
+        std::fs::write(dir.path().join("0000000001000-old-00000001.ckpt"), bytes)?;
+        let listed = store.list()?;
+        assert_eq!(listed.len(), 1);
+        assert_eq!(listed[0].name, "0000000001000-old-00000001.ckpt");
+        assert_eq!(offsets(&store)?, [(0, 10, "a".into())]);
         Ok(())
     }
 }

@@ -628,8 +628,8 @@ impl Manifest {
         if let Some(p) = &mut self.state.path {
             out.push(at("state", NamedPath { field: "path", path: p, access: Access::WriteFolder }));
         }
-        if let Some(c) = &mut self.checkpoint {
-            out.push(at("checkpoint", NamedPath { field: "dir", path: &mut c.dir, access: Access::WriteFolder }));
+        if let Some(dir) = self.checkpoint.as_mut().and_then(|c| c.dir.as_mut()) {
+            out.push(at("checkpoint", NamedPath { field: "dir", path: dir, access: Access::WriteFolder }));
         }
         out
     }
@@ -780,6 +780,9 @@ impl Manifest {
             }
             if c.retain == 0 {
                 problem("checkpoint.retain", "at least one checkpoint must be kept".into(), Some("the default is 3"));
+            }
+            for (field, message, hint) in c.problems() {
+                problem(&format!("checkpoint.{field}"), message, Some(hint));
             }
         }
         let st = &self.state;

@@ -405,3 +405,30 @@ fn checkpoints_need_an_interval_and_something_kept() {
     let c = m.ok().and_then(|m| m.checkpoint);
     assert_eq!(c.map(|c| (c.interval.millis(), c.retain)), Some((10_000, 3)));
 }
+
+/// Checkpoints go to a directory or an S3 URL, one of the two; the URL's
+/// options are the S3 store's own.
+#[test]
+fn checkpoints_go_to_a_directory_or_an_s3_url() {
+    let found = |checkpoint: &str| -> Vec<(String, String)> {
+        problems(GOOD, &[&format!("checkpoint={checkpoint}")]).into_iter().map(|p| (p.path, p.message)).collect()
+    };
+    let s3 = "{url: 's3://bucket/ck', options: {aws_endpoint: 'http://127.0.0.1:9000', aws_allow_http: 'true'}}";
+    assert_eq!(found(s3), []);
+    let fields = |checkpoint: &str| -> Vec<String> { found(checkpoint).into_iter().map(|(path, _)| path).collect() };
+    assert_eq!(fields("{dir: ck, url: 's3://bucket/ck'}"), ["checkpoint.url"]);
+    assert_eq!(fields("{interval: 1s}"), ["checkpoint.dir"]);
+    assert_eq!(fields("{dir: ck, options: {aws_region: eu-west-1}}"), ["checkpoint.options"]);
+    let wrong = found("{url: 'file:///tmp/ck', options: {aws_endpoint: x, colour: blue}}");
+    let said: Vec<(&str, &str)> = wrong
+        .iter()
+        .map(|(path, message)| (path.as_str(), message.split(" (value given").next().unwrap_or("")))
+        .collect();
+    assert_eq!(
+        said,
+        [
+            ("checkpoint.url", "`file:///tmp/ck` is not an s3:// URL"),
+            ("checkpoint.options.colour", "`colour` is not an option of the S3 store"),
+        ]
+    );
+}

@@ -7,8 +7,9 @@ use std::time::Instant;
 
 use tokio::sync::{mpsc, oneshot};
 
+use super::Links;
 use super::control::{Stop, StopMode};
-use super::outputs::{Ack, Coordinator, Output, Outputs, SourceCut};
+use super::outputs::{Ack, Coordinator, Output, Outputs, SourceCut, WorkerSnapshot};
 use super::{Error, Plan, Result, Summary, compute};
 use crate::checkpoint::Store;
 use crate::metrics::Metrics;
@@ -100,8 +101,9 @@ impl Pipeline {
         let (tx, rx) = mpsc::channel::<Output>(4);
         let (acks, acked) = std::sync::mpsc::channel::<Ack>();
         let (cut_tx, cuts) = std::sync::mpsc::channel::<SourceCut>();
+        let (snapshot_tx, snapshots) = std::sync::mpsc::channel::<WorkerSnapshot>();
         tracing::info!(pipeline = %spec.name, workers = spec.parallelism, module = module.name(), "running");
-        let coordinator = Coordinator { workers: spec.parallelism, acks, cuts, store: store.clone() };
+        let coordinator = Coordinator::new(spec.parallelism, acks, cuts, snapshots, store.clone());
         let written = runtime.tokio().spawn({
             let (metrics, stop) = (metrics.clone(), stop.clone());
             async move { outputs.drain(rx, coordinator, &metrics, &stop).await }
@@ -112,7 +114,8 @@ impl Pipeline {
             .spawn({
                 let (metrics, stop) = (metrics.clone(), stop.clone());
                 move || {
-                    let r = compute(&spec, &module, tx, (&acked, cut_tx, store), &metrics, &stop);
+                    let links = Links { acks: acked, cuts: cut_tx, snapshots: snapshot_tx, store };
+                    let r = compute(&spec, &module, tx, links, &metrics, &stop);
                     let _ = computed_tx.send(r);
                 }
             })

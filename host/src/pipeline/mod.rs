@@ -14,6 +14,7 @@
 //! committed after them.
 
 mod control;
+mod driver;
 mod evaluate;
 mod handle;
 mod outputs;
@@ -28,18 +29,17 @@ use std::time::{Duration, Instant};
 use crate::checkpoint::Store;
 use crate::metrics::Metrics;
 use crate::runtime::Runtime;
-use crate::source::{Assignment, Polled, Source};
-use crate::state::{Backend, KeyState, MemoryState, RocksState, RocksStore, StateBackendKind};
+use crate::source::Source;
+use crate::state::{Backend, MemoryState, RocksState, RocksStore, StateBackendKind};
 use crate::time::Watermarks;
 use crate::wasm::{self, Module};
-use crate::window::Snapshot;
 pub use control::{Control, Stop, StopMode};
 use crossbeam_channel::{SendTimeoutError, Sender as Inbox};
+use driver::Driver;
 pub use evaluate::evaluate;
 pub use handle::{Handle, Pipeline, State, Status};
 pub(crate) use outputs::Output;
-use outputs::{Ack, CutPartition, SourceCut};
-use progress::{Done, Progress};
+use outputs::{Ack, SourceCut, WorkerSnapshot};
 use reader::{Reader, Routed};
 pub use spec::{Spec, TransformSpec};
 use tokio::sync::mpsc::Sender;
@@ -156,28 +156,6 @@ fn open_source(spec: &Spec, store: Option<Arc<Store>>) -> Result<Box<dyn Source>
     Ok(spec.source.component().open(spec.max_event_bytes, store)?)
 }
 
-/// Per worker, the keys of restored partitions it owns (taken out of
-/// `assigned`).
-fn restores(assigned: &mut [Assignment], workers: usize) -> Vec<Option<Snapshot>> {
-    let mut out: Vec<Option<Snapshot>> = (0..workers).map(|_| None).collect();
-    for a in assigned {
-        let Some(r) = a.restored.take() else { continue };
-        for bytes in r.state.keys {
-            // A key that does not decode fails the restore on any worker.
-            let worker = KeyState::peek_key(&bytes).map_or(0, |key| reader::owner(key, workers));
-            let s = out[worker].get_or_insert_with(|| Snapshot {
-                watermark: r.watermark,
-                last_sweep: r.last_sweep,
-                ..Snapshot::default()
-            });
-            // Restored from several checkpoints: the least advanced.
-            (s.watermark, s.last_sweep) = (s.watermark.min(r.watermark), s.last_sweep.min(r.last_sweep));
-            s.partitions.entry(a.slot as u32).or_default().push(bytes);
-        }
-    }
-    out
-}
-
 /// How often the partitions' consumer lag is brought up to date (the
 /// broker's side of it comes every second, with librdkafka's statistics).
 const LAG_EVERY: Duration = Duration::from_millis(500);
@@ -185,6 +163,18 @@ const LAG_EVERY: Duration = Duration::from_millis(500);
 /// How long the reading thread waits for a busy worker before it tends
 /// the source (a Kafka consumer must keep polling).
 const HOLD: Duration = Duration::from_millis(1);
+
+/// The reading thread's ends of the channels to and from the checkpoint
+/// coordinator, and the checkpoint store.
+pub(crate) struct Links {
+    /// Barriers the outputs have committed.
+    pub acks: std::sync::mpsc::Receiver<Ack>,
+    /// Where the source was at each barrier.
+    pub cuts: std::sync::mpsc::Sender<SourceCut>,
+    /// For the workers: their state at each barrier.
+    pub snapshots: std::sync::mpsc::Sender<WorkerSnapshot>,
+    pub store: Option<Arc<Store>>,
+}
 
 /// The compute loop: this thread polls the source, the reader decodes and
 /// follows the watermark, and each worker thread processes the events of
@@ -195,23 +185,23 @@ fn compute(
     spec: &Spec,
     module: &Module,
     tx: Sender<Output>,
-    (acked, cuts, store): (&std::sync::mpsc::Receiver<Ack>, std::sync::mpsc::Sender<SourceCut>, Option<Arc<Store>>),
+    links: Links,
     metrics: &Metrics,
     stop: &Stop,
 ) -> Result<()> {
+    let Links { acks: acked, cuts, snapshots, store } = links;
     let checkpoints = store.is_some();
     let mut source = open_source(spec, store)?;
     let count = spec.parallelism;
     let watermarks = Watermarks::new(spec.out_of_orderness_ms, spec.idle_timeout);
-    let mut reader = Reader::new(spec.schema.decoder(), spec.max_event_bytes, watermarks, count, metrics);
-    let mut progress = Progress::default();
+    let reader = Reader::new(spec.schema.decoder(), spec.max_event_bytes, watermarks, count, metrics);
     // Barriers go through as often as checkpoints are taken, or else as
     // the source commits; a source that does neither only has the last.
     let every = match &spec.checkpoint {
         Some(c) => Some(c.interval.std()),
         None => spec.source.component().commit_interval(),
     };
-    let mut names: Vec<Option<(Arc<str>, i32)>> = Vec::new();
+    let mut driver = Driver::new(reader, count, every, checkpoints, Instant::now());
     let rocks = match spec.state.backend {
         StateBackendKind::Memory => None,
         StateBackendKind::RocksDb => {
@@ -231,7 +221,8 @@ fn compute(
                 None => Backend::Memory(MemoryState::new()),
                 Some(store) => Backend::Rocks(RocksState::new(Arc::clone(store), index)),
             };
-            let mut worker = Worker::new(index, spec, module, state, (&tx, metrics, stop))?;
+            let snapshots = checkpoints.then(|| snapshots.clone());
+            let mut worker = Worker::new(index, spec, module, state, (&tx, metrics, stop), snapshots)?;
             let thread = std::thread::Builder::new()
                 .name(format!("sluice-worker-{index}"))
                 .spawn_scoped(scope, move || -> Result<()> {
@@ -246,20 +237,11 @@ fn compute(
                 .map_err(|e| Error::Thread(e.to_string()))?;
             workers.push(thread);
         }
-        let (mut seq, mut epoch) = (0u64, 0u64);
-        let mut barrier_due = every.map(|d| Instant::now() + d);
         let mut lag_due = Instant::now();
-        // The barrier a hand-over of revoked partitions waits for.
-        let mut handing_over: Option<u64> = None;
         let read = (|| -> Result<()> {
             loop {
                 while let Ok(ack) = acked.try_recv() {
-                    let epoch = ack.epoch;
-                    source.commit(&committable(&mut progress, ack))?;
-                    if handing_over.is_some_and(|e| epoch >= e) {
-                        handing_over = None;
-                        source.release(ack.checkpointed);
-                    }
+                    driver.acknowledged(ack, source.as_mut())?;
                 }
                 if stop.cancelled() {
                     return Ok(());
@@ -272,111 +254,28 @@ fn compute(
                     metrics.set_waiting(source.waiting());
                     lag_due = now + LAG_EVERY;
                 }
-                let mut hand_over = false;
-                let (mut shares, last) = match stop.requested() {
-                    Some(StopMode::Drain) => {
-                        tracing::info!("draining: firing every open window, then writing and committing");
-                        (reader.end(seq), Some(Control::End(0)))
-                    }
-                    Some(_) => {
-                        tracing::info!("stopping: no more records; writing and committing what was read");
-                        (reader.tick(seq, &[], true), Some(Control::Stop(0)))
-                    }
-                    None => match source.poll()? {
-                        Polled::Chunk { chunk, caught_up } => {
-                            seq += 1;
-                            (reader.read(Arc::new(chunk), seq, caught_up, &mut progress), None)
-                        }
-                        Polled::Assigned(mut assigned) => {
-                            for a in &assigned {
-                                reader.watermarks.assign(a.slot, now);
-                                let latest = a.restored.as_ref().and_then(|r| r.state.max_event_time);
-                                if let Some(t) = latest {
-                                    reader.watermarks.observe(a.slot, t, now);
-                                }
-                                progress.assign(a.slot, a.start, latest);
-                                if names.len() <= a.slot {
-                                    names.resize(a.slot + 1, None);
-                                }
-                                names[a.slot] = Some((a.topic.clone(), a.partition));
-                            }
-                            if assigned.iter().all(|a| a.restored.is_none()) {
-                                continue;
-                            }
-                            // Restored state goes in before the partitions'
-                            // first records.
-                            let mut shares = reader.tick(seq, &[], false);
-                            for (share, restore) in shares.iter_mut().zip(restores(&mut assigned, count)) {
-                                share.restore = restore;
-                            }
-                            (shares, None)
-                        }
-                        Polled::Revoked(slots) => {
-                            for &s in &slots {
-                                reader.watermarks.revoke(s);
-                                progress.revoke(s);
-                            }
-                            (reader.tick(seq, &slots, true), None)
-                        }
-                        Polled::Finished(slots) => {
-                            slots.iter().for_each(|&s| reader.watermarks.finish(s));
-                            (reader.tick(seq, &[], true), None)
-                        }
-                        Polled::Idle => (reader.tick(seq, &[], true), None),
-                        // Everything read of the revoked partitions is in
-                        // this barrier's checkpoint; windows are not
-                        // flushed (the partitions' new owner fires them).
-                        Polled::HandOver => {
-                            hand_over = true;
-                            (reader.tick(seq, &[], false), None)
-                        }
-                        Polled::Waiting => continue,
-                        // The end of a bounded input: the final watermark
-                        // fires every remaining window.
-                        Polled::End => (reader.end(seq), Some(Control::End(0))),
-                    },
+                let Some(turn) = driver.turn(source.as_mut(), stop.requested(), now)? else {
+                    continue;
                 };
-                let control = match last {
-                    Some(last) => Some(last),
-                    None if hand_over || barrier_due.is_some_and(|due| now >= due) => Some(Control::Barrier(0)),
-                    None => None,
-                };
-                if let Some(first) = shares.first() {
+                if let Some(first) = turn.shares.first() {
                     metrics.set_watermark(first.watermark);
                 }
                 if let Some((read, total)) = source.progress() {
                     Metrics::set(&metrics.source_read, read);
                     Metrics::set(&metrics.source_total, total);
                 }
-                if let Some(control) = control {
-                    epoch += 1;
-                    barrier_due = every.map(|d| now + d);
-                    if hand_over {
-                        handing_over = Some(epoch);
-                    }
-                    shares.iter_mut().for_each(|s| s.control = Some(control.numbered(epoch)));
-                    if checkpoints {
-                        let partitions = progress
-                            .cut()
-                            .into_iter()
-                            .filter_map(|(slot, offset, max_event_time)| {
-                                let (topic, partition) = names.get(slot)?.clone()?;
-                                let byte_offset = source.byte_offset(slot);
-                                Some(CutPartition { slot, topic, partition, offset, byte_offset, max_event_time })
-                            })
-                            .collect();
-                        // The outputs' side may be gone (it failed).
-                        let _ = cuts.send(SourceCut { epoch, partitions });
-                    }
+                if let Some(cut) = turn.cut {
+                    // The outputs' side may be gone (it failed).
+                    let _ = cuts.send(cut);
                 }
                 // A worker that stopped has failed; its error is reported
                 // below.
                 let sending = Instant::now();
-                let sent = send(&inboxes, shares, source.as_mut())?;
+                let sent = send(&inboxes, turn.shares, source.as_mut())?;
                 // Time the workers could take nothing does not make a
                 // partition idle: its records are waiting, not absent.
-                reader.watermarks.hold(sending.elapsed());
-                if !sent || last.is_some() {
+                driver.reader.watermarks.hold(sending.elapsed());
+                if !sent || turn.last {
                     return Ok(());
                 }
             }
@@ -398,20 +297,9 @@ fn compute(
         && !stop.cancelled()
         && let Some(ack) = acked.iter().last()
     {
-        source.commit_last(&committable(&mut progress, ack))?;
+        source.commit_last(&driver.committable(ack))?;
     }
     read
-}
-
-/// The offsets a barrier's acknowledgement allows to commit: all that
-/// was read before it once its checkpoint is durable; without one, only
-/// what no window still holds.
-fn committable(progress: &mut Progress, ack: Ack) -> Vec<(usize, i64)> {
-    let done = match ack.checkpointed {
-        true => Done { seq: ack.done.seq, oldest: i64::MAX },
-        false => ack.done,
-    };
-    progress.committable(done)
 }
 
 /// Hand each worker its share, holding the source while a worker's inbox

@@ -33,7 +33,7 @@ struct Slot {
 /// What every worker reported: steps up to `seq` written, and the oldest
 /// time any window state still holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Done {
+pub struct Written {
     pub seq: u64,
     pub oldest: i64,
 }
@@ -93,12 +93,12 @@ impl Progress {
 
     /// The offsets that may be committed now, per slot (the next offset to
     /// read, as Kafka commits).
-    pub fn committable(&mut self, done: Done) -> Vec<(usize, i64)> {
+    pub fn committable(&mut self, written: Written) -> Vec<(usize, i64)> {
         let mut out = Vec::new();
         for (i, s) in self.slots.iter_mut().enumerate() {
             let mut last = None;
             while let Some(&(seq, next, latest)) = s.steps.front() {
-                if seq > done.seq || latest >= done.oldest {
+                if seq > written.seq || latest >= written.oldest {
                     break;
                 }
                 last = Some(next);
@@ -130,13 +130,13 @@ mod tests {
         p.read(0, 3, Some(5));
         p.seal(2);
         // Workers wrote step 1 only; the state still holds time 25.
-        assert_eq!(p.committable(Done { seq: 1, oldest: 25 }), vec![(1, 1)]);
+        assert_eq!(p.committable(Written { seq: 1, oldest: 25 }), vec![(1, 1)]);
         // State moved past 30: step 1 of slot 0 goes; step 2's running
         // maximum is still 30 (the time-5 record follows a time-30 one).
-        assert_eq!(p.committable(Done { seq: 1, oldest: 31 }), vec![(0, 3)]);
-        assert_eq!(p.committable(Done { seq: 2, oldest: 30 }), vec![]);
-        assert_eq!(p.committable(Done { seq: 2, oldest: i64::MAX }), vec![(0, 4)]);
-        assert_eq!(p.committable(Done { seq: 2, oldest: i64::MAX }), vec![]);
+        assert_eq!(p.committable(Written { seq: 1, oldest: 31 }), vec![(0, 3)]);
+        assert_eq!(p.committable(Written { seq: 2, oldest: 30 }), vec![]);
+        assert_eq!(p.committable(Written { seq: 2, oldest: i64::MAX }), vec![(0, 4)]);
+        assert_eq!(p.committable(Written { seq: 2, oldest: i64::MAX }), vec![]);
     }
 
     #[test]
@@ -145,6 +145,6 @@ mod tests {
         p.read(0, 7, Some(1));
         p.seal(1);
         p.revoke(0);
-        assert_eq!(p.committable(Done { seq: 1, oldest: i64::MAX }), vec![]);
+        assert_eq!(p.committable(Written { seq: 1, oldest: i64::MAX }), vec![]);
     }
 }

@@ -7,8 +7,8 @@ use sluice_sink_api::{DeadLetter, KeyType, LateEvent};
 use tokio::sync::mpsc::Sender;
 
 use super::control::{Control, Stop};
-use super::outputs::Item;
-use super::progress::Done;
+use super::outputs::{OutputMessage, WorkerSnapshot};
+use super::progress::Written;
 use super::reader::Routed;
 use super::{Error, Output, Result, Spec, evaluate};
 use crate::decode;
@@ -36,8 +36,9 @@ pub(super) struct Worker<'a> {
     stop: &'a Stop,
     dead: Vec<DeadLetter>,
     late: Vec<LateEvent>,
-    /// Checkpoints are taken: barriers carry the worker's state.
-    checkpoints: bool,
+    /// Checkpoints are taken: at each barrier the worker's state goes to
+    /// the checkpoint coordinator, ahead of the barrier itself.
+    snapshots: Option<std::sync::mpsc::Sender<WorkerSnapshot>>,
 }
 
 impl<'a> Worker<'a> {
@@ -47,6 +48,7 @@ impl<'a> Worker<'a> {
         module: &Module,
         state: Backend,
         (tx, metrics, stop): (&'a Sender<Output>, &'a Metrics, &'a Stop),
+        snapshots: Option<std::sync::mpsc::Sender<WorkerSnapshot>>,
     ) -> Result<Self> {
         let mode = spec.transform.mode();
         Ok(Worker {
@@ -64,7 +66,7 @@ impl<'a> Worker<'a> {
             stop,
             dead: Vec::new(),
             late: Vec::new(),
-            checkpoints: spec.checkpoint.is_some(),
+            snapshots,
         })
     }
 
@@ -136,10 +138,17 @@ impl<'a> Worker<'a> {
     /// barrier on, with how old the state is (see `progress`).
     fn barrier(&mut self, seq: u64, control: Control) -> Result<()> {
         debug_assert_eq!(self.operator.pending_windows(), 0, "a flushed step leaves no window waiting");
-        let done = Done { seq, oldest: self.operator.oldest_state() };
-        let snapshot = self.checkpoints.then(|| self.operator.snapshot());
-        self.check_state()?;
-        self.send(Item::Barrier { control, done, snapshot })
+        let written = Written { seq, oldest: self.operator.oldest_state() };
+        if self.snapshots.is_some() {
+            let snapshot = self.operator.snapshot();
+            self.check_state()?;
+            // The coordinator may be gone (the outputs failed): the send
+            // of the barrier below says so.
+            if let Some(snapshots) = &self.snapshots {
+                let _ = snapshots.send(WorkerSnapshot { epoch: control.epoch(), snapshot });
+            }
+        }
+        self.send(OutputMessage::Barrier { control, written })
     }
 
     /// Between chunks: late updates and the new watermark. Fired windows
@@ -209,7 +218,7 @@ impl<'a> Worker<'a> {
         self.dead.extend(out.dead);
         if !out.rows.is_empty() {
             Metrics::add(&self.metrics.feature_rows, out.rows.len() as u64);
-            self.send(Item::Features(out.rows))?;
+            self.send(OutputMessage::Features(out.rows))?;
         }
         Ok(())
     }
@@ -225,17 +234,17 @@ impl<'a> Worker<'a> {
         Metrics::add(&m.keys_expired, stats.keys_expired);
         if !self.dead.is_empty() {
             let dead = std::mem::take(&mut self.dead);
-            self.send(Item::DeadLetters(dead))?;
+            self.send(OutputMessage::DeadLetters(dead))?;
         }
         if !self.late.is_empty() {
             let late = std::mem::take(&mut self.late);
-            self.send(Item::LateEvents(late))?;
+            self.send(OutputMessage::LateEvents(late))?;
         }
         Ok(())
     }
 
-    fn send(&self, item: Item) -> Result<()> {
-        let output = Output { worker: self.index, item };
+    fn send(&self, message: OutputMessage) -> Result<()> {
+        let output = Output { worker: self.index, message };
         self.tx.blocking_send(output).map_err(|_| match self.cancelled() {
             true => Error::Stopped,
             false => Error::Thread("the sinks stopped".into()),

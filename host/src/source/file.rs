@@ -114,7 +114,7 @@ impl FileSource {
         };
         if let Some(store) = checkpoints {
             let wanted = (name.clone(), 0);
-            let mut found = store.restore(std::slice::from_ref(&wanted)).map_err(|e| Error::Restore(e.to_string()))?;
+            let mut found = store.restore(std::slice::from_ref(&wanted)).map_err(|e| Error::Restore(Box::new(e)))?;
             if let Some(restored) = found.remove(&wanted) {
                 source.seek_to(&restored)?;
                 source.restored = Some(restored);
@@ -148,7 +148,7 @@ impl FileSource {
             return Ok(());
         };
         let replaced = |why: String| {
-            Error::Restore(format!(
+            Error::Position(format!(
                 "{name}: checkpoint {} says reading stopped at line {next_line} (byte {byte}), but {why}: was the \
                  file replaced? Start over to read it from the beginning (sluice run --fresh, or ?fresh=true)",
                 restored.from

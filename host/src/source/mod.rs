@@ -49,12 +49,27 @@ impl SourceConfig {
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("cannot read {path}: {source}")]
-    File { path: String, source: std::io::Error },
-    #[error("kafka: {0}")]
-    Kafka(String),
-    /// A checkpoint's position cannot be restored.
+    File {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("kafka: {what}: {source}")]
+    Kafka {
+        what: String,
+        /// Boxed: librdkafka's error is large, and this one is rare.
+        #[source]
+        source: Box<rdkafka::error::KafkaError>,
+    },
+    /// A setting the manifest's checks should have refused.
+    #[error("source: {0}")]
+    Config(String),
+    /// The checkpoints cannot be read.
     #[error("cannot restore a checkpoint: {0}")]
-    Restore(String),
+    Restore(#[source] Box<crate::checkpoint::Error>),
+    /// A checkpoint's position does not fit the input.
+    #[error("cannot restore a checkpoint: {0}")]
+    Position(String),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -473,7 +473,7 @@ impl Supervisor {
             let config = c.clone();
             blocking(move || checkpoint::Store::open(&config, &spec.name, spec.layout(), true))
                 .await?
-                .map_err(|e| Error::Io { dir: c.dir.display().to_string(), message: e.to_string() })?;
+                .map_err(|e| Error::Io { dir: c.shown(), message: e.to_string() })?;
         }
         self.save(definition).await
     }
@@ -579,25 +579,26 @@ impl Supervisor {
     /// The source positions of the pipeline's newest checkpoint, partition
     /// by partition.
     pub async fn offsets(&self, name: &str) -> Result<Vec<Offset>> {
-        let dir = {
+        let config = {
             let pipelines = self.pipelines.lock().await;
             let entry = pipelines.get(name).ok_or_else(|| Error::NotFound(name.to_string()))?;
-            self.definition_manifest(&entry.definition)?.checkpoint.map(|c| c.dir)
+            self.definition_manifest(&entry.definition)?.checkpoint
         };
-        let Some(dir) = dir else { return Ok(Vec::new()) };
-        let listed = blocking({
-            let dir = dir.clone();
-            move || checkpoint::list(&dir)
-        })
-        .await?
-        .map_err(|e| Error::Io { dir: self.shown(&dir.display().to_string()), message: e.to_string() })?;
+        let Some(config) = config else { return Ok(Vec::new()) };
+        if config.dir.as_ref().is_some_and(|d| !d.exists()) {
+            return Ok(Vec::new());
+        }
+        let at = config.shown();
+        let listed = blocking(move || checkpoint::Storage::open(&config).and_then(|s| checkpoint::list(&s)))
+            .await?
+            .map_err(|e| Error::Io { dir: self.shown(&at), message: e.to_string() })?;
         let mut newest: BTreeMap<(String, i32), (i64, Offset)> = BTreeMap::new();
         for l in listed {
             let Ok(h) = l.header else { continue };
             if h.pipeline != name {
                 continue;
             }
-            let file = l.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            let file = l.name;
             for p in h.partitions {
                 let offset = Offset {
                     topic: self.shown(&p.topic),
