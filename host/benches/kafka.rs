@@ -301,7 +301,7 @@ fn restore(size: u64, storage: &Storage, listed: &Listed, manifest: &Manifest) -
     );
     // A key holds its windows' events and the events read ahead of the
     // watermark, which waits for the partition read the least far.
-    let latest: Vec<i64> = checkpoint.header.partitions.iter().filter_map(|p| p.max_event_time).collect();
+    let latest: Vec<i64> = checkpoint.header.partitions.iter().filter_map(|p| p.position.max_event_time).collect();
     if let (Some(first), Some(last)) = (latest.iter().min(), latest.iter().max()) {
         println!(
             "  its partitions had been read to event times {:.1} min apart (the watermark follows the earliest)",

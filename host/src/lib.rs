@@ -11,6 +11,7 @@ pub mod librdkafka;
 pub mod manifest;
 pub mod metrics;
 pub mod pipeline;
+pub mod position;
 pub mod preflight;
 pub mod registry;
 pub mod runtime;

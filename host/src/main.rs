@@ -616,12 +616,11 @@ fn checkpoints(command: CheckpointsCommand) -> ExitCode {
                 );
             }
             for (p, e) in c.partitions.iter().zip(&h.partitions) {
-                let latest = p.max_event_time.map_or_else(|| "none".into(), sluice_host::time::format_ms);
+                let latest = p.position.max_event_time.map_or_else(|| "none".into(), sluice_host::time::format_ms);
                 out!(
-                    "  {}[{}] next offset {}, latest event {latest}, {} key(s), {} bytes",
-                    p.topic,
-                    p.partition,
-                    p.offset,
+                    "  {} next offset {}, latest event {latest}, {} key(s), {} bytes",
+                    p.position.id,
+                    p.position.offset,
                     e.keys,
                     e.bytes
                 );

@@ -29,11 +29,7 @@ pub fn encode(checkpoint: &Checkpoint) -> Result<(Vec<u8>, Header)> {
         .partitions
         .iter()
         .map(|p| PartitionEntry {
-            topic: p.topic.clone(),
-            partition: p.partition,
-            offset: p.offset,
-            byte_offset: p.byte_offset,
-            max_event_time: p.max_event_time,
+            position: p.position.clone(),
             keys: p.keys.len() as u64,
             bytes: p.keys.iter().map(|k| k.len() as u64 + 4).sum(),
         })
@@ -116,14 +112,7 @@ pub fn decode(at: &str, bytes: &[u8]) -> Result<Checkpoint> {
     let partitions = header
         .partitions
         .iter()
-        .map(|p| PartitionState {
-            topic: p.topic.clone(),
-            partition: p.partition,
-            offset: p.offset,
-            byte_offset: p.byte_offset,
-            max_event_time: p.max_event_time,
-            keys: keys.by_ref().take(p.keys as usize).collect(),
-        })
+        .map(|p| PartitionState { position: p.position.clone(), keys: keys.by_ref().take(p.keys as usize).collect() })
         .collect();
     Ok(Checkpoint { header, partitions })
 }
@@ -145,6 +134,7 @@ fn key_by_key(at: &str, mut body: &[u8]) -> Result<Vec<Vec<u8>>> {
 mod tests {
     use super::*;
     use crate::checkpoint::tests::key_state;
+    use crate::position::{PartitionId, Position};
 
     fn sample() -> Checkpoint {
         let header = Header {
@@ -160,19 +150,16 @@ mod tests {
         };
         let partitions = vec![
             PartitionState {
-                topic: "t".into(),
-                partition: 0,
-                offset: 42,
-                byte_offset: Some(4_096),
-                max_event_time: Some(900),
+                position: Position {
+                    id: PartitionId::new("t", 0),
+                    offset: 42,
+                    byte_offset: Some(4_096),
+                    max_event_time: Some(900),
+                },
                 keys: vec![key_state("abc"), key_state("")],
             },
             PartitionState {
-                topic: "t".into(),
-                partition: 3,
-                offset: 0,
-                byte_offset: None,
-                max_event_time: None,
+                position: Position { id: PartitionId::new("t", 3), offset: 0, byte_offset: None, max_event_time: None },
                 keys: Vec::new(),
             },
         ];
@@ -200,6 +187,22 @@ mod tests {
         let at = flipped.len() - 8;
         flipped[at] ^= 1;
         assert!(decode("a", &flipped).err().map(|e| e.to_string()).unwrap_or_default().contains("checksum"));
+        Ok(())
+    }
+
+    /// A header's partitions are flat objects, as every host has written
+    /// them (checkpoints of older hosts restore, and theirs read ours).
+    #[test]
+    fn a_header_s_partitions_are_written_as_before() -> anyhow::Result<()> {
+        let (_, header) = encode(&sample())?;
+        let json = serde_json::to_value(&header.partitions)?;
+        let want = serde_json::json!([
+            {"topic": "t", "partition": 0, "offset": 42, "byte_offset": 4096, "max_event_time": 900, "keys": 2, "bytes": header.partitions[0].bytes},
+            {"topic": "t", "partition": 3, "offset": 0, "max_event_time": null, "keys": 0, "bytes": 0}
+        ]);
+        assert_eq!(json, want);
+        let back: Vec<PartitionEntry> = serde_json::from_value(want)?;
+        assert_eq!(back, header.partitions);
         Ok(())
     }
 

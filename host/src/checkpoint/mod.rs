@@ -34,6 +34,7 @@ pub use file::{decode, decode_header, encode};
 pub use layout::{LAYOUT_VERSION, Layout, Mismatch, Shape, TransformKind};
 pub use storage::Storage;
 
+use crate::position::{PartitionId, Position};
 use sluice_sink_api::Duration;
 
 /// Where and how often checkpoints are taken.
@@ -167,18 +168,12 @@ pub enum Error {
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// One partition's part of a checkpoint.
+/// One partition's part of a checkpoint: where it was read to, and its
+/// keys' state there.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PartitionState {
-    pub topic: String,
-    pub partition: i32,
-    /// The next offset to read: every record before it is in the state
-    /// (a file: the next line, 1-based).
-    pub offset: i64,
-    /// A file: the byte at which that line starts, where reading resumes.
-    pub byte_offset: Option<u64>,
-    /// The largest event time the partition had delivered.
-    pub max_event_time: Option<i64>,
+    /// Every record before it is in the state.
+    pub position: Position,
     /// The partition's keys, each as [`crate::state::KeyState::encode`]
     /// wrote it.
     pub keys: Vec<Vec<u8>>,
@@ -208,16 +203,12 @@ pub struct Header {
     pub partitions: Vec<PartitionEntry>,
 }
 
-/// A partition in a checkpoint's header.
+/// A partition in a checkpoint's header: its position, and how much
+/// state it has there.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct PartitionEntry {
-    pub topic: String,
-    pub partition: i32,
-    pub offset: i64,
-    /// A file: the byte at which the next line starts (absent for Kafka).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub byte_offset: Option<u64>,
-    pub max_event_time: Option<i64>,
+    #[serde(flatten)]
+    pub position: Position,
     pub keys: u64,
     /// Bytes of the partition's key states.
     pub bytes: u64,
@@ -337,7 +328,7 @@ impl Store {
     /// The newest intact state of each partition of `wanted` that some
     /// checkpoint of this pipeline holds. Each checkpoint's data is read
     /// (and checked) once, however many of the partitions it holds.
-    pub fn restore(&self, wanted: &[(String, i32)]) -> Result<HashMap<(String, i32), Restored>> {
+    pub fn restore(&self, wanted: &[PartitionId]) -> Result<HashMap<PartitionId, Restored>> {
         let listed = self.list()?;
         let mut read: HashMap<&str, Option<Checkpoint>> = HashMap::new();
         let mut out = HashMap::new();
@@ -350,11 +341,11 @@ impl Store {
                     h.pipeline == self.pipeline && self.layout.admits(h.layout.as_ref(), &h.fingerprint).is_ok()
                 })
                 .filter_map(|(l, h)| {
-                    let entry = h.partitions.iter().find(|p| p.topic == tp.0 && p.partition == tp.1)?;
+                    let entry = h.partitions.iter().find(|p| p.position.id == *tp)?;
                     Some((l, h, entry))
                 })
                 .collect();
-            candidates.sort_by_key(|(_, h, e)| std::cmp::Reverse((e.offset, h.created_ms)));
+            candidates.sort_by_key(|(_, h, e)| std::cmp::Reverse((e.position.offset, h.created_ms)));
             for (l, h, _) in candidates {
                 let checkpoint = read.entry(&l.data).or_insert_with(|| {
                     self.read(l)
@@ -364,7 +355,7 @@ impl Store {
                         .ok()
                 });
                 let Some(checkpoint) = checkpoint else { continue };
-                let Some(at) = checkpoint.partitions.iter().position(|p| p.topic == tp.0 && p.partition == tp.1) else {
+                let Some(at) = checkpoint.partitions.iter().position(|p| p.position.id == *tp) else {
                     continue;
                 };
                 let state = checkpoint.partitions.swap_remove(at);
@@ -391,13 +382,13 @@ impl Store {
         let Ok(listed) = self.list() else {
             return;
         };
-        let mut newest: HashMap<(String, i32), (i64, i64, &str)> = HashMap::new();
+        let mut newest: HashMap<&PartitionId, (i64, i64, &str)> = HashMap::new();
         for l in &listed {
             let Ok(h) = &l.header else { continue };
             for p in &h.partitions {
-                let entry = newest.entry((p.topic.clone(), p.partition)).or_insert((i64::MIN, i64::MIN, ""));
-                if (p.offset, h.created_ms) > (entry.0, entry.1) {
-                    *entry = (p.offset, h.created_ms, &l.name);
+                let entry = newest.entry(&p.position.id).or_insert((i64::MIN, i64::MIN, ""));
+                if (p.position.offset, h.created_ms) > (entry.0, entry.1) {
+                    *entry = (p.position.offset, h.created_ms, &l.name);
                 }
             }
         }
@@ -477,11 +468,12 @@ pub(crate) mod tests {
         let partitions = parts
             .iter()
             .map(|&(partition, offset, key)| PartitionState {
-                topic: "t".into(),
-                partition,
-                offset,
-                byte_offset: None,
-                max_event_time: Some(offset * 10),
+                position: Position {
+                    id: PartitionId::new("t", partition),
+                    offset,
+                    byte_offset: None,
+                    max_event_time: Some(offset * 10),
+                },
                 keys: vec![key_state(key)],
             })
             .collect();
@@ -490,11 +482,11 @@ pub(crate) mod tests {
 
     /// Each restored partition's offset and its keys.
     fn offsets(store: &Store) -> anyhow::Result<Vec<(i32, i64, String)>> {
-        let wanted = [("t".to_string(), 0), ("t".to_string(), 1)];
+        let wanted = [PartitionId::new("t", 0), PartitionId::new("t", 1)];
         let mut got = Vec::new();
-        for ((_, p), r) in store.restore(&wanted)? {
+        for (id, r) in store.restore(&wanted)? {
             let keys = r.state.keys.iter().map(|k| KeyState::peek_key(k)).collect::<Result<String, _>>()?;
-            got.push((p, r.state.offset, keys));
+            got.push((id.partition, r.state.position.offset, keys));
         }
         got.sort();
         Ok(got)

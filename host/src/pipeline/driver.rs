@@ -15,6 +15,7 @@ use super::control::{Control, StopMode};
 use super::outputs::{Ack, CutPartition, SourceCut};
 use super::progress::{Progress, Written};
 use super::reader::{self, Reader, Routed};
+use crate::position::{PartitionId, Position};
 use crate::source::{Assignment, Polled, Source};
 use crate::state::KeyState;
 use crate::window::Snapshot;
@@ -36,8 +37,8 @@ pub(super) struct Driver<'a> {
     workers: usize,
     /// Checkpoints are taken: barriers carry the source's cut.
     checkpoints: bool,
-    /// Each slot's topic and partition, once assigned.
-    names: Vec<Option<(Arc<str>, i32)>>,
+    /// Each slot's partition, once assigned.
+    names: Vec<Option<PartitionId>>,
     /// The last step read, and the last barrier's number.
     seq: u64,
     epoch: u64,
@@ -170,7 +171,7 @@ impl<'a> Driver<'a> {
     fn assigned(&mut self, assigned: &[Assignment], now: Instant) {
         for a in assigned {
             self.reader.watermarks.assign(a.slot, now);
-            let latest = a.restored.as_ref().and_then(|r| r.state.max_event_time);
+            let latest = a.restored.as_ref().and_then(|r| r.state.position.max_event_time);
             if let Some(t) = latest {
                 self.reader.watermarks.observe(a.slot, t, now);
             }
@@ -178,7 +179,7 @@ impl<'a> Driver<'a> {
             if self.names.len() <= a.slot {
                 self.names.resize(a.slot + 1, None);
             }
-            self.names[a.slot] = Some((a.topic.clone(), a.partition));
+            self.names[a.slot] = Some(a.partition.clone());
         }
     }
 
@@ -188,9 +189,9 @@ impl<'a> Driver<'a> {
             .cut()
             .into_iter()
             .filter_map(|(slot, offset, max_event_time)| {
-                let (topic, partition) = self.names.get(slot)?.clone()?;
+                let id = self.names.get(slot)?.clone()?;
                 let byte_offset = source.byte_offset(slot);
-                Some(CutPartition { slot, topic, partition, offset, byte_offset, max_event_time })
+                Some(CutPartition { slot, position: Position { id, offset, byte_offset, max_event_time } })
             })
             .collect()
     }
@@ -276,18 +277,19 @@ mod tests {
     fn assigned(slot: usize, start: i64, keys: &[&str]) -> Assignment {
         let restored = (!keys.is_empty()).then(|| Restored {
             state: PartitionState {
-                topic: "t".into(),
-                partition: 3 + slot as i32,
-                offset: start,
-                byte_offset: None,
-                max_event_time: Some(start * 1_000),
+                position: Position {
+                    id: PartitionId::new("t", 3 + slot as i32),
+                    offset: start,
+                    byte_offset: None,
+                    max_event_time: Some(start * 1_000),
+                },
                 keys: keys.iter().map(|k| crate::checkpoint::tests::key_state(k)).collect(),
             },
             watermark: 5,
             last_sweep: 4,
             from: "c".into(),
         });
-        Assignment { slot, topic: "t".into(), partition: 3 + slot as i32, start, restored }
+        Assignment { slot, partition: PartitionId::new("t", 3 + slot as i32), start, restored }
     }
 
     fn driver(metrics: &Metrics, every: Option<Duration>, now: Instant) -> Driver<'_> {
@@ -321,8 +323,11 @@ mod tests {
         let due = d.turn(&mut source, None, t0 + s(10))?.ok_or_else(|| anyhow::anyhow!("no turn"))?;
         assert!(due.shares.iter().all(|s| s.control == Some(Control::Barrier(1))));
         let cut = due.cut.ok_or_else(|| anyhow::anyhow!("no cut"))?;
-        let at: Vec<(usize, i32, i64, Option<i64>)> =
-            cut.partitions.iter().map(|p| (p.slot, p.partition, p.offset, p.max_event_time)).collect();
+        let at: Vec<(usize, i32, i64, Option<i64>)> = cut
+            .partitions
+            .iter()
+            .map(|p| (p.slot, p.position.id.partition, p.position.offset, p.position.max_event_time))
+            .collect();
         assert_eq!((cut.epoch, at), (1, vec![(0, 3, 103, Some(102_000)), (1, 4, 9, Some(8_000))]));
         // The next is due ten seconds after that one.
         let before = d.turn(&mut source, None, t0 + s(19))?.ok_or_else(|| anyhow::anyhow!("no turn"))?;
@@ -384,7 +389,7 @@ mod tests {
         }
         let stop = d.turn(&mut source, Some(StopMode::Checkpoint), t0)?.ok_or_else(|| anyhow::anyhow!("no turn"))?;
         assert_eq!((control(&stop), stop.last), (Some(Control::Stop(1)), true));
-        let cut = stop.cut.map(|c| c.partitions.iter().map(|p| (p.slot, p.offset)).collect::<Vec<_>>());
+        let cut = stop.cut.map(|c| c.partitions.iter().map(|p| (p.slot, p.position.offset)).collect::<Vec<_>>());
         assert_eq!(cut, Some(vec![(1, 40)]));
         let drain = d.turn(&mut source, Some(StopMode::Drain), t0)?.ok_or_else(|| anyhow::anyhow!("no turn"))?;
         assert_eq!(control(&drain), Some(Control::End(2)));

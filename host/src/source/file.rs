@@ -10,6 +10,7 @@ use sluice_sink_api::{Access, NamedPath, Problem};
 use super::component::{Component, SourceComponent, check_step};
 use super::{Chunk, Error, Partitions, Polled, Result, Source};
 use crate::checkpoint::{Restored, Store};
+use crate::position::PartitionId;
 
 /// A JSON-lines file, one event per line: a bounded input. At its end a
 /// final watermark fires every remaining window. With `checkpoint` (a
@@ -113,7 +114,7 @@ impl FileSource {
             restored: None,
         };
         if let Some(store) = checkpoints {
-            let wanted = (name.clone(), 0);
+            let wanted = PartitionId::new(name.clone(), 0);
             let mut found = store.restore(std::slice::from_ref(&wanted)).map_err(|e| Error::Restore(Box::new(e)))?;
             if let Some(restored) = found.remove(&wanted) {
                 source.seek_to(&restored)?;
@@ -128,8 +129,8 @@ impl FileSource {
     /// starting there).
     fn seek_to(&mut self, restored: &Restored) -> Result<()> {
         let name = self.partitions[0].0.to_string();
-        let next_line = restored.state.offset.max(1);
-        let Some(byte) = restored.state.byte_offset else {
+        let next_line = restored.state.position.offset.max(1);
+        let Some(byte) = restored.state.position.byte_offset else {
             // A checkpoint that kept only the line: read up to it.
             let mut skipped = Vec::new();
             while self.line + 1 < next_line {
@@ -253,12 +254,11 @@ impl Source for FileSource {
             let (topic, partition) = self.partitions.first().cloned().unwrap_or_else(|| ("".into(), 0));
             let restored = self.restored.take();
             if let Some(r) = &restored {
-                tracing::info!(file = %topic, line = r.state.offset, byte = self.resume, from = %r.from, "resuming where a checkpoint stopped");
+                tracing::info!(file = %topic, line = r.state.position.offset, byte = self.resume, from = %r.from, "resuming where a checkpoint stopped");
             }
             return Ok(Polled::Assigned(vec![super::Assignment {
                 slot: 0,
-                topic,
-                partition,
+                partition: PartitionId::new(topic.as_ref(), partition),
                 // The next line, 1-based.
                 start: self.line + 1,
                 restored,
@@ -318,6 +318,7 @@ mod tests {
     #[test]
     fn a_checkpoint_resumes_at_its_line_and_byte_and_a_replaced_file_is_refused() -> anyhow::Result<()> {
         use crate::checkpoint::{Checkpoint, Header, PartitionState};
+        use crate::position::Position;
         let dir = tempfile::tempdir()?;
         let path = dir.path().join("in.jsonl");
         std::fs::write(&path, "a\nbb\n\nccc\nd\n")?;
@@ -329,14 +330,13 @@ mod tests {
         let (line, byte) = (first.line + 1, first.byte_offset(0));
         assert_eq!((line, byte), (3, Some(5)));
         let header = Header { created_ms: 1, ..Header::default() };
-        let partition = PartitionState {
-            topic: path.display().to_string(),
-            partition: 0,
+        let position = Position {
+            id: PartitionId::new(path.display().to_string(), 0),
             offset: line,
             byte_offset: byte,
             max_event_time: None,
-            keys: Vec::new(),
         };
+        let partition = PartitionState { position, keys: Vec::new() };
         store.write(1, &mut Checkpoint { header, partitions: vec![partition] })?;
 
         let mut resumed = FileSource::open(&path, 10, 1 << 20, Some(store.clone()))?;

@@ -108,8 +108,7 @@ pub enum Polled {
 #[derive(Debug)]
 pub struct Assignment {
     pub slot: usize,
-    pub topic: std::sync::Arc<str>,
-    pub partition: i32,
+    pub partition: crate::position::PartitionId,
     /// The offset it is read from.
     pub start: i64,
     /// Its state, when a checkpoint held it (`start` is then the

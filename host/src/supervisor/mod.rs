@@ -32,6 +32,7 @@ use crate::checkpoint::CheckpointConfig;
 use crate::manifest::{Document, Finding, Manifest, ManifestError};
 use crate::metrics::{DeadLetterNote, Metrics, PartitionLag};
 use crate::pipeline::{self, Handle, Pipeline, Plan, State, StopMode};
+use crate::position::{PartitionId, Position};
 use crate::registry::{self, Modules, Reference};
 use crate::runtime::Runtime;
 use crate::wasm::Module;
@@ -592,7 +593,7 @@ impl Supervisor {
         let listed = blocking(move || checkpoint::Storage::open(&config).and_then(|s| checkpoint::list(&s)))
             .await?
             .map_err(|e| Error::Io { dir: self.shown(&at), message: e.to_string() })?;
-        let mut newest: BTreeMap<(String, i32), (i64, Offset)> = BTreeMap::new();
+        let mut newest: BTreeMap<PartitionId, (i64, Offset)> = BTreeMap::new();
         for l in listed {
             let Ok(h) = l.header else { continue };
             if h.pipeline != name {
@@ -600,13 +601,10 @@ impl Supervisor {
             }
             let file = l.name;
             for p in h.partitions {
-                let offset = Offset {
-                    topic: self.shown(&p.topic),
-                    partition: p.partition,
-                    offset: p.offset,
-                    checkpoint: file.clone(),
-                };
-                let slot = newest.entry((p.topic, p.partition)).or_insert((h.created_ms, offset.clone()));
+                let Position { id, offset, .. } = p.position;
+                let offset =
+                    Offset { topic: self.shown(&id.topic), partition: id.partition, offset, checkpoint: file.clone() };
+                let slot = newest.entry(id).or_insert((h.created_ms, offset.clone()));
                 if h.created_ms > slot.0 {
                     *slot = (h.created_ms, offset);
                 }

@@ -16,6 +16,7 @@ use crate::checkpoint::{Checkpoint, Header, PartitionState, Store};
 use crate::metrics::Metrics;
 use crate::pipeline::control::Control;
 use crate::pipeline::progress::Written;
+use crate::position::Position;
 use crate::window::Snapshot;
 
 /// Where the source was at a barrier.
@@ -25,18 +26,11 @@ pub struct SourceCut {
     pub partitions: Vec<CutPartition>,
 }
 
-/// A partition held at a barrier.
+/// A partition held at a barrier: its slot, and where it was read to.
 #[derive(Debug, Clone)]
 pub struct CutPartition {
     pub slot: usize,
-    pub topic: Arc<str>,
-    pub partition: i32,
-    /// The next offset to read.
-    pub offset: i64,
-    /// A file: the byte at which the next record starts.
-    pub byte_offset: Option<u64>,
-    /// The largest event time it delivered.
-    pub max_event_time: Option<i64>,
+    pub position: Position,
 }
 
 /// A worker's state at barrier `epoch`, sent before the barrier itself.
@@ -143,18 +137,8 @@ impl Coordinator {
 /// with the keys the workers hold of it; the least advanced watermark and
 /// sweep over the workers. The store fills in whose it is.
 fn assemble(epoch: u64, cut: &SourceCut, snapshots: Vec<Snapshot>) -> Checkpoint {
-    let mut partitions: Vec<PartitionState> = cut
-        .partitions
-        .iter()
-        .map(|p| PartitionState {
-            topic: p.topic.to_string(),
-            partition: p.partition,
-            offset: p.offset,
-            byte_offset: p.byte_offset,
-            max_event_time: p.max_event_time,
-            keys: Vec::new(),
-        })
-        .collect();
+    let mut partitions: Vec<PartitionState> =
+        cut.partitions.iter().map(|p| PartitionState { position: p.position.clone(), keys: Vec::new() }).collect();
     let (mut watermark, mut last_sweep) = (i64::MAX, i64::MAX);
     for snapshot in snapshots {
         watermark = watermark.min(snapshot.watermark);
@@ -219,11 +203,12 @@ mod tests {
     fn a_checkpoint_is_the_cut_with_every_worker_s_keys() {
         let part = |slot: usize, partition: i32, offset: i64| CutPartition {
             slot,
-            topic: "t".into(),
-            partition,
-            offset,
-            byte_offset: None,
-            max_event_time: Some(offset * 10),
+            position: Position {
+                id: crate::position::PartitionId::new("t", partition),
+                offset,
+                byte_offset: None,
+                max_event_time: Some(offset * 10),
+            },
         };
         let cut = SourceCut { epoch: 4, partitions: vec![part(0, 5, 100), part(2, 7, 200)] };
         let workers = vec![snapshot(1_000, &[(0, "a"), (1, "gone"), (2, "b")]), snapshot(900, &[(0, "c")])];
@@ -231,7 +216,7 @@ mod tests {
         let keys: Vec<(i32, i64, Vec<&[u8]>)> = checkpoint
             .partitions
             .iter()
-            .map(|p| (p.partition, p.offset, p.keys.iter().map(Vec::as_slice).collect()))
+            .map(|p| (p.position.id.partition, p.position.offset, p.keys.iter().map(Vec::as_slice).collect()))
             .collect();
         assert_eq!(keys, [(5, 100, vec![&b"a"[..], b"c"]), (7, 200, vec![&b"b"[..]])]);
         assert_eq!((checkpoint.header.epoch, checkpoint.header.watermark, checkpoint.header.last_sweep), (4, 900, 890));

@@ -14,8 +14,8 @@ use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{ClientContext, TopicPartitionList};
 use serde::Deserialize;
 
-use super::TopicPartition;
 use super::starts::Start;
+use crate::position::PartitionId;
 use crate::source::Error;
 
 /// A change the rebalance callbacks noted, in order.
@@ -23,13 +23,13 @@ use crate::source::Error;
 pub(super) enum Change {
     /// The group assigned these partitions; the source has yet to assign
     /// them (see the module's documentation).
-    Assign(Vec<TopicPartition>),
+    Assign(Vec<PartitionId>),
     /// The source assigned them, from these starts.
     Assigned(Vec<Start>),
     /// `deferred`: the partitions are paused, not let go, until the
     /// pipeline has checkpointed them.
     Revoke {
-        gone: Vec<TopicPartition>,
+        gone: Vec<PartitionId>,
         deferred: bool,
     },
     Failed(Error),
@@ -41,7 +41,7 @@ pub(super) enum Change {
 pub(super) struct Shared {
     pub changes: Vec<Change>,
     /// Each partition's end (high watermark), from librdkafka's statistics.
-    pub ends: HashMap<TopicPartition, i64>,
+    pub ends: HashMap<PartitionId, i64>,
     /// A revocation is waiting for the hand-over checkpoint: the
     /// partitions are still assigned.
     pub deferred: bool,
@@ -108,7 +108,7 @@ impl ClientContext for Context {
                     queued = p.fetchq_cnt,
                     "librdkafka statistics"
                 );
-                shared.ends.insert((topic.clone(), p.partition), p.hi_offset);
+                shared.ends.insert(PartitionId::new(topic.as_str(), p.partition), p.hi_offset);
             }
         }
     }
@@ -143,11 +143,11 @@ impl ConsumerContext for Context {
     fn rebalance(&self, consumer: &BaseConsumer<Self>, err: RDKafkaRespErr, tpl: &mut TopicPartitionList) {
         match err {
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
-                let given = tpl.elements().iter().map(|e| (e.topic().to_string(), e.partition())).collect();
+                let given = tpl.elements().iter().map(|e| PartitionId::new(e.topic(), e.partition())).collect();
                 self.record(Change::Assign(given));
             }
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
-                let gone = tpl.elements().iter().map(|e| (e.topic().to_string(), e.partition())).collect();
+                let gone = tpl.elements().iter().map(|e| PartitionId::new(e.topic(), e.partition())).collect();
                 let deferred = self.hands_over && !self.closing.load(Ordering::SeqCst);
                 if deferred && let Err(e) = consumer.pause(tpl) {
                     // Not fatal: records that still arrive once the

@@ -42,6 +42,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use super::{Assignment, Chunk, Error, Header, Metadata, Partitions, Polled, Result, Source};
 use crate::checkpoint::Store;
 use crate::metrics::PartitionLag;
+use crate::position::PartitionId;
 use callbacks::{Change, Context, STATISTICS_INTERVAL, unassign};
 pub use config::{KafkaSourceConfig, StartConfig, managed_property};
 use hand_over::HandOver;
@@ -55,8 +56,6 @@ const POLL_IDLE: StdDuration = StdDuration::from_millis(100);
 const PAUSE_AFTER: StdDuration = StdDuration::from_secs(60);
 /// Timeout of the broker requests made at assignment.
 const REQUEST_TIMEOUT: StdDuration = StdDuration::from_secs(10);
-
-type TopicPartition = (String, i32);
 
 /// What one poll of the consumer gave.
 #[derive(Debug, PartialEq, Eq)]
@@ -98,7 +97,7 @@ pub struct KafkaSource {
     partitions: Partitions,
     /// Revocations waiting for the assignment that follows them (eager
     /// rebalances revoke everything, then assign what stays).
-    revoking: Vec<TopicPartition>,
+    revoking: Vec<PartitionId>,
     notes: std::collections::VecDeque<Polled>,
     /// Records that arrived while the source was held.
     held: Option<Chunk>,
@@ -207,14 +206,14 @@ impl KafkaSource {
                 }
                 Change::Assigned(mut starts) => {
                     let mut assigned = Vec::new();
-                    for Start { partition: (topic, partition), offset: start, end, restored } in &mut starts {
+                    for Start { partition: id, offset: start, end, restored } in &mut starts {
                         let (start, end) = (&*start, &*end);
-                        let slot = match self.slot_of(topic, *partition) {
+                        let slot = match self.slot_of(&id.topic, id.partition) {
                             Some(i) => i,
                             None => {
                                 self.slots.push(Slot {
-                                    topic: topic.as_str().into(),
-                                    partition: *partition,
+                                    topic: id.topic.as_str().into(),
+                                    partition: id.partition,
                                     assigned: false,
                                     next: *start,
                                     end: *end,
@@ -232,18 +231,17 @@ impl KafkaSource {
                             s.start = *start;
                             assigned.push(Assignment {
                                 slot,
-                                topic: s.topic.clone(),
-                                partition: s.partition,
+                                partition: id.clone(),
                                 start: *start,
                                 restored: restored.take(),
                             });
                         }
                     }
-                    let kept = |tp: &TopicPartition| starts.iter().any(|s| &s.partition == tp);
+                    let kept = |id: &PartitionId| starts.iter().any(|s| &s.partition == id);
                     let revoked: Vec<usize> = std::mem::take(&mut self.revoking)
                         .iter()
                         .filter(|tp| !kept(tp))
-                        .filter_map(|(t, p)| self.slot_of(t, *p))
+                        .filter_map(|id| self.slot_of(&id.topic, id.partition))
                         .collect();
                     if !revoked.is_empty() {
                         for &slot in &revoked {
@@ -466,7 +464,7 @@ impl KafkaSource {
         );
         let revoked: Vec<usize> = std::mem::take(&mut self.revoking)
             .iter()
-            .filter_map(|(t, p)| self.slot_of(t, *p))
+            .filter_map(|id| self.slot_of(&id.topic, id.partition))
             .filter(|&slot| self.slots[slot].assigned)
             .collect();
         for &slot in &revoked {
@@ -493,7 +491,7 @@ impl Source for KafkaSource {
             .iter()
             .filter(|s| s.assigned)
             .map(|s| {
-                let end = ends.get(&(s.topic.to_string(), s.partition)).copied();
+                let end = ends.get(&PartitionId::new(s.topic.as_ref(), s.partition)).copied();
                 PartitionLag::new(&s.topic, s.partition, s.next, end)
             })
             .collect()

@@ -9,8 +9,9 @@ use rdkafka::{Offset, TopicPartitionList};
 
 use super::callbacks::Change;
 use super::config::StartConfig;
-use super::{KafkaSource, REQUEST_TIMEOUT, TopicPartition, kafka_err};
+use super::{KafkaSource, REQUEST_TIMEOUT, kafka_err};
 use crate::checkpoint::Restored;
+use crate::position::PartitionId;
 use crate::source::{Error, Result};
 use crate::time::TimestampFormat;
 
@@ -18,7 +19,7 @@ use crate::time::TimestampFormat;
 /// ends; its state, when a checkpoint holds it.
 #[derive(Debug)]
 pub(super) struct Start {
-    pub partition: TopicPartition,
+    pub partition: PartitionId,
     pub offset: i64,
     pub end: i64,
     pub restored: Option<Restored>,
@@ -56,16 +57,20 @@ impl KafkaSource {
     /// partition this host holds already resumes where it is; one a
     /// checkpoint holds starts at the checkpoint's offset, with its state;
     /// any other as the manifest's `start` says.
-    fn starts(&self, given: &[TopicPartition]) -> Result<Vec<Start>> {
-        let held: HashMap<TopicPartition, i64> =
-            self.slots.iter().filter(|s| s.assigned).map(|s| ((s.topic.to_string(), s.partition), s.next)).collect();
+    fn starts(&self, given: &[PartitionId]) -> Result<Vec<Start>> {
+        let held: HashMap<PartitionId, i64> = self
+            .slots
+            .iter()
+            .filter(|s| s.assigned)
+            .map(|s| (PartitionId::new(s.topic.as_ref(), s.partition), s.next))
+            .collect();
         let consumer = &self.consumer;
-        let wanted: Vec<TopicPartition> = given.iter().filter(|tp| !held.contains_key(*tp)).cloned().collect();
+        let wanted: Vec<PartitionId> = given.iter().filter(|tp| !held.contains_key(*tp)).cloned().collect();
         let mut new = TopicPartitionList::new();
-        for (topic, partition) in &wanted {
-            new.add_partition(topic, *partition);
+        for id in &wanted {
+            new.add_partition(&id.topic, id.partition);
         }
-        let from_broker: HashMap<TopicPartition, Offset> = match &self.config.start {
+        let from_broker: HashMap<PartitionId, Offset> = match &self.config.start {
             _ if new.count() == 0 => HashMap::new(),
             StartConfig::Committed => offsets(consumer.committed_offsets(new, REQUEST_TIMEOUT))?,
             StartConfig::Timestamp(at) => {
@@ -91,21 +96,23 @@ impl KafkaSource {
         for tp in given {
             let restored = restored.remove(tp);
             let (low, high) =
-                consumer.fetch_watermarks(&tp.0, tp.1, REQUEST_TIMEOUT).map_err(|source| Error::Kafka {
-                    what: format!("cannot read the offsets of {}[{}]", tp.0, tp.1),
+                consumer.fetch_watermarks(&tp.topic, tp.partition, REQUEST_TIMEOUT).map_err(|source| Error::Kafka {
+                    what: format!("cannot read the offsets of {}[{}]", tp.topic, tp.partition),
                     source: Box::new(source),
                 })?;
-            let checkpointed = restored.as_ref().map(|r| r.state.offset);
+            let checkpointed = restored.as_ref().map(|r| r.state.position.offset);
             let start = choose(held.get(tp).copied(), checkpointed, &self.config.start, from_broker.get(tp), low, high);
             if self.checkpoints.is_some() && restored.is_none() && !held.contains_key(tp) {
                 tracing::info!(
-                    topic = tp.0,
-                    partition = tp.1,
+                    topic = tp.topic,
+                    partition = tp.partition,
                     offset = start,
                     "no checkpoint holds this partition: reading it without state"
                 );
             }
-            assign.add_partition_offset(&tp.0, tp.1, Offset::Offset(start)).map_err(kafka_err("bad start offset"))?;
+            assign
+                .add_partition_offset(&tp.topic, tp.partition, Offset::Offset(start))
+                .map_err(kafka_err("bad start offset"))?;
             starts.push(Start { partition: tp.clone(), offset: start, end: high, restored });
         }
         consumer.assign(&assign).map_err(kafka_err("cannot assign partitions"))?;
@@ -113,9 +120,9 @@ impl KafkaSource {
     }
 }
 
-fn offsets(tpl: rdkafka::error::KafkaResult<TopicPartitionList>) -> Result<HashMap<TopicPartition, Offset>> {
+fn offsets(tpl: rdkafka::error::KafkaResult<TopicPartitionList>) -> Result<HashMap<PartitionId, Offset>> {
     let tpl = tpl.map_err(kafka_err("cannot look up start offsets"))?;
-    Ok(tpl.elements().iter().map(|e| ((e.topic().to_string(), e.partition()), e.offset())).collect())
+    Ok(tpl.elements().iter().map(|e| (PartitionId::new(e.topic(), e.partition()), e.offset())).collect())
 }
 
 /// Where a partition given to this host starts: where this host is, if it
