@@ -197,10 +197,13 @@ fn throughput(events: u64) -> anyhow::Result<()> {
                 summary.events_read as f64 / secs,
                 summary.feature_rows
             );
-            let storage = sluice_host::checkpoint::Storage::local(&checkpoints)?;
-            for listed in sluice_host::checkpoint::list(&storage)? {
-                if largest.as_ref().is_none_or(|(size, _, _, _)| listed.size > *size) {
-                    largest = Some((listed.size, storage.clone(), listed, manifest.clone()));
+            // Runs without checkpoints make no directory.
+            if checkpoints.is_dir() {
+                let storage = sluice_host::checkpoint::Storage::local(&checkpoints)?;
+                for listed in sluice_host::checkpoint::list(&storage)? {
+                    if largest.as_ref().is_none_or(|(size, _, _, _)| listed.size > *size) {
+                        largest = Some((listed.size, storage.clone(), listed, manifest.clone()));
+                    }
                 }
             }
             clean_redis(&prefix)?;

@@ -149,22 +149,25 @@ impl Storage {
         run(async move { objects.rename(&source, &target).await })?.map_err(|e| self.err(from, e))
     }
 
-    /// Every object under `folder` (`""`: the root), at any depth.
+    /// Every object under `folder`, at any depth.
     pub fn list(&self, folder: &str) -> Result<Vec<Object>> {
-        let at = if folder.is_empty() { self.root.clone() } else { self.path(folder) };
-        self.listing(folder, Some(at), true)
+        self.listing(folder, true)
     }
 
     /// The objects directly in the root, not in its folders.
     pub fn list_root(&self) -> Result<Vec<Object>> {
-        self.listing("", Some(self.root.clone()), false)
+        self.listing("", false)
     }
 
-    fn listing(&self, folder: &str, at: Option<Path>, deep: bool) -> Result<Vec<Object>> {
+    /// The objects under `folder` (`""`: the root), only those directly in
+    /// it unless `deep`; keys relative to the root.
+    fn listing(&self, folder: &str, deep: bool) -> Result<Vec<Object>> {
         let objects = self.objects.clone();
+        let at = if folder.is_empty() { self.root.clone() } else { self.path(folder) };
         let prefix = (!self.root.as_ref().is_empty()).then(|| self.root.clone());
         let listed = run(async move {
-            let at = at.filter(|p| !p.as_ref().is_empty());
+            // The store's root is named by no path at all.
+            let at = Some(at).filter(|p| !p.as_ref().is_empty());
             if deep {
                 objects.list(at.as_ref()).try_collect::<Vec<_>>().await
             } else {

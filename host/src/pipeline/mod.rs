@@ -62,7 +62,7 @@ pub enum Error {
     #[error(transparent)]
     Checkpoint(#[from] crate::checkpoint::Error),
     #[error("cannot restore the state of a checkpoint: {0}")]
-    Restore(String),
+    Restore(#[source] crate::state::CodecError),
     #[error(transparent)]
     State(#[from] crate::state::Error),
     /// A worker gave up because the pipeline was stopped at once (never

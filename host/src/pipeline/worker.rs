@@ -82,7 +82,7 @@ impl<'a> Worker<'a> {
             return Ok(());
         }
         if let Some(snapshot) = &routed.restore {
-            let keys = self.operator.restore(snapshot, |_| true).map_err(|e| Error::Restore(e.to_string()))?;
+            let keys = self.operator.restore(snapshot, |_| true).map_err(Error::Restore)?;
             tracing::debug!(worker = self.index, keys, "state restored");
         }
         for &slot in &routed.revoked {
