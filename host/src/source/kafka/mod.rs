@@ -179,9 +179,36 @@ impl KafkaSource {
         self.slots.iter().position(|s| s.partition == partition && &*s.topic == topic)
     }
 
+    /// Assign the partitions the group gave this host (the callback noted
+    /// them inside a poll): each from its start, with its state. Called
+    /// after a poll that handed out no record, and before the changes are
+    /// taken; a failure is a change too, reported where it is taken.
+    fn assign_given(&mut self) {
+        let context = self.consumer.context();
+        if !context.shared.lock().is_ok_and(|s| s.changes.iter().any(|c| matches!(c, Change::Assign(_)))) {
+            return;
+        }
+        let noted = context.shared.lock().map(|mut s| std::mem::take(&mut s.changes)).unwrap_or_default();
+        let mut resolved = Vec::with_capacity(noted.len());
+        for change in noted {
+            resolved.push(match change {
+                Change::Assign(given) => match self.starts(&given) {
+                    Ok(starts) => Change::Assigned(starts),
+                    Err(e) => Change::Failed(e),
+                },
+                other => other,
+            });
+        }
+        // No poll ran meanwhile, so no callback noted anything after them.
+        if let Ok(mut shared) = self.consumer.context().shared.lock() {
+            resolved.append(&mut shared.changes);
+            shared.changes = resolved;
+        }
+    }
+
     /// Turn what the rebalance callbacks recorded into notes.
     fn take_changes(&mut self) -> Result<()> {
-        self.assign_given()?;
+        self.assign_given();
         let changes = self.consumer.context().shared.lock().map(|mut s| std::mem::take(&mut s.changes));
         let mut changes = changes.unwrap_or_default().into_iter();
         while let Some(change) = changes.next() {
@@ -339,7 +366,7 @@ impl KafkaSource {
         let Some(polled) = self.consumer.poll(timeout) else {
             // The group may have given partitions inside the poll (one
             // that hands out a record is followed by more polls).
-            self.assign_given()?;
+            self.assign_given();
             return Ok(Fetched::Nothing);
         };
         let message = match polled {

@@ -1,13 +1,12 @@
 //! Where the partitions the group gives this host start, and their
-//! assignment: run after the poll whose rebalance callback noted them, not
-//! inside it.
+//! assignment, with each one's state from the checkpoints: run after the
+//! poll whose rebalance callback noted them, not inside it.
 
 use std::collections::HashMap;
 
 use rdkafka::consumer::Consumer;
 use rdkafka::{Offset, TopicPartitionList};
 
-use super::callbacks::Change;
 use super::config::StartConfig;
 use super::{KafkaSource, REQUEST_TIMEOUT, kafka_err};
 use crate::checkpoint::Restored;
@@ -26,38 +25,11 @@ pub(super) struct Start {
 }
 
 impl KafkaSource {
-    /// Assign the partitions the group gave this host (the callback noted
-    /// them inside the last poll): each from its start, with its state.
-    /// Called after every poll of the consumer.
-    pub(super) fn assign_given(&mut self) -> Result<()> {
-        let context = self.consumer.context();
-        if !context.shared.lock().is_ok_and(|s| s.changes.iter().any(|c| matches!(c, Change::Assign(_)))) {
-            return Ok(());
-        }
-        let changes = context.shared.lock().map(|mut s| std::mem::take(&mut s.changes)).unwrap_or_default();
-        let mut done = Vec::with_capacity(changes.len());
-        for change in changes {
-            done.push(match change {
-                Change::Assign(given) => match self.starts(&given) {
-                    Ok(starts) => Change::Assigned(starts),
-                    Err(e) => Change::Failed(e),
-                },
-                other => other,
-            });
-        }
-        // No poll ran meanwhile, so no callback noted anything after them.
-        if let Ok(mut shared) = self.consumer.context().shared.lock() {
-            done.append(&mut shared.changes);
-            shared.changes = done;
-        }
-        Ok(())
-    }
-
     /// Pick the start of every partition given and assign them: a
     /// partition this host holds already resumes where it is; one a
     /// checkpoint holds starts at the checkpoint's offset, with its state;
     /// any other as the manifest's `start` says.
-    fn starts(&self, given: &[PartitionId]) -> Result<Vec<Start>> {
+    pub(super) fn starts(&self, given: &[PartitionId]) -> Result<Vec<Start>> {
         let held: HashMap<PartitionId, i64> = self
             .slots
             .iter()
