@@ -92,6 +92,7 @@ fn listed(storage: &Storage, name: String, object: &Object) -> Listed {
 /// Delete a checkpoint: its entry first, so that no entry outlives its
 /// data.
 pub(super) fn remove(storage: &Storage, listed: &Listed) -> Result<()> {
+    // A file of a host before the index is its own data, with no entry.
     if listed.data != listed.name {
         storage.delete(&entry_key(&listed.name))?;
     }
