@@ -38,7 +38,7 @@ pub(super) struct Driver<'a> {
     /// Checkpoints are taken: barriers carry the source's cut.
     checkpoints: bool,
     /// Each slot's partition, once assigned.
-    names: Vec<Option<PartitionId>>,
+    partitions: Vec<Option<PartitionId>>,
     /// The last step read, and the last barrier's number.
     seq: u64,
     epoch: u64,
@@ -58,7 +58,7 @@ impl<'a> Driver<'a> {
             progress: Progress::default(),
             workers,
             checkpoints,
-            names: Vec::new(),
+            partitions: Vec::new(),
             seq: 0,
             epoch: 0,
             every,
@@ -167,7 +167,7 @@ impl<'a> Driver<'a> {
         Ok(Some(Turn { shares, cut, last: last.is_some() }))
     }
 
-    /// Partitions now read: their watermarks, positions and names.
+    /// Partitions now read: their watermarks, positions and ids.
     fn assigned(&mut self, assigned: &[Assignment], now: Instant) {
         for a in assigned {
             self.reader.watermarks.assign(a.slot, now);
@@ -176,10 +176,10 @@ impl<'a> Driver<'a> {
                 self.reader.watermarks.observe(a.slot, t, now);
             }
             self.progress.assign(a.slot, a.start, latest);
-            if self.names.len() <= a.slot {
-                self.names.resize(a.slot + 1, None);
+            if self.partitions.len() <= a.slot {
+                self.partitions.resize(a.slot + 1, None);
             }
-            self.names[a.slot] = Some(a.partition.clone());
+            self.partitions[a.slot] = Some(a.partition.clone());
         }
     }
 
@@ -189,7 +189,7 @@ impl<'a> Driver<'a> {
             .cut()
             .into_iter()
             .filter_map(|(slot, offset, max_event_time)| {
-                let id = self.names.get(slot)?.clone()?;
+                let id = self.partitions.get(slot)?.clone()?;
                 let byte_offset = source.byte_offset(slot);
                 Some(CutPartition { slot, position: Position { id, offset, byte_offset, max_event_time } })
             })
