@@ -198,9 +198,9 @@ fn throughput(events: u64) -> anyhow::Result<()> {
                 summary.feature_rows
             );
             // Runs without checkpoints make no directory.
-            if checkpoints.is_dir() {
-                let storage = sluice_host::checkpoint::Storage::local(&checkpoints)?;
-                for listed in sluice_host::checkpoint::list(&storage)? {
+            let config = sluice_host::checkpoint::CheckpointConfig::in_dir(checkpoints.clone());
+            if let Some((storage, listed)) = sluice_host::checkpoint::existing(&config)? {
+                for listed in listed {
                     if largest.as_ref().is_none_or(|(size, _, _, _)| listed.size > *size) {
                         largest = Some((listed.size, storage.clone(), listed, manifest.clone()));
                     }

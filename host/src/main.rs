@@ -560,14 +560,8 @@ fn checkpoints(command: CheckpointsCommand) -> ExitCode {
         return ExitCode::FAILURE;
     };
     let at = config.shown();
-    let missing = config.dir.as_ref().is_some_and(|d| !d.exists());
-    let opened = if missing {
-        Ok(None)
-    } else {
-        checkpoint::Storage::open(config).and_then(|s| Ok(Some((checkpoint::list(&s)?, s))))
-    };
-    let (listed, storage) = match opened {
-        Ok(Some((listed, storage))) => (listed, Some(storage)),
+    let (listed, storage) = match checkpoint::existing(config) {
+        Ok(Some((storage, listed))) => (listed, Some(storage)),
         Ok(None) => (Vec::new(), None),
         Err(e) => {
             eprintln!("error: {e}");

@@ -91,18 +91,19 @@ pub fn check(manifest: &Manifest, checks: &Checks) -> Vec<Finding> {
         && checks.looks_at(&format!("checkpoint.{}", c.field()))
     {
         let field = format!("checkpoint.{}", c.field());
-        // A directory not made yet holds none; an object store is looked
-        // at online only.
-        let listable = match &c.dir {
-            Some(dir) => dir.is_dir(),
-            None => checks.online,
-        };
-        let listed =
-            listable.then(|| crate::checkpoint::Storage::open(c).and_then(|s| Ok((crate::checkpoint::list(&s)?, s))));
+        // An object store is looked at online only.
+        let listed = (c.dir.is_some() || checks.online).then(|| crate::checkpoint::existing(c));
         match listed {
             // A directory's own problems are the path checks' to say.
-            Some(Err(e)) if c.dir.is_none() => found.push((field, e.to_string(), None)),
-            Some(Ok((listed, storage))) if !checks.fresh => {
+            Some(Err(e)) if c.dir.is_none() => found.push((
+                field,
+                e.to_string(),
+                Some(
+                    "check the bucket in `checkpoint.url` and `checkpoint.options` (endpoint, region, credentials)"
+                        .into(),
+                ),
+            )),
+            Some(Ok(Some((storage, listed)))) if !checks.fresh => {
                 let layout = manifest.lower().layout();
                 if let Some((l, mismatch)) = crate::checkpoint::refused(&listed, &manifest.name, &layout).next() {
                     found.push((

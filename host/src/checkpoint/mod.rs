@@ -427,6 +427,18 @@ pub fn refused<'l>(
     })
 }
 
+/// The store `config` names and its published checkpoints, for looking
+/// at them: `None` for a directory not made yet (it holds none). Creates
+/// and changes nothing.
+pub fn existing(config: &CheckpointConfig) -> Result<Option<(Storage, Vec<Listed>)>> {
+    if config.dir.as_ref().is_some_and(|dir| !dir.is_dir()) {
+        return Ok(None);
+    }
+    let storage = Storage::open(config)?;
+    let listed = list(&storage)?;
+    Ok(Some((storage, listed)))
+}
+
 /// Every published checkpoint in `storage`, oldest first.
 pub fn list(storage: &Storage) -> Result<Vec<Listed>> {
     index::list(storage)

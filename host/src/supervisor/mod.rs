@@ -586,13 +586,11 @@ impl Supervisor {
             self.definition_manifest(&entry.definition)?.checkpoint
         };
         let Some(config) = config else { return Ok(Vec::new()) };
-        if config.dir.as_ref().is_some_and(|d| !d.exists()) {
-            return Ok(Vec::new());
-        }
         let at = config.shown();
-        let listed = blocking(move || checkpoint::Storage::open(&config).and_then(|s| checkpoint::list(&s)))
+        let existing = blocking(move || checkpoint::existing(&config))
             .await?
             .map_err(|e| Error::Io { dir: self.shown(&at), message: e.to_string() })?;
+        let listed = existing.map(|(_, listed)| listed).unwrap_or_default();
         let mut newest: BTreeMap<PartitionId, (i64, Offset)> = BTreeMap::new();
         for l in listed {
             let Ok(h) = l.header else { continue };
