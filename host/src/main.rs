@@ -385,12 +385,13 @@ fn client(host: HostArgs, request: Request) -> ExitCode {
     exit_code(outcome)
 }
 
-/// Load and check a manifest and its module on `engine`; every problem is
-/// printed.
+/// Load and check a manifest and its module on `engine` (`online`: reach
+/// brokers and Redis; `registry`: ask the schema registry too); every
+/// problem is printed.
 fn load(
     file: &Path,
     overrides: &[String],
-    (online, fresh): (bool, bool),
+    (online, registry, fresh): (bool, bool, bool),
     engine: &Engine,
 ) -> Option<(Document, Module)> {
     // Every stage runs, whatever the manifest's own checks found, so that
@@ -402,7 +403,7 @@ fn load(
             return None;
         }
     };
-    let checks = preflight::Checks { online, fresh, refused: Vec::new() };
+    let checks = preflight::Checks { online, fresh, registry, refused: Vec::new() };
     let (module, findings) = preflight::check_with_module(&document.manifest, engine, &checks);
     match module {
         Some(module) if findings.is_empty() && document.is_clean() => Some((document, module)),
@@ -421,7 +422,7 @@ fn validate(file: &Path, overrides: &[String], offline: bool) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match load(file, overrides, (!offline, false), &engine) {
+    match load(file, overrides, (!offline, !offline, false), &engine) {
         Some(_) => {
             out!("{}: ok", file.display());
             ExitCode::SUCCESS
@@ -449,7 +450,8 @@ fn run(file: &Path, overrides: &[String], fresh: bool) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let Some((document, module)) = load(file, overrides, (true, fresh), runtime.engine()) else {
+    // A registry that does not answer yet holds the run, not its start.
+    let Some((document, module)) = load(file, overrides, (true, false, fresh), runtime.engine()) else {
         return ExitCode::FAILURE;
     };
     // A bounded run (a backfill) shows its progress to a person at a

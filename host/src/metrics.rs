@@ -24,6 +24,9 @@ pub struct Metrics {
     pub events_accepted: AtomicU64,
     pub events_late: AtomicU64,
     pub dead_letters_decode: AtomicU64,
+    /// Times a chunk could not be decoded yet because what decoding needs
+    /// did not answer (a schema registry): it is held and tried again.
+    pub decode_waits: AtomicU64,
     pub dead_letters_validate: AtomicU64,
     pub dead_letters_transform: AtomicU64,
     /// Records a sink refused for good (too large, say).
@@ -270,6 +273,12 @@ pub const COUNTERS: &[Counter] = &[
     counter("sluice_dead_letters", "", Some(("stage", "validate")), |m| Metrics::get(&m.dead_letters_validate)),
     counter("sluice_dead_letters", "", Some(("stage", "transform")), |m| Metrics::get(&m.dead_letters_transform)),
     counter("sluice_dead_letters", "", Some(("stage", "sink")), |m| Metrics::get(&m.dead_letters_sink)),
+    counter(
+        "sluice_decode_waits",
+        "Times records were held because what decoding them needs (a schema registry) did not answer.",
+        None,
+        |m| Metrics::get(&m.decode_waits),
+    ),
     counter("sluice_dead_letters_dropped", "Dead letters a dead-letter sink refused (lost, logged).", None, |m| {
         Metrics::get(&m.dead_letters_dropped)
     }),

@@ -23,6 +23,9 @@ pub struct Checks {
     /// The run starts over, so checkpoints of another pipeline are no
     /// problem.
     pub fresh: bool,
+    /// Also ask the schema registry an Avro manifest reads from (`validate`
+    /// does; a run starts without it, and waits for it to answer).
+    pub registry: bool,
     /// Fields refused already (a path outside a host's files directory, a
     /// module not registered): what they name is not looked at.
     pub refused: Vec<String>,
@@ -80,6 +83,10 @@ pub fn check(manifest: &Manifest, checks: &Checks) -> Vec<Finding> {
     let source = manifest.source.component();
     let skip = skipped("source", source.client_properties(), checks);
     found.extend(located("source", source.preflight(&Preflight { online: checks.online, skip: &skip })));
+    check_paths_under("events", &mut found);
+    if checks.registry && checks.looks_at("events.registry") {
+        found.extend(registry(manifest));
+    }
     for (entry, _, sink) in manifest.outputs.entries() {
         check_paths_under(&entry, &mut found);
         let skip = skipped(&entry, sink.client_properties(), checks);
@@ -119,6 +126,44 @@ pub fn check(manifest: &Manifest, checks: &Checks) -> Vec<Finding> {
                 }
             }
             _ => {}
+        }
+    }
+    found
+}
+
+/// The schema registry an Avro manifest reads its writer schemas from:
+/// reachable with its credentials, and holding the subject of each source
+/// topic's values (`{topic}-value`, the serializers' TopicNameStrategy).
+fn registry(manifest: &Manifest) -> Vec<Finding> {
+    let (Some(config), crate::decode::Format::Avro) = (&manifest.events.registry, manifest.events.format) else {
+        return Vec::new();
+    };
+    let client = match crate::schema_registry::Client::new(config) {
+        Ok(client) => client,
+        Err(e) => return vec![("events.registry".into(), e.to_string(), None)],
+    };
+    let topics = match &manifest.source {
+        crate::source::SourceConfig::Kafka(kafka) => kafka.topics.clone(),
+        crate::source::SourceConfig::File(_) => Vec::new(),
+    };
+    let mut found = Vec::new();
+    for topic in topics {
+        let subject = format!("{topic}-value");
+        match client.subject(&subject) {
+            Ok(()) => {}
+            Err(e @ crate::schema_registry::ClientError::NotFound { .. }) => found.push((
+                "source.topics".into(),
+                format!("topic `{topic}`: {e}"),
+                Some(format!(
+                    "a producer's serializer registers `{subject}` as it first writes; check the topic, or \
+                     validate again once it has"
+                )),
+            )),
+            Err(e) => {
+                let hint = "a pipeline started without it waits for it, reading nothing";
+                found.push(("events.registry.url".into(), e.to_string(), Some(hint.into())));
+                break;
+            }
         }
     }
     found

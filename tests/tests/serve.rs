@@ -8,104 +8,15 @@
 
 mod common;
 
-use std::io::BufRead;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::{BROKERS, REDIS, Running, Topics, produce, redis_hashes, stored_row};
+use common::{BROKERS, Host, REDIS, Running, TOKEN, Topics, produce, redis_hashes, stored_row};
 use redis::Commands;
 use serde_json::{Value, json};
 use sluice_tests::e2e::{self, expected, now_ms, wait_until};
 use sluice_tests::jsonl::parse_line;
-
-const TOKEN: &str = "serve-test-token";
-
-/// A `sluice serve` process on a port of its own.
-struct Host {
-    process: Running,
-    url: String,
-    log: PathBuf,
-}
-
-impl Host {
-    fn start(data: &Path, log: PathBuf) -> anyhow::Result<Host> {
-        let mut child = Command::new(e2e::sluice())
-            .args(["serve", "--bind", "127.0.0.1:0", "--sample-every", "300ms", "--data"])
-            .arg(data)
-            .env("SLUICE_TOKEN", TOKEN)
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(&log)?)
-            .spawn()?;
-        let stdout = child.stdout.take().ok_or_else(|| anyhow::anyhow!("no stdout"))?;
-        let process = Running(child);
-        let mut line = String::new();
-        std::io::BufReader::new(stdout).read_line(&mut line)?;
-        let url = line.trim().strip_prefix("listening on ").map(str::to_string).ok_or_else(|| {
-            anyhow::anyhow!(
-                "sluice serve did not start: {line:?}\n{}",
-                std::fs::read_to_string(&log).unwrap_or_default()
-            )
-        })?;
-        Ok(Host { process, url, log })
-    }
-
-    /// `sluice ARGS` against this host; its stdout.
-    fn cli(&self, args: &[&str]) -> anyhow::Result<String> {
-        let out = Command::new(e2e::sluice())
-            .args(args)
-            .env("SLUICE_HOST", &self.url)
-            .env("SLUICE_TOKEN", TOKEN)
-            .current_dir(e2e::root())
-            .output()?;
-        anyhow::ensure!(
-            out.status.success(),
-            "sluice {args:?} failed: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        Ok(String::from_utf8(out.stdout)?)
-    }
-
-    /// `method path` over HTTP; the status and the JSON body.
-    fn call(&self, method: reqwest::Method, path: &str) -> anyhow::Result<(u16, Value)> {
-        self.send(method, path, String::new())
-    }
-
-    /// `method path` with `body`; the status and the JSON body.
-    fn send(&self, method: reqwest::Method, path: &str, body: String) -> anyhow::Result<(u16, Value)> {
-        let response = reqwest::blocking::Client::new()
-            .request(method, format!("{}{path}", self.url))
-            .bearer_auth(TOKEN)
-            .body(body)
-            .timeout(Duration::from_secs(120))
-            .send()?;
-        let status = response.status().as_u16();
-        let text = response.text()?;
-        Ok((status, if text.is_empty() { Value::Null } else { serde_json::from_str(&text)? }))
-    }
-
-    fn status(&self, name: &str) -> anyhow::Result<Value> {
-        let (code, body) = self.call(reqwest::Method::GET, &format!("/pipelines/{name}/status"))?;
-        anyhow::ensure!(code == 200, "status of {name}: {code} {body}");
-        Ok(body)
-    }
-
-    /// Wait until the status of `name` satisfies `done`; the status.
-    fn wait(&self, name: &str, what: &str, done: impl Fn(&Value) -> bool) -> anyhow::Result<Value> {
-        let mut last = Value::Null;
-        let waited = wait_until(what, Duration::from_secs(120), Duration::from_millis(100), || {
-            last = self.status(name)?;
-            Ok(done(&last))
-        });
-        waited.map_err(|e| anyhow::anyhow!("{e}; the last status: {last}\n{}", self.log_text()))?;
-        Ok(last)
-    }
-
-    fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
 
 /// `examples/session-features.yaml` as pipeline `clicks`: from `t.input`
 /// (to its end and on, or stopping there when `bounded`), its module the

@@ -105,11 +105,14 @@ pub async fn as_json(method: &axum::http::Method, response: Response, shown: imp
     if !(status.is_client_error() || status.is_server_error()) {
         return response;
     }
-    let is_json = response
-        .headers()
-        .get(header::CONTENT_TYPE)
+    // JSON, or a JSON media type of its own (the schema registry's
+    // `application/vnd.schemaregistry.v1+json`), which it keeps.
+    let content_type = response.headers().get(header::CONTENT_TYPE).cloned();
+    let is_json = content_type
+        .as_ref()
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/json"));
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|v| v == "application/json" || v.ends_with("+json"));
     let (parts, body) = response.into_parts();
     // Error texts are short; anything longer is cut.
     let bytes = axum::body::to_bytes(body, 1 << 20).await.unwrap_or_default();
@@ -130,6 +133,9 @@ pub async fn as_json(method: &axum::http::Method, response: Response, shown: imp
     };
     rewrite(&mut value, &shown);
     let mut rebuilt = (status, Json(value)).into_response();
+    if let Some(content_type) = content_type.filter(|_| is_json) {
+        rebuilt.headers_mut().insert(header::CONTENT_TYPE, content_type);
+    }
     // What else was said (Allow, WWW-Authenticate) still holds.
     for (name, value) in &parts.headers {
         if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {

@@ -9,6 +9,7 @@
 //! socket.
 
 mod error;
+mod schema_registry;
 mod server;
 
 use std::collections::BTreeMap;
@@ -55,6 +56,7 @@ pub fn router(api: Arc<Api>) -> Router {
     unauthorized_everywhere(&mut openapi);
     let openapi = Arc::new(openapi);
     let guarded = router
+        .merge(schema_registry::routes())
         .route("/openapi.json", get(move || async move { Json(openapi.as_ref().clone()) }))
         .fallback(|| async {
             Error::new(StatusCode::NOT_FOUND, "no such resource; see the API reference in the README")
@@ -170,18 +172,30 @@ async fn declared_length(State(limit): State<u64>, request: Request, next: Next)
     }
 }
 
-/// The credentials of an `Authorization: Bearer <token>` header; the
-/// scheme's case does not matter (RFC 9110, 11.1).
-fn bearer(value: &str) -> Option<&str> {
+/// The token an `Authorization` header gives: `Bearer <token>`, or HTTP
+/// basic authentication with the token as the password (any user name),
+/// which is how a schema registry client such as `confluent-kafka`'s
+/// sends credentials. The scheme's case does not matter (RFC 9110, 11.1).
+fn given_token(value: &str) -> Option<String> {
+    use base64::Engine as _;
     let (scheme, credentials) = value.trim().split_once(' ')?;
-    scheme.eq_ignore_ascii_case("bearer").then(|| credentials.trim_start())
+    let credentials = credentials.trim_start();
+    if scheme.eq_ignore_ascii_case("bearer") {
+        return Some(credentials.to_string());
+    }
+    if scheme.eq_ignore_ascii_case("basic") {
+        let decoded = base64::engine::general_purpose::STANDARD.decode(credentials).ok()?;
+        let (_user, password) = std::str::from_utf8(&decoded).ok()?.split_once(':')?;
+        return Some(password.to_string());
+    }
+    None
 }
 
-/// Every route but `/health` needs `Authorization: Bearer <token>` when
-/// the host has a token.
+/// Every route but `/health` needs the host's token when it has one
+/// (see [`given_token`]).
 async fn authorize(State(api): Shared, request: Request, next: Next) -> Response {
     if let Some(token) = &api.token {
-        let given = request.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(bearer);
+        let given = request.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(given_token);
         if !given.is_some_and(|g| same(g.as_bytes(), token.as_bytes())) {
             let mut response =
                 Error::new(StatusCode::UNAUTHORIZED, "this host needs `Authorization: Bearer <token>`").into_response();

@@ -158,7 +158,7 @@ pub enum Error {
         source: Box<object_store::Error>,
     },
     #[error("checkpoint storage: {0}")]
-    Runtime(String),
+    Runtime(#[source] crate::io_runtime::Error),
     #[error(
         "{path} was written by an incompatible pipeline: it has {found}, the manifest has {expected}; \
          its state cannot be restored (run with --fresh to start over: the old checkpoints are moved aside)"

@@ -6,13 +6,12 @@
 //!
 //! The store's API is asynchronous; checkpoints are written from the
 //! blocking pool and restored from the reading thread, so each call runs
-//! on a small runtime of its own and is waited for. A call from an async
-//! task does not panic (it blocks that task's thread for the call).
+//! on the process's I/O runtime ([`crate::io_runtime`]) and is waited for.
 
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::path::Path as FsPath;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use futures_util::TryStreamExt;
 use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
@@ -192,27 +191,7 @@ impl Storage {
     }
 }
 
-/// The runtime the store's calls run on: two threads, for the whole
-/// process (an S3 client's connections live as long as it does).
-fn io() -> Result<&'static tokio::runtime::Runtime> {
-    static IO: OnceLock<std::result::Result<tokio::runtime::Runtime, String>> = OnceLock::new();
-    IO.get_or_init(|| {
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .thread_name("sluice-checkpoint-io")
-            .enable_all()
-            .build()
-            .map_err(|e| e.to_string())
-    })
-    .as_ref()
-    .map_err(|e| Error::Runtime(e.clone()))
-}
-
-/// Run `call` on the store's runtime and wait for it.
+/// Run `call` on the process's I/O runtime and wait for it.
 fn run<T: Send + 'static>(call: impl Future<Output = T> + Send + 'static) -> Result<T> {
-    let (tx, rx) = std::sync::mpsc::sync_channel(1);
-    io()?.spawn(async move {
-        let _ = tx.send(call.await);
-    });
-    rx.recv().map_err(|_| Error::Runtime("a checkpoint storage call was dropped".into()))
+    crate::io_runtime::run(call).map_err(Error::Runtime)
 }

@@ -2,14 +2,19 @@
 //! fields out.
 //!
 //! Decoding is a seam, as Vector's codecs are: a [`Decoder`] for each
-//! `events.format` (JSON lines today) finds the key, the timestamp and the
+//! `events.format` (JSON, Avro) finds the key, the timestamp and the
 //! declared fields in a record's payload as [`Found`] scalars, and what
 //! follows is the same for every format: the key and the time may come
 //! from the record's Kafka metadata instead ([`KeySource`],
 //! [`TimeSource`]), and the scalars are checked against the declared
 //! types. Every way an event can be wrong is a [`DecodeError`] with a
 //! stable class name, which the pipeline routes to the dead-letter output.
+//! What a decoder needs from outside the host (Avro's writer schemas, from
+//! a registry) it fetches before a chunk is decoded
+//! ([`Decoder::prepare`]): a registry that does not answer holds the
+//! chunk, never a record's fate.
 
+pub mod avro;
 mod json;
 
 use std::borrow::Cow;
@@ -17,11 +22,12 @@ use std::borrow::Cow;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+pub use avro::AvroDecoder;
 pub use json::JsonDecoder;
 
 pub use sluice_sink_api::KeyType;
 
-use crate::source::Record;
+use crate::source::{Chunk, Record};
 use crate::time::TimestampFormat;
 
 /// Type of a declared event field.
@@ -45,6 +51,9 @@ pub enum Format {
     /// A JSON object per record (per line of a file).
     #[default]
     Json,
+    /// An Avro record per Kafka record: in Confluent's wire format with
+    /// `events.registry`, or bare datums of `events.writer_schema`.
+    Avro,
 }
 
 impl Format {
@@ -52,6 +61,7 @@ impl Format {
     pub fn name(self) -> &'static str {
         match self {
             Format::Json => "JSON",
+            Format::Avro => "Avro",
         }
     }
 }
@@ -61,8 +71,20 @@ impl Format {
 pub enum KeySource {
     /// A field of the payload (a string or an integer).
     Field(String),
-    /// The Kafka record's key, as UTF-8 text.
-    KafkaKey,
+    /// The Kafka record's key, encoded so.
+    KafkaKey(KeyFormat),
+}
+
+/// How a Kafka record's key is encoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum KeyFormat {
+    /// UTF-8 text.
+    #[default]
+    String,
+    /// Avro in Confluent's wire format: the decoder of the Avro format
+    /// reads it (see [`Found::key`]).
+    Avro,
 }
 
 impl KeySource {
@@ -70,7 +92,7 @@ impl KeySource {
     pub fn name(&self) -> &str {
         match self {
             KeySource::Field(name) => name,
-            KeySource::KafkaKey => "(the Kafka key)",
+            KeySource::KafkaKey(_) => "(the Kafka key)",
         }
     }
 }
@@ -107,6 +129,8 @@ pub struct Schema {
     pub max_future_skew_ms: Option<i64>,
     /// Events older than this (milliseconds since the epoch) are rejected.
     pub min_timestamp_ms: Option<i64>,
+    /// With the Avro format: where the writer schemas come from.
+    pub avro: Option<avro::Writers>,
 }
 
 #[derive(Debug, Clone)]
@@ -143,6 +167,10 @@ pub enum Scalar<'a> {
     Int(i64),
     Float(f64),
     Str(Cow<'a, str>),
+    /// A time in milliseconds, as the format's own type said (an Avro
+    /// `timestamp-millis`): taken as the event time whatever
+    /// `events.timestamp.format` is.
+    Millis(i64),
     Array,
     Object,
 }
@@ -159,6 +187,7 @@ impl Scalar<'_> {
             }
             Scalar::Float(_) => "a fractional number",
             Scalar::Str(_) => "a string",
+            Scalar::Millis(_) => "a timestamp",
             Scalar::Array => "an array",
             Scalar::Object => "an object",
         }
@@ -166,7 +195,8 @@ impl Scalar<'_> {
 }
 
 /// What a format found in a payload: the key and timestamp fields (when
-/// they come from the payload) and each declared field, `None` where
+/// they come from the payload; the key also when it comes from a Kafka key
+/// the format decodes itself) and each declared field, `None` where
 /// absent.
 #[derive(Debug)]
 pub struct Found<'a> {
@@ -177,24 +207,38 @@ pub struct Found<'a> {
 
 /// Decodes the records of one format into events.
 pub trait Decoder: Send + Sync {
+    /// Fetch what decoding `chunk` needs from outside the host, before
+    /// [`Decoder::decode`] sees its records. An error leaves the chunk
+    /// undecoded, to be prepared again later.
+    fn prepare(&mut self, _chunk: &Chunk) -> Result<(), Unavailable> {
+        Ok(())
+    }
+
     /// The event `record` holds; `now_ms` is the wall clock, for the
     /// future-skew check.
     fn decode<'a>(&self, record: &Record<'a>, now_ms: i64) -> Result<Event<'a>, DecodeError>;
 }
 
+/// What a decoder needs did not answer (a schema registry): the chunk is
+/// held and tried again, not dead-lettered.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct Unavailable(pub String);
+
 impl Schema {
     /// The decoder of the schema's format.
-    pub fn decoder(&self) -> Box<dyn Decoder> {
-        match self.format {
+    pub fn decoder(&self) -> Result<Box<dyn Decoder>, avro::BuildError> {
+        Ok(match self.format {
             Format::Json => Box::new(JsonDecoder::new(self.clone())),
-        }
+            Format::Avro => Box::new(AvroDecoder::new(self.clone())?),
+        })
     }
 
     /// The payload field the key is read from, if it is read from one.
     pub fn key_field(&self) -> Option<&str> {
         match &self.key {
             KeySource::Field(name) => Some(name),
-            KeySource::KafkaKey => None,
+            KeySource::KafkaKey(_) => None,
         }
     }
 
@@ -270,7 +314,9 @@ impl Schema {
     pub fn event<'a>(&self, found: Found<'a>, record: &Record<'a>, now_ms: i64) -> Result<Event<'a>, DecodeError> {
         let key = match &self.key {
             KeySource::Field(name) => key_of(name, found.key, self.key_type)?,
-            KeySource::KafkaKey => {
+            // Decoded by the format (an Avro key).
+            KeySource::KafkaKey(_) if found.key.is_some() => key_of(self.key.name(), found.key, self.key_type)?,
+            KeySource::KafkaKey(_) => {
                 let key = record.metadata.key.ok_or(DecodeError::MissingMetadata("Kafka key"))?;
                 let wrong = |expected, found| DecodeError::WrongType { field: self.key.name().into(), expected, found };
                 let key = std::str::from_utf8(key).map_err(|_| wrong("UTF-8 text", "bytes that are not UTF-8"))?;
@@ -339,6 +385,7 @@ fn event_time(name: &str, format: TimestampFormat, found: Option<Scalar<'_>>) ->
         Some(Scalar::Int(i)) => format.from_int(*i).map_err(bad)?,
         Some(Scalar::Float(f)) => format.from_number(*f).map_err(bad)?,
         Some(Scalar::Str(s)) => format.from_str(s).map_err(bad)?,
+        Some(Scalar::Millis(ms)) => *ms,
         Some(other) => return Err(bad(format!("expected a number or a string, found {}", other.kind()))),
     };
     if crate::time::in_range(ms) {
@@ -346,12 +393,12 @@ fn event_time(name: &str, format: TimestampFormat, found: Option<Scalar<'_>>) ->
     }
     // Only now, off the hot path: the value as it was written.
     let value = match found {
-        Some(Scalar::Int(i)) => i.to_string(),
-        Some(Scalar::Float(f)) => f.to_string(),
-        Some(Scalar::Str(s)) => format!("{s:?}"),
+        Some(Scalar::Int(i)) => format!("{i} ({})", format.name()),
+        Some(Scalar::Float(f)) => format!("{f} ({})", format.name()),
+        Some(Scalar::Str(s)) => format!("{s:?} ({})", format.name()),
+        Some(Scalar::Millis(ms)) => format!("{ms} (a timestamp in millis)"),
         _ => String::new(),
     };
-    let value = format!("{value} ({})", format.name());
     Err(DecodeError::UnsupportedTimestamp { field: name.to_string(), value })
 }
 
@@ -364,7 +411,7 @@ fn check<'a>(field: &Field, slot: Option<Scalar<'a>>) -> Result<Value<'a>, Decod
         (_, Some(S::Null)) if field.required => Err(DecodeError::NullField { field: field.name.clone() }),
         (_, None | Some(S::Null)) => Ok(Value::Null),
         (FieldType::String, Some(S::Str(s))) => Ok(Value::Str(s)),
-        (FieldType::Int, Some(S::Int(i))) => Ok(Value::Int(i)),
+        (FieldType::Int, Some(S::Int(i) | S::Millis(i))) => Ok(Value::Int(i)),
         (FieldType::Float, Some(S::Int(i))) => Ok(Value::Float(i as f64)),
         (FieldType::Float, Some(S::Float(f))) => Ok(Value::Float(f)),
         (FieldType::Bool, Some(S::Bool(b))) => Ok(Value::Bool(b)),
@@ -393,6 +440,7 @@ mod tests {
             ],
             max_future_skew_ms: Some(60_000),
             min_timestamp_ms: Some(0),
+            avro: None,
         }
     }
 
@@ -405,7 +453,7 @@ mod tests {
 
     impl Schema {
         fn decode<'a>(&self, input: &'a [u8], now_ms: i64) -> Result<Event<'a>, DecodeError> {
-            self.decoder().decode(&line(input), now_ms)
+            JsonDecoder::new(self.clone()).decode(&line(input), now_ms)
         }
     }
 
@@ -480,7 +528,8 @@ mod tests {
     /// that says which is missing.
     #[test]
     fn key_and_time_from_the_kafka_record() {
-        let s = Schema { key: KeySource::KafkaKey, timestamp: TimeSource::KafkaTimestamp, ..schema() };
+        let s =
+            Schema { key: KeySource::KafkaKey(KeyFormat::String), timestamp: TimeSource::KafkaTimestamp, ..schema() };
         let headers = [Header { name: "trace".into(), value: None }];
         let payload = br#"{"item_id":"i1","user_id":"not-the-key","timestamp":"not-the-time"}"#;
         let record = |key: Option<&'static [u8]>, timestamp| Record {
@@ -489,7 +538,8 @@ mod tests {
             bytes: payload,
             metadata: Metadata { key, timestamp, headers: &headers },
         };
-        let decoded = s.decoder().decode(&record(Some(b"u-9"), Some(NOW - 5)), NOW).map_err(|e| e.to_string());
+        let decoded =
+            JsonDecoder::new(s.clone()).decode(&record(Some(b"u-9"), Some(NOW - 5)), NOW).map_err(|e| e.to_string());
         assert_eq!(
             decoded,
             Ok(Event {
@@ -498,7 +548,8 @@ mod tests {
                 values: vec![Value::Str("i1".into()), Value::Null, Value::Null]
             })
         );
-        let error = |r: Record<'_>| s.decoder().decode(&r, NOW).err().map(|e| (e.class(), e.to_string()));
+        let error =
+            |r: Record<'_>| JsonDecoder::new(s.clone()).decode(&r, NOW).err().map(|e| (e.class(), e.to_string()));
         assert_eq!(error(record(None, Some(NOW))), Some(("missing_field", "the record has no Kafka key".into())));
         assert_eq!(
             error(record(Some(b"u"), None)),
@@ -564,14 +615,14 @@ mod tests {
             key(&from_field, r#"{"user_id":"42","timestamp":1,"item_id":"i"}"#).map_err(|e| e.to_string()),
             Err("field `user_id` should be an integer, found a string".into())
         );
-        let from_kafka = Schema { key: KeySource::KafkaKey, ..from_field };
+        let from_kafka = Schema { key: KeySource::KafkaKey(KeyFormat::String), ..from_field };
         let record = |key: &'static [u8]| Record {
             slot: 0,
             offset: 0,
             bytes: br#"{"timestamp":1,"item_id":"i"}"#,
             metadata: Metadata { key: Some(key), timestamp: None, headers: &[] },
         };
-        let decoded = |key| from_kafka.decoder().decode(&record(key), NOW).map(|e| e.key.into_owned());
+        let decoded = |key| JsonDecoder::new(from_kafka.clone()).decode(&record(key), NOW).map(|e| e.key.into_owned());
         assert_eq!(decoded(b"007"), Ok("7".into()));
         assert_eq!(decoded(b"-12"), Ok("-12".into()));
         assert_eq!(decoded(b"u1").map_err(|e| e.class()), Err("wrong_type"));

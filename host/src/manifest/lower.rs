@@ -3,7 +3,7 @@
 //! component that runs it takes.
 
 use super::{Duration, KeyConfig, KeyFrom, Manifest, TimestampFrom, TransformKind, TriggerConfig, WindowType};
-use crate::decode;
+use crate::decode::{self, Format, avro::Writers};
 use crate::pipeline::{Spec, TransformSpec};
 use crate::time::TimestampFormat;
 use crate::{wasm, window};
@@ -35,11 +35,11 @@ impl Manifest {
     }
 
     /// The decoder's schema.
-    fn schema(&self) -> decode::Schema {
+    pub(super) fn schema(&self) -> decode::Schema {
         let e = &self.events;
         let key = match &e.key {
             KeyConfig::Field(name) => decode::KeySource::Field(name.clone()),
-            KeyConfig::From { from: KeyFrom::KafkaKey } => decode::KeySource::KafkaKey,
+            KeyConfig::From { from: KeyFrom::KafkaKey, format } => decode::KeySource::KafkaKey(*format),
         };
         let timestamp = match e.timestamp.from {
             Some(TimestampFrom::KafkaTimestamp) => decode::TimeSource::KafkaTimestamp,
@@ -60,6 +60,15 @@ impl Manifest {
                 .collect(),
             max_future_skew_ms: e.max_future_skew.map(Duration::millis),
             min_timestamp_ms: e.min_timestamp.as_deref().and_then(|m| TimestampFormat::Rfc3339.from_str(m).ok()),
+            avro: match e.format {
+                Format::Json => None,
+                Format::Avro => e
+                    .registry
+                    .clone()
+                    .map(Writers::Registry)
+                    .or_else(|| e.writer_schema.clone().map(Writers::Given))
+                    .or_else(|| e.writer_schema_file.clone().map(Writers::File)),
+            },
         }
     }
 

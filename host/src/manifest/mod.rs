@@ -18,7 +18,7 @@ use locate::Locator;
 pub use sluice_sink_api::duration::{self, Duration};
 
 use crate::checkpoint::CheckpointConfig;
-use crate::decode::{FieldType, Format, KeyType};
+use crate::decode::{FieldType, Format, KeyFormat, KeyType};
 use crate::sinks::{OutputsConfig, SinkConfig};
 use crate::source::SourceConfig;
 use crate::state::{StateBackendKind, StateConfig};
@@ -68,9 +68,34 @@ pub struct Manifest {
 #[serde(deny_unknown_fields)]
 pub struct EventsConfig {
     /// How each record's payload is encoded: `json`, a JSON object per
-    /// Kafka record or line of a file.
+    /// Kafka record or line of a file; or `avro`, an Avro record per Kafka
+    /// record, in Confluent's wire format with `registry`, or bare datums
+    /// of `writer_schema`. Avro records are read with their writer's
+    /// schema resolved against the declared fields as Avro resolves a
+    /// reader schema: fields by name, a field the writer lacks is null
+    /// (a required one makes the writer schema unreadable: its records
+    /// are dead letters), `int`/`long`/`float`/`double` promote to
+    /// `float`, `bytes` read as `string`, `["null", T]` unions are
+    /// optional values, an enum reads as its symbol, and a
+    /// `timestamp-millis`/`-micros`/`-nanos` timestamp field is the event
+    /// time whatever `timestamp.format` says.
     #[serde(default)]
     pub format: Format,
+    /// With `format: avro`: the schema registry the records' writer
+    /// schemas are fetched from, by the id each record carries (one fetch
+    /// per id for the life of the pipeline). A registry that does not
+    /// answer holds the pipeline where it is (retried with back-off,
+    /// counted in `sluice_decode_waits_total`, said in the status); an id
+    /// it does not have makes its records dead letters.
+    #[serde(default)]
+    pub registry: Option<crate::schema_registry::RegistryConfig>,
+    /// With `format: avro` and no `registry`: the Avro schema (JSON text)
+    /// every record was written with, each record a bare datum.
+    #[serde(default)]
+    pub writer_schema: Option<String>,
+    /// As `writer_schema`, from a file.
+    #[serde(default)]
+    pub writer_schema_file: Option<PathBuf>,
     /// Where the entity key comes from: the name of a payload field (a
     /// string or an integer), or `{from: kafka_key}`, the Kafka record's
     /// key read as UTF-8 text (what a producer's string serializer
@@ -120,8 +145,15 @@ pub enum KeyConfig {
     Field(String),
     /// The record's metadata.
     From {
-        /// `kafka_key`: the Kafka record's key, as UTF-8 text.
+        /// `kafka_key`: the Kafka record's key.
         from: KeyFrom,
+        /// How the key is encoded: `string` (UTF-8 text, what a string
+        /// serializer writes; the default) or `avro` (Confluent's wire
+        /// format, its schema from `events.registry`: a `string`, `bytes`,
+        /// `int`, `long` or enum key, as an `AvroSerializer` for keys
+        /// writes it).
+        #[serde(default)]
+        format: KeyFormat,
     },
 }
 
@@ -164,7 +196,9 @@ pub enum TimestampFrom {
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FieldConfig {
-    /// Name of the field in the JSON payload.
+    /// Name of the field in the payload. With Avro, a dotted name is a
+    /// path into nested records (`device.os`); in JSON it is a key of the
+    /// top-level object.
     pub name: String,
     /// `string`, `int`, `float` or `bool`.
     #[serde(rename = "type")]
@@ -613,15 +647,28 @@ impl Manifest {
         }
     }
 
-    /// The files and folders the source, the sinks, the state and the
-    /// checkpoints name (the module aside), each with how it is used and
-    /// the dotted path of its field: what a preflight checks.
+    /// The files and folders the source, the events' schema settings, the
+    /// sinks, the state and the checkpoints name (the module aside), in
+    /// that order, each with how it is used and the dotted path of its
+    /// field: what a preflight checks.
     pub(crate) fn named_paths(&mut self) -> Vec<ManifestPath<'_>> {
         fn at<'a>(entry: &str, named: NamedPath<'a>) -> ManifestPath<'a> {
             ManifestPath { field: field_at(entry, named.field), path: named.path, access: named.access }
         }
         let mut out: Vec<ManifestPath<'_>> =
             self.source.component_mut().paths().into_iter().map(|n| at("source", n)).collect();
+        if let Some(file) = &mut self.events.writer_schema_file {
+            out.push(at("events", NamedPath { field: "writer_schema_file", path: file, access: Access::ReadFile }));
+        }
+        if let Some(registry) = &mut self.events.registry {
+            for (field, file) in
+                [("password_file", &mut registry.password_file), ("token_file", &mut registry.token_file)]
+            {
+                if let Some(path) = file {
+                    out.push(at("events.registry", NamedPath { field, path, access: Access::ReadFile }));
+                }
+            }
+        }
         for (entry, sink) in self.outputs.entries_mut() {
             out.extend(sink.paths().into_iter().map(|n| at(&entry, n)));
         }
@@ -864,6 +911,7 @@ impl Manifest {
                 Some("the key names the entity and the timestamp the event's time: two different fields"),
             );
         }
+        self.check_format(&mut problem);
         if e.max_bytes == 0 {
             problem("events.max_bytes", "max_bytes must be at least 1".into(), Some("the default is 1048576 (1 MiB)"));
         }
@@ -984,6 +1032,83 @@ impl Manifest {
             }
         }
         out
+    }
+
+    /// The format's settings: Avro's writer schemas given one way, and
+    /// only with Avro; a given writer schema readable as the declared
+    /// fields.
+    fn check_format(&self, problem: &mut impl FnMut(&str, String, Option<&str>)) {
+        let e = &self.events;
+        let given = [
+            ("registry", e.registry.is_some()),
+            ("writer_schema", e.writer_schema.is_some()),
+            ("writer_schema_file", e.writer_schema_file.is_some()),
+        ];
+        let named: Vec<&str> = given.iter().filter(|(_, set)| *set).map(|(name, _)| *name).collect();
+        match e.format {
+            Format::Json => {
+                if matches!(e.key, KeyConfig::From { format: KeyFormat::Avro, .. }) {
+                    problem(
+                        "events.key.format",
+                        "an Avro key goes with `events.format: avro`".into(),
+                        Some("read the key as format: string, or the events as avro"),
+                    );
+                }
+                for name in &named {
+                    problem(
+                        &format!("events.{name}"),
+                        format!("`{name}` is a setting of the avro format"),
+                        Some("set events.format: avro, or remove it"),
+                    );
+                }
+            }
+            Format::Avro => {
+                if named.len() > 1 {
+                    problem(
+                        &format!("events.{}", named[1]),
+                        format!(
+                            "give one of `registry`, `writer_schema` and `writer_schema_file`, not {}",
+                            named.join(" and ")
+                        ),
+                        None,
+                    );
+                }
+                if named.is_empty() {
+                    problem(
+                        "events.format",
+                        "Avro records need their writer schemas".into(),
+                        Some(
+                            "for Confluent's wire format, registry: {url: http://localhost:8081}; for bare datums, \
+                             writer_schema (the schema's JSON) or writer_schema_file",
+                        ),
+                    );
+                }
+                if matches!(self.source, SourceConfig::File(_)) {
+                    problem(
+                        "events.format",
+                        "a file source reads lines of JSON; Avro records come from Kafka".into(),
+                        None,
+                    );
+                }
+                if matches!(e.key, KeyConfig::From { format: KeyFormat::Avro, .. }) && e.registry.is_none() {
+                    problem(
+                        "events.key.format",
+                        "an Avro key is in the wire format, whose schemas come from `registry`".into(),
+                        Some("set events.registry, or read the key as format: string"),
+                    );
+                }
+                if let Some(registry) = &e.registry {
+                    for (field, message) in registry.problems() {
+                        problem(&format!("events.registry.{field}"), message, None);
+                    }
+                }
+                if let Some(text) = &e.writer_schema
+                    && let Some(why) = crate::decode::avro::refusal(&self.schema(), text)
+                {
+                    problem("events.writer_schema", why, None);
+                }
+            }
+        }
     }
 
     /// Window length (size, or gap for sessions), ms.

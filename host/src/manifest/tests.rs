@@ -351,7 +351,7 @@ fn the_key_and_the_time_may_come_from_the_kafka_record() -> Result<(), ManifestE
         .replace("    - {name: item_id, type: string}", "    - {name: user_id, type: string}");
     let m = Manifest::parse("m.yaml", &kafka, &from_kafka.map(String::from))?;
     let schema = m.lower().schema;
-    assert_eq!((schema.key, schema.timestamp), (KeySource::KafkaKey, TimeSource::KafkaTimestamp));
+    assert_eq!((schema.key, schema.timestamp), (KeySource::KafkaKey(KeyFormat::String), TimeSource::KafkaTimestamp));
     assert_eq!(schema.fields[0].name, "user_id");
     // Neither, or both.
     let p = found(problems(&kafka.replace("{field: timestamp, format: seconds}", "{format: seconds}"), &[]));
@@ -431,4 +431,41 @@ fn checkpoints_go_to_a_directory_or_an_s3_url() {
             ("checkpoint.options.colour", "`colour` is not an option of the S3 store"),
         ]
     );
+}
+
+#[test]
+fn avro_needs_its_writer_schemas_one_way_and_kafka() -> Result<(), ManifestError> {
+    use crate::decode::avro::Writers;
+    let kafka = GOOD.replace(
+        "  type: file\n  path: in.jsonl",
+        "  type: kafka\n  brokers: 127.0.0.1:9092\n  topics: [clicks]\n  group: g",
+    );
+    let at = |p: Vec<Problem>| p.into_iter().map(|p| p.path).collect::<Vec<_>>();
+    let registry = "events.registry={url: 'http://127.0.0.1:8081'}";
+    let m = Manifest::parse("m.yaml", &kafka, &["events.format=avro".into(), registry.into()])?;
+    let expected = crate::schema_registry::RegistryConfig::new("http://127.0.0.1:8081");
+    assert_eq!(m.lower().schema.avro, Some(Writers::Registry(expected)));
+    assert_eq!(at(problems(&kafka, &["events.format=avro"])), ["events.format"]);
+    assert_eq!(at(problems(&kafka, &[registry])), ["events.registry"]);
+    assert_eq!(
+        at(problems(&kafka, &["events.format=avro", registry, "events.writer_schema_file=w.avsc"])),
+        ["events.writer_schema_file"]
+    );
+    assert_eq!(at(problems(GOOD, &["events.format=avro", registry])), ["events.format"]);
+    assert_eq!(
+        at(problems(&kafka, &["events.format=avro", "events.registry={url: 'ftp://x', username: u}"])),
+        ["events.registry.url", "events.registry.username"]
+    );
+    // A given writer schema is read as the declared fields now.
+    let unreadable =
+        r#"events.writer_schema='{"type": "record", "name": "R", "fields": [{"name": "user_id", "type": "string"}]}'"#;
+    let p = problems(&kafka, &["events.format=avro", unreadable]);
+    assert_eq!(p.len(), 1, "{p:?}");
+    assert!(p[0].path == "events.writer_schema" && p[0].message.contains("no field `item_id`"), "{p:?}");
+    // An Avro key is in the wire format: it needs the registry.
+    let avro_key = "events.key={from: kafka_key, format: avro}";
+    assert_eq!(at(problems(&kafka, &[avro_key])), ["events.key.format"]);
+    let m = Manifest::parse("m.yaml", &kafka, &["events.format=avro".into(), registry.into(), avro_key.into()])?;
+    assert_eq!(m.lower().schema.key, crate::decode::KeySource::KafkaKey(KeyFormat::Avro));
+    Ok(())
 }

@@ -15,8 +15,9 @@ use super::control::{Control, StopMode};
 use super::outputs::{Ack, CutPartition, SourceCut};
 use super::progress::{Progress, Written};
 use super::reader::{self, Reader, Routed};
+use crate::decode::Unavailable;
 use crate::position::{PartitionId, Position};
-use crate::source::{Assignment, Polled, Source};
+use crate::source::{Assignment, Chunk, Polled, Source};
 use crate::state::KeyState;
 use crate::window::Snapshot;
 
@@ -47,7 +48,36 @@ pub(super) struct Driver<'a> {
     barrier_due: Option<Instant>,
     /// The barrier a hand-over of revoked partitions waits for.
     handing_over: Option<u64>,
+    /// A chunk the decoder could not prepare for yet.
+    held: Option<Held>,
 }
+
+/// A chunk whose decoding waits for something outside the host (a schema
+/// registry that did not answer): nothing after it is read, and nothing
+/// of it counts as read, until it is decoded.
+#[derive(Debug)]
+struct Held {
+    chunk: Chunk,
+    caught_up: bool,
+    attempt: Attempt,
+}
+
+/// Since when a held chunk waits, why, and when to try it again.
+#[derive(Debug)]
+struct Attempt {
+    since: Instant,
+    why: String,
+    backoff: Duration,
+    retry_at: Instant,
+}
+
+/// The first wait before a held chunk is tried again, doubling up to the
+/// longest.
+const FIRST_BACKOFF: Duration = Duration::from_millis(200);
+const MAX_BACKOFF: Duration = Duration::from_secs(10);
+/// A held source is tended at least this often (a Kafka consumer keeps
+/// polling, so it stays in its group).
+const TEND_EVERY: Duration = Duration::from_millis(100);
 
 impl<'a> Driver<'a> {
     /// Barriers go through every `every` (`None`: only the last);
@@ -64,7 +94,20 @@ impl<'a> Driver<'a> {
             every,
             barrier_due: every.map(|d| now + d),
             handing_over: None,
+            held: None,
         }
+    }
+
+    /// Why nothing is read, when a held chunk waits (see [`Held`]), for
+    /// the status.
+    pub fn waiting(&self, now: Instant) -> Option<String> {
+        let held = &self.held.as_ref()?.attempt;
+        let waited = now.saturating_duration_since(held.since).as_secs();
+        Some(format!(
+            "{waited} s: {}; trying again every {} s at most, reading nothing past the position until then",
+            held.why,
+            held.backoff.as_secs_f32().ceil()
+        ))
     }
 
     /// The outputs committed a barrier: the source may commit what it
@@ -103,11 +146,21 @@ impl<'a> Driver<'a> {
                 tracing::info!("stopping: no more records; writing and committing what was read");
                 (self.reader.tick(seq, &[], true), Some(Control::Stop(0)))
             }
-            None => match source.poll()? {
-                Polled::Chunk { chunk, caught_up } => {
+            None if self.held.is_some() => match self.retry(source, now)? {
+                Some((chunk, caught_up)) => {
                     self.seq += 1;
                     (self.reader.read(Arc::new(chunk), self.seq, caught_up, &mut self.progress), None)
                 }
+                None => return Ok(None),
+            },
+            None => match source.poll()? {
+                Polled::Chunk { chunk, caught_up } => match self.prepared(chunk, caught_up, None, now) {
+                    Some((chunk, caught_up)) => {
+                        self.seq += 1;
+                        (self.reader.read(Arc::new(chunk), self.seq, caught_up, &mut self.progress), None)
+                    }
+                    None => return Ok(None),
+                },
                 Polled::Assigned(mut assigned) => {
                     self.assigned(&assigned, now);
                     if assigned.iter().all(|a| a.restored.is_none()) {
@@ -165,6 +218,55 @@ impl<'a> Driver<'a> {
             }
         }
         Ok(Some(Turn { shares, cut, last: last.is_some() }))
+    }
+
+    /// The chunk, once the decoder is ready for it; otherwise it is held
+    /// (after `before`, an earlier attempt) and `None`.
+    fn prepared(
+        &mut self,
+        chunk: Chunk,
+        caught_up: bool,
+        before: Option<Attempt>,
+        now: Instant,
+    ) -> Option<(Chunk, bool)> {
+        match self.reader.prepare(&chunk) {
+            Ok(()) => {
+                if let Some(before) = before {
+                    let waited_s = now.saturating_duration_since(before.since).as_secs();
+                    tracing::info!(waited_s, "what decoding waited for answered; reading on");
+                }
+                Some((chunk, caught_up))
+            }
+            Err(Unavailable(why)) => {
+                let (since, backoff) = match &before {
+                    Some(b) => (b.since, (b.backoff * 2).min(MAX_BACKOFF)),
+                    None => (now, FIRST_BACKOFF),
+                };
+                if before.is_none() || backoff < MAX_BACKOFF {
+                    tracing::warn!(retry_ms = backoff.as_millis() as u64, "cannot decode the next records yet: {why}");
+                }
+                let attempt = Attempt { since, why, backoff, retry_at: now + backoff };
+                self.held = Some(Held { chunk, caught_up, attempt });
+                None
+            }
+        }
+    }
+
+    /// Tend the source while a chunk is held, and try the chunk again when
+    /// its back-off is over.
+    fn retry(&mut self, source: &mut dyn Source, now: Instant) -> Result<Option<(Chunk, bool)>> {
+        let Some(held) = self.held.take() else { return Ok(None) };
+        if now < held.attempt.retry_at {
+            let wait = (held.attempt.retry_at - now).min(TEND_EVERY);
+            self.held = Some(held);
+            let holding = Instant::now();
+            source.hold(wait)?;
+            // Time spent waiting does not make a partition idle.
+            self.reader.watermarks.hold(holding.elapsed());
+            return Ok(None);
+        }
+        let Held { chunk, caught_up, attempt } = held;
+        Ok(self.prepared(chunk, caught_up, Some(attempt), now))
     }
 
     /// Partitions now read: their watermarks, positions and ids.
@@ -239,6 +341,25 @@ mod tests {
         }
     }
 
+    /// [`ByOffset`], once it has failed to prepare `failures` times (a
+    /// registry that does not answer).
+    struct Unready {
+        failures: usize,
+    }
+
+    impl Decoder for Unready {
+        fn prepare(&mut self, _chunk: &Chunk) -> Result<(), Unavailable> {
+            if self.failures == 0 {
+                return Ok(());
+            }
+            self.failures -= 1;
+            Err(Unavailable("the registry did not answer".into()))
+        }
+        fn decode<'a>(&self, record: &Record<'a>, now_ms: i64) -> Result<Event<'a>, DecodeError> {
+            ByOffset.decode(record, now_ms)
+        }
+    }
+
     /// A source that hands out what the test scripted, and notes what the
     /// driver asked of it.
     #[derive(Default)]
@@ -246,11 +367,16 @@ mod tests {
         polls: VecDeque<Polled>,
         commits: Vec<Vec<(usize, i64)>>,
         released: Vec<bool>,
+        holds: Vec<Duration>,
     }
 
     impl Source for Scripted {
         fn poll(&mut self) -> crate::source::Result<Polled> {
             Ok(self.polls.pop_front().unwrap_or(Polled::Idle))
+        }
+        fn hold(&mut self, wait: Duration) -> crate::source::Result<()> {
+            self.holds.push(wait);
+            Ok(())
         }
         fn commit(&mut self, offsets: &[(usize, i64)]) -> crate::source::Result<()> {
             self.commits.push(offsets.to_vec());
@@ -361,6 +487,42 @@ mod tests {
         // Checkpointed: everything read before the barrier is committed,
         // whatever the windows hold.
         assert_eq!(source.commits, [vec![], vec![(0, 4)], vec![]]);
+        Ok(())
+    }
+
+    /// A chunk the decoder cannot prepare for (its registry does not
+    /// answer) is held: no share, nothing of it counted as read, nothing
+    /// polled after it, the source tended meanwhile and the status saying
+    /// why; it is tried again after a doubling back-off and handed out whole
+    /// once the decoder is ready.
+    #[test]
+    fn a_chunk_the_decoder_cannot_prepare_for_is_held_and_tried_again() -> anyhow::Result<()> {
+        let (metrics, t0, ms) = (Metrics::default(), Instant::now(), Duration::from_millis);
+        let reader = Reader::new(Box::new(Unready { failures: 2 }), 1 << 20, Watermarks::new(0, None), 2, &metrics);
+        let mut d = Driver::new(reader, 2, Some(ms(1_000)), true, t0);
+        let mut source = Scripted::default();
+        source.polls.extend([Polled::Assigned(vec![assigned(0, 0, &[])]), chunk(0, 0..3), chunk(0, 3..5)]);
+        assert!(d.turn(&mut source, None, t0)?.is_none());
+        assert!(d.turn(&mut source, None, t0)?.is_none(), "the first attempt fails");
+        assert_eq!(Metrics::get(&metrics.decode_waits), 1);
+        assert!(d.waiting(t0).is_some_and(|w| w.contains("the registry did not answer")), "{:?}", d.waiting(t0));
+        let at =
+            |d: &Driver<'_>, source: &Scripted| d.cut(source).iter().map(|p| p.position.offset).collect::<Vec<_>>();
+        assert_eq!(at(&d, &source), [0], "nothing of the held chunk counts as read");
+        // Before its back-off (200 ms) is over, the source is tended, not
+        // polled.
+        assert!(d.turn(&mut source, None, t0 + ms(100))?.is_none());
+        assert_eq!((source.holds.len(), source.polls.len()), (1, 1));
+        // The second attempt fails too: the next waits 400 ms.
+        assert!(d.turn(&mut source, None, t0 + ms(200))?.is_none());
+        assert_eq!(Metrics::get(&metrics.decode_waits), 2);
+        assert!(d.turn(&mut source, None, t0 + ms(599))?.is_none());
+        let ready = d.turn(&mut source, None, t0 + ms(600))?.ok_or_else(|| anyhow::anyhow!("no turn"))?;
+        assert_eq!(ready.shares.iter().map(|s| s.events.len()).sum::<usize>(), 3);
+        assert_eq!((d.waiting(t0 + ms(600)), source.polls.len()), (None, 1));
+        let next = d.turn(&mut source, None, t0 + ms(1_000))?.ok_or_else(|| anyhow::anyhow!("no turn"))?;
+        let cut = next.cut.map(|c| c.partitions.iter().map(|p| p.position.offset).collect::<Vec<_>>());
+        assert_eq!(cut, Some(vec![5]));
         Ok(())
     }
 

@@ -54,6 +54,8 @@ pub enum Error {
     #[error(transparent)]
     Source(#[from] crate::source::Error),
     #[error(transparent)]
+    Decoder(#[from] crate::decode::avro::BuildError),
+    #[error(transparent)]
     Sink(#[from] sluice_sink_api::Error),
     #[error("the compute thread failed: {0}")]
     Thread(String),
@@ -194,7 +196,7 @@ fn compute(
     let mut source = open_source(spec, store)?;
     let count = spec.parallelism;
     let watermarks = Watermarks::new(spec.out_of_orderness_ms, spec.idle_timeout);
-    let reader = Reader::new(spec.schema.decoder(), spec.max_event_bytes, watermarks, count, metrics);
+    let reader = Reader::new(spec.schema.decoder()?, spec.max_event_bytes, watermarks, count, metrics);
     // Barriers go through as often as checkpoints are taken, or else as
     // the source commits; a source that does neither only has the last.
     let every = match &spec.checkpoint {
@@ -251,7 +253,7 @@ fn compute(
                 // hands out nothing for a long time.
                 if now >= lag_due {
                     metrics.set_partitions(source.lag());
-                    metrics.set_waiting(source.waiting());
+                    metrics.set_waiting(driver.waiting(now).or_else(|| source.waiting()));
                     lag_due = now + LAG_EVERY;
                 }
                 let Some(turn) = driver.turn(source.as_mut(), stop.requested(), now)? else {

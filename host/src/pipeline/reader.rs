@@ -128,6 +128,16 @@ impl<'a> Reader<'a> {
         Reader { decoder, max_bytes, watermarks, workers: workers.max(1), metrics }
     }
 
+    /// Fetch what decoding `chunk` needs (see [`Decoder::prepare`]); each
+    /// time it cannot is counted.
+    pub fn prepare(&mut self, chunk: &Chunk) -> Result<(), decode::Unavailable> {
+        let prepared = self.decoder.prepare(chunk);
+        if prepared.is_err() {
+            Metrics::add(&self.metrics.decode_waits, 1);
+        }
+        prepared
+    }
+
     /// Shares without records: a step that only moves the watermark (idle
     /// or finished partitions) or drops revoked partitions.
     pub fn tick(&mut self, seq: u64, revoked: &[usize], flush: bool) -> Vec<Routed> {

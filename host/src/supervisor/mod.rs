@@ -185,6 +185,8 @@ pub struct Supervisor {
     settings: Settings,
     /// The module registry. Taken before `pipelines` where both are.
     modules: Mutex<Modules>,
+    /// The schema registry the host serves.
+    schemas: crate::schema_registry::Registry,
     /// Short critical sections only: what the status calls wait for.
     pipelines: Mutex<BTreeMap<String, Entry>>,
     /// Short critical sections only, never across an await.
@@ -227,6 +229,8 @@ impl Supervisor {
         }
         let data = std::fs::canonicalize(data).map_err(io)?;
         let modules = Modules::open(&data.join("modules"))?;
+        let schemas = crate::schema_registry::Registry::open(&data.join("schema-registry"))
+            .map_err(|e| Error::Io { dir: data.display().to_string(), message: e.to_string() })?;
         let mut pipelines = BTreeMap::new();
         for entry in std::fs::read_dir(data.join("pipelines")).map_err(io)? {
             let path = entry.map_err(io)?.path();
@@ -250,6 +254,7 @@ impl Supervisor {
             data,
             settings,
             modules: Mutex::new(modules),
+            schemas,
             pipelines: Mutex::new(pipelines),
             history: Default::default(),
             sample_ms: AtomicU64::new(0),
@@ -295,6 +300,11 @@ impl Supervisor {
                 history.record(std::time::Instant::now(), crate::time::now_ms(), runs);
             }
         });
+    }
+
+    /// The schema registry the host serves.
+    pub fn schemas(&self) -> &crate::schema_registry::Registry {
+        &self.schemas
     }
 
     /// Where manifests' paths point.
@@ -379,9 +389,10 @@ impl Supervisor {
     // ---- pipelines ----
 
     /// Check a manifest as `apply` would, starting nothing: every problem,
-    /// located. `online` also reaches its brokers and Redis servers.
+    /// located. `online` also reaches its brokers, Redis servers and
+    /// schema registry.
     pub async fn validate(&self, text: &str, online: bool) -> Result<()> {
-        self.prepare("request", text, None, online, false).await.map(|_| ())
+        self.prepare("request", text, None, (online, online), false).await.map(|_| ())
     }
 
     /// Create or replace pipeline `name` (the manifest's own name when
@@ -404,7 +415,8 @@ impl Supervisor {
     }
 
     async fn apply_as(&self, file: &str, claim: Claim, text: &str, fresh: bool) -> Result<(String, bool)> {
-        let prepared = self.prepare(file, text, None, true, fresh).await?;
+        // A registry that does not answer yet holds the run, not its start.
+        let prepared = self.prepare(file, text, None, (true, false), fresh).await?;
         let name = prepared.manifest.name.clone();
         let definition = Definition {
             name: name.clone(),
@@ -730,7 +742,13 @@ impl Supervisor {
     async fn start_definition(&self, definition: &Definition, fresh: bool) -> Result<Handle> {
         let name = definition.name.clone();
         let prepared = self
-            .prepare(&format!("pipelines/{name}"), &definition.config, definition.module.as_ref(), false, fresh)
+            .prepare(
+                &format!("pipelines/{name}"),
+                &definition.config,
+                definition.module.as_ref(),
+                (false, false),
+                fresh,
+            )
             .await?;
         let mut plan = Plan::with_module(prepared.manifest.lower(), prepared.module);
         if fresh {
@@ -747,7 +765,7 @@ impl Supervisor {
         file: &str,
         text: &str,
         pinned: Option<&registry::Version>,
-        online: bool,
+        (online, ask_registry): (bool, bool),
         fresh: bool,
     ) -> Result<Prepared> {
         // Every stage runs, whatever the ones before found, so that one
@@ -823,7 +841,7 @@ impl Supervisor {
         }
         // Compiling and reaching brokers block: off the async threads.
         let engine = self.runtime.engine().clone();
-        let checks = crate::preflight::Checks { online, fresh, refused };
+        let checks = crate::preflight::Checks { online, fresh, registry: ask_registry, refused };
         let checked = tokio::task::spawn_blocking(move || {
             let (module, found) = crate::preflight::check_with_module(&manifest, &engine, &checks);
             (manifest, module, found)

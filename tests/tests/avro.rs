@@ -1,0 +1,178 @@
+//! Avro with a schema registry, against real clients: the registry
+//! `sluice serve` hosts answers confluent-kafka's `SchemaRegistryClient`
+//! on every route and keeps its ids over a restart; click events produced
+//! with its `AvroSerializer`, switching schema version mid-stream, give
+//! the features of the same events as JSON, through a registry outage.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use common::{BROKERS, Host, Running, TOKEN, Topics};
+use serde_json::Value;
+use sluice_examples::Shape;
+use sluice_tests::e2e::{self, file_outputs, run_to_end, sluice_run, troubled_stream, wait_until};
+use sluice_tests::jsonl::read_output;
+
+/// `tests/python/SCRIPT ARGS` with the virtualenv's Python; its stdout as
+/// JSON.
+fn python(script: &str, args: &[&str]) -> anyhow::Result<Value> {
+    let out = Command::new(e2e::python()).arg(e2e::root().join("tests/python").join(script)).args(args).output()?;
+    anyhow::ensure!(
+        out.status.success(),
+        "{script} failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(serde_json::from_slice(&out.stdout)?)
+}
+
+/// Every registry route the client calls, each compatibility level with a
+/// case it accepts and one it refuses (see `registry_client.py`), then a
+/// restart: the same ids, and registering again finds them.
+#[test]
+fn the_registry_answers_confluent_kafka_s_client_and_keeps_its_ids() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let data = dir.path().join("data");
+    let mut host = Host::start(&data, dir.path().join("serve-1.log"))?;
+    let ids = python("registry_client.py", &[&host.url, TOKEN, "first"])
+        .map_err(|e| anyhow::anyhow!("{e}\n{}", host.log_text()))?;
+    host.process.terminate()?;
+
+    let host = Host::start(&data, dir.path().join("serve-2.log"))?;
+    let fresh = python("registry_client.py", &[&host.url, TOKEN, "restarted", &ids.to_string()])
+        .map_err(|e| anyhow::anyhow!("{e}\n{}", host.log_text()))?;
+    let (v1, v2) = (ids["v1"].as_u64(), ids["v2"].as_u64());
+    assert!(v1.is_some() && v2.is_some() && v1 != v2, "{ids}");
+    assert!(fresh["fresh"].as_u64() > v2, "a new schema's id follows the others: {fresh} after {ids}");
+    Ok(())
+}
+
+/// Feature rows, keyed by entity and window, in one order.
+fn features(dir: &Path) -> Vec<String> {
+    let mut rows: Vec<String> = read_output(&dir.join("features.jsonl"))
+        .iter()
+        .map(|r| format!("{} {} {}", r["key"], r["window_start"], r["features"]))
+        .collect();
+    rows.sort();
+    rows
+}
+
+/// Seed 000's schema change: clicks produced as Avro v1, then v2 (adding
+/// `device_type` with a default), read with the pipeline's declared
+/// fields, give exactly the features of the same clicks as JSON; the two
+/// records no registry explains are dead letters that say why, with the
+/// schema id. The registry is down when the pipeline starts: it holds
+/// where it is, says so, and goes on once the registry (restarted, the
+/// same ids) answers, losing nothing.
+#[test]
+fn avro_clicks_across_a_schema_change_give_the_features_of_the_same_clicks_as_json() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let data = dir.path().join("data");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let bind = format!("127.0.0.1:{port}");
+    let mut host = Host::start_on(&bind, &data, dir.path().join("serve-1.log"))?;
+    let (avro, json) = (Topics::create("avro", 1)?, Topics::create("avro-json", 1)?);
+    let events = dir.path().join("clicks.jsonl");
+    let config = sluice_examples::Config { malformed: 0.0, ..troubled_stream(Shape::Clicks, 3_000, 30, 5.0) };
+    sluice_examples::generate(&config, &mut std::io::BufWriter::new(std::fs::File::create(&events)?))?;
+    let events = events.display().to_string();
+    let ids = python("produce_avro.py", &[&host.url, TOKEN, BROKERS, &avro.input, &json.input, &events])?;
+    host.process.terminate()?;
+
+    let json_out = dir.path().join("json");
+    std::fs::create_dir(&json_out)?;
+    run_to_end("session-features", &[("source", &json.source(100, true)), ("outputs", &file_outputs(&json_out))])?;
+
+    let avro_out = dir.path().join("avro");
+    std::fs::create_dir(&avro_out)?;
+    let registry = format!("{{url: 'http://{bind}', username: pipeline, password_env: SLUICE_TEST_REGISTRY_TOKEN}}");
+    let log = dir.path().join("avro-run.log");
+    let mut run = Running(
+        sluice_run(
+            "session-features",
+            &[
+                ("source", &avro.source(100, true)),
+                ("outputs", &file_outputs(&avro_out)),
+                ("events.format", "avro"),
+                ("events.registry", &registry),
+            ],
+        )
+        .env("SLUICE_TEST_REGISTRY_TOKEN", TOKEN)
+        .env("RUST_LOG", "info")
+        .stderr(std::fs::File::create(&log)?)
+        .spawn()?,
+    );
+    let log_text = || std::fs::read_to_string(&log).unwrap_or_default();
+    wait_until("the pipeline to wait for the registry", Duration::from_secs(60), Duration::from_millis(100), || {
+        Ok(log_text().contains("cannot decode the next records yet"))
+    })?;
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(run.0.try_wait()?.is_none(), "the run ended while the registry was down:\n{}", log_text());
+    assert!(!avro_out.join("dead.jsonl").exists() || read_output(&avro_out.join("dead.jsonl")).is_empty());
+
+    let _host = Host::start_on(&bind, &data, dir.path().join("serve-2.log"))?;
+    let mut status = None;
+    wait_until("the Avro run to end", Duration::from_secs(120), Duration::from_millis(100), || {
+        status = run.0.try_wait()?;
+        Ok(status.is_some())
+    })?;
+    anyhow::ensure!(status.is_some_and(|s| s.success()), "the Avro run failed:\n{}", log_text());
+
+    let want = features(&json_out);
+    assert!(want.len() > 100, "the JSON run computed {} rows", want.len());
+    assert_eq!(features(&avro_out), want, "Avro and JSON runs differ");
+    assert!(read_output(&json_out.join("dead.jsonl")).is_empty());
+    let dead = read_output(&avro_out.join("dead.jsonl"));
+    let reasons: Vec<(&str, &str)> = dead
+        .iter()
+        .map(|d| (d["error_class"].as_str().unwrap_or_default(), d["message"].as_str().unwrap_or_default()))
+        .collect();
+    assert_eq!(reasons.len(), 2, "{reasons:?}");
+    let unknown = format!("schema id {}", ids["unknown"]);
+    assert!(
+        reasons.iter().any(|(class, message)| *class == "unknown_schema_id" && message.contains(&unknown)),
+        "{reasons:?}"
+    );
+    assert!(reasons.iter().any(|(class, _)| *class == "avro_framing"), "{reasons:?}");
+    Ok(())
+}
+
+/// `sluice validate` asks the registry: the subject of each topic's values
+/// must exist, and a registry that does not answer is a problem at its URL
+/// (a run would start, and wait for it).
+#[test]
+fn validate_asks_the_registry_for_each_topic_s_subject() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let mut host = Host::start(&dir.path().join("data"), dir.path().join("serve.log"))?;
+    let (registered, unregistered) = (Topics::create("avro-validate", 1)?, Topics::create("avro-unregistered", 1)?);
+    let schema = r#"{"type": "record", "name": "click", "fields": [{"name": "user_id", "type": "string"}]}"#;
+    let answer = reqwest::blocking::Client::new()
+        .post(format!("{}/subjects/{}-value/versions", host.url, registered.input))
+        .basic_auth("anyone", Some(TOKEN))
+        .body(serde_json::json!({ "schema": schema }).to_string())
+        .send()?;
+    anyhow::ensure!(answer.status().is_success(), "registering: {}", answer.text()?);
+    let registry = format!("{{url: '{}', username: validate, password_env: SLUICE_TEST_REGISTRY_TOKEN}}", host.url);
+    let validate = |t: &Topics| -> anyhow::Result<(bool, String)> {
+        let out = Command::new(e2e::sluice())
+            .current_dir(e2e::root())
+            .args(["validate", "examples/session-features.yaml"])
+            .args(["--set", &format!("source={}", t.source(100, true))])
+            .args(["--set", "events.format=avro", "--set", &format!("events.registry={registry}")])
+            .env("SLUICE_TEST_REGISTRY_TOKEN", TOKEN)
+            .output()?;
+        Ok((out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned()))
+    };
+    let (ok, said) = validate(&registered)?;
+    assert!(ok, "{said}");
+    let (ok, said) = validate(&unregistered)?;
+    let subject = format!("{}-value", unregistered.input);
+    assert!(!ok && said.contains(&format!("has no subject {subject}")) && said.contains("source.topics"), "{said}");
+    host.process.terminate()?;
+    let (ok, said) = validate(&registered)?;
+    assert!(!ok && said.contains("did not answer") && said.contains("events.registry.url"), "{said}");
+    Ok(())
+}
