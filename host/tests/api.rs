@@ -550,7 +550,8 @@ outputs:
 /// library (or runs a command) is refused at its line by validate and by
 /// apply, and the library is never loaded, even by a host that allows the
 /// property (validate passes it to no client); one that names a file is
-/// kept inside the files directory.
+/// kept inside the files directory, as are the schema registry's secrets,
+/// which may not come from the host's environment.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kafka_properties_load_no_code_and_name_no_file_outside() -> anyhow::Result<()> {
     let host = host().await?;
@@ -578,6 +579,18 @@ async fn kafka_properties_load_no_code_and_name_no_file_outside() -> anyhow::Res
     let (status, body) = host.call(Method::PUT, "/pipelines/validate?offline=true", key_file).await?;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(located(&body), vec![("source.properties.sasl.oauthbearer.assertion.private.key.file".into(), Some(2))]);
+    // Nor do the schema registry's secrets come from the host's
+    // environment or from a file outside.
+    for (registry, at) in [
+        ("{url: 'http://127.0.0.1:9', username: u, password_env: HOME}", "events.registry.password_env"),
+        ("{url: 'http://127.0.0.1:9', token_file: /etc/passwd}", "events.registry.token_file"),
+    ] {
+        let avro = kafka_manifest("avro", "{}")
+            .replace("events:\n", &format!("events:\n  format: avro\n  registry: {registry}\n"));
+        let (status, body) = host.call(Method::PUT, "/pipelines/validate?offline=true", avro).await?;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(located(&body), vec![(at.to_string(), Some(5))], "{body}");
+    }
     assert_eq!(host.get("/pipelines").await?.1, json!([]));
 
     // A host that allows the property takes the manifest, but validate

@@ -30,7 +30,9 @@ pub struct RegistryConfig {
     /// key), with `password_env` or `password_file`.
     #[serde(default)]
     pub username: Option<String>,
-    /// The environment variable holding the basic-auth password.
+    /// The environment variable holding the basic-auth password (not for
+    /// a pipeline applied to `sluice serve`, which may not read the host's
+    /// environment: use `password_file`).
     #[serde(default)]
     pub password_env: Option<String>,
     /// A file holding the basic-auth password (surrounding whitespace is
@@ -38,7 +40,8 @@ pub struct RegistryConfig {
     #[serde(default)]
     pub password_file: Option<PathBuf>,
     /// The environment variable holding a bearer token, sent as
-    /// `Authorization: Bearer`.
+    /// `Authorization: Bearer` (not under `sluice serve`: use
+    /// `token_file`).
     #[serde(default)]
     pub token_env: Option<String>,
     /// A file holding a bearer token.

@@ -803,6 +803,21 @@ impl Supervisor {
                 }
             }
         }
+        // The host's environment is its own, as its files are: a secret a
+        // manifest sent over HTTP names must be in a file under `files/`.
+        if let Some(registry) = &manifest.events.registry {
+            for (field, set) in [("password_env", &registry.password_env), ("token_env", &registry.token_env)] {
+                if set.is_some() {
+                    let at = format!("events.registry.{field}");
+                    let message = format!("`{field}` reads the host's environment, which a served pipeline may not");
+                    let file = field.replace("_env", "_file");
+                    let hint =
+                        format!("put the secret in a file under the host's files directory and name it in `{file}`");
+                    findings.push((at.clone(), message, Some(hint)));
+                    refused.push(at);
+                }
+            }
+        }
         let files = self.files();
         manifest.visit_paths(&mut |at, path| {
             if at == "transform.module" && reference.is_some() {
