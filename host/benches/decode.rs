@@ -1,7 +1,8 @@
 //! Decoding alone, JSON against Avro: the same clicks as JSON lines and as
-//! Avro records in Confluent's wire format (one schema), each decoded by
-//! the pipeline's own decoder for session-features' declared fields (the
-//! key, the time, `item_id`, `category`), in rounds that alternate the two
+//! Avro records in Confluent's wire format (one schema), each prepared and
+//! decoded by the pipeline's own decoder for session-features' declared
+//! fields (the key, the time, `item_id`, `category`; the Avro decoder's
+//! prepare looks each record's schema id up), in rounds that alternate the two
 //! formats so both see the same machine. For reference, the same Avro
 //! records read by `apache_avro::from_avro_datum` (the crate's generic
 //! reader, which builds every value), which the Avro decoder does not use.
@@ -33,9 +34,11 @@ const SCHEMA: &str = r#"{"type": "record", "name": "click", "fields": [
 
 const SCHEMA_ID: u32 = 1;
 
-/// Every record of `chunk` through `decoder`: how many decoded.
-fn decode_all(decoder: &dyn Decoder, chunk: &Chunk, now_ms: i64) -> usize {
-    chunk.records().filter(|r| black_box(decoder.decode(r, now_ms)).is_ok()).count()
+/// `chunk` through `decoder`, prepared as the pipeline prepares it: how
+/// many records decoded.
+fn decode_all(decoder: &mut dyn Decoder, chunk: &Chunk, now_ms: i64) -> anyhow::Result<usize> {
+    decoder.prepare(chunk)?;
+    Ok(chunk.records().filter(|r| black_box(decoder.decode(r, now_ms)).is_ok()).count())
 }
 
 fn median(mut xs: Vec<f64>) -> f64 {
@@ -78,12 +81,12 @@ fn main() -> anyhow::Result<()> {
     let manifest =
         Manifest::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/session-features.yaml"), &[])?;
     let schema = manifest.lower().schema;
-    let json_decoder = JsonDecoder::new(schema.clone());
+    let mut json_decoder = JsonDecoder::new(schema.clone());
     // Its registry is never asked: the one schema is known.
     let registry = RegistryConfig::new("http://127.0.0.1:9");
     let avro_schema =
         sluice_host::decode::Schema { format: Format::Avro, avro: Some(Writers::Registry(registry)), ..schema };
-    let avro_decoder = AvroDecoder::with_schemas(avro_schema, &[(SCHEMA_ID, SCHEMA)])?;
+    let mut avro_decoder = AvroDecoder::with_schemas(avro_schema, &[(SCHEMA_ID, SCHEMA)])?;
     println!(
         "{} clicks: {:.1} MiB as JSON lines, {:.1} MiB as Avro in the wire format",
         json.len(),
@@ -95,12 +98,12 @@ fn main() -> anyhow::Result<()> {
     let (mut json_rates, mut avro_rates, mut crate_rates) = (Vec::new(), Vec::new(), Vec::new());
     for round in 1..=rounds {
         let started = Instant::now();
-        let decoded = decode_all(&json_decoder, &json, now_ms);
+        let decoded = decode_all(&mut json_decoder, &json, now_ms)?;
         let json_rate = decoded as f64 / started.elapsed().as_secs_f64();
         anyhow::ensure!(decoded == json.len(), "JSON: {decoded} of {} decoded", json.len());
 
         let started = Instant::now();
-        let decoded = decode_all(&avro_decoder, &avro, now_ms);
+        let decoded = decode_all(&mut avro_decoder, &avro, now_ms)?;
         let avro_rate = decoded as f64 / started.elapsed().as_secs_f64();
         anyhow::ensure!(decoded == avro.len(), "Avro: {decoded} of {} decoded", avro.len());
 

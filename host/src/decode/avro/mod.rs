@@ -309,11 +309,17 @@ impl Decoder for AvroDecoder {
             return Ok(());
         }
         let now = Instant::now();
+        // Records in a row mostly share their schema: one look each run.
+        let (mut value, mut key) = (None, None);
         for record in chunk.records() {
-            if let Ok(id) = header(record.bytes) {
+            if let Ok(id) = header(record.bytes)
+                && value.replace(id) != Some(id)
+            {
                 self.learn(id, Part::Value, now)?;
             }
-            if let Some(Ok(id)) = record.metadata.key.map(header) {
+            if let Some(Ok(id)) = record.metadata.key.map(header)
+                && key.replace(id) != Some(id)
+            {
                 self.learn(id, Part::Key, now)?;
             }
         }
