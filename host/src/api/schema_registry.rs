@@ -17,27 +17,18 @@ use serde::{Deserialize, Deserializer};
 use serde_json::{Value, json};
 
 use super::Api;
-use crate::schema_registry::{Level, Mode, Registry, RegistryError, SchemaRequest, SubjectVersion, VersionRef};
+use crate::schema_registry::{Level, Mode, Registry, RegistryError, SchemaRequest, VersionRef};
 
 const CONTENT_TYPE: &str = "application/vnd.schemaregistry.v1+json";
 
 type Shared = State<Arc<Api>>;
-type Answer = Result<Response, Refusal>;
+type Answer = Result<Response, RegistryError>;
 
 /// A registry error, answered as Confluent answers it.
-#[derive(Debug)]
-pub struct Refusal(RegistryError);
-
-impl From<RegistryError> for Refusal {
-    fn from(e: RegistryError) -> Self {
-        Refusal(e)
-    }
-}
-
-impl IntoResponse for Refusal {
+impl IntoResponse for RegistryError {
     fn into_response(self) -> Response {
-        let status = StatusCode::from_u16(self.0.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        let body = json!({"error_code": self.0.code(), "message": self.0.to_string()});
+        let status = StatusCode::from_u16(self.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let body = json!({"error_code": self.code(), "message": self.to_string()});
         (status, [(header::CONTENT_TYPE, CONTENT_TYPE)], body.to_string()).into_response()
     }
 }
@@ -98,16 +89,8 @@ struct Flags {
 }
 
 /// A request's JSON body.
-fn body<T: serde::de::DeserializeOwned>(bytes: &Bytes) -> Result<T, Refusal> {
-    serde_json::from_slice(bytes).map_err(|e| Refusal(RegistryError::InvalidSchema(format!("the body: {e}"))))
-}
-
-fn subject_version(v: &SubjectVersion) -> Value {
-    let mut answer = json!({"subject": v.subject, "version": v.version, "id": v.id, "schema": v.schema});
-    if !v.references.is_empty() {
-        answer["references"] = json!(v.references);
-    }
-    answer
+fn body<T: serde::de::DeserializeOwned>(bytes: &Bytes) -> Result<T, RegistryError> {
+    serde_json::from_slice(bytes).map_err(|e| RegistryError::InvalidSchema(format!("the body: {e}")))
 }
 
 async fn subjects(State(api): Shared, Query(flags): Query<Flags>) -> Answer {
@@ -122,7 +105,7 @@ async fn register(State(api): Shared, Path(subject): Path<String>, bytes: Bytes)
 
 async fn lookup(State(api): Shared, Path(subject): Path<String>, Query(flags): Query<Flags>, bytes: Bytes) -> Answer {
     let request: SchemaRequest = body(&bytes)?;
-    ok(subject_version(&registry(&api).lookup(&subject, &request, flags.deleted)?))
+    ok(json!(registry(&api).lookup(&subject, &request, flags.deleted)?))
 }
 
 async fn versions(State(api): Shared, Path(subject): Path<String>, Query(flags): Query<Flags>) -> Answer {
@@ -130,7 +113,7 @@ async fn versions(State(api): Shared, Path(subject): Path<String>, Query(flags):
 }
 
 async fn version(State(api): Shared, Path((subject, v)): Path<(String, String)>, Query(flags): Query<Flags>) -> Answer {
-    ok(subject_version(&registry(&api).version(&subject, VersionRef::parse(&v)?, flags.deleted)?))
+    ok(json!(registry(&api).version(&subject, VersionRef::parse(&v)?, flags.deleted)?))
 }
 
 /// The schema alone, as its JSON.
@@ -143,17 +126,12 @@ async fn version_schema(
     Ok(([(header::CONTENT_TYPE, CONTENT_TYPE)], found.schema).into_response())
 }
 
-fn schema_id(text: &str) -> Result<u32, Refusal> {
-    text.parse().map_err(|_| Refusal(RegistryError::SchemaNotFound(text.to_string())))
+fn schema_id(text: &str) -> Result<u32, RegistryError> {
+    text.parse().map_err(|_| RegistryError::SchemaNotFound(text.to_string()))
 }
 
 async fn schema_by_id(State(api): Shared, Path(id): Path<String>) -> Answer {
-    let found = registry(&api).schema(schema_id(&id)?)?;
-    let mut answer = json!({"schema": found.schema});
-    if !found.references.is_empty() {
-        answer["references"] = json!(found.references);
-    }
-    ok(answer)
+    ok(json!(registry(&api).schema(schema_id(&id)?)?))
 }
 
 async fn raw_schema_by_id(State(api): Shared, Path(id): Path<String>) -> Answer {

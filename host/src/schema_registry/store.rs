@@ -105,20 +105,22 @@ struct State {
     subject_mode: BTreeMap<String, Mode>,
 }
 
-/// A version as the API answers it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A version, as the API answers it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct SubjectVersion {
     pub subject: String,
     pub version: i32,
     pub id: u32,
     pub schema: String,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub references: Vec<Reference>,
 }
 
 /// A schema by id, as the API answers it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct SchemaById {
     pub schema: String,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub references: Vec<Reference>,
 }
 
