@@ -14,6 +14,12 @@
 //! `SLUICE_BENCH_MODULES=DIR` takes the modules
 //! from `DIR` (a build that keeps the guest's function names for `perf`).
 //!
+//! Then Avro against JSON (`SLUICE_BENCH_ONLY=avro`): session-features over
+//! the even clicks as JSON lines and as an Avro object container file of
+//! the same events (one schema: the key, the time and the two declared
+//! fields; no codec), three rounds interleaved: events/s of each, and
+//! Avro's median over JSON's.
+//!
 //! Last, state larger than memory: session-features over the same number
 //! of clicks from 200,000 users (`SLUICE_BENCH_USERS`), with memory state
 //! and then with RocksDB state within 32MiB (`SLUICE_BENCH_BUDGET`), far
@@ -64,7 +70,40 @@ fn input(shape: Shape, events: u64, users: u64, skew: f64) -> anyhow::Result<Pat
     Ok(path)
 }
 
-fn run(example: &str, input: &Path, state: &str) -> anyhow::Result<pipeline::Summary> {
+/// The Avro container file of the clicks of `json` (made once, beside it).
+fn avro_input(json: &Path) -> anyhow::Result<PathBuf> {
+    use apache_avro::types::Value;
+    const SCHEMA: &str = r#"{"type": "record", "name": "click", "fields": [
+        {"name": "user_id", "type": "string"},
+        {"name": "timestamp", "type": "double"},
+        {"name": "item_id", "type": "string"},
+        {"name": "category", "type": "string"}]}"#;
+    let path = json.with_extension("avro");
+    if path.exists() {
+        return Ok(path);
+    }
+    let schema = apache_avro::Schema::parse_str(SCHEMA)?;
+    let mut writer = apache_avro::Writer::new(&schema, std::io::BufWriter::new(std::fs::File::create(&path)?));
+    for line in std::io::BufRead::lines(std::io::BufReader::new(std::fs::File::open(json)?)) {
+        let event: serde_json::Value = serde_json::from_str(&line?)?;
+        let text = |name: &str| Value::String(event[name].as_str().unwrap_or_default().to_string());
+        writer.append(Value::Record(vec![
+            ("user_id".into(), text("user_id")),
+            ("timestamp".into(), Value::Double(event["timestamp"].as_f64().unwrap_or_default())),
+            ("item_id".into(), text("item_id")),
+            ("category".into(), text("category")),
+        ]))?;
+    }
+    std::io::Write::flush(&mut writer.into_inner()?)?;
+    Ok(path)
+}
+
+fn median(mut xs: Vec<f64>) -> f64 {
+    xs.sort_by(f64::total_cmp);
+    xs.get(xs.len() / 2).copied().unwrap_or(0.0)
+}
+
+fn run(example: &str, input: &Path, state: &str, format: &str) -> anyhow::Result<pipeline::Summary> {
     let modules = std::env::var_os("SLUICE_BENCH_MODULES").map_or_else(|| root().join("target/modules"), PathBuf::from);
     let out = data_dir().join(format!("out-{example}"));
     // Freeing the last run's 600 MB of output is not this run's work.
@@ -80,6 +119,9 @@ fn run(example: &str, input: &Path, state: &str) -> anyhow::Result<pipeline::Sum
     ];
     if !state.is_empty() {
         overrides.push(format!("state={state}"));
+    }
+    if !format.is_empty() {
+        overrides.push(format!("events.format={format}"));
     }
     let manifest = Manifest::load(&root().join(format!("examples/{example}.yaml")), &overrides)?;
     let tokio = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
@@ -98,17 +140,18 @@ fn peak_memory_mib() -> u64 {
     kib.unwrap_or(0) / 1024
 }
 
-/// Set for a child that runs one pipeline: `example<TAB>input<TAB>state`
-/// (the manifest's `state`, empty for the default).
+/// Set for a child that runs one pipeline:
+/// `example<TAB>input<TAB>state<TAB>format` (the manifest's `state` and
+/// `events.format`, empty for the default).
 const CHILD: &str = "SLUICE_BENCH_CHILD";
 
 fn main() -> anyhow::Result<()> {
     sluice_host::alloc::tune();
     if let Ok(child) = std::env::var(CHILD) {
         let mut parts = child.split('\t');
-        let (example, input, state) =
-            (parts.next().unwrap_or(""), parts.next().unwrap_or(""), parts.next().unwrap_or(""));
-        let summary = run(example, Path::new(input), state)?;
+        let mut part = || parts.next().unwrap_or("");
+        let (example, input, state, format) = (part(), part(), part(), part());
+        let summary = run(example, Path::new(input), state, format)?;
         println!(
             "{} {} events in {:.2} s = {:.0} events/s ({} feature rows, {} dead letters), peak memory {} MiB",
             summary.elapsed.as_secs_f64(),
@@ -136,13 +179,32 @@ fn main() -> anyhow::Result<()> {
         let mut seconds = Vec::new();
         for (users, skew) in SKEWS {
             let input = input(shape, events, USERS, skew)?;
-            let (seconds_taken, report) = child(example, &input, "")?;
+            let (seconds_taken, report) = child(example, &input, "", "")?;
             println!("{example} ({users} users): {report}");
             seconds.push(seconds_taken);
         }
         if let [even, skewed] = seconds[..] {
             println!("{example}: the skewed run took {:.2}x the even one's time", skewed / even.max(1e-9));
         }
+    }
+    if only.as_deref().is_none_or(|o| o == "avro") {
+        let json = input(Shape::Clicks, events, USERS, 0.0)?;
+        let avro = avro_input(&json)?;
+        let rounds = if quick { 1 } else { 3 };
+        let (mut json_rates, mut avro_rates) = (Vec::new(), Vec::new());
+        for _ in 0..rounds {
+            for (format, path, rates) in [("json", &json, &mut json_rates), ("avro", &avro, &mut avro_rates)] {
+                let (seconds_taken, report) = child("session-features", path, "", format)?;
+                println!("session-features ({format}): {report}");
+                rates.push(events as f64 / seconds_taken.max(1e-9));
+            }
+        }
+        let (json_rate, avro_rate) = (median(json_rates), median(avro_rates));
+        println!(
+            "session-features: Avro {avro_rate:.0} events/s, JSON {json_rate:.0} events/s (medians of {rounds}): \
+             Avro {:.2}x JSON",
+            avro_rate / json_rate.max(1e-9)
+        );
     }
     if only.as_deref().is_none_or(|o| o == "many-keys") {
         let users = match std::env::var("SLUICE_BENCH_USERS") {
@@ -154,7 +216,7 @@ fn main() -> anyhow::Result<()> {
         let input = input(Shape::Clicks, events, users, 0.0)?;
         let rocksdb = format!("{{backend: rocksdb, memory: {budget}, path: '{}'}}", data_dir().join("state").display());
         for state in ["{backend: memory}", rocksdb.as_str()] {
-            let (_, report) = child("session-features", &input, state)?;
+            let (_, report) = child("session-features", &input, state, "")?;
             println!("session-features ({users} users, state {state}): {report}");
         }
     }
@@ -163,10 +225,10 @@ fn main() -> anyhow::Result<()> {
 
 /// Run one pipeline in a process of its own, for its own peak memory: its
 /// seconds, and its report.
-fn child(example: &str, input: &Path, state: &str) -> anyhow::Result<(f64, String)> {
+fn child(example: &str, input: &Path, state: &str, format: &str) -> anyhow::Result<(f64, String)> {
     let child = std::process::Command::new(std::env::current_exe()?)
         .args(std::env::args().skip(1))
-        .env(CHILD, format!("{example}\t{}\t{state}", input.display()))
+        .env(CHILD, format!("{example}\t{}\t{state}\t{format}", input.display()))
         .output()?;
     let report = String::from_utf8(child.stdout)?;
     anyhow::ensure!(child.status.success(), "{example}: {}", String::from_utf8_lossy(&child.stderr));

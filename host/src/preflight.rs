@@ -80,6 +80,9 @@ pub fn check(manifest: &Manifest, checks: &Checks) -> Vec<Finding> {
         }
     };
     check_paths_under("source", &mut found);
+    if checks.looks_at("source.path") {
+        found.extend(file_format(manifest));
+    }
     let source = manifest.source.component();
     let skip = skipped("source", source.client_properties(), checks);
     found.extend(located("source", source.preflight(&Preflight { online: checks.online, skip: &skip })));
@@ -131,6 +134,36 @@ pub fn check(manifest: &Manifest, checks: &Checks) -> Vec<Finding> {
     found
 }
 
+/// A file source's file in `events.format`: JSON lines for `json`, an Avro
+/// object container file for `avro`. (A file that cannot be read is the
+/// path checks' to say.)
+fn file_format(manifest: &Manifest) -> Vec<Finding> {
+    let crate::source::SourceConfig::File(file) = &manifest.source else { return Vec::new() };
+    let Ok(container) = crate::source::avro_container_schema(&file.path) else { return Vec::new() };
+    let path = file.path.display();
+    let (message, hint) = match (manifest.events.format, container) {
+        (crate::decode::Format::Json, Some(_)) => {
+            (format!("{path} is an Avro object container file, and events.format is json"), "set events.format: avro")
+        }
+        (crate::decode::Format::Avro, None) => (
+            format!("{path} is not an Avro object container file, and events.format is avro"),
+            "for JSON lines, set events.format: json",
+        ),
+        (crate::decode::Format::Avro, Some(Err(why))) => (format!("{path}: {why}"), "see the message"),
+        (crate::decode::Format::Avro, Some(Ok(writer))) => {
+            match crate::decode::avro::refusal(&manifest.lower().schema, &writer) {
+                Some(why) => (
+                    format!("{path}: its writer schema cannot be read as the declared fields: {why}"),
+                    "declare the fields the file's records have (events.fields)",
+                ),
+                None => return Vec::new(),
+            }
+        }
+        (crate::decode::Format::Json, None) => return Vec::new(),
+    };
+    vec![("source.path".into(), message, Some(hint.into()))]
+}
+
 /// The schema registry an Avro manifest reads its writer schemas from:
 /// reachable with its credentials, and holding the subject of each source
 /// topic's values (`{topic}-value`, the serializers' TopicNameStrategy).
@@ -149,7 +182,7 @@ fn registry(manifest: &Manifest) -> Vec<Finding> {
     let mut found = Vec::new();
     for topic in topics {
         let subject = format!("{topic}-value");
-        match client.subject(&subject) {
+        match crate::schema_registry::subject_blocking(&client, &subject) {
             Ok(()) => {}
             Err(e @ crate::schema_registry::ClientError::NotFound { .. }) => found.push((
                 "source.topics".into(),

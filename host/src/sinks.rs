@@ -44,6 +44,11 @@ macro_rules! sinks {
                 match self { $(SinkConfig::$kind(c) => c.paths(),)+ }
             }
 
+            /// The environment variables it reads secrets from, with their fields.
+            pub fn environment(&self) -> Vec<(String, String)> {
+                match self { $(SinkConfig::$kind(c) => c.environment(),)+ }
+            }
+
             /// The librdkafka properties it passes through, if any.
             pub fn client_properties(&self) -> Option<&BTreeMap<String, String>> {
                 match self { $(SinkConfig::$kind(c) => c.client_properties(),)+ }

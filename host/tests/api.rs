@@ -590,6 +590,17 @@ async fn kafka_properties_load_no_code_and_name_no_file_outside() -> anyhow::Res
         let (status, body) = host.call(Method::PUT, "/pipelines/validate?offline=true", avro).await?;
         assert_eq!(status, StatusCode::OK);
         assert_eq!(located(&body), vec![(at.to_string(), Some(5))], "{body}");
+        // The same for the registry of an Avro Kafka sink.
+        let sink = kafka_manifest("avro-rows", "{}").replace(
+            "  features: [{type: file, path: out/features.jsonl}]",
+            &format!(
+                "  features: [{{type: kafka, brokers: '127.0.0.1:9', topic: f, format: avro, registry: {registry}}}]"
+            ),
+        );
+        let (status, body) = host.call(Method::PUT, "/pipelines/validate?offline=true", sink).await?;
+        assert_eq!(status, StatusCode::OK);
+        let at = at.replace("events.registry", "outputs.features[0].registry");
+        assert_eq!(located(&body), vec![(at, Some(9))], "{body}");
     }
     assert_eq!(host.get("/pipelines").await?.1, json!([]));
 

@@ -2,24 +2,34 @@
 //! `sluice serve` hosts answers confluent-kafka's `SchemaRegistryClient`
 //! on every route and keeps its ids over a restart; click events produced
 //! with its `AvroSerializer`, switching schema version mid-stream, give
-//! the features of the same events as JSON, through a registry outage.
+//! the features of the same events as JSON, through a registry outage,
+//! and the Avro feature topic reads back through its `AvroDeserializer`
+//! as the JSON one; the Kafka sink registers a new version of its rows'
+//! schema as the features change, and is refused one that breaks
+//! compatibility.
 
 mod common;
 
 use std::path::Path;
 use std::process::Command;
+use std::sync::Arc;
 use std::time::Duration;
 
-use common::{BROKERS, Host, Running, TOKEN, Topics};
-use serde_json::Value;
+use common::{BROKERS, Host, Running, TOKEN, Topics, unique};
+use serde_json::{Value, json};
 use sluice_examples::Shape;
+use sluice_examples::kafka::create_topic;
+use sluice_schema_registry::RegistryConfig;
+use sluice_sink_api::{Context, FeatureSchema, FeatureSpec, FeatureType};
+use sluice_sink_kafka::{KafkaSink, KafkaSinkConfig, RowFormat};
 use sluice_tests::e2e::{self, file_outputs, run_to_end, sluice_run, troubled_stream, wait_until};
 use sluice_tests::jsonl::read_output;
 
 /// `tests/python/SCRIPT ARGS` with the virtualenv's Python; its stdout as
-/// JSON.
+/// JSON (its stderr passed on, shown when a test fails).
 fn python(script: &str, args: &[&str]) -> anyhow::Result<Value> {
     let out = Command::new(e2e::python()).arg(e2e::root().join("tests/python").join(script)).args(args).output()?;
+    eprint!("{}", String::from_utf8_lossy(&out.stderr));
     anyhow::ensure!(
         out.status.success(),
         "{script} failed:\n{}{}",
@@ -66,7 +76,10 @@ fn features(dir: &Path) -> Vec<String> {
 /// records no registry explains are dead letters that say why, with the
 /// schema id. The registry is down when the pipeline starts: it holds
 /// where it is, says so, and goes on once the registry (restarted, the
-/// same ids) answers, losing nothing.
+/// same ids) answers, losing nothing. The run writes its rows to two
+/// Kafka topics as well, as JSON and as Avro (registering the rows'
+/// schema once the registry is back): `AvroDeserializer` reads the Avro
+/// topic back row for row as the JSON one.
 #[test]
 fn avro_clicks_across_a_schema_change_give_the_features_of_the_same_clicks_as_json() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
@@ -89,13 +102,27 @@ fn avro_clicks_across_a_schema_change_give_the_features_of_the_same_clicks_as_js
     let avro_out = dir.path().join("avro");
     std::fs::create_dir(&avro_out)?;
     let registry = format!("{{url: 'http://{bind}', username: pipeline, password_env: SLUICE_TEST_REGISTRY_TOKEN}}");
+    let json_rows = format!("{}-json", avro.features);
+    create_topic(BROKERS, &json_rows, 1)?;
+    let file = |name: &str| format!("{{type: file, path: '{}'}}", avro_out.join(name).display());
+    let kafka = |topic: &str, format: &str| {
+        format!("{{type: kafka, brokers: '{BROKERS}', topic: '{topic}', format: {format}, registry: {registry}}}")
+    };
+    let outputs = format!(
+        "{{features: [{}, {}, {{type: kafka, brokers: '{BROKERS}', topic: '{json_rows}'}}], dead_letters: [{}], \
+         late_events: [{}]}}",
+        file("features.jsonl"),
+        kafka(&avro.features, "avro"),
+        file("dead.jsonl"),
+        file("late.jsonl")
+    );
     let log = dir.path().join("avro-run.log");
     let mut run = Running(
         sluice_run(
             "session-features",
             &[
                 ("source", &avro.source(100, true)),
-                ("outputs", &file_outputs(&avro_out)),
+                ("outputs", &outputs),
                 ("events.format", "avro"),
                 ("events.registry", &registry),
             ],
@@ -137,6 +164,107 @@ fn avro_clicks_across_a_schema_change_give_the_features_of_the_same_clicks_as_js
         "{reasons:?}"
     );
     assert!(reasons.iter().any(|(class, _)| *class == "avro_framing"), "{reasons:?}");
+
+    let url = format!("http://{bind}");
+    let read = python("consume_avro.py", &[&url, TOKEN, BROKERS, &avro.features, &json_rows])?;
+    let (from_avro, from_json) = (&read["avro"], &read["json"]);
+    assert_eq!(from_avro.as_array().map(Vec::len), Some(want.len()), "{}", read["avro"]);
+    assert_eq!(from_avro, from_json, "the Avro feature topic does not read back as the JSON one");
+    Ok(())
+}
+
+/// A backfill over a data lake's Avro: the same clicks as a JSON-lines
+/// file and as an Avro object container file written by fastavro (deflate,
+/// many blocks) give the same features, with nothing dead-lettered.
+#[test]
+fn an_avro_container_file_gives_the_features_of_the_same_clicks_as_json_lines() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let (events, avro) = (dir.path().join("clicks.jsonl"), dir.path().join("clicks.avro"));
+    // No late events: a file's steps are whole blocks, so the watermark
+    // moves at other records than in the JSON run, and only events within
+    // the out-of-orderness read the same whatever the steps.
+    let config =
+        sluice_examples::Config { malformed: 0.0, late: 0.0, ..troubled_stream(Shape::Clicks, 5_000, 50, 5.0) };
+    sluice_examples::generate(&config, &mut std::io::BufWriter::new(std::fs::File::create(&events)?))?;
+    let written = python("write_avro_file.py", &[&events.display().to_string(), &avro.display().to_string()])?;
+    assert!(written["blocks"].as_u64() > Some(10), "{written}");
+    let mut outputs = Vec::new();
+    for (name, path, format) in [("json", &events, "json"), ("avro", &avro, "avro")] {
+        let out = dir.path().join(name);
+        std::fs::create_dir(&out)?;
+        let source = format!("{{type: file, path: '{}', step: 100}}", path.display());
+        run_to_end(
+            "session-features",
+            &[("source", &source), ("outputs", &file_outputs(&out)), ("events.format", format)],
+        )?;
+        outputs.push(out);
+    }
+    let want = features(&outputs[0]);
+    assert!(want.len() > 100, "the JSON run computed {} rows", want.len());
+    assert_eq!(features(&outputs[1]), want, "Avro file and JSON lines differ");
+    for out in &outputs {
+        assert!(read_output(&out.join("dead.jsonl")).is_empty(), "dead letters in {}", out.display());
+    }
+    Ok(())
+}
+
+/// A feature.
+fn feature(name: &str, ty: FeatureType, nullable: bool) -> FeatureSpec {
+    FeatureSpec { name: name.into(), ty, nullable, description: String::new() }
+}
+
+/// The Kafka sink with `format: avro` registers its rows' schema under
+/// `{topic}-value` as it opens: the same features again find the same id;
+/// a nullable feature added (with its default) is a new version under
+/// BACKWARD; a required feature added is refused, as old rows lack it,
+/// with the registry's 40901 and message, and the sink does not open.
+#[test]
+fn the_kafka_sink_registers_a_version_per_change_of_features_and_is_refused_an_incompatible_one() -> anyhow::Result<()>
+{
+    let dir = tempfile::tempdir()?;
+    let host = Host::start(&dir.path().join("data"), dir.path().join("serve.log"))?;
+    let token = dir.path().join("token");
+    std::fs::write(&token, format!("{TOKEN}\n"))?;
+    let topic = unique("avro-rows");
+    let registry =
+        RegistryConfig { username: Some("sink".into()), password_file: Some(token), ..RegistryConfig::new(&host.url) };
+    let config = KafkaSinkConfig {
+        brokers: BROKERS.into(),
+        topic: topic.clone(),
+        properties: Default::default(),
+        format: RowFormat::Avro,
+        registry: Some(registry),
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let open = |specs: Vec<FeatureSpec>| -> anyhow::Result<Result<(), sluice_sink_api::Error>> {
+        let context =
+            Context { schema: Arc::new(FeatureSchema::new(specs).map_err(anyhow::Error::msg)?), ..Context::default() };
+        Ok(runtime.block_on(KafkaSink::open("outputs.features[0]", &config, &context)).map(|_| ()))
+    };
+    let versions = || -> anyhow::Result<Value> {
+        let (status, body) = host.call(reqwest::Method::GET, &format!("/subjects/{topic}-value/versions"))?;
+        anyhow::ensure!(status == 200, "{status} {body}");
+        Ok(body)
+    };
+    let v1 = vec![feature("clicks", FeatureType::Int, false), feature("items", FeatureType::Strs, false)];
+    open(v1.clone())?.map_err(|e| anyhow::anyhow!("{e}\n{}", host.log_text()))?;
+    open(v1.clone())?.map_err(|e| anyhow::anyhow!("{e}"))?;
+    assert_eq!(versions()?, json!([1]));
+
+    let mut v2 = v1;
+    v2.push(feature("top_category", FeatureType::Str, true));
+    open(v2.clone())?.map_err(|e| anyhow::anyhow!("{e}"))?;
+    assert_eq!(versions()?, json!([1, 2]));
+
+    let mut v3 = v2;
+    v3.push(feature("avg_price", FeatureType::Float, false));
+    let refused = open(v3)?.err().ok_or_else(|| anyhow::anyhow!("an incompatible schema was registered"))?;
+    assert!(!refused.retriable, "{refused}");
+    assert!(
+        refused.message.contains("40901") && refused.message.contains("incompatible with an earlier schema"),
+        "{refused}"
+    );
+    assert_eq!(versions()?, json!([1, 2]));
     Ok(())
 }
 

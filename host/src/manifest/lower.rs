@@ -5,6 +5,7 @@
 use super::{Duration, KeyConfig, KeyFrom, Manifest, TimestampFrom, TransformKind, TriggerConfig, WindowType};
 use crate::decode::{self, Format, avro::Writers};
 use crate::pipeline::{Spec, TransformSpec};
+use crate::source::SourceConfig;
 use crate::time::TimestampFormat;
 use crate::{wasm, window};
 
@@ -67,7 +68,8 @@ impl Manifest {
                     .clone()
                     .map(Writers::Registry)
                     .or_else(|| e.writer_schema.clone().map(Writers::Given))
-                    .or_else(|| e.writer_schema_file.clone().map(Writers::File)),
+                    .or_else(|| e.writer_schema_file.clone().map(Writers::File))
+                    .or_else(|| matches!(self.source, SourceConfig::File(_)).then_some(Writers::Container)),
             },
         }
     }

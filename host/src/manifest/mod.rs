@@ -1073,7 +1073,15 @@ impl Manifest {
                         None,
                     );
                 }
-                if named.is_empty() {
+                let file = matches!(self.source, SourceConfig::File(_));
+                if file && let Some(name) = named.first() {
+                    problem(
+                        &format!("events.{name}"),
+                        "a file source reads Avro object container files, whose header holds the writer schema".into(),
+                        Some("remove it (wire-format records come from Kafka)"),
+                    );
+                }
+                if named.is_empty() && !file {
                     problem(
                         "events.format",
                         "Avro records need their writer schemas".into(),
@@ -1081,13 +1089,6 @@ impl Manifest {
                             "for Confluent's wire format, registry: {url: http://localhost:8081}; for bare datums, \
                              writer_schema (the schema's JSON) or writer_schema_file",
                         ),
-                    );
-                }
-                if matches!(self.source, SourceConfig::File(_)) {
-                    problem(
-                        "events.format",
-                        "a file source reads lines of JSON; Avro records come from Kafka".into(),
-                        None,
                     );
                 }
                 if matches!(e.key, KeyConfig::From { format: KeyFormat::Avro, .. }) && e.registry.is_none() {

@@ -434,7 +434,7 @@ fn checkpoints_go_to_a_directory_or_an_s3_url() {
 }
 
 #[test]
-fn avro_needs_its_writer_schemas_one_way_and_kafka() -> Result<(), ManifestError> {
+fn avro_needs_its_writer_schemas_one_way_or_a_container_file() -> Result<(), ManifestError> {
     use crate::decode::avro::Writers;
     let kafka = GOOD.replace(
         "  type: file\n  path: in.jsonl",
@@ -451,7 +451,11 @@ fn avro_needs_its_writer_schemas_one_way_and_kafka() -> Result<(), ManifestError
         at(problems(&kafka, &["events.format=avro", registry, "events.writer_schema_file=w.avsc"])),
         ["events.writer_schema_file"]
     );
-    assert_eq!(at(problems(GOOD, &["events.format=avro", registry])), ["events.format"]);
+    // A file is an Avro container file, whose header holds the schema.
+    assert_eq!(at(problems(GOOD, &["events.format=avro", registry])), ["events.registry"]);
+    assert!(problems(GOOD, &["events.format=avro"]).is_empty());
+    let m = Manifest::parse("m.yaml", GOOD, &["events.format=avro".into()])?;
+    assert_eq!(m.lower().schema.avro, Some(Writers::Container));
     assert_eq!(
         at(problems(&kafka, &["events.format=avro", "events.registry={url: 'ftp://x', username: u}"])),
         ["events.registry.url", "events.registry.username"]

@@ -18,7 +18,7 @@ use crate::window::Snapshot;
 
 use crate::decode::{self, Decoder};
 use crate::metrics::Metrics;
-use crate::source::Chunk;
+use crate::source::{Chunk, Unreadable};
 use crate::time::Watermarks;
 
 /// A decoded string.
@@ -178,21 +178,28 @@ impl<'a> Reader<'a> {
         }
         let mut dead = Vec::new();
         let data = chunk.data();
-        let mut oversize = chunk.oversize().iter().peekable();
+        let mut unreadable = chunk.unreadable().iter().peekable();
         for (i, record) in chunk.records().enumerate() {
-            if let Some(&(_, size)) = oversize.next_if(|(at, _)| *at as usize == i) {
+            if let Some((_, why)) = unreadable.next_if(|(at, _)| *at as usize == i) {
                 progress.read(record.slot, record.offset, None);
                 self.watermarks.touch(record.slot, now);
                 Metrics::add(&self.metrics.dead_letters_decode, 1);
-                let message = format!("the event is {size} bytes, over events.max_bytes ({} bytes)", self.max_bytes);
+                let (class, message, size) = match why {
+                    Unreadable::TooLarge { size } => (
+                        "record_too_large",
+                        format!("the event is {size} bytes, over events.max_bytes ({} bytes)", self.max_bytes),
+                        *size,
+                    ),
+                    Unreadable::Broken { size, class, message } => (*class, message.clone(), *size),
+                };
                 let mut letter = DeadLetter::new(
                     record.bytes.to_vec(),
                     Some(chunk.position(&record)),
                     sluice_sink_api::Stage::Decode,
-                    "record_too_large",
+                    class,
                     message,
                 );
-                letter.truncated = Some(size);
+                letter.truncated = (size > record.bytes.len() as u64).then_some(size);
                 dead.push(letter);
                 continue;
             }

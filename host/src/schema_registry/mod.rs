@@ -1,93 +1,37 @@
 //! Confluent-compatible schema registries: the client the Avro decoder
-//! fetches writer schemas with ([`Client`]), configured by
-//! `events.registry` ([`RegistryConfig`]), and the registry `sluice serve`
-//! hosts ([`Registry`], served by [`crate::api`]).
+//! fetches writer schemas with ([`Client`], shared with the Kafka sink,
+//! which registers its rows' schema), configured by `events.registry`
+//! ([`RegistryConfig`]), and the registry `sluice serve` hosts
+//! ([`Registry`], served by [`crate::api`]).
 
-mod client;
 pub mod compatibility;
 mod store;
 
-pub use client::{Client, ClientError, Fetched};
 pub use compatibility::Level;
+pub use sluice_schema_registry::{Client, ClientError, Fetched, RegistryConfig};
 pub use store::{
     Compatibility, Mode, Reference, Registry, RegistryError, SchemaById, SchemaRequest, SubjectVersion, VersionRef,
 };
 
-use std::path::PathBuf;
-
-use schemars::JsonSchema;
-use serde::{Deserialize, Serialize};
-
-/// `events.registry`: a schema registry that speaks Confluent's REST API
-/// (Confluent Schema Registry, Apicurio's `ccompat` API, Redpanda).
-#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
-#[serde(deny_unknown_fields)]
-pub struct RegistryConfig {
-    /// The registry's base URL, as `SchemaRegistryClient` takes it (for
-    /// example `http://localhost:8081`).
-    pub url: String,
-    /// HTTP basic authentication: the user name (Confluent Cloud: the API
-    /// key), with `password_env` or `password_file`.
-    #[serde(default)]
-    pub username: Option<String>,
-    /// The environment variable holding the basic-auth password (not for
-    /// a pipeline applied to `sluice serve`, which may not read the host's
-    /// environment: use `password_file`).
-    #[serde(default)]
-    pub password_env: Option<String>,
-    /// A file holding the basic-auth password (surrounding whitespace is
-    /// ignored).
-    #[serde(default)]
-    pub password_file: Option<PathBuf>,
-    /// The environment variable holding a bearer token, sent as
-    /// `Authorization: Bearer` (not under `sluice serve`: use
-    /// `token_file`).
-    #[serde(default)]
-    pub token_env: Option<String>,
-    /// A file holding a bearer token.
-    #[serde(default)]
-    pub token_file: Option<PathBuf>,
+/// [`Client::schema`], from a thread that is not async (the pipeline's
+/// reading thread, a preflight): run on the process's I/O runtime.
+pub fn schema_blocking(client: &Client, id: u32) -> Result<Fetched, ClientError> {
+    let call = client.clone();
+    blocking(client, &format!("schema id {id}"), async move { call.schema(id).await })
 }
 
-impl RegistryConfig {
-    /// The registry at `url`, without credentials.
-    pub fn new(url: &str) -> RegistryConfig {
-        RegistryConfig {
-            url: url.to_string(),
-            username: None,
-            password_env: None,
-            password_file: None,
-            token_env: None,
-            token_file: None,
-        }
-    }
+/// [`Client::subject`], from a thread that is not async.
+pub fn subject_blocking(client: &Client, subject: &str) -> Result<(), ClientError> {
+    let (call, name) = (client.clone(), subject.to_string());
+    blocking(client, &format!("subject {subject}"), async move { call.subject(&name).await })
+}
 
-    /// What is wrong with it, each with the field it concerns (relative to
-    /// `events.registry`), for the manifest's checks.
-    pub fn problems(&self) -> Vec<(&'static str, String)> {
-        let mut out = Vec::new();
-        match reqwest::Url::parse(&self.url) {
-            Ok(url) if matches!(url.scheme(), "http" | "https") => {}
-            Ok(url) => out.push(("url", format!("`{}` is not an http:// or https:// URL", url.scheme()))),
-            Err(e) => out.push(("url", format!("`{}` is not a URL: {e}", self.url))),
-        }
-        let password = self.password_env.is_some() as u8 + self.password_file.is_some() as u8;
-        let token = self.token_env.is_some() as u8 + self.token_file.is_some() as u8;
-        if password > 1 {
-            out.push(("password_env", "give `password_env` or `password_file`, not both".into()));
-        }
-        if token > 1 {
-            out.push(("token_env", "give `token_env` or `token_file`, not both".into()));
-        }
-        if self.username.is_some() && password == 0 {
-            out.push(("username", "basic authentication needs `password_env` or `password_file`".into()));
-        }
-        if self.username.is_none() && password > 0 {
-            out.push(("username", "a password without `username`".into()));
-        }
-        if (self.username.is_some() || password > 0) && token > 0 {
-            out.push(("token_env", "use basic authentication or a bearer token, not both".into()));
-        }
-        out
-    }
+fn blocking<T: Send + 'static>(
+    client: &Client,
+    what: &str,
+    call: impl std::future::Future<Output = Result<T, ClientError>> + Send + 'static,
+) -> Result<T, ClientError> {
+    crate::io_runtime::run(call).unwrap_or_else(|e| {
+        Err(ClientError::Unavailable { url: client.url().to_string(), what: what.to_string(), detail: e.to_string() })
+    })
 }

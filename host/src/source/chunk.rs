@@ -51,6 +51,18 @@ struct Span {
     headers_end: u32,
 }
 
+/// A record the source hands out only to be dead-lettered: only its
+/// first bytes (at most [`sluice_sink_api::MAX_RAW_BYTES`]) are kept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Unreadable {
+    /// Longer than the source's limit: `size` bytes.
+    TooLarge { size: u64 },
+    /// Bytes the source could not frame as records (a corrupt block of an
+    /// Avro container file): `size` of them, why (`message`), and a
+    /// stable name for it (`class`).
+    Broken { size: u64, class: &'static str, message: String },
+}
+
 /// Records read in one step, back to back in one buffer; shared by the
 /// workers.
 #[derive(Debug, Default)]
@@ -60,14 +72,34 @@ pub struct Chunk {
     data: Vec<u8>,
     spans: Vec<Span>,
     headers: Vec<Header>,
-    /// Records longer than the source's limit, ascending: (record, full
-    /// size). Only their first bytes are kept, for the dead letter.
-    oversize: Vec<(u32, u64)>,
+    /// Records only to be dead-lettered, ascending by record.
+    unreadable: Vec<(u32, Unreadable)>,
+    /// The schema every record was written with, when the source knows it
+    /// (an Avro container file's header): its JSON text.
+    writer_schema: Option<Arc<str>>,
 }
 
 impl Chunk {
     pub fn new(partitions: Partitions) -> Self {
-        Chunk { partitions, data: Vec::new(), spans: Vec::new(), headers: Vec::new(), oversize: Vec::new() }
+        Chunk {
+            partitions,
+            data: Vec::new(),
+            spans: Vec::new(),
+            headers: Vec::new(),
+            unreadable: Vec::new(),
+            writer_schema: None,
+        }
+    }
+
+    /// The chunk with records all written with `schema`.
+    pub fn with_writer_schema(mut self, schema: Arc<str>) -> Self {
+        self.writer_schema = Some(schema);
+        self
+    }
+
+    /// The schema the records were written with, if the source knows it.
+    pub fn writer_schema(&self) -> Option<&Arc<str>> {
+        self.writer_schema.as_ref()
     }
 
     /// Append a record with its key, timestamp and headers; one whose
@@ -76,7 +108,7 @@ impl Chunk {
     pub fn push(&mut self, slot: usize, offset: i64, bytes: &[u8], metadata: Metadata<'_>, limit: usize) {
         if bytes.len() > limit {
             let keep = bytes.len().min(sluice_sink_api::MAX_RAW_BYTES);
-            self.oversize.push((self.spans.len() as u32, bytes.len() as u64));
+            self.mark(Unreadable::TooLarge { size: bytes.len() as u64 });
             self.data.extend_from_slice(&bytes[..keep]);
         } else {
             self.data.extend_from_slice(bytes);
@@ -97,15 +129,24 @@ impl Chunk {
         });
     }
 
-    /// The record being sealed next (see [`Chunk::seal`]) was longer than
-    /// the limit: `size` bytes, of which the buffer holds the first.
-    pub(super) fn mark_oversize(&mut self, size: u64) {
-        self.oversize.push((self.spans.len() as u32, size));
+    /// The record added next (by [`Chunk::seal`] or [`Chunk::push_unreadable`])
+    /// is only to be dead-lettered, for `why`.
+    pub(super) fn mark(&mut self, why: Unreadable) {
+        self.unreadable.push((self.spans.len() as u32, why));
     }
 
-    /// Records too large to decode: (record, full size), ascending.
-    pub fn oversize(&self) -> &[(u32, u64)] {
-        &self.oversize
+    /// Append bytes the source could not frame as records, as one record
+    /// only to be dead-lettered (keeping its first bytes).
+    pub(super) fn push_unreadable(&mut self, slot: usize, offset: i64, bytes: &[u8], why: Unreadable) {
+        self.mark(why);
+        let keep = bytes.len().min(sluice_sink_api::MAX_RAW_BYTES);
+        self.data.extend_from_slice(&bytes[..keep]);
+        self.seal(slot, offset);
+    }
+
+    /// Records only to be dead-lettered, with why, ascending.
+    pub fn unreadable(&self) -> &[(u32, Unreadable)] {
+        &self.unreadable
     }
 
     /// Append a record, without metadata, whose bytes were just written
@@ -203,7 +244,7 @@ mod tests {
                 (1, 12, b"0123456789".to_vec(), Some(vec![]), Some(-5), nulls.to_vec()),
             ]
         );
-        assert_eq!(chunk.oversize(), &[(3, 10)]);
+        assert_eq!(chunk.unreadable(), &[(3, Unreadable::TooLarge { size: 10 })]);
         assert_eq!(chunk.record(1).map(|r| r.bytes), Some(&b"{}"[..]));
         assert!(chunk.record(4).is_none());
     }

@@ -1,4 +1,4 @@
-//! Sources of raw events: a JSON-lines file or Kafka topics. A source
+//! Sources of raw events: a file (JSON lines or Avro) or Kafka topics. A source
 //! yields chunks of records; the watermark advances between chunks.
 //!
 //! Partitions are numbered by *slot*: a small index the source gives each
@@ -15,9 +15,9 @@ use std::time::Duration;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-pub use chunk::{Chunk, Header, Metadata, Partitions, Record};
+pub use chunk::{Chunk, Header, Metadata, Partitions, Record, Unreadable};
 pub use component::{Component, MAX_STEP, SourceComponent};
-pub use file::{FileSource, FileSourceConfig};
+pub use file::{FileSource, FileSourceConfig, avro_container_schema};
 pub use kafka::{KafkaSource, KafkaSourceConfig, StartConfig, managed_property};
 
 /// A source of events.

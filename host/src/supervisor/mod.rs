@@ -805,18 +805,30 @@ impl Supervisor {
         }
         // The host's environment is its own, as its files are: a secret a
         // manifest sent over HTTP names must be in a file under `files/`.
-        if let Some(registry) = &manifest.events.registry {
-            for (field, set) in [("password_env", &registry.password_env), ("token_env", &registry.token_env)] {
-                if set.is_some() {
-                    let at = format!("events.registry.{field}");
-                    let message = format!("`{field}` reads the host's environment, which a served pipeline may not");
-                    let file = field.replace("_env", "_file");
-                    let hint =
-                        format!("put the secret in a file under the host's files directory and name it in `{file}`");
-                    findings.push((at.clone(), message, Some(hint)));
-                    refused.push(at);
-                }
-            }
+        let mut environment: Vec<(String, String)> = manifest
+            .events
+            .registry
+            .iter()
+            .flat_map(|registry| {
+                registry
+                    .environment()
+                    .into_iter()
+                    .map(|(field, name)| (format!("events.registry.{field}"), name.to_string()))
+            })
+            .collect();
+        for (entry, _, sink) in manifest.outputs.entries() {
+            environment.extend(sink.environment().into_iter().map(|(field, name)| (format!("{entry}.{field}"), name)));
+        }
+        for (at, variable) in environment {
+            let field = at.rsplit('.').next().unwrap_or_default();
+            let message =
+                format!("`{field}` reads the host's environment ({variable}), which a served pipeline may not");
+            let hint = format!(
+                "put the secret in a file under the host's files directory and name it in `{}`",
+                field.replace("_env", "_file")
+            );
+            findings.push((at.clone(), message, Some(hint)));
+            refused.push(at);
         }
         let files = self.files();
         manifest.visit_paths(&mut |at, path| {

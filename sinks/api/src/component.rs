@@ -138,6 +138,14 @@ pub trait Component {
         None
     }
 
+    /// The environment variables it reads secrets from, each with its
+    /// field: a host that takes manifests over HTTP refuses them (its
+    /// environment is its own), as it confines the files of
+    /// [`Component::paths`].
+    fn environment(&self) -> Vec<(String, String)> {
+        Vec::new()
+    }
+
     /// Checks of the world before a run: that servers answer, topics
     /// exist. It may block (on the network, when `checks.online`). The
     /// files of [`Component::paths`] are the host's to check.

@@ -1,5 +1,6 @@
-//! Kafka sink: feature rows as JSON (keyed by entity), dead letters and late
-//! events as their raw bytes with the context in headers.
+//! Kafka sink: feature rows as JSON or as Avro in Confluent's wire format
+//! (keyed by entity, see [`avro`]), dead letters and late events as their
+//! raw bytes with the context in headers.
 //!
 //! Dead-letter headers follow Kafka Connect's
 //! `errors.deadletterqueue.context.headers.enable` names, so tools that read
@@ -54,12 +55,16 @@ use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, T
 use rdkafka::{ClientContext, Message};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+use sluice_schema_registry::{ClientError, RegistryConfig};
 use sluice_sink_api::{
-    Batch, Component, Context, DeadLetter, Error, LateEvent, Output, Position, Preflight, Problem, Rejected, Result,
-    Sink, SinkComponent, Stage,
+    Access, Batch, Component, Context, DeadLetter, Error, LateEvent, NamedPath, Output, Position, Preflight, Problem,
+    Rejected, Result, Sink, SinkComponent, Stage,
 };
 
+pub mod avro;
 pub mod preflight;
+
+use avro::AvroRows;
 
 /// Header names of dead letters and late events.
 pub mod headers {
@@ -86,8 +91,9 @@ pub fn row_id(json: &[u8]) -> String {
     digest.iter().take(16).map(|b| format!("{b:02x}")).collect()
 }
 
-/// A Kafka topic: feature rows as JSON keyed by entity; dead letters and
-/// late events as their raw bytes with the context in headers.
+/// A Kafka topic: feature rows as JSON or Avro, keyed by entity (the key
+/// as text); dead letters and late events as their raw bytes with the
+/// context in headers.
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct KafkaSinkConfig {
@@ -101,9 +107,82 @@ pub struct KafkaSinkConfig {
     /// `compression.type: lz4`, `linger.ms: "5"`.
     #[serde(default)]
     pub properties: BTreeMap<String, String>,
+    /// How feature rows are written (dead letters and late events are
+    /// their raw bytes either way).
+    #[serde(default)]
+    pub format: RowFormat,
+    /// The schema registry `format: avro` registers the rows' schema with,
+    /// under `{topic}-value`, before the first row (Confluent's registry,
+    /// or `sluice serve`'s at the host's URL with the admin token as the
+    /// basic-auth password). A module whose features changed registers a
+    /// new version; one the subject's compatibility level refuses stops
+    /// the pipeline with the registry's message.
+    #[serde(default)]
+    pub registry: Option<RegistryConfig>,
+}
+
+/// How a Kafka sink writes feature rows.
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum RowFormat {
+    /// A JSON object per row, as the file sink writes it.
+    #[default]
+    Json,
+    /// Avro in Confluent's wire format (magic byte, schema id, datum), for
+    /// consumers with an `AvroDeserializer`: a record `sluice.FeatureRow`
+    /// of `key`, `window_start`, `window_end`, `event_time` and
+    /// `computed_at` (`timestamp-millis`), `trigger` and a `features`
+    /// record with a field per declared feature (a nullable one
+    /// `["null", type]` with default null).
+    Avro,
 }
 
 impl Component for KafkaSinkConfig {
+    fn check(&self) -> Vec<Problem> {
+        let mut found = Vec::new();
+        match (self.format, &self.registry) {
+            (RowFormat::Avro, None) => found.push(Problem::new(
+                "registry",
+                "format avro registers the rows' schema, and no registry is given",
+                "give registry: {url: ...}, the schema registry the topic's consumers read schemas from",
+            )),
+            (RowFormat::Json, Some(_)) => found.push(Problem::new(
+                "registry",
+                "only format: avro uses a registry",
+                "remove it, or set format: avro",
+            )),
+            (_, Some(registry)) => found.extend(
+                registry
+                    .problems()
+                    .into_iter()
+                    .map(|(field, message)| Problem::new(format!("registry.{field}"), message, "")),
+            ),
+            (RowFormat::Json, None) => {}
+        }
+        found
+    }
+
+    fn paths(&mut self) -> Vec<NamedPath<'_>> {
+        let Some(registry) = &mut self.registry else { return Vec::new() };
+        let files = [
+            ("registry.password_file", &mut registry.password_file),
+            ("registry.token_file", &mut registry.token_file),
+        ];
+        files
+            .into_iter()
+            .filter_map(|(field, file)| file.as_mut().map(|path| NamedPath { field, path, access: Access::ReadFile }))
+            .collect()
+    }
+
+    fn environment(&self) -> Vec<(String, String)> {
+        let Some(registry) = &self.registry else { return Vec::new() };
+        registry
+            .environment()
+            .into_iter()
+            .map(|(field, name)| (format!("registry.{field}"), name.to_string()))
+            .collect()
+    }
+
     fn client_properties(&self) -> Option<&BTreeMap<String, String>> {
         Some(&self.properties)
     }
@@ -124,9 +203,14 @@ impl Component for KafkaSinkConfig {
 impl SinkComponent for KafkaSinkConfig {
     const SERVES: &'static [Output] = &Output::ALL;
 
-    async fn build(&self, name: &str, _context: &Context) -> Result<Box<dyn Sink>> {
-        Ok(Box::new(KafkaSink::open(name, self).await?))
+    async fn build(&self, name: &str, context: &Context) -> Result<Box<dyn Sink>> {
+        Ok(Box::new(KafkaSink::open(name, self, context).await?))
     }
+}
+
+/// A failure retrying cannot help.
+fn fatal(sink: &str, message: String) -> Error {
+    Error { sink: sink.to_string(), message, retriable: false }
 }
 
 /// Longest a flush waits for the broker's acknowledgements.
@@ -214,6 +298,8 @@ pub struct KafkaSink {
     name: String,
     topic: String,
     producer: ThreadedProducer<Deliveries>,
+    /// With `format: avro`, the rows' schema and its id.
+    avro: Option<AvroRows>,
 }
 
 fn source_headers(position: &Position) -> OwnedHeaders {
@@ -253,7 +339,11 @@ pub fn late_event_headers(e: &LateEvent) -> OwnedHeaders {
 }
 
 impl KafkaSink {
-    pub async fn open(name: &str, config: &KafkaSinkConfig) -> Result<Self> {
+    /// The sink `config` describes, for the pipeline `context` describes.
+    /// With `format: avro` the rows' schema is registered now: a registry
+    /// that refuses it is an error, one that does not answer is asked
+    /// again before the first row.
+    pub async fn open(name: &str, config: &KafkaSinkConfig, context: &Context) -> Result<Self> {
         let mut client = ClientConfig::new();
         client.set("bootstrap.servers", &config.brokers);
         // Keep retrying through an outage rather than drop records.
@@ -267,7 +357,42 @@ impl KafkaSink {
                 message: format!("cannot create a Kafka producer for {}: {e}", config.brokers),
                 retriable: false,
             })?;
-        Ok(KafkaSink { name: name.to_string(), topic: config.topic.clone(), producer })
+        let avro = match (config.format, &config.registry) {
+            (RowFormat::Json, _) => None,
+            (RowFormat::Avro, None) => return Err(fatal(name, "format avro needs a registry".into())),
+            (RowFormat::Avro, Some(registry)) => {
+                let rows = AvroRows::new(registry, &config.topic, context.schema.clone(), context.key_type);
+                Some(rows.map_err(|e| fatal(name, e.to_string()))?)
+            }
+        };
+        let mut sink = KafkaSink { name: name.to_string(), topic: config.topic.clone(), producer, avro };
+        match sink.schema_id().await {
+            Err(e) if e.retriable => tracing::warn!(sink = name, "{e} (asked again before the first row)"),
+            Err(e) => return Err(e),
+            Ok(_) => {}
+        }
+        Ok(sink)
+    }
+
+    /// The Avro rows' schema id (registered at the first call that
+    /// reaches the registry); `None` for JSON rows.
+    async fn schema_id(&mut self) -> Result<Option<u32>> {
+        let Some(avro) = &mut self.avro else { return Ok(None) };
+        match avro.register().await {
+            Ok(id) => Ok(Some(id)),
+            Err(e @ ClientError::Unavailable { .. }) => {
+                Err(Error { sink: self.name.clone(), message: e.to_string(), retriable: true })
+            }
+            Err(e) => Err(fatal(
+                &self.name,
+                format!(
+                    "cannot register the feature rows' Avro schema under {}: {e} (the module's features changed \
+                     in a way the subject's compatibility level does not allow: write to another topic, or change \
+                     the subject's level)",
+                    avro.subject()
+                ),
+            )),
+        }
     }
 
     fn failed(&self) -> Result<()> {
@@ -352,13 +477,29 @@ impl Sink for KafkaSink {
         self.failed()?;
         match batch {
             Batch::Features(rows) => {
-                let mut json = Vec::with_capacity(512);
+                let schema_id = self.schema_id().await?;
+                let (mut json, mut avro) = (Vec::with_capacity(512), Vec::new());
                 for row in rows {
                     json.clear();
                     row.write_json(&mut json);
                     let id = row_id(&json);
                     let headers = OwnedHeaders::new().insert(Header { key: headers::ROW_ID, value: Some(&id) });
-                    self.send(Some(&row.key.text()), &json, Some(headers)).await?;
+                    let payload = match (&self.avro, schema_id) {
+                        (Some(rows), Some(schema_id)) => {
+                            avro.clear();
+                            if let Err(message) = rows.encode(schema_id, row, &mut avro) {
+                                let refused =
+                                    Rejected { raw: json.clone(), error_class: "avro_encode".into(), message };
+                                if let Ok(mut r) = self.producer.context().rejected.lock() {
+                                    r.push(refused);
+                                }
+                                continue;
+                            }
+                            &avro
+                        }
+                        _ => &json,
+                    };
+                    self.send(Some(&row.key.text()), payload, Some(headers)).await?;
                 }
             }
             Batch::DeadLetters(letters) => {

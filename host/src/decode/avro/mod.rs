@@ -7,7 +7,9 @@
 //! is decoded, [`Decoder::prepare`] fetches the ids it has not seen, and a
 //! registry that does not answer holds the chunk (the pipeline retries
 //! it, keeping its position). Without a registry, every record is a bare
-//! datum of the one writer schema the manifest gives. With `key: {from:
+//! datum of the one writer schema the manifest gives, or (from an Avro
+//! object container file) of the schema its chunk carries, from the
+//! file's header. With `key: {from:
 //! kafka_key, format: avro}` the Kafka key is in the wire format too, and
 //! its schema (a primitive) is resolved as the key.
 //!
@@ -39,6 +41,34 @@ pub enum Writers {
     Given(String),
     /// Bare datums, all written with the schema in this file.
     File(PathBuf),
+    /// Bare datums of the schema each chunk carries: an Avro object
+    /// container file's, from its header.
+    Container,
+}
+
+/// Where each of a run of bare datums of one writer schema ends: how an
+/// Avro object container file's blocks are cut into records (the same
+/// stepping over values as decoding, wanting none of them).
+#[derive(Debug)]
+pub struct Splitter(Plan);
+
+impl Splitter {
+    /// The splitter of datums of `writer_schema` (its JSON text); an
+    /// error says why the schema cannot be read.
+    pub fn new(writer_schema: &str) -> Result<Splitter, String> {
+        let schema = apache_avro::Schema::parse_str(writer_schema).map_err(|e| e.to_string())?;
+        Plan::new(&schema, &[], &Wanted::default(), 0, "").map(Splitter).map_err(|e| e.to_string())
+    }
+
+    /// The length of the datum `bytes` starts with; an error says why it
+    /// is not one.
+    pub fn datum_len(&self, bytes: &[u8]) -> Result<usize, String> {
+        self.0.prefix(bytes).map_err(|e| match e {
+            ReadError::Broken(b) => b.to_string(),
+            ReadError::Trailing(n) => format!("{n} bytes left over"),
+            ReadError::NotText(_) => "a string that is not UTF-8".to_string(),
+        })
+    }
 }
 
 /// How long an id the registry did not have stays refused before it is
@@ -71,6 +101,10 @@ enum Framing {
         keys: Option<HashMap<u32, Known>>,
     },
     Bare(Known),
+    /// Bare datums of the schema the chunk being decoded carries, and
+    /// that schema's text (`None` before the first chunk, and for a chunk
+    /// that carries none).
+    Container(Option<(Arc<str>, Known)>),
 }
 
 /// What a record's schema id is the schema of.
@@ -85,7 +119,7 @@ enum Part {
 pub enum BuildError {
     #[error("events.format is avro but neither events.registry nor a writer schema is given")]
     NoWriters,
-    #[error(transparent)]
+    #[error("events.registry: {0}")]
     Registry(#[from] ClientError),
     #[error("cannot read the writer schema {path}: {source}")]
     File {
@@ -124,6 +158,7 @@ impl AvroDecoder {
                     .map_err(|source| BuildError::File { path: path.display().to_string(), source })?;
                 Framing::Bare(known(&wanted, schema.fields.len(), &text, &[], ""))
             }
+            Some(Writers::Container) => Framing::Container(None),
         };
         let wanted_key = Wanted::whole(Slot::Key, Expect::Key);
         Ok(AvroDecoder { schema, wanted, wanted_key, framing })
@@ -230,7 +265,7 @@ impl AvroDecoder {
             Some(_) => return Ok(()),
             None => {}
         }
-        let entry = match client.schema(id) {
+        let entry = match crate::schema_registry::schema_blocking(client, id) {
             Ok(fetched) if !fetched.schema_type.eq_ignore_ascii_case("AVRO") => Known::Refused {
                 class: "schema_mismatch",
                 reason: format!("a {} schema, not Avro", fetched.schema_type),
@@ -264,7 +299,7 @@ impl AvroDecoder {
         let cache = match (&self.framing, part) {
             (Framing::Registry { known, .. }, Part::Value) => Some(known),
             (Framing::Registry { keys, .. }, Part::Key) => keys.as_ref(),
-            (Framing::Bare(_), _) => None,
+            (Framing::Bare(_) | Framing::Container(_), _) => None,
         };
         // Not fetched: the chunk was not prepared (a bug), never lost.
         let known = cache
@@ -305,8 +340,20 @@ impl AvroDecoder {
 
 impl Decoder for AvroDecoder {
     fn prepare(&mut self, chunk: &Chunk) -> Result<(), Unavailable> {
-        if matches!(self.framing, Framing::Bare(_)) {
-            return Ok(());
+        match &mut self.framing {
+            Framing::Bare(_) => return Ok(()),
+            Framing::Container(current) => {
+                let carried = chunk.writer_schema();
+                if current.as_ref().map(|(text, _)| text) != carried {
+                    *current = carried.map(|text| {
+                        let plan = known(&self.wanted, self.schema.fields.len(), text, &[], "");
+                        tracing::info!(usable = matches!(plan, Known::Plan(_)), "read an Avro file's writer schema");
+                        (text.clone(), plan)
+                    });
+                }
+                return Ok(());
+            }
+            Framing::Registry { .. } => {}
         }
         let now = Instant::now();
         // Records in a row mostly share their schema: one look each run.
@@ -328,7 +375,13 @@ impl Decoder for AvroDecoder {
 
     fn decode<'a>(&self, record: &Record<'a>, now_ms: i64) -> Result<Event<'a>, DecodeError> {
         let found = match &self.framing {
-            Framing::Bare(known) => self.read(None, known, record.bytes, Part::Value)?,
+            Framing::Bare(known) | Framing::Container(Some((_, known))) => {
+                self.read(None, known, record.bytes, Part::Value)?
+            }
+            Framing::Container(None) => {
+                let reason = "the record is not from an Avro object container file, whose header gives the schema";
+                return Err(self.refused(None, "avro_framing", reason));
+            }
             Framing::Registry { keys, .. } => {
                 let (id, known, datum) = self.framed(record.bytes, Part::Value)?;
                 let mut found = self.read(Some(id), known, datum, Part::Value)?;

@@ -225,6 +225,15 @@ impl Plan {
         }
     }
 
+    /// The length of the datum `bytes` starts with (which it need not
+    /// end with): where the next of a run of datums starts.
+    pub fn prefix(&self, bytes: &[u8]) -> Result<usize, ReadError> {
+        let mut found = Found { key: None, timestamp: None, fields: (0..self.fields).map(|_| None).collect() };
+        let mut cursor = Cursor::new(bytes);
+        self.node(&self.root, &mut cursor, &mut found)?;
+        Ok(bytes.len() - cursor.rest())
+    }
+
     fn node<'a>(&self, node: &Node, cursor: &mut Cursor<'a>, found: &mut Found<'a>) -> Result<(), ReadError> {
         match node {
             Node::Take(slot, leaf) => {

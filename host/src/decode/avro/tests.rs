@@ -373,6 +373,35 @@ fn bare_datums_of_a_given_writer_schema() {
     assert!(why.is_some_and(|w| w.contains("no field `item_id`")));
 }
 
+/// Datums of an Avro container file: each chunk carries its file's
+/// writer schema, which the decoder resolves once (v1, then a file of v2);
+/// a chunk that carries none (not from a container file) is dead letters.
+#[test]
+fn datums_of_a_container_file_read_with_the_schema_their_chunk_carries() {
+    let mut decoder =
+        AvroDecoder::new(Schema { avro: Some(Writers::Container), ..declared() }).unwrap_or_else(|e| panic!("{e}"));
+    // Prepared, then decoded: each record's price, or why not.
+    let mut price = |chunk: &Chunk| -> Vec<Result<String, String>> {
+        assert_eq!(decoder.prepare(chunk), Ok(()));
+        chunk
+            .records()
+            .map(|r| decoder.decode(&r, NOW).map(|e| format!("{:?}", e.values[1])).map_err(|e| e.to_string()))
+            .collect()
+    };
+    let v1 = apache_avro::to_avro_datum(&parse(V1), v1_click("u", NOW, "i", 7)).unwrap_or_default();
+    let v2 = apache_avro::to_avro_datum(&parse(V2), v2_click("u", NOW, "i", 0.5, None)).unwrap_or_default();
+    let mut first = Chunk::default().with_writer_schema(V1.into());
+    first.push(0, 1, &v1, Metadata::default(), usize::MAX);
+    assert_eq!(price(&first), [Ok("Float(7.0)".to_string())]);
+    let mut second = Chunk::default().with_writer_schema(V2.into());
+    second.push(0, 1, &v2, Metadata::default(), usize::MAX);
+    assert_eq!(price(&second), [Ok("Float(0.5)".to_string())]);
+    let mut bare = Chunk::default();
+    bare.push(0, 1, &v2, Metadata::default(), usize::MAX);
+    let refused = price(&bare).remove(0);
+    assert!(refused.as_ref().is_err_and(|e| e.contains("not from an Avro object container file")), "{refused:?}");
+}
+
 /// A registry that does not answer holds the chunk (an error to retry),
 /// and no record of it is decoded or lost.
 #[test]

@@ -1,5 +1,10 @@
+//! A file source: JSON lines, or an Avro object container file
+//! ([`container`]), one record per line or datum.
+
+mod container;
+
 use std::fs::File;
-use std::io::{BufRead, BufReader, Seek, SeekFrom};
+use std::io::{BufRead, BufReader, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -8,23 +13,29 @@ use serde::{Deserialize, Serialize};
 use sluice_sink_api::{Access, NamedPath, Problem};
 
 use super::component::{Component, SourceComponent, check_step};
-use super::{Chunk, Error, Partitions, Polled, Result, Source};
+use super::{Chunk, Error, Metadata, Partitions, Polled, Result, Source, Unreadable};
 use crate::checkpoint::{Restored, Store};
 use crate::position::PartitionId;
+use container::{Block, Container};
 
-/// A JSON-lines file, one event per line: a bounded input. At its end a
-/// final watermark fires every remaining window. With `checkpoint` (a
-/// `sluice serve` host takes them of every pipeline), a run resumes at
-/// the line and byte the newest checkpoint holds, with its state: a file
-/// read to its end is not read again.
+/// A JSON-lines file, one event per line, or (with `events.format: avro`)
+/// an Avro object container file, one event per datum: a bounded input.
+/// At its end a final watermark fires every remaining window. With
+/// `checkpoint` (a `sluice serve` host takes them of every pipeline), a
+/// run resumes at the line (or block) the newest checkpoint holds, with
+/// its state: a file read to its end is not read again.
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct FileSourceConfig {
-    /// Path of the file, relative to the working directory.
+    /// Path of the file, relative to the working directory. A file that
+    /// starts as an Avro object container file does (`Obj` and byte 1) is
+    /// read as one: its header's writer schema, its codec (`null`,
+    /// `deflate`, `snappy`, `zstandard`).
     pub path: PathBuf,
     /// Lines read per step. The watermark advances between steps (as
     /// Flink's periodic watermarks do), so 1 gives a watermark after
-    /// every event.
+    /// every event. An Avro container file is read a block at a time: a
+    /// step is whole blocks, at least `step` records.
     #[serde(default = "default_step")]
     pub step: usize,
 }
@@ -37,7 +48,7 @@ impl Component for FileSourceConfig {
     fn check(&self) -> Vec<Problem> {
         let mut found: Vec<Problem> = check_step(self.step).into_iter().collect();
         if self.path.as_os_str().is_empty() {
-            found.push(Problem::new("path", "the path is empty", "name the JSON-lines file to read"));
+            found.push(Problem::new("path", "the path is empty", "name the JSON-lines or Avro file to read"));
         }
         found
     }
@@ -71,8 +82,10 @@ impl SourceComponent for FileSourceConfig {
 pub struct FileSource {
     reader: BufReader<File>,
     partitions: Partitions,
-    /// The line last read, 1-based.
+    /// The line (or an Avro file's record) last read, 1-based.
     line: i64,
+    /// An Avro container file's header; `None` for JSON lines.
+    container: Option<Container>,
     step: usize,
     max_line: usize,
     started: bool,
@@ -101,16 +114,22 @@ impl FileSource {
         if !meta.is_file() {
             return Err(Error::File { path: name.clone(), source: std::io::Error::other("not a regular file") });
         }
+        let mut reader = BufReader::with_capacity(1 << 20, file);
+        let container = container(&mut reader, meta.len())
+            .map_err(err)?
+            .map_err(|why| Error::File { path: name.clone(), source: std::io::Error::other(why) })?;
+        let start = container.as_ref().map_or(0, |c| c.header_end);
         let mut source = FileSource {
-            reader: BufReader::with_capacity(1 << 20, file),
+            reader,
             partitions: vec![(name.as_str().into(), 0)].into(),
             line: 0,
+            container,
             step: step.max(1),
             max_line,
             started: false,
             size: meta.len(),
-            consumed: 0,
-            resume: 0,
+            consumed: start,
+            resume: start,
             restored: None,
         };
         if let Some(store) = checkpoints {
@@ -130,6 +149,9 @@ impl FileSource {
     fn seek_to(&mut self, restored: &Restored) -> Result<()> {
         let name = self.partitions[0].0.to_string();
         let next_line = restored.state.position.offset.max(1);
+        if self.container.is_some() {
+            return self.seek_to_block(restored);
+        }
         let Some(byte) = restored.state.position.byte_offset else {
             // A checkpoint that kept only the line: read up to it.
             let mut skipped = Vec::new();
@@ -173,8 +195,38 @@ impl FileSource {
         Ok(())
     }
 
+    /// Go to the block a checkpoint says the next record starts (a
+    /// container file's checkpoints are taken between blocks), making
+    /// sure a block starts there.
+    fn seek_to_block(&mut self, restored: &Restored) -> Result<()> {
+        let name = self.partitions[0].0.to_string();
+        let Some(container) = &self.container else { return Ok(()) };
+        let next = restored.state.position.offset.max(1);
+        let byte = restored.state.position.byte_offset.unwrap_or(0);
+        let io = |source| Error::File { path: name.clone(), source };
+        let mut before = [0u8; 16];
+        if (container.header_end + 16..=self.size).contains(&byte) {
+            self.reader.seek(SeekFrom::Start(byte - 16)).map_err(io)?;
+            self.reader.read_exact(&mut before).map_err(io)?;
+        }
+        if byte > self.size || !container.starts_block(byte, &before) {
+            return Err(Error::Position(format!(
+                "{name}: checkpoint {} says reading stopped at record {next} (byte {byte}), but no block of the \
+                 Avro file starts there: was the file replaced? Start over to read it from the beginning \
+                 (sluice run --fresh, or ?fresh=true)",
+                restored.from
+            )));
+        }
+        self.reader.seek(SeekFrom::Start(byte)).map_err(io)?;
+        (self.line, self.consumed, self.resume) = (next - 1, byte, byte);
+        Ok(())
+    }
+
     /// Read the next chunk; `None` at the end of the file.
     pub fn next_chunk(&mut self) -> std::io::Result<Option<Chunk>> {
+        if self.container.is_some() {
+            return self.next_blocks();
+        }
         let mut chunk = Chunk::new(self.partitions.clone());
         while chunk.len() < self.step {
             let start = chunk.buffer().len();
@@ -192,13 +244,104 @@ impl FileSource {
                 continue;
             }
             if size > self.max_line as u64 {
-                chunk.mark_oversize(size);
+                chunk.mark(Unreadable::TooLarge { size });
             }
             chunk.seal(0, self.line);
             self.resume = self.consumed;
         }
         Ok((!chunk.is_empty()).then_some(chunk))
     }
+}
+
+impl FileSource {
+    /// Whole blocks of an Avro container file, at least `step` records;
+    /// `None` at the end of the file.
+    fn next_blocks(&mut self) -> std::io::Result<Option<Chunk>> {
+        let Some(container) = &self.container else { return Ok(None) };
+        let mut chunk = Chunk::new(self.partitions.clone()).with_writer_schema(container.writer_schema.clone());
+        while chunk.len() < self.step {
+            let at = self.consumed;
+            let Some(block) = container.next_block(&mut self.reader, at, self.size)? else { break };
+            let before = self.line;
+            let broken = |first: i64, count: i64, why: String| {
+                let records = match count {
+                    0 | 1 => format!("record {first}"),
+                    n => format!("records {first} to {}", first + n - 1),
+                };
+                format!("the block at byte {at} ({records}): {why}")
+            };
+            let (taken, count) = match block {
+                Block::Datums { count, data, taken } => {
+                    let container::Cut { datums, rest } = container.datums(count, &data);
+                    for datum in &datums {
+                        self.line += 1;
+                        chunk.push(0, self.line, datum, Metadata::default(), self.max_line);
+                    }
+                    if let Some((bytes, why)) = rest {
+                        let message = broken(self.line + 1, count - datums.len() as i64, why);
+                        self.line += 1;
+                        let why = Unreadable::Broken { size: bytes.len() as u64, class: AVRO_CONTAINER, message };
+                        chunk.push_unreadable(0, self.line, bytes, why);
+                    }
+                    (taken, count)
+                }
+                Block::Unreadable { count, raw, taken, why } => {
+                    let message = broken(self.line + 1, count, why);
+                    self.line += 1;
+                    let why = Unreadable::Broken { size: raw.len() as u64, class: AVRO_CONTAINER, message };
+                    chunk.push_unreadable(0, self.line, &raw, why);
+                    (taken, count)
+                }
+                Block::Stray { head, taken, why } => {
+                    let message = format!("{taken} bytes at byte {at} are not a block: {why}");
+                    self.line += 1;
+                    chunk.push_unreadable(
+                        0,
+                        self.line,
+                        &head,
+                        Unreadable::Broken { size: taken, class: AVRO_CONTAINER, message },
+                    );
+                    (taken, 0)
+                }
+            };
+            // The records a broken block holds keep their numbers: those
+            // after it are numbered as in a sound file.
+            self.line = self.line.max(before + count);
+            self.consumed += taken;
+            self.resume = self.consumed;
+        }
+        Ok((!chunk.is_empty()).then_some(chunk))
+    }
+}
+
+/// The writer schema of the Avro object container file at `path`: `None`
+/// when the file is not one; the inner error says why one cannot be
+/// read.
+pub fn avro_container_schema(path: &Path) -> std::io::Result<Option<Result<Arc<str>, String>>> {
+    let file = File::open(path)?;
+    let size = file.metadata()?.len();
+    let found = container(&mut BufReader::new(file), size)?;
+    Ok(found.transpose().map(|c| c.map(|c| c.writer_schema)))
+}
+
+/// The class of a dead letter holding bytes of an Avro container file
+/// that are not readable records.
+const AVRO_CONTAINER: &str = "avro_container";
+
+/// The header of `reader`'s file (of `size` bytes) if it is an Avro
+/// container file (the reader is after it), or `None` (the reader is at
+/// the start); the inner error says why a container file cannot be read.
+fn container(reader: &mut BufReader<File>, size: u64) -> std::io::Result<Result<Option<Container>, String>> {
+    let mut magic = [0u8; 4];
+    if size < magic.len() as u64 {
+        return Ok(Ok(None));
+    }
+    reader.read_exact(&mut magic)?;
+    if magic != container::MAGIC {
+        reader.seek(SeekFrom::Start(0))?;
+        return Ok(Ok(None));
+    }
+    Ok(Container::read_header(reader).map(Some).map_err(|why| format!("an Avro container file, but {why}")))
 }
 
 /// Append the next line (its newline included) to `out`; of a line longer
@@ -308,7 +451,7 @@ mod tests {
         let chunk = src.next_chunk()?.ok_or_else(|| anyhow::anyhow!("no chunk"))?;
         let records: Vec<(i64, usize)> = chunk.records().map(|r| (r.offset, r.bytes.len())).collect();
         assert_eq!(records, vec![(1, 5), (2, sluice_sink_api::MAX_RAW_BYTES), (4, 5)]);
-        assert_eq!(chunk.oversize(), &[(1, long.len() as u64)]);
+        assert_eq!(chunk.unreadable(), &[(1, Unreadable::TooLarge { size: long.len() as u64 })]);
         Ok(())
     }
 

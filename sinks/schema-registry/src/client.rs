@@ -1,13 +1,17 @@
-//! Fetching schemas from a registry by id, as a Confluent deserializer
-//! does: `GET /schemas/ids/{id}`, and each schema it references by
-//! subject and version. Calls are blocking (they run on the process's I/O
-//! runtime): the decoder calls from the pipeline's reading thread, before
-//! it decodes a chunk, and only for ids it has not seen.
+//! The registry calls Sluice makes: fetching a schema by id, as a
+//! Confluent deserializer does (`GET /schemas/ids/{id}`, and each schema
+//! it references by subject and version), checking that a subject exists,
+//! and registering a schema under a subject, as a serializer with
+//! `auto.register.schemas` does (`POST /subjects/{s}/versions`). The calls
+//! are async; the host's reading thread runs them on its I/O runtime, and
+//! only for ids it has not seen.
 
 use std::collections::HashSet;
+use std::future::Future;
+use std::pin::Pin;
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::RegistryConfig;
 
@@ -55,13 +59,18 @@ pub struct Fetched {
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum ClientError {
-    /// `events.registry` cannot be used as written.
-    #[error("events.registry: {0}")]
+    /// The settings cannot be used as written.
+    #[error("{0}")]
     Config(String),
     /// The registry answered that it has no such schema: records naming it
     /// cannot be read (until it is registered).
     #[error("the registry has no {what} (error {code}: {message})")]
     NotFound { what: String, code: i64, message: String },
+    /// The registry refused to register a schema: incompatible with the
+    /// subject's earlier versions under its compatibility level (409), or
+    /// not a valid schema (422). Trying again cannot help.
+    #[error("the registry refused {what} (error {code}: {message})")]
+    Refused { what: String, code: i64, message: String },
     /// The registry did not answer, or answered with an error that may
     /// pass (a 5xx, a refused credential): try again later.
     #[error("the schema registry at {url} did not answer for {what}: {detail}")]
@@ -84,6 +93,20 @@ struct SchemaAnswer {
 struct Reference {
     subject: String,
     version: i64,
+}
+
+/// A registry's answer to `POST /subjects/{s}/versions`.
+#[derive(Debug, Deserialize)]
+struct Registered {
+    id: u32,
+}
+
+/// The body of `POST /subjects/{s}/versions`.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Registration<'a> {
+    schema: &'a str,
+    schema_type: &'a str,
 }
 
 /// Confluent's error body.
@@ -132,12 +155,13 @@ impl Client {
     }
 
     /// The schema with global id `id`, and every schema it references.
-    pub fn schema(&self, id: u32) -> Result<Fetched, ClientError> {
+    pub async fn schema(&self, id: u32) -> Result<Fetched, ClientError> {
         let what = format!("schema id {id}");
-        let answer = self.get(&["schemas", "ids", &id.to_string()], &what)?;
+        let answer: SchemaAnswer =
+            self.call(reqwest::Method::GET, &["schemas", "ids", &id.to_string()], None, &what).await?;
         let mut references = Vec::new();
         let mut seen = HashSet::new();
-        self.references(&answer.references, &mut references, &mut seen, 0)?;
+        self.references(&answer.references, &mut references, &mut seen, 0).await?;
         Ok(Fetched {
             schema_type: answer.schema_type.unwrap_or_else(|| "AVRO".into()),
             schema: answer.schema,
@@ -146,43 +170,71 @@ impl Client {
     }
 
     /// Whether `subject` has a version: `Ok` when it does.
-    pub fn subject(&self, subject: &str) -> Result<(), ClientError> {
-        self.get(&["subjects", subject, "versions", "latest"], &format!("subject {subject}")).map(|_| ())
+    pub async fn subject(&self, subject: &str) -> Result<(), ClientError> {
+        let path = ["subjects", subject, "versions", "latest"];
+        self.call::<SchemaAnswer>(reqwest::Method::GET, &path, None, &format!("subject {subject}")).await.map(|_| ())
     }
 
-    fn references(
-        &self,
-        wanted: &[Reference],
-        into: &mut Vec<String>,
-        seen: &mut HashSet<(String, i64)>,
+    /// Register the Avro schema `schema` (its JSON text) under `subject`:
+    /// its global id, the same as before when the subject already has it.
+    pub async fn register(&self, subject: &str, schema: &str) -> Result<u32, ClientError> {
+        let body = serde_json::to_vec(&Registration { schema, schema_type: "AVRO" })
+            .map_err(|e| ClientError::Config(format!("cannot write the registration: {e}")))?;
+        let what = format!("a new version of subject {subject}");
+        let path = ["subjects", subject, "versions"];
+        let answer: Registered = self.call(reqwest::Method::POST, &path, Some(body), &what).await?;
+        Ok(answer.id)
+    }
+
+    /// The schemas `wanted` references, depth first (each after those it
+    /// references), into `into`. Boxed: it calls itself.
+    fn references<'a>(
+        &'a self,
+        wanted: &'a [Reference],
+        into: &'a mut Vec<String>,
+        seen: &'a mut HashSet<(String, i64)>,
         depth: usize,
-    ) -> Result<(), ClientError> {
-        for r in wanted {
-            if !seen.insert((r.subject.clone(), r.version)) {
-                continue;
+    ) -> Pin<Box<dyn Future<Output = Result<(), ClientError>> + Send + 'a>> {
+        Box::pin(async move {
+            for r in wanted {
+                if !seen.insert((r.subject.clone(), r.version)) {
+                    continue;
+                }
+                let what = format!("subject {} version {}", r.subject, r.version);
+                if depth >= MAX_REFERENCE_DEPTH {
+                    return Err(ClientError::NotFound {
+                        what,
+                        code: 0,
+                        message: format!("references nest deeper than {MAX_REFERENCE_DEPTH}"),
+                    });
+                }
+                let path = ["subjects", &r.subject, "versions", &r.version.to_string()];
+                let answer: SchemaAnswer = self.call(reqwest::Method::GET, &path, None, &what).await?;
+                self.references(&answer.references, into, seen, depth + 1).await?;
+                into.push(answer.schema);
             }
-            let what = format!("subject {} version {}", r.subject, r.version);
-            if depth >= MAX_REFERENCE_DEPTH {
-                return Err(ClientError::NotFound {
-                    what,
-                    code: 0,
-                    message: format!("references nest deeper than {MAX_REFERENCE_DEPTH}"),
-                });
-            }
-            let answer = self.get(&["subjects", &r.subject, "versions", &r.version.to_string()], &what)?;
-            self.references(&answer.references, into, seen, depth + 1)?;
-            into.push(answer.schema);
-        }
-        Ok(())
+            Ok(())
+        })
     }
 
-    /// `GET` a schema at `path` (segments, escaped here).
-    fn get(&self, path: &[&str], what: &str) -> Result<SchemaAnswer, ClientError> {
+    /// Call `method` at `path` (segments, escaped here) with `body`, and
+    /// read the answer as `T`.
+    async fn call<T: serde::de::DeserializeOwned>(
+        &self,
+        method: reqwest::Method,
+        path: &[&str],
+        body: Option<Vec<u8>>,
+        what: &str,
+    ) -> Result<T, ClientError> {
+        const CONTENT_TYPE: &str = "application/vnd.schemaregistry.v1+json";
         let mut url = self.base.clone();
         if let Ok(mut segments) = url.path_segments_mut() {
             segments.pop_if_empty().extend(path);
         }
-        let mut request = self.http.get(url).header("Accept", "application/vnd.schemaregistry.v1+json");
+        let mut request = self.http.request(method, url).header("Accept", CONTENT_TYPE);
+        if let Some(body) = body {
+            request = request.header("Content-Type", CONTENT_TYPE).body(body);
+        }
         request = match &self.auth {
             Some(Auth::Basic { username, password }) => request.basic_auth(username, Some(password)),
             Some(Auth::Bearer(token)) => request.bearer_auth(token),
@@ -190,19 +242,16 @@ impl Client {
         };
         let unavailable =
             |detail: String| ClientError::Unavailable { url: self.base.to_string(), what: what.to_string(), detail };
-        let answer = crate::io_runtime::run(async move {
+        let answer = async {
             let response = request.send().await?;
             let status = response.status();
             let body = response.bytes().await?;
             Ok::<_, reqwest::Error>((status, body))
-        });
-        let (status, body) = match answer {
-            Ok(Ok(answer)) => answer,
-            Ok(Err(e)) => return Err(unavailable(error_chain(&e))),
-            Err(e) => return Err(unavailable(e.to_string())),
         };
+        let (status, body) = answer.await.map_err(|e| unavailable(error_chain(&e)))?;
         if status.is_success() {
-            return serde_json::from_slice(&body).map_err(|e| unavailable(format!("its answer is not a schema ({e})")));
+            return serde_json::from_slice(&body)
+                .map_err(|e| unavailable(format!("its answer is not what was asked for ({e})")));
         }
         let error: Option<ErrorAnswer> = serde_json::from_slice(&body).ok();
         match error {
@@ -211,6 +260,10 @@ impl Client {
             // operator can fix: retried.
             Some(ErrorAnswer { error_code: code @ 40401..=40403, message }) => {
                 Err(ClientError::NotFound { what: what.to_string(), code, message })
+            }
+            // Incompatible (409, or Confluent's 40901) or invalid (422xx).
+            Some(ErrorAnswer { error_code, message }) if matches!(status.as_u16(), 409 | 422) => {
+                Err(ClientError::Refused { what: what.to_string(), code: error_code, message })
             }
             Some(ErrorAnswer { error_code, message }) => Err(unavailable(format!("{status}: {error_code} {message}"))),
             None => Err(unavailable(format!(
