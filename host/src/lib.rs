@@ -4,6 +4,7 @@
 pub mod alloc;
 pub mod api;
 pub mod checkpoint;
+pub mod chunk;
 pub mod client;
 pub mod decode;
 pub mod files;

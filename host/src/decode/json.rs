@@ -8,7 +8,7 @@ use serde::Deserializer as _;
 use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
 use super::{DecodeError, Decoder, Event, Format, Found, Scalar, Schema};
-use crate::source::Record;
+use crate::chunk::Record;
 
 /// `events.format: json`: a JSON object per record.
 #[derive(Debug)]

@@ -27,7 +27,7 @@ pub use json::JsonDecoder;
 
 pub use sluice_sink_api::KeyType;
 
-use crate::source::{Chunk, Record};
+use crate::chunk::{Chunk, Record};
 use crate::time::TimestampFormat;
 
 /// Type of a declared event field.
@@ -52,7 +52,8 @@ pub enum Format {
     #[default]
     Json,
     /// An Avro record per Kafka record: in Confluent's wire format with
-    /// `events.registry`, or bare datums of `events.writer_schema`.
+    /// `events.registry`, or bare datums of `events.writer_schema`; or a
+    /// datum of an Avro object container file per record (a file source).
     Avro,
 }
 
@@ -425,7 +426,7 @@ fn check<'a>(field: &Field, slot: Option<Scalar<'a>>) -> Result<Value<'a>, Decod
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::source::{Header, Metadata};
+    use crate::chunk::{Header, Metadata};
 
     fn schema() -> Schema {
         Schema {

@@ -70,7 +70,8 @@ pub struct EventsConfig {
     /// How each record's payload is encoded: `json`, a JSON object per
     /// Kafka record or line of a file; or `avro`, an Avro record per Kafka
     /// record, in Confluent's wire format with `registry`, or bare datums
-    /// of `writer_schema`. Avro records are read with their writer's
+    /// of `writer_schema`, or the datums of an Avro object container file
+    /// (a file source; its header holds the schema). Avro records are read with their writer's
     /// schema resolved against the declared fields as Avro resolves a
     /// reader schema: fields by name, a field the writer lacks is null
     /// (a required one makes the writer schema unreadable: its records

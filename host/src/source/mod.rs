@@ -5,7 +5,6 @@
 //! (topic, partition) it reads, stable for the run, that the watermarks
 //! and the window state use.
 
-mod chunk;
 mod component;
 mod file;
 mod kafka;
@@ -15,7 +14,7 @@ use std::time::Duration;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-pub use chunk::{Chunk, Header, Metadata, Partitions, Record, Unreadable};
+pub use crate::chunk::{Chunk, Header, Metadata, Partitions, Record, Unreadable};
 pub use component::{Component, MAX_STEP, SourceComponent};
 pub use file::{FileSource, FileSourceConfig, avro_container_schema};
 pub use kafka::{KafkaSource, KafkaSourceConfig, StartConfig, managed_property};

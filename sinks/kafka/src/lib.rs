@@ -383,15 +383,20 @@ impl KafkaSink {
             Err(e @ ClientError::Unavailable { .. }) => {
                 Err(Error { sink: self.name.clone(), message: e.to_string(), retriable: true })
             }
-            Err(e) => Err(fatal(
-                &self.name,
-                format!(
-                    "cannot register the feature rows' Avro schema under {}: {e} (the module's features changed \
-                     in a way the subject's compatibility level does not allow: write to another topic, or change \
-                     the subject's level)",
-                    avro.subject()
-                ),
-            )),
+            Err(e) => {
+                let hint = match &e {
+                    ClientError::Refused { code: 409 | 40901, .. } => {
+                        " (the module's features changed in a way the subject's compatibility level does not \
+                         allow: write to another topic, or change the subject's level)"
+                    }
+                    _ => "",
+                };
+                let subject = avro.subject();
+                Err(fatal(
+                    &self.name,
+                    format!("cannot register the feature rows' Avro schema under {subject}: {e}{hint}"),
+                ))
+            }
         }
     }
 

@@ -28,8 +28,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::{DecodeError, Decoder, Event, Format, Found, KeyFormat, KeySource, Schema, Unavailable};
+use crate::chunk::{Chunk, Record};
 use crate::schema_registry::{Client, ClientError, RegistryConfig};
-use crate::source::{Chunk, Record};
 use plan::{Expect, Plan, ReadError, Slot, Wanted};
 
 /// Where the writer schemas of Avro records come from.

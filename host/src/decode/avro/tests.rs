@@ -7,9 +7,9 @@ use std::collections::HashMap;
 use apache_avro::types::Value as Avro;
 
 use super::*;
+use crate::chunk::Metadata;
 use crate::decode::{Event, Field, FieldType, KeyFormat, KeySource, TimeSource, Value};
 use crate::schema_registry::RegistryConfig;
-use crate::source::Metadata;
 use crate::time::TimestampFormat;
 
 const NOW: i64 = 1_718_000_000_000;

@@ -138,6 +138,9 @@ impl Container {
             // the next marker may be among the bytes just read.
             return self.not_a_block(reader, at, "a block does not end with the file's sync marker".into()).map(Some);
         }
+        if matches!(self.codec, Codec::Null) {
+            return Ok(Some(Block::Datums { count, data: raw, taken }));
+        }
         let mut data = raw.clone();
         Ok(Some(match self.codec.decompress(&mut data) {
             Ok(()) => Block::Datums { count, data, taken },

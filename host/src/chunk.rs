@@ -1,3 +1,6 @@
+//! The records a source reads in one step ([`Chunk`]), as the decoder and
+//! the workers see them: a source fills chunks, the decoder reads them.
+
 use std::sync::Arc;
 
 use sluice_sink_api::Position;
@@ -131,13 +134,13 @@ impl Chunk {
 
     /// The record added next (by [`Chunk::seal`] or [`Chunk::push_unreadable`])
     /// is only to be dead-lettered, for `why`.
-    pub(super) fn mark(&mut self, why: Unreadable) {
+    pub(crate) fn mark(&mut self, why: Unreadable) {
         self.unreadable.push((self.spans.len() as u32, why));
     }
 
     /// Append bytes the source could not frame as records, as one record
     /// only to be dead-lettered (keeping its first bytes).
-    pub(super) fn push_unreadable(&mut self, slot: usize, offset: i64, bytes: &[u8], why: Unreadable) {
+    pub(crate) fn push_unreadable(&mut self, slot: usize, offset: i64, bytes: &[u8], why: Unreadable) {
         self.mark(why);
         let keep = bytes.len().min(sluice_sink_api::MAX_RAW_BYTES);
         self.data.extend_from_slice(&bytes[..keep]);
@@ -151,7 +154,7 @@ impl Chunk {
 
     /// Append a record, without metadata, whose bytes were just written
     /// to [`Chunk::buffer`].
-    pub(super) fn seal(&mut self, slot: usize, offset: i64) {
+    pub(crate) fn seal(&mut self, slot: usize, offset: i64) {
         let end = self.data.len();
         let headers_end = self.headers.len() as u32;
         let span =
@@ -160,7 +163,7 @@ impl Chunk {
     }
 
     /// The buffer the next record's bytes go to.
-    pub(super) fn buffer(&mut self) -> &mut Vec<u8> {
+    pub(crate) fn buffer(&mut self) -> &mut Vec<u8> {
         &mut self.data
     }
 
