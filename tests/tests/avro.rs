@@ -173,6 +173,48 @@ fn avro_clicks_across_a_schema_change_give_the_features_of_the_same_clicks_as_js
     Ok(())
 }
 
+/// A writer schema that declares a nested record only by a schema
+/// reference to another subject (confluent-kafka's `SchemaReference`): the
+/// decoder follows the reference to read `device.os`, declared required,
+/// so a record it could not read would be a dead letter; the features are
+/// those of the same clicks as JSON.
+#[test]
+fn a_writer_schema_with_a_reference_to_another_subject_is_read_through_it() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let host = Host::start(&dir.path().join("data"), dir.path().join("serve.log"))?;
+    let (avro, json) = (Topics::create("avro-refs", 1)?, Topics::create("avro-refs-json", 1)?);
+    let events = dir.path().join("clicks.jsonl");
+    let config = sluice_examples::Config { malformed: 0.0, ..troubled_stream(Shape::Clicks, 2_000, 20, 5.0) };
+    sluice_examples::generate(&config, &mut std::io::BufWriter::new(std::fs::File::create(&events)?))?;
+    let events = events.display().to_string();
+    python("produce_avro_references.py", &[&host.url, TOKEN, BROKERS, &avro.input, &json.input, &events])?;
+
+    let (json_out, avro_out) = (dir.path().join("json"), dir.path().join("avro"));
+    std::fs::create_dir(&json_out)?;
+    std::fs::create_dir(&avro_out)?;
+    run_to_end("session-features", &[("source", &json.source(100, true)), ("outputs", &file_outputs(&json_out))])?;
+    let registry = format!("{{url: '{}', username: pipeline, password_env: SLUICE_TEST_REGISTRY_TOKEN}}", host.url);
+    let fields = "[{name: item_id, type: string}, {name: category, type: string}, {name: device.os, type: string}]";
+    let out = sluice_run(
+        "session-features",
+        &[
+            ("source", &avro.source(100, true)),
+            ("outputs", &file_outputs(&avro_out)),
+            ("events.format", "avro"),
+            ("events.registry", &registry),
+            ("events.fields", fields),
+        ],
+    )
+    .env("SLUICE_TEST_REGISTRY_TOKEN", TOKEN)
+    .output()?;
+    anyhow::ensure!(out.status.success(), "the Avro run failed:\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(read_output(&avro_out.join("dead.jsonl")).is_empty(), "{:?}", read_output(&avro_out.join("dead.jsonl")));
+    let want = features(&json_out);
+    assert!(want.len() > 50, "the JSON run computed {} rows", want.len());
+    assert_eq!(features(&avro_out), want, "Avro with a referenced schema and JSON runs differ");
+    Ok(())
+}
+
 /// A backfill over a data lake's Avro: the same clicks as a JSON-lines
 /// file and as an Avro object container file written by fastavro (deflate,
 /// many blocks) give the same features, with nothing dead-lettered.

@@ -206,7 +206,9 @@ impl Plan {
         fields: usize,
         root: &str,
     ) -> Result<Plan, Mismatch> {
-        let schemata = std::iter::once(writer).chain(named).collect::<Vec<_>>();
+        // The referenced schemas first: the crate resolves in order, and a
+        // name must be declared before it is used.
+        let schemata = named.iter().chain(std::iter::once(writer)).collect::<Vec<_>>();
         let resolved = apache_avro::schema::ResolvedSchema::try_from(schemata)
             .map_err(|e| Mismatch(format!("the writer schema's names do not resolve: {e}")))?;
         let mut compiler = Compiler { names: resolved.get_names(), named: Vec::new(), index: HashMap::new() };

@@ -480,3 +480,34 @@ fn reads_what_the_crates_resolution_reads() {
         assert_eq!(event.values, expected[2..]);
     }
 }
+
+/// A writer schema that names a type only another schema declares (a
+/// registry's schema reference): resolved with the referenced schema, it
+/// reads a path into that type.
+#[test]
+fn a_writer_schema_reads_through_a_type_its_reference_declares() {
+    const DEVICE: &str = r#"{"type": "record", "name": "Device", "namespace": "seed",
+        "fields": [{"name": "os", "type": "string"}]}"#;
+    const CLICK: &str = r#"{"type": "record", "name": "Click", "namespace": "seed", "fields": [
+        {"name": "user_id", "type": "string"},
+        {"name": "ts", "type": {"type": "long", "logicalType": "timestamp-millis"}},
+        {"name": "device", "type": "seed.Device"},
+        {"name": "item_id", "type": "string"},
+        {"name": "price", "type": "double"}]}"#;
+    let mut schema = declared();
+    schema.fields[2].name = "device.os".into();
+    let plan = known(&wanted(&schema), schema.fields.len(), CLICK, &[DEVICE.to_string()], "");
+    let Known::Plan(plan) = plan else { panic!("{plan:?}") };
+    let (click, schemata) = apache_avro::Schema::parse_str_with_list(CLICK, [DEVICE]).unwrap_or_else(|e| panic!("{e}"));
+    let device = Avro::Record(vec![("os".into(), Avro::String("ios".into()))]);
+    let record = Avro::Record(vec![
+        ("user_id".into(), Avro::String("u".into())),
+        ("ts".into(), Avro::TimestampMillis(NOW)),
+        ("device".into(), device),
+        ("item_id".into(), Avro::String("i".into())),
+        ("price".into(), Avro::Double(2.5)),
+    ]);
+    let bytes = apache_avro::to_avro_datum_schemata(&click, schemata.iter().collect(), record).unwrap_or_default();
+    let found = plan.read(&bytes).map(|f| format!("{:?}", f.fields[2])).map_err(|e| format!("{e:?}"));
+    assert_eq!(found, Ok("Some(Str(\"ios\"))".to_string()));
+}
