@@ -39,6 +39,11 @@ macro_rules! sinks {
                 match self { $(SinkConfig::$kind(c) => c.check(),)+ }
             }
 
+            /// Problems of its config as a sink of `output`.
+            pub fn check_output(&self, output: Output) -> Vec<Problem> {
+                match self { $(SinkConfig::$kind(c) => c.check_output(output),)+ }
+            }
+
             /// The files and folders it names.
             pub fn paths(&mut self) -> Vec<NamedPath<'_>> {
                 match self { $(SinkConfig::$kind(c) => c.paths(),)+ }

@@ -1027,7 +1027,9 @@ impl Manifest {
                     Some(hint.as_str()),
                 );
             }
-            for found in sink.check() {
+            // A sink that does not serve the output was said above.
+            let served = if serves.contains(&output) { sink.check_output(output) } else { Vec::new() };
+            for found in sink.check().into_iter().chain(served) {
                 let hint = Some(found.hint.as_str()).filter(|h| !h.is_empty());
                 problem(&field_at(&entry, &found.field), found.message, hint);
             }

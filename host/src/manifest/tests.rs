@@ -133,6 +133,45 @@ fn redis_and_iceberg_take_feature_rows_only() {
     assert!(problems(&features, &[]).is_empty());
 }
 
+/// A Kafka sink writes feature rows as Avro; dead letters and late events
+/// are their raw bytes, so `format` and `registry` are refused there.
+#[test]
+fn a_kafka_sink_takes_avro_for_feature_rows_only() {
+    let kafka = |extra: &str| format!("{{type: kafka, brokers: b:9092, topic: t{extra}}}");
+    let avro = ", format: avro, registry: {url: 'http://127.0.0.1:8081'}";
+    let text = GOOD
+        .replace("  features: [{type: file, path: out/f.jsonl}]", &format!("  features: [{}]", kafka(avro)))
+        .replace("  dead_letters: [{type: file, path: out/d.jsonl}]", &format!("  dead_letters: [{}]", kafka(avro)))
+        .replace(
+            "  late_events: [{type: file, path: out/l.jsonl}]",
+            &format!("  late_events: [{}]", kafka(", registry: {url: 'http://127.0.0.1:8081'}")),
+        );
+    let p = problems(&text, &[]);
+    let found: Vec<(&str, &str)> = p.iter().map(|p| (p.path.as_str(), p.message.as_str())).collect();
+    assert_eq!(
+        found,
+        [
+            (
+                "outputs.dead_letters[0].format",
+                "`format` is for feature rows; dead letters are written as their raw bytes"
+            ),
+            ("outputs.late_events[0].registry", "only format: avro uses a registry"),
+            (
+                "outputs.late_events[0].registry",
+                "`registry` is for feature rows; late events are written as their raw bytes"
+            ),
+        ]
+    );
+    let refused = problems(
+        &GOOD.replace(
+            "  features: [{type: file, path: out/f.jsonl}]",
+            &format!("  features: [{}]", kafka(", format: avro")),
+        ),
+        &[],
+    );
+    assert_eq!(refused.iter().map(|p| p.path.as_str()).collect::<Vec<_>>(), ["outputs.features[0].registry"]);
+}
+
 #[test]
 fn kafka_properties_sluice_depends_on_are_refused_where_they_are() {
     let kafka = |properties: &str| {

@@ -163,6 +163,12 @@ pub trait SinkComponent: Component + Send + Sync {
     /// The outputs it may be given.
     const SERVES: &'static [Output];
 
+    /// Problems of its config as a sink of `output` (one of
+    /// [`SinkComponent::SERVES`]): a setting only some outputs' records use.
+    fn check_output(&self, _output: Output) -> Vec<Problem> {
+        Vec::new()
+    }
+
     /// The running sink; `name` names it in errors.
     async fn build(&self, name: &str, context: &Context) -> Result<Box<dyn Sink>>;
 }

@@ -107,8 +107,8 @@ pub struct KafkaSinkConfig {
     /// `compression.type: lz4`, `linger.ms: "5"`.
     #[serde(default)]
     pub properties: BTreeMap<String, String>,
-    /// How feature rows are written (dead letters and late events are
-    /// their raw bytes either way).
+    /// How feature rows are written (a sink of dead letters or late
+    /// events writes their raw bytes, and takes no `format`).
     #[serde(default)]
     pub format: RowFormat,
     /// The schema registry `format: avro` registers the rows' schema with,
@@ -202,6 +202,20 @@ impl Component for KafkaSinkConfig {
 #[async_trait]
 impl SinkComponent for KafkaSinkConfig {
     const SERVES: &'static [Output] = &Output::ALL;
+
+    /// `format` and `registry` are for feature rows: dead letters and late
+    /// events are their records' raw bytes.
+    fn check_output(&self, output: Output) -> Vec<Problem> {
+        if output == Output::Features || (self.format == RowFormat::Json && self.registry.is_none()) {
+            return Vec::new();
+        }
+        let field = if self.format == RowFormat::Avro { "format" } else { "registry" };
+        vec![Problem::new(
+            field,
+            format!("`{field}` is for feature rows; {} are written as their raw bytes", output.records()),
+            "remove `format` and `registry` from this sink",
+        )]
+    }
 
     async fn build(&self, name: &str, context: &Context) -> Result<Box<dyn Sink>> {
         Ok(Box::new(KafkaSink::open(name, self, context).await?))
