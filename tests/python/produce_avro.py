@@ -18,6 +18,8 @@ from confluent_kafka.schema_registry import SchemaRegistryClient
 from confluent_kafka.schema_registry.avro import AvroSerializer
 from confluent_kafka.serialization import MessageField, SerializationContext
 
+from clicks import clicks
+
 FIELDS = [
     {"name": "user_id", "type": "string"},
     {"name": "timestamp", "type": "double"},
@@ -36,19 +38,15 @@ def main(registry, token, brokers, avro_topic, json_topic, events):
     v2 = AvroSerializer(client, json.dumps(V2), as_dict)
     producer = Producer({"bootstrap.servers": brokers, "linger.ms": 5})
     context = SerializationContext(avro_topic, MessageField.VALUE)
-    with open(events) as f:
-        lines = [line.rstrip("\n") for line in f if line.strip()]
-    for i, line in enumerate(lines):
-        event = json.loads(line)
-        record = {name: event[name] for name in ("user_id", "item_id", "category")}
-        record["timestamp"] = float(event["timestamp"])
+    lines = list(clicks(events))
+    for i, line, record in lines:
         if i < len(lines) // 2:
             value = v1(record, context)
         else:
             record["device_type"] = ["ios", "android", "web"][i % 3]
             value = v2(record, context)
-        producer.produce(avro_topic, value=value, key=event["user_id"])
-        producer.produce(json_topic, value=line, key=event["user_id"])
+        producer.produce(avro_topic, value=value, key=record["user_id"])
+        producer.produce(json_topic, value=line, key=record["user_id"])
         if i == len(lines) // 3:
             producer.produce(avro_topic, value=b"\x00" + UNKNOWN_ID.to_bytes(4, "big") + b"\x02x")
             producer.produce(avro_topic, value=b'{"user_id": "json, not avro"}')

@@ -19,6 +19,8 @@ from confluent_kafka.schema_registry import Schema, SchemaReference, SchemaRegis
 from confluent_kafka.schema_registry.avro import AvroSerializer
 from confluent_kafka.serialization import MessageField, SerializationContext
 
+from clicks import clicks
+
 DEVICE = {
     "type": "record",
     "name": "Device",
@@ -46,15 +48,10 @@ def main(registry, token, brokers, avro_topic, json_topic, events):
     serialize = AvroSerializer(client, click, lambda value, ctx: value)
     producer = Producer({"bootstrap.servers": brokers, "linger.ms": 5})
     context = SerializationContext(avro_topic, MessageField.VALUE)
-    with open(events) as f:
-        lines = [line.rstrip("\n") for line in f if line.strip()]
-    for i, line in enumerate(lines):
-        event = json.loads(line)
-        record = {name: event[name] for name in ("user_id", "item_id", "category")}
-        record["timestamp"] = float(event["timestamp"])
+    for i, line, record in clicks(events):
         record["device"] = {"os": ["ios", "android", "web"][i % 3], "model": f"m{i % 7}"}
-        producer.produce(avro_topic, value=serialize(record, context), key=event["user_id"])
-        producer.produce(json_topic, value=line, key=event["user_id"])
+        producer.produce(avro_topic, value=serialize(record, context), key=record["user_id"])
+        producer.produce(json_topic, value=line, key=record["user_id"])
         producer.poll(0)
     assert producer.flush(60) == 0, "records were not delivered"
     latest = client.get_latest_version(f"{avro_topic}-value")

@@ -13,6 +13,8 @@ import sys
 
 import fastavro
 
+from clicks import clicks
+
 SCHEMA = {
     "type": "record",
     "name": "click_event",
@@ -28,21 +30,7 @@ SCHEMA = {
 
 
 def main(events, out):
-    records = []
-    with open(events) as f:
-        for i, line in enumerate(f):
-            if not line.strip():
-                continue
-            event = json.loads(line)
-            records.append(
-                {
-                    "user_id": event["user_id"],
-                    "timestamp": float(event["timestamp"]),
-                    "item_id": event["item_id"],
-                    "category": event["category"],
-                    "device_type": ["ios", "android", None][i % 3],
-                }
-            )
+    records = [{**record, "device_type": ["ios", "android", None][i % 3]} for i, _, record in clicks(events)]
     with open(out, "wb") as f:
         fastavro.writer(f, fastavro.parse_schema(SCHEMA), records, codec="deflate", sync_interval=4000)
     with open(out, "rb") as f:
