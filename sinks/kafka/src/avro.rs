@@ -107,8 +107,11 @@ fn avro_name(name: &str) -> bool {
 /// A Kafka sink's Avro rows: the schema, and its id once registered.
 pub struct AvroRows {
     client: Client,
+    /// `{topic}-value`.
     subject: String,
+    /// The schema's JSON text, as registered.
     text: String,
+    /// The same, parsed, for the serializer.
     schema: Schema,
     features: Arc<FeatureSchema>,
     /// The features' names, as the serializer takes them.
@@ -123,8 +126,6 @@ pub enum AvroError {
     Config(String),
     #[error("the feature rows cannot be Avro: {0}")]
     Schema(String),
-    #[error(transparent)]
-    Registry(#[from] ClientError),
 }
 
 impl AvroRows {
