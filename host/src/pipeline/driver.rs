@@ -147,18 +147,12 @@ impl<'a> Driver<'a> {
                 (self.reader.tick(seq, &[], true), Some(Control::Stop(0)))
             }
             None if self.held.is_some() => match self.retry(source, now)? {
-                Some((chunk, caught_up)) => {
-                    self.seq += 1;
-                    (self.reader.read(Arc::new(chunk), self.seq, caught_up, &mut self.progress), None)
-                }
+                Some((chunk, caught_up)) => (self.read(chunk, caught_up), None),
                 None => return Ok(None),
             },
             None => match source.poll()? {
                 Polled::Chunk { chunk, caught_up } => match self.prepared(chunk, caught_up, None, now) {
-                    Some((chunk, caught_up)) => {
-                        self.seq += 1;
-                        (self.reader.read(Arc::new(chunk), self.seq, caught_up, &mut self.progress), None)
-                    }
+                    Some((chunk, caught_up)) => (self.read(chunk, caught_up), None),
                     None => return Ok(None),
                 },
                 Polled::Assigned(mut assigned) => {
@@ -218,6 +212,12 @@ impl<'a> Driver<'a> {
             }
         }
         Ok(Some(Turn { shares, cut, last: last.is_some() }))
+    }
+
+    /// The workers' shares of a prepared chunk, the next in sequence.
+    fn read(&mut self, chunk: Chunk, caught_up: bool) -> Vec<Routed> {
+        self.seq += 1;
+        self.reader.read(Arc::new(chunk), self.seq, caught_up, &mut self.progress)
     }
 
     /// The chunk, once the decoder is ready for it; otherwise it is held
