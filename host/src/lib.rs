@@ -7,6 +7,7 @@ pub mod checkpoint;
 pub mod chunk;
 pub mod client;
 pub mod decode;
+pub mod feast;
 pub mod files;
 pub mod io_runtime;
 pub mod librdkafka;

@@ -11,7 +11,7 @@ use sluice_host::pipeline::{Pipeline, Plan, StopMode};
 use sluice_host::runtime::Runtime;
 use sluice_host::supervisor::{Settings, Supervisor};
 use sluice_host::wasm::{Engine, Module};
-use sluice_host::{api, checkpoint, preflight};
+use sluice_host::{api, checkpoint, feast, preflight};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -83,6 +83,11 @@ enum Command {
     },
     /// Print the manifest reference (Markdown).
     Reference,
+    /// Feast definitions of what a manifest writes with `layout: feast`.
+    Feast {
+        #[command(subcommand)]
+        command: FeastCommand,
+    },
     /// Run a host managed over HTTP (the admin API): any number of
     /// pipelines, modules uploaded to it, resumed after a restart.
     Serve {
@@ -189,6 +194,21 @@ enum CheckpointsCommand {
     },
 }
 
+#[derive(Subcommand)]
+enum FeastCommand {
+    /// Write the Feast repository of a manifest's `layout: feast` Redis
+    /// sinks: `feature_store.yaml` (when absent), the entity and the
+    /// feature view as Python. `feast apply` in it takes it as it is.
+    Generate {
+        file: PathBuf,
+        #[arg(long = "set", value_name = "PATH=VALUE")]
+        overrides: Vec<String>,
+        /// The repository's folder (made when missing).
+        #[arg(long, default_value = "feature_repo")]
+        out: PathBuf,
+    },
+}
+
 fn main() -> ExitCode {
     sluice_host::alloc::tune();
     // Colour only for a person at a terminal (https://no-color.org).
@@ -208,6 +228,9 @@ fn main() -> ExitCode {
         Command::Reference => {
             out!("{}", reference::markdown().trim_end());
             ExitCode::SUCCESS
+        }
+        Command::Feast { command: FeastCommand::Generate { file, overrides, out } } => {
+            feast_generate(&file, &overrides, &out)
         }
         Command::Serve { data, bind, token_file, sample_every, allowed_kafka_properties } => {
             let settings = Settings { allowed_kafka_properties: allowed_kafka_properties.into_iter().collect() };
@@ -429,6 +452,30 @@ fn validate(file: &Path, overrides: &[String], offline: bool) -> ExitCode {
         }
         None => ExitCode::FAILURE,
     }
+}
+
+/// `sluice feast generate`: the manifest checked (offline) and its module
+/// loaded, for the features it declares.
+fn feast_generate(file: &Path, overrides: &[String], out: &Path) -> ExitCode {
+    let engine = match Engine::new() {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let Some((document, module)) = load(file, overrides, (false, false, true), &engine) else {
+        return ExitCode::FAILURE;
+    };
+    let outcome = (|| {
+        let repository = feast::repository(&document.manifest.lower(), module.schema(), module.name())?;
+        for path in feast::write(&repository, out)? {
+            out!("wrote {}", path.display());
+        }
+        out!("Feast project `{}`: run `feast apply` in {}", repository.project, out.display());
+        anyhow::Ok(())
+    })();
+    exit_code(outcome)
 }
 
 /// The first SIGTERM or Ctrl-C stops the pipeline cleanly

@@ -50,7 +50,13 @@ pub fn check_with_module(
         return (None, findings);
     }
     let module = match crate::pipeline::load_module(&manifest.lower().transform, engine) {
-        Ok(module) => Some(module),
+        Ok(module) => {
+            let key_type = manifest.events.key_type;
+            for (entry, _, sink) in manifest.outputs.entries().filter(|(entry, ..)| checks.looks_at(entry)) {
+                findings.extend(located(&entry, sink.check_features(module.schema(), key_type)));
+            }
+            Some(module)
+        }
         Err(e) => {
             let hint = match &e {
                 crate::pipeline::Error::Module(m) => m.hint(),

@@ -7,7 +7,9 @@ use std::collections::BTreeMap;
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
-use sluice_sink_api::{Component, Context, NamedPath, Output, Preflight, Problem, Result, Sink, SinkComponent};
+use sluice_sink_api::{
+    Component, Context, FeatureSchema, KeyType, NamedPath, Output, Preflight, Problem, Result, Sink, SinkComponent,
+};
 
 /// The registration list: `"type" => Variant(config type)`.
 macro_rules! sinks {
@@ -42,6 +44,16 @@ macro_rules! sinks {
             /// Problems of its config as a sink of `output`.
             pub fn check_output(&self, output: Output) -> Vec<Problem> {
                 match self { $(SinkConfig::$kind(c) => c.check_output(output),)+ }
+            }
+
+            /// Problems of its config with a module's declared features.
+            pub fn check_features(&self, features: &FeatureSchema, key_type: KeyType) -> Vec<Problem> {
+                match self { $(SinkConfig::$kind(c) => c.check_features(features, key_type),)+ }
+            }
+
+            /// Where it stores what it is given.
+            pub fn location(&self) -> Vec<(&'static str, String)> {
+                match self { $(SinkConfig::$kind(c) => c.location(),)+ }
             }
 
             /// The files and folders it names.

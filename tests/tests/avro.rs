@@ -15,7 +15,7 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{BROKERS, Host, Running, TOKEN, Topics, unique};
+use common::{BROKERS, Host, Running, TOKEN, Topics, python, unique};
 use serde_json::{Value, json};
 use sluice_examples::Shape;
 use sluice_examples::kafka::create_topic;
@@ -24,20 +24,6 @@ use sluice_sink_api::{Context, FeatureSchema, FeatureSpec, FeatureType};
 use sluice_sink_kafka::{KafkaSink, KafkaSinkConfig, RowFormat};
 use sluice_tests::e2e::{self, file_outputs, run_to_end, sluice_run, troubled_stream, wait_until};
 use sluice_tests::jsonl::read_output;
-
-/// `tests/python/SCRIPT ARGS` with the virtualenv's Python; its stdout as
-/// JSON (its stderr passed on, shown when a test fails).
-fn python(script: &str, args: &[&str]) -> anyhow::Result<Value> {
-    let out = Command::new(e2e::python()).arg(e2e::root().join("tests/python").join(script)).args(args).output()?;
-    eprint!("{}", String::from_utf8_lossy(&out.stderr));
-    anyhow::ensure!(
-        out.status.success(),
-        "{script} failed:\n{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Ok(serde_json::from_slice(&out.stdout)?)
-}
 
 /// Every registry route the client calls, each compatibility level with a
 /// case it accepts and one it refuses (see `registry_client.py`), then a

@@ -224,6 +224,32 @@ fn redis_urls_are_parsed_and_servers_asked() -> anyhow::Result<()> {
     )
 }
 
+/// A Feast sink: its settings belong to its layout, and its view is made
+/// of the module's features, none of them named as the join key.
+#[test]
+fn a_feast_sink_is_checked_against_its_layout_and_the_module_s_features() -> anyhow::Result<()> {
+    let feast = |settings: &str| {
+        good().replace(
+            "  features:\n",
+            &format!("  features:\n    - {{type: redis, url: 'redis://127.0.0.1:6379', layout: feast, {settings}}}\n"),
+        )
+    };
+    refused(
+        &feast("project: shop, feature_view: clicks, join_key: item_count_30m"),
+        &["--offline"],
+        (19, 104),
+        "outputs.features[0].join_key",
+        "the module has a feature named `item_count_30m`, the join key",
+    )?;
+    refused(
+        &feast("project: shop, feature_view: clicks, key: 'u:{key}'"),
+        &["--offline"],
+        (19, 104),
+        "outputs.features[0].key",
+        "`key` is a setting of `layout: plain`",
+    )
+}
+
 fn kafka(properties: &str, topic: &str) -> String {
     good().replace(
         "  type: file\n  path: '{dir}/in.jsonl'\n",

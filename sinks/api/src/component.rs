@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use crate::{Context, Result, Sink};
+use crate::{Context, FeatureSchema, KeyType, Result, Sink};
 
 /// One of a pipeline's outputs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -166,6 +166,20 @@ pub trait SinkComponent: Component + Send + Sync {
     /// Problems of its config as a sink of `output` (one of
     /// [`SinkComponent::SERVES`]): a setting only some outputs' records use.
     fn check_output(&self, _output: Output) -> Vec<Problem> {
+        Vec::new()
+    }
+
+    /// Problems of its config with the features a module declares and the
+    /// pipeline's key type (a typed destination that cannot hold them):
+    /// `validate` asks it once it has the module, the sink's `build` too.
+    fn check_features(&self, _features: &FeatureSchema, _key_type: KeyType) -> Vec<Problem> {
+        Vec::new()
+    }
+
+    /// Where it stores what it is given, as settings a person knows it by
+    /// (`topic`, `table`, `key`): what the feature registry lists. No
+    /// secrets.
+    fn location(&self) -> Vec<(&'static str, String)> {
         Vec::new()
     }
 

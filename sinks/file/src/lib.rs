@@ -38,6 +38,10 @@ impl Component for FileSinkConfig {
 impl SinkComponent for FileSinkConfig {
     const SERVES: &'static [Output] = &Output::ALL;
 
+    fn location(&self) -> Vec<(&'static str, String)> {
+        vec![("path", self.path.display().to_string())]
+    }
+
     async fn build(&self, name: &str, _context: &Context) -> Result<Box<dyn Sink>> {
         Ok(Box::new(FileSink::open(name, self).await?))
     }

@@ -86,6 +86,13 @@ impl Component for IcebergSinkConfig {
 impl SinkComponent for IcebergSinkConfig {
     const SERVES: &'static [Output] = &[Output::Features];
 
+    fn location(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("table", format!("{}.{}", self.namespace, self.table)),
+            ("warehouse", self.warehouse.display().to_string()),
+        ]
+    }
+
     async fn build(&self, name: &str, context: &Context) -> Result<Box<dyn Sink>> {
         Ok(Box::new(IcebergSink::open(name, self, context).await?))
     }

@@ -57,8 +57,8 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use sluice_schema_registry::{ClientError, RegistryConfig};
 use sluice_sink_api::{
-    Access, Batch, Component, Context, DeadLetter, Error, LateEvent, NamedPath, Output, Position, Preflight, Problem,
-    Rejected, Result, Sink, SinkComponent, Stage,
+    Access, Batch, Component, Context, DeadLetter, Error, FeatureSchema, KeyType, LateEvent, NamedPath, Output,
+    Position, Preflight, Problem, Rejected, Result, Sink, SinkComponent, Stage,
 };
 
 pub mod avro;
@@ -215,6 +215,30 @@ impl SinkComponent for KafkaSinkConfig {
             format!("`{field}` is for feature rows; {} are written as their raw bytes", output.records()),
             "remove `format` and `registry` from this sink",
         )]
+    }
+
+    /// With `format: avro`, features Avro can name (the row schema made of
+    /// them).
+    fn check_features(&self, features: &FeatureSchema, key_type: KeyType) -> Vec<Problem> {
+        if self.format != RowFormat::Avro {
+            return Vec::new();
+        }
+        match avro::row_schema(features, key_type) {
+            Ok(_) => Vec::new(),
+            Err(why) => vec![Problem::new(
+                "format",
+                format!("the module's features cannot be an Avro record: {why}"),
+                "rename the features Avro does not take, or write JSON rows",
+            )],
+        }
+    }
+
+    fn location(&self) -> Vec<(&'static str, String)> {
+        let format = match self.format {
+            RowFormat::Json => "json",
+            RowFormat::Avro => "avro",
+        };
+        vec![("topic", self.topic.clone()), ("format", format.to_string())]
     }
 
     async fn build(&self, name: &str, context: &Context) -> Result<Box<dyn Sink>> {

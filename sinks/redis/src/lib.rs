@@ -1,22 +1,12 @@
-//! Redis online store: one hash per entity key, for a model server to read
-//! with one `HGETALL` (seed 000's layout: `user:{key}:session_features`).
+//! Redis online store: one hash per entity key, laid out for Sluice's own
+//! readers (`layout: plain`, [`plain`]) or as Feast's Redis online store
+//! reads it (`layout: feast`, [`feast`]), which the model servers of a
+//! Feast deployment read with `get_online_features`.
 //!
-//! Each batch is one pipeline: for every row, `HSET` of all its features
-//! plus `window_start`, `window_end`, `event_time`, `trigger` and
-//! `computed_at`, then
-//! `EXPIRE` with the TTL. Writes are idempotent, so a retried batch (after a
-//! connection error, which the host retries with backoff) changes nothing.
-//! Lists are stored as JSON arrays, numbers as decimal text, strings as
-//! they are, null as `null`.
-//!
-//! A hash keeps the newest window, as an online store should (Feast keeps
-//! the newest event timestamp the same way): a late update of an older
-//! window, or an on-event row for an out-of-order event, would otherwise
-//! replace a newer window's features until the entity's next row, which
-//! for an idle entity never comes. Those rows go through a script that
-//! writes only when the hash holds no later `window_end`. Rows fired on
-//! close arrive in window order and are written directly: the script costs
-//! Redis about twice a plain `HSET`.
+//! Each batch is one Redis pipeline. Writes are idempotent, so a retried
+//! batch (after a connection error, which the host retries with backoff)
+//! changes nothing, and each layout keeps the newest row of an entity (a
+//! late update of an older window does not replace a newer one).
 //!
 //! Failures, by class: a dropped or refused connection, a timeout, a
 //! server loading its data, out of memory (`OOM`), read-only (a failover)
@@ -24,16 +14,23 @@
 //! batch again); refused credentials (`NOAUTH`, `WRONGPASS`, `NOPERM`) are
 //! fatal; a row Redis refuses on its own (its key holds another type,
 //! `WRONGTYPE`) is poison: the batch is written row by row, and the rows
-//! refused go to the dead-letter output.
+//! refused go to the dead-letter output, as do rows a layout cannot hold
+//! (a Feast list with a null item).
+
+pub mod feast;
+pub mod plain;
 
 use async_trait::async_trait;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use sluice_sink_api::{
-    Batch, Component, Context, Duration, Error, FeatureRow, FeatureValue, Output, Preflight, Problem, Rejected, Result,
-    Sink, SinkComponent, Trigger,
+    Batch, Component, Context, Duration, EntityKey, Error, FeatureRow, FeatureSchema, KeyType, Output, Preflight,
+    Problem, Rejected, Result, Sink, SinkComponent,
 };
+
+use feast::FeastLayout;
+use plain::PlainLayout;
 
 /// Redis hashes, one per entity (feature rows only): the online store.
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema, PartialEq)]
@@ -42,17 +39,173 @@ pub struct RedisSinkConfig {
     /// Connection URL: `redis://[user:password@]host[:port][/db]`, or
     /// `rediss://…` for TLS.
     pub url: String,
-    /// Key of each entity's hash: `{key}` is replaced by the entity key.
-    /// `{window_start}` and `{window_end}` (milliseconds) give each window
-    /// its own hash, for history rather than only the latest value.
-    pub key: String,
+    /// How rows are stored: `plain` (a hash per `key`, features as text,
+    /// with the row's window and times) or `feast` (what Feast's Redis
+    /// online store reads: `get_online_features` of `feature_view` in
+    /// `project` returns them).
+    #[serde(default)]
+    pub layout: Layout,
+    /// `layout: plain`: the key of each entity's hash: `{key}` is replaced
+    /// by the entity key. `{window_start}` and `{window_end}`
+    /// (milliseconds) give each window its own hash, for history rather
+    /// than only the latest value.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    /// `layout: plain`: put before the names of the fields every row
+    /// writes besides its features (`window_start`, `window_end`,
+    /// `event_time`, `trigger`, `computed_at`), so that pipelines writing
+    /// their features to one hash (`tx_` and `session_`, say) keep their
+    /// own times and the newest-window rule compares each pipeline's own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metadata_prefix: Option<String>,
+    /// `layout: feast`: the Feast project (its `feature_store.yaml`'s
+    /// `project`), the end of every key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub project: Option<String>,
+    /// `layout: feast`: the feature view the rows are, named in each
+    /// feature's field and in `_ts:{feature_view}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub feature_view: Option<String>,
+    /// `layout: feast`: the entity's join key (the name model servers pass
+    /// the key under, `user_id`). Its type is the pipeline's
+    /// `events.key_type`: `string` is Feast's `STRING`, `int` its `INT64`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub join_key: Option<String>,
     /// Expiry of a hash after its last write (`EXPIRE`); `off` keeps hashes
-    /// forever.
+    /// forever. With `layout: feast` it covers the entity's whole hash,
+    /// every feature view written to it.
     #[serde(default, deserialize_with = "sluice_sink_api::duration::optional")]
     pub ttl: Option<Duration>,
 }
 
+/// How a Redis sink lays out its hashes.
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Layout {
+    /// A hash per entity under a key template, features as text.
+    #[default]
+    Plain,
+    /// Feast 0.67's Redis online store layout (entity key serialization
+    /// version 3).
+    Feast,
+}
+
+/// What a Feast-layout sink writes: the names `feast generate` defines.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FeastView<'a> {
+    pub project: &'a str,
+    pub feature_view: &'a str,
+    pub join_key: &'a str,
+}
+
+impl RedisSinkConfig {
+    /// A plain-layout sink of hashes keyed by `key`.
+    pub fn plain(url: &str, key: &str, ttl: Option<Duration>) -> RedisSinkConfig {
+        RedisSinkConfig {
+            url: url.into(),
+            layout: Layout::Plain,
+            key: Some(key.into()),
+            metadata_prefix: None,
+            project: None,
+            feature_view: None,
+            join_key: None,
+            ttl,
+        }
+    }
+
+    /// A Feast-layout sink of `view`.
+    pub fn feast(url: &str, view: &FeastView<'_>, ttl: Option<Duration>) -> RedisSinkConfig {
+        RedisSinkConfig {
+            url: url.into(),
+            layout: Layout::Feast,
+            key: None,
+            metadata_prefix: None,
+            project: Some(view.project.into()),
+            feature_view: Some(view.feature_view.into()),
+            join_key: Some(view.join_key.into()),
+            ttl,
+        }
+    }
+
+    /// The Feast view it writes, with `layout: feast`.
+    pub fn feast_view(&self) -> Option<FeastView<'_>> {
+        match (self.layout, &self.project, &self.feature_view, &self.join_key) {
+            (Layout::Feast, Some(project), Some(feature_view), Some(join_key)) => {
+                Some(FeastView { project, feature_view, join_key })
+            }
+            _ => None,
+        }
+    }
+
+    /// The settings of each layout: the field, its layout, whether that
+    /// layout needs it, and whether it is set.
+    fn settings(&self) -> [(&'static str, Layout, bool, bool); 5] {
+        [
+            ("key", Layout::Plain, true, self.key.is_some()),
+            ("metadata_prefix", Layout::Plain, false, self.metadata_prefix.is_some()),
+            ("project", Layout::Feast, true, self.project.is_some()),
+            ("feature_view", Layout::Feast, true, self.feature_view.is_some()),
+            ("join_key", Layout::Feast, true, self.join_key.is_some()),
+        ]
+    }
+}
+
+impl Layout {
+    fn name(self) -> &'static str {
+        match self {
+            Layout::Plain => "plain",
+            Layout::Feast => "feast",
+        }
+    }
+}
+
+/// Whether Feast takes `name` as a project or feature view name (its
+/// `is_valid_name`: letters, digits, `_` and `-`, not first `_` or `-`).
+fn feast_name(name: &str) -> bool {
+    !name.is_empty()
+        && !name.starts_with(['_', '-'])
+        && name.chars().all(|c| c.is_alphanumeric() || c == '_' || c == '-')
+}
+
 impl Component for RedisSinkConfig {
+    /// Each layout's settings, set for it and only for it.
+    fn check(&self) -> Vec<Problem> {
+        let mut problems = Vec::new();
+        for (field, layout, needed, set) in self.settings() {
+            if layout == self.layout && needed && !set {
+                problems.push(Problem::new(
+                    field,
+                    format!("`layout: {}` needs `{field}`", layout.name()),
+                    match field {
+                        "key" => "give the key template, as `user:{key}:features`",
+                        "project" => "give the Feast project's name (`project` in its feature_store.yaml)",
+                        "feature_view" => "give the name of the feature view the rows are",
+                        _ => "give the entity's join key, the name model servers look keys up by (`user_id`)",
+                    },
+                ));
+            } else if layout != self.layout && set {
+                problems.push(Problem::new(
+                    field,
+                    format!("`{field}` is a setting of `layout: {}`", layout.name()),
+                    format!("remove it, or write `layout: {}`", layout.name()),
+                ));
+            }
+        }
+        for (field, name) in [("project", &self.project), ("feature_view", &self.feature_view)] {
+            if let Some(name) = name.as_deref().filter(|name| !feast_name(name)) {
+                problems.push(Problem::new(
+                    field,
+                    format!("Feast does not take `{name}` as a name"),
+                    "use letters, digits, `_` and `-`, and begin with a letter or a digit",
+                ));
+            }
+        }
+        if self.join_key.as_deref() == Some("") {
+            problems.push(Problem::new("join_key", "the join key is empty", "give the entity's join key (`user_id`)"));
+        }
+        problems
+    }
+
     /// A URL that parses, and (online) a server that answers `PING`.
     fn preflight(&self, checks: &Preflight<'_>) -> Vec<Problem> {
         const TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
@@ -89,30 +242,123 @@ impl Component for RedisSinkConfig {
 impl SinkComponent for RedisSinkConfig {
     const SERVES: &'static [Output] = &[Output::Features];
 
-    async fn build(&self, name: &str, _context: &Context) -> Result<Box<dyn Sink>> {
-        Ok(Box::new(RedisSink::open(name, self).await?))
+    /// A Feast view needs declared features, none named as its join key.
+    fn check_features(&self, features: &FeatureSchema, _key_type: KeyType) -> Vec<Problem> {
+        let Some(view) = self.feast_view() else { return Vec::new() };
+        if features.specs().is_empty() {
+            return vec![Problem::new(
+                "layout",
+                "the module declares no features, and a Feast feature view is made of them",
+                "declare the module's features (the `features { … }` of its transform macro)",
+            )];
+        }
+        match features.get(view.join_key) {
+            Some(_) => vec![Problem::new(
+                "join_key",
+                format!("the module has a feature named `{}`, the join key", view.join_key),
+                "name the join key or the feature otherwise: Feast keeps them in one namespace",
+            )],
+            None => Vec::new(),
+        }
     }
+
+    /// The server (no credentials), the layout and its settings.
+    fn location(&self) -> Vec<(&'static str, String)> {
+        let server = redis::Client::open(self.url.as_str()).ok().map(|client| {
+            let info = client.get_connection_info();
+            match &info.addr {
+                redis::ConnectionAddr::Tcp(host, port) | redis::ConnectionAddr::TcpTls { host, port, .. } => {
+                    format!("{host}:{port}/{}", info.redis.db)
+                }
+                other => format!("{other}/{}", info.redis.db),
+            }
+        });
+        let settings = [
+            ("key", &self.key),
+            ("metadata_prefix", &self.metadata_prefix),
+            ("project", &self.project),
+            ("feature_view", &self.feature_view),
+            ("join_key", &self.join_key),
+        ];
+        let mut location = vec![("redis", server.unwrap_or_default()), ("layout", self.layout.name().to_string())];
+        location.extend(settings.into_iter().filter_map(|(field, value)| Some((field, value.clone()?))));
+        location
+    }
+
+    async fn build(&self, name: &str, context: &Context) -> Result<Box<dyn Sink>> {
+        Ok(Box::new(RedisSink::open(name, self, context).await?))
+    }
+}
+
+/// What the online store holds for one entity: its newest row's features.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Stored {
+    /// When the features held, ms since the epoch: the window's end for a
+    /// row fired on close or a late correction, the event's time for one
+    /// fired per event (the Feast layout's `_ts`).
+    pub time: Option<i64>,
+    /// Every declared feature, null where none is stored.
+    pub features: serde_json::Map<String, serde_json::Value>,
+}
+
+impl RedisSinkConfig {
+    /// What this sink's store holds for each of `keys` (`None`: nothing),
+    /// read as `schema` declares. A plain key with window bounds keeps a
+    /// hash per window, not one to read per key: an error says so.
+    pub async fn lookup(&self, schema: &FeatureSchema, keys: &[EntityKey]) -> Result<Vec<Option<Stored>>> {
+        let fatal = |message: String| Error { sink: "redis".into(), message, retriable: false };
+        let client = redis::Client::open(self.url.as_str())
+            .map_err(|e| fatal(format!("`{}` is not a Redis URL: {e}", self.url)))?;
+        let mut connection = client
+            .get_multiplexed_async_connection()
+            .await
+            .map_err(|e| error("redis", &format!("cannot connect to {}", self.url), &e))?;
+        let failed = |e: redis::RedisError| error("redis", "read failed", &e);
+        match (self.feast_view(), &self.key) {
+            (Some(view), _) => {
+                let layout = FeastLayout::new(view.project, view.feature_view, view.join_key, schema);
+                let fields = layout.read_fields();
+                let mut pipe = redis::pipe();
+                for key in keys {
+                    pipe.cmd("HMGET").arg(layout.key(key)).arg(&fields);
+                }
+                let values: Vec<Vec<Option<Vec<u8>>>> = pipe.query_async(&mut connection).await.map_err(failed)?;
+                Ok(values.iter().map(|v| layout.read(v)).collect())
+            }
+            (None, Some(template)) => {
+                let layout = PlainLayout::new(template, self.metadata_prefix.as_deref().unwrap_or_default(), schema);
+                if !layout.one_hash_per_entity() {
+                    return Err(fatal(format!(
+                        "the key `{template}` keeps a hash per window, not one per entity to look up"
+                    )));
+                }
+                let mut pipe = redis::pipe();
+                for key in keys {
+                    pipe.hgetall(layout.entity_key(key));
+                }
+                let hashes: Vec<std::collections::HashMap<String, String>> =
+                    pipe.query_async(&mut connection).await.map_err(failed)?;
+                Ok(hashes.iter().map(|h| (!h.is_empty()).then(|| layout.read(h, schema))).collect())
+            }
+            (None, None) => Err(fatal("the sink has no `key`".into())),
+        }
+    }
+}
+
+/// How a sink's rows become Redis commands.
+#[derive(Debug)]
+enum Writer {
+    Plain(PlainLayout),
+    Feast(FeastLayout),
 }
 
 pub struct RedisSink {
     name: String,
-    config: RedisSinkConfig,
+    writer: Writer,
+    ttl_seconds: u64,
     connection: ConnectionManager,
-    /// [`WRITE_UNLESS_NEWER`].
-    guarded: redis::Script,
     rejected: Vec<Rejected>,
 }
-
-/// `KEYS[1]`: the hash; `ARGV`: the row's `window_end`, the TTL in seconds
-/// (0: none), then field, value, field, value… Writes unless the hash holds
-/// a later window (an equal one is a correction, and is written).
-const WRITE_UNLESS_NEWER: &str = r"
-local stored = tonumber(redis.call('HGET', KEYS[1], 'window_end'))
-if stored and stored > tonumber(ARGV[1]) then return 0 end
-redis.call('HSET', KEYS[1], unpack(ARGV, 3))
-if ARGV[2] ~= '0' then redis.call('EXPIRE', KEYS[1], ARGV[2]) end
-return 1
-";
 
 /// How a failed write is handled (see the module's comment).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -157,40 +403,29 @@ fn error(sink: &str, what: &str, e: &redis::RedisError) -> Error {
     Error { sink: sink.to_string(), message: format!("{what}: {e}"), retriable }
 }
 
-/// The text stored for a feature value.
-pub fn field_text(value: &FeatureValue) -> String {
-    match value {
-        FeatureValue::Str(s) => s.clone(),
-        other => {
-            let mut json = Vec::new();
-            other.write_json(&mut json);
-            // JSON text from strings and numbers is UTF-8.
-            String::from_utf8(json).unwrap_or_default()
-        }
-    }
-}
-
-/// The field-value pairs of a row's hash.
-pub fn fields(row: &FeatureRow) -> Vec<(String, String)> {
-    let mut out: Vec<(String, String)> = row.features.0.iter().map(|(k, v)| (k.to_string(), field_text(v))).collect();
-    out.push(("window_start".into(), row.window_start.to_string()));
-    out.push(("window_end".into(), row.window_end.to_string()));
-    out.push(("event_time".into(), row.event_time.to_string()));
-    out.push((
-        "trigger".into(),
-        serde_json::to_value(row.trigger).ok().and_then(|t| t.as_str().map(str::to_string)).unwrap_or_default(),
-    ));
-    out.push(("computed_at".into(), row.computed_at.to_string()));
-    out
-}
-
 impl RedisSink {
-    pub async fn open(name: &str, config: &RedisSinkConfig) -> Result<Self> {
-        let client = redis::Client::open(config.url.as_str()).map_err(|e| Error {
-            sink: name.to_string(),
-            message: format!("`{}` is not a Redis URL: {e}", config.url),
-            retriable: false,
-        })?;
+    /// The sink of `config`, for rows of `context.schema`.
+    pub async fn open(name: &str, config: &RedisSinkConfig, context: &Context) -> Result<Self> {
+        let fatal = |message: String| Error { sink: name.to_string(), message, retriable: false };
+        if let Some(problem) = config.check().into_iter().next() {
+            return Err(fatal(format!("{}: {}", problem.field, problem.message)));
+        }
+        let writer = match (config.feast_view(), &config.key) {
+            (Some(view), _) => {
+                if let Some(problem) = config.check_features(&context.schema, context.key_type).into_iter().next() {
+                    return Err(fatal(problem.message));
+                }
+                Writer::Feast(FeastLayout::new(view.project, view.feature_view, view.join_key, &context.schema))
+            }
+            (None, Some(key)) => Writer::Plain(PlainLayout::new(
+                key,
+                config.metadata_prefix.as_deref().unwrap_or_default(),
+                &context.schema,
+            )),
+            (None, None) => return Err(fatal("the sink has no `key`".into())),
+        };
+        let client = redis::Client::open(config.url.as_str())
+            .map_err(|e| fatal(format!("`{}` is not a Redis URL: {e}", config.url)))?;
         // Fail fast: the host retries failed writes with its own backoff
         // (holding the source back meanwhile), and the manager reconnects
         // in the background after a drop.
@@ -204,54 +439,39 @@ impl RedisSink {
             .map_err(|e| error(name, &format!("cannot connect to {}", config.url), &e))?;
         Ok(RedisSink {
             name: name.to_string(),
-            config: config.clone(),
+            writer,
+            ttl_seconds: config.ttl.map_or(0, |ttl| (ttl.millis() / 1000).max(1) as u64),
             connection,
-            guarded: redis::Script::new(WRITE_UNLESS_NEWER),
             rejected: Vec::new(),
         })
     }
 
-    /// One pipeline writing `rows`.
-    fn pipeline(&self, rows: &[FeatureRow]) -> redis::Pipeline {
-        let ttl = self.config.ttl.map_or(0, |ttl| (ttl.millis() / 1000).max(1));
+    /// One pipeline writing `rows`, and the rows the layout cannot hold
+    /// (each with why), which it leaves out.
+    fn pipeline<'r>(&self, rows: &'r [FeatureRow]) -> (redis::Pipeline, Vec<(&'r FeatureRow, String)>) {
         let mut pipe = redis::pipe();
-        if rows.iter().any(|r| r.trigger != Trigger::Close) {
-            // Cheap when loaded already, and Redis forgets scripts when it
-            // restarts.
-            pipe.load_script(&self.guarded).ignore();
-        }
-        for row in rows {
-            let key = self.key(row);
-            let fields = fields(row);
-            if row.trigger == Trigger::Close {
-                pipe.hset_multiple(&key, &fields).ignore();
-                if ttl > 0 {
-                    pipe.expire(&key, ttl).ignore();
-                }
-            } else {
-                let mut write = self.guarded.key(&key);
-                write.arg(row.window_end).arg(ttl);
-                for (field, value) in &fields {
-                    write.arg(field).arg(value);
-                }
-                pipe.invoke_script(&write).ignore();
+        let refused = match &self.writer {
+            Writer::Plain(plain) => {
+                plain.queue(&mut pipe, rows, self.ttl_seconds);
+                Vec::new()
             }
-        }
-        pipe
+            Writer::Feast(feast) => feast.queue(&mut pipe, rows, self.ttl_seconds),
+        };
+        (pipe, refused)
     }
 
-    /// The hash key of a row.
-    pub fn key(&self, row: &FeatureRow) -> String {
-        let template = &self.config.key;
-        // Window bounds first, so an entity key that happens to contain
-        // `{window_start}` stays as it is.
-        if !template.contains("{window_") {
-            return template.replace("{key}", &row.key.text());
+    /// The key of a row, as a person reads it.
+    fn describe(&self, row: &FeatureRow) -> String {
+        match &self.writer {
+            Writer::Plain(plain) => format!("`{}`", plain.key(row)),
+            Writer::Feast(feast) => feast.describe(&row.key),
         }
-        template
-            .replace("{window_start}", &row.window_start.to_string())
-            .replace("{window_end}", &row.window_end.to_string())
-            .replace("{key}", &row.key.text())
+    }
+
+    fn reject(&mut self, row: &FeatureRow, error_class: &str, message: String) {
+        let mut raw = Vec::new();
+        row.write_json(&mut raw);
+        self.rejected.push(Rejected { raw, error_class: error_class.into(), message });
     }
 }
 
@@ -270,24 +490,28 @@ impl Sink for RedisSink {
         if rows.is_empty() {
             return Ok(());
         }
-        let pipe = self.pipeline(rows);
-        let e = match pipe.query_async::<()>(&mut self.connection).await {
+        let (pipe, refused) = self.pipeline(rows);
+        let result = pipe.query_async::<()>(&mut self.connection).await;
+        for (row, why) in refused {
+            let message = format!("{} cannot hold the row for {}: {why}", self.name, self.describe(row));
+            self.reject(row, "redis_unrepresentable", message);
+        }
+        let e = match result {
             Ok(()) => return Ok(()),
             Err(e) if class(&e) != Class::Poison => return Err(error(&self.name, "write failed", &e)),
             Err(e) => e,
         };
         // Some row was refused: write them one by one (each write is
-        // idempotent) to find which, and keep the rest.
+        // idempotent) to find which, and keep the rest. (A row the layout
+        // cannot hold was rejected above, and is left out again.)
         tracing::warn!(sink = self.name, "a row was refused ({e}); writing the batch row by row");
         for row in rows {
-            let pipe = self.pipeline(std::slice::from_ref(row));
+            let (pipe, _) = self.pipeline(std::slice::from_ref(row));
             match pipe.query_async::<()>(&mut self.connection).await {
                 Ok(()) => {}
                 Err(e) if class(&e) == Class::Poison => {
-                    let mut raw = Vec::new();
-                    row.write_json(&mut raw);
-                    let message = format!("Redis refused the row for `{}`: {e}", self.key(row));
-                    self.rejected.push(Rejected { raw, error_class: "redis_refused".into(), message });
+                    let message = format!("Redis refused the row for {}: {e}", self.describe(row));
+                    self.reject(row, "redis_refused", message);
                 }
                 Err(e) => return Err(error(&self.name, "write failed", &e)),
             }
@@ -308,6 +532,7 @@ impl Sink for RedisSink {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use sluice_sink_api::{FeatureSpec, FeatureType};
 
     #[test]
     fn errors_fall_in_their_classes() {
@@ -318,5 +543,49 @@ mod tests {
         assert_eq!(class(&e(K::ReadOnly, "READONLY")), Class::Retriable);
         assert_eq!(class(&e(K::AuthenticationFailed, "WRONGPASS")), Class::Fatal);
         assert!(!error("features", "write failed", &e(K::AuthenticationFailed, "WRONGPASS")).retriable);
+    }
+
+    #[test]
+    fn each_layout_takes_its_settings_and_only_them() {
+        let fields = |config: &RedisSinkConfig| config.check().into_iter().map(|p| p.field).collect::<Vec<_>>();
+        let plain = RedisSinkConfig::plain("redis://h", "u:{key}", None);
+        assert!(fields(&plain).is_empty());
+        let view = FeastView { project: "shop", feature_view: "tx_velocity", join_key: "user_id" };
+        let feast = RedisSinkConfig::feast("redis://h", &view, None);
+        assert!(fields(&feast).is_empty());
+        assert_eq!(fields(&RedisSinkConfig { key: Some("k".into()), ..feast.clone() }), ["key"]);
+        assert_eq!(
+            fields(&RedisSinkConfig { project: None, join_key: None, ..feast.clone() }),
+            ["project", "join_key"]
+        );
+        assert_eq!(fields(&RedisSinkConfig { project: Some("shop".into()), ..plain }), ["project"]);
+        assert_eq!(
+            fields(&RedisSinkConfig { metadata_prefix: Some("tx_".into()), ..feast.clone() }),
+            ["metadata_prefix"]
+        );
+        let bad = FeastView { project: "_shop", feature_view: "tx velocity", join_key: "" };
+        assert_eq!(fields(&RedisSinkConfig::feast("redis://h", &bad, None)), ["project", "feature_view", "join_key"]);
+    }
+
+    #[test]
+    fn a_feast_view_needs_declared_features_none_named_as_the_join_key() {
+        let view = FeastView { project: "shop", feature_view: "v", join_key: "user_id" };
+        let feast = RedisSinkConfig::feast("redis://h", &view, None);
+        let spec = |name: &str| FeatureSpec {
+            name: name.into(),
+            ty: FeatureType::Int,
+            nullable: false,
+            description: String::new(),
+        };
+        let problems = |specs| {
+            let schema = FeatureSchema::new(specs).unwrap_or_default();
+            feast.check_features(&schema, KeyType::String).into_iter().map(|p| p.message).collect::<Vec<_>>()
+        };
+        assert!(problems(vec![spec("count")]).is_empty());
+        assert!(problems(Vec::new()).iter().any(|m| m.contains("declares no features")));
+        assert!(problems(vec![spec("count"), spec("user_id")]).iter().any(|m| m.contains("the join key")));
+        // The plain layout writes whatever a row holds.
+        let plain = RedisSinkConfig::plain("redis://h", "u:{key}", None);
+        assert!(plain.check_features(&FeatureSchema::default(), KeyType::String).is_empty());
     }
 }

@@ -3,7 +3,10 @@
 use std::sync::Arc;
 
 use redis::AsyncCommands;
-use sluice_sink_api::{Batch, Duration, FeatureRow, FeatureValue, Features, Sink, Trigger};
+use sluice_sink_api::{
+    Batch, Context, Duration, FeatureRow, FeatureSchema, FeatureSpec, FeatureType, FeatureValue, Features, Sink,
+    Trigger,
+};
 use sluice_sink_redis::{RedisSink, RedisSinkConfig};
 
 const URL: &str = "redis://127.0.0.1:6379/0";
@@ -32,6 +35,21 @@ fn row(key: &str, count: i64, computed_at: i64) -> FeatureRow {
     }
 }
 
+/// The features [`row`]'s rows hold, and `gone`, which they leave out.
+fn context() -> Context {
+    let spec = |name: &str, ty, nullable| FeatureSpec { name: name.into(), ty, nullable, description: String::new() };
+    let schema = FeatureSchema::new(vec![
+        spec("items", FeatureType::Strs, false),
+        spec("count", FeatureType::Int, false),
+        spec("sum", FeatureType::Float, false),
+        spec("top", FeatureType::Str, false),
+        spec("none", FeatureType::Str, true),
+        spec("gone", FeatureType::Int, true),
+    ])
+    .unwrap_or_default();
+    Context { schema: Arc::new(schema), ..Context::default() }
+}
+
 async fn client() -> anyhow::Result<redis::aio::MultiplexedConnection> {
     Ok(redis::Client::open(URL)?.get_multiplexed_async_connection().await?)
 }
@@ -39,12 +57,9 @@ async fn client() -> anyhow::Result<redis::aio::MultiplexedConnection> {
 #[tokio::test]
 async fn rows_become_hashes_with_a_ttl() -> anyhow::Result<()> {
     let prefix = prefix();
-    let config = RedisSinkConfig {
-        url: URL.into(),
-        key: format!("{prefix}:user:{{key}}:features"),
-        ttl: Some(Duration::from_millis(7_200_000)),
-    };
-    let mut sink = RedisSink::open("features", &config).await?;
+    let config =
+        RedisSinkConfig::plain(URL, &format!("{prefix}:user:{{key}}:features"), Some(Duration::from_millis(7_200_000)));
+    let mut sink = RedisSink::open("features", &config, &context()).await?;
     sink.write(Batch::Features(&[row("u1", 3, 100), row("u2", 5, 100)])).await?;
     // A later row of the same entity overwrites it.
     sink.write(Batch::Features(&[row("u1", 4, 200)])).await?;
@@ -58,6 +73,7 @@ async fn rows_become_hashes_with_a_ttl() -> anyhow::Result<()> {
         ("computed_at", "200"),
         ("count", "4"),
         ("event_time", "59000"),
+        ("gone", "null"),
         ("items", r#"["i1","i\"2"]"#),
         ("none", "null"),
         ("sum", "12.5"),
@@ -74,6 +90,19 @@ async fn rows_become_hashes_with_a_ttl() -> anyhow::Result<()> {
     assert!((7_000..=7_200).contains(&ttl), "ttl {ttl}");
     let count: String = redis.hget(format!("{prefix}:user:u2:features"), "count").await?;
     assert_eq!(count, "5");
+    // Read back as the host's online reads do: every declared feature,
+    // typed, and the row's time (its window's end: it fired on close).
+    let keys = ["u1".into(), "nobody".into()];
+    let read = config.lookup(&context().schema, &keys).await?;
+    let want = serde_json::json!({
+        "items": ["i1", "i\"2"], "count": 4, "sum": 12.5, "top": "c1", "none": null, "gone": null
+    });
+    assert_eq!(read.len(), 2);
+    assert_eq!(
+        read[0].as_ref().map(|s| (s.time, serde_json::Value::Object(s.features.clone()))),
+        Some((Some(60_000), want))
+    );
+    assert_eq!(read[1], None);
     let _: () = redis.del(&[key, format!("{prefix}:user:u2:features")]).await?;
     Ok(())
 }
@@ -81,12 +110,8 @@ async fn rows_become_hashes_with_a_ttl() -> anyhow::Result<()> {
 #[tokio::test]
 async fn window_bounds_in_the_key_give_each_window_its_own_hash() -> anyhow::Result<()> {
     let prefix = prefix();
-    let config = RedisSinkConfig {
-        url: URL.into(),
-        key: format!("{prefix}:{{key}}:{{window_start}}-{{window_end}}"),
-        ttl: None,
-    };
-    let mut sink = RedisSink::open("features", &config).await?;
+    let config = RedisSinkConfig::plain(URL, &format!("{prefix}:{{key}}:{{window_start}}-{{window_end}}"), None);
+    let mut sink = RedisSink::open("features", &config, &Context::default()).await?;
     let later = FeatureRow { window_start: 60_000, window_end: 120_000, ..row("u1", 9, 300) };
     sink.write(Batch::Features(&[row("u1", 3, 100), later])).await?;
 
@@ -107,8 +132,8 @@ fn window(start: i64, end: i64, trigger: Trigger, count: i64) -> FeatureRow {
 async fn a_hash_keeps_the_newest_window_whatever_arrives_late() -> anyhow::Result<()> {
     let prefix = prefix();
     let ttl = Some(Duration::from_millis(600_000));
-    let config = RedisSinkConfig { url: URL.into(), key: format!("{prefix}:{{key}}"), ttl };
-    let mut sink = RedisSink::open("features", &config).await?;
+    let config = RedisSinkConfig::plain(URL, &format!("{prefix}:{{key}}"), ttl);
+    let mut sink = RedisSink::open("features", &config, &Context::default()).await?;
     let mut redis = client().await?;
     let key = format!("{prefix}:u1");
     let stored = async |redis: &mut redis::aio::MultiplexedConnection| -> anyhow::Result<(String, String, String)> {
@@ -147,8 +172,8 @@ async fn a_hash_keeps_the_newest_window_whatever_arrives_late() -> anyhow::Resul
 
 #[tokio::test]
 async fn dead_letters_are_refused_with_a_reason() -> anyhow::Result<()> {
-    let config = RedisSinkConfig { url: URL.into(), key: "x:{key}".into(), ttl: None };
-    let mut sink = RedisSink::open("dead_letters", &config).await?;
+    let config = RedisSinkConfig::plain(URL, "x:{key}", None);
+    let mut sink = RedisSink::open("dead_letters", &config, &Context::default()).await?;
     let err = sink.write(Batch::DeadLetters(&[])).await.err().map(|e| (e.retriable, e.to_string()));
     let (retriable, message) = err.unwrap_or_default();
     assert!(!retriable);
@@ -158,12 +183,12 @@ async fn dead_letters_are_refused_with_a_reason() -> anyhow::Result<()> {
 
 #[tokio::test]
 async fn a_bad_url_and_an_unreachable_server_are_clear_errors() {
-    let bad = RedisSinkConfig { url: "http://nowhere".into(), key: "k".into(), ttl: None };
-    let err = RedisSink::open("features", &bad).await.err().map(|e| (e.retriable, e.to_string()));
+    let bad = RedisSinkConfig::plain("http://nowhere", "k", None);
+    let err = RedisSink::open("features", &bad, &Context::default()).await.err().map(|e| (e.retriable, e.to_string()));
     assert!(err.as_ref().is_some_and(|(r, m)| !r && m.contains("is not a Redis URL")), "{err:?}");
     // Nothing listens on port 1: connection refused, worth retrying.
-    let down = RedisSinkConfig { url: "redis://127.0.0.1:1".into(), key: "k".into(), ttl: None };
-    let err = RedisSink::open("features", &down).await.err().map(|e| (e.retriable, e.to_string()));
+    let down = RedisSinkConfig::plain("redis://127.0.0.1:1", "k", None);
+    let err = RedisSink::open("features", &down, &Context::default()).await.err().map(|e| (e.retriable, e.to_string()));
     assert!(err.as_ref().is_some_and(|(r, m)| *r && m.contains("cannot connect")), "{err:?}");
 }
 
@@ -173,8 +198,8 @@ async fn a_bad_url_and_an_unreachable_server_are_clear_errors() {
 #[tokio::test]
 async fn a_row_redis_refuses_is_handed_back_and_the_rest_are_written() -> anyhow::Result<()> {
     let prefix = prefix();
-    let config = RedisSinkConfig { url: URL.into(), key: format!("{prefix}:{{key}}"), ttl: None };
-    let mut sink = RedisSink::open("features", &config).await?;
+    let config = RedisSinkConfig::plain(URL, &format!("{prefix}:{{key}}"), None);
+    let mut sink = RedisSink::open("features", &config, &Context::default()).await?;
     let mut redis = client().await?;
     let _: () = redis.set(format!("{prefix}:taken"), "not a hash").await?;
     let late = FeatureRow { trigger: Trigger::Late, ..row("u3", 3, 100) };
@@ -192,5 +217,43 @@ async fn a_row_redis_refuses_is_handed_back_and_the_rest_are_written() -> anyhow
     }
     assert!(sink.take_rejected().is_empty(), "handed back once");
     let _: () = redis.del(&[format!("{prefix}:taken"), format!("{prefix}:u1"), format!("{prefix}:u3")]).await?;
+    Ok(())
+}
+
+/// Seed 002: two pipelines writing their features to one hash per user,
+/// each with its own `metadata_prefix`: neither overwrites the other's
+/// features or times, and the newest-window rule compares each one's own
+/// window (a correction of the transactions' window is written although
+/// the sessions' window in the hash ends later).
+#[tokio::test]
+async fn two_pipelines_share_a_hash_each_with_its_own_times() -> anyhow::Result<()> {
+    let prefix = prefix();
+    let key = format!("{prefix}:u1");
+    let sink = async |metadata: &str| -> anyhow::Result<RedisSink> {
+        let config = RedisSinkConfig {
+            metadata_prefix: Some(metadata.into()),
+            ..RedisSinkConfig::plain(URL, &format!("{prefix}:{{key}}"), None)
+        };
+        Ok(RedisSink::open("features", &config, &Context::default()).await?)
+    };
+    let (mut transactions, mut sessions) = (sink("tx_").await?, sink("session_").await?);
+    let feature = |name: &str, count: i64, end: i64, trigger: Trigger| FeatureRow {
+        features: Features(vec![(name.into(), FeatureValue::Int(count))]),
+        ..window(end - 60_000, end, trigger, 0)
+    };
+    transactions.write(Batch::Features(&[feature("tx_count", 1, 300_000, Trigger::Close)])).await?;
+    sessions.write(Batch::Features(&[feature("item_count", 7, 600_000, Trigger::Close)])).await?;
+    transactions.write(Batch::Features(&[feature("tx_count", 2, 300_000, Trigger::Late)])).await?;
+    // An older window of the transactions is still older than their own.
+    transactions.write(Batch::Features(&[feature("tx_count", 9, 240_000, Trigger::Late)])).await?;
+
+    let mut redis = client().await?;
+    let hash: std::collections::BTreeMap<String, String> = redis.hgetall(&key).await?;
+    let field = |name: &str| hash.get(name).map(String::as_str);
+    assert_eq!((field("tx_count"), field("item_count")), (Some("2"), Some("7")), "{hash:?}");
+    assert_eq!((field("tx_window_end"), field("tx_trigger")), (Some("300000"), Some("late")), "{hash:?}");
+    assert_eq!((field("session_window_end"), field("session_trigger")), (Some("600000"), Some("close")), "{hash:?}");
+    assert_eq!(field("window_end"), None, "{hash:?}");
+    let _: () = redis.del(&key).await?;
     Ok(())
 }

@@ -104,16 +104,27 @@ impl Drop for Running {
 /// Generated lines, each produced as one record, in order, to partition 0
 /// of `topic`; returns the lines (line i is offset i).
 pub fn produce(config: &Config, topic: &str) -> anyhow::Result<Vec<String>> {
+    let lines = generated(config)?;
+    produce_lines(&lines, topic)?;
+    Ok(lines)
+}
+
+/// The lines `config` generates.
+pub fn generated(config: &Config) -> anyhow::Result<Vec<String>> {
     let mut text = Vec::new();
     sluice_examples::generate(config, &mut text)?;
-    let lines: Vec<String> = String::from_utf8(text)?.lines().map(str::to_string).collect();
+    Ok(String::from_utf8(text)?.lines().map(str::to_string).collect())
+}
+
+/// `lines`, each one record keyed by its `user_id`, in order.
+pub fn produce_lines(lines: &[String], topic: &str) -> anyhow::Result<()> {
     let producer = producer(BROKERS, &[])?;
-    for line in &lines {
+    for line in lines {
         let key = key_of(line.as_bytes());
         send(&producer, topic, key.as_deref(), line.as_bytes())?;
     }
     producer.flush(Duration::from_secs(60))?;
-    Ok(lines)
+    Ok(())
 }
 
 /// A Redis hash as the row it stores; features are typed like the
@@ -154,6 +165,20 @@ pub fn redis_hashes(
         out.insert(k[prefix.len()..].to_string(), hash);
     }
     Ok(out)
+}
+
+/// `tests/python/SCRIPT ARGS` with the virtualenv's Python; its stdout as
+/// JSON (its stderr passed on, shown when a test fails).
+pub fn python(script: &str, args: &[&str]) -> anyhow::Result<Value> {
+    let out = Command::new(e2e::python()).arg(e2e::root().join("tests/python").join(script)).args(args).output()?;
+    eprint!("{}", String::from_utf8_lossy(&out.stderr));
+    anyhow::ensure!(
+        out.status.success(),
+        "{script} failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(serde_json::from_slice(&out.stdout)?)
 }
 
 pub const TOKEN: &str = "serve-test-token";
