@@ -3,6 +3,7 @@
 
 pub mod alloc;
 pub mod api;
+pub mod catalog;
 pub mod checkpoint;
 pub mod chunk;
 pub mod client;

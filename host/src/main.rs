@@ -129,6 +129,14 @@ enum Command {
         #[command(subcommand)]
         command: PipelinesCommand,
     },
+    /// The feature registry of a host (`sluice serve`): every feature its
+    /// pipelines produce, and what the online store holds.
+    Features {
+        #[command(flatten)]
+        host: HostArgs,
+        #[command(subcommand)]
+        command: FeaturesCommand,
+    },
 }
 
 /// Which host a client command talks to.
@@ -172,6 +180,23 @@ enum PipelinesCommand {
     Resume { name: String },
     /// Stop a pipeline and forget it (its checkpoints stay).
     Delete { name: String },
+}
+
+#[derive(Subcommand)]
+enum FeaturesCommand {
+    /// One line per feature: its view and name, type, entity key, window,
+    /// trigger, module, and where its rows are stored.
+    List,
+    /// One view, with which module produced which features since when
+    /// (JSON).
+    Show { view: String },
+    /// What the view's online store holds for KEYS: the features, when
+    /// they held and how long ago (JSON).
+    Get {
+        view: String,
+        #[arg(required = true)]
+        keys: Vec<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -238,6 +263,7 @@ fn main() -> ExitCode {
         }
         Command::Modules { host, command } => client(host, Request::Modules(command)),
         Command::Pipelines { host, command } => client(host, Request::Pipelines(command)),
+        Command::Features { host, command } => client(host, Request::Features(command)),
     }
 }
 
@@ -326,6 +352,49 @@ fn serve(
 enum Request {
     Modules(ModulesCommand),
     Pipelines(PipelinesCommand),
+    Features(FeaturesCommand),
+}
+
+/// A view's features, one line each (`sluice features list`).
+fn feature_lines(view: &serde_json::Value) -> Vec<String> {
+    let text = |v: &serde_json::Value| v.as_str().unwrap_or_default().to_string();
+    let w = &view["window"];
+    let window = [("size", "size_ms"), ("slide", "slide_ms"), ("gap", "gap_ms"), ("lateness", "allowed_lateness_ms")]
+        .iter()
+        .filter_map(|(name, field)| Some(format!("{name} {}ms", w[field].as_i64()?)))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let module = &view["module"];
+    let version = module["version"].as_u64().map_or_else(String::new, |v| format!("@{v}"));
+    let stored = view["stored"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|s| {
+            let location = s["location"].as_object().into_iter().flatten();
+            let settings: Vec<String> = location.map(|(k, v)| format!("{k}={}", text(v))).collect();
+            format!("{}({})", text(&s["type"]), settings.join(" "))
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    view["features"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|f| {
+            format!(
+                "{}.{}  {}  key {} ({})  {} {window}  {}  {}{version}  {stored}",
+                text(&view["view"]),
+                text(&f["name"]),
+                text(&f["type"]),
+                text(&view["entity"]["key"]),
+                text(&view["entity"]["type"]),
+                text(&w["type"]),
+                text(&view["trigger"]),
+                text(&module["name"]),
+            )
+        })
+        .collect()
 }
 
 /// The client commands: one request, its answer printed.
@@ -401,6 +470,22 @@ fn client(host: HostArgs, request: Request) -> ExitCode {
             Request::Pipelines(PipelinesCommand::Delete { name }) => {
                 client.call(Method::DELETE, &format!("/pipelines/{name}"), None).await?;
                 out!("{name}: deleted");
+            }
+            Request::Features(FeaturesCommand::List) => {
+                let listed = client.get("/features").await?;
+                for view in listed["views"].as_array().into_iter().flatten() {
+                    for line in feature_lines(view) {
+                        out!("{line}");
+                    }
+                }
+            }
+            Request::Features(FeaturesCommand::Show { view }) => {
+                out!("{}", pretty(&client.get(&format!("/features/{view}")).await?));
+            }
+            Request::Features(FeaturesCommand::Get { view, keys }) => {
+                let pairs: Vec<(&str, &str)> = keys.iter().map(|k| ("key", k.as_str())).collect();
+                let query = serde_urlencoded::to_string(&pairs)?;
+                out!("{}", pretty(&client.get(&format!("/features/{view}/online?{query}")).await?));
             }
         }
         anyhow::Ok(())

@@ -422,7 +422,7 @@ async fn the_openapi_document_describes_the_routes_there_are() -> anyhow::Result
             let method = method.to_uppercase();
             operations.push(format!("{method} {path}"));
             assert!(operation["responses"]["401"].is_object(), "{method} {path} does not say it needs the token");
-            let uri = path.replace("{name}", "nothing-here");
+            let uri = path.replace("{name}", "nothing-here").replace("{view}", "nothing-here");
             let (status, body) = host.call(Method::from_bytes(method.as_bytes())?, &uri, Body::empty()).await?;
             assert_ne!(status, StatusCode::METHOD_NOT_ALLOWED, "{method} {path}");
             let fallback = body["message"].as_str().is_some_and(|m| m.starts_with("no such resource"));
@@ -433,6 +433,9 @@ async fn the_openapi_document_describes_the_routes_there_are() -> anyhow::Result
     let want = [
         "DELETE /modules/{name}",
         "DELETE /pipelines/{name}",
+        "GET /features",
+        "GET /features/{view}",
+        "GET /features/{view}/online",
         "GET /metrics",
         "GET /modules",
         "GET /modules/{name}",
@@ -440,6 +443,7 @@ async fn the_openapi_document_describes_the_routes_there_are() -> anyhow::Result
         "GET /pipelines/{name}",
         "GET /pipelines/{name}/activity",
         "GET /pipelines/{name}/config",
+        "GET /pipelines/{name}/feast",
         "GET /pipelines/{name}/offsets",
         "GET /pipelines/{name}/status",
         "GET /plugins",

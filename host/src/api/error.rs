@@ -88,6 +88,11 @@ impl From<supervisor::Error> for Error {
             // sink's server, a checkpoint). The old definition still runs.
             S::Start { .. } => StatusCode::BAD_REQUEST,
             S::Module(registry::Error::Io { .. }) | S::Io { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+            // The view is there; what was asked of it is not.
+            S::NoOnlineStore(_) | S::Feast(crate::feast::FeastError::NoView { .. }) => StatusCode::CONFLICT,
+            S::BadKey { .. } | S::Feast(_) => StatusCode::BAD_REQUEST,
+            S::Online { retriable: true, .. } => StatusCode::SERVICE_UNAVAILABLE,
+            S::Online { .. } => StatusCode::BAD_REQUEST,
         };
         if status.is_server_error() {
             tracing::error!("{e}");

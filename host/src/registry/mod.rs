@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+use sluice_sink_api::{FeatureSchema, FeatureSpec, FeatureType};
 
 use crate::wasm::{Kind, Limits, LoadError, Module};
 
@@ -78,6 +79,39 @@ pub struct Feature {
     pub ty: String,
     pub nullable: bool,
     pub description: String,
+}
+
+impl Feature {
+    /// The registry's form of a module's declared features.
+    pub fn all_of(schema: &FeatureSchema) -> Vec<Feature> {
+        schema
+            .specs()
+            .iter()
+            .map(|s| Feature {
+                name: s.name.to_string(),
+                ty: s.ty.name().to_string(),
+                nullable: s.nullable,
+                description: s.description.clone(),
+            })
+            .collect()
+    }
+
+    /// The schema `features` (the registry's form) declare; a type it
+    /// does not name is left out.
+    pub fn schema_of(features: &[Feature]) -> FeatureSchema {
+        let specs = features
+            .iter()
+            .filter_map(|f| {
+                Some(FeatureSpec {
+                    name: f.name.as_str().into(),
+                    ty: FeatureType::from_name(&f.ty)?,
+                    nullable: f.nullable,
+                    description: f.description.clone(),
+                })
+            })
+            .collect();
+        FeatureSchema::new(specs).unwrap_or_default()
+    }
 }
 
 /// How a manifest names a registered module.
@@ -213,17 +247,7 @@ impl Modules {
             size: bytes.len() as u64,
             uploaded: crate::time::format_ms(crate::time::now_ms()),
             kind: module.kind().name().to_string(),
-            features: module
-                .schema()
-                .specs()
-                .iter()
-                .map(|s| Feature {
-                    name: s.name.to_string(),
-                    ty: s.ty.name().to_string(),
-                    nullable: s.nullable,
-                    description: s.description.clone(),
-                })
-                .collect(),
+            features: Feature::all_of(module.schema()),
         };
         versions.push(version.clone());
         if let Err(e) = self.save() {
@@ -305,6 +329,20 @@ impl Modules {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn features_go_to_the_registry_s_form_and_back() {
+        let declared = FeatureSchema::new(vec![FeatureSpec {
+            name: "items".into(),
+            ty: FeatureType::Strs,
+            nullable: true,
+            description: "The items.".into(),
+        }])
+        .unwrap_or_default();
+        let listed = Feature::all_of(&declared);
+        assert_eq!(listed[0].ty, "list<string>");
+        assert_eq!(Feature::schema_of(&listed), declared);
+    }
 
     #[test]
     fn references_are_names_versions_or_digests_and_anything_else_is_a_path() {

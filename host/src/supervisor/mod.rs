@@ -8,13 +8,15 @@
 //!
 //! - `modules/`: the [module registry](crate::registry);
 //! - `pipelines/{name}.json`: a pipeline's definition (its manifest as
-//!   submitted, the module version it was applied with, and whether it
-//!   should run);
+//!   submitted, the module version it was applied with, whether it should
+//!   run, and which module produced which features since when: the feature
+//!   registry's history);
 //! - `checkpoints/{name}/`: its checkpoints, unless its manifest says
 //!   otherwise;
 //! - `files/`: where the paths of manifests point; relative paths are
 //!   relative to it, and no path may leave it.
 
+mod catalog;
 mod history;
 mod paths;
 
@@ -56,6 +58,14 @@ pub enum Error {
     Start { name: String, source: pipeline::Error },
     #[error("the data directory {dir}: {message}")]
     Io { dir: String, message: String },
+    #[error("the view {0} has no online store: none of its feature sinks is a redis sink")]
+    NoOnlineStore(String),
+    #[error("`{key}` is not a key of the view {view}: its keys are integers")]
+    BadKey { view: String, key: String },
+    #[error("cannot read the online store of the view {view}: {message}")]
+    Online { view: String, message: String, retriable: bool },
+    #[error(transparent)]
+    Feast(crate::feast::FeastError),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -81,6 +91,10 @@ struct Definition {
     #[serde(default)]
     module: Option<registry::Version>,
     target: Target,
+    /// Which module produced which features since when, oldest first (the
+    /// feature registry's history of the view).
+    #[serde(default)]
+    produced: Vec<crate::catalog::Produced>,
 }
 
 /// A pipeline's state, as Kafka Connect names a connector's.
@@ -417,14 +431,18 @@ impl Supervisor {
     async fn apply_as(&self, file: &str, claim: Claim, text: &str, fresh: bool) -> Result<(String, bool)> {
         // A registry that does not answer yet holds the run, not its start.
         let prepared = self.prepare(file, text, None, (true, false), fresh).await?;
+        let (module, features) = catalog::module_of(&prepared).await?;
         let name = prepared.manifest.name.clone();
+        let old = self.claim(&name, claim).await?;
+        let history = old.as_ref().map_or(&[][..], |old| &old.definition.produced[..]);
+        let now = crate::time::format_ms(crate::time::now_ms());
         let definition = Definition {
             name: name.clone(),
             config: text.to_string(),
             module: prepared.version.clone(),
             target: Target::Running,
+            produced: crate::catalog::record(history, module, features, now),
         };
-        let old = self.claim(&name, claim).await?;
         let created = old.is_none();
         let old = match old {
             // Kafka Connect's rule: a new config does not change whether a
@@ -703,7 +721,13 @@ impl Supervisor {
                 // A placeholder, so that a concurrent apply of the same
                 // name is told to wait.
                 let config = String::new();
-                let definition = Definition { name: name.to_string(), config, module: None, target: Target::Running };
+                let definition = Definition {
+                    name: name.to_string(),
+                    config,
+                    module: None,
+                    target: Target::Running,
+                    produced: Vec::new(),
+                };
                 pipelines.insert(name.to_string(), Entry { definition, handle: None, failed: None, busy: true });
                 return Ok(None);
             }

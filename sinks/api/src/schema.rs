@@ -39,6 +39,14 @@ impl FeatureType {
         }
     }
 
+    /// The type [`FeatureType::name`] spells `name`.
+    pub fn from_name(name: &str) -> Option<FeatureType> {
+        use FeatureType as T;
+        [T::Bool, T::Int, T::Float, T::Str, T::Bools, T::Ints, T::Floats, T::Strs]
+            .into_iter()
+            .find(|t| t.name() == name)
+    }
+
     /// Whether `value` (not null) is of this type. A mixed list is when
     /// every item is null or of the list's item type.
     fn admits(self, value: &FeatureValue) -> bool {

@@ -264,15 +264,6 @@ impl SinkComponent for RedisSinkConfig {
 
     /// The server (no credentials), the layout and its settings.
     fn location(&self) -> Vec<(&'static str, String)> {
-        let server = redis::Client::open(self.url.as_str()).ok().map(|client| {
-            let info = client.get_connection_info();
-            match &info.addr {
-                redis::ConnectionAddr::Tcp(host, port) | redis::ConnectionAddr::TcpTls { host, port, .. } => {
-                    format!("{host}:{port}/{}", info.redis.db)
-                }
-                other => format!("{other}/{}", info.redis.db),
-            }
-        });
         let settings = [
             ("key", &self.key),
             ("metadata_prefix", &self.metadata_prefix),
@@ -280,7 +271,7 @@ impl SinkComponent for RedisSinkConfig {
             ("feature_view", &self.feature_view),
             ("join_key", &self.join_key),
         ];
-        let mut location = vec![("redis", server.unwrap_or_default()), ("layout", self.layout.name().to_string())];
+        let mut location = vec![("redis", self.server()), ("layout", self.layout.name().to_string())];
         location.extend(settings.into_iter().filter_map(|(field, value)| Some((field, value.clone()?))));
         location
     }
@@ -302,17 +293,32 @@ pub struct Stored {
 }
 
 impl RedisSinkConfig {
+    /// The server and database of `url`, without its credentials: for
+    /// what a person or an API client is shown.
+    pub fn server(&self) -> String {
+        let Ok(client) = redis::Client::open(self.url.as_str()) else { return "(not a Redis URL)".into() };
+        let info = client.get_connection_info();
+        match &info.addr {
+            redis::ConnectionAddr::Tcp(host, port) | redis::ConnectionAddr::TcpTls { host, port, .. } => {
+                format!("{host}:{port}/{}", info.redis.db)
+            }
+            other => format!("{other}/{}", info.redis.db),
+        }
+    }
+
     /// What this sink's store holds for each of `keys` (`None`: nothing),
     /// read as `schema` declares. A plain key with window bounds keeps a
     /// hash per window, not one to read per key: an error says so.
     pub async fn lookup(&self, schema: &FeatureSchema, keys: &[EntityKey]) -> Result<Vec<Option<Stored>>> {
+        const TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
         let fatal = |message: String| Error { sink: "redis".into(), message, retriable: false };
-        let client = redis::Client::open(self.url.as_str())
-            .map_err(|e| fatal(format!("`{}` is not a Redis URL: {e}", self.url)))?;
+        let client = redis::Client::open(self.url.as_str()).map_err(|e| fatal(format!("not a Redis URL: {e}")))?;
         let mut connection = client
-            .get_multiplexed_async_connection()
+            .get_multiplexed_async_connection_with_config(
+                &redis::AsyncConnectionConfig::new().set_connection_timeout(TIMEOUT).set_response_timeout(TIMEOUT),
+            )
             .await
-            .map_err(|e| error("redis", &format!("cannot connect to {}", self.url), &e))?;
+            .map_err(|e| error("redis", &format!("cannot connect to {}", self.server()), &e))?;
         let failed = |e: redis::RedisError| error("redis", "read failed", &e);
         match (self.feast_view(), &self.key) {
             (Some(view), _) => {
