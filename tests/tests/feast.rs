@@ -4,7 +4,9 @@
 //! repository for both, real `feast apply` takes it, and
 //! `FeatureStore.get_online_features` gives, for every key, the values of
 //! the row Sluice computed last (list, integer, string and null features
-//! keyed by a string; integer and double features keyed by an integer).
+//! keyed by a string; integer and double features keyed by an integer),
+//! also for two views of one entity written by two pipelines into the
+//! same hashes (seed 002).
 
 mod common;
 
@@ -14,6 +16,8 @@ use std::process::Command;
 use common::{REDIS, Topics, generated, produce_lines, python, unique};
 use serde_json::Value;
 use sluice_examples::Shape;
+use sluice_sink_api::{EntityKey, FeatureSchema};
+use sluice_sink_redis::feast::FeastLayout;
 use sluice_tests::e2e::{self, run_to_end, troubled_stream};
 
 /// `--set outputs=…`: features to `dir/features.jsonl` and to Redis as
@@ -79,9 +83,22 @@ fn feast_reads_the_features_sluice_writes_with_no_ingestion_job() -> anyhow::Res
     let session_sets: Vec<(&str, &str)> = session_sets.iter().map(|(p, v)| (*p, v.as_str())).collect();
     run_to_end("session-features", &session_sets)?;
 
+    // Seed 002: the same users' transactions, a second view of the same
+    // entity, written to the same hashes.
+    let transactions = generated(&troubled_stream(Shape::Transactions, 3_000, 40, 5.0))?;
+    let by_user = Topics::create("feast-tx-user", 1)?;
+    produce_lines(&transactions, &by_user.input)?;
+    let user_velocity = dir.path().join("user-velocity");
+    std::fs::create_dir(&user_velocity)?;
+    let user_velocity_sets = [
+        ("source", by_user.source(100, true)),
+        ("outputs", outputs(&user_velocity, &project, "user_tx_velocity", "user_id")),
+    ];
+    let user_velocity_sets: Vec<(&str, &str)> = user_velocity_sets.iter().map(|(p, v)| (*p, v.as_str())).collect();
+    run_to_end("tx-velocity", &user_velocity_sets)?;
+
     // Transactions keyed by an integer account number.
-    let transactions = Topics::create("feast-tx", 1)?;
-    let lines: Vec<String> = generated(&troubled_stream(Shape::Transactions, 3_000, 40, 5.0))?
+    let lines: Vec<String> = transactions
         .into_iter()
         .map(|line| match serde_json::from_str::<Value>(&line) {
             Ok(mut event) => {
@@ -94,6 +111,7 @@ fn feast_reads_the_features_sluice_writes_with_no_ingestion_job() -> anyhow::Res
             Err(_) => line,
         })
         .collect();
+    let transactions = Topics::create("feast-tx", 1)?;
     produce_lines(&lines, &transactions.input)?;
     let velocity = dir.path().join("velocity");
     std::fs::create_dir(&velocity)?;
@@ -111,6 +129,9 @@ fn feast_reads_the_features_sluice_writes_with_no_ingestion_job() -> anyhow::Res
     assert!(said.contains("feature_store.yaml") && said.contains("sluice_view_session_features.py"), "{said}");
     let said = generate("tx-velocity", &velocity_sets, &repo)?;
     assert!(!said.contains("feature_store.yaml") && said.contains("sluice_view_tx_velocity.py"), "{said}");
+    // The entity is there already, the same: kept, and imported by both.
+    let said = generate("tx-velocity", &user_velocity_sets, &repo)?;
+    assert!(!said.contains("sluice_entity_user_id.py") && said.contains("sluice_view_user_tx_velocity.py"), "{said}");
     let feast = e2e::python().with_file_name("feast");
     let out = Command::new(&feast).current_dir(&repo).env("FEAST_USAGE", "False").arg("apply").output()?;
     anyhow::ensure!(
@@ -132,13 +153,20 @@ fn feast_reads_the_features_sluice_writes_with_no_ingestion_job() -> anyhow::Res
     assert_eq!(types["items_clicked_30m"], serde_json::json!(["list"]), "{sessions}");
     assert_eq!(types["item_count_30m"], serde_json::json!(["int"]), "{sessions}");
     assert_eq!(types["top_category_30m"], serde_json::json!(["NoneType", "str"]), "{sessions}");
+    let by_user = read("user_tx_velocity", "user_id", &user_velocity)?;
+    check_read(&by_user, "user_tx_velocity", 30);
+    // The two views share the users' hashes: each keeps its own fields and
+    // `_ts` (five and three features, a `_ts` each).
+    let layout = FeastLayout::new(&project, "session_features", "user_id", &FeatureSchema::default());
+    let mut redis = redis::Client::open(REDIS)?.get_connection()?;
+    let fields: usize = redis::cmd("HLEN").arg(layout.key(&EntityKey::Str("u1".into()))).query(&mut redis)?;
+    assert_eq!(fields, 5 + 1 + 3 + 1, "u1's hash holds both views");
     let velocities = read("tx_velocity", "account_id", &velocity)?;
     check_read(&velocities, "tx_velocity", 30);
     assert_eq!(velocities["types"]["tx_sum"], serde_json::json!(["float"]), "{velocities}");
     assert_eq!(velocities["types"]["tx_count"], serde_json::json!(["int"]), "{velocities}");
 
     // The run's keys, away.
-    let mut redis = redis::Client::open(REDIS)?.get_connection()?;
     let keys: Vec<Vec<u8>> = redis::cmd("KEYS").arg(format!("*{project}")).query(&mut redis)?;
     assert!(keys.len() >= 60, "{} keys end in the project's name", keys.len());
     for chunk in keys.chunks(500) {
