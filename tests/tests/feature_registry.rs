@@ -142,6 +142,20 @@ outputs:
     for name in ["sessions", "velocity", "tally"] {
         host.wait(name, "the end of its file", |s| s["state"] == "STOPPED")?;
     }
+    // Another pipeline may not write the same Feast view, nor the same
+    // plain hashes with the same metadata_prefix.
+    for (copy, field, other) in [
+        (sessions.replace("name: sessions", "name: sessions-copy"), "outputs.features[0].feature_view", "sessions"),
+        (velocity.replace("name: velocity", "name: velocity-copy"), "outputs.features[0].key", "velocity"),
+    ] {
+        let (code, body) = host.send(Method::POST, "/pipelines", copy)?;
+        assert_eq!(code, 400, "{body}");
+        let problems = body["problems"].as_array().cloned().unwrap_or_default();
+        let says = format!("the pipeline `{other}` writes");
+        let found =
+            problems.iter().any(|p| p["field"] == field && p["message"].as_str().is_some_and(|m| m.contains(&says)));
+        assert!(found, "{body}");
+    }
 
     // Field by field: the manifests above, and the modules as the module
     // registry recorded their declarations when they were pushed.

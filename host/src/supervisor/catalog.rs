@@ -5,9 +5,11 @@
 
 use sluice_sink_api::{EntityKey, KeyType, Output};
 
+use sluice_sink_redis::RedisSinkConfig;
+
 use super::{Definition, Error, Prepared, Result, Supervisor, blocking};
 use crate::catalog::{self, ModuleInfo, Online, OnlineRow, View};
-use crate::manifest::{Document, Manifest};
+use crate::manifest::{Document, Finding, Manifest};
 use crate::registry::Feature;
 use crate::sinks::SinkConfig;
 
@@ -59,7 +61,59 @@ pub(super) async fn module_of(prepared: &Prepared) -> Result<(ModuleInfo, Vec<Fe
     Ok((info, features))
 }
 
+/// What two pipelines' Redis sinks must not share: the server, and the
+/// Feast view, or the plain key and `metadata_prefix`.
+fn destination(config: &RedisSinkConfig) -> (String, Option<String>, Option<String>, Option<String>) {
+    match config.feast_view() {
+        Some(view) => (config.server(), Some(view.project.into()), Some(view.feature_view.into()), None),
+        None => (config.server(), None, config.key.clone(), config.metadata_prefix.clone()),
+    }
+}
+
 impl Supervisor {
+    /// A manifest's Redis sinks that write where another pipeline's do:
+    /// the same Feast view, or the same plain hashes with the same
+    /// `metadata_prefix`. Each pipeline would replace the other's rows, or
+    /// times and newest-window guard.
+    pub(super) async fn shared_destinations(&self, manifest: &Manifest) -> Vec<Finding> {
+        let others: Vec<(String, Manifest)> = self
+            .definitions()
+            .await
+            .iter()
+            .filter(|d| d.name != manifest.name)
+            .filter_map(|d| Some((d.name.clone(), self::manifest(d)?)))
+            .collect();
+        let mut findings = Vec::new();
+        for (entry, output, sink) in manifest.outputs.entries() {
+            let (SinkConfig::Redis(config), Output::Features) = (sink, output) else { continue };
+            let mine = destination(config);
+            let shared = others.iter().find(|(_, theirs)| {
+                theirs.outputs.features.iter().any(|s| matches!(s, SinkConfig::Redis(c) if destination(c) == mine))
+            });
+            let Some((other, _)) = shared else { continue };
+            findings.push(match config.feast_view() {
+                Some(view) => (
+                    format!("{entry}.feature_view"),
+                    format!(
+                        "the pipeline `{other}` writes the Feast view `{}` of project `{}` on this Redis too: \
+                         each would replace the other's rows",
+                        view.feature_view, view.project
+                    ),
+                    Some("give each pipeline its own feature_view (views of one entity share its hashes)".into()),
+                ),
+                None => (
+                    format!("{entry}.key"),
+                    format!(
+                        "the pipeline `{other}` writes these hashes on this Redis with the same metadata_prefix: \
+                         each would replace the other's window times"
+                    ),
+                    Some("give each pipeline writing these hashes its own metadata_prefix".into()),
+                ),
+            });
+        }
+        findings
+    }
+
     /// Every definition, copied (parsing is done outside the lock).
     async fn definitions(&self) -> Vec<Definition> {
         self.pipelines.lock().await.values().map(|e| e.definition.clone()).collect()

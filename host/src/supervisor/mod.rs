@@ -406,7 +406,7 @@ impl Supervisor {
     /// located. `online` also reaches its brokers, Redis servers and
     /// schema registry.
     pub async fn validate(&self, text: &str, online: bool) -> Result<()> {
-        self.prepare("request", text, None, (online, online), false).await.map(|_| ())
+        self.prepare("request", text, None, (online, online, true), false).await.map(|_| ())
     }
 
     /// Create or replace pipeline `name` (the manifest's own name when
@@ -430,7 +430,7 @@ impl Supervisor {
 
     async fn apply_as(&self, file: &str, claim: Claim, text: &str, fresh: bool) -> Result<(String, bool)> {
         // A registry that does not answer yet holds the run, not its start.
-        let prepared = self.prepare(file, text, None, (true, false), fresh).await?;
+        let prepared = self.prepare(file, text, None, (true, false, true), fresh).await?;
         let (module, features) = catalog::module_of(&prepared).await?;
         let name = prepared.manifest.name.clone();
         let old = self.claim(&name, claim).await?;
@@ -770,7 +770,7 @@ impl Supervisor {
                 &format!("pipelines/{name}"),
                 &definition.config,
                 definition.module.as_ref(),
-                (false, false),
+                (false, false, false),
                 fresh,
             )
             .await?;
@@ -783,13 +783,16 @@ impl Supervisor {
 
     /// Parse and check a manifest, confine its paths to `files/`, resolve
     /// and compile its module (`pinned`: the registered version a
-    /// definition was applied with).
+    /// definition was applied with). `online` reaches servers,
+    /// `ask_registry` the schema registry; `new` is a definition being
+    /// applied or validated, not one the host restarts: it may not write
+    /// where another pipeline writes.
     async fn prepare(
         &self,
         file: &str,
         text: &str,
         pinned: Option<&registry::Version>,
-        (online, ask_registry): (bool, bool),
+        (online, ask_registry, new): (bool, bool, bool),
         fresh: bool,
     ) -> Result<Prepared> {
         // Every stage runs, whatever the ones before found, so that one
@@ -889,6 +892,11 @@ impl Supervisor {
                 // No directory can be named after it.
                 refused.push("checkpoint.dir".into());
             }
+        }
+        // A definition applied (not one the host restarts) may not write
+        // where another pipeline writes.
+        if new {
+            findings.extend(self.shared_destinations(&manifest).await);
         }
         // Compiling and reaching brokers block: off the async threads.
         let engine = self.runtime.engine().clone();
