@@ -35,8 +35,10 @@ pub enum FeastError {
         "its Feast views are in two Redis servers, `{first}` and `{second}`, and a Feast project has one online store"
     )]
     Stores { first: String, second: String },
-    #[error("`{url}` is not a Redis URL Feast can take: {why}")]
-    Url { url: String, why: String },
+    /// Not the URL itself: it may hold a password, and the API answers
+    /// with this.
+    #[error("the Feast sink's `url` is not one Feast's Redis online store can take: {why}")]
+    Url { why: String },
     #[error(
         "{} defines this entity otherwise (another pipeline keys it by another type): give this \
          pipeline's Feast sink another `join_key`, or write the repository elsewhere",
@@ -102,7 +104,7 @@ fn identifier(name: &str) -> String {
 /// The `connection_string` of Feast's Redis online store for `url`
 /// (`host:port,db=N[,username=…][,password=…][,ssl=true]`).
 pub fn connection_string(url: &str) -> Result<String, FeastError> {
-    let refused = |why: String| FeastError::Url { url: url.to_string(), why };
+    let refused = |why: String| FeastError::Url { why };
     let info = redis::Client::open(url).map_err(|e| refused(e.to_string()))?.get_connection_info().clone();
     let (host, port, tls) = match &info.addr {
         redis::ConnectionAddr::Tcp(host, port) => (host.clone(), *port, false),
@@ -144,7 +146,8 @@ pub fn repository(spec: &Spec, features: &FeatureSchema, module: &str) -> Result
             });
         }
         if other.config.url != first.config.url {
-            return Err(FeastError::Stores { first: first.config.url.clone(), second: other.config.url.clone() });
+            // Shown without credentials: the API answers with this.
+            return Err(FeastError::Stores { first: first.config.server(), second: other.config.server() });
         }
     }
     let project = first.view.project.to_string();

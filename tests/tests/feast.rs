@@ -33,6 +33,11 @@ fn outputs(dir: &Path, project: &str, view: &str, join_key: &str) -> String {
     )
 }
 
+/// `--set` pairs as `run_to_end` and `generate` take them.
+fn borrowed<'a>(sets: &'a [(&'a str, String)]) -> Vec<(&'a str, &'a str)> {
+    sets.iter().map(|(path, value)| (*path, value.as_str())).collect()
+}
+
 /// `sluice feast generate` of an example with `sets`, into `repo`.
 fn generate(example: &str, sets: &[(&str, &str)], repo: &Path) -> anyhow::Result<String> {
     let mut command = Command::new(e2e::sluice());
@@ -80,7 +85,7 @@ fn feast_reads_the_features_sluice_writes_with_no_ingestion_job() -> anyhow::Res
         ("outputs", outputs(&session, &project, "session_features", "user_id")),
         ("events.fields.1", "{name: category, type: string, required: false}".into()),
     ];
-    let session_sets: Vec<(&str, &str)> = session_sets.iter().map(|(p, v)| (*p, v.as_str())).collect();
+    let session_sets = borrowed(&session_sets);
     run_to_end("session-features", &session_sets)?;
 
     // Seed 002: the same users' transactions, a second view of the same
@@ -94,7 +99,7 @@ fn feast_reads_the_features_sluice_writes_with_no_ingestion_job() -> anyhow::Res
         ("source", by_user.source(100, true)),
         ("outputs", outputs(&user_velocity, &project, "user_tx_velocity", "user_id")),
     ];
-    let user_velocity_sets: Vec<(&str, &str)> = user_velocity_sets.iter().map(|(p, v)| (*p, v.as_str())).collect();
+    let user_velocity_sets = borrowed(&user_velocity_sets);
     run_to_end("tx-velocity", &user_velocity_sets)?;
 
     // Transactions keyed by an integer account number.
@@ -120,7 +125,7 @@ fn feast_reads_the_features_sluice_writes_with_no_ingestion_job() -> anyhow::Res
         ("outputs", outputs(&velocity, &project, "tx_velocity", "account_id")),
         ("events.key_type", "int".into()),
     ];
-    let velocity_sets: Vec<(&str, &str)> = velocity_sets.iter().map(|(p, v)| (*p, v.as_str())).collect();
+    let velocity_sets = borrowed(&velocity_sets);
     run_to_end("tx-velocity", &velocity_sets)?;
 
     // One repository for both pipelines: the second run keeps the first's
