@@ -19,7 +19,13 @@ pub enum Shape {
     Clicks,
     /// `user_id`, `merchant_id`, `amount`, `timestamp`.
     Transactions,
+    /// Seed 001's events: `user_id`, `action` (one of [`ACTIONS`]),
+    /// `value`, `timestamp`.
+    Activity,
 }
+
+/// The actions of [`Shape::Activity`] events, the first the most common.
+pub const ACTIONS: [&str; 5] = ["view", "click", "search", "add_to_cart", "purchase"];
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -127,6 +133,17 @@ pub fn generate(config: &Config, out: &mut impl Write) -> std::io::Result<()> {
                     let cents: u64 = rng.random_range(100..50_000);
                     line.push_str(&format!(
                         r#"{{"user_id":"u{user}","merchant_id":"m{merchant}","amount":{}.{:02},"timestamp":{t:.3}}}"#,
+                        cents / 100,
+                        cents % 100
+                    ));
+                }
+                Shape::Activity => {
+                    // Views are common and purchases rare: a squared uniform.
+                    let u: f64 = rng.random();
+                    let action = ACTIONS[((u * u) * ACTIONS.len() as f64) as usize];
+                    let cents: u64 = rng.random_range(0..10_000);
+                    line.push_str(&format!(
+                        r#"{{"user_id":"u{user}","action":"{action}","value":{}.{:02},"timestamp":{t:.3}}}"#,
                         cents / 100,
                         cents % 100
                     ));

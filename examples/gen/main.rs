@@ -10,9 +10,11 @@ use sluice_examples::{Config, Shape, generate};
 enum ShapeArg {
     Clicks,
     Transactions,
+    /// Seed 001's user activity: `user_id`, `action`, `value`, `timestamp`.
+    Activity,
 }
 
-/// Generate deterministic click or transaction events (seed 000's shape).
+/// Generate deterministic click, transaction (seed 000) or activity (seed 001) events.
 #[derive(Parser)]
 #[command(name = "sluice-gen", version)]
 struct Args {
@@ -90,6 +92,7 @@ fn main() -> anyhow::Result<()> {
         shape: match a.shape {
             ShapeArg::Clicks => Shape::Clicks,
             ShapeArg::Transactions => Shape::Transactions,
+            ShapeArg::Activity => Shape::Activity,
         },
         events: a.events,
         users: a.users,

@@ -20,6 +20,14 @@
 //! fields; no codec), three rounds interleaved: events/s of each, and
 //! Avro's median over JSON's.
 //!
+//! Python against Rust (`SLUICE_BENCH_ONLY=python`): session-features with
+//! the Rust module and with the Python one (`session-features-python`)
+//! over the same even clicks (`SLUICE_BENCH_PYTHON_EVENTS`, 200,000), three
+//! rounds interleaved, each in a process of its own: events/s and peak
+//! memory, and the Python module's median over the Rust one's; then each
+//! module's start-up: compiling it with an empty code cache, loading it
+//! from a warm one, and one more instance.
+//!
 //! Last, state larger than memory: session-features over the same number
 //! of clicks from 200,000 users (`SLUICE_BENCH_USERS`), with memory state
 //! and then with RocksDB state within 32MiB (`SLUICE_BENCH_BUDGET`), far
@@ -54,6 +62,7 @@ fn input(shape: Shape, events: u64, users: u64, skew: f64) -> anyhow::Result<Pat
     let name = match shape {
         Shape::Clicks => "clicks",
         Shape::Transactions => "transactions",
+        Shape::Activity => "activity",
     };
     let mut suffix = if skew > 0.0 { format!("-zipf{skew}") } else { String::new() };
     if users != USERS {
@@ -206,6 +215,9 @@ fn main() -> anyhow::Result<()> {
             avro_rate / json_rate.max(1e-9)
         );
     }
+    if only.as_deref().is_none_or(|o| o == "python") {
+        python_against_rust(quick)?;
+    }
     if only.as_deref().is_none_or(|o| o == "many-keys") {
         let users = match std::env::var("SLUICE_BENCH_USERS") {
             Ok(n) => n.parse()?,
@@ -219,6 +231,57 @@ fn main() -> anyhow::Result<()> {
             let (_, report) = child("session-features", &input, state, "")?;
             println!("session-features ({users} users, state {state}): {report}");
         }
+    }
+    Ok(())
+}
+
+/// The Python session-features module against the Rust one: throughput,
+/// peak memory and start-up (see the module's documentation).
+fn python_against_rust(quick: bool) -> anyhow::Result<()> {
+    let events: u64 = match std::env::var("SLUICE_BENCH_PYTHON_EVENTS") {
+        Ok(n) => n.parse()?,
+        Err(_) if quick => 5_000,
+        Err(_) => 200_000,
+    };
+    let input = input(Shape::Clicks, events, USERS, 0.0)?;
+    let rounds = if quick { 1 } else { 3 };
+    let examples = ["session-features", "session-features-python"];
+    let mut rates = [Vec::new(), Vec::new()];
+    for _ in 0..rounds {
+        for (example, rates) in examples.iter().zip(&mut rates) {
+            let (seconds_taken, report) = child(example, &input, "", "")?;
+            println!("{example}: {report}");
+            rates.push(events as f64 / seconds_taken.max(1e-9));
+        }
+    }
+    let [rust, python] = rates.map(median);
+    println!(
+        "session-features: Python {python:.0} events/s, Rust {rust:.0} events/s (medians of {rounds}): Python {:.3}x Rust",
+        python / rust.max(1e-9)
+    );
+    let modules = std::env::var_os("SLUICE_BENCH_MODULES").map_or_else(|| root().join("target/modules"), PathBuf::from);
+    let limits = sluice_host::wasm::Limits { timeout: std::time::Duration::from_secs(10), memory_bytes: 256 << 20 };
+    for example in examples {
+        let path = modules.join(format!("{example}.wasm"));
+        let cache = tempfile::tempdir()?;
+        let load = || -> anyhow::Result<(f64, sluice_host::wasm::Module)> {
+            let engine = sluice_host::wasm::Engine::cached(cache.path())?;
+            let started = std::time::Instant::now();
+            let module = sluice_host::wasm::Module::load(&engine, &path, sluice_host::wasm::Kind::Window, limits)?;
+            Ok((started.elapsed().as_secs_f64(), module))
+        };
+        let (cold, _) = load()?;
+        let (warm, module) = load()?;
+        let started = std::time::Instant::now();
+        drop(module.instantiate().map_err(|e| anyhow::anyhow!("{e:#}"))?);
+        let instance = started.elapsed().as_secs_f64();
+        println!(
+            "{example}: {:.1} MB; start-up: compiled {cold:.2} s (empty code cache), loaded {:.0} ms (warm cache), \
+             one more instance {:.1} ms",
+            std::fs::metadata(&path)?.len() as f64 / 1e6,
+            warm * 1e3,
+            instance * 1e3
+        );
     }
     Ok(())
 }

@@ -17,6 +17,7 @@ pub mod metrics;
 pub mod pipeline;
 pub mod position;
 pub mod preflight;
+pub mod python_transform;
 pub mod registry;
 pub mod runtime;
 pub mod schema_registry;

@@ -83,6 +83,12 @@ enum Command {
     },
     /// Print the manifest reference (Markdown).
     Reference,
+    /// Write, test and build transforms in Python (the SDK and the
+    /// contract this binary speaks are carried in it).
+    Transform {
+        #[command(subcommand)]
+        command: TransformCommand,
+    },
     /// Feast definitions of what a manifest writes with `layout: feast`.
     Feast {
         #[command(subcommand)]
@@ -220,6 +226,45 @@ enum CheckpointsCommand {
 }
 
 #[derive(Subcommand)]
+enum TransformCommand {
+    /// Make the folder NAME with a window transform (`transform.py`) and
+    /// its test (`test_transform.py`).
+    New {
+        name: String,
+        /// The language: `python` (Rust transforms are crates: see
+        /// transforms/tally in the repository).
+        #[arg(long, default_value = "python")]
+        lang: String,
+        /// Where to make it.
+        #[arg(long, default_value = ".")]
+        dir: PathBuf,
+    },
+    /// Build a Python transform's folder into a module (a WebAssembly
+    /// component) with componentize-py.
+    Build {
+        dir: PathBuf,
+        /// The component to write (default: target/modules/DIR'S NAME.wasm,
+        /// where the example manifests look).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// The Python to run componentize-py with (installed beside it, or
+        /// on PATH).
+        #[arg(long, env = "SLUICE_PYTHON", default_value = "python3")]
+        python: PathBuf,
+    },
+    /// Run a Python transform's tests natively (pytest), with this
+    /// binary's SDK.
+    Test {
+        dir: PathBuf,
+        #[arg(long, env = "SLUICE_PYTHON", default_value = "python3")]
+        python: PathBuf,
+        /// Passed to pytest.
+        #[arg(last = true)]
+        pytest: Vec<String>,
+    },
+}
+
+#[derive(Subcommand)]
 enum FeastCommand {
     /// Write the Feast repository of a manifest's `layout: feast` Redis
     /// sinks: `feature_store.yaml` (when absent), the entity and the
@@ -254,6 +299,7 @@ fn main() -> ExitCode {
             out!("{}", reference::markdown().trim_end());
             ExitCode::SUCCESS
         }
+        Command::Transform { command } => transform(command),
         Command::Feast { command: FeastCommand::Generate { file, overrides, out } } => {
             feast_generate(&file, &overrides, &out)
         }
@@ -286,6 +332,62 @@ fn tokio_runtime(threads: usize) -> Option<tokio::runtime::Runtime> {
             eprintln!("error: cannot start the runtime: {e}");
             None
         }
+    }
+}
+
+/// `sluice transform`.
+fn transform(command: TransformCommand) -> ExitCode {
+    use sluice_host::python_transform as python;
+    let outcome = match command {
+        TransformCommand::New { name, lang, dir } => match lang.as_str() {
+            "python" => python::scaffold(&dir, &name).map(|written| {
+                for path in written {
+                    out!("wrote {}", path.display());
+                }
+                out!(
+                    "test it: sluice transform test {0}; build it: sluice transform build {0}",
+                    dir.join(&name).display()
+                );
+            }),
+            other => {
+                eprintln!(
+                    "error: `--lang {other}`: only python is scaffolded; a Rust transform is a crate (see transforms/tally)"
+                );
+                return ExitCode::FAILURE;
+            }
+        },
+        TransformCommand::Build { dir, out, python: interpreter } => {
+            let name = dir.canonicalize().ok().and_then(|d| d.file_name().map(|n| n.to_string_lossy().into_owned()));
+            let out =
+                out.unwrap_or_else(|| Path::new("target/modules").join(format!("{}.wasm", name.unwrap_or_default())));
+            python::build(&dir, &out, &interpreter)
+        }
+        TransformCommand::Test { dir, python: interpreter, pytest } => python::test(&dir, &interpreter, &pytest),
+    };
+    exit_code(outcome.map_err(anyhow::Error::from))
+}
+
+/// The engine of a command, keeping compiled modules in
+/// `SLUICE_CODE_CACHE` (a folder, or `off`), else in the host's data
+/// directory (`serve`), else in `$XDG_CACHE_HOME/sluice/code` (or
+/// `~/.cache/sluice/code`): a module's second load, in any process, does
+/// not compile it again.
+fn engine(serve_data: Option<&Path>) -> Result<Engine, sluice_host::wasm::LoadError> {
+    let dir = match std::env::var_os("SLUICE_CODE_CACHE") {
+        Some(v) if v == "off" => None,
+        Some(v) if !v.is_empty() => Some(PathBuf::from(v)),
+        _ => match serve_data {
+            Some(data) => Some(data.join("code-cache")),
+            None => std::env::var_os("XDG_CACHE_HOME")
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from)
+                .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".cache")))
+                .map(|cache| cache.join("sluice/code")),
+        },
+    };
+    match dir {
+        Some(dir) => Engine::cached(&dir),
+        None => Engine::new(),
     }
 }
 
@@ -322,7 +424,7 @@ fn serve(
     // of its own (api::Server).
     let Some(tokio) = tokio_runtime(2) else { return ExitCode::FAILURE };
     let outcome = tokio.block_on(async {
-        let runtime = Runtime::new(tokio::runtime::Handle::current())?;
+        let runtime = Runtime::with_engine(engine(Some(data))?, tokio::runtime::Handle::current());
         let listener =
             std::net::TcpListener::bind(bind).map_err(|e| anyhow::anyhow!("cannot listen on {bind}: {e}"))?;
         let supervisor = Supervisor::open_with(data, runtime, settings).await?;
@@ -523,7 +625,7 @@ fn load(
 }
 
 fn validate(file: &Path, overrides: &[String], offline: bool) -> ExitCode {
-    let engine = match Engine::new() {
+    let engine = match engine(None) {
         Ok(e) => e,
         Err(e) => {
             eprintln!("error: {e}");
@@ -542,7 +644,7 @@ fn validate(file: &Path, overrides: &[String], offline: bool) -> ExitCode {
 /// `sluice feast generate`: the manifest checked (offline) and its module
 /// loaded, for the features it declares.
 fn feast_generate(file: &Path, overrides: &[String], out: &Path) -> ExitCode {
-    let engine = match Engine::new() {
+    let engine = match engine(None) {
         Ok(e) => e,
         Err(e) => {
             eprintln!("error: {e}");
@@ -575,8 +677,8 @@ fn run(file: &Path, overrides: &[String], fresh: bool) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let runtime = match Runtime::new(tokio.handle().clone()) {
-        Ok(r) => r,
+    let runtime = match engine(None) {
+        Ok(engine) => Runtime::with_engine(engine, tokio.handle().clone()),
         Err(e) => {
             eprintln!("error: {e}");
             return ExitCode::FAILURE;

@@ -14,9 +14,15 @@ pub struct Runtime {
 }
 
 impl Runtime {
-    /// A runtime whose sinks run on `tokio`.
+    /// A runtime whose sinks run on `tokio`; modules are compiled each
+    /// time they are loaded.
     pub fn new(tokio: Tokio) -> Result<Runtime, LoadError> {
         Ok(Runtime { engine: Engine::new()?, tokio })
+    }
+
+    /// A runtime on `engine` (one with a code cache: [`Engine::cached`]).
+    pub fn with_engine(engine: Engine, tokio: Tokio) -> Runtime {
+        Runtime { engine, tokio }
     }
 
     /// A runtime on the tokio runtime this is called from.

@@ -12,6 +12,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use rand_wasi::SeedableRng;
 use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
 use wasmtime::{Config, Engine as WasmEngine, Store, StoreLimits, StoreLimitsBuilder, Trap};
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
@@ -156,8 +157,9 @@ impl CallError {
     }
 }
 
-/// Largest module file read. Transforms built with the SDK are a few
-/// hundred kilobytes.
+/// Largest module file read. Rust transforms are a few hundred kilobytes;
+/// a Python one (componentize-py: CPython and its standard library) about
+/// 18 MB, more with bundled dependencies.
 pub const MAX_MODULE_BYTES: u64 = 64 << 20;
 
 /// How often the deadline clock ticks.
@@ -215,6 +217,10 @@ impl bindings::sluice::transform::host::Host for HostState {
     }
 }
 
+/// The seed of every guest's random numbers: fixed, so that a window gives
+/// the same features on every instance and every run.
+const GUEST_RANDOM_SEED: u64 = 0x5eed_51c3;
+
 /// A clock frozen at the epoch: guests get no time (determinism).
 struct NoClock;
 
@@ -250,13 +256,37 @@ impl std::fmt::Debug for Engine {
 }
 
 impl Engine {
+    /// An engine that compiles every module it is given.
     pub fn new() -> Result<Engine, LoadError> {
+        Self::with_cache(None)
+    }
+
+    /// An engine that keeps compiled modules in `dir` (wasmtime's code
+    /// cache, keyed by the module's bytes and the compiler's settings): a
+    /// module compiled once, by any process using `dir`, loads in
+    /// milliseconds after. A Python module (CPython inside) takes seconds
+    /// to compile.
+    pub fn cached(dir: &Path) -> Result<Engine, LoadError> {
+        Self::with_cache(Some(dir))
+    }
+
+    fn with_cache(dir: Option<&Path>) -> Result<Engine, LoadError> {
         let mut config = Config::new();
         config.wasm_component_model(true).epoch_interruption(true);
         // `SLUICE_PERF_MAP=1`: name guest functions for `perf` (profiling
         // transforms).
         if std::env::var_os("SLUICE_PERF_MAP").is_some() {
             config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+        }
+        if let Some(dir) = dir {
+            let unusable =
+                |e: &dyn std::fmt::Display| LoadError::Engine(format!("the code cache in {}: {e}", dir.display()));
+            // wasmtime takes an absolute path only.
+            let absolute = std::path::absolute(dir).map_err(|e| unusable(&e))?;
+            let mut cache = wasmtime::CacheConfig::new();
+            cache.with_directory(absolute);
+            let cache = wasmtime::Cache::new(cache).map_err(|e| unusable(&format!("{e:#}")))?;
+            config.cache(Some(cache));
         }
         let engine = WasmEngine::new(&config).map_err(|e| LoadError::Engine(e.to_string()))?;
         // The deadline clock: it holds the engine weakly, so it ends once
@@ -375,6 +405,12 @@ impl Module {
             .allow_tcp(false)
             .allow_udp(false)
             .allow_ip_name_lookup(false)
+            // Randomness a guest asks for is the same on every instance
+            // and run (CPython seeds `random` from it): a replay after a
+            // crash writes the same rows.
+            .secure_random(rand_wasi::rngs::StdRng::seed_from_u64(GUEST_RANDOM_SEED))
+            .insecure_random(rand_wasi::rngs::StdRng::seed_from_u64(GUEST_RANDOM_SEED))
+            .insecure_random_seed(u128::from(GUEST_RANDOM_SEED))
             .build();
         let limits = StoreLimitsBuilder::new().memory_size(self.limits.memory_bytes).trap_on_grow_failure(true).build();
         let state = HostState { wasi, table: ResourceTable::new(), limits, stderr, module: self.name.clone() };

@@ -65,7 +65,10 @@ pub fn run_example(name: &str, input: &str, overrides: &[&str]) -> anyhow::Resul
 
 fn execute(manifest: Manifest, dir: &Path) -> anyhow::Result<Run> {
     let tokio = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
-    let runtime = Runtime::new(tokio.handle().clone())?;
+    // Compiled modules cached across tests and runs: a Python module takes
+    // seconds to compile.
+    let engine = sluice_host::wasm::Engine::cached(&std::env::temp_dir().join("sluice-test-code-cache"))?;
+    let runtime = Runtime::with_engine(engine, tokio.handle().clone());
     let plan = Plan::new(manifest.lower(), &runtime)?;
     let (summary, metrics) = tokio.block_on(pipeline::run(plan, &runtime))?;
     Ok(Run {

@@ -36,7 +36,7 @@ sluice_sdk::window_transform!(session_features, features {
     distinct_items_30m: i64,
     /// Distinct categories clicked.
     distinct_categories_30m: i64,
-    /// The category clicked most (the first to reach the count on a tie);
-    /// null when no click had one.
+    /// The category clicked most (the smallest name on a tie); null when no
+    /// click had one.
     top_category_30m: Option<String>,
 });
