@@ -263,9 +263,10 @@ impl Engine {
 
     /// An engine that keeps compiled modules in `dir` (wasmtime's code
     /// cache, keyed by the module's bytes and the compiler's settings): a
-    /// module compiled once, by any process using `dir`, loads in
-    /// milliseconds after. A Python module (CPython inside) takes seconds
-    /// to compile.
+    /// module compiled once, by any process using `dir`, is read back
+    /// after. A Python module (CPython inside) takes seconds to compile and
+    /// a fraction of one to read back (see the README's figures). wasmtime
+    /// trims the folder past its soft limits (512 MiB by default).
     pub fn cached(dir: &Path) -> Result<Engine, LoadError> {
         Self::with_cache(Some(dir))
     }
@@ -405,9 +406,9 @@ impl Module {
             .allow_tcp(false)
             .allow_udp(false)
             .allow_ip_name_lookup(false)
-            // Randomness a guest asks for is the same on every instance
-            // and run (CPython seeds `random` from it): a replay after a
-            // crash writes the same rows.
+            // Randomness a guest asks for at run time (`os.urandom`, a
+            // `random.Random()` made in a call) is the same on every
+            // instance and run: a replay after a crash writes the same rows.
             .secure_random(rand_wasi::rngs::StdRng::seed_from_u64(GUEST_RANDOM_SEED))
             .insecure_random(rand_wasi::rngs::StdRng::seed_from_u64(GUEST_RANDOM_SEED))
             .insecure_random_seed(u128::from(GUEST_RANDOM_SEED))

@@ -78,9 +78,7 @@ def build(folder: Path, out: Path, wit: Path | None = None, componentize_py: str
         for p in paths:
             command += ["-p", p]
         command += ["sluice_entry", "-o", str(out)]
-        # The interpreter's state is kept in the component: a fixed hash
-        # seed makes two builds of the same source the same too.
-        env = dict(os.environ, PYTHONHASHSEED="0", PYTHONDONTWRITEBYTECODE="1")
+        env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1")
         done = subprocess.run(command, env=env, capture_output=True, text=True)
         if done.returncode != 0:
             raise BuildError(f"componentize-py failed ({done.returncode}):\n{done.stderr.strip() or done.stdout.strip()}")
