@@ -21,17 +21,23 @@
 //! Avro's median over JSON's.
 //!
 //! Python against Rust (`SLUICE_BENCH_ONLY=python`): session-features with
-//! the Rust module and with the Python one (`session-features-python`)
-//! over the same even clicks (`SLUICE_BENCH_PYTHON_EVENTS`, 200,000), three
-//! rounds interleaved, each in a process of its own: events/s and peak
-//! memory, and the Python module's median over the Rust one's; then each
-//! module's start-up: compiling it with an empty code cache, loading it
-//! from a warm one, and one more instance.
+//! the Rust module, with the Python one (`session-features-python`) and,
+//! when `scripts/setup-pyflink` has installed PyFlink, seed 000's PyFlink
+//! job (`pyflink/session_features_job.py`), three rounds interleaved,
+//! each in a process of its own: events/s and peak memory, and the Python
+//! module's median over the Rust one's (100,000 even clicks,
+//! `SLUICE_BENCH_PYTHON_EVENTS`) and over PyFlink's (all three over 2,000
+//! of them, `SLUICE_BENCH_PYFLINK_EVENTS`: PyFlink evaluates a few hundred
+//! windows a second); then each module's start-up: compiling it with an
+//! empty code cache, loading it from a warm one, and one more instance
+//! (PyFlink's: the job over no events).
 //!
 //! Last, state larger than memory: session-features over the same number
 //! of clicks from 200,000 users (`SLUICE_BENCH_USERS`), with memory state
 //! and then with RocksDB state within 32MiB (`SLUICE_BENCH_BUDGET`), far
 //! below what the memory run holds: events/s and peak memory of each.
+
+mod pyflink;
 
 use std::path::{Path, PathBuf};
 
@@ -235,33 +241,55 @@ fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The Python session-features module against the Rust one: throughput,
+/// The Python session-features module against the Rust one, and against
+/// the seed's PyFlink job when there is a PyFlink to run it: throughput,
 /// peak memory and start-up (see the module's documentation).
 fn python_against_rust(quick: bool) -> anyhow::Result<()> {
-    let events: u64 = match std::env::var("SLUICE_BENCH_PYTHON_EVENTS") {
-        Ok(n) => n.parse()?,
-        Err(_) if quick => 5_000,
-        Err(_) => 200_000,
-    };
-    let input = input(Shape::Clicks, events, USERS, 0.0)?;
-    let rounds = if quick { 1 } else { 3 };
-    let examples = ["session-features", "session-features-python"];
-    let mut rates = [Vec::new(), Vec::new()];
-    for _ in 0..rounds {
-        for (example, rates) in examples.iter().zip(&mut rates) {
-            let (seconds_taken, report) = child(example, &input, "", "")?;
-            println!("{example}: {report}");
-            rates.push(events as f64 / seconds_taken.max(1e-9));
+    let count = |name: &str, quick_default: u64, default: u64| -> anyhow::Result<u64> {
+        match std::env::var(name) {
+            Ok(n) => Ok(n.parse()?),
+            Err(_) if quick => Ok(quick_default),
+            Err(_) => Ok(default),
         }
-    }
-    let [rust, python] = rates.map(median);
+    };
+    let rounds = if quick { 1 } else { 3 };
+    let events = count("SLUICE_BENCH_PYTHON_EVENTS", 5_000, 100_000)?;
+    let [rust, python, _] = interleaved(&input(Shape::Clicks, events, USERS, 0.0)?, events, rounds, None)?;
     println!(
         "session-features: Python {python:.0} events/s, Rust {rust:.0} events/s (medians of {rounds}): Python {:.3}x Rust",
         python / rust.max(1e-9)
     );
+    match pyflink::python(quick) {
+        // PyFlink evaluates a few hundred windows a second: the three
+        // compare on fewer events.
+        Some(pyflink_python) => {
+            let events = count("SLUICE_BENCH_PYFLINK_EVENTS", 2_000, 2_000)?;
+            let input = input(Shape::Clicks, events, USERS, 0.0)?;
+            let [rust, python, peer] = interleaved(&input, events, rounds, Some(&pyflink_python))?;
+            println!(
+                "session-features over {events} events: Python {python:.0} events/s, Rust {rust:.0}, the seed's \
+                 PyFlink job {peer:.0} (medians of {rounds}): Python {:.1}x PyFlink, Rust {:.1}x PyFlink",
+                python / peer.max(1e-9),
+                rust / peer.max(1e-9)
+            );
+            // Start-up: the same job over no events.
+            let empty = data_dir().join("empty.jsonl");
+            std::fs::write(&empty, "")?;
+            let run = pyflink::run(&pyflink_python, &empty, &data_dir().join("out-pyflink"))?;
+            println!(
+                "PyFlink: start-up (the job over no events) {:.2} s, of which the job itself {:.2} s, peak memory {} \
+                 MiB",
+                run.wall_seconds, run.net_seconds, run.peak_mib
+            );
+        }
+        None if !quick => {
+            println!("PyFlink: not measured (no {}: scripts/setup-pyflink installs it)", pyflink::PYTHON_HELP)
+        }
+        None => {}
+    }
     let modules = std::env::var_os("SLUICE_BENCH_MODULES").map_or_else(|| root().join("target/modules"), PathBuf::from);
     let limits = sluice_host::wasm::Limits { timeout: std::time::Duration::from_secs(10), memory_bytes: 256 << 20 };
-    for example in examples {
+    for example in PYTHON_PAIR {
         let path = modules.join(format!("{example}.wasm"));
         let cache = tempfile::tempdir()?;
         let load = || -> anyhow::Result<(f64, sluice_host::wasm::Module)> {
@@ -284,6 +312,30 @@ fn python_against_rust(quick: bool) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// Session-features with the Rust module and with the Python one.
+const PYTHON_PAIR: [&str; 2] = ["session-features", "session-features-python"];
+
+/// The Rust and the Python session-features over `input` (`events`
+/// clicks), and the seed's PyFlink job when given its Python, in turn for
+/// `rounds` rounds: the median events/s of each, in that order (0 for
+/// PyFlink when not run).
+fn interleaved(input: &Path, events: u64, rounds: usize, pyflink_python: Option<&Path>) -> anyhow::Result<[f64; 3]> {
+    let mut rates = [Vec::new(), Vec::new(), Vec::new()];
+    for _ in 0..rounds {
+        for (example, rates) in PYTHON_PAIR.iter().zip(&mut rates) {
+            let (seconds_taken, report) = child(example, input, "", "")?;
+            println!("{example}: {report}");
+            rates.push(events as f64 / seconds_taken.max(1e-9));
+        }
+        if let Some(python) = pyflink_python {
+            let run = pyflink::run(python, input, &data_dir().join("out-pyflink"))?;
+            println!("PyFlink (the seed's job): {run}");
+            rates[2].push(events as f64 / run.net_seconds.max(1e-9));
+        }
+    }
+    Ok(rates.map(median))
 }
 
 /// Run one pipeline in a process of its own, for its own peak memory: its

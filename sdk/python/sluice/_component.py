@@ -12,6 +12,7 @@ from __future__ import annotations
 import linecache
 import os
 import sys
+from itertools import accumulate
 from typing import Any
 
 from componentize_py_types import Err, Ok
@@ -105,17 +106,9 @@ def _scalar(value: Any) -> Any:
 
 def _packed(values: list[str]) -> t.PackedStrings:
     data = "".join(values)
-    ends, end = [], 0
     # Ends are byte offsets into the UTF-8 data.
-    if data.isascii():
-        for v in values:
-            end += len(v)
-            ends.append(end)
-    else:
-        for v in values:
-            end += len(v.encode())
-            ends.append(end)
-    return t.PackedStrings(data, ends)
+    lengths = map(len, values) if data.isascii() else (len(v.encode()) for v in values)
+    return t.PackedStrings(data, list(accumulate(lengths)))
 
 
 #: Each feature type's case of the contract's `feature-value` (strings
@@ -134,7 +127,7 @@ _VALUES = {
 def _value(ty: FeatureType | None, value: Any) -> Any:
     if ty is None:
         return t.FeatureValue_Null()
-    if ty.is_list and any(v is None for v in value):
+    if ty.is_list and None in value:
         return t.FeatureValue_Mixed([_scalar(v) for v in value])
     if ty is FeatureType.STRS:
         return t.FeatureValue_Strs(_packed(value))

@@ -89,11 +89,11 @@ Cell = tuple[str, Optional[FeatureType], Any]
 class Declaration:
     """A transform's declared features, for checking rows."""
 
-    __slots__ = ("features", "_by_name", "_required")
+    __slots__ = ("features", "_checks", "_required")
 
     def __init__(self, features: Sequence[Feature]):
         self.features = list(features)
-        self._by_name = {f.name: f for f in self.features}
+        self._checks = {f.name: _Check(f) for f in self.features}
         self._required = [f for f in self.features if not f.nullable]
 
     def row(self, result: Any) -> list[Cell]:
@@ -108,37 +108,86 @@ class Declaration:
             raise FeatureError(
                 f"a transform returns a dict of features or sluice.Features, not {type(result).__name__}"
             )
+        checks = self._checks
         cells: list[Cell] = []
         for name, value in values.items():
-            spec = self._by_name.get(name)
-            if spec is None:
+            check = checks.get(name)
+            if check is None:
                 raise FeatureError(f"feature `{name}` is not among the module's declared features")
             if value is None:
-                if not spec.nullable:
+                if not check.spec.nullable:
                     raise FeatureError(f"feature `{name}` is null but not declared nullable")
                 cells.append((name, None, None))
             else:
-                cells.append((name, spec.type, _typed(spec, value)))
-        for spec in self._required:
-            if spec.name not in values:
-                raise FeatureError(f"feature `{spec.name}` is missing (it is not declared nullable)")
+                cells.append((name, check.spec.type, check.typed(value)))
+        if len(cells) < len(checks):
+            for spec in self._required:
+                if spec.name not in values:
+                    raise FeatureError(f"feature `{spec.name}` is missing (it is not declared nullable)")
         return cells
 
 
-def _typed(spec: Feature, value: Any) -> Any:
-    if spec.type.is_list:
+#: The Python types a list feature's items may have as they are: checking
+#: ``set(map(type, value))`` against these is a C loop, and the usual case;
+#: anything else takes the item-by-item path, which converts (ints in a
+#: float list) or names the offending item.
+_PLAIN_ITEMS = {
+    FeatureType.BOOLS: frozenset({bool, type(None)}),
+    FeatureType.FLOATS: frozenset({float, type(None)}),
+    FeatureType.STRS: frozenset({str, type(None)}),
+}
+
+#: Each scalar type's exact Python type: one `is` for the usual case.
+_EXACT = {FeatureType.BOOLEAN: bool, FeatureType.INT: int, FeatureType.FLOAT: float, FeatureType.STR: str}
+
+_INT64 = range(-(2**63), 2**63)
+
+
+class _Check:
+    """One declared feature's check, worked out once per declaration: a
+    row's check runs for every window."""
+
+    __slots__ = ("spec", "is_list", "item", "plain", "exact")
+
+    def __init__(self, spec: Feature):
+        self.spec = spec
+        self.is_list = spec.type.is_list
+        self.item = item_type(spec.type) if self.is_list else spec.type
+        self.plain = _PLAIN_ITEMS.get(spec.type)
+        self.exact = _EXACT.get(self.item)
+
+    def typed(self, value: Any) -> Any:
+        """``value`` in the contract's form; :class:`FeatureError` when it
+        is not of the declared type."""
+        spec = self.spec
+        if not self.is_list:
+            if type(value) is self.exact and (self.exact is not int or value in _INT64):
+                return value
+            return _scalar(spec, self.item, value)
         if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple)):
             raise FeatureError(f"feature `{spec.name}` is declared {spec.type.value} but the row holds {_kind(value)}")
-        item = item_type(spec.type)
-        return [None if v is None else _scalar(spec, item, v) for v in value]
-    return _scalar(spec, spec.type, value)
+        if self.plain is not None and self.plain.issuperset(map(type, value)):
+            return list(value)
+        if spec.type is FeatureType.INTS and _plain_ints(value):
+            return list(value)
+        return [None if v is None else _scalar(spec, self.item, v) for v in value]
+
+
+def _plain_ints(value: Sequence[Any]) -> bool:
+    """Every item an int within 64 bits, or None (checked in C loops)."""
+    if not {int, type(None)}.issuperset(map(type, value)):
+        return False
+    ints = [v for v in value if v is not None] if None in value else value
+    return not ints or (min(ints) in _INT64 and max(ints) in _INT64)
 
 
 def _scalar(spec: Feature, ty: FeatureType, value: Any) -> Any:
+    """The item-by-item check: ``value`` as type ``ty`` (an int as a
+    float), or :class:`FeatureError` naming it."""
     if ty is FeatureType.BOOLEAN:
         ok = isinstance(value, bool)
     elif ty is FeatureType.INT:
-        ok = isinstance(value, int) and not isinstance(value, bool) and -(2**63) <= value < 2**63
+        ok = isinstance(value, int) and not isinstance(value, bool) and value in _INT64
     elif ty is FeatureType.FLOAT:
         ok = isinstance(value, (int, float)) and not isinstance(value, bool)
         if ok:

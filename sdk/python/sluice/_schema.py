@@ -27,6 +27,11 @@ class FeatureType(enum.Enum):
     FLOATS = "floats"
     STRS = "strs"
 
+    # Members are singletons compared by identity: the C hash keeps the
+    # lookups keyed by type (several per window) off Enum's Python-level
+    # `__hash__`.
+    __hash__ = object.__hash__
+
     @property
     def is_list(self) -> bool:
         return self in _ITEM

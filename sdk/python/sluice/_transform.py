@@ -68,10 +68,7 @@ class WindowTransform:
             result = self.function(window)
         except USER_ERRORS as e:
             raise _error(e) from None
-        try:
-            return self.declaration.row(result)
-        except FeatureError as e:
-            raise WindowError(str(e)) from None
+        return _checked(self.declaration, result)
 
 
 class AggregateTransform:
@@ -143,10 +140,16 @@ class AggregateTransform:
             result = self.instance.finish(self.decode(acc), window)
         except USER_ERRORS as e:
             raise _error(e) from None
-        try:
-            return self.declaration.row(result)
-        except FeatureError as e:
-            raise WindowError(str(e)) from None
+        return _checked(self.declaration, result)
+
+
+def _checked(declaration: Declaration, result: Any) -> list[Cell]:
+    """A result of user code as checked cells: a row that breaks the
+    declaration is that window's error."""
+    try:
+        return declaration.row(result)
+    except FeatureError as e:
+        raise WindowError(str(e)) from None
 
 
 Transform = WindowTransform | AggregateTransform

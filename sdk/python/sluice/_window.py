@@ -40,13 +40,33 @@ class Column:
     """One declared event field: one value per row of the call (strings as
     codes into the call's string table), and the rows where it is null."""
 
-    __slots__ = ("kind", "data", "nulls")
+    __slots__ = ("kind", "data", "nulls", "_values")
 
     def __init__(self, kind: str, data: Sequence[Any], nulls: Sequence[int] = ()):
         self.kind = kind
         self.data = data
-        #: None when no row is null (the usual case: no lookups at all).
-        self.nulls: Optional[frozenset[int]] = frozenset(nulls) if nulls else None
+        self.nulls = nulls
+        self._values: Optional[list[Any]] = None
+
+    def values(self, strings: Sequence[str]) -> list[Any]:
+        """Every row's value as a Python value (None where null), worked
+        out once per call, when a window first asks: the windows of a call
+        share their events."""
+        if self._values is None:
+            data, nulls = self.data, self.nulls
+            if self.kind != STRS:
+                values = list(data)
+                for row in nulls:
+                    values[row] = None
+            elif nulls:
+                # A null row's code need not be in the table (it is empty
+                # when every row is null).
+                null_rows = set(nulls)
+                values = [None if row in null_rows else strings[code] for row, code in enumerate(data)]
+            else:
+                values = list(map(strings.__getitem__, data))
+            self._values = values
+        return self._values
 
 
 class Batch:
@@ -72,23 +92,13 @@ class Batch:
 
     def value(self, name: str, row: int) -> Any:
         """Field ``name`` of ``row`` as a Python value (``None`` when null)."""
-        column = self.column(name)
-        if column.nulls is not None and row in column.nulls:
-            return None
-        value = column.data[row]
-        return self.strings[value] if column.kind == STRS else value
+        return self.column(name).values(self.strings)[row]
 
 
 def _values(batch: Batch, column: Column, rows: Sequence[int]) -> list[Any]:
-    data, nulls = column.data, column.nulls
-    if column.kind == STRS:
-        strings = batch.strings
-        if nulls is None:
-            return [strings[data[r]] for r in rows]
-        return [None if r in nulls else strings[data[r]] for r in rows]
-    if nulls is None:
-        return [data[r] for r in rows]
-    return [None if r in nulls else data[r] for r in rows]
+    # `map` over `__getitem__` gathers in C, about twice the speed of a
+    # comprehension: this runs for every window.
+    return list(map(column.values(batch.strings).__getitem__, rows))
 
 
 @dataclass(frozen=True)
@@ -133,8 +143,7 @@ class Window:
 
     def timestamps(self) -> list[int]:
         """Each event's time, milliseconds since the Unix epoch."""
-        ts = self._batch.timestamps
-        return [ts[r] for r in self.rows]
+        return list(map(self._batch.timestamps.__getitem__, self.rows))
 
     def strs(self, name: str) -> list[Optional[str]]:
         """String field ``name`` of each event (``None`` where null)."""

@@ -53,6 +53,41 @@ def test_rows_are_checked_as_the_host_checks_them():
         d.row([("count", 1)])
 
 
+def test_every_item_of_a_list_feature_is_checked():
+    d = Declaration(
+        [
+            feature("ints", list[int]),
+            feature("floats", list[float]),
+            feature("bools", list[bool]),
+            feature("strs", list[str]),
+        ]
+    )
+
+    class Name(str):
+        pass
+
+    good = {"ints": (1, None, -(2**63), 2**63 - 1), "floats": [0.5, None, 2], "bools": [True, None], "strs": [Name("a")]}
+    assert d.row(good) == [
+        ("ints", FeatureType.INTS, [1, None, -(2**63), 2**63 - 1]),
+        ("floats", FeatureType.FLOATS, [0.5, None, 2.0]),
+        ("bools", FeatureType.BOOLS, [True, None]),
+        ("strs", FeatureType.STRS, ["a"]),
+    ]
+    bad = [
+        ("ints", [1, True], "feature `ints` is declared ints but the row holds bool True"),
+        ("ints", [None, 2**63], "feature `ints` is declared ints but the row holds int 9223372036854775808"),
+        ("ints", [-(2**63) - 1], "feature `ints` is declared ints but the row holds int -9223372036854775809"),
+        ("ints", [1.0], "feature `ints` is declared ints but the row holds float 1.0"),
+        ("floats", [1.5, "2"], "feature `floats` is declared floats but the row holds str '2'"),
+        ("bools", [True, 1], "feature `bools` is declared bools but the row holds int 1"),
+        ("strs", ["a", b"b"], "feature `strs` is declared strs but the row holds bytes b'b'"),
+    ]
+    for name, value, message in bad:
+        with pytest.raises(FeatureError) as e:
+            d.row({**good, name: value})
+        assert str(e.value) == message
+
+
 def test_a_float_feature_takes_an_int_as_a_float():
     d = Declaration([feature("x", float), feature("xs", list[float])])
     assert d.row({"x": 3, "xs": [1, 2.5]}) == [("x", FeatureType.FLOAT, 3.0), ("xs", FeatureType.FLOATS, [1.0, 2.5])]
@@ -97,6 +132,9 @@ def test_a_window_shows_its_columns_in_event_time_order_with_nulls():
         w.ints("s")
     with pytest.raises(sluice.FieldError, match="field `nope` is not declared in the manifest"):
         w.strs("nope")
+    # A string field null in every event: an empty string table.
+    w = window("k", [{"timestamp": 1, "s": None}, {"timestamp": 2, "s": None}], end=100, fields={"s": str})
+    assert w.strs("s") == [None, None] and [e.str("s") for e in w] == [None, None]
 
 
 def test_strings_share_one_table_as_the_host_sends_them():

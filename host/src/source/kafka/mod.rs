@@ -277,6 +277,17 @@ impl KafkaSource {
                         tracing::info!(partitions = ?revoked, "partitions revoked");
                         self.notes.push_back(Polled::Revoked(revoked));
                     }
+                    if starts.is_empty() {
+                        // An empty assignment ends the wait after a
+                        // hand-over (the group answered) and leaves no
+                        // other trace. It comes from a group with more
+                        // members than partitions, or from one that gave
+                        // them to a member that is gone.
+                        tracing::info!(
+                            group = self.config.group,
+                            "the consumer group assigned this host no partitions"
+                        );
+                    }
                     // librdkafka keeps a partition paused across unassign
                     // and assign (a hand-over pauses it); a long hold
                     // pauses again when it has to.
