@@ -283,7 +283,7 @@ fn python_against_rust(quick: bool) -> anyhow::Result<()> {
             );
         }
         None if !quick => {
-            println!("PyFlink: not measured (no {}: scripts/setup-pyflink installs it)", pyflink::PYTHON_HELP)
+            println!("PyFlink: not measured (no {}: scripts/setup-pyflink installs it)", pyflink::PYTHON_LOCATION)
         }
         None => {}
     }

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 /// Where the bench looks for PyFlink's Python, for the message when there
 /// is none.
-pub const PYTHON_HELP: &str = "$SLUICE_PYFLINK_VENV/bin/python (default ~/.cache/sluice/pyflink-venv)";
+pub const PYTHON_LOCATION: &str = "$SLUICE_PYFLINK_VENV/bin/python (default ~/.cache/sluice/pyflink-venv)";
 
 /// The Python with PyFlink, if there is one; none for the quick run
 /// (`cargo test --benches`), which a PyFlink job would make slow.
