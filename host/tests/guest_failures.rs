@@ -8,29 +8,10 @@ use serde_json::{Value, json};
 
 /// One worker, so which windows share a call is known.
 fn manifest(max_batch: usize) -> String {
-    format!(
-        "name: misbehave
-parallelism: 1
-source: {{type: file, path: '{{dir}}/in.jsonl'}}
-events:
-  key: user_id
-  timestamp: {{field: timestamp, format: millis}}
-  max_future_skew: off
-window: {{type: tumbling, size: 10s}}
-transform:
-  module: '{}'
-  timeout: 300ms
-  memory_mib: 16
-  max_batch: {max_batch}
-{}",
-        common::module("misbehave").display(),
-        common::OUTPUTS
+    common::misbehave_manifest(
+        "misbehave",
+        common::GuestLimits { parallelism: 1, timeout: "300ms", memory_mib: 16, max_batch },
     )
-}
-
-/// Two events per key, all in the window [0, 10s).
-fn input(keys: &[&str]) -> String {
-    keys.iter().flat_map(|k| [1_000, 2_000].map(|t| format!("{{\"user_id\":\"{k}\",\"timestamp\":{t}}}\n"))).collect()
 }
 
 fn dead_by_key(dead: &[Value]) -> Vec<(String, String)> {
@@ -48,7 +29,10 @@ fn dead_by_key(dead: &[Value]) -> Vec<(String, String)> {
 #[test]
 fn each_failure_costs_only_its_own_batch() -> anyhow::Result<()> {
     // One window per call: each misbehaving window fails alone.
-    let run = common::run(&manifest(1), &input(&["ok1", "loop", "ok2", "panic", "oom", "error", "ok3"]))?;
+    let run = common::run(
+        &manifest(1),
+        &common::two_events_per_key(&["ok1", "loop", "ok2", "panic", "oom", "error", "ok3"]),
+    )?;
     let mut good: Vec<(String, Value)> =
         run.features.iter().map(|f| (f["key"].as_str().unwrap_or("").to_string(), f["features"].clone())).collect();
     good.sort_by(|a, b| a.0.cmp(&b.0));
@@ -95,7 +79,7 @@ fn a_failed_call_costs_only_the_failing_windows() -> anyhow::Result<()> {
     for (at, bad) in [(17, "loop"), (90, "panic"), (150, "oom"), (199, "error")] {
         keys.insert(at, bad);
     }
-    let run = common::run(&manifest(16_384), &input(&keys))?;
+    let run = common::run(&manifest(16_384), &common::two_events_per_key(&keys))?;
     let mut good: Vec<(String, Value)> =
         run.features.iter().map(|f| (f["key"].as_str().unwrap_or("").to_string(), f["features"].clone())).collect();
     good.sort_by(|a, b| a.0.cmp(&b.0));
@@ -147,7 +131,7 @@ fn a_module_that_is_not_a_component_is_a_clear_error() -> anyhow::Result<()> {
 /// are written.
 #[test]
 fn rows_that_break_the_declared_features_are_dead_letters() -> anyhow::Result<()> {
-    let run = common::run(&manifest(16_384), &input(&["ok1", "undeclared", "ok2", "wrong-type"]))?;
+    let run = common::run(&manifest(16_384), &common::two_events_per_key(&["ok1", "undeclared", "ok2", "wrong-type"]))?;
     let good: Vec<&str> = run.features.iter().filter_map(|f| f["key"].as_str()).collect();
     assert_eq!(good.len(), 2);
     assert!(good.contains(&"ok1") && good.contains(&"ok2"), "{good:?}");

@@ -10,30 +10,10 @@ mod common;
 use serde_json::{Value, json};
 use sluice_host::metrics::Metrics;
 
+/// Python needs more memory and time than a Rust guest: 64 MiB, 500 ms.
 fn manifest(parallelism: usize, max_batch: usize) -> String {
-    format!(
-        "name: misbehave-python
-parallelism: {parallelism}
-source: {{type: file, path: '{{dir}}/in.jsonl'}}
-events:
-  key: user_id
-  timestamp: {{field: timestamp, format: millis}}
-  max_future_skew: off
-window: {{type: tumbling, size: 10s}}
-transform:
-  module: '{}'
-  timeout: 500ms
-  memory_mib: 64
-  max_batch: {max_batch}
-{}",
-        common::module("misbehave-python").display(),
-        common::OUTPUTS
-    )
-}
-
-/// Two events per key, all in the window [0, 10s).
-fn input(keys: &[&str]) -> String {
-    keys.iter().flat_map(|k| [1_000, 2_000].map(|t| format!("{{\"user_id\":\"{k}\",\"timestamp\":{t}}}\n"))).collect()
+    let limits = common::GuestLimits { parallelism, timeout: "500ms", memory_mib: 64, max_batch };
+    common::misbehave_manifest("misbehave-python", limits)
 }
 
 fn raw(dead: &Value) -> Value {
@@ -49,7 +29,7 @@ fn only_the_windows_that_raise_loop_or_hog_memory_are_dead_letters() -> anyhow::
     }
     // All in one call: the failed calls are split until the bad windows
     // are alone.
-    let run = common::run(&manifest(1, 16_384), &input(&keys))?;
+    let run = common::run(&manifest(1, 16_384), &common::two_events_per_key(&keys))?;
     let mut good: Vec<(String, Value)> =
         run.features.iter().map(|f| (f["key"].as_str().unwrap_or("").to_string(), f["features"].clone())).collect();
     good.sort_by(|a, b| a.0.cmp(&b.0));
@@ -100,7 +80,7 @@ fn only_the_windows_that_raise_loop_or_hog_memory_are_dead_letters() -> anyhow::
 fn a_sets_order_is_the_same_on_every_instance_and_run() -> anyhow::Result<()> {
     let keys = ["set-order", "a", "b", "c"];
     let order = |parallelism: usize| -> anyhow::Result<String> {
-        let run = common::run(&manifest(parallelism, 1), &input(&keys))?;
+        let run = common::run(&manifest(parallelism, 1), &common::two_events_per_key(&keys))?;
         let row = run.features.iter().find(|f| f["key"] == "set-order").cloned().unwrap_or_default();
         Ok(row["features"]["set_order"].as_str().unwrap_or_default().to_string())
     };

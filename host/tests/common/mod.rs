@@ -86,3 +86,40 @@ pub const OUTPUTS: &str = "outputs:
   dead_letters: [{type: file, path: '{dir}/dead.jsonl'}]
   late_events: [{type: file, path: '{dir}/late.jsonl'}]
 ";
+
+/// The limits of a misbehaving module's pipeline.
+pub struct GuestLimits {
+    pub parallelism: usize,
+    pub timeout: &'static str,
+    pub memory_mib: u32,
+    pub max_batch: usize,
+}
+
+/// A pipeline of `module` (built by `scripts/build-transforms`) over
+/// `{dir}/in.jsonl` (see [`two_events_per_key`]) in 10 s tumbling
+/// windows, a window a key, within `limits`.
+pub fn misbehave_manifest(module_name: &str, limits: GuestLimits) -> String {
+    let GuestLimits { parallelism, timeout, memory_mib, max_batch } = limits;
+    format!(
+        "name: {module_name}
+parallelism: {parallelism}
+source: {{type: file, path: '{{dir}}/in.jsonl'}}
+events:
+  key: user_id
+  timestamp: {{field: timestamp, format: millis}}
+  max_future_skew: off
+window: {{type: tumbling, size: 10s}}
+transform:
+  module: '{}'
+  timeout: {timeout}
+  memory_mib: {memory_mib}
+  max_batch: {max_batch}
+{OUTPUTS}",
+        module(module_name).display(),
+    )
+}
+
+/// Two events per key, all in the window [0, 10s), in the keys' order.
+pub fn two_events_per_key(keys: &[&str]) -> String {
+    keys.iter().flat_map(|k| [1_000, 2_000].map(|t| format!("{{\"user_id\":\"{k}\",\"timestamp\":{t}}}\n"))).collect()
+}
