@@ -37,53 +37,22 @@
 //! and then with RocksDB state within 32MiB (`SLUICE_BENCH_BUDGET`), far
 //! below what the memory run holds: events/s and peak memory of each.
 
+mod common;
 mod pyflink;
 
 use std::path::{Path, PathBuf};
 
-use sluice_examples::{Config, Shape};
+use common::{USERS, data_dir, input, root};
+use sluice_examples::Shape;
 use sluice_host::manifest::Manifest;
 use sluice_host::pipeline::{self, Plan};
 use sluice_host::runtime::Runtime;
 
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-fn data_dir() -> PathBuf {
-    let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root().join("target"), PathBuf::from);
-    target.join("sluice-bench")
-}
-
-/// Users of the throughput runs.
-const USERS: u64 = 10_000;
-
 /// Users evenly, or by a Zipf law of exponent 1.
 const SKEWS: [(&str, f64); 2] = [("even", 0.0), ("skewed", 1.0)];
 
-fn input(shape: Shape, events: u64, users: u64, skew: f64) -> anyhow::Result<PathBuf> {
-    let name = match shape {
-        Shape::Clicks => "clicks",
-        Shape::Transactions => "transactions",
-        Shape::Activity => "activity",
-    };
-    let mut suffix = if skew > 0.0 { format!("-zipf{skew}") } else { String::new() };
-    if users != USERS {
-        suffix.push_str(&format!("-users{users}"));
-    }
-    let path = data_dir().join(format!("{name}-{events}{suffix}.jsonl"));
-    if !path.exists() {
-        std::fs::create_dir_all(data_dir())?;
-        let config = Config { shape, events, users, rate: 1_000.0, max_delay: 20.0, skew, ..Config::default() };
-        let tmp = path.with_extension("tmp");
-        sluice_examples::generate(&config, &mut std::io::BufWriter::new(std::fs::File::create(&tmp)?))?;
-        std::fs::rename(&tmp, &path)?;
-    }
-    Ok(path)
-}
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// The Avro container file of the clicks of `json` (made once, beside it).
 fn avro_input(json: &Path) -> anyhow::Result<PathBuf> {

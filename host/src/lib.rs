@@ -26,5 +26,6 @@ pub mod source;
 pub mod state;
 pub mod supervisor;
 pub mod time;
+pub mod training;
 pub mod wasm;
 pub mod window;

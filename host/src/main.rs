@@ -5,13 +5,14 @@ use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 use sluice_host::client::Client;
+use sluice_host::manifest::Manifest;
 use sluice_host::manifest::{Document, reference};
 use sluice_host::metrics::Metrics;
 use sluice_host::pipeline::{Pipeline, Plan, StopMode};
 use sluice_host::runtime::Runtime;
 use sluice_host::supervisor::{Settings, Supervisor};
 use sluice_host::wasm::{Engine, Module};
-use sluice_host::{api, checkpoint, feast, preflight};
+use sluice_host::{api, checkpoint, feast, preflight, training};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -120,6 +121,47 @@ enum Command {
         #[arg(long = "allow-kafka-property", value_name = "PROPERTY", value_parser = kafka_code_property)]
         allowed_kafka_properties: Vec<String>,
     },
+    /// Join labels (an entity key, a time, any other columns) with
+    /// feature views as they were at each label's time: one row per
+    /// label, written to Parquet.
+    TrainingSet {
+        /// The labels: a `.csv` file with a header row, or `.parquet`.
+        #[arg(long)]
+        labels: PathBuf,
+        /// The labels' entity-key column.
+        #[arg(long)]
+        key: String,
+        /// The labels' time column: timestamps (naive ones are UTC),
+        /// dates, RFC 3339 text, or integers of milliseconds since the
+        /// epoch.
+        #[arg(long, default_value = "event_timestamp")]
+        time: String,
+        /// A pipeline manifest whose Iceberg table is a feature view
+        /// (repeatable).
+        #[arg(long = "view", value_name = "MANIFEST", required = true)]
+        views: Vec<PathBuf>,
+        /// `as-of`: each view's newest row available at the label's time,
+        /// from its offline table. `exact`: the window ending exactly at
+        /// the label's time, computed from the view's raw events (its file
+        /// source) by its module.
+        #[arg(long, value_enum, default_value = "as-of")]
+        mode: TrainingMode,
+        /// The Parquet file to write.
+        #[arg(long)]
+        out: PathBuf,
+        /// How long after its window's end a row fired on close reached
+        /// the online store (default: each pipeline's out-of-orderness,
+        /// when its watermark passed the end). `0s` for Feast's as-of.
+        #[arg(long, value_parser = humantime::parse_duration)]
+        serving_delay: Option<std::time::Duration>,
+        /// Name feature columns `VIEW__FEATURE` (needed when two views, or
+        /// a view and the labels, have a column of the same name).
+        #[arg(long)]
+        full_feature_names: bool,
+        /// Memory the join may take before it spills to disk, MiB.
+        #[arg(long, default_value_t = 2048)]
+        memory_mib: usize,
+    },
     /// Upload and list the modules of a host (`sluice serve`).
     Modules {
         #[command(flatten)]
@@ -154,6 +196,13 @@ struct HostArgs {
     /// Its bearer token.
     #[arg(long, env = "SLUICE_TOKEN", hide_env_values = true)]
     token: Option<String>,
+}
+
+/// How `sluice training-set` gives each label its features.
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum TrainingMode {
+    AsOf,
+    Exact,
 }
 
 #[derive(Subcommand)]
@@ -280,7 +329,12 @@ enum FeastCommand {
 }
 
 fn main() -> ExitCode {
-    sluice_host::alloc::tune();
+    let cli = Cli::parse();
+    // A pipeline's working set is steady and is kept; a training set's is
+    // not (sorts, spills, a pass per view), and freed memory goes back.
+    if !matches!(cli.command, Command::TrainingSet { .. }) {
+        sluice_host::alloc::tune();
+    }
     // Colour only for a person at a terminal (https://no-color.org).
     let colour = std::io::IsTerminal::is_terminal(&std::io::stderr()) && std::env::var_os("NO_COLOR").is_none();
     tracing_subscriber::fmt()
@@ -291,7 +345,7 @@ fn main() -> ExitCode {
         .with_ansi(colour)
         .with_writer(std::io::stderr)
         .init();
-    match Cli::parse().command {
+    match cli.command {
         Command::Run { file, overrides, fresh } => run(&file, &overrides, fresh),
         Command::Checkpoints { command } => checkpoints(command),
         Command::Validate { file, overrides, offline } => validate(&file, &overrides, offline),
@@ -306,6 +360,15 @@ fn main() -> ExitCode {
         Command::Serve { data, bind, token_file, sample_every, allowed_kafka_properties } => {
             let settings = Settings { allowed_kafka_properties: allowed_kafka_properties.into_iter().collect() };
             serve(&data, bind, token_file.as_deref(), sample_every, settings)
+        }
+        Command::TrainingSet { labels, key, time, views, mode, out, serving_delay, full_feature_names, memory_mib } => {
+            let labels = training::LabelsSpec { path: labels, key, time };
+            let mode = match mode {
+                TrainingMode::AsOf => training::Mode::AsOf,
+                TrainingMode::Exact => training::Mode::Exact,
+            };
+            let serving_delay = serving_delay.map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+            training_set(labels, &views, mode, out, serving_delay, full_feature_names, memory_mib)
         }
         Command::Modules { host, command } => client(host, Request::Modules(command)),
         Command::Pipelines { host, command } => client(host, Request::Pipelines(command)),
@@ -663,6 +726,68 @@ fn feast_generate(file: &Path, overrides: &[String], out: &Path) -> ExitCode {
         anyhow::Ok(())
     })();
     exit_code(outcome)
+}
+
+/// `sluice training-set`.
+fn training_set(
+    labels: training::LabelsSpec,
+    views: &[PathBuf],
+    mode: training::Mode,
+    out: PathBuf,
+    serving_delay_ms: Option<i64>,
+    full_feature_names: bool,
+    memory_mib: usize,
+) -> ExitCode {
+    let mut specs = Vec::new();
+    for file in views {
+        match Manifest::load(file, &[]) {
+            Ok(manifest) => specs.push(training::View::of(manifest.lower(), serving_delay_ms)),
+            Err(e) => return exit_code(Err(e.into())),
+        }
+    }
+    let spec = training::Spec {
+        labels,
+        views: specs,
+        mode,
+        out,
+        full_feature_names,
+        memory_limit: memory_mib.saturating_mul(1 << 20),
+    };
+    let engine = match engine(None) {
+        Ok(e) => e,
+        Err(e) => return exit_code(Err(e.into())),
+    };
+    let Some(tokio) = tokio_runtime(2) else {
+        return ExitCode::FAILURE;
+    };
+    let outcome = tokio.block_on(training::build(&spec, &engine)).map(|report| {
+        out!("{} labels, {} rows written to {}", report.labels, report.written, spec.out.display());
+        for c in &report.computed {
+            out!(
+                "view `{}`: {} windows computed from {} events ({} failed; {} events left out, as the pipeline would)",
+                c.view,
+                c.windows,
+                c.events,
+                c.failed,
+                c.unreadable_events
+            );
+        }
+        for (view, count) in &report.without_row {
+            if *count > 0 {
+                out!("view `{view}`: {count} labels got no row (its features are null)");
+            }
+        }
+        if report.unreadable > 0 {
+            out!("{} labels left out, their key or time unreadable:", report.unreadable);
+            for bad in &report.unreadable_listed {
+                out!("  row {}: {}", bad.row, bad.reason);
+            }
+            if report.unreadable > report.unreadable_listed.len() as u64 {
+                out!("  ...");
+            }
+        }
+    });
+    exit_code(outcome.map_err(anyhow::Error::from))
 }
 
 /// The first SIGTERM or Ctrl-C stops the pipeline cleanly

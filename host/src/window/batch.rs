@@ -98,6 +98,24 @@ fn row_width(columns: &[Column]) -> usize {
 }
 
 impl Batch {
+    /// An empty call `id` whose events have `fields`.
+    pub fn of_fields(id: u64, fields: &[(String, FieldType)]) -> Batch {
+        let columns = fields
+            .iter()
+            .map(|(name, ty)| Column {
+                name: name.clone(),
+                data: match ty {
+                    FieldType::Bool => ColumnData::Bools(Vec::new()),
+                    FieldType::Int => ColumnData::Ints(Vec::new()),
+                    FieldType::Float => ColumnData::Floats(Vec::new()),
+                    FieldType::String => ColumnData::Strs(Vec::new()),
+                },
+                nulls: Vec::new(),
+            })
+            .collect();
+        Batch { id, columns, ..Batch::default() }
+    }
+
     pub fn is_empty(&self) -> bool {
         self.windows.is_empty() && self.folds.is_empty()
     }
@@ -335,21 +353,7 @@ impl BatchBuilder {
     }
 
     fn empty(&self, id: u64) -> Batch {
-        let columns = self
-            .fields
-            .iter()
-            .map(|(name, ty)| Column {
-                name: name.clone(),
-                data: match ty {
-                    FieldType::Bool => ColumnData::Bools(Vec::new()),
-                    FieldType::Int => ColumnData::Ints(Vec::new()),
-                    FieldType::Float => ColumnData::Floats(Vec::new()),
-                    FieldType::String => ColumnData::Strs(Vec::new()),
-                },
-                nulls: Vec::new(),
-            })
-            .collect();
-        Batch { id, columns, ..Batch::default() }
+        Batch::of_fields(id, &self.fields)
     }
 
     /// Id of the call being built: placements in another call are stale.

@@ -23,6 +23,12 @@ const FIXED: [(&str, Fixed); 6] = [
     ("computed_at", Fixed::Time),
 ];
 
+/// The names of the row's own columns, in order: every other column of
+/// the table is a feature.
+pub fn row_columns() -> impl Iterator<Item = &'static str> {
+    FIXED.iter().map(|(name, _)| *name)
+}
+
 #[derive(Clone, Copy)]
 enum Fixed {
     /// The entity key: a string or a long, as the pipeline types it.
@@ -156,6 +162,19 @@ impl Columns {
             }
         }
         Ok(())
+    }
+
+    /// The columns of `features` bound to themselves: rows as Arrow
+    /// batches without a table (a training set's scratch files).
+    pub fn standalone(features: &Arc<FeatureSchema>, key_type: KeyType) -> Result<Columns, String> {
+        let mut columns = Columns::new(features, key_type)?;
+        columns.bind(&Arc::new(columns.wanted.clone()))?;
+        Ok(columns)
+    }
+
+    /// The Arrow schema rows are made in, once bound.
+    pub fn arrow_schema(&self) -> Option<&SchemaRef> {
+        self.arrow.as_ref()
     }
 
     /// Fill rows into the columns of `table` (its schema as it is).

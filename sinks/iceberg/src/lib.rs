@@ -47,7 +47,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use sluice_sink_api::{Access, Batch, Component, Context, Error, NamedPath, Output, Result, Sink, SinkComponent};
 
-use columns::Columns;
+pub use columns::{Columns, row_columns};
 use staging::Staging;
 
 /// An Apache Iceberg table (feature rows only): the offline store,
@@ -332,6 +332,25 @@ impl IcebergSink {
             names,
         );
         Ok(FanoutWriter::new(DataFileWriterBuilder::new(rolling)))
+    }
+}
+
+impl IcebergSinkConfig {
+    /// The table as it is now, to read (training sets, backfills): an
+    /// error when the catalog has no such table, which is made only by a
+    /// pipeline's first run.
+    pub async fn read_table(&self) -> Result<Table, String> {
+        let warehouse_url = file_url(&self.warehouse).map_err(|e| format!("{}: {e}", self.warehouse.display()))?;
+        let catalog = open_catalog(self, warehouse_url).await?;
+        let ident = TableIdent::new(NamespaceIdent::new(self.namespace.clone()), self.table.clone());
+        let err = |what: &str, e: iceberg::Error| format!("{what} the table {ident}: {e}");
+        if !catalog.table_exists(&ident).await.map_err(|e| err("cannot look up", e))? {
+            return Err(format!(
+                "there is no table {ident} in the catalog of {} (a pipeline makes it at its first run)",
+                self.warehouse.display()
+            ));
+        }
+        catalog.load_table(&ident).await.map_err(|e| err("cannot load", e))
     }
 }
 

@@ -1,0 +1,622 @@
+//! The exact mode (Chronon's temporal accuracy): each label gets the
+//! window of its key that ends exactly at its time, computed from the
+//! view's raw events by the view's own module, in calls batched as the
+//! pipeline batches them.
+//!
+//! Which window, for a label at `t`:
+//! - a sliding or tumbling view: the events in `[t - size, t)`, a window
+//!   of the view's size ending at `t`;
+//! - a session view: the key's session before `t` (its events less than
+//!   `gap` apart), ending at `t` while open (its last event less than
+//!   `gap` before `t`), at its last event plus `gap` once closed.
+//!
+//! A label with no event in its window gets no row (nulls), as online.
+//! The raw events are the view's file (JSON lines or an Avro container
+//! file), decoded as the pipeline decodes them (an event it would
+//! dead-letter is left out and counted) into a scratch Parquet file.
+//! DataFusion merges them with the labels in order of key and time (a
+//! label before an event of the same time: its window ends before that
+//! event), and one pass over that order keeps each key's recent events.
+
+use std::collections::VecDeque;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use datafusion::arrow::array::{
+    Array, ArrayRef, BooleanArray, BooleanBuilder, Float64Array, Float64Builder, Int64Array, Int64Builder, RecordBatch,
+    StringArray, StringBuilder,
+};
+use datafusion::arrow::compute;
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::parquet::arrow::ArrowWriter;
+use datafusion::prelude::SessionContext;
+use futures_util::StreamExt;
+use sluice_sink_api::{EntityKey, FeatureRow, KeyType, Trigger};
+use sluice_sink_iceberg::Columns;
+
+use super::labels::{KEY_INT, KEY_TEXT, ROW};
+use super::{Error, View, ident};
+use crate::decode::{self, FieldType};
+use crate::source::{FileSource, SourceConfig};
+use crate::wasm::{self, Engine, Instance, Module};
+use crate::window::{Batch, Column, ColumnData, Fired, Kind};
+
+/// Rows a scratch file's batches hold.
+const BATCH_ROWS: usize = 8_192;
+
+/// What computing a view's windows did.
+#[derive(Debug, Default)]
+pub(super) struct Computed {
+    /// The scratch file of its rows: `key` is the label's row number.
+    pub path: PathBuf,
+    pub features: Vec<String>,
+    /// Raw events decoded, and left out (the pipeline would dead-letter
+    /// them).
+    pub events: u64,
+    pub unreadable_events: u64,
+    /// Windows the module computed, and those it failed on (their
+    /// features are null).
+    pub windows: u64,
+    pub failed: u64,
+}
+
+/// The table of view `i`'s computed rows in the session.
+pub(super) fn table(i: usize) -> String {
+    format!("exact_{i}")
+}
+
+fn events_table(i: usize) -> String {
+    format!("events_{i}")
+}
+
+/// Compute view `i`'s window at each label of the session's `labels`
+/// (`time` their time column) into `scratch`.
+pub(super) async fn compute(
+    i: usize,
+    view: &View,
+    engine: &Engine,
+    ctx: &SessionContext,
+    time: &str,
+    scratch: &Path,
+) -> Result<Computed, Error> {
+    let failed = |message: String| Error::Table { view: view.name.clone(), message };
+    let spec = &view.pipeline;
+    if spec.transform.kind != wasm::Kind::Window {
+        return Err(failed("the exact mode runs window transforms; this one is an aggregate".to_string()));
+    }
+    let module = Module::load(engine, &spec.transform.module, wasm::Kind::Window, spec.transform.limits)
+        .map_err(|e| failed(format!("its module: {e}")))?;
+    let mut instance = module.instantiate().map_err(|e| failed(format!("its module: {e:#}")))?;
+    let features: Vec<String> = module.schema().specs().iter().map(|s| s.name.to_string()).collect();
+
+    let events_path = scratch.join(format!("events_{i}.parquet"));
+    let (events, unreadable_events) = decode_events(view, &events_path)?;
+    let path = events_path.to_string_lossy().into_owned();
+    ctx.register_parquet(events_table(i), &path, Default::default()).await.map_err(Error::Query)?;
+
+    let fields = spec.fields();
+    let null_of = |ty: FieldType| match ty {
+        FieldType::String => "CAST(NULL AS VARCHAR)",
+        FieldType::Int => "CAST(NULL AS BIGINT)",
+        FieldType::Float => "CAST(NULL AS DOUBLE)",
+        FieldType::Bool => "CAST(NULL AS BOOLEAN)",
+    };
+    let event_fields: String = fields.iter().map(|(name, _)| format!(", {}", ident(name))).collect();
+    let label_fields: String =
+        fields.iter().map(|(name, ty)| format!(", {} AS {}", null_of(*ty), ident(name))).collect();
+    let label_key = match view.key_type {
+        KeyType::String => KEY_TEXT.to_string(),
+        // Events' integer keys are their decimal text: `007` is `7`.
+        KeyType::Int => format!("CAST({KEY_INT} AS VARCHAR)"),
+    };
+    // A label's window ends at its time in whole milliseconds, rounded up:
+    // events strictly before the label's time are exactly those before it.
+    // Events of the same time keep the file's order, as in the pipeline.
+    let sql = format!(
+        "SELECT key, t, side, label_row{event_fields} FROM ( \
+           SELECT key, t, 1 AS side, seq, CAST(NULL AS BIGINT) AS label_row{event_fields} FROM {events} \
+           UNION ALL \
+           SELECT {label_key} AS key, CAST(ceil(CAST({time} AS BIGINT) / 1000.0) AS BIGINT) AS t, 0 AS side, \
+             CAST(NULL AS BIGINT) AS seq, {ROW} AS label_row{label_fields} FROM labels) \
+         ORDER BY key, t, side, seq",
+        events = events_table(i),
+        time = ident(time),
+    );
+    let mut merged = ctx.sql(&sql).await.map_err(Error::Query)?.execute_stream().await.map_err(Error::Query)?;
+
+    let out = scratch.join(format!("exact_{i}.parquet"));
+    let columns = Columns::standalone(module.schema(), KeyType::Int).map_err(failed)?;
+    let schema = columns.arrow_schema().cloned().ok_or_else(|| failed("no schema for its rows".to_string()))?;
+    let mut writer = Writer::open(&out, columns, schema)?;
+    let mut pass = Pass::new(view, &fields);
+    let mut computed = Computed { events, unreadable_events, features, ..Computed::default() };
+    while let Some(batch) = merged.next().await {
+        let batch = batch.map_err(Error::Query)?;
+        pass.batch(&batch, &mut instance, &mut writer, &mut computed)?;
+    }
+    pass.call(&mut instance, &mut writer, &mut computed)?;
+    writer.close()?;
+    computed.path = out;
+    Ok(computed)
+}
+
+/// A decoded field value, owned: a key's recent events outlive the
+/// batches they came in.
+#[derive(Debug, Clone, PartialEq)]
+enum Value {
+    Null,
+    Bool(bool),
+    Int(i64),
+    Float(f64),
+    Str(String),
+}
+
+/// One raw event as the pass keeps it.
+#[derive(Debug)]
+struct Held {
+    time: i64,
+    values: Vec<Value>,
+}
+
+/// The pass over the merged events and labels.
+struct Pass {
+    kind: Kind,
+    key: String,
+    recent: VecDeque<Held>,
+    /// The call being filled, and the label of each of its windows.
+    batch: Batch,
+    labels: Vec<i64>,
+    /// The code of each string in the call's table: one string, one code,
+    /// as the pipeline's calls (transforms may count distinct codes).
+    codes: rustc_hash::FxHashMap<String, u32>,
+    bounds: crate::window::Bounds,
+    timeout: std::time::Duration,
+    fields: Vec<(String, FieldType)>,
+}
+
+impl Pass {
+    fn new(view: &View, fields: &[(String, FieldType)]) -> Pass {
+        let mut pass = Pass {
+            kind: view.pipeline.window.kind,
+            key: String::new(),
+            recent: VecDeque::new(),
+            batch: Batch::default(),
+            labels: Vec::new(),
+            codes: rustc_hash::FxHashMap::default(),
+            bounds: view.pipeline.transform.bounds,
+            timeout: view.pipeline.transform.limits.timeout,
+            fields: fields.to_vec(),
+        };
+        pass.batch = pass.empty_batch();
+        pass
+    }
+
+    fn empty_batch(&self) -> Batch {
+        Batch::of_fields(0, &self.fields)
+    }
+
+    fn batch(
+        &mut self,
+        batch: &RecordBatch,
+        instance: &mut Instance,
+        writer: &mut Writer,
+        computed: &mut Computed,
+    ) -> Result<(), Error> {
+        let query = |e| Error::Query(datafusion::error::DataFusionError::ArrowError(Box::new(e), None));
+        let keys = compute::cast(batch.column(0), &DataType::Utf8).map_err(query)?;
+        let keys = keys.as_any().downcast_ref::<StringArray>().ok_or_else(|| unexpected("key"))?;
+        let ints = |c: usize| compute::cast(batch.column(c), &DataType::Int64).map_err(query);
+        let (times, sides, rows) = (ints(1)?, ints(2)?, ints(3)?);
+        let times = times.as_any().downcast_ref::<Int64Array>().ok_or_else(|| unexpected("t"))?;
+        let sides = sides.as_any().downcast_ref::<Int64Array>().ok_or_else(|| unexpected("side"))?;
+        let rows = rows.as_any().downcast_ref::<Int64Array>().ok_or_else(|| unexpected("label_row"))?;
+        let values: Vec<FieldColumn> = self
+            .fields
+            .iter()
+            .enumerate()
+            .map(|(f, (_, ty))| FieldColumn::of(batch.column(4 + f), *ty).map_err(query))
+            .collect::<Result<_, _>>()?;
+        for r in 0..batch.num_rows() {
+            let key = keys.value(r);
+            if key != self.key {
+                key.clone_into(&mut self.key);
+                self.recent.clear();
+            }
+            let time = times.value(r);
+            if sides.value(r) == 1 {
+                self.event(Held { time, values: values.iter().map(|c| c.value(r)).collect() });
+            } else {
+                self.label(rows.value(r), time, instance, writer, computed)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// An event of the current key: kept while a later label's window can
+    /// hold it.
+    fn event(&mut self, event: Held) {
+        match self.kind {
+            Kind::Session { gap } => {
+                if self.recent.back().is_some_and(|last| event.time - last.time >= gap) {
+                    self.recent.clear();
+                }
+            }
+            Kind::Tumbling { size } | Kind::Sliding { size, .. } => {
+                while self.recent.front().is_some_and(|e| e.time < event.time.saturating_sub(size)) {
+                    self.recent.pop_front();
+                }
+            }
+        }
+        self.recent.push_back(event);
+    }
+
+    /// A label of the current key at `time`: its window into the call.
+    fn label(
+        &mut self,
+        label: i64,
+        time: i64,
+        instance: &mut Instance,
+        writer: &mut Writer,
+        computed: &mut Computed,
+    ) -> Result<(), Error> {
+        let (start, end) = match self.kind {
+            Kind::Tumbling { size } | Kind::Sliding { size, .. } => {
+                let start = time.saturating_sub(size);
+                while self.recent.front().is_some_and(|e| e.time < start) {
+                    self.recent.pop_front();
+                }
+                (start, time)
+            }
+            Kind::Session { gap } => match (self.recent.front(), self.recent.back()) {
+                (Some(first), Some(last)) => (first.time, time.min(last.time.saturating_add(gap))),
+                _ => (time, time),
+            },
+        };
+        if self.recent.is_empty() {
+            return Ok(());
+        }
+        let held = self.recent.len();
+        let bytes: usize = self.recent.iter().map(row_bytes).sum();
+        if !self.batch.has_room(&self.bounds, held, bytes) {
+            self.call(instance, writer, computed)?;
+        }
+        let first = self.batch.times.len() as u32;
+        for event in &self.recent {
+            let row = self.batch.times.len() as u32;
+            self.batch.times.push(event.time);
+            for (column, value) in self.batch.columns.iter_mut().zip(&event.values) {
+                push(column, &mut self.batch.strings, &mut self.codes, row, value);
+            }
+        }
+        self.batch.bytes += bytes;
+        let latest = self.recent.back().map_or(start, |e| e.time);
+        self.batch.push_window(Fired {
+            key: self.key.clone(),
+            start,
+            end,
+            latest,
+            trigger: Trigger::Close,
+            rows: (first..first + held as u32).collect(),
+            accs: Vec::new(),
+        });
+        self.labels.push(label);
+        if self.batch.is_full(&self.bounds) {
+            self.call(instance, writer, computed)?;
+        }
+        Ok(())
+    }
+
+    /// Call the module with the windows gathered; a failed call is tried
+    /// again a window at a time, and a window that fails alone has no row.
+    fn call(&mut self, instance: &mut Instance, writer: &mut Writer, computed: &mut Computed) -> Result<(), Error> {
+        if self.batch.is_empty() {
+            return Ok(());
+        }
+        let empty = self.empty_batch();
+        let mut batch = std::mem::replace(&mut self.batch, empty);
+        self.codes.clear();
+        let labels = std::mem::take(&mut self.labels);
+        let results = match instance.process(&mut batch, self.timeout) {
+            Ok(results) => results,
+            Err(_) => (0..batch.windows.len())
+                .map(|w| {
+                    let mut alone = batch.subset(w..w + 1);
+                    match instance.process(&mut alone, self.timeout) {
+                        Ok(mut one) => one.pop().unwrap_or_else(|| Err(wasm::RowError::returned(String::new()))),
+                        Err(e) => Err(wasm::RowError { class: e.class(), message: e.to_string() }),
+                    }
+                })
+                .collect(),
+        };
+        let now = crate::time::now_ms();
+        for ((window, label), result) in batch.windows.iter().zip(labels).zip(results) {
+            computed.windows += 1;
+            match result {
+                Ok(features) => writer.push(FeatureRow {
+                    key: EntityKey::Int(label),
+                    window_start: window.start,
+                    window_end: window.end,
+                    event_time: window.latest,
+                    trigger: Trigger::Close,
+                    features,
+                    computed_at: now,
+                })?,
+                Err(error) => {
+                    computed.failed += 1;
+                    tracing::warn!(
+                        label_row = label + 1,
+                        key = %window.key,
+                        class = error.class,
+                        "the module failed on a label's window: {}",
+                        error.message
+                    );
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn unexpected(column: &str) -> Error {
+    Error::Query(datafusion::error::DataFusionError::Internal(format!("the merged column `{column}` has another type")))
+}
+
+/// Bytes of an event as a call counts them (see [`crate::window::Bounds`]).
+fn row_bytes(event: &Held) -> usize {
+    8 + event
+        .values
+        .iter()
+        .map(|v| match v {
+            Value::Str(s) => 4 + s.len(),
+            Value::Bool(_) => 1,
+            _ => 8,
+        })
+        .sum::<usize>()
+}
+
+fn push(
+    column: &mut Column,
+    strings: &mut Vec<String>,
+    codes: &mut rustc_hash::FxHashMap<String, u32>,
+    row: u32,
+    value: &Value,
+) {
+    match (&mut column.data, value) {
+        (ColumnData::Strs(column_codes), Value::Str(s)) => {
+            let code = match codes.get(s) {
+                Some(&code) => code,
+                None => {
+                    let code = strings.len() as u32;
+                    strings.push(s.clone());
+                    codes.insert(s.clone(), code);
+                    code
+                }
+            };
+            column_codes.push(code);
+        }
+        (ColumnData::Ints(v), Value::Int(i)) => v.push(*i),
+        (ColumnData::Floats(v), Value::Float(x)) => v.push(*x),
+        (ColumnData::Bools(v), Value::Bool(b)) => v.push(*b),
+        (data, _) => {
+            match data {
+                ColumnData::Strs(codes) => codes.push(0),
+                ColumnData::Ints(v) => v.push(0),
+                ColumnData::Floats(v) => v.push(0.0),
+                ColumnData::Bools(v) => v.push(false),
+            }
+            column.nulls.push(row);
+        }
+    }
+}
+
+/// A declared field's column of a merged batch.
+enum FieldColumn {
+    Str(StringArray),
+    Int(Int64Array),
+    Float(Float64Array),
+    Bool(BooleanArray),
+}
+
+impl FieldColumn {
+    fn of(column: &ArrayRef, ty: FieldType) -> Result<FieldColumn, datafusion::arrow::error::ArrowError> {
+        let cast = |to: &DataType| compute::cast(column, to);
+        let wrong = || datafusion::arrow::error::ArrowError::CastError("a field's column".to_string());
+        Ok(match ty {
+            FieldType::String => FieldColumn::Str(
+                cast(&DataType::Utf8)?.as_any().downcast_ref::<StringArray>().ok_or_else(wrong)?.clone(),
+            ),
+            FieldType::Int => FieldColumn::Int(
+                cast(&DataType::Int64)?.as_any().downcast_ref::<Int64Array>().ok_or_else(wrong)?.clone(),
+            ),
+            FieldType::Float => FieldColumn::Float(
+                cast(&DataType::Float64)?.as_any().downcast_ref::<Float64Array>().ok_or_else(wrong)?.clone(),
+            ),
+            FieldType::Bool => FieldColumn::Bool(
+                cast(&DataType::Boolean)?.as_any().downcast_ref::<BooleanArray>().ok_or_else(wrong)?.clone(),
+            ),
+        })
+    }
+
+    fn value(&self, r: usize) -> Value {
+        match self {
+            FieldColumn::Str(a) if a.is_valid(r) => Value::Str(a.value(r).to_string()),
+            FieldColumn::Int(a) if a.is_valid(r) => Value::Int(a.value(r)),
+            FieldColumn::Float(a) if a.is_valid(r) => Value::Float(a.value(r)),
+            FieldColumn::Bool(a) if a.is_valid(r) => Value::Bool(a.value(r)),
+            _ => Value::Null,
+        }
+    }
+}
+
+/// Computed rows into a scratch Parquet file.
+struct Writer {
+    path: PathBuf,
+    columns: Columns,
+    file: ArrowWriter<std::fs::File>,
+    rows: Vec<FeatureRow>,
+}
+
+impl Writer {
+    fn open(path: &Path, columns: Columns, schema: SchemaRef) -> Result<Writer, Error> {
+        let file = std::fs::File::create(path).map_err(|e| Error::Scratch { path: path.to_path_buf(), source: e })?;
+        let file = ArrowWriter::try_new(file, schema, None)
+            .map_err(|e| Error::Write { path: path.to_path_buf(), source: e })?;
+        Ok(Writer { path: path.to_path_buf(), columns, file, rows: Vec::new() })
+    }
+
+    fn push(&mut self, row: FeatureRow) -> Result<(), Error> {
+        self.rows.push(row);
+        if self.rows.len() >= BATCH_ROWS { self.flush() } else { Ok(()) }
+    }
+
+    fn flush(&mut self) -> Result<(), Error> {
+        if self.rows.is_empty() {
+            return Ok(());
+        }
+        let batch = self.columns.batch(&self.rows).map_err(|message| Error::Table { view: String::new(), message })?;
+        self.rows.clear();
+        super::write_bounded(&mut self.file, &batch).map_err(|e| Error::Write { path: self.path.clone(), source: e })
+    }
+
+    fn close(mut self) -> Result<(), Error> {
+        self.flush()?;
+        self.file.close().map_err(|e| Error::Write { path: self.path.clone(), source: e })?;
+        Ok(())
+    }
+}
+
+/// Decode the view's raw events into `out` (key, time in milliseconds,
+/// number in the file, the declared fields): how many there were, and how many the pipeline
+/// would have dead-lettered.
+fn decode_events(view: &View, out: &Path) -> Result<(u64, u64), Error> {
+    let spec = &view.pipeline;
+    let failed = |message: String| Error::Table { view: view.name.clone(), message };
+    let SourceConfig::File(file) = &spec.source else {
+        return Err(failed(
+            "the exact mode reads the raw events of a file source (JSON lines or an Avro container file)".to_string(),
+        ));
+    };
+    let mut source = FileSource::open(&file.path, 4_096, spec.max_event_bytes, None)
+        .map_err(|e| failed(format!("its events: {e}")))?;
+    let mut decoder = spec.schema.decoder().map_err(|e| failed(format!("its events' decoder: {e}")))?;
+    let mut fields = vec![
+        Field::new("key", DataType::Utf8, false),
+        Field::new("t", DataType::Int64, false),
+        Field::new("seq", DataType::Int64, false),
+    ];
+    for (name, ty) in spec.fields() {
+        let data_type = match ty {
+            FieldType::String => DataType::Utf8,
+            FieldType::Int => DataType::Int64,
+            FieldType::Float => DataType::Float64,
+            FieldType::Bool => DataType::Boolean,
+        };
+        fields.push(Field::new(name, data_type, true));
+    }
+    let schema = Arc::new(Schema::new(fields));
+    let write_error = |e| Error::Write { path: out.to_path_buf(), source: e };
+    let file_out = std::fs::File::create(out).map_err(|e| Error::Scratch { path: out.to_path_buf(), source: e })?;
+    let mut writer = ArrowWriter::try_new(file_out, schema.clone(), None).map_err(write_error)?;
+    let mut builders = EventBuilders::new(&spec.fields());
+    let (mut events, mut unreadable) = (0u64, 0u64);
+    let now = crate::time::now_ms();
+    while let Some(chunk) = source.next_chunk().map_err(|e| failed(format!("its events: {e}")))? {
+        decoder.prepare(&chunk).map_err(|e| failed(format!("its events: {e}")))?;
+        unreadable += chunk.unreadable().len() as u64;
+        for record in chunk.records() {
+            match decoder.decode(&record, now) {
+                Ok(event) => {
+                    builders.push(&event);
+                    events += 1;
+                }
+                Err(_) => unreadable += 1,
+            }
+        }
+        if builders.len() >= BATCH_ROWS {
+            super::write_bounded(&mut writer, &builders.finish(&schema).map_err(|e| failed(e.to_string()))?)
+                .map_err(write_error)?;
+        }
+    }
+    writer.write(&builders.finish(&schema).map_err(|e| failed(e.to_string()))?).map_err(write_error)?;
+    writer.close().map_err(write_error)?;
+    Ok((events, unreadable))
+}
+
+/// Arrow builders of decoded events.
+struct EventBuilders {
+    key: StringBuilder,
+    time: Int64Builder,
+    /// Each event's number in the file: the order of events of one time.
+    seq: Int64Builder,
+    next: i64,
+    fields: Vec<FieldBuilder>,
+    rows: usize,
+}
+
+enum FieldBuilder {
+    Str(StringBuilder),
+    Int(Int64Builder),
+    Float(Float64Builder),
+    Bool(BooleanBuilder),
+}
+
+impl EventBuilders {
+    fn new(fields: &[(String, FieldType)]) -> EventBuilders {
+        let fields = fields
+            .iter()
+            .map(|(_, ty)| match ty {
+                FieldType::String => FieldBuilder::Str(StringBuilder::new()),
+                FieldType::Int => FieldBuilder::Int(Int64Builder::new()),
+                FieldType::Float => FieldBuilder::Float(Float64Builder::new()),
+                FieldType::Bool => FieldBuilder::Bool(BooleanBuilder::new()),
+            })
+            .collect();
+        EventBuilders {
+            key: StringBuilder::new(),
+            time: Int64Builder::new(),
+            seq: Int64Builder::new(),
+            next: 0,
+            fields,
+            rows: 0,
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.rows
+    }
+
+    fn push(&mut self, event: &decode::Event<'_>) {
+        self.key.append_value(&event.key);
+        self.time.append_value(event.time);
+        self.seq.append_value(self.next);
+        self.next += 1;
+        for (builder, value) in self.fields.iter_mut().zip(&event.values) {
+            match (builder, value) {
+                (FieldBuilder::Str(b), decode::Value::Str(s)) => b.append_value(s),
+                (FieldBuilder::Int(b), decode::Value::Int(i)) => b.append_value(*i),
+                (FieldBuilder::Float(b), decode::Value::Float(x)) => b.append_value(*x),
+                (FieldBuilder::Bool(b), decode::Value::Bool(x)) => b.append_value(*x),
+                (FieldBuilder::Str(b), _) => b.append_null(),
+                (FieldBuilder::Int(b), _) => b.append_null(),
+                (FieldBuilder::Float(b), _) => b.append_null(),
+                (FieldBuilder::Bool(b), _) => b.append_null(),
+            }
+        }
+        self.rows += 1;
+    }
+
+    fn finish(&mut self, schema: &SchemaRef) -> Result<RecordBatch, datafusion::arrow::error::ArrowError> {
+        let mut columns: Vec<ArrayRef> =
+            vec![Arc::new(self.key.finish()), Arc::new(self.time.finish()), Arc::new(self.seq.finish())];
+        for builder in &mut self.fields {
+            columns.push(match builder {
+                FieldBuilder::Str(b) => Arc::new(b.finish()),
+                FieldBuilder::Int(b) => Arc::new(b.finish()),
+                FieldBuilder::Float(b) => Arc::new(b.finish()),
+                FieldBuilder::Bool(b) => Arc::new(b.finish()),
+            });
+        }
+        self.rows = 0;
+        RecordBatch::try_new(schema.clone(), columns)
+    }
+}

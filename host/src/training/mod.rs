@@ -1,0 +1,324 @@
+//! Training sets: labels (an entity key, a time, any other columns,
+//! carried through) joined with feature views as they were at each
+//! label's time, one output row per label, written to Parquet: as of the
+//! offline table's rows ([`as_of`]), or with the window ending exactly at
+//! the label's time computed again from the raw events ([`exact`]).
+//!
+//! Reading and sorting are DataFusion's, over the labels file, the views'
+//! Iceberg tables and the decoded events; its sorts spill to disk under a
+//! memory limit. Each view is a sort and one pass over it (the exact
+//! mode's rows are then joined to the labels by row number).
+
+mod as_of;
+mod exact;
+mod labels;
+mod view;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use datafusion::arrow::array::{Array, BooleanArray};
+use datafusion::error::DataFusionError;
+use datafusion::execution::memory_pool::FairSpillPool;
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::parquet::arrow::ArrowWriter;
+use datafusion::parquet::errors::ParquetError;
+use datafusion::prelude::{SessionConfig, SessionContext};
+use futures_util::StreamExt;
+use iceberg_datafusion::IcebergStaticTableProvider;
+use sluice_sink_api::KeyType;
+
+use crate::wasm::Engine;
+
+pub use labels::{BadLabel, LabelsSpec};
+pub use view::View;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("cannot read the labels {path}: {source}", path = path.display())]
+    Labels {
+        path: PathBuf,
+        #[source]
+        source: DataFusionError,
+    },
+    #[error("the labels {path} are neither `.csv` nor `.parquet`", path = path.display())]
+    LabelsFormat { path: PathBuf },
+    #[error("the labels {path} have no {role} column `{column}` (their columns: {have})", path = path.display())]
+    LabelsColumn { path: PathBuf, role: &'static str, column: String, have: String },
+    #[error("the labels {path} have a column `{column}`: names beginning with `__` are the join's, rename it", path = path.display())]
+    LabelsReserved { path: PathBuf, column: String },
+    #[error(
+        "the labels' time column `{column}` is {found}: give timestamps, dates, text (RFC 3339) or integers (milliseconds)"
+    )]
+    LabelsTimeType { column: String, found: String },
+    #[error(
+        "pipeline `{view}` writes no Iceberg table (an `iceberg` sink in `outputs.features`): it has no offline rows"
+    )]
+    NoOfflineTable { view: String },
+    #[error("view `{view}`: {message}")]
+    Table { view: String, message: String },
+    #[error(
+        "the column `{column}` would come from {first} and from {second}: give --full-feature-names (columns `VIEW__FEATURE`)"
+    )]
+    Clash { column: String, first: String, second: String },
+    #[error("two views are both named `{view}`")]
+    SameView { view: String },
+    #[error("the join failed: {0}")]
+    Query(#[source] DataFusionError),
+    #[error("cannot write {path}: {source}", path = path.display())]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: ParquetError,
+    },
+    #[error("cannot create {path}: {source}", path = path.display())]
+    Create {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot use the scratch file {path}: {source}", path = path.display())]
+    Scratch {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Which rows a label gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// The newest row of the offline table available at the label's time
+    /// (Feast's point-in-time join).
+    AsOf,
+    /// The window ending exactly at the label's time, computed from the
+    /// raw events by the view's module (Chronon's temporal accuracy).
+    Exact,
+}
+
+/// A training set to build.
+#[derive(Debug, Clone)]
+pub struct Spec {
+    pub labels: LabelsSpec,
+    pub views: Vec<View>,
+    pub mode: Mode,
+    /// The Parquet file to write.
+    pub out: PathBuf,
+    /// Name feature columns `{view}__{feature}` rather than `{feature}`.
+    pub full_feature_names: bool,
+    /// The memory the join may take before it spills to disk, bytes.
+    pub memory_limit: usize,
+}
+
+/// What a build did.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Report {
+    /// Label rows in the file.
+    pub labels: u64,
+    /// Rows written: one per readable label.
+    pub written: u64,
+    /// Labels left out: their key or time could not be read.
+    pub unreadable: u64,
+    /// The first of them, by row number.
+    pub unreadable_listed: Vec<BadLabel>,
+    /// Per view, labels that got no row (their features are null).
+    pub without_row: Vec<(String, u64)>,
+    /// The exact mode: per view, the raw events read and those left out
+    /// (the pipeline dead-letters them), the windows computed and those
+    /// the module failed on.
+    pub computed: Vec<Computed>,
+}
+
+/// What the exact mode computed for a view.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Computed {
+    pub view: String,
+    pub events: u64,
+    pub unreadable_events: u64,
+    pub windows: u64,
+    pub failed: u64,
+}
+
+/// Register view `i`'s offline table as `view_{i}`: its feature columns.
+async fn register_table(ctx: &SessionContext, i: usize, view: &View) -> Result<Vec<String>, Error> {
+    let table_error = |message| Error::Table { view: view.name.clone(), message };
+    let config = view.table.as_ref().ok_or_else(|| Error::NoOfflineTable { view: view.name.clone() })?;
+    let table = config.read_table().await.map_err(table_error)?;
+    let row_columns: Vec<&str> = sluice_sink_iceberg::row_columns().collect();
+    let features = table
+        .metadata()
+        .current_schema()
+        .as_struct()
+        .fields()
+        .iter()
+        .map(|f| f.name.clone())
+        .filter(|name| !row_columns.contains(&name.as_str()))
+        .collect();
+    let provider =
+        IcebergStaticTableProvider::try_new_from_table(table).await.map_err(|e| table_error(e.to_string()))?;
+    ctx.register_table(as_of::table(i), Arc::new(provider)).map_err(Error::Query)?;
+    Ok(features)
+}
+
+/// The most a Parquet writer buffers before it writes a row group: its
+/// default is a million rows, which for rows holding lists is gigabytes.
+const ROW_GROUP_BYTES: usize = 32 << 20;
+
+/// Write `batch`, then the row group if it has grown past
+/// [`ROW_GROUP_BYTES`].
+fn write_bounded(
+    writer: &mut ArrowWriter<std::fs::File>,
+    batch: &datafusion::arrow::array::RecordBatch,
+) -> Result<(), ParquetError> {
+    writer.write(batch)?;
+    if writer.in_progress_size() > ROW_GROUP_BYTES {
+        writer.flush()?;
+    }
+    Ok(())
+}
+
+/// Quote `name` as a SQL identifier.
+fn ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// How the training set takes view `i`'s features.
+struct Join {
+    /// The JOIN clauses that bring them, if any.
+    clauses: String,
+    /// Whether a label got a row.
+    found: String,
+    /// Each feature's expression and the column it becomes.
+    columns: Vec<(String, String)>,
+}
+
+/// The training set: the labels' columns (of the session's table
+/// `labels`), then each view's features, then a `__found_{i}` flag per
+/// view, in the labels' order.
+fn joined_sql(labels: &str, columns: &[String], views: &[Join]) -> String {
+    let mut select: Vec<String> = columns.iter().map(|c| format!("l.{}", ident(c))).collect();
+    let mut joins = String::new();
+    for (i, view) in views.iter().enumerate() {
+        for (feature, column) in &view.columns {
+            select.push(format!("{feature} AS {}", ident(column)));
+        }
+        select.push(format!("{} AS {}", view.found, found_flag(i)));
+        joins.push_str(&view.clauses);
+    }
+    format!("SELECT {} FROM {labels} l{joins} ORDER BY l.{}", select.join(", "), labels::ROW)
+}
+
+/// The flag column of view `i` in [`joined_sql`].
+fn found_flag(i: usize) -> String {
+    format!("__found_{i}")
+}
+
+/// Build the training set `spec` asks for; the exact mode compiles the
+/// views' modules with `engine`.
+pub async fn build(spec: &Spec, engine: &Engine) -> Result<Report, Error> {
+    let mut names = std::collections::BTreeSet::new();
+    for view in &spec.views {
+        if !names.insert(&view.name) {
+            return Err(Error::SameView { view: view.name.clone() });
+        }
+    }
+    let scratch = tempfile::tempdir().map_err(|e| Error::Scratch { path: std::env::temp_dir(), source: e })?;
+    let int_keys = spec.views.iter().any(|v| v.key_type == KeyType::Int);
+    let labels = labels::prepare(&spec.labels, int_keys, scratch.path()).await?;
+    tracing::info!(labels = labels.read, unreadable = labels.bad, "read the labels");
+
+    let runtime = RuntimeEnvBuilder::new()
+        .with_memory_pool(Arc::new(FairSpillPool::new(spec.memory_limit)))
+        .build_arc()
+        .map_err(Error::Query)?;
+    // Sort-merge joins: they spill, where a hash join must hold its build
+    // side (a million labels) in memory.
+    // DataFusion's settings can be tuned by `DATAFUSION_*` variables
+    // (`DATAFUSION_EXECUTION_TARGET_PARTITIONS=4`).
+    let config =
+        SessionConfig::from_env().map_err(Error::Query)?.set_bool("datafusion.optimizer.prefer_hash_join", false);
+    let ctx = SessionContext::new_with_config_rt(config, runtime);
+    let path = labels.path.to_string_lossy().into_owned();
+    ctx.register_parquet("labels", &path, Default::default()).await.map_err(Error::Query)?;
+
+    // Which column each feature becomes, clashes refused.
+    let mut taken: std::collections::BTreeMap<String, String> =
+        labels.columns.iter().map(|c| (c.clone(), "the labels".to_string())).collect();
+    let mut views = Vec::new();
+    let mut computed = Vec::new();
+    let mut labelled = "labels".to_string();
+    for (i, view) in spec.views.iter().enumerate() {
+        let (features, clauses, found, sources) = match spec.mode {
+            Mode::AsOf => {
+                let features = register_table(&ctx, i, view).await?;
+                let out = scratch.path().join(format!("as_of_{i}.parquet"));
+                as_of::join(i, view, &features, &ctx, &labelled, &spec.labels.time, &out).await?;
+                // The labels with this view's features are the next view's.
+                labelled = format!("labelled_{i}");
+                let path = out.to_string_lossy().into_owned();
+                ctx.register_parquet(&labelled, &path, Default::default()).await.map_err(Error::Query)?;
+                let sources: Vec<String> =
+                    (0..features.len()).map(|j| format!("l.{}", ident(&as_of::feature_column(i, j)))).collect();
+                (features, String::new(), format!("l.{}", as_of::found_column(i)), sources)
+            }
+            Mode::Exact => {
+                let done = exact::compute(i, view, engine, &ctx, &spec.labels.time, scratch.path()).await?;
+                let path = done.path.to_string_lossy().into_owned();
+                ctx.register_parquet(exact::table(i), &path, Default::default()).await.map_err(Error::Query)?;
+                computed.push(Computed {
+                    view: view.name.clone(),
+                    events: done.events,
+                    unreadable_events: done.unreadable_events,
+                    windows: done.windows,
+                    failed: done.failed,
+                });
+                let clauses = format!(" LEFT JOIN {} r{i} ON r{i}.key = l.{}", exact::table(i), labels::ROW);
+                let sources: Vec<String> = done.features.iter().map(|f| format!("r{i}.{}", ident(f))).collect();
+                (done.features, clauses, format!("r{i}.key IS NOT NULL"), sources)
+            }
+        };
+        tracing::info!(view = %view.name, "joined a view");
+        let mut columns = Vec::new();
+        for (feature, source) in features.into_iter().zip(sources) {
+            let column = if spec.full_feature_names { format!("{}__{feature}", view.name) } else { feature.clone() };
+            let from = format!("view `{}`", view.name);
+            if let Some(first) = taken.insert(column.clone(), from.clone()) {
+                return Err(Error::Clash { column, first, second: from });
+            }
+            columns.push((source, column));
+        }
+        views.push(Join { clauses, found, columns });
+    }
+
+    let frame = ctx.sql(&joined_sql(&labelled, &labels.columns, &views)).await.map_err(Error::Query)?;
+    let schema = frame.schema().as_arrow().clone();
+    let flags: Vec<usize> = (0..views.len()).filter_map(|i| schema.index_of(&found_flag(i)).ok()).collect();
+    let kept: Vec<usize> = (0..schema.fields().len()).filter(|c| !flags.contains(c)).collect();
+    let out_schema = Arc::new(schema.project(&kept).map_err(|e| Error::Query(e.into()))?);
+    let file = std::fs::File::create(&spec.out).map_err(|e| Error::Create { path: spec.out.clone(), source: e })?;
+    let write_error = |e| Error::Write { path: spec.out.clone(), source: e };
+    let mut writer = ArrowWriter::try_new(file, out_schema.clone(), None).map_err(write_error)?;
+    let mut without_row = vec![0u64; views.len()];
+    let mut written = 0u64;
+    let mut batches = frame.execute_stream().await.map_err(Error::Query)?;
+    while let Some(batch) = batches.next().await {
+        let batch = batch.map_err(Error::Query)?;
+        for (count, &flag) in without_row.iter_mut().zip(&flags) {
+            if let Some(found) = batch.column(flag).as_any().downcast_ref::<BooleanArray>() {
+                *count += (found.len() - found.true_count()) as u64;
+            }
+        }
+        written += batch.num_rows() as u64;
+        let projected = batch.project(&kept).map_err(|e| Error::Query(e.into()))?;
+        write_bounded(&mut writer, &projected).map_err(write_error)?;
+    }
+    writer.close().map_err(write_error)?;
+    Ok(Report {
+        labels: labels.read,
+        written,
+        unreadable: labels.bad,
+        unreadable_listed: labels.listed,
+        without_row: spec.views.iter().map(|v| v.name.clone()).zip(without_row).collect(),
+        computed,
+    })
+}

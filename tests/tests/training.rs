@@ -1,0 +1,397 @@
+//! `sluice training-set`: labels joined with the offline tables real
+//! pipelines wrote (`sluice run` into Iceberg), the result read back with
+//! pyarrow. As-of: no label ever gets a row holding an event at or after
+//! its time, checked on hand-made labels at window boundaries and against
+//! a naive as-of join over the table as pyiceberg reads it.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::Value;
+use sluice_examples::{Config, Shape};
+use sluice_tests::e2e;
+
+/// 2026-01-01T00:00:00Z: the hand-made events' time zero.
+const T0: i64 = 1_767_225_600_000;
+const SECOND: i64 = 1_000;
+
+/// A pipeline run to its end over `events` (`{"user", "ts"}` lines), its
+/// rows in an Iceberg table: the `misbehave` module's `count` (events in
+/// the window), with `window` and `time` as the manifest says them.
+struct Pipeline {
+    manifest: PathBuf,
+    warehouse: PathBuf,
+    table: String,
+}
+
+impl Pipeline {
+    fn run(dir: &Path, name: &str, window: &str, time: &str, events: &[String]) -> anyhow::Result<Pipeline> {
+        let input = dir.join(format!("{name}.jsonl"));
+        std::fs::write(&input, events.join("\n") + "\n")?;
+        let warehouse = dir.join("warehouse");
+        let module = e2e::root().join("target/modules/misbehave.wasm");
+        let manifest = dir.join(format!("{name}.yaml"));
+        let out =
+            |what: &str| format!("[{{type: file, path: '{}'}}]", dir.join(format!("{name}-{what}.jsonl")).display());
+        std::fs::write(
+            &manifest,
+            format!(
+                "name: {name}\n\
+                 source: {{type: file, path: '{input}'}}\n\
+                 events: {{key: user, timestamp: {{field: ts, format: millis}}}}\n\
+                 time: {time}\n\
+                 window: {window}\n\
+                 transform: {{module: '{module}'}}\n\
+                 outputs:\n  \
+                   features: [{{type: iceberg, warehouse: '{warehouse}', namespace: offline, table: {name}}}]\n  \
+                   dead_letters: {dead}\n  \
+                   late_events: {late}\n",
+                input = input.display(),
+                module = module.display(),
+                warehouse = warehouse.display(),
+                dead = out("dead"),
+                late = out("late"),
+            ),
+        )?;
+        let run = Command::new(e2e::sluice()).arg("run").arg(&manifest).output()?;
+        anyhow::ensure!(run.status.success(), "sluice run {name}: {}", String::from_utf8_lossy(&run.stderr));
+        Ok(Pipeline { manifest, warehouse, table: format!("offline.{name}") })
+    }
+
+    /// The table's rows as pyiceberg reads them.
+    fn rows(&self) -> anyhow::Result<Vec<Value>> {
+        e2e::iceberg_rows(&self.warehouse, &self.table)
+    }
+}
+
+fn event(user: &str, ms: i64) -> String {
+    format!(r#"{{"user": "{user}", "ts": {ms}}}"#)
+}
+
+/// `sluice training-set` over `labels` (CSV text) and `views`: its
+/// standard output and the rows it wrote, as pyarrow reads them.
+fn training_set(dir: &Path, labels: &str, views: &[&Pipeline], args: &[&str]) -> anyhow::Result<(String, Value)> {
+    let path = dir.join("labels.csv");
+    std::fs::write(&path, labels)?;
+    let out_file = dir.join("training.parquet");
+    let mut command = Command::new(e2e::sluice());
+    command.arg("training-set").arg("--labels").arg(&path).args(["--key", "user", "--time", "at"]);
+    for view in views {
+        command.arg("--view").arg(&view.manifest);
+    }
+    let run = command.arg("--out").arg(&out_file).args(args).output()?;
+    let stdout = String::from_utf8_lossy(&run.stdout).into_owned();
+    anyhow::ensure!(run.status.success(), "sluice training-set: {stdout}{}", String::from_utf8_lossy(&run.stderr));
+    let read = common::python("read_parquet.py", &[&out_file.display().to_string()])?;
+    Ok((stdout, read))
+}
+
+/// Each output row's `(user, label, count)`.
+fn counts(read: &Value) -> Vec<(String, String, Option<i64>)> {
+    read["rows"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|r| (r["user"].as_str().unwrap_or("").to_string(), r["label"].to_string(), r["count"].as_i64()))
+        .collect()
+}
+
+fn expect(rows: &[(&str, &str, Option<i64>)]) -> Vec<(String, String, Option<i64>)> {
+    rows.iter().map(|(u, l, c)| (u.to_string(), l.to_string(), *c)).collect()
+}
+
+/// Tumbling 1 min windows fired on close. User `a`: 2 events in the first
+/// minute, 1 in the second, 3 in the third; `b`: 1 in the first. A window
+/// ending at `e` holds events before `e` only, so its row serves labels
+/// from `e` on (plus the serving delay), never at `e - 1 ms`.
+#[test]
+fn as_of_never_gives_a_label_a_window_that_ends_after_it() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let s = |n: i64| T0 + n * SECOND;
+    let events: Vec<String> = [("a", 10), ("a", 20), ("b", 30), ("a", 70), ("a", 130), ("a", 140), ("a", 150)]
+        .iter()
+        .map(|&(u, t)| event(u, s(t)))
+        .collect();
+    let tumbling =
+        Pipeline::run(dir.path(), "tumbling", "{type: tumbling, size: 1m}", "{out_of_orderness: 5s}", &events)?;
+    let label = |user: &str, ms: i64, name: &str| format!("{user},{ms},{name}\n");
+    let mut labels = String::from("user,at,label\n");
+    for (user, at, name) in [
+        ("a", s(60) - 1, "e-1"),
+        ("a", s(60), "e"),
+        ("a", s(60) + 1, "e+1"),
+        ("a", s(65) - 1, "e+delay-1"),
+        ("a", s(65), "e+delay"),
+        ("a", s(120) - 1, "e2-1"),
+        ("a", s(120), "e2"),
+        ("a", s(3600), "hour"),
+        ("b", s(60), "b-e"),
+        ("b", s(3600), "b-hour"),
+        ("c", s(3600), "unknown-key"),
+        ("a", s(5), "before-all"),
+    ] {
+        labels.push_str(&label(user, at, name));
+    }
+    labels.push_str("a,not a time,bad-time\n");
+    labels.push_str(",12,no-key\n");
+
+    // Feast's as-of: no serving delay.
+    let (stdout, read) = training_set(dir.path(), &labels, &[&tumbling], &["--serving-delay", "0s"])?;
+    let want = expect(&[
+        ("a", "\"e-1\"", None),
+        ("a", "\"e\"", Some(2)),
+        ("a", "\"e+1\"", Some(2)),
+        ("a", "\"e+delay-1\"", Some(2)),
+        ("a", "\"e+delay\"", Some(2)),
+        ("a", "\"e2-1\"", Some(2)),
+        ("a", "\"e2\"", Some(1)),
+        ("a", "\"hour\"", Some(3)),
+        ("b", "\"b-e\"", Some(1)),
+        ("b", "\"b-hour\"", Some(1)),
+        ("c", "\"unknown-key\"", None),
+        ("a", "\"before-all\"", None),
+    ]);
+    assert_eq!(counts(&read), want, "{stdout}");
+    assert!(stdout.contains("14 labels, 12 rows written"), "{stdout}");
+    assert!(stdout.contains("view `tumbling`: 3 labels got no row"), "{stdout}");
+    assert!(stdout.contains("row 13: its time `not a time` is not a time"), "{stdout}");
+    assert!(stdout.contains("row 14: it has no key"), "{stdout}");
+    // The label's time comes back as a UTC timestamp, the carried column as it was.
+    let schema = read["schema"].to_string();
+    assert!(schema.contains("at: timestamp[us, tz=+00:00]") && schema.contains("label: string"), "{schema}");
+    assert_eq!(read["rows"][1]["at"], s(60), "{}", read["rows"][1]);
+
+    // By default a closed window reaches the online store when the
+    // watermark passes its end: 5 s (the out-of-orderness) later.
+    let (_, read) = training_set(dir.path(), &labels, &[&tumbling], &[])?;
+    let delayed: BTreeMap<String, Option<i64>> = counts(&read).into_iter().map(|(_, l, c)| (l, c)).collect();
+    assert_eq!(delayed["\"e\""], None);
+    assert_eq!(delayed["\"e+delay-1\""], None);
+    assert_eq!(delayed["\"e+delay\""], Some(2));
+    assert_eq!(delayed["\"e2\""], Some(2), "the second window is not served until 125 s");
+    Ok(())
+}
+
+/// Fired on every event: the row an event fires holds that event, so it
+/// serves labels from 1 ms after it.
+#[test]
+fn as_of_never_gives_a_label_the_row_of_an_event_at_its_time() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let s = |n: i64| T0 + n * SECOND;
+    let events: Vec<String> = [10, 20, 30].iter().map(|&t| event("a", s(t))).collect();
+    let on_event = Pipeline::run(
+        dir.path(),
+        "on_event",
+        "{type: tumbling, size: 1m, trigger: event}",
+        "{out_of_orderness: 5s}",
+        &events,
+    )?;
+    let mut labels = String::from("user,at,label\n");
+    for (at, name) in [(s(10), "t1"), (s(10) + 1, "t1+1"), (s(20), "t2"), (s(20) + 1, "t2+1"), (s(30) + 1, "t3+1")] {
+        labels.push_str(&format!("a,{at},{name}\n"));
+    }
+    let (stdout, read) = training_set(dir.path(), &labels, &[&on_event], &[])?;
+    let want = expect(&[
+        ("a", "\"t1\"", None),
+        ("a", "\"t1+1\"", Some(1)),
+        ("a", "\"t2\"", Some(1)),
+        ("a", "\"t2+1\"", Some(2)),
+        ("a", "\"t3+1\"", Some(3)),
+    ]);
+    assert_eq!(counts(&read), want, "{stdout}");
+    Ok(())
+}
+
+/// When a row of the table became available and how new it is, as
+/// `training` documents it, from the row as pyiceberg reads it.
+fn available_at(row: &Value, delay: i64) -> (i64, (i64, i64, i64)) {
+    let ms = |k: &str| row[k].as_i64().unwrap_or(i64::MIN);
+    let (end, event_time, computed) = (ms("window_end"), ms("event_time"), ms("computed_at"));
+    match row["trigger"].as_str() {
+        Some("event") => (event_time + 1, (event_time, end, computed)),
+        Some("late") => ((end + delay).max(computed), (end, end, computed)),
+        _ => (end + delay, (end, end, computed)),
+    }
+}
+
+/// A pipeline over a stream with disorder, late events within the
+/// allowed lateness (late corrections, available when written) and too-
+/// late ones; labels at random times over the stream and after it. Each
+/// output row equals a naive as-of join: for each label, scan every row
+/// of its key.
+#[test]
+fn as_of_equals_a_naive_join_over_a_table_with_late_corrections() -> anyhow::Result<()> {
+    use rand::{Rng, SeedableRng};
+    let dir = tempfile::tempdir()?;
+    // An hour of clicks ending now, so that corrections (stamped with
+    // this run's clock) are available to the labels after now.
+    let now = e2e::now_ms();
+    let config = Config {
+        late: 0.05,
+        late_delay: 600.0,
+        malformed: 0.0,
+        start: (now - 3_000_000) as f64 / 1000.0,
+        ..e2e::troubled_stream(Shape::Clicks, 6_000, 30, 2.0)
+    };
+    let mut text = Vec::new();
+    sluice_examples::generate(&config, &mut text)?;
+    let events: Vec<String> = String::from_utf8(text)?
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter_map(|v| {
+            let (user, seconds) = (v["user_id"].as_str()?.to_string(), v["timestamp"].as_f64()?);
+            Some(event(&user, (seconds * 1000.0) as i64))
+        })
+        .collect();
+    let sliding = Pipeline::run(
+        dir.path(),
+        "sliding",
+        "{type: sliding, size: 5m, slide: 1m, allowed_lateness: 10m}",
+        "{out_of_orderness: 10s}",
+        &events,
+    )?;
+    let table = sliding.rows()?;
+    assert!(table.iter().any(|r| r["trigger"] == "late"), "no late corrections in the table");
+
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(29);
+    let mut labels = String::from("user,at,label\n");
+    let mut asked = Vec::new();
+    for i in 0..2_000 {
+        let user = format!("u{}", rng.random_range(0..32));
+        let at = rng.random_range(now - 3_200_000..now + 600_000);
+        labels.push_str(&format!("{user},{at},{i}\n"));
+        asked.push((user, at));
+    }
+    let delay = 10_000;
+    let (stdout, read) = training_set(dir.path(), &labels, &[&sliding], &[])?;
+    let got = counts(&read);
+    assert_eq!(got.len(), asked.len(), "{stdout}");
+    let mut by_key: BTreeMap<&str, Vec<&Value>> = BTreeMap::new();
+    for row in &table {
+        by_key.entry(row["key"].as_str().unwrap_or("")).or_default().push(row);
+    }
+    let mut served = 0;
+    for ((user, at), (got_user, label, count)) in asked.iter().zip(&got) {
+        assert_eq!(user, got_user);
+        let newest = by_key
+            .get(user.as_str())
+            .into_iter()
+            .flatten()
+            .map(|row| (available_at(row, delay), row))
+            .filter(|((available, _), _)| available <= at)
+            .max_by_key(|((_, newness), _)| *newness)
+            .map(|(_, row)| row["count"].as_i64());
+        let want = newest.flatten();
+        served += usize::from(want.is_some());
+        assert_eq!(*count, want, "label {label} ({user} at {at})");
+    }
+    assert!(served > 1_000, "only {served} labels got a row: the test checks little");
+    Ok(())
+}
+
+/// The example manifest `name` over `input`, as a view file in `dir`
+/// (run from the repository root, where its module path points).
+fn example_view(dir: &Path, name: &str, input: &Path) -> anyhow::Result<Pipeline> {
+    let text = std::fs::read_to_string(e2e::root().join(format!("examples/{name}.yaml")))?;
+    let mut manifest: serde_yaml::Value = serde_yaml::from_str(&text)?;
+    manifest["source"]["path"] = serde_yaml::Value::from(input.display().to_string());
+    let module = e2e::root().join(manifest["transform"]["module"].as_str().unwrap_or_default());
+    manifest["transform"]["module"] = serde_yaml::Value::from(module.display().to_string());
+    let path = dir.join(format!("{name}.yaml"));
+    std::fs::write(&path, serde_yaml::to_string(&manifest)?)?;
+    Ok(Pipeline { manifest: path, warehouse: PathBuf::new(), table: String::new() })
+}
+
+/// The exact mode against a brute-force reference: for each label, the
+/// example's features computed in the test from the input's valid events
+/// of its key in the window ending at the label's time (`window`: the
+/// events' times, the label's time, and the events' indices it holds).
+fn exact_equals_the_reference(
+    example: e2e::Example,
+    window: impl Fn(&[(i64, usize)], i64) -> Vec<usize>,
+) -> anyhow::Result<()> {
+    use rand::{Rng, SeedableRng};
+    let dir = tempfile::tempdir()?;
+    let input = dir.path().join("in.jsonl");
+    let mut text = Vec::new();
+    sluice_examples::generate(&example.config, &mut text)?;
+    std::fs::write(&input, &text)?;
+    let view = example_view(dir.path(), example.name, &input)?;
+    let parsed = sluice_tests::jsonl::parse_file(&input, example.fields, e2e::now_ms())?;
+    // Each key's valid events by time (then by line, as the pipeline).
+    let mut by_key: BTreeMap<&str, Vec<(i64, usize)>> = BTreeMap::new();
+    for (i, p) in parsed.iter().enumerate() {
+        if let Some((key, t, _)) = p {
+            by_key.entry(key.as_str()).or_default().push((*t, i));
+        }
+    }
+    for events in by_key.values_mut() {
+        events.sort();
+    }
+    let (first, last) = by_key.values().flatten().fold((i64::MAX, i64::MIN), |(a, b), (t, _)| (a.min(*t), b.max(*t)));
+    let keys: Vec<&str> = by_key.keys().copied().collect();
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
+    let mut labels = String::from("user,at,label\n");
+    let mut asked = Vec::new();
+    for i in 0..1_500 {
+        let key = keys[rng.random_range(0..keys.len())];
+        // Some labels at an event's exact time, or 1 ms after it.
+        let at = match i % 3 {
+            0 => rng.random_range(first..last + 3_600_000),
+            n => {
+                let events = &by_key[key];
+                events[rng.random_range(0..events.len())].0 + (n as i64 - 1)
+            }
+        };
+        labels.push_str(&format!("{key},{at},{i}\n"));
+        asked.push((key, at));
+    }
+    let (stdout, read) = training_set(dir.path(), &labels, &[&view], &["--mode", "exact"])?;
+    let rows = read["rows"].as_array().cloned().unwrap_or_default();
+    assert_eq!(rows.len(), asked.len(), "{stdout}");
+    let mut computed = 0;
+    for ((key, at), row) in asked.iter().zip(&rows) {
+        let members = window(&by_key[key], *at);
+        let events: Vec<&Value> = members.iter().filter_map(|&i| parsed[i].as_ref().map(|(_, _, v)| v)).collect();
+        let times: Vec<i64> = members.iter().filter_map(|&i| parsed[i].as_ref().map(|(_, t, _)| *t)).collect();
+        let reference = (example.compute)(&events, &times);
+        let want = (!members.is_empty()).then(|| e2e::canonical(&reference));
+        let got: serde_json::Map<String, Value> =
+            reference.keys().map(|name| (name.clone(), row[name.as_str()].clone())).collect();
+        let got = (!got.values().all(Value::is_null)).then(|| e2e::canonical(&got));
+        assert_eq!(got, want, "{} at {at}: row {row}", key);
+        computed += usize::from(want.is_some());
+    }
+    assert!(computed > 500, "only {computed} labels had events in their window: the test checks little");
+    assert!(stdout.contains("windows computed"), "{stdout}");
+    Ok(())
+}
+
+/// Sliding 30 min (session-features): the events in `[t - 30 min, t)`.
+#[test]
+fn exact_gives_each_label_the_sliding_window_ending_at_its_time() -> anyhow::Result<()> {
+    let size = 1_800_000;
+    exact_equals_the_reference(e2e::session_features(), |events, t| {
+        events.iter().filter(|(e, _)| *e >= t - size && *e < t).map(|&(_, i)| i).collect()
+    })
+}
+
+/// Sessions with a 15 min gap (user-session): the key's events before `t`
+/// back to the last gap of 15 min or more.
+#[test]
+fn exact_gives_each_label_the_session_before_its_time() -> anyhow::Result<()> {
+    let gap = 900_000;
+    exact_equals_the_reference(e2e::user_session(), |events, t| {
+        let before: Vec<(i64, usize)> = events.iter().copied().filter(|(e, _)| *e < t).collect();
+        let Some(mut start) = before.len().checked_sub(1) else {
+            return Vec::new();
+        };
+        while start > 0 && before[start].0 - before[start - 1].0 < gap {
+            start -= 1;
+        }
+        before[start..].iter().map(|&(_, i)| i).collect()
+    })
+}
