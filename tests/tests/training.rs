@@ -379,6 +379,16 @@ fn exact_gives_each_label_the_sliding_window_ending_at_its_time() -> anyhow::Res
     })
 }
 
+/// Tumbling 5 min, an aggregate transform (tx-velocity): the events in
+/// `[t - 5 min, t)` folded into a new accumulator, then finished.
+#[test]
+fn exact_folds_an_aggregates_window_ending_at_each_labels_time() -> anyhow::Result<()> {
+    let size = 300_000;
+    exact_equals_the_reference(e2e::tx_velocity(), |events, t| {
+        events.iter().filter(|(e, _)| *e >= t - size && *e < t).map(|&(_, i)| i).collect()
+    })
+}
+
 /// Sessions with a 15 min gap (user-session): the key's events before `t`
 /// back to the last gap of 15 min or more.
 #[test]

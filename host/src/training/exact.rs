@@ -11,6 +11,8 @@
 //!   `gap` before `t`), at its last event plus `gap` once closed.
 //!
 //! A label with no event in its window gets no row (nulls), as online.
+//! An aggregate transform folds each window's events into a new
+//! accumulator and finishes it.
 //! The raw events are the view's file (JSON lines or an Avro container
 //! file), decoded as the pipeline decodes them (an event it would
 //! dead-letter is left out and counted) into a scratch Parquet file.
@@ -38,7 +40,7 @@ use super::labels::{KEY_INT, KEY_TEXT, ROW};
 use super::{Error, View, ident};
 use crate::decode::{self, FieldType};
 use crate::source::{FileSource, SourceConfig};
-use crate::wasm::{self, Engine, Instance, Module};
+use crate::wasm::{self, AddGroup, Engine, Features, Instance, Module};
 use crate::window::{Batch, Column, ColumnData, Fired, Kind};
 
 /// Rows a scratch file's batches hold.
@@ -81,10 +83,7 @@ pub(super) async fn compute(
 ) -> Result<Computed, Error> {
     let failed = |message: String| Error::Table { view: view.name.clone(), message };
     let spec = &view.pipeline;
-    if spec.transform.kind != wasm::Kind::Window {
-        return Err(failed("the exact mode runs window transforms; this one is an aggregate".to_string()));
-    }
-    let module = Module::load(engine, &spec.transform.module, wasm::Kind::Window, spec.transform.limits)
+    let module = Module::load(engine, &spec.transform.module, spec.transform.kind, spec.transform.limits)
         .map_err(|e| failed(format!("its module: {e}")))?;
     let mut instance = module.instantiate().map_err(|e| failed(format!("its module: {e:#}")))?;
     let features: Vec<String> = module.schema().specs().iter().map(|s| s.name.to_string()).collect();
@@ -127,7 +126,7 @@ pub(super) async fn compute(
     let out = scratch.join(format!("exact_{i}.parquet"));
     let columns = Columns::standalone(module.schema(), KeyType::Int).map_err(failed)?;
     let schema = columns.arrow_schema().cloned().ok_or_else(|| failed("no schema for its rows".to_string()))?;
-    let mut writer = Writer::open(&out, columns, schema)?;
+    let mut writer = Writer::open(&out, &view.name, columns, schema)?;
     let mut pass = Pass::new(view, &fields);
     let mut computed = Computed { events, unreadable_events, features, ..Computed::default() };
     while let Some(batch) = merged.next().await {
@@ -170,6 +169,7 @@ struct Pass {
     /// as the pipeline's calls (transforms may count distinct codes).
     codes: rustc_hash::FxHashMap<String, u32>,
     bounds: crate::window::Bounds,
+    transform: wasm::Kind,
     timeout: std::time::Duration,
     fields: Vec<(String, FieldType)>,
 }
@@ -184,6 +184,7 @@ impl Pass {
             labels: Vec::new(),
             codes: rustc_hash::FxHashMap::default(),
             bounds: view.pipeline.transform.bounds,
+            transform: view.pipeline.transform.kind,
             timeout: view.pipeline.transform.limits.timeout,
             fields: fields.to_vec(),
         };
@@ -316,12 +317,12 @@ impl Pass {
         let mut batch = std::mem::replace(&mut self.batch, empty);
         self.codes.clear();
         let labels = std::mem::take(&mut self.labels);
-        let results = match instance.process(&mut batch, self.timeout) {
+        let results = match evaluate(instance, self.transform, &mut batch, self.timeout) {
             Ok(results) => results,
             Err(_) => (0..batch.windows.len())
                 .map(|w| {
                     let mut alone = batch.subset(w..w + 1);
-                    match instance.process(&mut alone, self.timeout) {
+                    match evaluate(instance, self.transform, &mut alone, self.timeout) {
                         Ok(mut one) => one.pop().unwrap_or_else(|| Err(wasm::RowError::returned(String::new()))),
                         Err(e) => Err(wasm::RowError { class: e.class(), message: e.to_string() }),
                     }
@@ -355,6 +356,36 @@ impl Pass {
         }
         Ok(())
     }
+}
+
+/// The features of each window of `batch`: a window transform's
+/// `process`, or an aggregate's `add` (one new accumulator per window,
+/// its events folded in) then `finish`.
+fn evaluate(
+    instance: &mut Instance,
+    kind: wasm::Kind,
+    batch: &mut Batch,
+    timeout: std::time::Duration,
+) -> Result<Vec<Result<Features, wasm::RowError>>, wasm::CallError> {
+    if kind == wasm::Kind::Window {
+        return instance.process(batch, timeout);
+    }
+    let groups: Vec<AddGroup> = batch.windows.iter().map(|w| AddGroup { acc: None, rows: w.rows.clone() }).collect();
+    let accumulators = instance.add(batch, &groups, timeout)?;
+    let folded: Vec<(&Fired, Vec<u8>)> = batch
+        .windows
+        .iter()
+        .zip(&accumulators)
+        .filter_map(|(w, acc)| acc.as_ref().ok().map(|acc| (w, acc.clone())))
+        .collect();
+    let mut finished = instance.finish(&folded, timeout)?.into_iter();
+    Ok(accumulators
+        .into_iter()
+        .map(|acc| match acc {
+            Ok(_) => finished.next().unwrap_or_else(|| Err(wasm::RowError::returned("no result".to_string()))),
+            Err(e) => Err(e),
+        })
+        .collect())
 }
 
 fn unexpected(column: &str) -> Error {
@@ -451,17 +482,18 @@ impl FieldColumn {
 /// Computed rows into a scratch Parquet file.
 struct Writer {
     path: PathBuf,
+    view: String,
     columns: Columns,
     file: ArrowWriter<std::fs::File>,
     rows: Vec<FeatureRow>,
 }
 
 impl Writer {
-    fn open(path: &Path, columns: Columns, schema: SchemaRef) -> Result<Writer, Error> {
+    fn open(path: &Path, view: &str, columns: Columns, schema: SchemaRef) -> Result<Writer, Error> {
         let file = std::fs::File::create(path).map_err(|e| Error::Scratch { path: path.to_path_buf(), source: e })?;
         let file = ArrowWriter::try_new(file, schema, None)
             .map_err(|e| Error::Write { path: path.to_path_buf(), source: e })?;
-        Ok(Writer { path: path.to_path_buf(), columns, file, rows: Vec::new() })
+        Ok(Writer { path: path.to_path_buf(), view: view.to_string(), columns, file, rows: Vec::new() })
     }
 
     fn push(&mut self, row: FeatureRow) -> Result<(), Error> {
@@ -473,7 +505,8 @@ impl Writer {
         if self.rows.is_empty() {
             return Ok(());
         }
-        let batch = self.columns.batch(&self.rows).map_err(|message| Error::Table { view: String::new(), message })?;
+        let batch =
+            self.columns.batch(&self.rows).map_err(|message| Error::Table { view: self.view.clone(), message })?;
         self.rows.clear();
         super::write_bounded(&mut self.file, &batch).map_err(|e| Error::Write { path: self.path.clone(), source: e })
     }
