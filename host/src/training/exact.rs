@@ -15,21 +15,18 @@
 //! accumulator and finishes it.
 //! The raw events are the view's file (JSON lines or an Avro container
 //! file), decoded as the pipeline decodes them (an event it would
-//! dead-letter is left out and counted) into a scratch Parquet file.
+//! dead-letter is left out and counted) into a scratch Parquet file
+//! (`events.rs`).
 //! DataFusion merges them with the labels in order of key and time (a
 //! label before an event of the same time: its window ends before that
 //! event), and one pass over that order keeps each key's recent events.
 
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
-use datafusion::arrow::array::{
-    Array, ArrayRef, BooleanArray, BooleanBuilder, Float64Array, Float64Builder, Int64Array, Int64Builder, RecordBatch,
-    StringArray, StringBuilder,
-};
+use datafusion::arrow::array::{Array, ArrayRef, BooleanArray, Float64Array, Int64Array, RecordBatch, StringArray};
 use datafusion::arrow::compute;
-use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::parquet::arrow::ArrowWriter;
 use datafusion::prelude::SessionContext;
 use futures_util::StreamExt;
@@ -37,14 +34,10 @@ use sluice_sink_api::{EntityKey, FeatureRow, KeyType, Trigger};
 use sluice_sink_iceberg::Columns;
 
 use super::labels::{KEY_INT, KEY_TEXT, ROW};
-use super::{Error, View, ident};
-use crate::decode::{self, FieldType};
-use crate::source::{FileSource, SourceConfig};
+use super::{BATCH_ROWS, Error, View, ident};
+use crate::decode::FieldType;
 use crate::wasm::{self, AddGroup, Engine, Features, Instance, Module};
 use crate::window::{Batch, Column, ColumnData, Fired, Kind};
-
-/// Rows a scratch file's batches hold.
-const BATCH_ROWS: usize = 8_192;
 
 /// What computing a view's windows did.
 #[derive(Debug, Default)]
@@ -89,7 +82,7 @@ pub(super) async fn compute(
     let features: Vec<String> = module.schema().specs().iter().map(|s| s.name.to_string()).collect();
 
     let events_path = scratch.join(format!("events_{i}.parquet"));
-    let (events, unreadable_events) = decode_events(view, &events_path)?;
+    let (events, unreadable_events) = super::events::decode(view, &events_path)?;
     let path = events_path.to_string_lossy().into_owned();
     ctx.register_parquet(events_table(i), &path, Default::default()).await.map_err(Error::Query)?;
 
@@ -515,141 +508,5 @@ impl Writer {
         self.flush()?;
         self.file.close().map_err(|e| Error::Write { path: self.path.clone(), source: e })?;
         Ok(())
-    }
-}
-
-/// Decode the view's raw events into `out` (key, time in milliseconds,
-/// number in the file, the declared fields): how many there were, and how many the pipeline
-/// would have dead-lettered.
-fn decode_events(view: &View, out: &Path) -> Result<(u64, u64), Error> {
-    let spec = &view.pipeline;
-    let failed = |message: String| Error::Table { view: view.name.clone(), message };
-    let SourceConfig::File(file) = &spec.source else {
-        return Err(failed(
-            "the exact mode reads the raw events of a file source (JSON lines or an Avro container file)".to_string(),
-        ));
-    };
-    let mut source = FileSource::open(&file.path, 4_096, spec.max_event_bytes, None)
-        .map_err(|e| failed(format!("its events: {e}")))?;
-    let mut decoder = spec.schema.decoder().map_err(|e| failed(format!("its events' decoder: {e}")))?;
-    let mut fields = vec![
-        Field::new("key", DataType::Utf8, false),
-        Field::new("t", DataType::Int64, false),
-        Field::new("seq", DataType::Int64, false),
-    ];
-    for (name, ty) in spec.fields() {
-        let data_type = match ty {
-            FieldType::String => DataType::Utf8,
-            FieldType::Int => DataType::Int64,
-            FieldType::Float => DataType::Float64,
-            FieldType::Bool => DataType::Boolean,
-        };
-        fields.push(Field::new(name, data_type, true));
-    }
-    let schema = Arc::new(Schema::new(fields));
-    let write_error = |e| Error::Write { path: out.to_path_buf(), source: e };
-    let file_out = std::fs::File::create(out).map_err(|e| Error::Scratch { path: out.to_path_buf(), source: e })?;
-    let mut writer = ArrowWriter::try_new(file_out, schema.clone(), None).map_err(write_error)?;
-    let mut builders = EventBuilders::new(&spec.fields());
-    let (mut events, mut unreadable) = (0u64, 0u64);
-    let now = crate::time::now_ms();
-    while let Some(chunk) = source.next_chunk().map_err(|e| failed(format!("its events: {e}")))? {
-        decoder.prepare(&chunk).map_err(|e| failed(format!("its events: {e}")))?;
-        unreadable += chunk.unreadable().len() as u64;
-        for record in chunk.records() {
-            match decoder.decode(&record, now) {
-                Ok(event) => {
-                    builders.push(&event);
-                    events += 1;
-                }
-                Err(_) => unreadable += 1,
-            }
-        }
-        if builders.len() >= BATCH_ROWS {
-            super::write_bounded(&mut writer, &builders.finish(&schema).map_err(|e| failed(e.to_string()))?)
-                .map_err(write_error)?;
-        }
-    }
-    writer.write(&builders.finish(&schema).map_err(|e| failed(e.to_string()))?).map_err(write_error)?;
-    writer.close().map_err(write_error)?;
-    Ok((events, unreadable))
-}
-
-/// Arrow builders of decoded events.
-struct EventBuilders {
-    key: StringBuilder,
-    time: Int64Builder,
-    /// Each event's number in the file: the order of events of one time.
-    seq: Int64Builder,
-    next: i64,
-    fields: Vec<FieldBuilder>,
-    rows: usize,
-}
-
-enum FieldBuilder {
-    Str(StringBuilder),
-    Int(Int64Builder),
-    Float(Float64Builder),
-    Bool(BooleanBuilder),
-}
-
-impl EventBuilders {
-    fn new(fields: &[(String, FieldType)]) -> EventBuilders {
-        let fields = fields
-            .iter()
-            .map(|(_, ty)| match ty {
-                FieldType::String => FieldBuilder::Str(StringBuilder::new()),
-                FieldType::Int => FieldBuilder::Int(Int64Builder::new()),
-                FieldType::Float => FieldBuilder::Float(Float64Builder::new()),
-                FieldType::Bool => FieldBuilder::Bool(BooleanBuilder::new()),
-            })
-            .collect();
-        EventBuilders {
-            key: StringBuilder::new(),
-            time: Int64Builder::new(),
-            seq: Int64Builder::new(),
-            next: 0,
-            fields,
-            rows: 0,
-        }
-    }
-
-    fn len(&self) -> usize {
-        self.rows
-    }
-
-    fn push(&mut self, event: &decode::Event<'_>) {
-        self.key.append_value(&event.key);
-        self.time.append_value(event.time);
-        self.seq.append_value(self.next);
-        self.next += 1;
-        for (builder, value) in self.fields.iter_mut().zip(&event.values) {
-            match (builder, value) {
-                (FieldBuilder::Str(b), decode::Value::Str(s)) => b.append_value(s),
-                (FieldBuilder::Int(b), decode::Value::Int(i)) => b.append_value(*i),
-                (FieldBuilder::Float(b), decode::Value::Float(x)) => b.append_value(*x),
-                (FieldBuilder::Bool(b), decode::Value::Bool(x)) => b.append_value(*x),
-                (FieldBuilder::Str(b), _) => b.append_null(),
-                (FieldBuilder::Int(b), _) => b.append_null(),
-                (FieldBuilder::Float(b), _) => b.append_null(),
-                (FieldBuilder::Bool(b), _) => b.append_null(),
-            }
-        }
-        self.rows += 1;
-    }
-
-    fn finish(&mut self, schema: &SchemaRef) -> Result<RecordBatch, datafusion::arrow::error::ArrowError> {
-        let mut columns: Vec<ArrayRef> =
-            vec![Arc::new(self.key.finish()), Arc::new(self.time.finish()), Arc::new(self.seq.finish())];
-        for builder in &mut self.fields {
-            columns.push(match builder {
-                FieldBuilder::Str(b) => Arc::new(b.finish()),
-                FieldBuilder::Int(b) => Arc::new(b.finish()),
-                FieldBuilder::Float(b) => Arc::new(b.finish()),
-                FieldBuilder::Bool(b) => Arc::new(b.finish()),
-            });
-        }
-        self.rows = 0;
-        RecordBatch::try_new(schema.clone(), columns)
     }
 }

@@ -10,6 +10,7 @@
 //! mode's rows are then joined to the labels by row number).
 
 mod as_of;
+mod events;
 mod exact;
 mod labels;
 mod view;
@@ -159,6 +160,9 @@ async fn register_table(ctx: &SessionContext, i: usize, view: &View) -> Result<V
     ctx.register_table(as_of::table(i), Arc::new(provider)).map_err(Error::Query)?;
     Ok(features)
 }
+
+/// Rows a scratch file's batches hold.
+const BATCH_ROWS: usize = 8_192;
 
 /// The most a Parquet writer buffers before it writes a row group: its
 /// default is a million rows, which for rows holding lists is gigabytes.
