@@ -3,6 +3,7 @@
 
 pub mod alloc;
 pub mod api;
+pub mod backfill;
 pub mod catalog;
 pub mod checkpoint;
 pub mod chunk;

@@ -12,7 +12,7 @@ use sluice_host::pipeline::{Pipeline, Plan, StopMode};
 use sluice_host::runtime::Runtime;
 use sluice_host::supervisor::{Settings, Supervisor};
 use sluice_host::wasm::{Engine, Module};
-use sluice_host::{api, checkpoint, feast, preflight, training};
+use sluice_host::{api, backfill, checkpoint, feast, preflight, training};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -66,6 +66,30 @@ enum Command {
         /// the fields).
         #[arg(long)]
         fresh: bool,
+    },
+    /// Run a pipeline's module over history into its offline table (its
+    /// Iceberg output) as a bounded run: the windows ending from --from to
+    /// --to, each whole, none the live pipeline wrote or will write.
+    Backfill {
+        /// The pipeline's manifest.
+        file: PathBuf,
+        /// Override a manifest field (the source of the history, say:
+        /// --set 'source={type: file, path: history.jsonl}').
+        #[arg(long = "set", value_name = "PATH=VALUE")]
+        overrides: Vec<String>,
+        /// The first window end to write (RFC 3339).
+        #[arg(long, value_parser = rfc3339_ms)]
+        from: i64,
+        /// Windows ending at or after this time are not written (RFC
+        /// 3339); cut to the first window end the live pipeline wrote to
+        /// the table.
+        #[arg(long, value_parser = rfc3339_ms)]
+        to: i64,
+        /// How far before --from a Kafka topic is read, for the windows
+        /// ending at --from to be whole (default: the window's size; for
+        /// sessions, a day).
+        #[arg(long, value_parser = humantime::parse_duration)]
+        lookback: Option<std::time::Duration>,
     },
     /// Show the checkpoints of a manifest (its `checkpoint.dir` or `checkpoint.url`).
     Checkpoints {
@@ -346,7 +370,11 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     match cli.command {
-        Command::Run { file, overrides, fresh } => run(&file, &overrides, fresh),
+        Command::Run { file, overrides, fresh } => run(&file, &overrides, fresh, None),
+        Command::Backfill { file, overrides, from, to, lookback } => {
+            let lookback_ms = lookback.map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+            run(&file, &overrides, true, Some(backfill::Range { from_ms: from, to_ms: to, lookback_ms }))
+        }
         Command::Checkpoints { command } => checkpoints(command),
         Command::Validate { file, overrides, offline } => validate(&file, &overrides, offline),
         Command::Reference => {
@@ -374,6 +402,11 @@ fn main() -> ExitCode {
         Command::Pipelines { host, command } => client(host, Request::Pipelines(command)),
         Command::Features { host, command } => client(host, Request::Features(command)),
     }
+}
+
+/// Milliseconds since the Unix epoch of an RFC 3339 time.
+fn rfc3339_ms(text: &str) -> Result<i64, String> {
+    sluice_host::time::TimestampFormat::Rfc3339.from_str(text)
 }
 
 /// A property `--allow-kafka-property` can name: one that loads code or
@@ -790,11 +823,11 @@ fn training_set(
     exit_code(outcome.map_err(anyhow::Error::from))
 }
 
-/// The first SIGTERM or Ctrl-C stops the pipeline cleanly
-/// ([`StopMode::Checkpoint`]: no more records, outputs written and
-/// committed, exit 0). A second one stops it at once (exit 130), a third
-/// exits without waiting.
-fn run(file: &Path, overrides: &[String], fresh: bool) -> ExitCode {
+/// `sluice run`, or with `backfill` `sluice backfill`. The first SIGTERM
+/// or Ctrl-C stops the pipeline cleanly ([`StopMode::Checkpoint`]: no
+/// more records, outputs written and committed, exit 0). A second one
+/// stops it at once (exit 130), a third exits without waiting.
+fn run(file: &Path, overrides: &[String], fresh: bool, backfill: Option<backfill::Range>) -> ExitCode {
     let tokio = match tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build() {
         Ok(r) => r,
         Err(e) => {
@@ -813,16 +846,25 @@ fn run(file: &Path, overrides: &[String], fresh: bool) -> ExitCode {
     let Some((document, module)) = load(file, overrides, (true, false, fresh), runtime.engine()) else {
         return ExitCode::FAILURE;
     };
+    let mut plan = match backfill {
+        None => Plan::with_module(document.manifest.lower(), module),
+        Some(range) => match backfill::plan(document.manifest.lower(), range) {
+            Ok((spec, bounds)) => Plan::with_module(spec, module).backfill(bounds),
+            Err(e) => {
+                eprintln!("{}: error: {e}", file.display());
+                return ExitCode::FAILURE;
+            }
+        },
+    };
+    if fresh && backfill.is_none() {
+        plan = plan.fresh();
+    }
     // A bounded run (a backfill) shows its progress to a person at a
     // terminal; logs and pipes get the final summary only.
-    let bounded = document.manifest.source.component().bounded();
+    let bounded = plan.spec().source.component().bounded();
     let with_progress = bounded && std::io::IsTerminal::is_terminal(&std::io::stderr());
     let outcome = tokio.block_on(async {
         let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-        let mut plan = Plan::with_module(document.manifest.lower(), module);
-        if fresh {
-            plan = plan.fresh();
-        }
         let handle = Pipeline::start(plan, &runtime).await?;
         let progress = with_progress.then(|| {
             let bar = progress_bar();

@@ -69,7 +69,7 @@ impl Pipeline {
     }
 
     async fn start_on(plan: Plan, runtime: &Runtime) -> Result<Handle> {
-        let Plan { spec, module, fresh } = plan;
+        let Plan { spec, module, fresh, backfill } = plan;
         // Reading (or moving aside) the checkpoints waits on the disk: off
         // the async threads.
         let (store, checkpointed) = match spec.checkpoint.clone() {
@@ -96,6 +96,7 @@ impl Pipeline {
             checkpointed,
             checkpoints: store.is_some(),
             key_type: spec.schema.key_type,
+            backfill,
         };
         let outputs = Outputs::open(&spec.outputs, &context).await?;
         let (tx, rx) = mpsc::channel::<Output>(4);

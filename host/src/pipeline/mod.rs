@@ -120,18 +120,27 @@ pub struct Plan {
     module: Module,
     /// Move existing checkpoints aside instead of restoring them.
     fresh: bool,
+    /// A backfill's bounds (`sluice backfill`), for its Iceberg sink.
+    backfill: Option<sluice_sink_api::Backfill>,
 }
 
 impl Plan {
     /// Compile the spec's module on the runtime's engine.
     pub fn new(spec: Spec, runtime: &Runtime) -> Result<Plan> {
         let module = load_module(&spec.transform, runtime.engine())?;
-        Ok(Plan { spec, module, fresh: false })
+        Ok(Plan { spec, module, fresh: false, backfill: None })
     }
 
     /// With a module already compiled (on the same runtime's engine).
     pub fn with_module(spec: Spec, module: Module) -> Plan {
-        Plan { spec, module, fresh: false }
+        Plan { spec, module, fresh: false, backfill: None }
+    }
+
+    /// A backfill (its spec made by [`crate::backfill::plan`]): its
+    /// Iceberg sink writes the windows `bounds` covers.
+    pub fn backfill(mut self, bounds: sluice_sink_api::Backfill) -> Plan {
+        self.backfill = Some(bounds);
+        self
     }
 
     /// Start over: checkpoints already taken are moved aside, not restored

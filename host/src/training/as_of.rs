@@ -99,7 +99,7 @@ pub(super) async fn join(
     let file = std::fs::File::create(out).map_err(|e| Error::Scratch { path: out.to_path_buf(), source: e })?;
     let write_error = |e| Error::Write { path: out.to_path_buf(), source: e };
     let mut writer = ArrowWriter::try_new(file, schema.clone(), None).map_err(write_error)?;
-    let mut pass = Pass::new(&feature_fields, label_fields.len())?;
+    let mut pass = Pass::new(&feature_fields, label_fields.len());
     while let Some(batch) = stream.next().await {
         let batch = batch.map_err(Error::Query)?;
         if let Some(labelled) = pass.batch(&batch, &schema)? {
@@ -187,9 +187,9 @@ struct Pass {
 }
 
 impl Pass {
-    fn new(feature_fields: &[Field], label_columns: usize) -> Result<Pass, Error> {
+    fn new(feature_fields: &[Field], label_columns: usize) -> Pass {
         let nulls = feature_fields.iter().map(|f| datafusion::arrow::array::new_null_array(f.data_type(), 1)).collect();
-        Ok(Pass { key: None, best: None, nulls, label_columns })
+        Pass { key: None, best: None, nulls, label_columns }
     }
 
     /// The labels of `batch` with their features, if it holds any.

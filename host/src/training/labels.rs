@@ -254,8 +254,9 @@ fn safe_cast(array: &ArrayRef, to: &DataType) -> Result<ArrayRef, datafusion::ar
 
 /// Milliseconds since the epoch as UTC microseconds (null on overflow).
 fn millis(ints: &ArrayRef) -> Result<ArrayRef, datafusion::arrow::error::ArrowError> {
-    let ints =
-        ints.as_any().downcast_ref::<Int64Array>().cloned().unwrap_or_else(|| Int64Array::from(Vec::<i64>::new()));
+    let ints = ints.as_any().downcast_ref::<Int64Array>().ok_or_else(|| {
+        datafusion::arrow::error::ArrowError::CastError(format!("expected 64-bit integers, found {}", ints.data_type()))
+    })?;
     let micros: TimestampMicrosecondArray = ints.iter().map(|v| v.and_then(|ms| ms.checked_mul(1000))).collect();
     Ok(Arc::new(micros.with_timezone(UTC)))
 }

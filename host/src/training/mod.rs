@@ -64,7 +64,7 @@ pub enum Error {
     Clash { column: String, first: String, second: String },
     #[error("two views are both named `{view}`")]
     SameView { view: String },
-    #[error("the join failed: {0}")]
+    #[error("the join failed: {0}{hint}", hint = memory_hint(.0))]
     Query(#[source] DataFusionError),
     #[error("cannot write {path}: {source}", path = path.display())]
     Write {
@@ -84,6 +84,18 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+}
+
+/// What to do about a query that ran out of its memory (a sort that
+/// could not spill enough): DataFusion's message names its own settings.
+fn memory_hint(e: &DataFusionError) -> &'static str {
+    match e.find_root() {
+        DataFusionError::ResourcesExhausted(_) => {
+            "\n  hint: give the join more memory (--memory-mib, default 2048), or sort in one partition \
+             (DATAFUSION_EXECUTION_TARGET_PARTITIONS=1)"
+        }
+        _ => "",
+    }
 }
 
 /// Which rows a label gets.
@@ -325,4 +337,18 @@ pub async fn build(spec: &Spec, engine: &Engine) -> Result<Report, Error> {
         without_row: spec.views.iter().map(|v| v.name.clone()).zip(without_row).collect(),
         computed,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_join_out_of_memory_says_what_to_give_it() {
+        let exhausted = DataFusionError::ResourcesExhausted("Not enough memory to continue external sort".into());
+        let shown = Error::Query(DataFusionError::Context("sorting".into(), Box::new(exhausted))).to_string();
+        assert!(shown.contains("Not enough memory") && shown.contains("--memory-mib"), "{shown}");
+        let other = Error::Query(DataFusionError::Plan("no such column".into())).to_string();
+        assert!(!other.contains("hint"), "{other}");
+    }
 }

@@ -72,6 +72,28 @@ pub struct Context {
     pub checkpoints: bool,
     /// How the entity keys are typed (a typed sink's key column).
     pub key_type: KeyType,
+    /// Set when this run is a backfill (`sluice backfill`): what it may
+    /// write to the offline table.
+    pub backfill: Option<Backfill>,
+}
+
+/// The bounds of a backfill: the windows it writes to the offline table
+/// are those ending in `[from_ms, to_ms)` that start at or after
+/// `complete_from_ms` (before it, a window may hold only part of its
+/// events: the run read its input from a point in time). Times in
+/// milliseconds since the Unix epoch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Backfill {
+    pub from_ms: i64,
+    pub to_ms: i64,
+    pub complete_from_ms: i64,
+}
+
+impl Backfill {
+    /// Whether a window `[start, end)` is the backfill's to write.
+    pub fn covers(&self, window_start: i64, window_end: i64) -> bool {
+        (self.from_ms..self.to_ms).contains(&window_end) && window_start >= self.complete_from_ms
+    }
 }
 
 /// One batch of one output.

@@ -20,7 +20,11 @@
 //! publishes it, unless the table's snapshots say it was published
 //! already. What a run staged after its last checkpoint is never
 //! published: its input is read again from that checkpoint.
+//!
+//! A backfill and the live pipeline share the table, each window written
+//! by one of them: see [`claim`].
 
+mod claim;
 mod columns;
 mod staging;
 
@@ -47,6 +51,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use sluice_sink_api::{Access, Batch, Component, Context, Error, NamedPath, Output, Result, Sink, SinkComponent};
 
+use claim::Claim;
 pub use columns::{Columns, row_columns};
 use staging::Staging;
 
@@ -177,6 +182,12 @@ pub struct IcebergSink {
     /// Without checkpoints, what is staged at a barrier is committed at
     /// once and nothing is ever recovered.
     checkpoints: bool,
+    /// The windows this run writes (all but a backfill's, or a
+    /// backfill's range).
+    claim: Claim,
+    /// Rows of windows another writer claims, left out since the last
+    /// commit.
+    left_out: u64,
 }
 
 /// Errors of the sink `name` (the closures own the name, so `self` stays
@@ -216,6 +227,10 @@ impl IcebergSink {
         )
         .map_err(|e| fatal(format!("partitioning by day of window_end: {e}")))?;
         let staging = Staging::open(metadata.location(), &context.pipeline).map_err(&fatal)?;
+        let claim = match context.backfill {
+            Some(requested) => Claim::Backfill(claim::bound(requested, &table).await.map_err(&fatal)?),
+            None => Claim::Live { backfilled: claim::backfilled(&table) },
+        };
         let mut sink = IcebergSink {
             name: name.to_string(),
             catalog,
@@ -230,8 +245,14 @@ impl IcebergSink {
             staged: Vec::new(),
             unlisted: None,
             checkpoints: context.checkpoints,
+            claim,
+            left_out: 0,
         };
-        sink.recover(&context.checkpointed).await?;
+        // A backfill has nothing staged to recover, and what the live
+        // pipeline staged is the live pipeline's to publish.
+        if context.backfill.is_none() {
+            sink.recover(&context.checkpointed).await?;
+        }
         Ok(sink)
     }
 
@@ -303,11 +324,23 @@ impl IcebergSink {
         if self.published(run).is_some_and(|p| p >= barrier) {
             return Ok(());
         }
-        let properties = HashMap::from([
+        if let Claim::Backfill(backfill) = &self.claim {
+            // The live pipeline may have begun writing while this ran.
+            let bounded = claim::bound(*backfill, &self.table).await.map_err(fatal(&self.name))?;
+            if bounded.to_ms < backfill.to_ms {
+                return Err(fatal(&self.name)(format!(
+                    "while the backfill ran, the live pipeline wrote windows ending before its end: nothing of it \
+                     is published; run it again (it will stop where the live rows begin, at {})",
+                    claim::ms(bounded.to_ms)
+                )));
+            }
+        }
+        let mut properties = HashMap::from([
             (SUMMARY_RUN.to_string(), run.to_string()),
             (SUMMARY_BARRIER.to_string(), barrier.to_string()),
             (SUMMARY_PIPELINE.to_string(), self.pipeline.clone()),
         ]);
+        properties.extend(self.claim.summary());
         let tx = Transaction::new(&self.table);
         let action = tx.fast_append().add_data_files(files).set_snapshot_properties(properties);
         let tx = action.apply(tx).map_err(|e| retriable(format!("cannot append to {ident}: {e}")))?;
@@ -444,7 +477,16 @@ impl Sink for IcebergSink {
         // Rows were checked against the declared features before any sink:
         // a batch that still does not fit would not fit on a retry either.
         let fatal = fatal(&self.name);
-        let records = self.columns.batch(rows).map_err(&fatal)?;
+        let mut records = self.columns.batch(rows).map_err(&fatal)?;
+        if !self.claim.takes_all() {
+            let taken = arrow_array::BooleanArray::from_iter(rows.iter().map(|r| Some(self.claim.takes(r))));
+            self.left_out += taken.false_count() as u64;
+            records = arrow_select::filter::filter_record_batch(&records, &taken)
+                .map_err(|e| fatal(format!("leaving out rows of windows another writer claims: {e}")))?;
+            if records.num_rows() == 0 {
+                return Ok(());
+            }
+        }
         let parts = self.splitter.split(&records).map_err(|e| fatal(format!("partitioning rows: {e}")))?;
         if self.writer.is_none() {
             self.writer = Some(self.new_writer()?);
@@ -488,6 +530,14 @@ impl Sink for IcebergSink {
     }
 
     async fn commit(&mut self, barrier: u64) -> Result<()> {
+        if self.left_out > 0 {
+            let claim = match &self.claim {
+                Claim::Live { .. } => "their windows are a backfill's",
+                Claim::Backfill(_) => "their windows are outside the backfill's range",
+            };
+            tracing::info!(sink = %self.name, rows = self.left_out, "rows left out of the table: {claim}");
+            self.left_out = 0;
+        }
         let ready = self.staged.iter().take_while(|(b, _)| *b <= barrier).count();
         if ready == 0 {
             return Ok(());

@@ -135,6 +135,7 @@ impl Table {
             checkpointed: checkpointed.iter().map(|(r, e)| (r.to_string(), *e)).collect(),
             checkpoints: true,
             key_type: self.key_type,
+            backfill: None,
         };
         IcebergSink::open("outputs.features[0]", &self.config(), &context).await
     }
