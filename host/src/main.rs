@@ -209,6 +209,14 @@ enum Command {
         #[command(subcommand)]
         command: FeaturesCommand,
     },
+    /// Training sets a host (`sluice serve`) builds as jobs, from its
+    /// pipelines' views.
+    TrainingSets {
+        #[command(flatten)]
+        host: HostArgs,
+        #[command(subcommand)]
+        command: TrainingSetsCommand,
+    },
 }
 
 /// Which host a client command talks to.
@@ -259,6 +267,47 @@ enum PipelinesCommand {
     Resume { name: String },
     /// Stop a pipeline and forget it (its checkpoints stay).
     Delete { name: String },
+}
+
+#[derive(Subcommand)]
+enum TrainingSetsCommand {
+    /// Upload labels and start building a training set: the job's id
+    /// (with --wait, its end).
+    Create {
+        /// The labels, a local `.csv` or `.parquet` file: uploaded to the
+        /// host's `files/` under its own name.
+        #[arg(long)]
+        labels: PathBuf,
+        /// The labels' entity-key column.
+        #[arg(long)]
+        key: String,
+        /// The labels' time column.
+        #[arg(long, default_value = "event_timestamp")]
+        time: String,
+        /// A pipeline of the host whose view to join (repeatable).
+        #[arg(long = "view", value_name = "PIPELINE", required = true)]
+        views: Vec<String>,
+        #[arg(long, value_enum, default_value = "as-of")]
+        mode: TrainingMode,
+        /// The Parquet file to write, a name in the host's `files/`
+        /// (`GET /files/NAME` downloads it).
+        #[arg(long)]
+        out: String,
+        /// As for `sluice training-set` (`0s` for Feast's as-of).
+        #[arg(long)]
+        serving_delay: Option<String>,
+        #[arg(long)]
+        full_feature_names: bool,
+        #[arg(long, default_value_t = 2048)]
+        memory_mib: usize,
+        /// Wait for the job to end, showing its stage; exit 1 if it fails.
+        #[arg(long)]
+        wait: bool,
+    },
+    /// The jobs, newest first.
+    List,
+    /// A job (JSON).
+    Status { id: u64 },
 }
 
 #[derive(Subcommand)]
@@ -401,6 +450,7 @@ fn main() -> ExitCode {
         Command::Modules { host, command } => client(host, Request::Modules(command)),
         Command::Pipelines { host, command } => client(host, Request::Pipelines(command)),
         Command::Features { host, command } => client(host, Request::Features(command)),
+        Command::TrainingSets { host, command } => client(host, Request::TrainingSets(command)),
     }
 }
 
@@ -551,6 +601,7 @@ enum Request {
     Modules(ModulesCommand),
     Pipelines(PipelinesCommand),
     Features(FeaturesCommand),
+    TrainingSets(TrainingSetsCommand),
 }
 
 /// A view's features, one line each (`sluice features list`).
@@ -685,10 +736,80 @@ fn client(host: HostArgs, request: Request) -> ExitCode {
                 let query = serde_urlencoded::to_string(&pairs)?;
                 out!("{}", pretty(&client.get(&format!("/features/{view}/online?{query}")).await?));
             }
+            Request::TrainingSets(TrainingSetsCommand::Create {
+                labels,
+                key,
+                time,
+                views,
+                mode,
+                out,
+                serving_delay,
+                full_feature_names,
+                memory_mib,
+                wait,
+            }) => {
+                let name = labels.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+                let bytes =
+                    std::fs::read(&labels).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", labels.display()))?;
+                let octets = "application/octet-stream";
+                client.call(Method::PUT, &format!("/files/{name}"), Some((bytes, octets))).await?;
+                let request = serde_json::json!({
+                    "labels": name, "key": key, "time": time, "views": views,
+                    "mode": match mode { TrainingMode::AsOf => "as-of", TrainingMode::Exact => "exact" },
+                    "out": out, "serving_delay": serving_delay, "full_feature_names": full_feature_names,
+                    "memory_mib": memory_mib,
+                });
+                let body = Some((serde_json::to_vec(&request)?, "application/json"));
+                let (_, job) = client.call(Method::POST, "/training-sets", body).await?;
+                let id = job["id"].as_u64().ok_or_else(|| anyhow::anyhow!("the host gave no job id: {job}"))?;
+                out!("training set {id}: {}", job["state"].as_str().unwrap_or("?"));
+                if wait {
+                    let ended = follow_job(&client, id).await?;
+                    out!("{}", pretty(&ended));
+                    anyhow::ensure!(
+                        ended["state"] == "succeeded",
+                        "training set {id} failed: {}",
+                        ended["error"].as_str().unwrap_or("?")
+                    );
+                }
+            }
+            Request::TrainingSets(TrainingSetsCommand::List) => {
+                let listed = client.get("/training-sets").await?;
+                for job in listed["training_sets"].as_array().into_iter().flatten() {
+                    out!(
+                        "{}  {}  {}  {}",
+                        job["id"],
+                        job["state"].as_str().unwrap_or("?"),
+                        job["request"]["out"].as_str().unwrap_or_default(),
+                        job["stage"].as_str().unwrap_or_default()
+                    );
+                }
+            }
+            Request::TrainingSets(TrainingSetsCommand::Status { id }) => {
+                out!("{}", pretty(&client.get(&format!("/training-sets/{id}")).await?));
+            }
         }
         anyhow::Ok(())
     });
     exit_code(outcome)
+}
+
+/// Poll training set `id` until it ends, its stages on standard error;
+/// the job as it ended.
+async fn follow_job(client: &Client, id: u64) -> anyhow::Result<serde_json::Value> {
+    let mut shown = String::new();
+    loop {
+        let job = client.get(&format!("/training-sets/{id}")).await?;
+        let stage = job["stage"].as_str().unwrap_or_default().to_string();
+        if stage != shown {
+            eprintln!("training set {id}: {stage}");
+            shown = stage;
+        }
+        if job["state"] != "running" {
+            return Ok(job);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
 }
 
 /// Load and check a manifest and its module on `engine` (`online`: reach

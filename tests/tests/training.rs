@@ -405,3 +405,108 @@ fn exact_gives_each_label_the_session_before_its_time() -> anyhow::Result<()> {
         before[start..].iter().map(|&(_, i)| i).collect()
     })
 }
+
+/// A host builds a training set as a job: labels uploaded by the CLI, the
+/// view a pipeline applied to it (the hand-made tumbling windows above,
+/// its table under the host's `files/`), the result in `files/` and
+/// downloadable. Requests it cannot carry out are refused, and a job that
+/// fails says why.
+#[test]
+fn a_host_builds_a_training_set_as_a_job_over_its_pipelines() -> anyhow::Result<()> {
+    use reqwest::Method;
+    let dir = tempfile::tempdir()?;
+    let data = dir.path().join("data");
+    let host = common::Host::start(&data, dir.path().join("serve.log"))?;
+    let module = e2e::root().join("target/modules/misbehave.wasm");
+    host.cli(&["modules", "push", "misbehave", &module.display().to_string()])?;
+    let s = |n: i64| T0 + n * SECOND;
+    let events: Vec<String> = [("a", 10), ("a", 20), ("b", 30), ("a", 70), ("a", 130), ("a", 140), ("a", 150)]
+        .iter()
+        .map(|&(u, t)| event(u, s(t)))
+        .collect();
+    let (code, body) = host.send(Method::PUT, "/files/events.jsonl", events.join("\n") + "\n")?;
+    assert_eq!(code, 204, "{body}");
+    let manifest = "name: tumbling\n\
+        source: {type: file, path: events.jsonl}\n\
+        events: {key: user, timestamp: {field: ts, format: millis}}\n\
+        time: {out_of_orderness: 5s}\n\
+        window: {type: tumbling, size: 1m}\n\
+        transform: {module: misbehave}\n\
+        outputs:\n  \
+          features: [{type: iceberg, warehouse: warehouse, namespace: offline, table: tumbling}]\n  \
+          dead_letters: [{type: file, path: dead.jsonl}]\n  \
+          late_events: [{type: file, path: late.jsonl}]\n";
+    let (code, body) = host.send(Method::POST, "/pipelines", manifest.to_string())?;
+    assert_eq!(code, 201, "{body}");
+    host.wait("tumbling", "the end of its file", |s| s["state"] == "STOPPED")?;
+
+    let labels = dir.path().join("labels.csv");
+    let mut text = String::from("user,at,label\n");
+    for (user, at, name) in [("a", s(60) - 1, "e-1"), ("a", s(60), "e"), ("a", s(120), "e2"), ("b", s(60), "b-e")] {
+        text.push_str(&format!("{user},{at},{name}\n"));
+    }
+    std::fs::write(&labels, text)?;
+    let labels = labels.display().to_string();
+    let created = host.cli(&[
+        "training-sets",
+        "create",
+        "--labels",
+        &labels,
+        "--key",
+        "user",
+        "--time",
+        "at",
+        "--view",
+        "tumbling",
+        "--out",
+        "training.parquet",
+        "--serving-delay",
+        "0s",
+        "--wait",
+    ])?;
+    assert!(created.contains("\"state\": \"succeeded\"") && created.contains("\"written\": 4"), "{created}");
+    let out = data.join("files/training.parquet");
+    let read = common::python("read_parquet.py", &[&out.display().to_string()])?;
+    let want =
+        expect(&[("a", "\"e-1\"", None), ("a", "\"e\"", Some(2)), ("a", "\"e2\"", Some(1)), ("b", "\"b-e\"", Some(1))]);
+    assert_eq!(counts(&read), want);
+    let downloaded = reqwest::blocking::Client::new()
+        .get(format!("{}/files/training.parquet", host.url))
+        .bearer_auth(common::TOKEN)
+        .send()?
+        .bytes()?;
+    assert_eq!(downloaded.as_ref(), std::fs::read(&out)?.as_slice(), "GET /files gives the file");
+    let listed = host.cli(&["training-sets", "list"])?;
+    assert!(listed.starts_with("1  succeeded  training.parquet  done"), "{listed}");
+
+    let request = |labels: &str, view: &str, key: &str| {
+        format!(r#"{{"labels": "{labels}", "key": "{key}", "time": "at", "views": ["{view}"], "out": "x.parquet"}}"#)
+    };
+    let (code, body) = host.send(Method::POST, "/training-sets", request("../labels.csv", "tumbling", "user"))?;
+    assert_eq!(code, 400, "{body}");
+    assert!(body["message"].as_str().unwrap_or_default().contains("`labels`"), "{body}");
+    let (code, body) = host.send(Method::POST, "/training-sets", request("labels.csv", "nope", "user"))?;
+    assert_eq!(code, 404, "{body}");
+    let (code, body) = host.send(Method::POST, "/training-sets", "labels: labels.csv".to_string())?;
+    assert_eq!(code, 400, "{body}");
+    assert!(body["message"].as_str().unwrap_or_default().contains("not a training set request"), "{body}");
+    let (code, body) = host.send(Method::PUT, "/files/.hidden", String::new())?;
+    assert_eq!(code, 400, "{body}");
+    // Accepted, then failed: the labels have no such column.
+    let (code, job) = host.send(Method::POST, "/training-sets", request("labels.csv", "tumbling", "customer"))?;
+    assert_eq!(code, 202, "{job}");
+    let path = format!("/training-sets/{}", job["id"]);
+    let mut ended = Value::Null;
+    e2e::wait_until(
+        "the failing job's end",
+        std::time::Duration::from_secs(60),
+        std::time::Duration::from_millis(50),
+        || {
+            ended = host.call(Method::GET, &path)?.1;
+            Ok(ended["state"] != "running")
+        },
+    )?;
+    assert_eq!(ended["state"], "failed", "{ended}");
+    assert!(ended["error"].as_str().unwrap_or_default().contains("no key column `customer`"), "{ended}");
+    Ok(())
+}

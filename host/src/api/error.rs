@@ -78,7 +78,8 @@ impl From<supervisor::Error> for Error {
     fn from(e: supervisor::Error) -> Error {
         use supervisor::Error as S;
         let status = match &e {
-            S::NotFound(_) => StatusCode::NOT_FOUND,
+            S::NotFound(_) | S::NoJob(_) => StatusCode::NOT_FOUND,
+            S::BadRequest(_) => StatusCode::BAD_REQUEST,
             S::Manifest(m) => return m.clone().into(),
             S::Module(registry::Error::Name(_) | registry::Error::Invalid(_)) => StatusCode::BAD_REQUEST,
             S::Module(registry::Error::TooLarge { .. }) => StatusCode::PAYLOAD_TOO_LARGE,

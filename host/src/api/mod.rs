@@ -1,7 +1,8 @@
 //! The REST admin API of `sluice serve`, in Kafka Connect's conventions:
 //! `/pipelines` as its `/connectors` (create, config, status, pause,
 //! resume, stop, restart, offsets, validate), `/modules` as a registry of
-//! transform components, `/features` as the feature registry, `/plugins`,
+//! transform components, `/features` as the feature registry,
+//! `/training-sets` as jobs over `/files`, `/plugins`,
 //! `/health`. Errors are
 //! `{"error_code": <HTTP status>, "message": …}`, with `problems` (each
 //! located by field, line and column) when a manifest is at fault.
@@ -13,6 +14,7 @@ mod error;
 mod features;
 mod schema_registry;
 mod server;
+mod training_sets;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -117,7 +119,11 @@ pub fn routes() -> OpenApiRouter<Arc<Api>> {
         .routes(routes!(metrics))
         .layer(DefaultBodyLimit::max(MAX_MANIFEST_BYTES as usize + 1))
         .layer(middleware::from_fn_with_state(MAX_MANIFEST_BYTES + 1, declared_length));
-    OpenApiRouter::with_openapi(ApiDoc::openapi()).merge(modules).merge(pipelines).merge(features::routes())
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .merge(modules)
+        .merge(pipelines)
+        .merge(features::routes())
+        .merge(training_sets::routes())
 }
 
 #[derive(OpenApi)]
@@ -125,7 +131,7 @@ pub fn routes() -> OpenApiRouter<Arc<Api>> {
     info(title = "Sluice admin API", description = "Modules and pipelines of a `sluice serve` host, in Kafka Connect's conventions."),
     modifiers(&BearerToken),
     security(("bearer" = [])),
-    tags((name = "modules", description = "The module registry"), (name = "pipelines", description = "Pipelines, as Kafka Connect's connectors"), (name = "features", description = "The feature registry: what the pipelines produce, and the online store's values"), (name = "host", description = "The host"))
+    tags((name = "modules", description = "The module registry"), (name = "pipelines", description = "Pipelines, as Kafka Connect's connectors"), (name = "features", description = "The feature registry: what the pipelines produce, and the online store's values"), (name = "training-sets", description = "Training sets built as jobs: labels joined with the pipelines' views"), (name = "host", description = "The host"))
 )]
 struct ApiDoc;
 

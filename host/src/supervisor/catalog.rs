@@ -115,7 +115,7 @@ impl Supervisor {
     }
 
     /// Every definition, copied (parsing is done outside the lock).
-    async fn definitions(&self) -> Vec<Definition> {
+    pub(super) async fn definitions(&self) -> Vec<Definition> {
         self.pipelines.lock().await.values().map(|e| e.definition.clone()).collect()
     }
 

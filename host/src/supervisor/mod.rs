@@ -19,6 +19,7 @@
 mod catalog;
 mod history;
 mod paths;
+pub mod training_sets;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -66,6 +67,11 @@ pub enum Error {
     Online { view: String, message: String, retriable: bool },
     #[error(transparent)]
     Feast(crate::feast::FeastError),
+    /// A request that cannot be carried out as it is (a training set's).
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("no training set {0}")]
+    NoJob(u64),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -207,6 +213,8 @@ pub struct Supervisor {
     history: std::sync::Mutex<History>,
     /// ms between samples of the history; 0 until it is recorded.
     sample_ms: AtomicU64,
+    /// Training sets asked for over the API.
+    training_sets: training_sets::TrainingSets,
 }
 
 impl std::fmt::Debug for Supervisor {
@@ -272,6 +280,7 @@ impl Supervisor {
             pipelines: Mutex::new(pipelines),
             history: Default::default(),
             sample_ms: AtomicU64::new(0),
+            training_sets: Default::default(),
         });
         let names: Vec<String> = {
             let pipelines = supervisor.pipelines.lock().await;
@@ -329,6 +338,20 @@ impl Supervisor {
     /// Where uploads are received before they are checked.
     pub fn uploads(&self) -> PathBuf {
         self.data.join("uploads")
+    }
+
+    /// The file `name` of [`Supervisor::files`] (`PUT /files/{name}`): a
+    /// plain file name, no folders.
+    pub fn file_path(&self, name: &str) -> Result<PathBuf> {
+        let plain = !name.is_empty()
+            && !name.starts_with('.')
+            && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'));
+        if !plain {
+            return Err(Error::BadRequest(format!(
+                "`{name}`: a file name is letters, digits, `.`, `-` and `_`, not beginning with `.`"
+            )));
+        }
+        Ok(self.files().join(name))
     }
 
     /// `text` with the data directory's path taken out of it: what the API
@@ -765,20 +788,19 @@ impl Supervisor {
 
     async fn start_definition(&self, definition: &Definition, fresh: bool) -> Result<Handle> {
         let name = definition.name.clone();
-        let prepared = self
-            .prepare(
-                &format!("pipelines/{name}"),
-                &definition.config,
-                definition.module.as_ref(),
-                (false, false, false),
-                fresh,
-            )
-            .await?;
+        let prepared = self.prepare_defined(definition, fresh).await?;
         let mut plan = Plan::with_module(prepared.manifest.lower(), prepared.module);
         if fresh {
             plan = plan.fresh();
         }
         Pipeline::start(plan, &self.runtime).await.map_err(|source| Error::Start { name, source })
+    }
+
+    /// A saved definition, prepared as when it was applied (its module the
+    /// version it was applied with).
+    async fn prepare_defined(&self, definition: &Definition, fresh: bool) -> Result<Prepared> {
+        let file = format!("pipelines/{}", definition.name);
+        self.prepare(&file, &definition.config, definition.module.as_ref(), (false, false, false), fresh).await
     }
 
     /// Parse and check a manifest, confine its paths to `files/`, resolve

@@ -15,7 +15,7 @@ mod exact;
 mod labels;
 mod view;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use datafusion::arrow::array::{Array, BooleanArray};
@@ -229,9 +229,46 @@ fn found_flag(i: usize) -> String {
     format!("__found_{i}")
 }
 
+/// How far a build has come, for whoever follows it (a host's jobs):
+/// what it is doing and how many views it has joined.
+#[derive(Debug)]
+pub struct Progress {
+    stage: std::sync::Mutex<String>,
+    views_done: std::sync::atomic::AtomicUsize,
+}
+
+impl Default for Progress {
+    fn default() -> Self {
+        Progress { stage: std::sync::Mutex::new("starting".to_string()), views_done: Default::default() }
+    }
+}
+
+impl Progress {
+    pub fn stage(&self) -> String {
+        self.stage.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+    }
+
+    pub fn views_done(&self) -> usize {
+        self.views_done.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    fn enter(&self, stage: String) {
+        *self.stage.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = stage;
+    }
+
+    fn joined(&self) {
+        self.views_done.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
 /// Build the training set `spec` asks for; the exact mode compiles the
 /// views' modules with `engine`.
 pub async fn build(spec: &Spec, engine: &Engine) -> Result<Report, Error> {
+    build_with(spec, engine, &Progress::default()).await
+}
+
+/// [`build`], telling `progress` how far it is.
+pub async fn build_with(spec: &Spec, engine: &Engine, progress: &Progress) -> Result<Report, Error> {
     let mut names = std::collections::BTreeSet::new();
     for view in &spec.views {
         if !names.insert(&view.name) {
@@ -240,6 +277,7 @@ pub async fn build(spec: &Spec, engine: &Engine) -> Result<Report, Error> {
     }
     let scratch = tempfile::tempdir().map_err(|e| Error::Scratch { path: std::env::temp_dir(), source: e })?;
     let int_keys = spec.views.iter().any(|v| v.key_type == KeyType::Int);
+    progress.enter("reading the labels".to_string());
     let labels = labels::prepare(&spec.labels, int_keys, scratch.path()).await?;
     tracing::info!(labels = labels.read, unreadable = labels.bad, "read the labels");
 
@@ -264,6 +302,11 @@ pub async fn build(spec: &Spec, engine: &Engine) -> Result<Report, Error> {
     let mut computed = Vec::new();
     let mut labelled = "labels".to_string();
     for (i, view) in spec.views.iter().enumerate() {
+        let verb = match spec.mode {
+            Mode::AsOf => "joining",
+            Mode::Exact => "computing the windows of",
+        };
+        progress.enter(format!("{verb} view `{}` ({} of {})", view.name, i + 1, spec.views.len()));
         let (features, clauses, found, sources) = match spec.mode {
             Mode::AsOf => {
                 let features = register_table(&ctx, i, view).await?;
@@ -304,17 +347,35 @@ pub async fn build(spec: &Spec, engine: &Engine) -> Result<Report, Error> {
             columns.push((source, column));
         }
         views.push(Join { clauses, found, columns });
+        progress.joined();
     }
+    progress.enter(format!("writing {}", spec.out.display()));
+    let sql = joined_sql(&labelled, &labels.columns, &views);
+    let (written, without_row) = write_joined(&ctx, &sql, views.len(), &spec.out).await?;
+    progress.enter("done".to_string());
+    Ok(Report {
+        labels: labels.read,
+        written,
+        unreadable: labels.bad,
+        unreadable_listed: labels.listed,
+        without_row: spec.views.iter().map(|v| v.name.clone()).zip(without_row).collect(),
+        computed,
+    })
+}
 
-    let frame = ctx.sql(&joined_sql(&labelled, &labels.columns, &views)).await.map_err(Error::Query)?;
+/// Run the final join (`sql`, of `views` views) into the Parquet file
+/// `out`, without the views' found flags: the rows written, and per view
+/// the labels that got no row.
+async fn write_joined(ctx: &SessionContext, sql: &str, views: usize, out: &Path) -> Result<(u64, Vec<u64>), Error> {
+    let frame = ctx.sql(sql).await.map_err(Error::Query)?;
     let schema = frame.schema().as_arrow().clone();
-    let flags: Vec<usize> = (0..views.len()).filter_map(|i| schema.index_of(&found_flag(i)).ok()).collect();
+    let flags: Vec<usize> = (0..views).filter_map(|i| schema.index_of(&found_flag(i)).ok()).collect();
     let kept: Vec<usize> = (0..schema.fields().len()).filter(|c| !flags.contains(c)).collect();
     let out_schema = Arc::new(schema.project(&kept).map_err(|e| Error::Query(e.into()))?);
-    let file = std::fs::File::create(&spec.out).map_err(|e| Error::Create { path: spec.out.clone(), source: e })?;
-    let write_error = |e| Error::Write { path: spec.out.clone(), source: e };
+    let file = std::fs::File::create(out).map_err(|e| Error::Create { path: out.to_path_buf(), source: e })?;
+    let write_error = |e| Error::Write { path: out.to_path_buf(), source: e };
     let mut writer = ArrowWriter::try_new(file, out_schema.clone(), None).map_err(write_error)?;
-    let mut without_row = vec![0u64; views.len()];
+    let mut without_row = vec![0u64; views];
     let mut written = 0u64;
     let mut batches = frame.execute_stream().await.map_err(Error::Query)?;
     while let Some(batch) = batches.next().await {
@@ -329,14 +390,7 @@ pub async fn build(spec: &Spec, engine: &Engine) -> Result<Report, Error> {
         write_bounded(&mut writer, &projected).map_err(write_error)?;
     }
     writer.close().map_err(write_error)?;
-    Ok(Report {
-        labels: labels.read,
-        written,
-        unreadable: labels.bad,
-        unreadable_listed: labels.listed,
-        without_row: spec.views.iter().map(|v| v.name.clone()).zip(without_row).collect(),
-        computed,
-    })
+    Ok((written, without_row))
 }
 
 #[cfg(test)]
