@@ -150,11 +150,11 @@ enum Command {
     /// label, written to Parquet.
     TrainingSet {
         /// The labels: a `.csv` file with a header row, or `.parquet`.
-        #[arg(long)]
-        labels: PathBuf,
+        #[arg(long, required_unless_present = "check_online")]
+        labels: Option<PathBuf>,
         /// The labels' entity-key column.
-        #[arg(long)]
-        key: String,
+        #[arg(long, required_unless_present = "check_online")]
+        key: Option<String>,
         /// The labels' time column: timestamps (naive ones are UTC),
         /// dates, RFC 3339 text, or integers of milliseconds since the
         /// epoch.
@@ -171,8 +171,8 @@ enum Command {
         #[arg(long, value_enum, default_value = "as-of")]
         mode: TrainingMode,
         /// The Parquet file to write.
-        #[arg(long)]
-        out: PathBuf,
+        #[arg(long, required_unless_present = "check_online")]
+        out: Option<PathBuf>,
         /// How long after its window's end a row fired on close reached
         /// the online store (default: each pipeline's out-of-orderness,
         /// when its watermark passed the end). `0s` for Feast's as-of.
@@ -185,6 +185,16 @@ enum Command {
         /// Memory the join may take before it spills to disk, MiB.
         #[arg(long, default_value_t = 2048)]
         memory_mib: usize,
+        /// Build nothing: check each view's online store (its Redis
+        /// output) against its offline table and against its windows
+        /// computed again from its raw events, for a sample of the keys
+        /// it serves now; report the differences per feature and exit 1
+        /// when there are any.
+        #[arg(long, conflicts_with_all = ["labels", "out"])]
+        check_online: bool,
+        /// `--check-online`: keys to sample per view.
+        #[arg(long, default_value_t = 100)]
+        sample: usize,
     },
     /// Upload and list the modules of a host (`sluice serve`).
     Modules {
@@ -438,7 +448,27 @@ fn main() -> ExitCode {
             let settings = Settings { allowed_kafka_properties: allowed_kafka_properties.into_iter().collect() };
             serve(&data, bind, token_file.as_deref(), sample_every, settings)
         }
-        Command::TrainingSet { labels, key, time, views, mode, out, serving_delay, full_feature_names, memory_mib } => {
+        Command::TrainingSet {
+            labels,
+            key,
+            time,
+            views,
+            mode,
+            out,
+            serving_delay,
+            full_feature_names,
+            memory_mib,
+            check_online,
+            sample,
+        } => {
+            if check_online {
+                return check_online_stores(&views, sample, memory_mib);
+            }
+            // clap requires them without --check-online.
+            let (Some(labels), Some(key), Some(out)) = (labels, key, out) else {
+                eprintln!("error: give --labels, --key and --out (or --check-online)");
+                return ExitCode::from(2);
+            };
             let labels = training::LabelsSpec { path: labels, key, time };
             let mode = match mode {
                 TrainingMode::AsOf => training::Mode::AsOf,
@@ -882,6 +912,15 @@ fn feast_generate(file: &Path, overrides: &[String], out: &Path) -> ExitCode {
     exit_code(outcome)
 }
 
+/// The views of `sluice training-set`: manifests, loaded and lowered.
+fn training_views(files: &[PathBuf], serving_delay_ms: Option<i64>) -> anyhow::Result<Vec<training::View>> {
+    let mut views = Vec::with_capacity(files.len());
+    for file in files {
+        views.push(training::View::of(Manifest::load(file, &[])?.lower(), serving_delay_ms));
+    }
+    Ok(views)
+}
+
 /// `sluice training-set`.
 fn training_set(
     labels: training::LabelsSpec,
@@ -892,16 +931,13 @@ fn training_set(
     full_feature_names: bool,
     memory_mib: usize,
 ) -> ExitCode {
-    let mut specs = Vec::new();
-    for file in views {
-        match Manifest::load(file, &[]) {
-            Ok(manifest) => specs.push(training::View::of(manifest.lower(), serving_delay_ms)),
-            Err(e) => return exit_code(Err(e.into())),
-        }
-    }
+    let views = match training_views(views, serving_delay_ms) {
+        Ok(views) => views,
+        Err(e) => return exit_code(Err(e)),
+    };
     let spec = training::Spec {
         labels,
-        views: specs,
+        views,
         mode,
         out,
         full_feature_names,
@@ -942,6 +978,99 @@ fn training_set(
         }
     });
     exit_code(outcome.map_err(anyhow::Error::from))
+}
+
+/// `sluice training-set --check-online`: exit 1 when any view is skewed,
+/// 2 when the check could not be made (as `diff`).
+fn check_online_stores(views: &[PathBuf], sample: usize, memory_mib: usize) -> ExitCode {
+    let cannot = |e: anyhow::Error| {
+        eprintln!("error: {e:#}");
+        ExitCode::from(2)
+    };
+    let views = match training_views(views, None) {
+        Ok(views) => views,
+        Err(e) => return cannot(e),
+    };
+    let check = training::Check { views, sample, memory_limit: memory_mib.saturating_mul(1 << 20) };
+    let engine = match engine(None) {
+        Ok(e) => e,
+        Err(e) => return cannot(e.into()),
+    };
+    let Some(tokio) = tokio_runtime(2) else {
+        return ExitCode::from(2);
+    };
+    match tokio.block_on(training::check(&check, &engine)) {
+        Ok(found) => {
+            for view in &found {
+                show_skew(view);
+            }
+            if found.iter().any(training::ViewSkew::skewed) {
+                out!("skew found: the online store differs from the offline table or the events (above)");
+                ExitCode::FAILURE
+            } else {
+                out!("no skew: every row checked is the same online, offline and computed again");
+                ExitCode::SUCCESS
+            }
+        }
+        Err(e) => cannot(e.into()),
+    }
+}
+
+/// What `--check-online` found for a view, for a person.
+fn show_skew(view: &training::ViewSkew) {
+    let checked = view.sampled - view.without_online_row;
+    out!(
+        "view `{}`: {} keys sampled, {checked} online rows checked ({} keys without one)",
+        view.view,
+        view.sampled,
+        view.without_online_row
+    );
+    out!(
+        "  compared with the offline table: {} ({} not in it yet, {} online rows behind it)",
+        view.compared,
+        view.not_yet_offline,
+        view.online_behind
+    );
+    match &view.exact {
+        training::Recomputed::Windows { windows, failed, events, unreadable_events } => out!(
+            "  computed again: {windows} windows from {events} events ({failed} failed; {unreadable_events} events \
+             left out, as the pipeline would)"
+        ),
+        training::Recomputed::Skipped(reason) => out!("  not computed again: {reason}"),
+    }
+    for f in &view.features {
+        out!(
+            "  feature `{}`: {} online≠offline, {} online≠exact, {} offline≠exact",
+            f.feature,
+            f.online_offline,
+            f.online_exact,
+            f.offline_exact
+        );
+    }
+    let shown = |value: &Option<serde_json::Value>| value.as_ref().map_or_else(|| "-".to_string(), |v| v.to_string());
+    for d in &view.listed {
+        out!(
+            "  key {} at {}, `{}`: online {}, offline {}, exact {}",
+            d.key,
+            sluice_host::time::format_ms(d.time_ms),
+            d.feature,
+            d.online,
+            shown(&d.offline),
+            shown(&d.exact)
+        );
+    }
+    for b in &view.behind_listed {
+        out!(
+            "  key {}: online row at {}, the offline table's newest at {}",
+            b.key,
+            sluice_host::time::format_ms(b.online_ms),
+            sluice_host::time::format_ms(b.offline_ms)
+        );
+    }
+    let listed = (view.listed.len() + view.behind_listed.len()) as u64;
+    if view.differences + view.online_behind > listed {
+        out!("  … {} more", view.differences + view.online_behind - listed);
+    }
 }
 
 /// `sluice run`, or with `backfill` `sluice backfill`. The first SIGTERM

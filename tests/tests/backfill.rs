@@ -57,18 +57,64 @@ struct Setup {
     warehouse: PathBuf,
     table: String,
     events: Vec<(String, i64)>,
+    topic: String,
+}
+
+/// How the topic is filled.
+enum Topic {
+    /// The events from minute 40 on, stamped when produced.
+    Live,
+    /// Every event, stamped with its event time (as a producer that sets
+    /// `CreateTime` from the event does), one record a batch.
+    EventTimed,
+}
+
+/// Produce `events` to `topic`, each record's timestamp its event time.
+fn produce_event_timed(events: &[(String, i64)], topic: &str) -> anyhow::Result<()> {
+    use rdkafka::producer::{BaseRecord, Producer};
+    // The development broker serves a fetch inside a batch from the next
+    // batch: one record a batch, so that an offset for a time is exact.
+    let producer = sluice_examples::kafka::producer(BROKERS, &[("batch.num.messages", "1"), ("linger.ms", "0")])?;
+    for event in events {
+        let payload = line(event);
+        let mut record = BaseRecord::to(topic).key(event.0.as_str()).payload(payload.as_str()).timestamp(event.1);
+        loop {
+            match producer.send(record) {
+                Ok(()) => break,
+                Err((
+                    rdkafka::error::KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull),
+                    r,
+                )) => {
+                    record = r;
+                    producer.poll(std::time::Duration::from_millis(10));
+                }
+                Err((e, _)) => return Err(e.into()),
+            }
+        }
+    }
+    producer.flush(std::time::Duration::from_secs(60))?;
+    Ok(())
 }
 
 impl Setup {
     fn new(what: &str) -> anyhow::Result<Setup> {
+        Setup::with_topic(what, Topic::Live)
+    }
+
+    fn with_topic(what: &str, topic: Topic) -> anyhow::Result<Setup> {
         let dir = tempfile::tempdir()?;
         let events = events();
         let history = dir.path().join("history.jsonl");
         let lines: Vec<String> = events.iter().filter(|(_, t)| *t < T0 + 60 * MINUTE).map(line).collect();
         std::fs::write(&history, lines.join("\n") + "\n")?;
         let topics = Topics::create(what, 1)?;
-        let live: Vec<String> = events.iter().filter(|(_, t)| *t >= T0 + 40 * MINUTE).map(line).collect();
-        common::produce_lines(&live, &topics.input)?;
+        match topic {
+            Topic::Live => {
+                let live: Vec<String> = events.iter().filter(|(_, t)| *t >= T0 + 40 * MINUTE).map(line).collect();
+                common::produce_lines(&live, &topics.input)?;
+            }
+            Topic::EventTimed => produce_event_timed(&events, &topics.input)?,
+        }
         let warehouse = dir.path().join("warehouse");
         let module = e2e::root().join("target/modules/misbehave.wasm");
         let file = |name: &str| dir.path().join(name).display().to_string();
@@ -95,7 +141,15 @@ impl Setup {
                 late = file("late.jsonl"),
             ),
         )?;
-        Ok(Setup { _dir: dir, manifest, history, warehouse, table: "offline.clicks".into(), events })
+        Ok(Setup {
+            _dir: dir,
+            manifest,
+            history,
+            warehouse,
+            table: "offline.clicks".into(),
+            events,
+            topic: topics.input,
+        })
     }
 
     /// The live pipeline, to the topic's end.
@@ -108,12 +162,17 @@ impl Setup {
     /// `sluice backfill` of the history file, windows ending from minute
     /// `from` to minute `to`.
     fn backfill(&self, from: i64, to: i64) -> anyhow::Result<Output> {
+        self.backfill_with(from, to, &["--set", &format!("source={{type: file, path: '{}'}}", self.history.display())])
+    }
+
+    /// `sluice backfill` of windows ending from minute `from` to minute
+    /// `to`, with `args`.
+    fn backfill_with(&self, from: i64, to: i64, args: &[&str]) -> anyhow::Result<Output> {
         let at = |minute: i64| rfc3339(T0 + minute * MINUTE);
         Ok(Command::new(e2e::sluice())
             .arg("backfill")
             .arg(&self.manifest)
-            .arg("--set")
-            .arg(format!("source={{type: file, path: '{}'}}", self.history.display()))
+            .args(args)
             .args(["--from", &at(from), "--to", &at(to)])
             .output()?)
     }
@@ -207,5 +266,41 @@ fn a_backfill_after_the_live_pipeline_stops_where_its_rows_begin() -> anyhow::Re
     let mut expected = live;
     expected.extend(ending_in(&all, 10, 41));
     assert_eq!(setup.table()?, expected, "the windows before the live rows, whole; the live rows unchanged");
+    Ok(())
+}
+
+/// The offset the broker gives for `time` in partition 0 of `topic`
+/// (offsets for times).
+fn offset_for_time(topic: &str, time: i64) -> anyhow::Result<i64> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let consumer: BaseConsumer = rdkafka::ClientConfig::new().set("bootstrap.servers", BROKERS).create()?;
+    let mut asked = rdkafka::TopicPartitionList::new();
+    asked.add_partition_offset(topic, 0, rdkafka::Offset::Offset(time))?;
+    let answered = consumer.offsets_for_times(asked, std::time::Duration::from_secs(10))?;
+    match answered.elements().first().map(|e| e.offset()) {
+        Some(rdkafka::Offset::Offset(offset)) => Ok(offset),
+        other => anyhow::bail!("no offset for {time} in {topic}: {other:?}"),
+    }
+}
+
+/// A backfill from the pipeline's own topic, whose records carry their
+/// event times: it starts at the offsets for `--from` less the lookback
+/// (a window, by default) and the out-of-orderness (10 s), minute 24:50,
+/// and writes every window ending in its range, whole. The events it
+/// reads are those from the offset the broker gives for that time (the
+/// 746th event on Kafka; the first on Tansu, which answers 0 for any
+/// time: see the README's *Tansu*).
+#[test]
+fn a_backfill_from_the_topic_starts_at_the_offsets_for_its_time() -> anyhow::Result<()> {
+    let setup = Setup::with_topic("from-topic", Topic::EventTimed)?;
+    let all = reference(&setup.events);
+    let backfill = setup.backfill_with(30, 60, &[])?;
+    succeeded("backfill 30..60 from the topic", &backfill)?;
+    let start = T0 + 30 * MINUTE - SIZE - 10_000;
+    let from = usize::try_from(offset_for_time(&setup.topic, start)?)?;
+    let read = setup.events.len() - from;
+    let said = String::from_utf8_lossy(&backfill.stdout);
+    assert!(said.contains(&format!(": {read} events in ")), "it reads the {read} events from offset {from}: {said}");
+    assert_eq!(setup.table()?, ending_in(&all, 30, 60), "the windows ending in its range, whole");
     Ok(())
 }

@@ -293,13 +293,17 @@ fn as_of_equals_a_naive_join_over_a_table_with_late_corrections() -> anyhow::Res
 }
 
 /// The example manifest `name` over `input`, as a view file in `dir`
-/// (run from the repository root, where its module path points).
-fn example_view(dir: &Path, name: &str, input: &Path) -> anyhow::Result<Pipeline> {
+/// (run from the repository root, where its module path points), with
+/// `outputs` (YAML) for the example's when given.
+fn example_view(dir: &Path, name: &str, input: &Path, outputs: Option<&str>) -> anyhow::Result<Pipeline> {
     let text = std::fs::read_to_string(e2e::root().join(format!("examples/{name}.yaml")))?;
     let mut manifest: serde_yaml::Value = serde_yaml::from_str(&text)?;
     manifest["source"]["path"] = serde_yaml::Value::from(input.display().to_string());
     let module = e2e::root().join(manifest["transform"]["module"].as_str().unwrap_or_default());
     manifest["transform"]["module"] = serde_yaml::Value::from(module.display().to_string());
+    if let Some(outputs) = outputs {
+        manifest["outputs"] = serde_yaml::from_str(outputs)?;
+    }
     let path = dir.join(format!("{name}.yaml"));
     std::fs::write(&path, serde_yaml::to_string(&manifest)?)?;
     Ok(Pipeline { manifest: path, warehouse: PathBuf::new(), table: String::new() })
@@ -319,7 +323,7 @@ fn exact_equals_the_reference(
     let mut text = Vec::new();
     sluice_examples::generate(&example.config, &mut text)?;
     std::fs::write(&input, &text)?;
-    let view = example_view(dir.path(), example.name, &input)?;
+    let view = example_view(dir.path(), example.name, &input, None)?;
     let parsed = sluice_tests::jsonl::parse_file(&input, example.fields, e2e::now_ms())?;
     // Each key's valid events by time (then by line, as the pipeline).
     let mut by_key: BTreeMap<&str, Vec<(i64, usize)>> = BTreeMap::new();
@@ -508,5 +512,179 @@ fn a_host_builds_a_training_set_as_a_job_over_its_pipelines() -> anyhow::Result<
     )?;
     assert_eq!(ended["state"], "failed", "{ended}");
     assert!(ended["error"].as_str().unwrap_or_default().contains("no key column `customer`"), "{ended}");
+    Ok(())
+}
+
+/// A view for `--check-online`: `example` over its events with none late
+/// (the pipeline drops none, so its online rows, its offline rows and its
+/// windows computed again agree), run to its end with its features in
+/// Redis (`redis`, a sink's YAML) and in the Iceberg table `table` of
+/// `warehouse`: the pipeline, its input, and its valid events.
+fn served_view(
+    dir: &Path,
+    example: &e2e::Example,
+    redis: &str,
+    warehouse: &Path,
+    table: &str,
+) -> anyhow::Result<(Pipeline, PathBuf, usize)> {
+    let input = dir.join(format!("{table}.jsonl"));
+    let mut text = Vec::new();
+    sluice_examples::generate(&Config { late: 0.0, ..example.config.clone() }, &mut text)?;
+    std::fs::write(&input, &text)?;
+    let file = |what: &str| format!("{{type: file, path: '{}'}}", dir.join(format!("{table}-{what}.jsonl")).display());
+    let outputs = format!(
+        "{{features: [{redis}, {{type: iceberg, warehouse: '{}', namespace: offline, table: {table}}}], \
+         dead_letters: [{}], late_events: [{}]}}",
+        warehouse.display(),
+        file("dead"),
+        file("late")
+    );
+    let mut view = example_view(dir, example.name, &input, Some(&outputs))?;
+    let run = Command::new(e2e::sluice()).arg("run").arg(&view.manifest).output()?;
+    anyhow::ensure!(run.status.success(), "sluice run {table}: {}", String::from_utf8_lossy(&run.stderr));
+    view.warehouse = warehouse.to_path_buf();
+    view.table = format!("offline.{table}");
+    let valid = sluice_tests::jsonl::parse_file(&input, example.fields, e2e::now_ms())?.iter().flatten().count();
+    Ok((view, input, valid))
+}
+
+/// The keys `--check-online` samples from a view's table, as pyiceberg
+/// reads it: each key's newest row (by window end: no row here is fired
+/// per event), for those within `window` ms of the table's newest.
+fn recent_rows(view: &Pipeline, window: i64) -> anyhow::Result<BTreeMap<String, Value>> {
+    let mut newest: BTreeMap<String, Value> = BTreeMap::new();
+    for row in view.rows()? {
+        let key = row["key"].as_str().unwrap_or_default().to_string();
+        let end = |r: &Value| r["window_end"].as_i64().unwrap_or(i64::MIN);
+        if newest.get(&key).is_none_or(|held| end(&row) > end(held)) {
+            newest.insert(key, row);
+        }
+    }
+    let last = newest.values().map(|r| r["window_end"].as_i64().unwrap_or(i64::MIN)).max().unwrap_or(i64::MIN);
+    newest.retain(|_, r| r["window_end"].as_i64().is_some_and(|e| e >= last - window));
+    Ok(newest)
+}
+
+/// `--check-online`: two views whose three sides must agree,
+/// session-features (sliding; Redis's plain layout: lists, integers,
+/// text) and tx-velocity (a tumbling aggregate; Feast's layout: doubles).
+/// The check finds no skew over every key they serve now; then three
+/// differences made by hand are each reported where they are: a feature
+/// changed in Redis (online differs from offline and exact), an event
+/// added to the history (exact differs from both, for each feature it
+/// changes), a key's online row deleted.
+#[test]
+fn check_online_reports_each_difference_between_online_offline_and_the_events() -> anyhow::Result<()> {
+    use redis::Commands;
+    let dir = tempfile::tempdir()?;
+    let warehouse = dir.path().join("warehouse");
+    let prefix = common::unique("check-online");
+    let project = common::unique("check_online").replace('-', "_");
+    let (sessions, _, session_events) = served_view(
+        dir.path(),
+        &e2e::session_features(),
+        &format!("{{type: redis, url: '{}', key: '{prefix}:{{key}}'}}", common::REDIS),
+        &warehouse,
+        "sessions",
+    )?;
+    let (velocity, velocity_input, velocity_events) = served_view(
+        dir.path(),
+        &e2e::tx_velocity(),
+        &format!(
+            "{{type: redis, url: '{}', layout: feast, project: {project}, feature_view: tx_velocity, join_key: user_id}}",
+            common::REDIS
+        ),
+        &warehouse,
+        "velocity",
+    )?;
+    let recent_sessions = recent_rows(&sessions, 1_800_000)?;
+    let recent_velocity = recent_rows(&velocity, 300_000)?;
+    assert!(recent_sessions.len() > 10 && recent_velocity.len() > 10, "the test checks few keys");
+    let check = || -> anyhow::Result<(Option<i32>, String)> {
+        let run = Command::new(e2e::sluice())
+            .args(["training-set", "--check-online", "--sample", "1000", "--view"])
+            .arg(&sessions.manifest)
+            .arg("--view")
+            .arg(&velocity.manifest)
+            .output()?;
+        let shown = String::from_utf8_lossy(&run.stdout).into_owned();
+        anyhow::ensure!(run.status.code() != Some(2), "{shown}{}", String::from_utf8_lossy(&run.stderr));
+        Ok((run.status.code(), shown))
+    };
+    let view_lines = |view: &str, keys: usize, without: usize, events: usize| {
+        let checked = keys - without;
+        [
+            format!("view `{view}`: {keys} keys sampled, {checked} online rows checked ({without} keys without one)"),
+            format!("  compared with the offline table: {checked} (0 not in it yet, 0 online rows behind it)"),
+            format!("  computed again: {checked} windows from {events} events (0 failed;"),
+        ]
+    };
+    let (code, shown) = check()?;
+    assert_eq!(code, Some(0), "{shown}");
+    for line in view_lines("session-features", recent_sessions.len(), 0, session_events).iter().chain(&view_lines(
+        "tx-velocity",
+        recent_velocity.len(),
+        0,
+        velocity_events,
+    )) {
+        assert!(shown.contains(line.as_str()), "no line `{line}` in:\n{shown}");
+    }
+    let features = shown.lines().filter(|l| l.starts_with("  feature `")).count();
+    assert_eq!(features, 5 + 3, "{shown}");
+    assert_eq!(shown.matches("0 online≠offline, 0 online≠exact, 0 offline≠exact").count(), features, "{shown}");
+
+    // Online: one key's count changed, another key's row gone.
+    let mut keys = recent_sessions.keys();
+    let (changed, deleted) = (keys.next().cloned().unwrap_or_default(), keys.next().cloned().unwrap_or_default());
+    let mut redis = redis::Client::open(common::REDIS)?.get_connection()?;
+    let () = redis.hset(format!("{prefix}:{changed}"), "item_count_30m", "999")?;
+    let () = redis.del(format!("{prefix}:{deleted}"))?;
+    // History: an event the pipeline never saw, in a key's newest window.
+    let (added, row) = recent_velocity.iter().next().map(|(k, r)| (k.clone(), r.clone())).unwrap_or_default();
+    let end = row["window_end"].as_i64().unwrap_or_default();
+    let mut input = std::fs::OpenOptions::new().append(true).open(&velocity_input)?;
+    std::io::Write::write_all(
+        &mut input,
+        format!(
+            "{{\"user_id\": \"{added}\", \"merchant_id\": \"m-unseen\", \"amount\": 1000.5, \"timestamp\": {}}}\n",
+            end / 1000 - 1
+        )
+        .as_bytes(),
+    )?;
+
+    let (code, shown) = check()?;
+    assert_eq!(code, Some(1), "{shown}");
+    let expected = [
+        view_lines("session-features", recent_sessions.len(), 1, session_events).to_vec(),
+        view_lines("tx-velocity", recent_velocity.len(), 0, velocity_events + 1).to_vec(),
+        vec![
+            "  feature `item_count_30m`: 1 online≠offline, 1 online≠exact, 0 offline≠exact".to_string(),
+            "  feature `tx_count`: 0 online≠offline, 1 online≠exact, 1 offline≠exact".to_string(),
+            "  feature `tx_sum`: 0 online≠offline, 1 online≠exact, 1 offline≠exact".to_string(),
+            "  feature `distinct_merchants`: 0 online≠offline, 1 online≠exact, 1 offline≠exact".to_string(),
+            "skew found".to_string(),
+        ],
+    ]
+    .concat();
+    for line in &expected {
+        assert!(shown.contains(line.as_str()), "no line `{line}` in:\n{shown}");
+    }
+    // Each difference listed with the three values.
+    let count = &recent_sessions[&changed]["item_count_30m"];
+    let tx_count = &row["tx_count"];
+    for (key, values) in [
+        (&changed, format!("`item_count_30m`: online 999, offline {count}, exact {count}")),
+        (
+            &added,
+            format!(
+                "`tx_count`: online {tx_count}, offline {tx_count}, exact {}",
+                tx_count.as_i64().unwrap_or_default() + 1
+            ),
+        ),
+    ] {
+        let listed = shown.lines().any(|l| l.starts_with(&format!("  key {key} at ")) && l.ends_with(&values));
+        assert!(listed, "no difference `{values}` of {key} in:\n{shown}");
+    }
+    assert_eq!(shown.matches("0 online≠offline, 0 online≠exact, 0 offline≠exact").count(), features - 4, "{shown}");
     Ok(())
 }

@@ -358,9 +358,7 @@ impl Supervisor {
     /// shows of paths and messages (a host's layout is its own business).
     /// Paths under it read as relative to it (`files/in/clicks.jsonl`).
     pub fn shown(&self, text: &str) -> String {
-        let mut prefix = self.data.display().to_string();
-        prefix.push('/');
-        text.replace(&prefix, "")
+        without_data_dir(&self.data, text)
     }
 
     // ---- modules ----
@@ -1024,4 +1022,11 @@ fn status_of(entry: &Entry) -> Status {
 fn module_path(config: &str) -> String {
     let manifest: serde_yaml::Value = serde_yaml::from_str(config).unwrap_or_default();
     manifest["transform"]["module"].as_str().map_or_else(|| "?".to_string(), |p| format!("file {p}"))
+}
+
+/// `text` with the data directory `data` taken out ([`Supervisor::shown`]).
+fn without_data_dir(data: &std::path::Path, text: &str) -> String {
+    let mut prefix = data.display().to_string();
+    prefix.push('/');
+    text.replace(&prefix, "")
 }

@@ -143,7 +143,7 @@ impl Supervisor {
         let entry = Arc::new(Entry { job: std::sync::Mutex::new(job), progress });
         self.keep(id, entry.clone());
         let engine = self.runtime.engine().clone();
-        let shown = self.data.display().to_string() + "/";
+        let data = self.data.clone();
         let running = entry.clone();
         std::thread::Builder::new()
             .name(format!("sluice-training-set-{id}"))
@@ -156,7 +156,7 @@ impl Supervisor {
                     .and_then(|tokio| {
                         tokio
                             .block_on(training::build_with(&spec, &engine, &running.progress))
-                            .map_err(|e| e.to_string().replace(&shown, ""))
+                            .map_err(|e| super::without_data_dir(&data, &e.to_string()))
                     });
                 let mut job = running.job.lock().unwrap_or_else(PoisonError::into_inner);
                 job.finished = Some(crate::time::format_ms(crate::time::now_ms()));
@@ -231,7 +231,7 @@ impl Supervisor {
         };
         let mut views = Vec::new();
         for name in &request.views {
-            let definition = self.definitions().await.into_iter().find(|d| &d.name == name);
+            let definition = self.pipelines.lock().await.get(name).map(|e| e.definition.clone());
             let definition = definition.ok_or_else(|| Error::NotFound(name.clone()))?;
             let prepared = self.prepare_defined(&definition, false).await?;
             views.push(training::View::of(prepared.manifest.lower(), serving_delay_ms));

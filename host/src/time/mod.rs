@@ -100,15 +100,11 @@ impl TimestampFormat {
     }
 }
 
-/// Milliseconds since the Unix epoch, now.
-/// `ms` since the Unix epoch as RFC 3339 (UTC), for people.
-pub fn format_ms(ms: i64) -> String {
-    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
-        .ok()
-        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
-        .unwrap_or_else(|| format!("{ms} ms"))
-}
+/// `ms` since the Unix epoch as RFC 3339 (UTC), for people: the sinks'
+/// form too.
+pub use sluice_sink_api::time::format_ms;
 
+/// Milliseconds since the Unix epoch, now.
 pub fn now_ms() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }

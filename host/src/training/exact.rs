@@ -64,20 +64,25 @@ fn events_table(i: usize) -> String {
     format!("events_{i}")
 }
 
+/// The view's module, compiled by `engine`.
+pub(super) fn module(view: &View, engine: &Engine) -> Result<Module, Error> {
+    let transform = &view.pipeline.transform;
+    Module::load(engine, &transform.module, transform.kind, transform.limits)
+        .map_err(|e| Error::Table { view: view.name.clone(), message: format!("its module: {e}") })
+}
+
 /// Compute view `i`'s window at each label of the session's `labels`
-/// (`time` their time column) into `scratch`.
+/// (`time` their time column) into `scratch`, with the view's `module`.
 pub(super) async fn compute(
     i: usize,
     view: &View,
-    engine: &Engine,
+    module: &Module,
     ctx: &SessionContext,
     time: &str,
     scratch: &Path,
 ) -> Result<Computed, Error> {
     let failed = |message: String| Error::Table { view: view.name.clone(), message };
     let spec = &view.pipeline;
-    let module = Module::load(engine, &spec.transform.module, spec.transform.kind, spec.transform.limits)
-        .map_err(|e| failed(format!("its module: {e}")))?;
     let mut instance = module.instantiate().map_err(|e| failed(format!("its module: {e:#}")))?;
     let features: Vec<String> = module.schema().specs().iter().map(|s| s.name.to_string()).collect();
 

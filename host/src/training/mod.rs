@@ -4,6 +4,9 @@
 //! offline table's rows ([`as_of`]), or with the window ending exactly at
 //! the label's time computed again from the raw events ([`exact`]).
 //!
+//! `--check-online` ([`skew`]) compares a sample of the online store's
+//! rows with the offline table and the exact recomputation.
+//!
 //! Reading and sorting are DataFusion's, over the labels file, the views'
 //! Iceberg tables and the decoded events; its sorts spill to disk under a
 //! memory limit. Each view is a sort and one pass over it (the exact
@@ -13,6 +16,7 @@ mod as_of;
 mod events;
 mod exact;
 mod labels;
+mod skew;
 mod view;
 
 use std::path::{Path, PathBuf};
@@ -32,6 +36,7 @@ use sluice_sink_api::KeyType;
 use crate::wasm::Engine;
 
 pub use labels::{BadLabel, LabelsSpec};
+pub use skew::{Behind, Check, Difference, FeatureSkew, Recomputed, ViewSkew, check};
 pub use view::View;
 
 #[derive(Debug, thiserror::Error)]
@@ -56,6 +61,12 @@ pub enum Error {
         "pipeline `{view}` writes no Iceberg table (an `iceberg` sink in `outputs.features`): it has no offline rows"
     )]
     NoOfflineTable { view: String },
+    #[error(
+        "pipeline `{view}` writes no online store (a `redis` sink in `outputs.features`): there is nothing to check"
+    )]
+    NoOnlineStore { view: String },
+    #[error("view `{view}`: cannot read its online store: {message}")]
+    Online { view: String, message: String },
     #[error("view `{view}`: {message}")]
     Table { view: String, message: String },
     #[error(
@@ -229,6 +240,21 @@ fn found_flag(i: usize) -> String {
     format!("__found_{i}")
 }
 
+/// A query session whose sorts spill to disk past `memory_limit` bytes.
+fn session(memory_limit: usize) -> Result<SessionContext, Error> {
+    let runtime = RuntimeEnvBuilder::new()
+        .with_memory_pool(Arc::new(FairSpillPool::new(memory_limit)))
+        .build_arc()
+        .map_err(Error::Query)?;
+    // Sort-merge joins: they spill, where a hash join must hold its build
+    // side (a million labels) in memory.
+    // DataFusion's settings can be tuned by `DATAFUSION_*` variables
+    // (`DATAFUSION_EXECUTION_TARGET_PARTITIONS=4`).
+    let config =
+        SessionConfig::from_env().map_err(Error::Query)?.set_bool("datafusion.optimizer.prefer_hash_join", false);
+    Ok(SessionContext::new_with_config_rt(config, runtime))
+}
+
 /// How far a build has come, for whoever follows it (a host's jobs):
 /// what it is doing and how many views it has joined.
 #[derive(Debug)]
@@ -281,17 +307,7 @@ pub async fn build_with(spec: &Spec, engine: &Engine, progress: &Progress) -> Re
     let labels = labels::prepare(&spec.labels, int_keys, scratch.path()).await?;
     tracing::info!(labels = labels.read, unreadable = labels.bad, "read the labels");
 
-    let runtime = RuntimeEnvBuilder::new()
-        .with_memory_pool(Arc::new(FairSpillPool::new(spec.memory_limit)))
-        .build_arc()
-        .map_err(Error::Query)?;
-    // Sort-merge joins: they spill, where a hash join must hold its build
-    // side (a million labels) in memory.
-    // DataFusion's settings can be tuned by `DATAFUSION_*` variables
-    // (`DATAFUSION_EXECUTION_TARGET_PARTITIONS=4`).
-    let config =
-        SessionConfig::from_env().map_err(Error::Query)?.set_bool("datafusion.optimizer.prefer_hash_join", false);
-    let ctx = SessionContext::new_with_config_rt(config, runtime);
+    let ctx = session(spec.memory_limit)?;
     let path = labels.path.to_string_lossy().into_owned();
     ctx.register_parquet("labels", &path, Default::default()).await.map_err(Error::Query)?;
 
@@ -321,7 +337,8 @@ pub async fn build_with(spec: &Spec, engine: &Engine, progress: &Progress) -> Re
                 (features, String::new(), format!("l.{}", as_of::found_column(i)), sources)
             }
             Mode::Exact => {
-                let done = exact::compute(i, view, engine, &ctx, &spec.labels.time, scratch.path()).await?;
+                let module = exact::module(view, engine)?;
+                let done = exact::compute(i, view, &module, &ctx, &spec.labels.time, scratch.path()).await?;
                 let path = done.path.to_string_lossy().into_owned();
                 ctx.register_parquet(exact::table(i), &path, Default::default()).await.map_err(Error::Query)?;
                 computed.push(Computed {

@@ -11,6 +11,7 @@ pub mod duration;
 mod record;
 pub mod schema;
 pub mod size;
+pub mod time;
 
 pub use component::{Access, Component, NamedPath, Output, Preflight, Problem, SinkComponent};
 pub use duration::Duration;

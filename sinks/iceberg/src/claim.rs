@@ -18,6 +18,7 @@ use std::ops::Range;
 
 use iceberg::spec::{ManifestList, PrimitiveLiteral};
 use iceberg::table::Table;
+use sluice_sink_api::time::format_ms as ms;
 use sluice_sink_api::{Backfill, FeatureRow};
 
 /// The snapshot summary keys of a backfill's range.
@@ -134,10 +135,9 @@ pub(crate) async fn bound(requested: Backfill, table: &Table) -> Result<Backfill
     let wanted = requested.from_ms..requested.to_ms;
     if let Some(other) = backfilled(table).into_iter().find(|r| r.start < wanted.end && wanted.start < r.end) {
         return Err(format!(
-            "an earlier backfill covers windows ending from {} to {} (before {}): a window is written once, so a \
-             backfill may not overlap another; backfill the rest of the range only",
+            "an earlier backfill covers windows ending from {} up to (not including) {}: a window is written \
+             once, so a backfill may not overlap another; backfill the rest of the range only",
             ms(other.start),
-            ms(other.end),
             ms(other.end)
         ));
     }
@@ -161,13 +161,4 @@ pub(crate) async fn bound(requested: Backfill, table: &Table) -> Result<Backfill
         }
     }
     Ok(bounded)
-}
-
-/// `ms` since the Unix epoch as RFC 3339, for messages.
-pub(crate) fn ms(ms: i64) -> String {
-    match u64::try_from(ms) {
-        Ok(after) => humantime::format_rfc3339_millis(std::time::UNIX_EPOCH + std::time::Duration::from_millis(after))
-            .to_string(),
-        Err(_) => format!("{ms} ms"),
-    }
 }

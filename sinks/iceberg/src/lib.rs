@@ -331,7 +331,7 @@ impl IcebergSink {
                 return Err(fatal(&self.name)(format!(
                     "while the backfill ran, the live pipeline wrote windows ending before its end: nothing of it \
                      is published; run it again (it will stop where the live rows begin, at {})",
-                    claim::ms(bounded.to_ms)
+                    sluice_sink_api::time::format_ms(bounded.to_ms)
                 )));
             }
         }
