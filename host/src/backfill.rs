@@ -90,6 +90,17 @@ pub fn plan(mut spec: Spec, range: Range) -> Result<(Spec, Backfill), Error> {
     Ok((spec, Backfill { from_ms, to_ms, complete_from_ms }))
 }
 
+/// What a finished backfill of `range` wrote to the table of `spec` (its
+/// plan): the window ends of its snapshot, `None` when it published none
+/// (no row in its range).
+pub async fn written(spec: &Spec, range: Range) -> Result<Option<std::ops::Range<i64>>, String> {
+    let Some(SinkConfig::Iceberg(table)) = spec.outputs.features.first() else {
+        return Err(Error::NoTable(spec.name.clone()).to_string());
+    };
+    // Backfills may not overlap: at most one begins at `from`.
+    Ok(table.backfills().await?.into_iter().find(|r| r.start == range.from_ms))
+}
+
 /// Read `kafka`'s topics from `from_ms` to their ends, in a group of the
 /// backfill's own, committing (to that group) only at the end.
 fn read_history(kafka: &mut KafkaSourceConfig, from_ms: i64) {

@@ -1096,10 +1096,14 @@ fn run(file: &Path, overrides: &[String], fresh: bool, backfill: Option<backfill
     let Some((document, module)) = load(file, overrides, (true, false, fresh), runtime.engine()) else {
         return ExitCode::FAILURE;
     };
+    let mut backfilled = None;
     let mut plan = match backfill {
         None => Plan::with_module(document.manifest.lower(), module),
         Some(range) => match backfill::plan(document.manifest.lower(), range) {
-            Ok((spec, bounds)) => Plan::with_module(spec, module).backfill(bounds),
+            Ok((spec, bounds)) => {
+                backfilled = Some((spec.clone(), range));
+                Plan::with_module(spec, module).backfill(bounds)
+            }
             Err(e) => {
                 eprintln!("{}: error: {e}", file.display());
                 return ExitCode::FAILURE;
@@ -1152,12 +1156,35 @@ fn run(file: &Path, overrides: &[String], fresh: bool, backfill: Option<backfill
     match outcome {
         Ok((summary, signals)) => {
             out!("{}: {summary}", file.display());
+            if let Some((spec, range)) = backfilled.filter(|_| signals == 0) {
+                show_backfilled(&tokio, &spec, range);
+            }
             if signals > 1 { ExitCode::from(130) } else { ExitCode::SUCCESS }
         }
         Err(e) => {
             eprintln!("{}: error: {e:#}", file.display());
             ExitCode::FAILURE
         }
+    }
+}
+
+/// The range of window ends a finished backfill wrote, and where it was
+/// cut (the sink logs why).
+fn show_backfilled(tokio: &tokio::runtime::Runtime, spec: &sluice_host::pipeline::Spec, range: backfill::Range) {
+    let at = sluice_host::time::format_ms;
+    match tokio.block_on(backfill::written(spec, range)) {
+        Ok(Some(wrote)) if wrote.end < range.to_ms => out!(
+            "backfilled windows ending from {} up to (not including) {}: cut where the live pipeline's rows begin \
+             (asked up to {})",
+            at(wrote.start),
+            at(wrote.end),
+            at(range.to_ms)
+        ),
+        Ok(Some(wrote)) => {
+            out!("backfilled windows ending from {} up to (not including) {}", at(wrote.start), at(wrote.end))
+        }
+        Ok(None) => out!("backfilled nothing: no window ends from {} to {}", at(range.from_ms), at(range.to_ms)),
+        Err(e) => eprintln!("warning: cannot read what the backfill wrote: {e}"),
     }
 }
 

@@ -223,8 +223,16 @@ fn a_backfill_then_the_live_pipeline_write_each_window_once() -> anyhow::Result<
     let setup = Setup::new("backfill-first")?;
     let all = reference(&setup.events);
 
-    succeeded("backfill 10..50", &setup.backfill(10, 50)?)?;
+    let first = setup.backfill(10, 50)?;
+    succeeded("backfill 10..50", &first)?;
     assert_eq!(setup.table()?, ending_in(&all, 10, 50), "the backfill writes the windows ending in its range");
+    let said = String::from_utf8_lossy(&first.stdout);
+    assert!(
+        said.contains(
+            "backfilled windows ending from 2026-01-01T00:10:00Z up to (not including) 2026-01-01T00:50:00Z\n"
+        ),
+        "{said}"
+    );
 
     setup.live()?;
     let table = setup.table()?;
@@ -262,6 +270,14 @@ fn a_backfill_after_the_live_pipeline_stops_where_its_rows_begin() -> anyhow::Re
     succeeded("backfill 10..90", &backfill)?;
     let said = String::from_utf8_lossy(&backfill.stderr);
     assert!(said.contains("the backfill stops where the live pipeline's rows begin"), "{said}");
+    let said = String::from_utf8_lossy(&backfill.stdout);
+    assert!(
+        said.contains(
+            "backfilled windows ending from 2026-01-01T00:10:00Z up to (not including) 2026-01-01T00:41:00Z: cut where \
+             the live pipeline's rows begin (asked up to 2026-01-01T01:30:00Z)"
+        ),
+        "{said}"
+    );
 
     let mut expected = live;
     expected.extend(ending_in(&all, 10, 41));
@@ -301,6 +317,12 @@ fn a_backfill_from_the_topic_starts_at_the_offsets_for_its_time() -> anyhow::Res
     let read = setup.events.len() - from;
     let said = String::from_utf8_lossy(&backfill.stdout);
     assert!(said.contains(&format!(": {read} events in ")), "it reads the {read} events from offset {from}: {said}");
+    assert!(
+        said.contains(
+            "backfilled windows ending from 2026-01-01T00:30:00Z up to (not including) 2026-01-01T01:00:00Z\n"
+        ),
+        "{said}"
+    );
     assert_eq!(setup.table()?, ending_in(&all, 30, 60), "the windows ending in its range, whole");
     Ok(())
 }

@@ -197,27 +197,44 @@ async fn check_view(view: &View, engine: &Engine, check: &Check) -> Result<ViewS
     };
 
     for (n, (sampled, time_ms, online)) in rows.iter().enumerate() {
-        let offline = match sampled.time_ms.cmp(time_ms) {
+        // No window computed: no event in it, every feature null.
+        let exact = recomputed.as_ref().map(|windows| windows.get(n).and_then(Option::as_ref));
+        skew.compare(sampled, *time_ms, online, exact, &features);
+    }
+    Ok(skew)
+}
+
+impl ViewSkew {
+    /// Count the differences of a sampled key's online row (at `time_ms`)
+    /// with its newest offline row and with the window computed again
+    /// (`exact`: `None` when not computed; `Some(None)`: no event in it).
+    fn compare(
+        &mut self,
+        sampled: &Sampled,
+        time_ms: i64,
+        online: &Map<String, Value>,
+        exact: Option<Option<&Map<String, Value>>>,
+        features: &[String],
+    ) {
+        let offline = match sampled.time_ms.cmp(&time_ms) {
             std::cmp::Ordering::Equal => {
-                skew.compared += 1;
+                self.compared += 1;
                 Some(&sampled.features)
             }
             std::cmp::Ordering::Less => {
-                skew.not_yet_offline += 1;
+                self.not_yet_offline += 1;
                 None
             }
             std::cmp::Ordering::Greater => {
-                skew.online_behind += 1;
-                if skew.behind_listed.len() < LISTED {
+                self.online_behind += 1;
+                if self.behind_listed.len() < LISTED {
                     let key = sampled.key.clone();
-                    skew.behind_listed.push(Behind { key, online_ms: *time_ms, offline_ms: sampled.time_ms });
+                    self.behind_listed.push(Behind { key, online_ms: time_ms, offline_ms: sampled.time_ms });
                 }
                 None
             }
         };
-        // No window computed: no event in it, every feature null.
-        let exact = recomputed.as_ref().map(|windows| windows[n].as_ref());
-        for (feature, counts) in features.iter().zip(&mut skew.features) {
+        for (feature, counts) in features.iter().zip(&mut self.features) {
             let on = value_of(Some(online), feature);
             let off = offline.map(|row| value_of(Some(row), feature));
             let ex = exact.map(|row| value_of(row, feature));
@@ -237,11 +254,11 @@ async fn check_view(view: &View, engine: &Engine, check: &Check) -> Result<ViewS
                 }
             }
             if differs {
-                skew.differences += 1;
-                if skew.listed.len() < LISTED {
-                    skew.listed.push(Difference {
+                self.differences += 1;
+                if self.listed.len() < LISTED {
+                    self.listed.push(Difference {
                         key: sampled.key.clone(),
-                        time_ms: *time_ms,
+                        time_ms,
                         feature: feature.clone(),
                         online: on.clone(),
                         offline: off.cloned(),
@@ -251,7 +268,6 @@ async fn check_view(view: &View, engine: &Engine, check: &Check) -> Result<ViewS
             }
         }
     }
-    Ok(skew)
 }
 
 /// Up to `n` keys of view 0's table (`features` its feature columns) whose

@@ -385,6 +385,12 @@ impl IcebergSinkConfig {
         }
         catalog.load_table(&ident).await.map_err(|e| err("cannot load", e))
     }
+
+    /// The ranges of window ends backfills wrote to the table (from their
+    /// snapshots' summaries: what each wrote, after any cut).
+    pub async fn backfills(&self) -> Result<Vec<std::ops::Range<i64>>, String> {
+        Ok(claim::backfilled(&self.read_table().await?))
+    }
 }
 
 /// Connect to the catalog `config` names; local files in either case.
