@@ -181,7 +181,6 @@ async fn check_view(view: &View, engine: &Engine, check: &Check) -> Result<ViewS
             (Some(windows), recomputed)
         }
     };
-    let features: Vec<String> = module.schema().specs().iter().map(|s| s.name.to_string()).collect();
     let mut skew = ViewSkew {
         view: view.name.clone(),
         sampled: sampled.len() as u64,
@@ -191,7 +190,9 @@ async fn check_view(view: &View, engine: &Engine, check: &Check) -> Result<ViewS
         behind_listed: Vec::new(),
         compared: 0,
         exact,
-        features: features.iter().map(|f| FeatureSkew { feature: f.clone(), ..FeatureSkew::default() }).collect(),
+        features: (module.schema().specs().iter())
+            .map(|f| FeatureSkew { feature: f.name.to_string(), ..FeatureSkew::default() })
+            .collect(),
         differences: 0,
         listed: Vec::new(),
     };
@@ -199,7 +200,7 @@ async fn check_view(view: &View, engine: &Engine, check: &Check) -> Result<ViewS
     for (n, (sampled, time_ms, online)) in rows.iter().enumerate() {
         // No window computed: no event in it, every feature null.
         let exact = recomputed.as_ref().map(|windows| windows.get(n).and_then(Option::as_ref));
-        skew.compare(sampled, *time_ms, online, exact, &features);
+        skew.compare(sampled, *time_ms, online, exact);
     }
     Ok(skew)
 }
@@ -214,7 +215,6 @@ impl ViewSkew {
         time_ms: i64,
         online: &Map<String, Value>,
         exact: Option<Option<&Map<String, Value>>>,
-        features: &[String],
     ) {
         let offline = match sampled.time_ms.cmp(&time_ms) {
             std::cmp::Ordering::Equal => {
@@ -234,7 +234,8 @@ impl ViewSkew {
                 None
             }
         };
-        for (feature, counts) in features.iter().zip(&mut self.features) {
+        for counts in &mut self.features {
+            let feature = &counts.feature;
             let on = value_of(Some(online), feature);
             let off = offline.map(|row| value_of(Some(row), feature));
             let ex = exact.map(|row| value_of(row, feature));
