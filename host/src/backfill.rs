@@ -69,22 +69,13 @@ pub fn plan(mut spec: Spec, range: Range) -> Result<(Spec, Backfill), Error> {
     };
     spec.outputs.features = vec![table];
     spec.checkpoint = None;
+    let history = History::before(&spec, from_ms, lookback_ms);
     let complete_from_ms = match &mut spec.source {
         // Read whole: every window of the file is whole.
         SourceConfig::File(_) => i64::MIN,
         SourceConfig::Kafka(kafka) => {
-            let (lookback, gap) = match spec.window.kind {
-                window::Kind::Tumbling { size } | window::Kind::Sliding { size, .. } => (size, 0),
-                window::Kind::Session { gap } => (SESSION_LOOKBACK_MS.max(gap), gap),
-            };
-            let lookback = lookback_ms.unwrap_or(lookback);
-            // Records are found by their Kafka timestamps, which may be up
-            // to the out-of-orderness away from their events' times.
-            let read_from = from_ms.saturating_sub(lookback).saturating_sub(spec.out_of_orderness_ms);
-            read_history(kafka, read_from);
-            // A window starting later holds no event from before the
-            // records read; a session, no event within its gap of them.
-            read_from.saturating_add(spec.out_of_orderness_ms).saturating_add(gap)
+            read_history(kafka, history.read_from_ms, "backfill");
+            history.complete_from_ms
         }
     };
     Ok((spec, Backfill { from_ms, to_ms, complete_from_ms }))
@@ -101,12 +92,42 @@ pub async fn written(spec: &Spec, range: Range) -> Result<Option<std::ops::Range
     Ok(table.backfills().await?.into_iter().find(|r| r.start == range.from_ms))
 }
 
-/// Read `kafka`'s topics from `from_ms` to their ends, in a group of the
-/// backfill's own, committing (to that group) only at the end.
-fn read_history(kafka: &mut KafkaSourceConfig, from_ms: i64) {
+/// Where a topic is read from for windows ending at or after a time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct History {
+    /// The Kafka timestamp to read from (the brokers' offsets for times).
+    pub read_from_ms: i64,
+    /// Windows starting at or after it hold every event they should.
+    pub complete_from_ms: i64,
+}
+
+impl History {
+    /// For the windows of `spec` ending at or after `from_ms`: a window's
+    /// size before it (`lookback_ms` when given; for sessions,
+    /// [`SESSION_LOOKBACK_MS`] or the gap if longer), less the
+    /// out-of-orderness, since records are found by their Kafka
+    /// timestamps, which may be that far from their events' times.
+    pub fn before(spec: &Spec, from_ms: i64, lookback_ms: Option<i64>) -> History {
+        let (lookback, gap) = match spec.window.kind {
+            window::Kind::Tumbling { size } | window::Kind::Sliding { size, .. } => (size, 0),
+            window::Kind::Session { gap } => (SESSION_LOOKBACK_MS.max(gap), gap),
+        };
+        let lookback = lookback_ms.unwrap_or(lookback);
+        let read_from_ms = from_ms.saturating_sub(lookback).saturating_sub(spec.out_of_orderness_ms);
+        // A window starting later holds no event from before the records
+        // read; a session, no event within its gap of them.
+        let complete_from_ms = read_from_ms.saturating_add(spec.out_of_orderness_ms).saturating_add(gap);
+        History { read_from_ms, complete_from_ms }
+    }
+}
+
+/// Read `kafka`'s topics from `from_ms` to their ends, in a group of its
+/// own (`{group}-{purpose}-{run id}`: the live group's offsets are left as
+/// they are), committing to that group only at the end, if at all.
+pub fn read_history(kafka: &mut KafkaSourceConfig, from_ms: i64, purpose: &str) {
     kafka.start = StartConfig::Timestamp(format_ms(from_ms));
     kafka.stop_at_end = true;
-    kafka.group = format!("{}-backfill-{}", kafka.group, crate::checkpoint::run_id());
+    kafka.group = format!("{}-{purpose}-{}", kafka.group, crate::checkpoint::run_id());
     kafka.commit_interval = sluice_sink_api::Duration::from_millis(MAX_DURATION_MS.unsigned_abs());
 }
 

@@ -13,6 +13,7 @@ use sluice_host::runtime::Runtime;
 use sluice_host::supervisor::{Settings, Supervisor};
 use sluice_host::wasm::{Engine, Module};
 use sluice_host::{api, backfill, checkpoint, feast, preflight, training};
+use sluice_sink_iceberg::IcebergSinkConfig;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -166,13 +167,20 @@ enum Command {
         views: Vec<PathBuf>,
         /// `as-of`: each view's newest row available at the label's time,
         /// from its offline table. `exact`: the window ending exactly at
-        /// the label's time, computed from the view's raw events (its file
-        /// source) by its module.
+        /// the label's time, computed from the view's raw events (its file,
+        /// or its topic from the first label's window on) by its module.
         #[arg(long, value_enum, default_value = "as-of")]
         mode: TrainingMode,
         /// The Parquet file to write.
-        #[arg(long, required_unless_present = "check_online")]
+        #[arg(long, required_unless_present_any = ["check_online", "out_table"], conflicts_with = "out_table")]
         out: Option<PathBuf>,
+        /// Write a new Iceberg table instead, named as an `iceberg` sink
+        /// names its table (YAML):
+        /// `'{warehouse: out/warehouse, namespace: training, table: clicks_jan}'`
+        /// (a `catalog` too; default the SQL catalog in the warehouse). An
+        /// existing table is refused.
+        #[arg(long, value_name = "YAML")]
+        out_table: Option<String>,
         /// How long after its window's end a row fired on close reached
         /// the online store (default: each pipeline's out-of-orderness,
         /// when its watermark passed the end). `0s` for Feast's as-of.
@@ -190,7 +198,7 @@ enum Command {
         /// computed again from its raw events, for a sample of the keys
         /// it serves now; report the differences per feature and exit 1
         /// when there are any.
-        #[arg(long, conflicts_with_all = ["labels", "out"])]
+        #[arg(long, conflicts_with_all = ["labels", "out", "out_table"])]
         check_online: bool,
         /// `--check-online`: keys to sample per view.
         #[arg(long, default_value_t = 100)]
@@ -455,6 +463,7 @@ fn main() -> ExitCode {
             views,
             mode,
             out,
+            out_table,
             serving_delay,
             full_feature_names,
             memory_mib,
@@ -464,9 +473,27 @@ fn main() -> ExitCode {
             if check_online {
                 return check_online_stores(&views, sample, memory_mib);
             }
+            let out = match (out, out_table) {
+                (Some(path), None) => training::Destination::Parquet(path),
+                (None, Some(yaml)) => match serde_yaml::from_str::<IcebergSinkConfig>(&yaml) {
+                    Ok(table) => training::Destination::Table(Box::new(table)),
+                    Err(e) => {
+                        eprintln!(
+                            "error: --out-table: {e}\n  hint: give an iceberg sink's settings, \
+                             '{{warehouse: DIR, namespace: NS, table: NAME}}'"
+                        );
+                        return ExitCode::from(2);
+                    }
+                },
+                // clap refuses both, and requires one without --check-online.
+                _ => {
+                    eprintln!("error: give --out or --out-table (or --check-online)");
+                    return ExitCode::from(2);
+                }
+            };
             // clap requires them without --check-online.
-            let (Some(labels), Some(key), Some(out)) = (labels, key, out) else {
-                eprintln!("error: give --labels, --key and --out (or --check-online)");
+            let (Some(labels), Some(key)) = (labels, key) else {
+                eprintln!("error: give --labels and --key (or --check-online)");
                 return ExitCode::from(2);
             };
             let labels = training::LabelsSpec { path: labels, key, time };
@@ -926,7 +953,7 @@ fn training_set(
     labels: training::LabelsSpec,
     views: &[PathBuf],
     mode: training::Mode,
-    out: PathBuf,
+    out: training::Destination,
     serving_delay_ms: Option<i64>,
     full_feature_names: bool,
     memory_mib: usize,
@@ -951,7 +978,7 @@ fn training_set(
         return ExitCode::FAILURE;
     };
     let outcome = tokio.block_on(training::build(&spec, &engine)).map(|report| {
-        out!("{} labels, {} rows written to {}", report.labels, report.written, spec.out.display());
+        out!("{} labels, {} rows written to {}", report.labels, report.written, spec.out);
         for c in &report.computed {
             out!(
                 "view `{}`: {} windows computed from {} events ({} failed; {} events left out, as the pipeline would)",

@@ -175,6 +175,62 @@ fn as_of_never_gives_a_label_a_window_that_ends_after_it() -> anyhow::Result<()>
     Ok(())
 }
 
+/// `--out-table`: the training set the Parquet file holds, in a new
+/// Iceberg table as pyiceberg reads it, published in one snapshot whose
+/// summary says how it was built. A second build into it is refused and
+/// leaves it as it was.
+#[test]
+fn a_training_set_goes_to_a_new_iceberg_table_when_asked() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let s = |n: i64| T0 + n * SECOND;
+    let events: Vec<String> =
+        [("a", 10), ("a", 20), ("a", 70), ("b", 30)].iter().map(|&(u, t)| event(u, s(t))).collect();
+    let tumbling =
+        Pipeline::run(dir.path(), "tumbling", "{type: tumbling, size: 1m}", "{out_of_orderness: 5s}", &events)?;
+    let labels = format!("user,at,label\na,{},e\na,{},hour\nb,{},before\nc,{},unknown\n", s(65), s(3600), s(5), s(65));
+    let (_, parquet) = training_set(dir.path(), &labels, &[&tumbling], &[])?;
+    assert_eq!(counts(&parquet).iter().filter(|(_, _, c)| c.is_some()).count(), 2, "{parquet}");
+
+    let warehouse = dir.path().join("training");
+    let table = format!("{{warehouse: '{}', namespace: sets, table: labelled}}", warehouse.display());
+    let build = || {
+        Command::new(e2e::sluice())
+            .args(["training-set", "--labels"])
+            .arg(dir.path().join("labels.csv"))
+            .args(["--key", "user", "--time", "at", "--view"])
+            .arg(&tumbling.manifest)
+            .args(["--out-table", &table])
+            .output()
+    };
+    let first = build()?;
+    let stdout = String::from_utf8_lossy(&first.stdout);
+    assert!(first.status.success(), "{stdout}{}", String::from_utf8_lossy(&first.stderr));
+    assert!(stdout.contains("4 labels, 4 rows written to the table sets.labelled"), "{stdout}");
+    let rows = e2e::iceberg_rows(&warehouse, "sets.labelled")?;
+    assert_eq!(Value::Array(rows), parquet["rows"]);
+    let snapshots = || -> anyhow::Result<Vec<Value>> {
+        let out = Command::new(e2e::python())
+            .arg(e2e::root().join("scripts/iceberg-read"))
+            .arg("--warehouse")
+            .arg(&warehouse)
+            .args(["--table", "sets.labelled", "--snapshots"])
+            .output()?;
+        anyhow::ensure!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout)?.lines().map(|l| Ok(serde_json::from_str(l)?)).collect()
+    };
+    let published = snapshots()?;
+    assert_eq!(published.len(), 1, "{published:?}");
+    let summary = &published[0]["summary"];
+    assert_eq!(summary["sluice.training-set.mode"], "as-of", "{summary}");
+    assert_eq!(summary["sluice.training-set.views"], "tumbling", "{summary}");
+
+    let again = build()?;
+    let stderr = String::from_utf8_lossy(&again.stderr);
+    assert!(!again.status.success() && stderr.contains("the table sets.labelled exists"), "{stderr}");
+    assert_eq!(snapshots()?, published);
+    Ok(())
+}
+
 /// Fired on every event: the row an event fires holds that event, so it
 /// serves labels from 1 ms after it.
 #[test]
@@ -309,12 +365,22 @@ fn example_view(dir: &Path, name: &str, input: &Path, outputs: Option<&str>) -> 
     Ok(Pipeline { manifest: path, warehouse: PathBuf::new(), table: String::new() })
 }
 
+/// Where the exact mode's view reads its raw events.
+enum Events {
+    /// The example's file.
+    File,
+    /// A topic the test fills with the same lines, one record each, keyed
+    /// by their user.
+    Topic,
+}
+
 /// The exact mode against a brute-force reference: for each label, the
 /// example's features computed in the test from the input's valid events
 /// of its key in the window ending at the label's time (`window`: the
 /// events' times, the label's time, and the events' indices it holds).
 fn exact_equals_the_reference(
     example: e2e::Example,
+    from: Events,
     window: impl Fn(&[(i64, usize)], i64) -> Vec<usize>,
 ) -> anyhow::Result<()> {
     use rand::{Rng, SeedableRng};
@@ -324,6 +390,18 @@ fn exact_equals_the_reference(
     sluice_examples::generate(&example.config, &mut text)?;
     std::fs::write(&input, &text)?;
     let view = example_view(dir.path(), example.name, &input, None)?;
+    if let Events::Topic = from {
+        let topic = common::unique("exact");
+        sluice_examples::kafka::create_topic(common::BROKERS, &topic, 2)?;
+        let lines: Vec<String> = String::from_utf8(text.clone())?.lines().map(str::to_string).collect();
+        common::produce_lines(&lines, &topic)?;
+        let mut manifest: serde_yaml::Value = serde_yaml::from_str(&std::fs::read_to_string(&view.manifest)?)?;
+        manifest["source"] = serde_yaml::from_str(&format!(
+            "{{type: kafka, brokers: '{}', topics: ['{topic}'], group: '{topic}'}}",
+            common::BROKERS
+        ))?;
+        std::fs::write(&view.manifest, serde_yaml::to_string(&manifest)?)?;
+    }
     let parsed = sluice_tests::jsonl::parse_file(&input, example.fields, e2e::now_ms())?;
     // Each key's valid events by time (then by line, as the pipeline).
     let mut by_key: BTreeMap<&str, Vec<(i64, usize)>> = BTreeMap::new();
@@ -370,7 +448,11 @@ fn exact_equals_the_reference(
         computed += usize::from(want.is_some());
     }
     assert!(computed > 500, "only {computed} labels had events in their window: the test checks little");
-    assert!(stdout.contains("windows computed"), "{stdout}");
+    // Every event is read (a topic from the first label's window on: its
+    // records are stamped when produced, after every label), each once.
+    let valid = parsed.iter().flatten().count();
+    let read = format!("windows computed from {valid} events (0 failed; {} events left out", parsed.len() - valid);
+    assert!(stdout.contains(&read), "no `{read}` in {stdout}");
     Ok(())
 }
 
@@ -378,7 +460,7 @@ fn exact_equals_the_reference(
 #[test]
 fn exact_gives_each_label_the_sliding_window_ending_at_its_time() -> anyhow::Result<()> {
     let size = 1_800_000;
-    exact_equals_the_reference(e2e::session_features(), |events, t| {
+    exact_equals_the_reference(e2e::session_features(), Events::File, |events, t| {
         events.iter().filter(|(e, _)| *e >= t - size && *e < t).map(|&(_, i)| i).collect()
     })
 }
@@ -388,7 +470,18 @@ fn exact_gives_each_label_the_sliding_window_ending_at_its_time() -> anyhow::Res
 #[test]
 fn exact_folds_an_aggregates_window_ending_at_each_labels_time() -> anyhow::Result<()> {
     let size = 300_000;
-    exact_equals_the_reference(e2e::tx_velocity(), |events, t| {
+    exact_equals_the_reference(e2e::tx_velocity(), Events::File, |events, t| {
+        events.iter().filter(|(e, _)| *e >= t - size && *e < t).map(|&(_, i)| i).collect()
+    })
+}
+
+/// The same sliding windows, their raw events read from a topic of two
+/// partitions (each key's records in one), decoded as the pipeline
+/// decodes them.
+#[test]
+fn exact_reads_a_views_raw_events_from_its_topic() -> anyhow::Result<()> {
+    let size = 1_800_000;
+    exact_equals_the_reference(e2e::session_features(), Events::Topic, |events, t| {
         events.iter().filter(|(e, _)| *e >= t - size && *e < t).map(|&(_, i)| i).collect()
     })
 }
@@ -398,7 +491,7 @@ fn exact_folds_an_aggregates_window_ending_at_each_labels_time() -> anyhow::Resu
 #[test]
 fn exact_gives_each_label_the_session_before_its_time() -> anyhow::Result<()> {
     let gap = 900_000;
-    exact_equals_the_reference(e2e::user_session(), |events, t| {
+    exact_equals_the_reference(e2e::user_session(), Events::File, |events, t| {
         let before: Vec<(i64, usize)> = events.iter().copied().filter(|(e, _)| *e < t).collect();
         let Some(mut start) = before.len().checked_sub(1) else {
             return Vec::new();

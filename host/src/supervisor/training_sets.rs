@@ -243,7 +243,7 @@ impl Supervisor {
                 Mode::AsOf => training::Mode::AsOf,
                 Mode::Exact => training::Mode::Exact,
             },
-            out,
+            out: training::Destination::Parquet(out),
             full_feature_names: request.full_feature_names,
             memory_limit: request.memory_mib.saturating_mul(1 << 20),
         })

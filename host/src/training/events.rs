@@ -9,22 +9,35 @@ use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::parquet::arrow::ArrowWriter;
 
 use super::{BATCH_ROWS, Error, View};
+use crate::backfill::{History, read_history};
 use crate::decode::{self, FieldType};
-use crate::source::{FileSource, SourceConfig};
+use crate::source::{FileSource, KafkaSource, Polled, Source, SourceConfig};
 
 /// Decode the view's raw events into `out` (key, time in milliseconds,
-/// number in the file, the declared fields): how many there were, and how many the pipeline
-/// would have dead-lettered.
-pub(super) fn decode(view: &View, out: &Path) -> Result<(u64, u64), Error> {
+/// number in the order read, the declared fields): how many there were,
+/// and how many the pipeline would have dead-lettered.
+///
+/// A file is read whole. A topic is read from the time the windows ending
+/// at `first_ms` (the first label's time) may begin (the backfill's
+/// [`History`] rule: a window's size, a day for sessions, and the
+/// out-of-orderness before it, by the brokers' offsets for times) to the
+/// partitions' ends, in a consumer group of its own; `None` (no label)
+/// reads nothing.
+pub(super) fn decode(view: &View, out: &Path, first_ms: Option<i64>) -> Result<(u64, u64), Error> {
     let spec = &view.pipeline;
     let failed = |message: String| Error::Table { view: view.name.clone(), message };
-    let SourceConfig::File(file) = &spec.source else {
-        return Err(failed(
-            "the exact mode reads the raw events of a file source (JSON lines or an Avro container file)".to_string(),
-        ));
+    let unreadable_source = |e: crate::source::Error| failed(format!("its events: {e}"));
+    let mut source: Option<Box<dyn Source>> = match (&spec.source, first_ms) {
+        (SourceConfig::File(file), _) => {
+            Some(Box::new(FileSource::open(&file.path, 4_096, spec.max_event_bytes, None).map_err(unreadable_source)?))
+        }
+        (SourceConfig::Kafka(kafka), Some(first_ms)) => {
+            let mut kafka = kafka.clone();
+            read_history(&mut kafka, History::before(spec, first_ms, None).read_from_ms, "training");
+            Some(Box::new(KafkaSource::open(&kafka, spec.max_event_bytes, None).map_err(unreadable_source)?))
+        }
+        (SourceConfig::Kafka(_), None) => None,
     };
-    let mut source = FileSource::open(&file.path, 4_096, spec.max_event_bytes, None)
-        .map_err(|e| failed(format!("its events: {e}")))?;
     let mut decoder = spec.schema.decoder().map_err(|e| failed(format!("its events' decoder: {e}")))?;
     let mut fields = vec![
         Field::new("key", DataType::Utf8, false),
@@ -47,7 +60,13 @@ pub(super) fn decode(view: &View, out: &Path) -> Result<(u64, u64), Error> {
     let mut builders = EventBuilders::new(&spec.fields());
     let (mut events, mut unreadable) = (0u64, 0u64);
     let now = crate::time::now_ms();
-    while let Some(chunk) = source.next_chunk().map_err(|e| failed(format!("its events: {e}")))? {
+    while let Some(source) = source.as_mut() {
+        let chunk = match source.poll().map_err(unreadable_source)? {
+            Polled::Chunk { chunk, .. } => chunk,
+            Polled::End => break,
+            // Assignments, partitions finished, idle polls: nothing to read.
+            _ => continue,
+        };
         decoder.prepare(&chunk).map_err(|e| failed(format!("its events: {e}")))?;
         unreadable += chunk.unreadable().len() as u64;
         for record in chunk.records() {
@@ -73,7 +92,8 @@ pub(super) fn decode(view: &View, out: &Path) -> Result<(u64, u64), Error> {
 struct EventBuilders {
     key: StringBuilder,
     time: Int64Builder,
-    /// Each event's number in the file: the order of events of one time.
+    /// Each event's number in the order read: the order of events of one
+    /// time (of one key: a key's records are in one partition).
     seq: Int64Builder,
     next: i64,
     fields: Vec<FieldBuilder>,

@@ -14,9 +14,10 @@
 //! An aggregate transform folds each window's events into a new
 //! accumulator and finishes it.
 //! The raw events are the view's file (JSON lines or an Avro container
-//! file), decoded as the pipeline decodes them (an event it would
-//! dead-letter is left out and counted) into a scratch Parquet file
-//! (`events.rs`).
+//! file) or topic (from the first label's time less a window, by the
+//! brokers' offsets for times, to the partitions' ends), decoded as the
+//! pipeline decodes them (an event it would dead-letter is left out and
+//! counted) into a scratch Parquet file (`events.rs`).
 //! DataFusion merges them with the labels in order of key and time (a
 //! label before an event of the same time: its window ends before that
 //! event), and one pass over that order keeps each key's recent events.
@@ -36,6 +37,7 @@ use sluice_sink_iceberg::Columns;
 use super::labels::{KEY_INT, KEY_TEXT, ROW};
 use super::{BATCH_ROWS, Error, View, ident};
 use crate::decode::FieldType;
+use crate::source::SourceConfig;
 use crate::wasm::{self, AddGroup, Engine, Features, Instance, Module};
 use crate::window::{Batch, Column, ColumnData, Fired, Kind};
 
@@ -87,7 +89,12 @@ pub(super) async fn compute(
     let features: Vec<String> = module.schema().specs().iter().map(|s| s.name.to_string()).collect();
 
     let events_path = scratch.join(format!("events_{i}.parquet"));
-    let (events, unreadable_events) = super::events::decode(view, &events_path)?;
+    let first_ms = match spec.source {
+        SourceConfig::Kafka(_) => first_label_ms(ctx, time).await?,
+        // A file is read whole.
+        SourceConfig::File(_) => None,
+    };
+    let (events, unreadable_events) = super::events::decode(view, &events_path, first_ms)?;
     let path = events_path.to_string_lossy().into_owned();
     ctx.register_parquet(events_table(i), &path, Default::default()).await.map_err(Error::Query)?;
 
@@ -135,6 +142,18 @@ pub(super) async fn compute(
     writer.close()?;
     computed.path = out;
     Ok(computed)
+}
+
+/// The first label's time in milliseconds (`None` without labels): where
+/// a topic's history must begin.
+async fn first_label_ms(ctx: &SessionContext, time: &str) -> Result<Option<i64>, Error> {
+    let sql = format!("SELECT min(CAST({} AS BIGINT)) FROM labels", ident(time));
+    let batches = ctx.sql(&sql).await.map_err(Error::Query)?.collect().await.map_err(Error::Query)?;
+    let Some(first) = batches.iter().find(|b| b.num_rows() > 0) else {
+        return Ok(None);
+    };
+    let micros = first.column(0).as_any().downcast_ref::<Int64Array>().ok_or_else(|| unexpected("min"))?;
+    Ok((!micros.is_null(0)).then(|| micros.value(0).div_euclid(1_000)))
 }
 
 /// A decoded field value, owned: a key's recent events outlive the

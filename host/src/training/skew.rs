@@ -18,8 +18,8 @@
 //!   After `T`, the online store missed the table's newest row: skew,
 //!   counted as "online behind".
 //! - exact: the window ending at `T`, computed from the view's raw events
-//!   (a file source) by its module, as `--mode exact` computes it for a
-//!   label at `T`. Not for a view fired per event: its rows' windows end
+//!   (its file or its topic) by its module, as `--mode exact` computes it
+//!   for a label at `T`. Not for a view fired per event: its rows' windows end
 //!   after their event, not at its time.
 //!
 //! Values are the same when both are null, the same text or boolean,
@@ -40,7 +40,6 @@ use serde_json::{Map, Value};
 use sluice_sink_api::{EntityKey, KeyType};
 
 use super::{Error, LabelsSpec, View, as_of, exact, ident, labels};
-use crate::source::SourceConfig;
 use crate::wasm::{Engine, Module};
 use crate::window::{Kind, TriggerMode};
 
@@ -315,15 +314,8 @@ async fn sample(ctx: &SessionContext, view: &View, features: &[String], n: usize
 /// Why the view's windows cannot be computed again at its online rows'
 /// times, if they cannot.
 fn not_recomputed(view: &View) -> Option<String> {
-    if view.pipeline.window.trigger == TriggerMode::Event {
-        return Some("it fires per event: its rows' windows end after their event, not at its time".to_string());
-    }
-    match &view.pipeline.source {
-        SourceConfig::File(_) => None,
-        _ => Some(
-            "the exact mode reads the raw events of a file source (JSON lines or an Avro container file)".to_string(),
-        ),
-    }
+    (view.pipeline.window.trigger == TriggerMode::Event)
+        .then(|| "it fires per event: its rows' windows end after their event, not at its time".to_string())
 }
 
 /// The window ending at each of `at` (a key and a time, ms), computed by

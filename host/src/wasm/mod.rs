@@ -108,6 +108,12 @@ impl LoadError {
     }
 }
 
+/// Whether an error comes from the operating system (memory, a file
+/// descriptor) rather than from the module.
+fn refused_by_the_os(e: &wasmtime::Error) -> bool {
+    e.chain().any(|cause| cause.is::<std::io::Error>())
+}
+
 /// Limits for every call into a module.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
@@ -357,11 +363,23 @@ impl Module {
             name: name.into(),
             schema: Arc::new(FeatureSchema::default()),
         };
-        let mut instance = module.instantiate().map_err(|e| match e.downcast_ref::<Trap>() {
+        let instance = match module.instantiate() {
+            // Wasmtime makes the module's copy-on-write memory image at its
+            // first instance, and does not keep a failure: an OS refusal
+            // there (a memfd the kernel will not seal while its pages are
+            // pinned) may pass a moment later.
+            Err(e) if refused_by_the_os(&e) => {
+                tracing::warn!(module = %name, error = %format!("{e:#}"), "starting the module failed; once more");
+                module.instantiate()
+            }
+            started => started,
+        };
+        let mut instance = instance.map_err(|e| match e.downcast_ref::<Trap>() {
             Some(Trap::Interrupt) => LoadError::Contract {
                 path: name.to_string(),
                 message: format!("starting it ran past the {:?} deadline", limits.timeout),
             },
+            _ if refused_by_the_os(&e) => LoadError::Engine(format!("starting {name}: {e:#}")),
             _ => contract(e),
         })?;
         let broken = |message: String| LoadError::Contract { path: name.to_string(), message };
@@ -591,4 +609,19 @@ impl Instance {
 
 fn accumulators(out: Vec<Result<Vec<u8>, String>>) -> Result<Vec<Result<Vec<u8>, RowError>>, CallError> {
     Ok(out.into_iter().map(|r| r.map_err(RowError::returned)).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_os_refusal_is_told_from_a_modules_own_failure() {
+        // As wasmtime reports a memory image the kernel would not seal.
+        let sealed =
+            wasmtime::Error::new(std::io::Error::from_raw_os_error(16)).context("cannot add seals to the memfd");
+        assert!(refused_by_the_os(&sealed));
+        let own = wasmtime::Error::msg("memory minimum size of 400 pages exceeds memory limits");
+        assert!(!refused_by_the_os(&own));
+    }
 }

@@ -26,6 +26,7 @@
 
 mod claim;
 mod columns;
+mod new_table;
 mod staging;
 
 use std::collections::{BTreeMap, HashMap};
@@ -53,6 +54,7 @@ use sluice_sink_api::{Access, Batch, Component, Context, Error, NamedPath, Outpu
 
 use claim::Claim;
 pub use columns::{Columns, row_columns};
+pub use new_table::NewTable;
 use staging::Staging;
 
 /// An Apache Iceberg table (feature rows only): the offline store,
@@ -369,13 +371,25 @@ impl IcebergSink {
 }
 
 impl IcebergSinkConfig {
+    /// The table's name in its catalog.
+    fn ident(&self) -> TableIdent {
+        TableIdent::new(NamespaceIdent::new(self.namespace.clone()), self.table.clone())
+    }
+
+    /// The catalog, for messages.
+    fn catalog_named(&self) -> String {
+        match &self.catalog {
+            CatalogConfig::Sql { .. } => "the SQL catalog".to_string(),
+            CatalogConfig::Rest { uri, .. } => format!("the REST catalog {uri} (check its uri and properties)"),
+        }
+    }
+
     /// The table as it is now, to read (training sets, backfills): an
     /// error when the catalog has no such table, which is made only by a
     /// pipeline's first run.
     pub async fn read_table(&self) -> Result<Table, String> {
-        let warehouse_url = file_url(&self.warehouse).map_err(|e| format!("{}: {e}", self.warehouse.display()))?;
-        let catalog = open_catalog(self, warehouse_url).await?;
-        let ident = TableIdent::new(NamespaceIdent::new(self.namespace.clone()), self.table.clone());
+        let catalog = self.catalog().await?;
+        let ident = self.ident();
         let err = |what: &str, e: iceberg::Error| format!("{what} the table {ident}: {e}");
         if !catalog.table_exists(&ident).await.map_err(|e| err("cannot look up", e))? {
             return Err(format!(
@@ -384,6 +398,12 @@ impl IcebergSinkConfig {
             ));
         }
         catalog.load_table(&ident).await.map_err(|e| err("cannot load", e))
+    }
+
+    /// The catalog the table is in.
+    async fn catalog(&self) -> Result<Arc<dyn Catalog>, String> {
+        let warehouse_url = file_url(&self.warehouse).map_err(|e| format!("{}: {e}", self.warehouse.display()))?;
+        open_catalog(self, warehouse_url).await
     }
 
     /// The ranges of window ends backfills wrote to the table (from their
@@ -428,37 +448,21 @@ async fn open_catalog(config: &IcebergSinkConfig, warehouse_url: String) -> Resu
 /// Load the table, or create it (and its namespace) from `columns`. An
 /// existing table must have the columns the module's features make.
 async fn open_table(catalog: &dyn Catalog, config: &IcebergSinkConfig, columns: &Columns) -> Result<Table, String> {
-    let namespace = NamespaceIdent::new(config.namespace.clone());
-    let ident = TableIdent::new(namespace.clone(), config.table.clone());
-    let at = match &config.catalog {
-        CatalogConfig::Sql { .. } => "the SQL catalog".to_string(),
-        CatalogConfig::Rest { uri, .. } => format!("the REST catalog {uri} (check its uri and properties)"),
-    };
-    let err = |what: &str, e: iceberg::Error| format!("{what} {ident} in {at}: {e}");
+    let ident = config.ident();
+    let err = |what: &str, e: iceberg::Error| format!("{what} {ident} in {}: {e}", config.catalog_named());
     if catalog.table_exists(&ident).await.map_err(|e| err("cannot look up", e))? {
         let table = catalog.load_table(&ident).await.map_err(|e| err("cannot load", e))?;
         columns.check(table.metadata().current_schema()).map_err(|e| format!("table {ident} {e}"))?;
         return Ok(table);
     }
-    if !catalog.namespace_exists(&namespace).await.map_err(|e| err("cannot look up the namespace of", e))? {
-        // Another host may create it at the same time.
-        if let Err(e) = catalog.create_namespace(&namespace, HashMap::new()).await
-            && !catalog.namespace_exists(&namespace).await.unwrap_or(false)
-        {
-            return Err(err("cannot create the namespace of", e));
-        }
-    }
-    // Placed under the warehouse whichever the catalog: a REST catalog's
-    // default location may be where this host cannot write.
-    let location = file_url(&config.warehouse.join(&config.namespace).join(&config.table))
-        .map_err(|e| format!("{}: {e}", config.warehouse.display()))?;
+    let location = create_namespace(catalog, config).await?;
     let creation = TableCreation::builder()
         .name(config.table.clone())
         .location(location)
         .schema(columns.schema().clone())
         .partition_spec(columns.partition_spec())
         .build();
-    match catalog.create_table(&namespace, creation).await {
+    match catalog.create_table(ident.namespace(), creation).await {
         Ok(table) => {
             tracing::info!(table = %ident, "created the Iceberg table");
             Ok(table)
@@ -469,6 +473,26 @@ async fn open_table(catalog: &dyn Catalog, config: &IcebergSinkConfig, columns: 
             Err(_) => Err(err("cannot create", e)),
         },
     }
+}
+
+/// Create the namespace of `config`'s table when missing: where the
+/// table is to be placed (under the warehouse whichever the catalog: a
+/// REST catalog's default location may be where this host cannot write).
+async fn create_namespace(catalog: &dyn Catalog, config: &IcebergSinkConfig) -> Result<String, String> {
+    let namespace = NamespaceIdent::new(config.namespace.clone());
+    let err = |e: iceberg::Error| {
+        format!("cannot create the namespace of {} in {}: {e}", config.ident(), config.catalog_named())
+    };
+    if !catalog.namespace_exists(&namespace).await.map_err(err)? {
+        // Another host may create it at the same time.
+        if let Err(e) = catalog.create_namespace(&namespace, HashMap::new()).await
+            && !catalog.namespace_exists(&namespace).await.unwrap_or(false)
+        {
+            return Err(err(e));
+        }
+    }
+    file_url(&config.warehouse.join(&config.namespace).join(&config.table))
+        .map_err(|e| format!("{}: {e}", config.warehouse.display()))
 }
 
 #[async_trait]
