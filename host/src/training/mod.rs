@@ -86,7 +86,7 @@ pub enum Error {
         source: ParquetError,
     },
     #[error("cannot write {name}: {message}")]
-    Out { name: String, message: String },
+    Destination { name: String, message: String },
     #[error("cannot create {path}: {source}", path = path.display())]
     Create {
         path: PathBuf,
@@ -477,8 +477,10 @@ impl Output {
             }
             Destination::Table(table) => {
                 let name = destination.to_string();
-                let writing =
-                    table.create_new(schema).await.map_err(|message| Error::Out { name: name.clone(), message })?;
+                let writing = table
+                    .create_new(schema)
+                    .await
+                    .map_err(|message| Error::Destination { name: name.clone(), message })?;
                 Output::Table { writing: Box::new(writing), name }
             }
         })
@@ -490,7 +492,7 @@ impl Output {
                 write_bounded(writer, batch).map_err(|e| Error::Write { path: path.clone(), source: e })
             }
             Output::Table { writing, name } => {
-                writing.write(batch).await.map_err(|message| Error::Out { name: name.clone(), message })
+                writing.write(batch).await.map_err(|message| Error::Destination { name: name.clone(), message })
             }
         }
     }
@@ -513,7 +515,7 @@ impl Output {
                     ("sluice.training-set.mode".to_string(), mode.to_string()),
                     ("sluice.training-set.views".to_string(), views.join(",")),
                 ]);
-                writing.commit(summary).await.map(|_| ()).map_err(|message| Error::Out { name, message })
+                writing.commit(summary).await.map(|_| ()).map_err(|message| Error::Destination { name, message })
             }
         }
     }

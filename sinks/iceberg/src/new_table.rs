@@ -100,14 +100,22 @@ impl NewTable {
         self.writer.write(batch).await.map_err(|e| format!("cannot write to {ident}: {e}"))
     }
 
-    /// Publish what was written in one snapshot, `summary` in its summary.
+    /// Publish what was written in one snapshot, `summary` in its summary;
+    /// if it cannot be, drop the table, as [`NewTable::abandon`].
     pub async fn commit(mut self, summary: HashMap<String, String>) -> Result<Table, String> {
         let ident = self.table.identifier().clone();
-        let files = self.writer.close().await.map_err(|e| format!("cannot write to {ident}: {e}"))?;
-        let tx = Transaction::new(&self.table);
-        let action = tx.fast_append().add_data_files(files).set_snapshot_properties(summary);
-        let tx = action.apply(tx).map_err(|e| format!("cannot append to {ident}: {e}"))?;
-        tx.commit(self.catalog.as_ref()).await.map_err(|e| format!("cannot commit to {ident}: {e}"))
+        let published = async {
+            let files = self.writer.close().await.map_err(|e| format!("cannot write to {ident}: {e}"))?;
+            let tx = Transaction::new(&self.table);
+            let action = tx.fast_append().add_data_files(files).set_snapshot_properties(summary);
+            let tx = action.apply(tx).map_err(|e| format!("cannot append to {ident}: {e}"))?;
+            tx.commit(self.catalog.as_ref()).await.map_err(|e| format!("cannot commit to {ident}: {e}"))
+        }
+        .await;
+        if published.is_err() {
+            self.abandon().await;
+        }
+        published
     }
 
     /// Drop the table (a build that failed): nothing of it is left in the
