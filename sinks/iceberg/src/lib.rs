@@ -455,7 +455,7 @@ async fn open_table(catalog: &dyn Catalog, config: &IcebergSinkConfig, columns: 
         columns.check(table.metadata().current_schema()).map_err(|e| format!("table {ident} {e}"))?;
         return Ok(table);
     }
-    let location = create_namespace(catalog, config).await?;
+    let location = prepare_location(catalog, config).await?;
     let creation = TableCreation::builder()
         .name(config.table.clone())
         .location(location)
@@ -478,7 +478,7 @@ async fn open_table(catalog: &dyn Catalog, config: &IcebergSinkConfig, columns: 
 /// Create the namespace of `config`'s table when missing: where the
 /// table is to be placed (under the warehouse whichever the catalog: a
 /// REST catalog's default location may be where this host cannot write).
-async fn create_namespace(catalog: &dyn Catalog, config: &IcebergSinkConfig) -> Result<String, String> {
+async fn prepare_location(catalog: &dyn Catalog, config: &IcebergSinkConfig) -> Result<String, String> {
     let namespace = NamespaceIdent::new(config.namespace.clone());
     let err = |e: iceberg::Error| {
         format!("cannot create the namespace of {} in {}: {e}", config.ident(), config.catalog_named())

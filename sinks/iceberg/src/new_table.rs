@@ -20,7 +20,7 @@ use iceberg::writer::file_writer::rolling_writer::RollingFileWriterBuilder;
 use iceberg::writer::{IcebergWriter, IcebergWriterBuilder};
 use parquet::file::properties::WriterProperties;
 
-use crate::{IcebergSinkConfig, create_namespace};
+use crate::{IcebergSinkConfig, prepare_location};
 
 type Writer = DataFileWriter<ParquetWriterBuilder, DefaultLocationGenerator, DefaultFileNameGenerator>;
 
@@ -48,7 +48,7 @@ impl IcebergSinkConfig {
         if catalog.table_exists(&ident).await.map_err(|e| err("cannot look up", e))? {
             return Err(format!("the table {ident} exists: name a new one (or drop it first)"));
         }
-        let location = create_namespace(catalog.as_ref(), self).await?;
+        let location = prepare_location(catalog.as_ref(), self).await?;
         let creation =
             iceberg::TableCreation::builder().name(self.table.clone()).location(location).schema(columns).build();
         let table = catalog.create_table(ident.namespace(), creation).await.map_err(|e| err("cannot create", e))?;
