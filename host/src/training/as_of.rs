@@ -29,7 +29,6 @@ use datafusion::arrow::array::{Array, ArrayRef, BooleanArray, Int64Array, Record
 use datafusion::arrow::compute;
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use datafusion::common::ScalarValue;
-use datafusion::parquet::arrow::ArrowWriter;
 use datafusion::prelude::{DataFrame, Expr, SessionContext, cast, lit};
 use futures_util::StreamExt;
 use sluice_sink_api::KeyType;
@@ -98,12 +97,12 @@ pub(super) async fn join(
     let schema: SchemaRef = Arc::new(Schema::new(fields));
     let file = std::fs::File::create(out).map_err(|e| Error::Scratch { path: out.to_path_buf(), source: e })?;
     let write_error = |e| Error::Write { path: out.to_path_buf(), source: e };
-    let mut writer = ArrowWriter::try_new(file, schema.clone(), None).map_err(write_error)?;
+    let mut writer = super::parquet_writer(file, schema.clone()).map_err(write_error)?;
     let mut pass = Pass::new(&feature_fields, label_fields.len());
     while let Some(batch) = stream.next().await {
         let batch = batch.map_err(Error::Query)?;
         if let Some(labelled) = pass.batch(&batch, &schema)? {
-            super::write_bounded(&mut writer, &labelled).map_err(write_error)?;
+            writer.write(&labelled).map_err(write_error)?;
         }
     }
     writer.close().map_err(write_error)?;
@@ -195,10 +194,10 @@ impl Pass {
     /// The labels of `batch` with their features, if it holds any.
     fn batch(&mut self, batch: &RecordBatch, schema: &SchemaRef) -> Result<Option<RecordBatch>, Error> {
         let keys = compute::cast(batch.column(KEY), &DataType::Utf8).map_err(query)?;
-        let keys = keys.as_any().downcast_ref::<StringArray>().ok_or_else(|| unexpected("__k"))?;
+        let keys = keys.as_any().downcast_ref::<StringArray>().ok_or_else(|| super::unexpected("__k"))?;
         let ints = |c: usize| -> Result<Int64Array, Error> {
             let array = compute::cast(batch.column(c), &DataType::Int64).map_err(query)?;
-            array.as_any().downcast_ref::<Int64Array>().cloned().ok_or_else(|| unexpected("newness"))
+            array.as_any().downcast_ref::<Int64Array>().cloned().ok_or_else(|| super::unexpected("newness"))
         };
         let side = ints(SIDE)?;
         let [stamp, end, computed] = NEWNESS.map(ints);
@@ -248,8 +247,4 @@ impl Pass {
         columns.push(Arc::new(BooleanArray::from(found)));
         RecordBatch::try_new(schema.clone(), columns).map(Some).map_err(query)
     }
-}
-
-fn unexpected(column: &str) -> Error {
-    Error::Query(datafusion::error::DataFusionError::Internal(format!("the merged column `{column}` has another type")))
 }

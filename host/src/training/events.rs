@@ -6,7 +6,6 @@ use std::sync::Arc;
 
 use datafusion::arrow::array::{ArrayRef, BooleanBuilder, Float64Builder, Int64Builder, RecordBatch, StringBuilder};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
-use datafusion::parquet::arrow::ArrowWriter;
 
 use super::{BATCH_ROWS, Error, View};
 use crate::backfill::{History, read_history};
@@ -56,7 +55,7 @@ pub(super) fn decode(view: &View, out: &Path, first_ms: Option<i64>) -> Result<(
     let schema = Arc::new(Schema::new(fields));
     let write_error = |e| Error::Write { path: out.to_path_buf(), source: e };
     let file_out = std::fs::File::create(out).map_err(|e| Error::Scratch { path: out.to_path_buf(), source: e })?;
-    let mut writer = ArrowWriter::try_new(file_out, schema.clone(), None).map_err(write_error)?;
+    let mut writer = super::parquet_writer(file_out, schema.clone()).map_err(write_error)?;
     let mut builders = EventBuilders::new(&spec.fields());
     let (mut events, mut unreadable) = (0u64, 0u64);
     let now = crate::time::now_ms();
@@ -79,8 +78,7 @@ pub(super) fn decode(view: &View, out: &Path, first_ms: Option<i64>) -> Result<(
             }
         }
         if builders.len() >= BATCH_ROWS {
-            super::write_bounded(&mut writer, &builders.finish(&schema).map_err(|e| failed(e.to_string()))?)
-                .map_err(write_error)?;
+            writer.write(&builders.finish(&schema).map_err(|e| failed(e.to_string()))?).map_err(write_error)?;
         }
     }
     writer.write(&builders.finish(&schema).map_err(|e| failed(e.to_string()))?).map_err(write_error)?;

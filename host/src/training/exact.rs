@@ -94,7 +94,13 @@ pub(super) async fn compute(
         // A file is read whole.
         SourceConfig::File(_) => None,
     };
-    let (events, unreadable_events) = super::events::decode(view, &events_path, first_ms)?;
+    // Reading a file or polling a topic blocks: off the runtime's workers.
+    let (events, unreadable_events) = {
+        let (view, events_path) = (view.clone(), events_path.clone());
+        tokio::task::spawn_blocking(move || super::events::decode(&view, &events_path, first_ms))
+            .await
+            .map_err(|e| failed(format!("reading its events: {e}")))??
+    };
     let path = events_path.to_string_lossy().into_owned();
     ctx.register_parquet(events_table(i), &path, Default::default()).await.map_err(Error::Query)?;
 
@@ -152,7 +158,7 @@ async fn first_label_ms(ctx: &SessionContext, time: &str) -> Result<Option<i64>,
     let Some(first) = batches.iter().find(|b| b.num_rows() > 0) else {
         return Ok(None);
     };
-    let micros = first.column(0).as_any().downcast_ref::<Int64Array>().ok_or_else(|| unexpected("min"))?;
+    let micros = first.column(0).as_any().downcast_ref::<Int64Array>().ok_or_else(|| super::unexpected("min"))?;
     Ok((!micros.is_null(0)).then(|| micros.value(0).div_euclid(1_000)))
 }
 
@@ -222,12 +228,12 @@ impl Pass {
     ) -> Result<(), Error> {
         let query = |e| Error::Query(datafusion::error::DataFusionError::ArrowError(Box::new(e), None));
         let keys = compute::cast(batch.column(0), &DataType::Utf8).map_err(query)?;
-        let keys = keys.as_any().downcast_ref::<StringArray>().ok_or_else(|| unexpected("key"))?;
+        let keys = keys.as_any().downcast_ref::<StringArray>().ok_or_else(|| super::unexpected("key"))?;
         let ints = |c: usize| compute::cast(batch.column(c), &DataType::Int64).map_err(query);
         let (times, sides, rows) = (ints(1)?, ints(2)?, ints(3)?);
-        let times = times.as_any().downcast_ref::<Int64Array>().ok_or_else(|| unexpected("t"))?;
-        let sides = sides.as_any().downcast_ref::<Int64Array>().ok_or_else(|| unexpected("side"))?;
-        let rows = rows.as_any().downcast_ref::<Int64Array>().ok_or_else(|| unexpected("label_row"))?;
+        let times = times.as_any().downcast_ref::<Int64Array>().ok_or_else(|| super::unexpected("t"))?;
+        let sides = sides.as_any().downcast_ref::<Int64Array>().ok_or_else(|| super::unexpected("side"))?;
+        let rows = rows.as_any().downcast_ref::<Int64Array>().ok_or_else(|| super::unexpected("label_row"))?;
         let values: Vec<FieldColumn> = self
             .fields
             .iter()
@@ -405,10 +411,6 @@ fn evaluate(
         .collect())
 }
 
-fn unexpected(column: &str) -> Error {
-    Error::Query(datafusion::error::DataFusionError::Internal(format!("the merged column `{column}` has another type")))
-}
-
 /// Bytes of an event as a call counts them (see [`crate::window::Bounds`]).
 fn row_bytes(event: &Held) -> usize {
     8 + event
@@ -508,8 +510,8 @@ struct Writer {
 impl Writer {
     fn open(path: &Path, view: &str, columns: Columns, schema: SchemaRef) -> Result<Writer, Error> {
         let file = std::fs::File::create(path).map_err(|e| Error::Scratch { path: path.to_path_buf(), source: e })?;
-        let file = ArrowWriter::try_new(file, schema, None)
-            .map_err(|e| Error::Write { path: path.to_path_buf(), source: e })?;
+        let file =
+            super::parquet_writer(file, schema).map_err(|e| Error::Write { path: path.to_path_buf(), source: e })?;
         Ok(Writer { path: path.to_path_buf(), view: view.to_string(), columns, file, rows: Vec::new() })
     }
 
@@ -525,7 +527,7 @@ impl Writer {
         let batch =
             self.columns.batch(&self.rows).map_err(|message| Error::Table { view: self.view.clone(), message })?;
         self.rows.clear();
-        super::write_bounded(&mut self.file, &batch).map_err(|e| Error::Write { path: self.path.clone(), source: e })
+        self.file.write(&batch).map_err(|e| Error::Write { path: self.path.clone(), source: e })
     }
 
     fn close(mut self) -> Result<(), Error> {

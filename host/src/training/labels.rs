@@ -12,7 +12,6 @@ use datafusion::arrow::array::{
 use datafusion::arrow::compute::{self, CastOptions};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use datafusion::execution::context::SessionContext;
-use datafusion::parquet::arrow::ArrowWriter;
 use datafusion::prelude::{CsvReadOptions, ParquetReadOptions, SessionConfig};
 use futures_util::StreamExt;
 
@@ -110,14 +109,14 @@ pub(super) async fn prepare(spec: &LabelsSpec, int_keys: bool, dir: &Path) -> Re
     let out = dir.join("labels.parquet");
     let file = std::fs::File::create(&out).map_err(|e| Error::Scratch { path: out.clone(), source: e })?;
     let write_error = |e| Error::Write { path: out.clone(), source: e };
-    let mut writer = ArrowWriter::try_new(file, normalizer.schema.clone(), None).map_err(write_error)?;
+    let mut writer = super::parquet_writer(file, normalizer.schema.clone()).map_err(write_error)?;
     let mut labels = Labels { path: out.clone(), columns, read: 0, bad: 0, listed: Vec::new() };
     let mut batches = frame.execute_stream().await.map_err(read_error)?;
     while let Some(batch) = batches.next().await {
         let batch = batch.map_err(read_error)?;
         let normalized = normalizer.batch(&batch, labels.read, &mut labels)?;
         labels.read += batch.num_rows() as u64;
-        super::write_bounded(&mut writer, &normalized).map_err(write_error)?;
+        writer.write(&normalized).map_err(write_error)?;
     }
     writer.close().map_err(write_error)?;
     Ok(labels)

@@ -29,6 +29,7 @@ use datafusion::execution::memory_pool::FairSpillPool;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::parquet::arrow::ArrowWriter;
 use datafusion::parquet::errors::ParquetError;
+use datafusion::parquet::file::properties::WriterProperties;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use futures_util::StreamExt;
 use iceberg_datafusion::IcebergStaticTableProvider;
@@ -214,20 +215,26 @@ async fn register_table(ctx: &SessionContext, i: usize, view: &View) -> Result<V
 const BATCH_ROWS: usize = 8_192;
 
 /// The most a Parquet writer buffers before it writes a row group: its
-/// default is a million rows, which for rows holding lists is gigabytes.
+/// default is a million rows, which for rows holding lists is gigabytes,
+/// and a reader fetches a row group whole.
 const ROW_GROUP_BYTES: usize = 32 << 20;
 
-/// Write `batch`, then the row group if it has grown past
-/// [`ROW_GROUP_BYTES`].
-fn write_bounded(
-    writer: &mut ArrowWriter<std::fs::File>,
-    batch: &datafusion::arrow::array::RecordBatch,
-) -> Result<(), ParquetError> {
-    writer.write(batch)?;
-    if writer.in_progress_size() > ROW_GROUP_BYTES {
-        writer.flush()?;
-    }
-    Ok(())
+/// A writer of a scratch file or the training set to `file`, its row
+/// groups at most [`ROW_GROUP_BYTES`].
+fn parquet_writer(
+    file: std::fs::File,
+    schema: datafusion::arrow::datatypes::SchemaRef,
+) -> Result<ArrowWriter<std::fs::File>, ParquetError> {
+    let properties = WriterProperties::builder().set_max_row_group_bytes(Some(ROW_GROUP_BYTES)).build();
+    ArrowWriter::try_new(file, schema, Some(properties))
+}
+
+/// A query's column of another type than this module asks of it: a bug
+/// here, not in the input.
+fn unexpected(column: &str) -> Error {
+    Error::Query(datafusion::error::DataFusionError::Internal(format!(
+        "the query's column `{column}` has another type"
+    )))
 }
 
 /// Quote `name` as a SQL identifier.
@@ -471,7 +478,7 @@ impl Output {
             Destination::Parquet(path) => {
                 let file =
                     std::fs::File::create(path).map_err(|e| Error::Create { path: path.to_path_buf(), source: e })?;
-                let writer = ArrowWriter::try_new(file, schema.clone(), None)
+                let writer = parquet_writer(file, schema.clone())
                     .map_err(|e| Error::Write { path: path.to_path_buf(), source: e })?;
                 Output::Parquet { path: path.clone(), writer: Box::new(writer) }
             }
@@ -489,7 +496,7 @@ impl Output {
     async fn write(&mut self, batch: &datafusion::arrow::array::RecordBatch) -> Result<(), Error> {
         match self {
             Output::Parquet { path, writer } => {
-                write_bounded(writer, batch).map_err(|e| Error::Write { path: path.clone(), source: e })
+                writer.write(batch).map_err(|e| Error::Write { path: path.clone(), source: e })
             }
             Output::Table { writing, name } => {
                 writing.write(batch).await.map_err(|message| Error::Destination { name: name.clone(), message })

@@ -34,7 +34,6 @@ use std::sync::Arc;
 use datafusion::arrow::array::{Array, Int64Array, RecordBatch, StringArray};
 use datafusion::arrow::compute;
 use datafusion::arrow::datatypes::{DataType, Field, Schema};
-use datafusion::parquet::arrow::ArrowWriter;
 use datafusion::prelude::SessionContext;
 use serde_json::{Map, Value};
 use sluice_sink_api::{EntityKey, KeyType};
@@ -296,9 +295,9 @@ async fn sample(ctx: &SessionContext, view: &View, features: &[String], n: usize
     let mut sampled = Vec::new();
     for batch in &batches {
         let keys = compute::cast(batch.column(0), &DataType::Utf8).map_err(arrow_error)?;
-        let keys = keys.as_any().downcast_ref::<StringArray>().ok_or_else(|| unexpected("__key"))?;
+        let keys = keys.as_any().downcast_ref::<StringArray>().ok_or_else(|| super::unexpected("__key"))?;
         let micros = compute::cast(batch.column(1), &DataType::Int64).map_err(arrow_error)?;
-        let micros = micros.as_any().downcast_ref::<Int64Array>().ok_or_else(|| unexpected("__micros"))?;
+        let micros = micros.as_any().downcast_ref::<Int64Array>().ok_or_else(|| super::unexpected("__micros"))?;
         let rows = json_rows(&batch.project(&(2..batch.num_columns()).collect::<Vec<_>>()).map_err(arrow_error)?)?;
         for (r, features) in rows.into_iter().enumerate() {
             sampled.push(Sampled {
@@ -345,7 +344,7 @@ async fn recompute(
     for batch in &batches {
         // `key` is the label's row: the index into `at`.
         let rows = compute::cast(batch.column(0), &DataType::Int64).map_err(arrow_error)?;
-        let rows = rows.as_any().downcast_ref::<Int64Array>().ok_or_else(|| unexpected("key"))?;
+        let rows = rows.as_any().downcast_ref::<Int64Array>().ok_or_else(|| super::unexpected("key"))?;
         let features = json_rows(&batch.project(&(1..batch.num_columns()).collect::<Vec<_>>()).map_err(arrow_error)?)?;
         for (r, features) in features.into_iter().enumerate() {
             if let Some(slot) = usize::try_from(rows.value(r)).ok().and_then(|i| windows.get_mut(i)) {
@@ -372,7 +371,7 @@ fn write_labels(at: &[(String, i64)], path: &Path) -> Result<(), Error> {
     let batch = RecordBatch::try_new(schema.clone(), vec![Arc::new(keys), Arc::new(times)]).map_err(arrow_error)?;
     let file = std::fs::File::create(path).map_err(|e| Error::Scratch { path: path.to_path_buf(), source: e })?;
     let write_error = |e| Error::Write { path: path.to_path_buf(), source: e };
-    let mut writer = ArrowWriter::try_new(file, schema, None).map_err(write_error)?;
+    let mut writer = super::parquet_writer(file, schema).map_err(write_error)?;
     writer.write(&batch).map_err(write_error)?;
     writer.close().map_err(write_error)?;
     Ok(())
@@ -389,7 +388,9 @@ fn json_rows(batch: &RecordBatch) -> Result<Vec<Map<String, Value>>, Error> {
         .build::<_, arrow_json::writer::JsonArray>(Vec::new());
     writer.write_batches(&[batch]).map_err(arrow_error)?;
     writer.finish().map_err(arrow_error)?;
-    serde_json::from_slice(&writer.into_inner()).map_err(|e| unexpected(&format!("rows as JSON ({e})")))
+    serde_json::from_slice(&writer.into_inner()).map_err(|e| {
+        Error::Query(datafusion::error::DataFusionError::Internal(format!("the check's rows as JSON: {e}")))
+    })
 }
 
 /// `feature`'s value in `row`: null where the row or the value is
@@ -416,10 +417,6 @@ fn same(a: &Value, b: &Value) -> bool {
 
 fn arrow_error(e: datafusion::arrow::error::ArrowError) -> Error {
     Error::Query(datafusion::error::DataFusionError::ArrowError(Box::new(e), None))
-}
-
-fn unexpected(what: &str) -> Error {
-    Error::Query(datafusion::error::DataFusionError::Internal(format!("the check's {what} is not as expected")))
 }
 
 #[cfg(test)]

@@ -26,6 +26,7 @@
 
 mod claim;
 mod columns;
+mod data_files;
 mod new_table;
 mod staging;
 
@@ -170,6 +171,8 @@ pub struct IcebergSink {
     table: Table,
     columns: Columns,
     splitter: RecordBatchPartitionSplitter,
+    /// How data files are written (the table's `write.parquet.*`).
+    parquet: WriterProperties,
     /// Data files of the rows since the last barrier.
     writer: Option<Writer>,
     /// Writers made so far: numbers the files.
@@ -228,6 +231,8 @@ impl IcebergSink {
             metadata.default_partition_spec().clone(),
         )
         .map_err(|e| fatal(format!("partitioning by day of window_end: {e}")))?;
+        let parquet = data_files::writer_properties(metadata.properties())
+            .map_err(|e| fatal(format!("{}.{}: {e}", config.namespace, config.table)))?;
         let staging = Staging::open(metadata.location(), &context.pipeline).map_err(&fatal)?;
         let claim = match context.backfill {
             Some(requested) => Claim::Backfill(claim::bound(requested, &table).await.map_err(&fatal)?),
@@ -239,6 +244,7 @@ impl IcebergSink {
             table,
             columns,
             splitter,
+            parquet,
             writer: None,
             writers: 0,
             run: context.run.clone(),
@@ -359,7 +365,7 @@ impl IcebergSink {
         self.writers += 1;
         let names =
             DefaultFileNameGenerator::new(format!("{}-{:06}", self.run, self.writers), None, DataFileFormat::Parquet);
-        let parquet = ParquetWriterBuilder::new(WriterProperties::default(), metadata.current_schema().clone());
+        let parquet = ParquetWriterBuilder::new(self.parquet.clone(), metadata.current_schema().clone());
         let rolling = RollingFileWriterBuilder::new_with_default_file_size(
             parquet,
             self.table.file_io().clone(),

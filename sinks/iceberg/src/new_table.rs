@@ -18,7 +18,6 @@ use iceberg::writer::file_writer::ParquetWriterBuilder;
 use iceberg::writer::file_writer::location_generator::{DefaultFileNameGenerator, DefaultLocationGenerator};
 use iceberg::writer::file_writer::rolling_writer::RollingFileWriterBuilder;
 use iceberg::writer::{IcebergWriter, IcebergWriterBuilder};
-use parquet::file::properties::WriterProperties;
 
 use crate::{IcebergSinkConfig, prepare_location};
 
@@ -54,7 +53,7 @@ impl IcebergSinkConfig {
         let table = catalog.create_table(ident.namespace(), creation).await.map_err(|e| err("cannot create", e))?;
         let arrow = schema_to_arrow_schema(table.metadata().current_schema())
             .map_err(|e| format!("the columns of {ident}: {e}"))?;
-        let opened = writer(&table).await.map_err(|e| err("cannot write", e));
+        let opened = writer(&table).await.map_err(|e| format!("cannot write {ident}: {e}"));
         let writer = match opened {
             Ok(writer) => writer,
             Err(e) => {
@@ -67,18 +66,17 @@ impl IcebergSinkConfig {
     }
 }
 
-/// Data files under the table's location, rolled at the default size.
-async fn writer(table: &Table) -> Result<Writer, iceberg::Error> {
+/// Data files under the table's location, rolled at the default size,
+/// written as the table's properties say.
+async fn writer(table: &Table) -> Result<Writer, String> {
     let metadata = table.metadata();
-    let parquet = ParquetWriterBuilder::new(WriterProperties::default(), metadata.current_schema().clone());
+    let properties = crate::data_files::writer_properties(metadata.properties())?;
+    let parquet = ParquetWriterBuilder::new(properties, metadata.current_schema().clone());
     let names = DefaultFileNameGenerator::new("data".to_string(), None, DataFileFormat::Parquet);
-    let rolling = RollingFileWriterBuilder::new_with_default_file_size(
-        parquet,
-        table.file_io().clone(),
-        DefaultLocationGenerator::new(metadata)?,
-        names,
-    );
-    DataFileWriterBuilder::new(rolling).build(None).await
+    let location = DefaultLocationGenerator::new(metadata).map_err(|e| e.to_string())?;
+    let rolling =
+        RollingFileWriterBuilder::new_with_default_file_size(parquet, table.file_io().clone(), location, names);
+    DataFileWriterBuilder::new(rolling).build(None).await.map_err(|e| e.to_string())
 }
 
 impl NewTable {

@@ -399,3 +399,86 @@ async fn a_table_in_a_rest_catalog_is_written_exactly_once() -> anyhow::Result<(
     assert!(t.warehouse().join("offline/features/metadata").is_dir());
     Ok(())
 }
+
+/// The table's `write.parquet.*` properties, set with pyiceberg.
+fn set_properties(t: &Table, properties: &[(&str, &str)]) -> anyhow::Result<()> {
+    let pairs: serde_json::Map<String, Value> =
+        properties.iter().map(|(k, v)| (k.to_string(), Value::from(*v))).collect();
+    let program = "import json, sys\n\
+        from pyiceberg.catalog.sql import SqlCatalog\n\
+        w = sys.argv[1]\n\
+        c = SqlCatalog('sluice', uri=f'sqlite:///{w}/catalog.db', warehouse=f'file://{w}')\n\
+        c.load_table('offline.features').transaction().set_properties(json.loads(sys.argv[2])).commit_transaction()\n";
+    let out = std::process::Command::new(python())
+        .args(["-c", program])
+        .arg(std::path::absolute(t.warehouse())?)
+        .arg(Value::Object(pairs).to_string())
+        .output()?;
+    anyhow::ensure!(out.status.success(), "setting the properties: {}", String::from_utf8_lossy(&out.stderr));
+    Ok(())
+}
+
+/// A data file as pyarrow reads its footer.
+#[derive(Debug, PartialEq)]
+struct Layout {
+    /// Its row groups: rows, compressed bytes.
+    groups: Vec<(i64, i64)>,
+    /// Its columns' codecs, each once.
+    codecs: Vec<String>,
+}
+
+/// The table's data files.
+fn layouts(t: &Table) -> anyhow::Result<Vec<Layout>> {
+    Ok(t.read(&["--files"])?
+        .iter()
+        .map(|file| {
+            let groups = file["row_groups"].as_array().cloned().unwrap_or_default();
+            let groups = groups.iter().map(|g| (g["rows"].as_i64().unwrap_or(-1), g["bytes"].as_i64().unwrap_or(-1)));
+            let codecs = file["codecs"].as_array().into_iter().flatten().filter_map(|c| c.as_str().map(String::from));
+            Layout { groups: groups.collect(), codecs: codecs.collect() }
+        })
+        .collect())
+}
+
+/// Data files follow the table's `write.parquet.*` properties, Iceberg's
+/// defaults when it has none (zstd; row groups up to 128 MiB), as pyarrow
+/// reads the files' footers; a value the sink cannot take stops it at
+/// open, naming the property.
+#[tokio::test]
+async fn data_files_are_written_as_the_tables_properties_say() -> anyhow::Result<()> {
+    let t = Table::new()?;
+    let mut sink = t.open("run-a", &[]).await?;
+    write(&mut sink, 0..3).await?;
+    checkpointed(&mut sink, 1).await?;
+    drop(sink);
+    let first = layouts(&t)?;
+    assert!(!first.is_empty());
+    for file in &first {
+        assert_eq!(file.groups.len(), 1, "{first:?}");
+        assert_eq!(file.codecs, ["ZSTD"], "{first:?}");
+    }
+
+    set_properties(&t, &[("write.parquet.row-group-size-bytes", "2048"), ("write.parquet.compression-codec", "gzip")])?;
+    let mut sink = t.open("run-b", &[]).await?;
+    for start in (1_000..3_000).step_by(50) {
+        write(&mut sink, start..start + 50).await?;
+    }
+    checkpointed(&mut sink, 1).await?;
+    drop(sink);
+    assert_eq!(t.rows()?, [rows(0..3), rows(1_000..3_000)].concat());
+    let second: Vec<Layout> = layouts(&t)?.into_iter().filter(|file| file.codecs != ["ZSTD"]).collect();
+    assert!(!second.is_empty());
+    for Layout { groups, codecs } in &second {
+        assert_eq!(codecs, &["GZIP"], "{second:?}");
+        // Cut near the bound (the writer checks it between batches).
+        assert!(groups.iter().all(|&(_, bytes)| bytes < 2 * 2048), "{second:?}");
+    }
+    // The 2,000 rows would have made one group a file otherwise.
+    let groups: usize = second.iter().map(|file| file.groups.len()).sum();
+    assert!(groups > 4 * second.len(), "{second:?}");
+
+    set_properties(&t, &[("write.parquet.compression-codec", "lzo")])?;
+    let refused = t.open("run-c", &[]).await.err().map(|e| e.message);
+    assert!(refused.as_ref().is_some_and(|m| m.contains("write.parquet.compression-codec is `lzo`")), "{refused:?}");
+    Ok(())
+}
