@@ -274,12 +274,15 @@ fn found_flag(i: usize) -> String {
 }
 
 /// Rows in the batches the queries pass between their operators, unless
-/// [`BATCH_SIZE_VARIABLE`] says. With DataFusion's default (8,192) the
-/// peak memory does not follow the memory limit: rows carry lists, and
-/// the batches a sort holds outside its pool (in flight, one per spilled
-/// run while merging) are a sort's worth by themselves. At 1,024 it does,
-/// at the same speed (README, Performance: 512 MiB peaks at 1.3 GiB rather
-/// than 1.9 for as-of, 0.8 rather than 1.5 for exact).
+/// [`BATCH_SIZE_VARIABLE`] says. Rows carry lists, so a batch is
+/// megabytes, and a sort that spilled holds batches of every spilled run
+/// outside its pool while it merges them; the runs are as many as the
+/// table is larger than the memory limit. At DataFusion's default (8,192)
+/// 512 MiB peaked as 2048 did. At 1,024 the limit moves the peak, but a
+/// table far larger than the limit still raises it (1.0 GB for 4 million
+/// clicks, 1.3–1.4 for 8, at 512 MiB); 256 keeps it flat (0.56, 0.59)
+/// but makes the in-memory sorts of the default limit half as slow again.
+/// README, Performance, "Training sets".
 const QUERY_BATCH_ROWS: usize = 1_024;
 const BATCH_SIZE_VARIABLE: &str = "DATAFUSION_EXECUTION_BATCH_SIZE";
 

@@ -12,24 +12,51 @@
 
 use std::collections::HashMap;
 
+use iceberg::spec::DataFileFormat;
+use iceberg::table::Table;
+use iceberg::writer::file_writer::ParquetWriterBuilder;
+use iceberg::writer::file_writer::location_generator::{DefaultFileNameGenerator, DefaultLocationGenerator};
+use iceberg::writer::file_writer::rolling_writer::RollingFileWriterBuilder;
 use parquet::basic::{BrotliLevel, Compression, GzipLevel, ZstdLevel};
 use parquet::file::properties::WriterProperties;
 
 /// The most a row group holds, compressed (Iceberg's
 /// `parquet.block.size`).
-pub const ROW_GROUP_BYTES: &str = "write.parquet.row-group-size-bytes";
+const ROW_GROUP_BYTES: &str = "write.parquet.row-group-size-bytes";
 /// `zstd`, `gzip`, `snappy`, `lz4`, `brotli` or `uncompressed`.
-pub const COMPRESSION_CODEC: &str = "write.parquet.compression-codec";
+const COMPRESSION_CODEC: &str = "write.parquet.compression-codec";
 /// The codec's level (zstd 1–22, gzip 0–9, brotli 0–11); the codec's
 /// default otherwise.
-pub const COMPRESSION_LEVEL: &str = "write.parquet.compression-level";
+const COMPRESSION_LEVEL: &str = "write.parquet.compression-level";
 
 /// Iceberg's default for [`ROW_GROUP_BYTES`].
-pub const DEFAULT_ROW_GROUP_BYTES: usize = 128 << 20;
+const DEFAULT_ROW_GROUP_BYTES: usize = 128 << 20;
+
+/// What writes a table's data files: Parquet with `properties` (from
+/// [`writer_properties`]), rolled at the default size, under the table's
+/// location, named `{prefix}-…`.
+pub(crate) type Files =
+    RollingFileWriterBuilder<ParquetWriterBuilder, DefaultLocationGenerator, DefaultFileNameGenerator>;
+
+/// The builder of `table`'s data files (see [`Files`]).
+pub(crate) fn files(table: &Table, properties: WriterProperties, prefix: String) -> Result<Files, String> {
+    let metadata = table.metadata();
+    let location = DefaultLocationGenerator::new(metadata).map_err(|e| format!("data file locations: {e}"))?;
+    let names = DefaultFileNameGenerator::new(prefix, None, DataFileFormat::Parquet);
+    let parquet = ParquetWriterBuilder::new(properties, metadata.current_schema().clone());
+    Ok(RollingFileWriterBuilder::new_with_default_file_size(parquet, table.file_io().clone(), location, names))
+}
 
 /// The Parquet writer's settings for a table with `properties`, or what
-/// is wrong with one of them.
-pub fn writer_properties(properties: &HashMap<String, String>) -> Result<WriterProperties, String> {
+/// is wrong with one of them and how to mend it.
+pub(crate) fn writer_properties(properties: &HashMap<String, String>) -> Result<WriterProperties, String> {
+    settings(properties).map_err(|e| {
+        format!("{e}; set it, or remove it for Iceberg's default, with any Iceberg client (pyiceberg: set_properties)")
+    })
+}
+
+/// The settings `properties` say, or what is wrong with one of them.
+fn settings(properties: &HashMap<String, String>) -> Result<WriterProperties, String> {
     let row_group_bytes =
         match properties.get(ROW_GROUP_BYTES) {
             None => DEFAULT_ROW_GROUP_BYTES,

@@ -36,13 +36,12 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use iceberg::arrow::RecordBatchPartitionSplitter;
-use iceberg::spec::{DataFile, DataFileFormat};
+use iceberg::spec::DataFile;
 use iceberg::table::Table;
 use iceberg::transaction::{ApplyTransactionAction, Transaction};
 use iceberg::writer::base_writer::data_file_writer::DataFileWriterBuilder;
 use iceberg::writer::file_writer::ParquetWriterBuilder;
 use iceberg::writer::file_writer::location_generator::{DefaultFileNameGenerator, DefaultLocationGenerator};
-use iceberg::writer::file_writer::rolling_writer::RollingFileWriterBuilder;
 use iceberg::writer::partitioning::PartitioningWriter;
 use iceberg::writer::partitioning::fanout_writer::FanoutWriter;
 use iceberg::{Catalog, CatalogBuilder, NamespaceIdent, TableCreation, TableIdent};
@@ -358,21 +357,11 @@ impl IcebergSink {
     }
 
     fn new_writer(&mut self) -> Result<Writer> {
-        let metadata = self.table.metadata();
-        let location = DefaultLocationGenerator::new(metadata)
-            .map_err(|e| fatal(&self.name)(format!("data file locations: {e}")))?;
         // Named after the run: a file tells where it came from.
         self.writers += 1;
-        let names =
-            DefaultFileNameGenerator::new(format!("{}-{:06}", self.run, self.writers), None, DataFileFormat::Parquet);
-        let parquet = ParquetWriterBuilder::new(self.parquet.clone(), metadata.current_schema().clone());
-        let rolling = RollingFileWriterBuilder::new_with_default_file_size(
-            parquet,
-            self.table.file_io().clone(),
-            location,
-            names,
-        );
-        Ok(FanoutWriter::new(DataFileWriterBuilder::new(rolling)))
+        let prefix = format!("{}-{:06}", self.run, self.writers);
+        let files = data_files::files(&self.table, self.parquet.clone(), prefix).map_err(fatal(&self.name))?;
+        Ok(FanoutWriter::new(DataFileWriterBuilder::new(files)))
     }
 }
 

@@ -10,13 +10,11 @@ use arrow_array::RecordBatch;
 use arrow_schema::{Schema as ArrowSchema, SchemaRef};
 use iceberg::Catalog;
 use iceberg::arrow::{arrow_schema_to_schema_auto_assign_ids, schema_to_arrow_schema};
-use iceberg::spec::DataFileFormat;
 use iceberg::table::Table;
 use iceberg::transaction::{ApplyTransactionAction, Transaction};
 use iceberg::writer::base_writer::data_file_writer::{DataFileWriter, DataFileWriterBuilder};
 use iceberg::writer::file_writer::ParquetWriterBuilder;
 use iceberg::writer::file_writer::location_generator::{DefaultFileNameGenerator, DefaultLocationGenerator};
-use iceberg::writer::file_writer::rolling_writer::RollingFileWriterBuilder;
 use iceberg::writer::{IcebergWriter, IcebergWriterBuilder};
 
 use crate::{IcebergSinkConfig, prepare_location};
@@ -69,14 +67,9 @@ impl IcebergSinkConfig {
 /// Data files under the table's location, rolled at the default size,
 /// written as the table's properties say.
 async fn writer(table: &Table) -> Result<Writer, String> {
-    let metadata = table.metadata();
-    let properties = crate::data_files::writer_properties(metadata.properties())?;
-    let parquet = ParquetWriterBuilder::new(properties, metadata.current_schema().clone());
-    let names = DefaultFileNameGenerator::new("data".to_string(), None, DataFileFormat::Parquet);
-    let location = DefaultLocationGenerator::new(metadata).map_err(|e| e.to_string())?;
-    let rolling =
-        RollingFileWriterBuilder::new_with_default_file_size(parquet, table.file_io().clone(), location, names);
-    DataFileWriterBuilder::new(rolling).build(None).await.map_err(|e| e.to_string())
+    let properties = crate::data_files::writer_properties(table.metadata().properties())?;
+    let files = crate::data_files::files(table, properties, "data".to_string())?;
+    DataFileWriterBuilder::new(files).build(None).await.map_err(|e| e.to_string())
 }
 
 impl NewTable {
