@@ -261,6 +261,63 @@ fn as_of_never_gives_a_label_the_row_of_an_event_at_its_time() -> anyhow::Result
     Ok(())
 }
 
+/// Two views in one training set, each joined as if alone; one of them
+/// with every row of its table appended again by another writer (twins
+/// equal in every column, as a replayed write would leave them): still
+/// one row per label, with the features it had before.
+#[test]
+fn as_of_gives_each_label_one_row_of_each_view_even_from_a_table_with_twin_rows() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let s = |n: i64| T0 + n * SECOND;
+    let events: Vec<String> =
+        [("a", 10), ("a", 20), ("b", 30), ("a", 70), ("a", 130)].iter().map(|&(u, t)| event(u, s(t))).collect();
+    let closed = Pipeline::run(dir.path(), "closed", "{type: tumbling, size: 1m}", "{out_of_orderness: 0s}", &events)?;
+    let on_event = Pipeline::run(
+        dir.path(),
+        "on_event",
+        "{type: tumbling, size: 1m, trigger: event}",
+        "{out_of_orderness: 0s}",
+        &events,
+    )?;
+    let mut labels = String::from("user,at,label\n");
+    for (user, at, name) in
+        [("a", s(15), "a15"), ("a", s(60), "a60"), ("a", s(71), "a71"), ("b", s(90), "b90"), ("c", s(90), "c90")]
+    {
+        labels.push_str(&format!("{user},{at},{name}\n"));
+    }
+    // (label, closed's count, on_event's count), worked by hand: a closed
+    // window serves from its end; an event's row from 1 ms after it.
+    let want: Vec<(String, Option<i64>, Option<i64>)> = [
+        ("a15", None, Some(1)),
+        ("a60", Some(2), Some(2)),
+        ("a71", Some(2), Some(1)),
+        ("b90", Some(1), Some(1)),
+        ("c90", None, None),
+    ]
+    .iter()
+    .map(|&(l, c, e)| (format!("\"{l}\""), c, e))
+    .collect();
+    let both = |read: &Value| -> Vec<(String, Option<i64>, Option<i64>)> {
+        read["rows"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|r| (r["label"].to_string(), r["closed__count"].as_i64(), r["on_event__count"].as_i64()))
+            .collect()
+    };
+    let args = ["--full-feature-names", "--serving-delay", "0s"];
+    let (stdout, read) = training_set(dir.path(), &labels, &[&closed, &on_event], &args)?;
+    assert_eq!(both(&read), want, "{stdout}");
+
+    let appended =
+        common::python("iceberg_append_again.py", &[&on_event.warehouse.display().to_string(), &on_event.table])?;
+    assert_eq!(appended["after"], 2 * appended["before"].as_i64().unwrap_or(-1), "{appended}");
+    let (stdout, read) = training_set(dir.path(), &labels, &[&closed, &on_event], &args)?;
+    assert_eq!(both(&read), want, "{stdout}");
+    assert!(stdout.contains("5 labels, 5 rows written"), "{stdout}");
+    Ok(())
+}
+
 /// When a row of the table became available and how new it is, as
 /// `training` documents it, from the row as pyiceberg reads it.
 fn available_at(row: &Value, delay: i64) -> (i64, (i64, i64, i64)) {

@@ -53,9 +53,7 @@ pub(super) fn decode(view: &View, out: &Path, first_ms: Option<i64>) -> Result<(
         fields.push(Field::new(name, data_type, true));
     }
     let schema = Arc::new(Schema::new(fields));
-    let write_error = |e| Error::Write { path: out.to_path_buf(), source: e };
-    let file_out = std::fs::File::create(out).map_err(|e| Error::Scratch { path: out.to_path_buf(), source: e })?;
-    let mut writer = super::parquet_writer(file_out, schema.clone()).map_err(write_error)?;
+    let mut writer = super::ParquetFile::create(out, schema.clone())?;
     let mut builders = EventBuilders::new(&spec.fields());
     let (mut events, mut unreadable) = (0u64, 0u64);
     let now = crate::time::now_ms();
@@ -78,11 +76,11 @@ pub(super) fn decode(view: &View, out: &Path, first_ms: Option<i64>) -> Result<(
             }
         }
         if builders.len() >= BATCH_ROWS {
-            writer.write(&builders.finish(&schema).map_err(|e| failed(e.to_string()))?).map_err(write_error)?;
+            writer.write(&builders.finish(&schema).map_err(|e| failed(e.to_string()))?)?;
         }
     }
-    writer.write(&builders.finish(&schema).map_err(|e| failed(e.to_string()))?).map_err(write_error)?;
-    writer.close().map_err(write_error)?;
+    writer.write(&builders.finish(&schema).map_err(|e| failed(e.to_string()))?)?;
+    writer.close()?;
     Ok((events, unreadable))
 }
 

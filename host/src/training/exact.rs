@@ -28,14 +28,13 @@ use std::path::{Path, PathBuf};
 use datafusion::arrow::array::{Array, ArrayRef, BooleanArray, Float64Array, Int64Array, RecordBatch, StringArray};
 use datafusion::arrow::compute;
 use datafusion::arrow::datatypes::{DataType, SchemaRef};
-use datafusion::parquet::arrow::ArrowWriter;
 use datafusion::prelude::SessionContext;
 use futures_util::StreamExt;
 use sluice_sink_api::{EntityKey, FeatureRow, KeyType, Trigger};
 use sluice_sink_iceberg::Columns;
 
 use super::labels::{KEY_INT, KEY_TEXT, ROW};
-use super::{BATCH_ROWS, Error, View, ident};
+use super::{BATCH_ROWS, Error, ParquetFile, View, ident};
 use crate::decode::FieldType;
 use crate::source::SourceConfig;
 use crate::wasm::{self, AddGroup, Engine, Features, Instance, Module};
@@ -500,19 +499,16 @@ impl FieldColumn {
 
 /// Computed rows into a scratch Parquet file.
 struct Writer {
-    path: PathBuf,
     view: String,
     columns: Columns,
-    file: ArrowWriter<std::fs::File>,
+    file: ParquetFile,
     rows: Vec<FeatureRow>,
 }
 
 impl Writer {
     fn open(path: &Path, view: &str, columns: Columns, schema: SchemaRef) -> Result<Writer, Error> {
-        let file = std::fs::File::create(path).map_err(|e| Error::Scratch { path: path.to_path_buf(), source: e })?;
-        let file =
-            super::parquet_writer(file, schema).map_err(|e| Error::Write { path: path.to_path_buf(), source: e })?;
-        Ok(Writer { path: path.to_path_buf(), view: view.to_string(), columns, file, rows: Vec::new() })
+        let file = ParquetFile::create(path, schema)?;
+        Ok(Writer { view: view.to_string(), columns, file, rows: Vec::new() })
     }
 
     fn push(&mut self, row: FeatureRow) -> Result<(), Error> {
@@ -527,12 +523,11 @@ impl Writer {
         let batch =
             self.columns.batch(&self.rows).map_err(|message| Error::Table { view: self.view.clone(), message })?;
         self.rows.clear();
-        self.file.write(&batch).map_err(|e| Error::Write { path: self.path.clone(), source: e })
+        self.file.write(&batch)
     }
 
     fn close(mut self) -> Result<(), Error> {
         self.flush()?;
-        self.file.close().map_err(|e| Error::Write { path: self.path.clone(), source: e })?;
-        Ok(())
+        self.file.close()
     }
 }

@@ -107,18 +107,16 @@ pub(super) async fn prepare(spec: &LabelsSpec, int_keys: bool, dir: &Path) -> Re
     }
     let normalizer = Normalizer::new(spec, &input, int_keys)?;
     let out = dir.join("labels.parquet");
-    let file = std::fs::File::create(&out).map_err(|e| Error::Scratch { path: out.clone(), source: e })?;
-    let write_error = |e| Error::Write { path: out.clone(), source: e };
-    let mut writer = super::parquet_writer(file, normalizer.schema.clone()).map_err(write_error)?;
+    let mut writer = super::ParquetFile::create(&out, normalizer.schema.clone())?;
     let mut labels = Labels { path: out.clone(), columns, read: 0, bad: 0, listed: Vec::new() };
     let mut batches = frame.execute_stream().await.map_err(read_error)?;
     while let Some(batch) = batches.next().await {
         let batch = batch.map_err(read_error)?;
         let normalized = normalizer.batch(&batch, labels.read, &mut labels)?;
         labels.read += batch.num_rows() as u64;
-        writer.write(&normalized).map_err(write_error)?;
+        writer.write(&normalized)?;
     }
-    writer.close().map_err(write_error)?;
+    writer.close()?;
     Ok(labels)
 }
 

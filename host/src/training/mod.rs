@@ -8,10 +8,12 @@
 //! `--check-online` ([`skew`]) compares a sample of the online store's
 //! rows with the offline table and the exact recomputation.
 //!
-//! Reading and sorting are DataFusion's, over the labels file, the views'
-//! Iceberg tables and the decoded events; its sorts spill to disk under a
-//! memory limit. Each view is a sort and one pass over it (the exact
-//! mode's rows are then joined to the labels by row number).
+//! Reading, sorting and joining are DataFusion's, over the labels file,
+//! the views' Iceberg tables and the decoded events; its sorts spill to
+//! disk under a memory limit. Each view is a sort and one pass over it,
+//! giving a table of its rows by label row number (as-of: the picked
+//! rows' features fetched by a hash join); the labels then take every
+//! view's row by row number.
 
 mod as_of;
 mod events;
@@ -23,7 +25,8 @@ mod view;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use datafusion::arrow::array::{Array, BooleanArray};
+use datafusion::arrow::array::{Array, BooleanArray, RecordBatch};
+use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::error::DataFusionError;
 use datafusion::execution::memory_pool::FairSpillPool;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
@@ -219,14 +222,35 @@ const BATCH_ROWS: usize = 8_192;
 /// and a reader fetches a row group whole.
 const ROW_GROUP_BYTES: usize = 32 << 20;
 
-/// A writer of a scratch file or the training set to `file`, its row
-/// groups at most [`ROW_GROUP_BYTES`].
-fn parquet_writer(
-    file: std::fs::File,
-    schema: datafusion::arrow::datatypes::SchemaRef,
-) -> Result<ArrowWriter<std::fs::File>, ParquetError> {
-    let properties = WriterProperties::builder().set_max_row_group_bytes(Some(ROW_GROUP_BYTES)).build();
-    ArrowWriter::try_new(file, schema, Some(properties))
+/// A Parquet file being written (a scratch file or the training set),
+/// its row groups at most [`ROW_GROUP_BYTES`]; its errors name it.
+struct ParquetFile {
+    path: PathBuf,
+    writer: ArrowWriter<std::fs::File>,
+}
+
+impl ParquetFile {
+    /// A new scratch file at `path`.
+    fn create(path: &std::path::Path, schema: SchemaRef) -> Result<ParquetFile, Error> {
+        let file = std::fs::File::create(path).map_err(|e| Error::Scratch { path: path.to_path_buf(), source: e })?;
+        ParquetFile::new(path, file, schema)
+    }
+
+    /// Parquet into `file`, created at `path`.
+    fn new(path: &std::path::Path, file: std::fs::File, schema: SchemaRef) -> Result<ParquetFile, Error> {
+        let properties = WriterProperties::builder().set_max_row_group_bytes(Some(ROW_GROUP_BYTES)).build();
+        let writer = ArrowWriter::try_new(file, schema, Some(properties))
+            .map_err(|e| Error::Write { path: path.to_path_buf(), source: e })?;
+        Ok(ParquetFile { path: path.to_path_buf(), writer })
+    }
+
+    fn write(&mut self, batch: &RecordBatch) -> Result<(), Error> {
+        self.writer.write(batch).map_err(|e| Error::Write { path: self.path.clone(), source: e })
+    }
+
+    fn close(self) -> Result<(), Error> {
+        self.writer.close().map(|_| ()).map_err(|e| Error::Write { path: self.path, source: e })
+    }
 }
 
 /// A query's column of another type than this module asks of it: a bug
@@ -274,15 +298,14 @@ fn found_flag(i: usize) -> String {
 }
 
 /// Rows in the batches the queries pass between their operators, unless
-/// [`BATCH_SIZE_VARIABLE`] says. Rows carry lists, so a batch is
-/// megabytes, and a sort that spilled holds batches of every spilled run
-/// outside its pool while it merges them; the runs are as many as the
-/// table is larger than the memory limit. At DataFusion's default (8,192)
-/// 512 MiB peaked as 2048 did. At 1,024 the limit moves the peak, but a
-/// table far larger than the limit still raises it (1.0 GB for 4 million
-/// clicks, 1.3–1.4 for 8, at 512 MiB); 256 keeps it flat (0.56, 0.59)
-/// but makes the in-memory sorts of the default limit half as slow again.
-/// README, Performance, "Training sets".
+/// [`BATCH_SIZE_VARIABLE`] says. Rows carrying lists make a batch
+/// megabytes, and a sort that spilled holds a batch of every spilled run
+/// outside its pool while it merges them. As-of no longer sorts the
+/// features (its peak is flat in the table at this size); the sorts that
+/// still carry them (the labels' final join, the exact mode's rows) are
+/// as large as the labels. At DataFusion's default (8,192) 512 MiB peaked
+/// as 2048 did; 256 is flatter still but makes in-memory sorts half as
+/// slow again. README, Performance, "Training sets".
 const QUERY_BATCH_ROWS: usize = 1_024;
 const BATCH_SIZE_VARIABLE: &str = "DATAFUSION_EXECUTION_BATCH_SIZE";
 
@@ -365,31 +388,21 @@ pub async fn build_with(spec: &Spec, engine: &Engine, progress: &Progress) -> Re
         labels.columns.iter().map(|c| (c.clone(), "the labels".to_string())).collect();
     let mut views = Vec::new();
     let mut computed = Vec::new();
-    let mut labelled = "labels".to_string();
     for (i, view) in spec.views.iter().enumerate() {
         let verb = match spec.mode {
             Mode::AsOf => "joining",
             Mode::Exact => "computing the windows of",
         };
         progress.enter(format!("{verb} view `{}` ({} of {})", view.name, i + 1, spec.views.len()));
-        let (features, clauses, found, sources) = match spec.mode {
+        let (table, path, features) = match spec.mode {
             Mode::AsOf => {
                 let features = register_table(&ctx, i, view).await?;
-                let out = scratch.path().join(format!("as_of_{i}.parquet"));
-                as_of::join(i, view, &features, &ctx, &labelled, &spec.labels.time, &out).await?;
-                // The labels with this view's features are the next view's.
-                labelled = format!("labelled_{i}");
-                let path = out.to_string_lossy().into_owned();
-                ctx.register_parquet(&labelled, &path, Default::default()).await.map_err(Error::Query)?;
-                let sources: Vec<String> =
-                    (0..features.len()).map(|j| format!("l.{}", ident(&as_of::feature_column(i, j)))).collect();
-                (features, String::new(), format!("l.{}", as_of::found_column(i)), sources)
+                let path = as_of::join(i, view, &features, &ctx, "labels", &spec.labels.time, scratch.path()).await?;
+                (as_of::rows(i), path, features)
             }
             Mode::Exact => {
                 let module = exact::module(view, engine)?;
                 let done = exact::compute(i, view, &module, &ctx, &spec.labels.time, scratch.path()).await?;
-                let path = done.path.to_string_lossy().into_owned();
-                ctx.register_parquet(exact::table(i), &path, Default::default()).await.map_err(Error::Query)?;
                 computed.push(Computed {
                     view: view.name.clone(),
                     events: done.events,
@@ -397,11 +410,15 @@ pub async fn build_with(spec: &Spec, engine: &Engine, progress: &Progress) -> Re
                     windows: done.windows,
                     failed: done.failed,
                 });
-                let clauses = format!(" LEFT JOIN {} r{i} ON r{i}.key = l.{}", exact::table(i), labels::ROW);
-                let sources: Vec<String> = done.features.iter().map(|f| format!("r{i}.{}", ident(f))).collect();
-                (done.features, clauses, format!("r{i}.key IS NOT NULL"), sources)
+                (exact::table(i), done.path, done.features)
             }
         };
+        // Either mode's rows: `key` is the label's row number.
+        let path = path.to_string_lossy().into_owned();
+        ctx.register_parquet(&table, &path, Default::default()).await.map_err(Error::Query)?;
+        let clauses = format!(" LEFT JOIN {table} r{i} ON r{i}.key = l.{}", labels::ROW);
+        let found = format!("r{i}.key IS NOT NULL");
+        let sources: Vec<String> = features.iter().map(|f| format!("r{i}.{}", ident(f))).collect();
         tracing::info!(view = %view.name, "joined a view");
         let mut columns = Vec::new();
         for (feature, source) in features.into_iter().zip(sources) {
@@ -416,7 +433,7 @@ pub async fn build_with(spec: &Spec, engine: &Engine, progress: &Progress) -> Re
         progress.joined();
     }
     progress.enter(format!("writing {}", spec.out));
-    let sql = joined_sql(&labelled, &labels.columns, &views);
+    let sql = joined_sql("labels", &labels.columns, &views);
     let (written, without_row) = write_joined(&ctx, &sql, views.len(), spec).await?;
     progress.enter("done".to_string());
     Ok(Report {
@@ -468,22 +485,17 @@ async fn write_joined(ctx: &SessionContext, sql: &str, views: usize, spec: &Spec
 
 /// A destination being written.
 enum Output {
-    Parquet { path: PathBuf, writer: Box<ArrowWriter<std::fs::File>> },
+    Parquet(Box<ParquetFile>),
     Table { writing: Box<NewTable>, name: String },
 }
 
 impl Output {
-    async fn open(
-        destination: &Destination,
-        schema: &datafusion::arrow::datatypes::SchemaRef,
-    ) -> Result<Output, Error> {
+    async fn open(destination: &Destination, schema: &SchemaRef) -> Result<Output, Error> {
         Ok(match destination {
             Destination::Parquet(path) => {
                 let file =
                     std::fs::File::create(path).map_err(|e| Error::Create { path: path.to_path_buf(), source: e })?;
-                let writer = parquet_writer(file, schema.clone())
-                    .map_err(|e| Error::Write { path: path.to_path_buf(), source: e })?;
-                Output::Parquet { path: path.clone(), writer: Box::new(writer) }
+                Output::Parquet(Box::new(ParquetFile::new(path, file, schema.clone())?))
             }
             Destination::Table(table) => {
                 let name = destination.to_string();
@@ -496,11 +508,9 @@ impl Output {
         })
     }
 
-    async fn write(&mut self, batch: &datafusion::arrow::array::RecordBatch) -> Result<(), Error> {
+    async fn write(&mut self, batch: &RecordBatch) -> Result<(), Error> {
         match self {
-            Output::Parquet { path, writer } => {
-                writer.write(batch).map_err(|e| Error::Write { path: path.clone(), source: e })
-            }
+            Output::Parquet(file) => file.write(batch),
             Output::Table { writing, name } => {
                 writing.write(batch).await.map_err(|message| Error::Destination { name: name.clone(), message })
             }
@@ -511,9 +521,7 @@ impl Output {
     /// summary says how the set was built).
     async fn close(self, spec: &Spec) -> Result<(), Error> {
         match self {
-            Output::Parquet { path, writer } => {
-                writer.close().map(|_| ()).map_err(|e| Error::Write { path, source: e })
-            }
+            Output::Parquet(file) => file.close(),
             Output::Table { writing, name } => {
                 let mode = match spec.mode {
                     Mode::AsOf => "as-of",

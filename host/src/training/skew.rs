@@ -369,12 +369,9 @@ fn write_labels(at: &[(String, i64)], path: &Path) -> Result<(), Error> {
     let keys = StringArray::from_iter_values(at.iter().map(|(k, _)| k.as_str()));
     let times = Int64Array::from_iter_values(at.iter().map(|(_, t)| *t));
     let batch = RecordBatch::try_new(schema.clone(), vec![Arc::new(keys), Arc::new(times)]).map_err(arrow_error)?;
-    let file = std::fs::File::create(path).map_err(|e| Error::Scratch { path: path.to_path_buf(), source: e })?;
-    let write_error = |e| Error::Write { path: path.to_path_buf(), source: e };
-    let mut writer = super::parquet_writer(file, schema).map_err(write_error)?;
-    writer.write(&batch).map_err(write_error)?;
-    writer.close().map_err(write_error)?;
-    Ok(())
+    let mut writer = super::ParquetFile::create(path, schema)?;
+    writer.write(&batch)?;
+    writer.close()
 }
 
 /// `batch`'s rows as JSON objects, nulls included: the form the online

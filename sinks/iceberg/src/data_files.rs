@@ -1,5 +1,7 @@
 //! How a table's Parquet data files are written: the writer's settings
-//! from the table's `write.parquet.*` properties, with Iceberg's defaults.
+//! from the table's `write.parquet.*` properties, with Iceberg's defaults
+//! (`writer_properties`), and the writer that rolls files under the
+//! table's location with them (`files`), for the sink and `NewTable`.
 //!
 //! The iceberg crate's writer takes parquet-rs's own defaults otherwise: a
 //! row group of up to a million rows, uncompressed. A file of feature rows
