@@ -9,10 +9,11 @@
 //! (its windows/s are the online path's figure); the labels once (a CSV
 //! file: a user, a time uniform over the clicks' span and ten minutes
 //! after, a carried outcome). Then each mode runs as the binary, in a
-//! process of its own, with the default memory limit and with 256 MiB
-//! (its sorts spill): wall time, labels/s and the process's peak resident
-//! memory (sampled every 20 ms) of each. The exact mode's labels/s are
-//! label-windows computed per second, against the pipeline's windows/s.
+//! process of its own, with the default memory limit (2048 MiB) and with
+//! 512 MiB (its sorts spill): wall time, labels/s and the process's peak
+//! resident memory (sampled every 20 ms) of each. The exact mode's
+//! labels/s are label-windows computed per second, against the
+//! pipeline's windows/s.
 
 mod common;
 

@@ -1,7 +1,8 @@
 //! A Python module (transforms/misbehave-python, built with the Python
 //! SDK) among ordinary windows: a window whose code raises is a dead letter
-//! carrying the Python traceback; one that loops or allocates without
-//! bound is stopped by the host's deadline or memory limit; only those
+//! carrying the Python traceback; one that loops is stopped by the host's
+//! deadline, one that asks for more memory than its limit by the limit
+//! (a trap, not a Python `MemoryError` its code could catch); only those
 //! windows are lost, and the instance is rebuilt. A set's iteration order
 //! (the interpreter's hash seed) is the same on every instance and run.
 

@@ -27,8 +27,23 @@ struct Pipeline {
     table: String,
 }
 
+/// The hand-made events' settings: keyed by `user`, as text.
+const EVENTS: &str = "{key: user, timestamp: {field: ts, format: millis}}";
+
 impl Pipeline {
     fn run(dir: &Path, name: &str, window: &str, time: &str, events: &[String]) -> anyhow::Result<Pipeline> {
+        Pipeline::run_with(dir, name, EVENTS, window, time, events)
+    }
+
+    /// [`Pipeline::run`] with the manifest's `events` settings `settings`.
+    fn run_with(
+        dir: &Path,
+        name: &str,
+        settings: &str,
+        window: &str,
+        time: &str,
+        events: &[String],
+    ) -> anyhow::Result<Pipeline> {
         let input = dir.join(format!("{name}.jsonl"));
         std::fs::write(&input, events.join("\n") + "\n")?;
         let warehouse = dir.join("warehouse");
@@ -41,7 +56,7 @@ impl Pipeline {
             format!(
                 "name: {name}\n\
                  source: {{type: file, path: '{input}'}}\n\
-                 events: {{key: user, timestamp: {{field: ts, format: millis}}}}\n\
+                 events: {settings}\n\
                  time: {time}\n\
                  window: {window}\n\
                  transform: {{module: '{module}'}}\n\
@@ -315,6 +330,60 @@ fn as_of_gives_each_label_one_row_of_each_view_even_from_a_table_with_twin_rows(
     let (stdout, read) = training_set(dir.path(), &labels, &[&closed, &on_event], &args)?;
     assert_eq!(both(&read), want, "{stdout}");
     assert!(stdout.contains("5 labels, 5 rows written"), "{stdout}");
+    Ok(())
+}
+
+/// A view keyed by integers (`events.key_type: int`, a `long` key
+/// column): labels find their key's rows as with text keys, keys ordered
+/// as numbers (7 < 42 < 100) where their text would not be; a label whose
+/// key is not an integer is reported with its row number.
+#[test]
+fn as_of_joins_a_view_keyed_by_integers() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let s = |n: i64| T0 + n * SECOND;
+    let events: Vec<String> = [(7, 10), (7, 20), (42, 30), (100, 40), (7, 70)]
+        .iter()
+        .map(|&(user, t)| format!(r#"{{"user": {user}, "ts": {}}}"#, s(t)))
+        .collect();
+    let settings = "{key: user, key_type: int, timestamp: {field: ts, format: millis}}";
+    let window = "{type: tumbling, size: 1m}";
+    let ints = Pipeline::run_with(dir.path(), "ints", settings, window, "{out_of_orderness: 0s}", &events)?;
+    let keys: Vec<Option<i64>> = ints.rows()?.iter().map(|r| r["key"].as_i64()).collect();
+    assert!(keys.len() == 4 && keys.iter().all(Option::is_some), "a long key column: {keys:?}");
+    let mut labels = String::from("user,at,label\n");
+    for (user, at, name) in [
+        ("7", s(60) - 1, "7-before"),
+        ("7", s(60), "7-first"),
+        ("42", s(60), "42-first"),
+        ("100", s(60), "100-first"),
+        ("7", s(120), "7-second"),
+        ("8", s(120), "8-none"),
+        ("seven", s(120), "not-an-int"),
+    ] {
+        labels.push_str(&format!("{user},{at},{name}\n"));
+    }
+    let (stdout, read) = training_set(dir.path(), &labels, &[&ints], &["--serving-delay", "0s"])?;
+    let got: Vec<(String, Option<i64>)> = read["rows"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|r| (r["label"].as_str().unwrap_or("").to_string(), r["count"].as_i64()))
+        .collect();
+    // Worked by hand: 7 has 2 events in the first minute and 1 in the
+    // second, 42 and 100 one each in the first, 8 none.
+    let want: Vec<(String, Option<i64>)> = [
+        ("7-before", None),
+        ("7-first", Some(2)),
+        ("42-first", Some(1)),
+        ("100-first", Some(1)),
+        ("7-second", Some(1)),
+        ("8-none", None),
+    ]
+    .iter()
+    .map(|&(l, c)| (l.to_string(), c))
+    .collect();
+    assert_eq!(got, want, "{stdout}");
+    assert!(stdout.contains("row 7: its key `seven` is not an integer"), "{stdout}");
     Ok(())
 }
 

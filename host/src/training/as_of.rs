@@ -45,7 +45,7 @@ use datafusion::prelude::{DataFrame, Expr, SessionContext, cast, lit};
 use futures_util::StreamExt;
 use sluice_sink_api::KeyType;
 
-use super::labels::{KEY_INT, KEY_TEXT, ROW, UTC};
+use super::labels::{KEY_INT, KEY_TEXT, ROW, TABLE as LABELS, UTC};
 use super::{Error, View};
 
 /// The name of view `i`'s table in the session.
@@ -81,20 +81,19 @@ fn query(e: datafusion::arrow::error::ArrowError) -> Error {
     Error::Query(datafusion::error::DataFusionError::ArrowError(Box::new(e), None))
 }
 
-/// Join view `i` (its table registered, its `features`) to the labels
-/// (the session's table `labels`, `time` their time column): the rows
-/// of [`rows`], written into `scratch`.
+/// Join view `i` (its table registered, its `features`) to the
+/// session's labels (`time` their time column): the rows of [`rows`],
+/// written into `scratch`.
 pub(super) async fn join(
     i: usize,
     view: &View,
     features: &[String],
     ctx: &SessionContext,
-    labels: &str,
     time: &str,
     scratch: &Path,
 ) -> Result<PathBuf, Error> {
     let picked_path = scratch.join(format!("{}.parquet", picked(i)));
-    pick(i, view, ctx, labels, time, &picked_path).await?;
+    pick(i, view, ctx, time, &picked_path).await?;
     let path = picked_path.to_string_lossy().into_owned();
     ctx.register_parquet(picked(i), &path, Default::default()).await.map_err(Error::Query)?;
     let out = scratch.join(format!("{}.parquet", rows(i)));
@@ -115,6 +114,14 @@ fn newness(view: &View, rows: &DataFrame) -> Result<[Expr; 4], Error> {
     ])
 }
 
+/// The picked rows: a label's row number, then its row's key and newness
+/// (the names [`newness`] gives them).
+fn picked_schema(view: &View) -> SchemaRef {
+    let mut fields = vec![Field::new(LABEL, DataType::Int64, false), Field::new(KEY, key_type(view), false)];
+    fields.extend(NEWNESS.map(|name| Field::new(name, DataType::Int64, false)));
+    Arc::new(Schema::new(fields))
+}
+
 fn key_type(view: &View) -> DataType {
     match view.key_type {
         KeyType::String => DataType::Utf8,
@@ -125,9 +132,9 @@ fn key_type(view: &View) -> DataType {
 /// Sort the view's rows' and the labels' narrow columns together and
 /// write each label's newest available row, named by its newness, into
 /// `out`.
-async fn pick(i: usize, view: &View, ctx: &SessionContext, labels: &str, time: &str, out: &Path) -> Result<(), Error> {
+async fn pick(i: usize, view: &View, ctx: &SessionContext, time: &str, out: &Path) -> Result<(), Error> {
     let rows = ctx.table(table(i)).await.map_err(Error::Query)?;
-    let labelled = ctx.table(labels).await.map_err(Error::Query)?;
+    let labelled = ctx.table(LABELS).await.map_err(Error::Query)?;
     let delay = view.serving_delay_ms.max(0);
     let utc = DataType::Timestamp(TimeUnit::Microsecond, Some(UTC.into()));
     let available = rows
@@ -169,13 +176,7 @@ async fn pick(i: usize, view: &View, ctx: &SessionContext, labels: &str, time: &
     let merged = rows.union(labelled).and_then(|u| u.sort(order)).map_err(Error::Query)?;
     let mut stream = merged.execute_stream().await.map_err(Error::Query)?;
 
-    let schema: SchemaRef = Arc::new(Schema::new(vec![
-        Field::new(LABEL, DataType::Int64, false),
-        Field::new(KEY, key_type(view), false),
-        Field::new(NEWNESS[0], DataType::Int64, false),
-        Field::new(NEWNESS[1], DataType::Int64, false),
-        Field::new(NEWNESS[2], DataType::Int64, false),
-    ]));
+    let schema = picked_schema(view);
     let mut writer = super::ParquetFile::create(out, schema.clone())?;
     let mut pass = Pass::default();
     while let Some(batch) = stream.next().await {
@@ -217,7 +218,10 @@ async fn fetch(i: usize, view: &View, features: &[String], ctx: &SessionContext,
         let labels = batch.column(0).as_any().downcast_ref::<Int64Array>().ok_or_else(|| super::unexpected("key"))?;
         let mut first = Vec::with_capacity(labels.len());
         for &label in labels.values() {
-            let at = usize::try_from(label).map_err(|_| super::unexpected("key"))?;
+            let at = usize::try_from(label).map_err(|_| {
+                let bug = format!("a picked row names label row {label}: row numbers count from 0");
+                Error::Query(datafusion::error::DataFusionError::Internal(bug))
+            })?;
             if at >= fetched.len() {
                 fetched.resize((at + 1).max(fetched.len() * 2), false);
             }

@@ -33,7 +33,7 @@ use futures_util::StreamExt;
 use sluice_sink_api::{EntityKey, FeatureRow, KeyType, Trigger};
 use sluice_sink_iceberg::Columns;
 
-use super::labels::{KEY_INT, KEY_TEXT, ROW};
+use super::labels::{KEY_INT, KEY_TEXT, ROW, TABLE as LABELS};
 use super::{BATCH_ROWS, Error, ParquetFile, View, ident};
 use crate::decode::FieldType;
 use crate::source::SourceConfig;
@@ -72,7 +72,7 @@ pub(super) fn module(view: &View, engine: &Engine) -> Result<Module, Error> {
         .map_err(|e| Error::Table { view: view.name.clone(), message: format!("its module: {e}") })
 }
 
-/// Compute view `i`'s window at each label of the session's `labels`
+/// Compute view `i`'s window at each label of the session's labels
 /// (`time` their time column) into `scratch`, with the view's `module`.
 pub(super) async fn compute(
     i: usize,
@@ -126,7 +126,7 @@ pub(super) async fn compute(
            SELECT key, t, 1 AS side, seq, CAST(NULL AS BIGINT) AS label_row{event_fields} FROM {events} \
            UNION ALL \
            SELECT {label_key} AS key, CAST(ceil(CAST({time} AS BIGINT) / 1000.0) AS BIGINT) AS t, 0 AS side, \
-             CAST(NULL AS BIGINT) AS seq, {ROW} AS label_row{label_fields} FROM labels) \
+             CAST(NULL AS BIGINT) AS seq, {ROW} AS label_row{label_fields} FROM {LABELS}) \
          ORDER BY key, t, side, seq",
         events = events_table(i),
         time = ident(time),
@@ -152,7 +152,7 @@ pub(super) async fn compute(
 /// The first label's time in milliseconds (`None` without labels): where
 /// a topic's history must begin.
 async fn first_label_ms(ctx: &SessionContext, time: &str) -> Result<Option<i64>, Error> {
-    let sql = format!("SELECT min(CAST({} AS BIGINT)) FROM labels", ident(time));
+    let sql = format!("SELECT min(CAST({} AS BIGINT)) FROM {LABELS}", ident(time));
     let batches = ctx.sql(&sql).await.map_err(Error::Query)?.collect().await.map_err(Error::Query)?;
     let Some(first) = batches.iter().find(|b| b.num_rows() > 0) else {
         return Ok(None);

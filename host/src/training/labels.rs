@@ -19,6 +19,8 @@ use super::Error;
 
 /// The time zone of every time the join compares: Iceberg's (UTC).
 pub(super) const UTC: &str = "+00:00";
+/// The labels' table in a training set's query session.
+pub(super) const TABLE: &str = "labels";
 /// The columns the join adds to the labels'.
 pub(super) const ROW: &str = "__label_row";
 pub(super) const KEY_TEXT: &str = "__key";
@@ -58,6 +60,14 @@ pub(super) struct Labels {
     pub bad: u64,
     /// The first [`LISTED`] of them.
     pub listed: Vec<BadLabel>,
+}
+
+impl Labels {
+    /// Register them as the session's [`TABLE`].
+    pub async fn register(&self, ctx: &SessionContext) -> Result<(), Error> {
+        let path = self.path.to_string_lossy().into_owned();
+        ctx.register_parquet(TABLE, &path, Default::default()).await.map_err(Error::Query)
+    }
 }
 
 /// Read the labels of `spec` into `dir/labels.parquet`, with integer keys

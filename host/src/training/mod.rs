@@ -276,10 +276,9 @@ struct Join {
     columns: Vec<(String, String)>,
 }
 
-/// The training set: the labels' columns (of the session's table
-/// `labels`), then each view's features, then a `__found_{i}` flag per
-/// view, in the labels' order.
-fn joined_sql(labels: &str, columns: &[String], views: &[Join]) -> String {
+/// The training set: the labels' `columns`, then each view's features,
+/// then a `__found_{i}` flag per view, in the labels' order.
+fn joined_sql(columns: &[String], views: &[Join]) -> String {
     let mut select: Vec<String> = columns.iter().map(|c| format!("l.{}", ident(c))).collect();
     let mut joins = String::new();
     for (i, view) in views.iter().enumerate() {
@@ -289,7 +288,7 @@ fn joined_sql(labels: &str, columns: &[String], views: &[Join]) -> String {
         select.push(format!("{} AS {}", view.found, found_flag(i)));
         joins.push_str(&view.clauses);
     }
-    format!("SELECT {} FROM {labels} l{joins} ORDER BY l.{}", select.join(", "), labels::ROW)
+    format!("SELECT {} FROM {} l{joins} ORDER BY l.{}", select.join(", "), labels::TABLE, labels::ROW)
 }
 
 /// The flag column of view `i` in [`joined_sql`].
@@ -380,8 +379,7 @@ pub async fn build_with(spec: &Spec, engine: &Engine, progress: &Progress) -> Re
     tracing::info!(labels = labels.read, unreadable = labels.bad, "read the labels");
 
     let ctx = session(spec.memory_limit)?;
-    let path = labels.path.to_string_lossy().into_owned();
-    ctx.register_parquet("labels", &path, Default::default()).await.map_err(Error::Query)?;
+    labels.register(&ctx).await?;
 
     // Which column each feature becomes, clashes refused.
     let mut taken: std::collections::BTreeMap<String, String> =
@@ -397,7 +395,7 @@ pub async fn build_with(spec: &Spec, engine: &Engine, progress: &Progress) -> Re
         let (table, path, features) = match spec.mode {
             Mode::AsOf => {
                 let features = register_table(&ctx, i, view).await?;
-                let path = as_of::join(i, view, &features, &ctx, "labels", &spec.labels.time, scratch.path()).await?;
+                let path = as_of::join(i, view, &features, &ctx, &spec.labels.time, scratch.path()).await?;
                 (as_of::rows(i), path, features)
             }
             Mode::Exact => {
@@ -433,7 +431,7 @@ pub async fn build_with(spec: &Spec, engine: &Engine, progress: &Progress) -> Re
         progress.joined();
     }
     progress.enter(format!("writing {}", spec.out));
-    let sql = joined_sql("labels", &labels.columns, &views);
+    let sql = joined_sql(&labels.columns, &views);
     let (written, without_row) = write_joined(&ctx, &sql, views.len(), spec).await?;
     progress.enter("done".to_string());
     Ok(Report {

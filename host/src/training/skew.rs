@@ -331,8 +331,7 @@ async fn recompute(
     write_labels(at, &asked)?;
     let spec = LabelsSpec { path: asked, key: "key".to_string(), time: "at".to_string() };
     let labels = labels::prepare(&spec, view.key_type == KeyType::Int, scratch).await?;
-    let path = labels.path.to_string_lossy().into_owned();
-    ctx.register_parquet("labels", &path, Default::default()).await.map_err(Error::Query)?;
+    labels.register(ctx).await?;
     let done = exact::compute(0, view, module, ctx, &spec.time, scratch).await?;
 
     let path = done.path.to_string_lossy().into_owned();

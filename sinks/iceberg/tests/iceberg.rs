@@ -98,6 +98,16 @@ impl Table {
         Ok(Table { dir: tempfile::tempdir()?, key_type: KeyType::String, catalog: None })
     }
 
+    /// A new table holding rows 0..3, committed by run `run-a`'s first
+    /// checkpoint.
+    async fn with_three_rows() -> anyhow::Result<Table> {
+        let t = Table::new()?;
+        let mut sink = t.open("run-a", &[]).await?;
+        write(&mut sink, 0..3).await?;
+        checkpointed(&mut sink, 1).await?;
+        Ok(t)
+    }
+
     fn warehouse(&self) -> PathBuf {
         self.dir.path().join("warehouse")
     }
@@ -343,11 +353,7 @@ async fn a_failed_checkpoint_is_published_with_the_next() -> anyhow::Result<()> 
 
 #[tokio::test]
 async fn a_table_whose_columns_do_not_match_the_features_is_refused() -> anyhow::Result<()> {
-    let t = Table::new()?;
-    let mut sink = t.open("run-a", &[]).await?;
-    write(&mut sink, 0..3).await?;
-    checkpointed(&mut sink, 1).await?;
-    drop(sink);
+    let t = Table::with_three_rows().await?;
     let retyped = vec![spec("count", FeatureType::Float, false), spec("sum", FeatureType::Float, false)];
     let schema = Arc::new(FeatureSchema::new(retyped).map_err(anyhow::Error::msg)?);
     let err = t.open_with("run-b", &[], schema).await.err().map(|e| e.to_string()).unwrap_or_default();
@@ -446,11 +452,7 @@ fn layouts(t: &Table) -> anyhow::Result<Vec<Layout>> {
 /// open, naming the property.
 #[tokio::test]
 async fn data_files_are_written_as_the_tables_properties_say() -> anyhow::Result<()> {
-    let t = Table::new()?;
-    let mut sink = t.open("run-a", &[]).await?;
-    write(&mut sink, 0..3).await?;
-    checkpointed(&mut sink, 1).await?;
-    drop(sink);
+    let t = Table::with_three_rows().await?;
     let first = layouts(&t)?;
     assert!(!first.is_empty());
     for file in &first {
