@@ -7,7 +7,8 @@ window's key:
 - `hog`: asks for a gibibyte, far past the memory limit the tests set
   (the limit must stop it; at once, so that the deadline never gets there
   first, however loaded the machine: a hoard grown a mebibyte at a time
-  took 20-40 ms and once, on a loaded machine, outran a 500 ms deadline);
+  took 20-40 ms, and once, on a loaded machine, ran past a 500 ms
+  deadline);
 - `set-order`: returns 50 strings in a set's iteration order (which
   depends on the interpreter's hash seed: the same on every instance and
   run of one build);
