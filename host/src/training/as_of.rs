@@ -94,8 +94,7 @@ pub(super) async fn join(
 ) -> Result<PathBuf, Error> {
     let picked_path = scratch.join(format!("{}.parquet", picked(i)));
     pick(i, view, ctx, time, &picked_path).await?;
-    let path = picked_path.to_string_lossy().into_owned();
-    ctx.register_parquet(picked(i), &path, Default::default()).await.map_err(Error::Query)?;
+    super::register_file(ctx, &picked(i), &picked_path).await?;
     let out = scratch.join(format!("{}.parquet", rows(i)));
     fetch(i, view, features, ctx, &out).await?;
     Ok(out)

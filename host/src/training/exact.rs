@@ -100,8 +100,7 @@ pub(super) async fn compute(
             .await
             .map_err(|e| failed(format!("reading its events: {e}")))??
     };
-    let path = events_path.to_string_lossy().into_owned();
-    ctx.register_parquet(events_table(i), &path, Default::default()).await.map_err(Error::Query)?;
+    super::register_file(ctx, &events_table(i), &events_path).await?;
 
     let fields = spec.fields();
     let null_of = |ty: FieldType| match ty {

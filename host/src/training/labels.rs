@@ -65,8 +65,7 @@ pub(super) struct Labels {
 impl Labels {
     /// Register them as the session's [`TABLE`].
     pub async fn register(&self, ctx: &SessionContext) -> Result<(), Error> {
-        let path = self.path.to_string_lossy().into_owned();
-        ctx.register_parquet(TABLE, &path, Default::default()).await.map_err(Error::Query)
+        super::register_file(ctx, TABLE, &self.path).await
     }
 }
 

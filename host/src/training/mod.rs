@@ -253,6 +253,11 @@ impl ParquetFile {
     }
 }
 
+/// Make the scratch Parquet file at `path` the session's table `name`.
+async fn register_file(ctx: &SessionContext, name: &str, path: &std::path::Path) -> Result<(), Error> {
+    ctx.register_parquet(name, path.to_string_lossy().as_ref(), Default::default()).await.map_err(Error::Query)
+}
+
 /// A query's column of another type than this module asks of it: a bug
 /// here, not in the input.
 fn unexpected(column: &str) -> Error {
@@ -412,8 +417,7 @@ pub async fn build_with(spec: &Spec, engine: &Engine, progress: &Progress) -> Re
             }
         };
         // Either mode's rows: `key` is the label's row number.
-        let path = path.to_string_lossy().into_owned();
-        ctx.register_parquet(&table, &path, Default::default()).await.map_err(Error::Query)?;
+        register_file(&ctx, &table, &path).await?;
         let clauses = format!(" LEFT JOIN {table} r{i} ON r{i}.key = l.{}", labels::ROW);
         let found = format!("r{i}.key IS NOT NULL");
         let sources: Vec<String> = features.iter().map(|f| format!("r{i}.{}", ident(f))).collect();
